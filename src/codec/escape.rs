@@ -1,0 +1,130 @@
+//! Header escaping, which differs per protocol version (spec 1.2, "Value Encoding").
+//!
+//! | seq  | 1.0  | 1.1   | 1.2 |
+//! |------|------|-------|-----|
+//! | `\n` | none | LF    | LF  |
+//! | `\c` | none | `:`   | `:` |
+//! | `\\` | none | `\`   | `\` |
+//! | `\r` | none | error | CR  |
+//!
+//! Any other escape is a fatal error in 1.1 and 1.2. CONNECT, STOMP and CONNECTED frames are
+//! never escaped, whatever the version.
+
+use std::borrow::Cow;
+
+use super::{Command, Version};
+
+/// Which escaping rules apply to one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escaping {
+    /// No escapes: STOMP 1.0, and CONNECT/STOMP/CONNECTED frames of any version.
+    None,
+    /// `\n`, `\c`, `\\`.
+    V1_1,
+    /// `\n`, `\c`, `\\`, `\r`.
+    V1_2,
+}
+
+impl Escaping {
+    /// The rules for a frame with `command` on a session speaking `version`.
+    pub fn for_frame(version: Version, command: Command) -> Escaping {
+        if command.exempt_from_escaping() {
+            return Escaping::None;
+        }
+        match version {
+            Version::V1_0 => Escaping::None,
+            Version::V1_1 => Escaping::V1_1,
+            Version::V1_2 => Escaping::V1_2,
+        }
+    }
+}
+
+/// Why a header could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EscapeError {
+    /// A backslash followed by something the version does not define (or by nothing).
+    Undefined(String),
+    /// The bytes are not UTF-8 (STOMP 1.1+ headers are UTF-8; we ask the same of 1.0).
+    NotUtf8,
+}
+
+/// Decodes one header name or value. Returns the input borrowed when there is nothing to do.
+pub fn unescape(raw: &[u8], escaping: Escaping) -> Result<Cow<'_, str>, EscapeError> {
+    let text = std::str::from_utf8(raw).map_err(|_| EscapeError::NotUtf8)?;
+    if escaping == Escaping::None || !raw.contains(&b'\\') {
+        return Ok(Cow::Borrowed(text));
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('c') => out.push(':'),
+            Some('\\') => out.push('\\'),
+            Some('r') if escaping == Escaping::V1_2 => out.push('\r'),
+            Some(other) => return Err(EscapeError::Undefined(format!("\\{other}"))),
+            None => return Err(EscapeError::Undefined("\\".to_string())),
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// Appends `text` to `out`, escaped for `escaping`. With [`Escaping::None`] a raw LF or CR would
+/// end the header line early, so those two (and a `:` in a header name) are still written as
+/// `\n`, `\r` and `\c`: a 1.0 peer sees the escape text rather than a broken frame.
+pub fn escape_into(out: &mut Vec<u8>, text: &str, escaping: Escaping, is_name: bool) {
+    let needs = |b: u8| match escaping {
+        Escaping::None => b == b'\n' || b == b'\r' || (is_name && b == b':'),
+        Escaping::V1_1 => b == b'\n' || b == b':' || b == b'\\',
+        Escaping::V1_2 => b == b'\n' || b == b':' || b == b'\\' || b == b'\r',
+    };
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|&b| needs(b)) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        if !needs(b) {
+            out.push(b);
+            continue;
+        }
+        out.extend_from_slice(match b {
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b':' => b"\\c",
+            _ => b"\\\\",
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_per_version() {
+        assert_eq!(
+            unescape(b"a\\nb\\cc\\\\", Escaping::V1_1).unwrap(),
+            "a\nb:c\\"
+        );
+        assert_eq!(unescape(b"a\\rb", Escaping::V1_2).unwrap(), "a\rb");
+        assert!(unescape(b"a\\rb", Escaping::V1_1).is_err());
+        assert!(unescape(b"a\\tb", Escaping::V1_2).is_err());
+        assert!(unescape(b"trailing\\", Escaping::V1_2).is_err());
+        assert_eq!(unescape(b"a\\tb", Escaping::None).unwrap(), "a\\tb");
+    }
+
+    #[test]
+    fn encodes_per_version() {
+        let mut out = Vec::new();
+        escape_into(&mut out, "a:b\\c\nd\re", Escaping::V1_2, false);
+        assert_eq!(out, b"a\\cb\\\\c\\nd\\re");
+        out.clear();
+        escape_into(&mut out, "a:b\\c\n", Escaping::None, false);
+        assert_eq!(out, b"a:b\\c\\n");
+    }
+}

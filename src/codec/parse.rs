@@ -1,0 +1,494 @@
+//! Streaming frame decoder.
+//!
+//! [`Decoder::decode`] takes what has been read so far and returns a whole frame, or `None`
+//! when more bytes are needed. Partial input is normal, not an error. The decoder remembers how
+//! far it has scanned, so a large body arriving in many reads is searched once, not from its
+//! start on every read. Limits are checked as bytes arrive, before anything is allocated for
+//! the frame: a breach is a [`ParseError`], which the session turns into an ERROR frame.
+//!
+//! The frame boundary is found with `memchr`; the header block, once complete, is parsed with
+//! nom (`command EOL *(header EOL) EOL`).
+
+use bytes::{Buf, BytesMut};
+use memchr::memchr;
+use nom::bytes::complete::{tag, take_till};
+use nom::combinator::{opt, recognize};
+use nom::sequence::{preceded, terminated};
+use nom::{IResult, Parser};
+
+use super::escape::{unescape, EscapeError, Escaping};
+use super::{Command, Frame, Headers, Version};
+use crate::limits::{Limits, MAX_COMMAND_LINE_BYTES};
+
+/// Why a byte stream is not valid STOMP. Every variant is fatal for the connection: the session
+/// answers with an ERROR frame whose `message` is this error's text, then closes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The command line is not one of the STOMP commands.
+    #[error("unknown command {0:?}")]
+    UnknownCommand(String),
+    /// The command line is longer than any command.
+    #[error("command line exceeds {MAX_COMMAND_LINE_BYTES} bytes")]
+    CommandTooLong,
+    /// A header line has no colon, or an empty name.
+    #[error("malformed header line {0:?}")]
+    MalformedHeader(String),
+    /// A header uses an escape the negotiated version does not define.
+    #[error("undefined escape sequence {0} in header {1:?}")]
+    UndefinedEscape(String, String),
+    /// Header bytes are not UTF-8.
+    #[error("header is not valid UTF-8")]
+    NotUtf8,
+    /// `content-length` is not a non-negative integer.
+    #[error("invalid content-length {0:?}")]
+    InvalidContentLength(String),
+    /// The byte after a `content-length` body is not NUL.
+    #[error("frame body of content-length {0} is not followed by a NUL octet")]
+    MissingNul(usize),
+    /// A frame that must not carry a body (anything but SEND, MESSAGE, ERROR) has one.
+    #[error("{0} frame must not have a body")]
+    UnexpectedBody(Command),
+    /// Too many header lines.
+    #[error("frame exceeds max_headers ({0} > {1})")]
+    TooManyHeaders(usize, usize),
+    /// One header line is too long.
+    #[error("header line exceeds max_header_line_bytes ({0} > {1})")]
+    HeaderLineTooLong(usize, usize),
+    /// The body is too large.
+    #[error("frame body exceeds max_body_bytes ({0} > {1})")]
+    BodyTooLarge(usize, usize),
+    /// The whole frame is too large.
+    #[error("frame exceeds max_frame_bytes ({0} > {1})")]
+    FrameTooLarge(usize, usize),
+}
+
+/// Where the decoder is within the current frame.
+#[derive(Debug)]
+enum State {
+    /// Looking for the blank line that ends the header block; `scanned` bytes (after any
+    /// leading EOLs) hold no complete header block yet. `lines` counts the LFs seen so far.
+    Head {
+        scanned: usize,
+        lines: usize,
+        line_start: usize,
+    },
+    /// Headers parsed; waiting for the body. `scanned` is how far the body has been searched
+    /// for its NUL (bodies without `content-length`).
+    Body {
+        command: Command,
+        headers: Headers,
+        head_len: usize,
+        content_length: Option<usize>,
+        scanned: usize,
+    },
+}
+
+/// A streaming STOMP decoder for one connection.
+#[derive(Debug)]
+pub struct Decoder {
+    limits: Limits,
+    version: Version,
+    state: State,
+}
+
+impl Decoder {
+    /// A decoder that applies `limits`. Until [`Decoder::set_version`] is called, frames are
+    /// decoded with 1.0 rules (only CONNECT/STOMP are legal then, and those are never escaped).
+    pub fn new(limits: Limits) -> Self {
+        Decoder {
+            limits,
+            version: Version::V1_0,
+            state: State::Head {
+                scanned: 0,
+                lines: 0,
+                line_start: 0,
+            },
+        }
+    }
+
+    /// Switches escaping rules once the session has negotiated its version.
+    pub fn set_version(&mut self, version: Version) {
+        self.version = version;
+    }
+
+    /// The version whose rules the decoder applies.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Removes and returns the next whole frame from `buf`, or `Ok(None)` if `buf` does not
+    /// hold one yet. Heart-beat EOLs between frames are consumed silently.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ParseError> {
+        if let State::Head { scanned: 0, .. } = self.state {
+            skip_eols(buf);
+        }
+        if let State::Head { .. } = self.state {
+            match self.scan_head(buf)? {
+                None => return Ok(None),
+                Some(head_len) => self.parse_head(&buf[..head_len], head_len)?,
+            }
+        }
+        self.take_body(buf)
+    }
+
+    /// Looks for the end of the header block, checking line limits as lines arrive.
+    /// Returns the header block's length (up to and including its blank line).
+    fn scan_head(&mut self, buf: &BytesMut) -> Result<Option<usize>, ParseError> {
+        let State::Head {
+            scanned,
+            lines,
+            line_start,
+        } = &mut self.state
+        else {
+            unreachable!("scan_head is only called in State::Head");
+        };
+        let max_line = self.limits.max_header_line_bytes;
+        while let Some(offset) = memchr(b'\n', &buf[*scanned..]) {
+            let lf = *scanned + offset;
+            let line = &buf[*line_start..lf];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            *scanned = lf + 1;
+            if line.is_empty() && *lines > 0 {
+                return Ok(Some(lf + 1));
+            }
+            if *lines == 0 && line.len() > MAX_COMMAND_LINE_BYTES {
+                return Err(ParseError::CommandTooLong);
+            }
+            if *lines > 0 && line.len() > max_line {
+                return Err(ParseError::HeaderLineTooLong(line.len(), max_line));
+            }
+            *lines += 1;
+            *line_start = lf + 1;
+            if *lines > self.limits.max_headers + 1 {
+                return Err(ParseError::TooManyHeaders(
+                    *lines - 1,
+                    self.limits.max_headers,
+                ));
+            }
+        }
+        *scanned = buf.len();
+        let partial = buf.len() - *line_start;
+        if *lines == 0 && partial > MAX_COMMAND_LINE_BYTES {
+            return Err(ParseError::CommandTooLong);
+        }
+        if *lines > 0 && partial > max_line + 1 {
+            return Err(ParseError::HeaderLineTooLong(partial, max_line));
+        }
+        if buf.len() > self.limits.max_frame_bytes {
+            return Err(ParseError::FrameTooLarge(
+                buf.len(),
+                self.limits.max_frame_bytes,
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Parses a complete header block and moves to [`State::Body`].
+    fn parse_head(&mut self, head: &[u8], head_len: usize) -> Result<(), ParseError> {
+        let (command_line, header_lines) = split_head(head);
+        let command_line = trim_end_spaces(command_line);
+        let command = Command::parse(command_line).ok_or_else(|| {
+            ParseError::UnknownCommand(String::from_utf8_lossy(command_line).into_owned())
+        })?;
+        let escaping = Escaping::for_frame(self.version, command);
+        let mut headers = Headers(Vec::with_capacity(header_lines.len()));
+        for (name, value) in header_lines {
+            let name = decode_header(name, escaping, name)?;
+            if name.is_empty() {
+                return Err(ParseError::MalformedHeader(String::new()));
+            }
+            let value = decode_header(value, escaping, name.as_bytes())?;
+            headers.push(name, value);
+        }
+        let content_length = match headers.get("content-length") {
+            None => None,
+            Some(v) => Some(parse_content_length(v)?),
+        };
+        if let Some(len) = content_length {
+            if len > self.limits.max_body_bytes {
+                return Err(ParseError::BodyTooLarge(len, self.limits.max_body_bytes));
+            }
+            if head_len + len + 1 > self.limits.max_frame_bytes {
+                let total = head_len + len + 1;
+                return Err(ParseError::FrameTooLarge(
+                    total,
+                    self.limits.max_frame_bytes,
+                ));
+            }
+            if len > 0 && !command.may_have_body() {
+                return Err(ParseError::UnexpectedBody(command));
+            }
+        }
+        self.state = State::Body {
+            command,
+            headers,
+            head_len,
+            content_length,
+            scanned: 0,
+        };
+        Ok(())
+    }
+
+    /// Waits for the body and its NUL, then splits the frame off `buf`.
+    fn take_body(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ParseError> {
+        let State::Body {
+            head_len,
+            content_length,
+            scanned,
+            command,
+            ..
+        } = &mut self.state
+        else {
+            unreachable!("take_body is only called in State::Body");
+        };
+        let head_len = *head_len;
+        let body_len = match *content_length {
+            Some(len) => {
+                if buf.len() < head_len + len + 1 {
+                    return Ok(None);
+                }
+                if buf[head_len + len] != 0 {
+                    return Err(ParseError::MissingNul(len));
+                }
+                len
+            }
+            None => match memchr(0, &buf[head_len + *scanned..]) {
+                Some(offset) => *scanned + offset,
+                None => {
+                    *scanned = buf.len() - head_len;
+                    if *scanned > self.limits.max_body_bytes {
+                        return Err(ParseError::BodyTooLarge(
+                            *scanned,
+                            self.limits.max_body_bytes,
+                        ));
+                    }
+                    return Ok(None);
+                }
+            },
+        };
+        if body_len > 0 && !command.may_have_body() {
+            return Err(ParseError::UnexpectedBody(*command));
+        }
+        let State::Body {
+            command, headers, ..
+        } = std::mem::replace(
+            &mut self.state,
+            State::Head {
+                scanned: 0,
+                lines: 0,
+                line_start: 0,
+            },
+        )
+        else {
+            unreachable!("state was Body above");
+        };
+        let mut frame_bytes = buf.split_to(head_len + body_len + 1);
+        frame_bytes.advance(head_len);
+        frame_bytes.truncate(body_len);
+        Ok(Some(Frame {
+            command,
+            headers,
+            body: frame_bytes.freeze(),
+        }))
+    }
+}
+
+/// Drops heart-beat EOLs (`\n` or `\r\n`) before a frame. A lone trailing `\r` is kept until
+/// its `\n` arrives.
+fn skip_eols(buf: &mut BytesMut) {
+    let mut n = 0;
+    loop {
+        match &buf[n..] {
+            [b'\n', ..] => n += 1,
+            [b'\r', b'\n', ..] => n += 2,
+            _ => break,
+        }
+    }
+    buf.advance(n);
+}
+
+/// One line without its EOL (`\n` or `\r\n`).
+fn line(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    terminated(take_till(|c| c == b'\n'), tag(&b"\n"[..]))
+        .map(|l: &[u8]| l.strip_suffix(b"\r").unwrap_or(l))
+        .parse(input)
+}
+
+/// A blank line: the end of the header block.
+fn blank_line(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    recognize(preceded(opt(tag(&b"\r"[..])), tag(&b"\n"[..]))).parse(input)
+}
+
+/// Splits a complete header block into its command line and `(name, raw value)` lines. A line
+/// without a colon yields an empty value and a name holding the whole line, which
+/// [`decode_header`] rejects.
+fn split_head(head: &[u8]) -> (&[u8], Vec<(&[u8], &[u8])>) {
+    // The block was delimited by scan_head, so every line ends in LF and the last is blank:
+    // these parsers cannot fail on it.
+    let (mut rest, command_line) = line(head).unwrap_or((&[][..], head));
+    let mut headers = Vec::new();
+    while blank_line(rest).is_err() {
+        let Ok((next, l)) = line(rest) else { break };
+        rest = next;
+        match memchr(b':', l) {
+            Some(colon) => headers.push((&l[..colon], &l[colon + 1..])),
+            None => headers.push((l, &b"\xff"[..])),
+        }
+    }
+    (command_line, headers)
+}
+
+fn decode_header(raw: &[u8], escaping: Escaping, name: &[u8]) -> Result<String, ParseError> {
+    if raw == b"\xff" {
+        return Err(ParseError::MalformedHeader(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
+    unescape(raw, escaping)
+        .map(|s| s.into_owned())
+        .map_err(|e| match e {
+            EscapeError::NotUtf8 => ParseError::NotUtf8,
+            EscapeError::Undefined(seq) => {
+                ParseError::UndefinedEscape(seq, String::from_utf8_lossy(name).into_owned())
+            }
+        })
+}
+
+fn parse_content_length(v: &str) -> Result<usize, ParseError> {
+    let trimmed = v.trim();
+    if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseError::InvalidContentLength(v.to_string()));
+    }
+    trimmed
+        .parse()
+        .map_err(|_| ParseError::InvalidContentLength(v.to_string()))
+}
+
+fn trim_end_spaces(s: &[u8]) -> &[u8] {
+    let end = s
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(0, |p| p + 1);
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoder() -> Decoder {
+        let mut d = Decoder::new(Limits::default());
+        d.set_version(Version::V1_2);
+        d
+    }
+
+    fn decode_all(d: &mut Decoder, input: &[u8]) -> Result<Vec<Frame>, ParseError> {
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(f) = d.decode(&mut buf)? {
+            out.push(f);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn simple_frame_lf_and_crlf() {
+        let frames = decode_all(
+            &mut decoder(),
+            b"SEND\ndestination:/queue/a\n\nhi\0\r\n\r\nSEND\r\na:b\r\n\r\n\0",
+        )
+        .unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0].get("destination"), Some("/queue/a"));
+        assert_eq!(&frames[0].body[..], b"hi");
+        assert_eq!(frames[1].get("a"), Some("b"));
+    }
+
+    #[test]
+    fn byte_by_byte_is_the_same() {
+        let input = b"\n\nSEND\ndestination:/queue/a\ncontent-length:3\n\na\0b\0\n";
+        let mut d = decoder();
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for &b in input.iter() {
+            buf.extend_from_slice(&[b]);
+            while let Some(f) = d.decode(&mut buf).unwrap() {
+                frames.push(f);
+            }
+        }
+        assert_eq!(frames.len(), 1);
+        assert_eq!(&frames[0].body[..], b"a\0b");
+    }
+
+    #[test]
+    fn repeated_headers_first_wins() {
+        let f = decode_all(&mut decoder(), b"SEND\nfoo:1\nfoo:2\n\n\0").unwrap();
+        assert_eq!(f[0].get("foo"), Some("1"));
+        assert_eq!(f[0].headers.len(), 2);
+    }
+
+    #[test]
+    fn connect_is_not_unescaped() {
+        let f = decode_all(&mut decoder(), b"CONNECT\npasscode:a\\b:c\n\n\0").unwrap();
+        assert_eq!(f[0].get("passcode"), Some("a\\b:c"));
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(
+            decode_all(&mut decoder(), b"FOO\n\n\0"),
+            Err(ParseError::UnknownCommand(_))
+        ));
+        assert!(matches!(
+            decode_all(&mut decoder(), b"SEND\nnocolon\n\n\0"),
+            Err(ParseError::MalformedHeader(_))
+        ));
+        assert!(matches!(
+            decode_all(&mut decoder(), b"SEND\na:\\t\n\n\0"),
+            Err(ParseError::UndefinedEscape(..))
+        ));
+        assert!(matches!(
+            decode_all(&mut decoder(), b"SEND\ncontent-length:2\n\nabc\0"),
+            Err(ParseError::MissingNul(2))
+        ));
+        assert!(matches!(
+            decode_all(&mut decoder(), b"SUBSCRIBE\nid:1\n\nbody\0"),
+            Err(ParseError::UnexpectedBody(Command::Subscribe))
+        ));
+        assert!(matches!(
+            decode_all(&mut decoder(), b"SEND\ncontent-length:-1\n\n\0"),
+            Err(ParseError::InvalidContentLength(_))
+        ));
+    }
+
+    #[test]
+    fn limits_are_checked_before_the_body_arrives() {
+        let limits = Limits {
+            max_body_bytes: 10,
+            max_headers: 2,
+            ..Limits::default()
+        };
+        let mut d = Decoder::new(limits.clone());
+        let mut buf = BytesMut::from(&b"SEND\ncontent-length:11\n\n"[..]);
+        assert_eq!(d.decode(&mut buf), Err(ParseError::BodyTooLarge(11, 10)));
+        let mut d = Decoder::new(limits.clone());
+        let mut buf = BytesMut::from(&b"SEND\n\n0123456789ab"[..]);
+        assert!(matches!(
+            d.decode(&mut buf),
+            Err(ParseError::BodyTooLarge(..))
+        ));
+        let mut d = Decoder::new(limits);
+        let mut buf = BytesMut::from(&b"SEND\na:1\nb:2\nc:3\n"[..]);
+        assert!(matches!(
+            d.decode(&mut buf),
+            Err(ParseError::TooManyHeaders(3, 2))
+        ));
+    }
+
+    #[test]
+    fn long_command_line_is_rejected_without_newline() {
+        let mut d = decoder();
+        let mut buf = BytesMut::from(&vec![b'A'; 2000][..]);
+        assert_eq!(d.decode(&mut buf), Err(ParseError::CommandTooLong));
+    }
+}

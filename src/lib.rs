@@ -1,0 +1,3 @@
+//! Stompbox: a STOMP-first message broker.
+pub mod codec;
+pub mod limits;

@@ -1,0 +1,74 @@
+//! Every default and limit of the broker, each with the reason for its value.
+//!
+//! Config (`crate::config`) starts from these numbers; the codec and sessions read the
+//! resulting [`Limits`] and never hard-code a size of their own.
+
+use serde::{Deserialize, Serialize};
+
+/// Size limits applied to every frame a client sends. A breach is an ERROR frame and a close,
+/// checked before the parser allocates for the frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest whole frame (command, headers and body). RabbitMQ caps at 4 MiB, ActiveMQ's sample
+    /// connector at 10 MiB; 10 MiB plus room for headers fits both kinds of clients.
+    pub max_frame_bytes: usize,
+    /// Largest body. ActiveMQ's `maxDataLength` is 100 MiB, which lets one client pin a lot of
+    /// memory; 10 MiB is the same order as RabbitMQ and ActiveMQ's shipped config.
+    pub max_body_bytes: usize,
+    /// Most headers in one frame. ActiveMQ allows 1000; real clients send fewer than 30.
+    pub max_headers: usize,
+    /// Longest single header line (name, colon and value). ActiveMQ allows 10 KiB.
+    pub max_header_line_bytes: usize,
+    /// Most live subscriptions on one connection.
+    pub max_subscriptions_per_connection: usize,
+    /// Most client connections the broker holds at once; more are refused with an ERROR.
+    pub max_connections: usize,
+    /// Most frames (SEND, ACK, NACK) buffered in one open transaction; a transaction is held in
+    /// the session's memory until COMMIT, so it needs a cap.
+    pub max_transaction_frames: usize,
+    /// Most open transactions on one connection.
+    pub max_transactions_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 10 * 1024 * 1024 + 64 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            max_headers: 1000,
+            max_header_line_bytes: 10 * 1024,
+            max_subscriptions_per_connection: 1000,
+            max_connections: 10_000,
+            max_transaction_frames: 10_000,
+            max_transactions_per_connection: 100,
+        }
+    }
+}
+
+/// Longest command line; the longest real command is `UNSUBSCRIBE` (11 bytes). ActiveMQ caps
+/// it at 1024, and so do we, so garbage without a newline is rejected early.
+pub const MAX_COMMAND_LINE_BYTES: usize = 1024;
+
+/// Default prefetch (unacknowledged messages in flight) for a queue subscription: ActiveMQ's
+/// STOMP default, which users of `activemq.prefetchSize` expect.
+pub const DEFAULT_QUEUE_PREFETCH: u32 = 1000;
+
+/// Default prefetch for a topic subscription: ActiveMQ's `Short.MAX_VALUE`.
+pub const DEFAULT_TOPIC_PREFETCH: u32 = 32_767;
+
+/// The largest prefetch a client may ask for; larger requests are clamped, so one subscription
+/// cannot claim an unbounded share of the broker's memory.
+pub const MAX_PREFETCH: u32 = 65_535;
+
+/// Producer window: how many SENDs one connection may have in flight to destination owners
+/// before the session stops reading its socket. This is what turns a full destination into
+/// TCP back-pressure on exactly the producers that feed it.
+pub const PRODUCER_WINDOW: u32 = 1024;
+
+/// Bytes buffered for writing to one socket before the session stops pulling more deliveries
+/// (and stops reading, so a client that never reads its receipts cannot grow our buffer).
+pub const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Bytes read from a socket in one go.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
