@@ -1,3 +1,31 @@
 //! Stompbox: a STOMP-first message broker.
+//!
+//! # Layout
+//!
+//! The modules follow the data flow:
+//!
+//! ```text
+//! socket ──> codec (frames) ──> session (one per connection, on its shard)
+//!                                  │ SEND / SUBSCRIBE / ACK … as `message::ToOwner`
+//!                                  v
+//!                        shard that owns the destination (hash(name) % shards)
+//!                          └─ destination (queue | topic) ─ dispatch by credit ─> session
+//! ```
+//!
+//! - [`codec`]: sans-IO STOMP 1.0–1.2 frame decoder and encoder.
+//! - [`limits`]: every default and limit, with why.
+//! - [`config`]: typed TOML config; CLI flags override it.
+//! - [`message`]: the message and the commands that cross shards (the one low module).
+//! - [`destination`]: queues, topics, consumers and credit, on their owner shard.
+//! - [`session`]: per-connection protocol state and its socket driver.
+//! - [`shard`]: thread-per-core runtime: listeners, sessions and owner loops.
+//! - [`cli`]: the `stompbox` command line.
+
+pub mod cli;
 pub mod codec;
+pub mod config;
+pub mod destination;
 pub mod limits;
+pub mod message;
+pub mod session;
+pub mod shard;

@@ -1,0 +1,128 @@
+//! The `stompbox` command line (clap derive). Each subcommand parses its flags, builds typed
+//! config and calls into the library.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::shard::Broker;
+
+/// A STOMP-first message broker.
+#[derive(Debug, Parser)]
+#[command(name = "stompbox", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+    /// Load and validate a config file, print the effective configuration, and exit.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+/// `stompbox serve`: flags override the config file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file (see config/stompbox.toml); defaults apply without one.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address of the STOMP TCP listener (config `bind`).
+    #[arg(long)]
+    pub bind: Option<SocketAddr>,
+    /// Directory for stompbox.db and other files (config `data_dir`); created if missing.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Number of shards, 0 = one per CPU (config `cores`).
+    #[arg(long)]
+    pub cores: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The effective configuration: the file (or defaults), then the flags.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(bind) = self.bind {
+            config.bind = bind;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(cores) = self.cores {
+            config.cores = cores;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig { file } => {
+            let config = Config::load(&file)?;
+            println!(
+                "{}",
+                toml::to_string_pretty(&config).context("cannot print config")?
+            );
+            eprintln!("{}: ok", file.display());
+            Ok(())
+        }
+    }
+}
+
+/// Serves until SIGINT or SIGTERM, then shuts down gracefully. A second signal exits at once.
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot build signal runtime")?;
+    // Register the handlers before announcing readiness, so a signal sent right after the
+    // listening line is never taken by the default action.
+    let (mut term, mut int) = signals.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
+    let broker = Broker::start(config)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "stompbox listening stomp={}", broker.stomp_addr())?;
+    out.flush()?;
+    drop(out);
+    signals.block_on(async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    });
+    log::info!("signal received, shutting down (send another to force)");
+    std::thread::spawn(move || {
+        signals.block_on(async {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        });
+        log::warn!("second signal: exiting without a graceful shutdown");
+        std::process::exit(130);
+    });
+    broker.shutdown();
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Typed configuration: parsed once from TOML (`config/stompbox.toml`), then overridden by CLI
+//! flags. Every key has the same name in the file, in [`Config`] and (kebab-case) as a flag.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::Limits;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or wrong types.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole broker configuration. `Default` is the documented default of every key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the STOMP TCP listener.
+    pub bind: SocketAddr,
+    /// Directory holding `stompbox.db` and everything else the broker keeps on disk.
+    pub data_dir: PathBuf,
+    /// Number of shards (threads, one single-threaded runtime each). 0 = one per CPU.
+    pub cores: usize,
+    /// A client that has not sent CONNECT this long after connecting is closed.
+    pub connect_timeout_ms: u64,
+    /// How long a graceful shutdown waits for connections to flush what they have in flight.
+    pub shutdown_timeout_ms: u64,
+    /// Heart-beat negotiation.
+    pub heart_beat: HeartBeatConfig,
+    /// Frame and connection limits.
+    pub limits: Limits,
+    /// Destination memory and prefetch defaults.
+    pub destinations: DestinationConfig,
+}
+
+/// Heart-beat settings (STOMP 1.1+ `heart-beat` header).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartBeatConfig {
+    /// Shortest heart-beat interval the broker agrees to, either way. A client asking for
+    /// less gets this; it keeps a client from making the broker wake up every millisecond.
+    pub min_interval_ms: u64,
+    /// A client is declared dead after `grace` × the negotiated client→broker interval
+    /// without a byte from it. ActiveMQ uses 1.0 (strict), stomp.py 1.5, Artemis 2.0.
+    pub grace: f64,
+}
+
+/// Destination defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Bytes of message bodies one destination holds in memory before its producers are
+    /// slowed down (producer flow control: the broker stops reading their sockets).
+    pub memory_limit_bytes: u64,
+    /// Prefetch of a queue subscription that names none (`activemq.prefetchSize`).
+    pub queue_prefetch: u32,
+    /// Prefetch of a topic subscription that names none.
+    pub topic_prefetch: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 61613)),
+            data_dir: PathBuf::from("./data"),
+            cores: 0,
+            connect_timeout_ms: 30_000,
+            shutdown_timeout_ms: 5_000,
+            heart_beat: HeartBeatConfig::default(),
+            limits: Limits::default(),
+            destinations: DestinationConfig::default(),
+        }
+    }
+}
+
+impl Default for HeartBeatConfig {
+    fn default() -> Self {
+        HeartBeatConfig {
+            min_interval_ms: 100,
+            grace: 1.5,
+        }
+    }
+}
+
+impl Default for DestinationConfig {
+    fn default() -> Self {
+        DestinationConfig {
+            memory_limit_bytes: 64 * 1024 * 1024,
+            queue_prefetch: crate::limits::DEFAULT_QUEUE_PREFETCH,
+            topic_prefetch: crate::limits::DEFAULT_TOPIC_PREFETCH,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.heart_beat.grace < 1.0 || !self.heart_beat.grace.is_finite() {
+            return bad(format!(
+                "heart_beat.grace must be >= 1.0 (got {})",
+                self.heart_beat.grace
+            ));
+        }
+        if self.heart_beat.min_interval_ms == 0 {
+            return bad("heart_beat.min_interval_ms must be > 0".into());
+        }
+        let l = &self.limits;
+        if l.max_body_bytes > l.max_frame_bytes {
+            return bad(format!(
+                "limits.max_body_bytes ({}) exceeds limits.max_frame_bytes ({})",
+                l.max_body_bytes, l.max_frame_bytes
+            ));
+        }
+        for (name, v) in [
+            ("limits.max_headers", l.max_headers),
+            ("limits.max_header_line_bytes", l.max_header_line_bytes),
+            ("limits.max_connections", l.max_connections),
+            (
+                "limits.max_subscriptions_per_connection",
+                l.max_subscriptions_per_connection,
+            ),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be > 0"));
+            }
+        }
+        if self.destinations.queue_prefetch == 0 || self.destinations.topic_prefetch == 0 {
+            return bad("destinations.queue_prefetch and topic_prefetch must be > 0".into());
+        }
+        if self.cores > 1024 {
+            return bad(format!("cores must be <= 1024 (got {})", self.cores));
+        }
+        Ok(())
+    }
+
+    /// The number of shards to run: `cores`, or one per CPU when it is 0.
+    pub fn shard_count(&self) -> usize {
+        if self.cores > 0 {
+            self.cores
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// `connect_timeout_ms` as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/stompbox.toml");
+        let config = Config::load(&path).expect("config/stompbox.toml must load");
+        assert_eq!(
+            config,
+            Config::default(),
+            "config/stompbox.toml must state the defaults"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<Config>("bnd = \"1.2.3.4:5\"").unwrap_err();
+        assert!(err.to_string().contains("bnd"), "{err}");
+    }
+}

@@ -1,0 +1,157 @@
+//! A consumer as its destination's owner sees it: where to deliver, how much credit is left
+//! (prefetch minus deliveries not yet acked or, in auto mode, not yet written), and which
+//! messages it holds unacked. Shared by queues and topics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::message::{AckMode, Message, MessageId, SessionId, SessionTx, SubId, ToSession};
+
+/// A message waiting in a destination, or held by a consumer.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub message: Arc<Message>,
+    /// True once it has been delivered and came back (NACK, unsubscribe, disconnect).
+    pub redelivered: bool,
+}
+
+impl Entry {
+    /// Bytes this entry counts against the destination's memory limit.
+    pub fn weight(&self) -> u64 {
+        message_weight(&self.message)
+    }
+}
+
+/// Bytes a message counts against memory limits: body, headers and a fixed overhead for the
+/// structures that hold it.
+pub fn message_weight(m: &Message) -> u64 {
+    let headers: usize = m.headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+    (m.body.len() + headers + 128) as u64
+}
+
+/// One subscription, on its owner shard.
+#[derive(Debug)]
+pub struct Consumer {
+    pub session: SessionId,
+    pub sub: SubId,
+    tx: SessionTx,
+    ack: AckMode,
+    prefetch: u32,
+    /// Deliveries not yet acked (client modes) or not yet written (auto mode).
+    outstanding: u32,
+    /// Client modes only: what to requeue if the consumer goes away.
+    unacked: HashMap<MessageId, Entry>,
+}
+
+impl Consumer {
+    /// A consumer with full credit.
+    pub fn new(session: SessionId, sub: SubId, tx: SessionTx, ack: AckMode, prefetch: u32) -> Self {
+        Consumer {
+            session,
+            sub,
+            tx,
+            ack,
+            prefetch,
+            outstanding: 0,
+            unacked: HashMap::new(),
+        }
+    }
+
+    /// True if `(session, sub)` names this consumer.
+    pub fn is(&self, session: SessionId, sub: SubId) -> bool {
+        self.session == session && self.sub == sub
+    }
+
+    /// Client modes keep each delivery until its ack (so its bytes stay counted); auto-mode
+    /// deliveries are gone from the destination once sent.
+    pub fn keeps_unacked(&self) -> bool {
+        self.ack != AckMode::Auto
+    }
+
+    /// May another message be sent now?
+    pub fn has_credit(&self) -> bool {
+        self.outstanding < self.prefetch
+    }
+
+    /// Sends `entry`. On failure (the session is gone) the entry is handed back.
+    pub fn deliver(&mut self, entry: Entry) -> Result<(), Entry> {
+        let msg = ToSession::Deliver {
+            sub: self.sub,
+            message: entry.message.clone(),
+            redelivered: entry.redelivered,
+        };
+        if self.tx.send(msg).is_err() {
+            return Err(entry);
+        }
+        self.outstanding += 1;
+        if self.ack != AckMode::Auto {
+            self.unacked.insert(entry.message.id, entry);
+        }
+        Ok(())
+    }
+
+    /// Acked deliveries: frees credit and returns the entries (unknown ids are skipped; they
+    /// were already requeued by an earlier NACK or never belonged to this consumer).
+    pub fn settle(&mut self, ids: &[MessageId]) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(e) = self.unacked.remove(id) {
+                self.outstanding = self.outstanding.saturating_sub(1);
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// Auto mode: `n` deliveries were written.
+    pub fn credit(&mut self, n: u32) {
+        self.outstanding = self.outstanding.saturating_sub(n);
+    }
+
+    /// Everything still unacked, oldest first, marked redelivered (the consumer is leaving).
+    pub fn into_unacked(self) -> Vec<Entry> {
+        let mut out: Vec<Entry> = self.unacked.into_values().collect();
+        out.sort_by_key(|e| e.message.id);
+        for e in &mut out {
+            e.redelivered = true;
+        }
+        out
+    }
+
+    /// Sends an answer to this consumer's session (ignoring a session that is gone).
+    pub fn tell(&self, msg: ToSession) {
+        let _ = self.tx.send(msg);
+    }
+}
+
+/// Producers whose SEND answers are held back while a destination is over its memory limit.
+#[derive(Debug, Default)]
+pub struct Blocked {
+    waiting: std::collections::VecDeque<(SessionTx, Option<crate::message::Token>)>,
+}
+
+impl Blocked {
+    /// Answers a SEND now, or parks the answer when `full`.
+    pub fn accept(&mut self, tx: &SessionTx, token: Option<crate::message::Token>, full: bool) {
+        if full || !self.waiting.is_empty() {
+            self.waiting.push_back((tx.clone(), token));
+        } else {
+            let _ = tx.send(ToSession::Accepted { token });
+        }
+    }
+
+    /// Releases parked answers once the destination has room again.
+    pub fn release(&mut self, full: bool) {
+        if full {
+            return;
+        }
+        for (tx, token) in self.waiting.drain(..) {
+            let _ = tx.send(ToSession::Accepted { token });
+        }
+    }
+
+    /// True when nobody is parked.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}

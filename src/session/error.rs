@@ -1,0 +1,117 @@
+//! The catalogue of what a client can be told in an ERROR frame. Every ERROR the broker sends
+//! is built here, from one of these variants, with a stable lower-case `message` header and a
+//! body that explains what to do.
+
+use crate::codec::{Command, Frame, ParseError, Version};
+use crate::destination::NameError;
+
+/// A session-level error. Each one is fatal for the connection: the session sends the ERROR
+/// frame (with `receipt-id` when the offending frame asked for a receipt) and closes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The bytes are not a valid frame (see [`ParseError`]).
+    #[error("malformed frame")]
+    Parse(#[from] ParseError),
+    /// A frame other than CONNECT/STOMP before the session is connected.
+    #[error("not connected")]
+    NotConnected(Command),
+    /// A second CONNECT or STOMP on one connection.
+    #[error("already connected")]
+    AlreadyConnected,
+    /// The client sent a server command (CONNECTED, MESSAGE, RECEIPT, ERROR).
+    #[error("unexpected command")]
+    UnexpectedCommand(Command),
+    /// `accept-version` names no version the broker speaks.
+    #[error("unsupported protocol version")]
+    UnsupportedVersion(String),
+    /// A required header is missing.
+    #[error("missing required header")]
+    MissingHeader(Command, &'static str),
+    /// A header has a value the broker cannot use.
+    #[error("invalid header value")]
+    InvalidHeader(&'static str, String, &'static str),
+    /// The `destination` header is not a destination the broker knows.
+    #[error("invalid destination")]
+    Destination(#[from] NameError),
+    /// SUBSCRIBE with an `id` already in use on this connection.
+    #[error("duplicate subscription id")]
+    DuplicateSubscription(String),
+    /// UNSUBSCRIBE (or ACK's `subscription`) names no live subscription.
+    #[error("unknown subscription")]
+    UnknownSubscription(String),
+    /// ACK/NACK names no delivery awaiting acknowledgement on this connection.
+    #[error("unknown ack id")]
+    UnknownAck(String),
+    /// BEGIN with a transaction id already open.
+    #[error("duplicate transaction")]
+    DuplicateTransaction(String),
+    /// COMMIT/ABORT/SEND/ACK name a transaction that is not open.
+    #[error("unknown transaction")]
+    UnknownTransaction(String),
+    /// A configured per-connection limit was reached.
+    #[error("limit exceeded")]
+    Limit(&'static str, usize),
+    /// The broker already holds `limits.max_connections` connections.
+    #[error("too many connections")]
+    TooManyConnections(usize),
+    /// No CONNECT within `connect_timeout_ms`.
+    #[error("connect timeout")]
+    ConnectTimeout(u64),
+    /// Nothing received from the client for longer than the negotiated heart-beat × grace.
+    #[error("heart-beat timeout")]
+    HeartBeatTimeout(u64),
+    /// The broker is shutting down.
+    #[error("broker shutting down")]
+    ShuttingDown,
+}
+
+impl Error {
+    /// The ERROR frame for this error. `receipt` is the offending frame's `receipt` header.
+    pub fn to_frame(&self, receipt: Option<&str>) -> Frame {
+        let mut frame = Frame::new(Command::Error).header("message", self.message());
+        if let Error::UnsupportedVersion(_) = self {
+            frame = frame.header("version", Version::supported_list());
+        }
+        if let Some(r) = receipt {
+            frame = frame.header("receipt-id", r);
+        }
+        frame
+            .header("content-type", "text/plain")
+            .with_body(self.detail())
+    }
+
+    /// The stable `message` header: the error's kind, plus its specifics where short.
+    pub fn message(&self) -> String {
+        match self {
+            Error::Parse(e) => format!("malformed frame: {e}"),
+            Error::MissingHeader(cmd, h) => format!("missing required header {h} on {cmd}"),
+            Error::InvalidHeader(h, v, _) => format!("invalid {h} header {v:?}"),
+            Error::Limit(name, max) => format!("limit exceeded: {name} ({max})"),
+            other => other.to_string(),
+        }
+    }
+
+    /// A sentence or two for the ERROR body: what went wrong and what to do.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Parse(e) => format!("The broker could not parse a frame: {e}. The connection is closed because the byte stream can no longer be trusted."),
+            Error::NotConnected(cmd) => format!("{cmd} was sent before CONNECT. Send CONNECT (or STOMP) first."),
+            Error::AlreadyConnected => "This connection is already connected; CONNECT may be sent only once.".into(),
+            Error::UnexpectedCommand(cmd) => format!("{cmd} is a server frame; clients may not send it."),
+            Error::UnsupportedVersion(v) => format!("accept-version {v:?} names no version this broker speaks. Supported: {}.", Version::supported_list()),
+            Error::MissingHeader(cmd, h) => format!("{cmd} requires the {h} header."),
+            Error::InvalidHeader(h, v, why) => format!("Header {h} has value {v:?}: {why}."),
+            Error::Destination(e) => format!("{e}."),
+            Error::DuplicateSubscription(id) => format!("Subscription id {id:?} is already in use on this connection; ids must be unique per connection."),
+            Error::UnknownSubscription(id) => format!("No subscription with id {id:?} on this connection."),
+            Error::UnknownAck(id) => format!("No delivery awaiting acknowledgement has ack id {id:?} on this connection. Ack ids are connection-scoped: they die with the connection (its unacked messages were redelivered), and auto-ack subscriptions take no ACK."),
+            Error::DuplicateTransaction(t) => format!("Transaction {t:?} is already open on this connection."),
+            Error::UnknownTransaction(t) => format!("Transaction {t:?} is not open on this connection (BEGIN it first; ids are connection-scoped)."),
+            Error::Limit(name, max) => format!("This connection reached the broker's {name} limit of {max}."),
+            Error::TooManyConnections(max) => format!("The broker already holds its limit of {max} connections. Try again later or another broker."),
+            Error::ConnectTimeout(ms) => format!("No CONNECT frame arrived within {ms} ms of connecting."),
+            Error::HeartBeatTimeout(ms) => format!("Nothing was received from the client for {ms} ms, longer than the negotiated heart-beat allows."),
+            Error::ShuttingDown => "The broker is shutting down. Reconnect to another broker or retry shortly.".into(),
+        }
+    }
+}

@@ -1,0 +1,856 @@
+//! One connection's protocol state: frames in, bytes out and commands to owner shards.
+//!
+//! Nothing here touches a socket or a timer: the driver in `task.rs` feeds frames and owner
+//! answers in, writes [`Session::out`] to the socket and asks [`Session::wants_read`] whether
+//! to keep reading. That keeps every protocol rule testable without I/O.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+
+use super::error::Error;
+use crate::codec::{encode_into, escape_into, Command, Escaping, Frame, Version};
+use crate::config::Config;
+use crate::destination::DestinationName;
+use crate::limits::{MAX_PREFETCH, MAX_WRITE_BUFFER_BYTES, PRODUCER_WINDOW};
+use crate::message::{
+    AckMode, Draft, MessageId, Router, SessionId, SessionTx, SubId, ToOwner, ToSession, Token,
+};
+
+/// The broker's name and version for the CONNECTED `server` header.
+pub const SERVER: &str = concat!("stompbox/", env!("CARGO_PKG_VERSION"));
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for CONNECT.
+    Connecting,
+    /// CONNECTED was sent.
+    Connected,
+    /// DISCONNECT with a receipt: waiting for earlier effects, then close.
+    Disconnecting,
+    /// Close once the write buffer is flushed.
+    Closing,
+}
+
+/// A live subscription as its session sees it.
+#[derive(Debug)]
+struct Sub {
+    client_id: String,
+    destination: DestinationName,
+    ack: AckMode,
+    /// Deliveries awaiting ACK/NACK in delivery order (client modes): (message, ack id).
+    in_flight: VecDeque<(MessageId, String)>,
+}
+
+/// One SEND/ACK/NACK buffered in an open transaction.
+#[derive(Debug)]
+enum TxOp {
+    Send(Draft),
+    Settle {
+        sub: SubId,
+        destination: DestinationName,
+        ids: Vec<MessageId>,
+        nack: bool,
+    },
+}
+
+/// A receipt waiting for the effects of its frame.
+#[derive(Debug)]
+struct PendingReceipt {
+    token: Token,
+    receipt_id: String,
+    /// Owner answers still outstanding.
+    remaining: usize,
+    /// DISCONNECT: close once this receipt is written.
+    then_close: bool,
+}
+
+/// Negotiated heart-beat intervals in ms (0 = none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeartBeat {
+    /// The broker sends something at least this often.
+    pub send_ms: u64,
+    /// The client promised to send something at least this often.
+    pub expect_ms: u64,
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub struct Session {
+    id: SessionId,
+    router: Arc<Router>,
+    tx: SessionTx,
+    config: Arc<Config>,
+    said_hello: Vec<bool>,
+    phase: Phase,
+    version: Version,
+    heart_beat: HeartBeat,
+    /// Encoded frames waiting to be written.
+    pub out: BytesMut,
+    subs: HashMap<SubId, Sub>,
+    sub_ids: HashMap<String, SubId>,
+    next_sub: u32,
+    /// Ack id → delivery, for every delivery awaiting ACK/NACK.
+    ack_ids: HashMap<String, (SubId, MessageId)>,
+    transactions: HashMap<String, Vec<TxOp>>,
+    receipts: VecDeque<PendingReceipt>,
+    next_token: u64,
+    /// SENDs posted to owners and not yet answered (the producer window).
+    unanswered_sends: u32,
+    /// Auto-ack deliveries written since the last [`Session::flush_credits`].
+    credits: HashMap<SubId, u32>,
+}
+
+impl Session {
+    /// A session in [`Phase::Connecting`]. `tx` is the sending side of the channel the driver
+    /// reads [`ToSession`] answers from.
+    pub fn new(id: SessionId, router: Arc<Router>, tx: SessionTx, config: Arc<Config>) -> Self {
+        let shards = router.shards();
+        Session {
+            id,
+            router,
+            tx,
+            config,
+            said_hello: vec![false; shards],
+            phase: Phase::Connecting,
+            version: Version::V1_0,
+            heart_beat: HeartBeat::default(),
+            out: BytesMut::with_capacity(4096),
+            subs: HashMap::new(),
+            sub_ids: HashMap::new(),
+            next_sub: 0,
+            ack_ids: HashMap::new(),
+            transactions: HashMap::new(),
+            receipts: VecDeque::new(),
+            next_token: 0,
+            unanswered_sends: 0,
+            credits: HashMap::new(),
+        }
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Where the session is in its life.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The negotiated version (1.0 until CONNECT).
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The negotiated heart-beat.
+    pub fn heart_beat(&self) -> HeartBeat {
+        self.heart_beat
+    }
+
+    /// Should the driver read more frames? Not while closing, not while the producer window is
+    /// used up (flow control), and not while the client is not reading what we write.
+    pub fn wants_read(&self) -> bool {
+        matches!(self.phase, Phase::Connecting | Phase::Connected)
+            && self.unanswered_sends < PRODUCER_WINDOW
+            && self.out.len() < MAX_WRITE_BUFFER_BYTES
+    }
+
+    /// Should the driver pull more owner answers? Not while the write buffer is full.
+    pub fn wants_answers(&self) -> bool {
+        self.out.len() < MAX_WRITE_BUFFER_BYTES
+    }
+
+    /// Handles one frame from the client. On error the ERROR frame is already queued in
+    /// [`Session::out`] and the session is [`Phase::Closing`]; the error is returned for logging.
+    pub fn handle_frame(&mut self, frame: Frame) -> Result<(), Error> {
+        let result = self.dispatch(&frame);
+        if let Err(e) = &result {
+            self.fail(e, frame.get("receipt"));
+        }
+        result
+    }
+
+    /// Queues the ERROR frame for `error` and moves to [`Phase::Closing`].
+    pub fn fail(&mut self, error: &Error, receipt: Option<&str>) {
+        if self.phase == Phase::Closing {
+            return;
+        }
+        let frame = error.to_frame(receipt);
+        self.write_frame(&frame);
+        self.phase = Phase::Closing;
+    }
+
+    /// Handles one answer from an owner shard.
+    pub fn handle_answer(&mut self, answer: ToSession) {
+        match answer {
+            ToSession::Deliver {
+                sub,
+                message,
+                redelivered,
+            } => self.write_message(sub, &message, redelivered),
+            ToSession::Accepted { token } => {
+                self.unanswered_sends = self.unanswered_sends.saturating_sub(1);
+                if let Some(t) = token {
+                    self.complete(t);
+                }
+            }
+            ToSession::Done { token } => self.complete(token),
+        }
+    }
+
+    /// Posts the credit for auto-ack deliveries written since the last call.
+    pub fn flush_credits(&mut self) {
+        if self.credits.is_empty() {
+            return;
+        }
+        for (sub, n) in std::mem::take(&mut self.credits) {
+            if let Some(s) = self.subs.get(&sub) {
+                let cmd = ToOwner::Credit {
+                    session: self.id,
+                    sub,
+                    destination: s.destination.clone(),
+                    n,
+                };
+                let shard = self.router.owner_of(&s.destination);
+                self.post(shard, cmd);
+            }
+        }
+    }
+
+    /// The connection is gone: owners drop its consumers and requeue what it had unacked.
+    /// Open transactions are aborted implicitly (their buffered work is simply dropped).
+    pub fn close(&mut self) {
+        for shard in 0..self.said_hello.len() {
+            if self.said_hello[shard] {
+                self.router
+                    .post(shard, ToOwner::Goodbye { session: self.id });
+            }
+        }
+        self.said_hello.iter_mut().for_each(|h| *h = false);
+    }
+
+    // ---- frame handling ----
+
+    fn dispatch(&mut self, frame: &Frame) -> Result<(), Error> {
+        use Command as C;
+        match (self.phase, frame.command) {
+            (Phase::Connecting, C::Connect | C::Stomp) => self.on_connect(frame),
+            (Phase::Connecting, cmd) => Err(Error::NotConnected(cmd)),
+            (_, C::Connect | C::Stomp) => Err(Error::AlreadyConnected),
+            (Phase::Disconnecting | Phase::Closing, _) => Ok(()),
+            (_, C::Send) => self.on_send(frame),
+            (_, C::Subscribe) => self.on_subscribe(frame),
+            (_, C::Unsubscribe) => self.on_unsubscribe(frame),
+            (_, C::Ack) => self.on_settle(frame, false),
+            (_, C::Nack) => self.on_settle(frame, true),
+            (_, C::Begin) => self.on_begin(frame),
+            (_, C::Commit) => self.on_commit(frame),
+            (_, C::Abort) => self.on_abort(frame),
+            (_, C::Disconnect) => self.on_disconnect(frame),
+            (_, cmd @ (C::Connected | C::Message | C::Receipt | C::Error)) => {
+                Err(Error::UnexpectedCommand(cmd))
+            }
+        }
+    }
+
+    fn on_connect(&mut self, frame: &Frame) -> Result<(), Error> {
+        let accept = frame.get("accept-version");
+        let version = Version::negotiate(accept)
+            .ok_or_else(|| Error::UnsupportedVersion(accept.unwrap_or("").to_string()))?;
+        let (cx, cy) = match frame.get("heart-beat") {
+            None => (0, 0),
+            Some(v) => parse_heart_beat(v).ok_or_else(|| {
+                Error::InvalidHeader(
+                    "heart-beat",
+                    v.to_string(),
+                    "expected two integers, e.g. 10000,10000",
+                )
+            })?,
+        };
+        super::auth::authenticate(frame.get("login"), frame.get("passcode"))?;
+        let min = self.config.heart_beat.min_interval_ms;
+        let send_ms = if cy == 0 { 0 } else { cy.max(min) };
+        let expect_ms = if cx == 0 { 0 } else { cx.max(min) };
+        self.heart_beat = HeartBeat { send_ms, expect_ms };
+        self.version = version;
+        self.phase = Phase::Connected;
+        let connected = Frame::new(Command::Connected)
+            .header("version", version.as_str())
+            .header("session", format!("session-{}", self.id.0))
+            .header("server", SERVER)
+            .header("heart-beat", format!("{send_ms},{expect_ms}"));
+        self.write_frame(&connected);
+        Ok(())
+    }
+
+    fn on_send(&mut self, frame: &Frame) -> Result<(), Error> {
+        let draft = self.draft(frame)?;
+        match frame.get("transaction") {
+            Some(tx) => {
+                let max = self.config.limits.max_transaction_frames;
+                let ops = self.transaction(tx)?;
+                if ops.len() >= max {
+                    return Err(Error::Limit("max_transaction_frames", max));
+                }
+                ops.push(TxOp::Send(draft));
+                self.receipt_now(frame);
+            }
+            None => {
+                let token = self.receipt_token(frame, 1);
+                self.post_send(draft, token);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_subscribe(&mut self, frame: &Frame) -> Result<(), Error> {
+        let dest = required(frame, "destination")?;
+        let destination = DestinationName::parse(dest)?;
+        let client_id = match frame.get("id") {
+            Some(id) => id.to_string(),
+            None if self.version == Version::V1_0 => dest.to_string(),
+            None => return Err(Error::MissingHeader(Command::Subscribe, "id")),
+        };
+        if self.sub_ids.contains_key(&client_id) {
+            return Err(Error::DuplicateSubscription(client_id));
+        }
+        let max = self.config.limits.max_subscriptions_per_connection;
+        if self.subs.len() >= max {
+            return Err(Error::Limit("max_subscriptions_per_connection", max));
+        }
+        let ack = match frame.get("ack") {
+            None => AckMode::Auto,
+            Some(v) => AckMode::parse(v).ok_or_else(|| {
+                Error::InvalidHeader(
+                    "ack",
+                    v.to_string(),
+                    "expected auto, client or client-individual",
+                )
+            })?,
+        };
+        let prefetch = self.prefetch(frame, &destination)?;
+        let sub = SubId(self.next_sub);
+        self.next_sub += 1;
+        self.sub_ids.insert(client_id.clone(), sub);
+        self.subs.insert(
+            sub,
+            Sub {
+                client_id,
+                destination: destination.clone(),
+                ack,
+                in_flight: VecDeque::new(),
+            },
+        );
+        let token = self.receipt_token(frame, 1);
+        let shard = self.router.owner_of(&destination);
+        let cmd = ToOwner::Subscribe {
+            session: self.id,
+            sub,
+            destination,
+            ack,
+            prefetch,
+            token,
+        };
+        self.post(shard, cmd);
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, frame: &Frame) -> Result<(), Error> {
+        let client_id = match (frame.get("id"), self.version) {
+            (Some(id), _) => id,
+            (None, Version::V1_0) => required(frame, "destination")?,
+            (None, _) => return Err(Error::MissingHeader(Command::Unsubscribe, "id")),
+        };
+        let sub = self
+            .sub_ids
+            .remove(client_id)
+            .ok_or_else(|| Error::UnknownSubscription(client_id.to_string()))?;
+        let s = self
+            .subs
+            .remove(&sub)
+            .expect("sub_ids and subs hold the same subscriptions");
+        for (_, ack_id) in &s.in_flight {
+            self.ack_ids.remove(ack_id);
+        }
+        self.credits.remove(&sub);
+        let token = self.receipt_token(frame, 1);
+        let shard = self.router.owner_of(&s.destination);
+        let cmd = ToOwner::Unsubscribe {
+            session: self.id,
+            sub,
+            destination: s.destination,
+            token,
+        };
+        self.post(shard, cmd);
+        Ok(())
+    }
+
+    fn on_settle(&mut self, frame: &Frame, nack: bool) -> Result<(), Error> {
+        let (sub, id) = self.resolve_ack(frame)?;
+        if let Some(tx) = frame.get("transaction") {
+            if !self.transactions.contains_key(tx) {
+                return Err(Error::UnknownTransaction(tx.to_string()));
+            }
+        }
+        let s = self
+            .subs
+            .get_mut(&sub)
+            .expect("resolve_ack returns live subscriptions");
+        // `client` mode is cumulative: everything delivered before it, too.
+        let count = match s.ack {
+            AckMode::Client => s
+                .in_flight
+                .iter()
+                .position(|(m, _)| *m == id)
+                .map_or(0, |p| p + 1),
+            _ => 0,
+        };
+        let mut ids = Vec::with_capacity(count.max(1));
+        if count > 0 {
+            for (m, ack_id) in s.in_flight.drain(..count) {
+                self.ack_ids.remove(&ack_id);
+                ids.push(m);
+            }
+        } else if let Some(p) = s.in_flight.iter().position(|(m, _)| *m == id) {
+            let (m, ack_id) = s.in_flight.remove(p).expect("position is in range");
+            self.ack_ids.remove(&ack_id);
+            ids.push(m);
+        }
+        let destination = s.destination.clone();
+        match frame.get("transaction") {
+            Some(tx) => {
+                let max = self.config.limits.max_transaction_frames;
+                let ops = self.transaction(tx)?;
+                if ops.len() >= max {
+                    return Err(Error::Limit("max_transaction_frames", max));
+                }
+                ops.push(TxOp::Settle {
+                    sub,
+                    destination,
+                    ids,
+                    nack,
+                });
+                self.receipt_now(frame);
+            }
+            None => {
+                let token = self.receipt_token(frame, 1);
+                self.post_settle(sub, destination, ids, nack, token);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_begin(&mut self, frame: &Frame) -> Result<(), Error> {
+        let tx = required(frame, "transaction")?;
+        if self.transactions.contains_key(tx) {
+            return Err(Error::DuplicateTransaction(tx.to_string()));
+        }
+        let max = self.config.limits.max_transactions_per_connection;
+        if self.transactions.len() >= max {
+            return Err(Error::Limit("max_transactions_per_connection", max));
+        }
+        self.transactions.insert(tx.to_string(), Vec::new());
+        self.receipt_now(frame);
+        Ok(())
+    }
+
+    fn on_commit(&mut self, frame: &Frame) -> Result<(), Error> {
+        let tx = required(frame, "transaction")?;
+        let ops = self
+            .transactions
+            .remove(tx)
+            .ok_or_else(|| Error::UnknownTransaction(tx.to_string()))?;
+        let token = self.receipt_token(frame, ops.len());
+        for op in ops {
+            match op {
+                TxOp::Send(draft) => self.post_send(draft, token),
+                TxOp::Settle {
+                    sub,
+                    destination,
+                    ids,
+                    nack,
+                } => self.post_settle(sub, destination, ids, nack, token),
+            }
+        }
+        Ok(())
+    }
+
+    fn on_abort(&mut self, frame: &Frame) -> Result<(), Error> {
+        let tx = required(frame, "transaction")?;
+        let ops = self
+            .transactions
+            .remove(tx)
+            .ok_or_else(|| Error::UnknownTransaction(tx.to_string()))?;
+        // Sends are dropped; messages acked or nacked inside the transaction go back to their
+        // destination for redelivery, as a JMS session rollback does.
+        let settles: Vec<_> = ops
+            .into_iter()
+            .filter_map(|op| match op {
+                TxOp::Settle {
+                    sub,
+                    destination,
+                    ids,
+                    ..
+                } => Some((sub, destination, ids)),
+                TxOp::Send(_) => None,
+            })
+            .collect();
+        let token = self.receipt_token(frame, settles.len());
+        for (sub, destination, ids) in settles {
+            self.post_settle(sub, destination, ids, true, token);
+        }
+        Ok(())
+    }
+
+    fn on_disconnect(&mut self, frame: &Frame) -> Result<(), Error> {
+        match frame.get("receipt") {
+            None => self.phase = Phase::Closing,
+            Some(receipt) => {
+                // Everything posted before this frame is done once every shard we talked to
+                // has answered a barrier posted after it.
+                let shards: Vec<usize> = (0..self.said_hello.len())
+                    .filter(|&s| self.said_hello[s])
+                    .collect();
+                let token = self.new_token();
+                self.receipts.push_back(PendingReceipt {
+                    token,
+                    receipt_id: receipt.to_string(),
+                    remaining: shards.len(),
+                    then_close: true,
+                });
+                for shard in shards {
+                    self.post(
+                        shard,
+                        ToOwner::Barrier {
+                            session: self.id,
+                            token,
+                        },
+                    );
+                }
+                self.phase = Phase::Disconnecting;
+                self.write_ready_receipts();
+            }
+        }
+        Ok(())
+    }
+
+    // ---- helpers ----
+
+    fn draft(&self, frame: &Frame) -> Result<Draft, Error> {
+        let destination = DestinationName::parse(required(frame, "destination")?)?;
+        let priority = match frame.get("priority") {
+            None => 4,
+            Some(v) => v
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= 9)
+                .ok_or_else(|| {
+                    Error::InvalidHeader(
+                        "priority",
+                        v.to_string(),
+                        "expected an integer from 0 to 9",
+                    )
+                })?,
+        };
+        let expires = match frame.get("expires") {
+            None => 0,
+            Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                Error::InvalidHeader(
+                    "expires",
+                    v.to_string(),
+                    "expected ms since the epoch, 0 for never",
+                )
+            })?,
+        };
+        let persistent = frame.get("persistent") == Some("true");
+        let headers = frame
+            .headers
+            .0
+            .iter()
+            .filter(|(k, _)| !BROKER_OWNED.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        Ok(Draft {
+            destination,
+            headers,
+            body: frame.body.clone(),
+            priority,
+            persistent,
+            expires,
+        })
+    }
+
+    fn prefetch(&self, frame: &Frame, destination: &DestinationName) -> Result<u32, Error> {
+        let header = ["activemq.prefetchSize", "prefetch-count"]
+            .into_iter()
+            .find_map(|h| frame.get(h).map(|v| (h, v)));
+        match header {
+            None => Ok(match destination.kind() {
+                crate::destination::Kind::Queue => self.config.destinations.queue_prefetch,
+                crate::destination::Kind::Topic => self.config.destinations.topic_prefetch,
+            }),
+            Some((name, v)) => {
+                let n: i64 = v.trim().parse().map_err(|_| {
+                    Error::InvalidHeader(
+                        if name == "prefetch-count" {
+                            "prefetch-count"
+                        } else {
+                            "activemq.prefetchSize"
+                        },
+                        v.to_string(),
+                        "expected a non-negative integer",
+                    )
+                })?;
+                // 0 or negative means "no limit" to RabbitMQ users; the broker's cap still holds.
+                Ok(if n <= 0 {
+                    MAX_PREFETCH
+                } else {
+                    (n as u64).min(u64::from(MAX_PREFETCH)) as u32
+                })
+            }
+        }
+    }
+
+    /// Finds the delivery an ACK/NACK refers to: by `id` (1.2's ack id), by `message-id` and
+    /// `subscription` (1.1), or by `message-id` alone (1.0). Clients that mix the styles are
+    /// served as long as the reference is unambiguous.
+    fn resolve_ack(&self, frame: &Frame) -> Result<(SubId, MessageId), Error> {
+        let cmd = frame.command;
+        if let Some(id) = frame.get("id") {
+            if let Some(&d) = self.ack_ids.get(id) {
+                return Ok(d);
+            }
+            if self.version == Version::V1_2 && frame.get("message-id").is_none() {
+                return Err(Error::UnknownAck(id.to_string()));
+            }
+        }
+        let Some(mid) = frame.get("message-id") else {
+            let needed = if self.version == Version::V1_2 {
+                "id"
+            } else {
+                "message-id"
+            };
+            return Err(Error::MissingHeader(cmd, needed));
+        };
+        let subs: Vec<SubId> = match frame.get("subscription") {
+            Some(client_id) => vec![*self
+                .sub_ids
+                .get(client_id)
+                .ok_or_else(|| Error::UnknownSubscription(client_id.to_string()))?],
+            None => self.subs.keys().copied().collect(),
+        };
+        let wanted = mid
+            .parse::<u64>()
+            .map(MessageId)
+            .map_err(|_| Error::UnknownAck(mid.to_string()))?;
+        for sub in subs {
+            if self.subs[&sub].in_flight.iter().any(|(m, _)| *m == wanted) {
+                return Ok((sub, wanted));
+            }
+        }
+        Err(Error::UnknownAck(mid.to_string()))
+    }
+
+    fn transaction(&mut self, tx: &str) -> Result<&mut Vec<TxOp>, Error> {
+        self.transactions
+            .get_mut(tx)
+            .ok_or_else(|| Error::UnknownTransaction(tx.to_string()))
+    }
+
+    fn post_send(&mut self, draft: Draft, token: Option<Token>) {
+        let shard = self.router.owner_of(&draft.destination);
+        self.unanswered_sends += 1;
+        self.post(
+            shard,
+            ToOwner::Send {
+                session: self.id,
+                draft,
+                token,
+            },
+        );
+    }
+
+    fn post_settle(
+        &mut self,
+        sub: SubId,
+        destination: DestinationName,
+        ids: Vec<MessageId>,
+        nack: bool,
+        token: Option<Token>,
+    ) {
+        let shard = self.router.owner_of(&destination);
+        let session = self.id;
+        let cmd = if nack {
+            ToOwner::Nack {
+                session,
+                sub,
+                destination,
+                ids,
+                token,
+            }
+        } else {
+            ToOwner::Ack {
+                session,
+                sub,
+                destination,
+                ids,
+                token,
+            }
+        };
+        self.post(shard, cmd);
+    }
+
+    fn post(&mut self, shard: usize, cmd: ToOwner) {
+        if !self.said_hello[shard] {
+            self.said_hello[shard] = true;
+            self.router.post(
+                shard,
+                ToOwner::Hello {
+                    session: self.id,
+                    tx: self.tx.clone(),
+                },
+            );
+        }
+        self.router.post(shard, cmd);
+    }
+
+    fn new_token(&mut self) -> Token {
+        self.next_token += 1;
+        Token(self.next_token)
+    }
+
+    /// Registers the frame's receipt (if any) to be written after `effects` owner answers.
+    fn receipt_token(&mut self, frame: &Frame, effects: usize) -> Option<Token> {
+        let receipt = frame.get("receipt")?;
+        let token = self.new_token();
+        self.receipts.push_back(PendingReceipt {
+            token,
+            receipt_id: receipt.to_string(),
+            remaining: effects,
+            then_close: false,
+        });
+        self.write_ready_receipts();
+        Some(token)
+    }
+
+    /// A frame whose effect is already complete: its receipt follows any still pending.
+    fn receipt_now(&mut self, frame: &Frame) {
+        self.receipt_token(frame, 0);
+    }
+
+    fn complete(&mut self, token: Token) {
+        if let Ok(i) = self.receipts.binary_search_by_key(&token, |p| p.token) {
+            let p = &mut self.receipts[i];
+            p.remaining = p.remaining.saturating_sub(1);
+        }
+        self.write_ready_receipts();
+    }
+
+    /// Writes receipts whose effects are all done, in the order their frames arrived.
+    fn write_ready_receipts(&mut self) {
+        while self.receipts.front().is_some_and(|p| p.remaining == 0) {
+            let p = self.receipts.pop_front().expect("front exists");
+            let frame = Frame::new(Command::Receipt).header("receipt-id", p.receipt_id);
+            self.write_frame(&frame);
+            if p.then_close {
+                self.phase = Phase::Closing;
+            }
+        }
+    }
+
+    fn write_frame(&mut self, frame: &Frame) {
+        let mut buf = Vec::with_capacity(crate::codec::encoded_len(frame));
+        encode_into(&mut buf, frame, self.version);
+        self.out.extend_from_slice(&buf);
+    }
+
+    /// Encodes a MESSAGE frame straight into the write buffer (no intermediate [`Frame`]).
+    fn write_message(&mut self, sub_id: SubId, m: &crate::message::Message, redelivered: bool) {
+        let Some(sub) = self.subs.get_mut(&sub_id) else {
+            // A late delivery for a subscription closed meanwhile: the owner has already put
+            // it back in the queue when it processed the UNSUBSCRIBE.
+            return;
+        };
+        let esc = Escaping::for_frame(self.version, Command::Message);
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(b"MESSAGE\nsubscription:");
+        escape_into(&mut head, &sub.client_id, esc, false);
+        head.extend_from_slice(b"\ndestination:");
+        escape_into(&mut head, m.destination.as_str(), esc, false);
+        let mut id = String::with_capacity(20);
+        let _ = write!(id, "{}", m.id);
+        head.extend_from_slice(b"\nmessage-id:");
+        head.extend_from_slice(id.as_bytes());
+        if sub.ack != AckMode::Auto {
+            let ack_id = if self.ack_ids.contains_key(&id) {
+                format!("{id}-{}", sub_id.0)
+            } else {
+                id.clone()
+            };
+            if self.version == Version::V1_2 {
+                head.extend_from_slice(b"\nack:");
+                head.extend_from_slice(ack_id.as_bytes());
+            }
+            sub.in_flight.push_back((m.id, ack_id.clone()));
+            self.ack_ids.insert(ack_id, (sub_id, m.id));
+        } else {
+            *self.credits.entry(sub_id).or_insert(0) += 1;
+        }
+        if redelivered {
+            head.extend_from_slice(b"\nredelivered:true");
+        }
+        for (k, v) in &m.headers {
+            head.push(b'\n');
+            escape_into(&mut head, k, esc, true);
+            head.push(b':');
+            escape_into(&mut head, v, esc, false);
+        }
+        let _ = write!(
+            LenWriter(&mut head),
+            "\ncontent-length:{}\n\n",
+            m.body.len()
+        );
+        self.out.reserve(head.len() + m.body.len() + 1);
+        self.out.extend_from_slice(&head);
+        self.out.extend_from_slice(&m.body);
+        self.out.put_u8(0);
+    }
+}
+
+/// Headers of a SEND that the broker sets itself on the MESSAGE, or that only concern the SEND.
+const BROKER_OWNED: [&str; 8] = [
+    "destination",
+    "receipt",
+    "transaction",
+    "content-length",
+    "message-id",
+    "subscription",
+    "ack",
+    "redelivered",
+];
+
+fn required<'a>(frame: &'a Frame, name: &'static str) -> Result<&'a str, Error> {
+    frame
+        .get(name)
+        .ok_or(Error::MissingHeader(frame.command, name))
+}
+
+fn parse_heart_beat(v: &str) -> Option<(u64, u64)> {
+    let (a, b) = v.split_once(',')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+/// `fmt::Write` over a byte vector, for formatting numbers without a temporary String.
+struct LenWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for LenWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! The thin tokio driver of one connection: moves bytes between the socket, the decoder and
+//! [`Session`], and runs the connect and heart-beat timers. All protocol decisions are made in
+//! `state.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use log::{debug, info};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, Instant};
+
+use super::state::{Phase, Session};
+use super::Error;
+use crate::codec::Decoder;
+use crate::config::Config;
+use crate::limits::READ_CHUNK_BYTES;
+use crate::message::{Router, SessionId};
+
+/// Owner answers taken from the channel in one go before the driver writes again.
+const ANSWER_BATCH: usize = 256;
+
+/// Everything a connection needs from its shard.
+pub struct SessionContext {
+    pub id: SessionId,
+    pub router: Arc<Router>,
+    pub config: Arc<Config>,
+    pub shutdown: watch::Receiver<bool>,
+    /// A label for logs, e.g. the peer address.
+    pub peer: String,
+}
+
+/// Serves one client connection until it closes. Never panics on client input.
+pub async fn run<S>(stream: S, ctx: SessionContext)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut session = Session::new(ctx.id, ctx.router.clone(), tx, ctx.config.clone());
+    let mut decoder = Decoder::new(ctx.config.limits.clone());
+    let mut shutdown = ctx.shutdown.clone();
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut writing = Bytes::new();
+    let started = Instant::now();
+    let mut last_read = started;
+    let mut last_write = started;
+    let conn = ctx.id.0;
+    let grace = ctx.config.heart_beat.grace;
+    let connect_timeout = ctx.config.connect_timeout();
+    let mut closing_since: Option<Instant> = None;
+    let linger = Duration::from_millis(ctx.config.shutdown_timeout_ms);
+
+    loop {
+        if writing.is_empty() && !session.out.is_empty() {
+            writing = session.out.split().freeze();
+        }
+        if session.phase() == Phase::Closing && writing.is_empty() {
+            break;
+        }
+        let deadline = next_deadline(
+            &session,
+            started,
+            last_read,
+            last_write,
+            grace,
+            connect_timeout,
+        )
+        .min(closing_since.map_or(far_future(), |t| t + linger));
+        let reading = session.wants_read();
+        let answering = session.wants_answers();
+        tokio::select! {
+            r = reader.read_buf(&mut rbuf), if reading => {
+                match r {
+                    Ok(0) | Err(_) => {
+                        debug!("conn={conn} peer closed");
+                        break;
+                    }
+                    Ok(_) => {
+                        last_read = Instant::now();
+                        loop {
+                            match decoder.decode(&mut rbuf) {
+                                Ok(Some(frame)) => {
+                                    let cmd = frame.command;
+                                    if let Err(e) = session.handle_frame(frame) {
+                                        info!("conn={conn} peer={} error on {cmd}: {}", ctx.peer, e.message());
+                                        break;
+                                    }
+                                    if decoder.version() != session.version() {
+                                        decoder.set_version(session.version());
+                                    }
+                                    if !session.wants_read() {
+                                        break;
+                                    }
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    let e = Error::from(e);
+                                    info!("conn={conn} peer={} {}", ctx.peer, e.message());
+                                    session.fail(&e, None);
+                                    break;
+                                }
+                            }
+                        }
+                        if rbuf.capacity() - rbuf.len() < 1024 {
+                            rbuf.reserve(READ_CHUNK_BYTES);
+                        }
+                    }
+                }
+            }
+            r = writer.write(&writing), if !writing.is_empty() => {
+                match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        writing.advance(n);
+                        last_write = Instant::now();
+                    }
+                }
+            }
+            answer = rx.recv(), if answering => {
+                // The session holds a sender, so the channel never closes while we run.
+                if let Some(a) = answer {
+                    session.handle_answer(a);
+                    for _ in 0..ANSWER_BATCH {
+                        if !session.wants_answers() {
+                            break;
+                        }
+                        match rx.try_recv() {
+                            Ok(a) => session.handle_answer(a),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            _ = shutdown.changed(), if closing_since.is_none() => {
+                session.fail(&Error::ShuttingDown, None);
+                closing_since = Some(Instant::now());
+            }
+            _ = sleep_until(deadline) => {
+                let now = Instant::now();
+                if closing_since.is_some_and(|t| now >= t + linger) {
+                    break;
+                }
+                match session.phase() {
+                    Phase::Connecting if now >= started + connect_timeout => {
+                        session.fail(&Error::ConnectTimeout(connect_timeout.as_millis() as u64), None);
+                    }
+                    Phase::Connected | Phase::Disconnecting => {
+                        let hb = session.heart_beat();
+                        let silence = now - last_read;
+                        if hb.expect_ms > 0 && silence >= expect_window(hb.expect_ms, grace) {
+                            info!("conn={conn} peer={} heart-beat timeout", ctx.peer);
+                            session.fail(&Error::HeartBeatTimeout(silence.as_millis() as u64), None);
+                        } else if hb.send_ms > 0
+                            && writing.is_empty()
+                            && session.out.is_empty()
+                            && now - last_write >= send_interval(hb.send_ms)
+                        {
+                            session.out.extend_from_slice(b"\n");
+                        }
+                    }
+                    _ => {}
+                }
+                if session.phase() == Phase::Closing && closing_since.is_none() {
+                    closing_since = Some(now);
+                }
+            }
+        }
+        session.flush_credits();
+        if session.phase() == Phase::Closing && closing_since.is_none() {
+            closing_since = Some(Instant::now());
+        }
+    }
+    let _ = writer.shutdown().await;
+    session.close();
+    debug!("conn={conn} closed");
+}
+
+/// The client→broker window: the promised interval times the grace factor.
+fn expect_window(expect_ms: u64, grace: f64) -> Duration {
+    Duration::from_millis((expect_ms as f64 * grace) as u64)
+}
+
+/// Send a heart-beat a little before the interval is up, so network jitter does not make us
+/// late by the peer's clock (a late heart-beat is what gets clients disconnected).
+fn send_interval(send_ms: u64) -> Duration {
+    Duration::from_millis(send_ms - send_ms / 10)
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400)
+}
+
+fn next_deadline(
+    session: &Session,
+    started: Instant,
+    last_read: Instant,
+    last_write: Instant,
+    grace: f64,
+    connect_timeout: Duration,
+) -> Instant {
+    match session.phase() {
+        Phase::Connecting => started + connect_timeout,
+        Phase::Connected | Phase::Disconnecting => {
+            let hb = session.heart_beat();
+            let mut d = far_future();
+            if hb.expect_ms > 0 {
+                d = d.min(last_read + expect_window(hb.expect_ms, grace));
+            }
+            if hb.send_ms > 0 {
+                d = d.min(last_write + send_interval(hb.send_ms));
+            }
+            d
+        }
+        Phase::Closing => far_future(),
+    }
+}

@@ -1,0 +1,8 @@
+//! Thread-per-core shards: the runtime that wires listeners, sessions and owner loops
+//! together. Nothing below this module imports it.
+
+mod owner;
+mod runtime;
+
+pub use owner::Owner;
+pub use runtime::{Broker, StartError};

@@ -1,0 +1,274 @@
+//! Thread-per-core runtime: one thread per shard, each running a single-threaded tokio
+//! runtime with its owner loop, its listener (bound with `SO_REUSEPORT`, so the kernel spreads
+//! connections over shards) and the sessions it accepted.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use log::{debug, error, info, warn};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinSet, LocalSet};
+
+use super::owner::Owner;
+use crate::codec::{encode, Version};
+use crate::config::Config;
+use crate::message::{Router, SessionId, ToOwner};
+use crate::session::{self, SessionContext};
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("cannot create data_dir {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// A shard thread could not be started.
+    #[error("cannot start shard thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running broker: its shards and how to stop them.
+pub struct Broker {
+    stomp_addr: SocketAddr,
+    router: Arc<Router>,
+    shutdown: watch::Sender<bool>,
+    idle: std::sync::mpsc::Receiver<usize>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Binds the listeners and starts every shard. Returns once the broker accepts clients.
+    pub fn start(config: Config) -> Result<Broker, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let shards = config.shard_count();
+        let listeners = bind_reuseport(config.bind, shards)?;
+        let stomp_addr = listeners[0]
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let (senders, mailboxes): (Vec<_>, Vec<_>) =
+            (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
+        let router = Arc::new(Router::new(senders));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (idle_tx, idle) = std::sync::mpsc::channel();
+        let shared = Arc::new(Shared {
+            config: Arc::new(config),
+            router: router.clone(),
+            next_session: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+        });
+        let mut threads = Vec::with_capacity(shards);
+        for (shard, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
+            let shared = shared.clone();
+            let shutdown = shutdown_rx.clone();
+            let idle_tx = idle_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("shard-{shard}"))
+                .spawn(move || run_shard(shard, shared, listener, mailbox, shutdown, idle_tx))
+                .map_err(StartError::Thread)?;
+            threads.push(handle);
+        }
+        info!("listening stomp={stomp_addr} shards={shards}");
+        Ok(Broker {
+            stomp_addr,
+            router,
+            shutdown,
+            idle,
+            threads,
+        })
+    }
+
+    /// The address the STOMP listener is bound to (the real port when port 0 was asked).
+    pub fn stomp_addr(&self) -> SocketAddr {
+        self.stomp_addr
+    }
+
+    /// Graceful shutdown: stop accepting, tell every session (each sends an ERROR and flushes
+    /// what it has, within `shutdown_timeout_ms`), then stop the owner loops and join the
+    /// shard threads. Idempotent with respect to the signal; consumes the broker.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        // Owners keep serving until every shard's sessions are gone: a closing session still
+        // posts Goodbye to other shards.
+        for _ in 0..self.threads.len() {
+            if self.idle.recv().is_err() {
+                break;
+            }
+        }
+        for shard in 0..self.router.shards() {
+            self.router.post(shard, ToOwner::Stop);
+        }
+        for t in self.threads {
+            if t.join().is_err() {
+                error!("a shard thread panicked during shutdown");
+            }
+        }
+        info!("shutdown complete");
+    }
+}
+
+/// What every shard shares: read-only config, the router and two process-wide counters.
+struct Shared {
+    config: Arc<Config>,
+    router: Arc<Router>,
+    next_session: AtomicU64,
+    /// Live client connections, for `limits.max_connections`.
+    connections: AtomicUsize,
+}
+
+/// Releases a connection slot when the connection ends.
+struct ConnectionSlot(Arc<Shared>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn run_shard(
+    shard: usize,
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    mailbox: mpsc::UnboundedReceiver<ToOwner>,
+    mut shutdown: watch::Receiver<bool>,
+    idle: std::sync::mpsc::Sender<usize>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("shard={shard} cannot build runtime: {e}");
+            let _ = idle.send(shard);
+            return;
+        }
+    };
+    let local = LocalSet::new();
+    local.block_on(&rt, async move {
+        let owner = tokio::task::spawn_local(
+            Owner::new(shard, shared.config.destinations.clone()).run(mailbox),
+        );
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                error!("shard={shard} cannot register listener: {e}");
+                let _ = idle.send(shard);
+                let _ = owner.await;
+                return;
+            }
+        };
+        let mut sessions = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => accept(&shared, &mut sessions, &shutdown, stream, peer),
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!("shard={shard} accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        drop(listener);
+        while sessions.join_next().await.is_some() {}
+        debug!("shard={shard} sessions drained");
+        let _ = idle.send(shard);
+        let _ = owner.await;
+    });
+}
+
+fn accept(
+    shared: &Arc<Shared>,
+    sessions: &mut JoinSet<()>,
+    shutdown: &watch::Receiver<bool>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
+    // Reap half-open connections (peers gone behind a load balancer) even without heart-beats.
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10));
+    let _ = SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    let max = shared.config.limits.max_connections;
+    if shared.connections.fetch_add(1, Ordering::Relaxed) >= max {
+        shared.connections.fetch_sub(1, Ordering::Relaxed);
+        warn!("peer={peer} refused: max_connections={max} reached");
+        sessions.spawn_local(async move {
+            let frame = session::Error::TooManyConnections(max).to_frame(None);
+            let mut stream = stream;
+            let _ = stream.write_all(&encode(&frame, Version::V1_0)).await;
+            let _ = stream.shutdown().await;
+        });
+        return;
+    }
+    let slot = ConnectionSlot(shared.clone());
+    let ctx = SessionContext {
+        id: SessionId(shared.next_session.fetch_add(1, Ordering::Relaxed)),
+        router: shared.router.clone(),
+        config: shared.config.clone(),
+        shutdown: shutdown.clone(),
+        peer: peer.to_string(),
+    };
+    debug!("conn={} peer={peer} accepted", ctx.id.0);
+    sessions.spawn_local(async move {
+        session::run(stream, ctx).await;
+        drop(slot);
+    });
+}
+
+/// Binds `count` listeners on one address with `SO_REUSEPORT`. The first takes the asked
+/// address (port 0 picks a free port); the rest join it on the port it got.
+fn bind_reuseport(
+    addr: SocketAddr,
+    count: usize,
+) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(count);
+    let mut actual = addr;
+    for _ in 0..count {
+        let err = |source| StartError::Bind {
+            addr: actual,
+            source,
+        };
+        let socket = Socket::new(
+            Domain::for_address(actual),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )
+        .map_err(err)?;
+        socket.set_reuse_address(true).map_err(err)?;
+        socket.set_reuse_port(true).map_err(err)?;
+        socket.set_nonblocking(true).map_err(err)?;
+        socket.bind(&actual.into()).map_err(err)?;
+        socket.listen(1024).map_err(err)?;
+        let listener: std::net::TcpListener = socket.into();
+        if out.is_empty() {
+            actual = listener.local_addr().map_err(err)?;
+        }
+        out.push(listener);
+    }
+    Ok(out)
+}
