@@ -854,3 +854,189 @@ impl std::fmt::Write for LenWriter<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+    use super::*;
+    use crate::codec::Decoder;
+    use crate::shard::Owner;
+
+    /// One shard's owner and any number of sessions, pumped by hand: no sockets, no runtime.
+    struct Pair {
+        owner: Owner,
+        mailbox: UnboundedReceiver<ToOwner>,
+        router: Arc<Router>,
+        next: u64,
+    }
+
+    struct Client {
+        session: Session,
+        rx: UnboundedReceiver<ToSession>,
+        decoder: Decoder,
+    }
+
+    impl Pair {
+        fn new() -> Pair {
+            let (tx, mailbox) = unbounded_channel();
+            let router = Arc::new(Router::new(vec![tx]));
+            Pair { owner: Owner::new(0, Default::default()), mailbox, router, next: 0 }
+        }
+
+        fn client(&mut self, version: &str) -> Client {
+            self.next += 1;
+            let (tx, rx) = unbounded_channel();
+            let session =
+                Session::new(SessionId(self.next), self.router.clone(), tx, Arc::new(Config::default()));
+            let mut decoder = Decoder::new(Default::default());
+            decoder.set_version(Version::V1_2);
+            let mut c = Client { session, rx, decoder };
+            c.send(Frame::new(Command::Connect).header("accept-version", version));
+            assert_eq!(c.frames()[0].command, Command::Connected);
+            c
+        }
+
+        /// Runs owner and sessions until nothing moves.
+        fn pump(&mut self, clients: &mut [&mut Client]) {
+            loop {
+                let mut moved = false;
+                while let Ok(cmd) = self.mailbox.try_recv() {
+                    self.owner.handle(cmd);
+                    moved = true;
+                }
+                for c in clients.iter_mut() {
+                    while let Ok(a) = c.rx.try_recv() {
+                        c.session.handle_answer(a);
+                        moved = true;
+                    }
+                    c.session.flush_credits();
+                }
+                if !moved {
+                    return;
+                }
+            }
+        }
+    }
+
+    impl Client {
+        fn send(&mut self, frame: Frame) {
+            let _ = self.session.handle_frame(frame);
+        }
+
+        fn frames(&mut self) -> Vec<Frame> {
+            let mut out = Vec::new();
+            while let Some(f) = self.decoder.decode(&mut self.session.out).unwrap() {
+                out.push(f);
+            }
+            out
+        }
+    }
+
+    fn send(dest: &str, body: &str) -> Frame {
+        Frame::new(Command::Send).header("destination", dest).with_body(body.to_string())
+    }
+
+    #[test]
+    fn frame_before_connect_is_an_error_and_closes() {
+        let pair = Pair::new();
+        let (tx, _rx) = unbounded_channel();
+        let mut s = Session::new(SessionId(1), pair.router.clone(), tx, Arc::new(Config::default()));
+        assert!(s.handle_frame(send("/queue/a", "x").header("receipt", "7")).is_err());
+        assert_eq!(s.phase(), Phase::Closing);
+        let f = Decoder::new(Default::default()).decode(&mut s.out).unwrap().unwrap();
+        assert_eq!(f.command, Command::Error);
+        assert_eq!(f.get("receipt-id"), Some("7"));
+    }
+
+    #[test]
+    fn receipts_follow_effects_in_order() {
+        let mut pair = Pair::new();
+        let mut c = pair.client("1.2");
+        c.send(send("/queue/r", "1").header("receipt", "a"));
+        c.send(Frame::new(Command::Begin).header("transaction", "t").header("receipt", "b"));
+        // The SEND's effect is not done until the owner has run, so neither receipt is out.
+        assert!(c.frames().is_empty());
+        pair.pump(&mut [&mut c]);
+        let ids: Vec<_> = c.frames().iter().map(|f| f.get("receipt-id").unwrap().to_string()).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn client_mode_ack_is_cumulative() {
+        let mut pair = Pair::new();
+        let mut p = pair.client("1.2");
+        let mut c = pair.client("1.2");
+        c.send(
+            Frame::new(Command::Subscribe)
+                .header("id", "s")
+                .header("destination", "/queue/c")
+                .header("ack", "client"),
+        );
+        for i in 0..3 {
+            p.send(send("/queue/c", &i.to_string()));
+        }
+        pair.pump(&mut [&mut p, &mut c]);
+        let msgs = c.frames();
+        assert_eq!(msgs.len(), 3);
+        c.send(Frame::new(Command::Ack).header("id", msgs[1].get("ack").unwrap()));
+        // The third is still unacked: acking it alone works, acking the first again does not.
+        c.send(Frame::new(Command::Ack).header("id", msgs[2].get("ack").unwrap()));
+        assert_eq!(c.session.phase(), Phase::Connected);
+        c.send(Frame::new(Command::Ack).header("id", msgs[0].get("ack").unwrap()));
+        assert_eq!(c.session.phase(), Phase::Closing);
+    }
+
+    #[test]
+    fn abort_returns_acked_messages_redelivered() {
+        let mut pair = Pair::new();
+        let mut p = pair.client("1.2");
+        let mut c = pair.client("1.2");
+        c.send(
+            Frame::new(Command::Subscribe)
+                .header("id", "s")
+                .header("destination", "/queue/t")
+                .header("ack", "client-individual"),
+        );
+        p.send(send("/queue/t", "m"));
+        pair.pump(&mut [&mut p, &mut c]);
+        let m = c.frames().remove(0);
+        c.send(Frame::new(Command::Begin).header("transaction", "tx"));
+        c.send(Frame::new(Command::Ack).header("id", m.get("ack").unwrap()).header("transaction", "tx"));
+        c.send(Frame::new(Command::Abort).header("transaction", "tx"));
+        pair.pump(&mut [&mut p, &mut c]);
+        let again = c.frames();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].get("redelivered"), Some("true"));
+        assert_eq!(again[0].body, m.body);
+    }
+
+    #[test]
+    fn prefetch_limits_unacked_deliveries() {
+        let mut pair = Pair::new();
+        let mut p = pair.client("1.1");
+        let mut c = pair.client("1.1");
+        c.send(
+            Frame::new(Command::Subscribe)
+                .header("id", "s")
+                .header("destination", "/queue/p")
+                .header("ack", "client-individual")
+                .header("activemq.prefetchSize", "2"),
+        );
+        for i in 0..5 {
+            p.send(send("/queue/p", &i.to_string()));
+        }
+        pair.pump(&mut [&mut p, &mut c]);
+        let first = c.frames();
+        assert_eq!(first.len(), 2);
+        c.send(
+            Frame::new(Command::Ack)
+                .header("message-id", first[0].get("message-id").unwrap())
+                .header("subscription", "s"),
+        );
+        pair.pump(&mut [&mut p, &mut c]);
+        let next = c.frames();
+        assert_eq!(next.len(), 1);
+        assert_eq!(&next[0].body[..], b"2");
+    }
+}

@@ -1,0 +1,54 @@
+# Stompbox: the front door. `make run` serves, `make test` runs every test (what CI runs after
+# `make lint`). Everything a test needs is installed by these targets on a fresh machine.
+
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all build release run test test-rust lint fmt bench fuzz-check ci clean
+
+all: build
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+# Build (release) and serve with config/stompbox.toml: STOMP on 127.0.0.1:61613, data in ./data.
+run: release
+	mkdir -p data
+	./target/release/stompbox serve --config config/stompbox.toml
+
+# Every test: unit, integration, proptests, the protocol conformance suite (which starts the
+# built binary itself), the fuzz corpus as regression tests, and the client smoke tests.
+test: build test-rust fuzz-check test-clients
+
+test-rust:
+	$(CARGO) test --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items
+
+fmt:
+	$(CARGO) fmt --all
+
+# The fuzz targets need nightly to run (cargo fuzz); on stable we make sure they compile.
+fuzz-check:
+	@if [ -f fuzz/Cargo.toml ]; then $(CARGO) check --manifest-path fuzz/Cargo.toml; fi
+
+bench:
+	$(CARGO) bench --bench codec
+
+ci: lint test
+
+clean:
+	$(CARGO) clean
+	rm -rf .venv clients/js/node_modules
+
+ifneq ($(wildcard mk/clients.mk),)
+include mk/clients.mk
+else
+test-clients: ;
+endif
