@@ -319,10 +319,13 @@ fn blank_line(input: &[u8]) -> IResult<&[u8], &[u8]> {
     recognize(preceded(opt(tag(&b"\r"[..])), tag(&b"\n"[..]))).parse(input)
 }
 
+/// A header line split at its first colon, still escaped.
+type RawHeader<'a> = (&'a [u8], &'a [u8]);
+
 /// Splits a complete header block into its command line and `(name, raw value)` lines. A line
 /// without a colon yields an empty value and a name holding the whole line, which
 /// [`decode_header`] rejects.
-fn split_head(head: &[u8]) -> (&[u8], Vec<(&[u8], &[u8])>) {
+fn split_head(head: &[u8]) -> (&[u8], Vec<RawHeader<'_>>) {
     // The block was delimited by scan_head, so every line ends in LF and the last is blank:
     // these parsers cannot fail on it.
     let (mut rest, command_line) = line(head).unwrap_or((&[][..], head));
