@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+'use strict';
+// Receive messages from stompbox over STOMP 1.2 and ACK each one (client-individual).
+//
+//   STOMP_HOST=127.0.0.1 STOMP_PORT=61613 node consumer.js [DESTINATION] [COUNT]
+//
+// Stops after COUNT messages, or after 5 s without one. Messages received but not ACKed are
+// given to another consumer when this connection closes.
+
+const stompit = require('stompit');
+
+const host = process.env.STOMP_HOST || '127.0.0.1';
+const port = Number(process.env.STOMP_PORT || '61613');
+const destination = process.argv[2] || '/queue/example';
+const count = Number(process.argv[3] || '10');
+
+const connectOptions = {
+  host,
+  port,
+  connectHeaders: { host: 'localhost', 'accept-version': '1.2', 'heart-beat': '0,10000' },
+};
+
+stompit.connect(connectOptions, (err, client) => {
+  if (err) {
+    console.error(`connect error: ${err.message}`);
+    process.exit(1);
+  }
+  let received = 0;
+  let idle;
+  const stop = (why) => {
+    clearTimeout(idle);
+    if (why) console.log(why);
+    client.disconnect();
+  };
+  const restartIdle = () => {
+    clearTimeout(idle);
+    idle = setTimeout(() => stop('no message for 5 s, stopping'), 5000);
+  };
+
+  const headers = {
+    destination,
+    ack: 'client-individual',
+    // Caps how many unACKed messages the broker pushes to this subscription.
+    'activemq.prefetchSize': '10',
+  };
+  client.subscribe(headers, (subErr, message) => {
+    if (subErr) {
+      console.error(`subscription error: ${subErr.message} ${subErr.longMessage || ''}`);
+      process.exit(1);
+    }
+    // Read the body before the next MESSAGE can be parsed: stompit streams frames.
+    message.readString('utf-8', (readErr, body) => {
+      if (readErr) throw readErr;
+      console.log(`received ${JSON.stringify(body)} message-id=${message.headers['message-id']}`);
+      client.ack(message); // stompit sends the 1.2 `id` (from the MESSAGE's ack header)
+      received += 1;
+      if (received >= count) stop();
+      else restartIdle();
+    });
+  });
+  restartIdle();
+});

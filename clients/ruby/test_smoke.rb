@@ -1,0 +1,127 @@
+# frozen_string_literal: true
+
+# Smoke test: the stomp gem against a running stompbox on STOMP_HOST (default 127.0.0.1) and
+# STOMP_PORT. `clients/run-smoke.sh ruby` starts a broker and runs this file.
+#
+# Each scenario runs once per STOMP version. 1.0 has no client-individual ack mode, so its
+# consumers use `client` and still ACK every message.
+
+require 'minitest/autorun'
+require_relative 'smoke_client'
+
+class SmokeTest < Minitest::Test
+  COUNT = 100
+  VERSIONS = %w[1.0 1.1 1.2].freeze
+
+  def setup
+    @opened = []
+  end
+
+  def teardown
+    @opened.each(&:close)
+  end
+
+  def client(version)
+    c = StompboxSmoke::Client.new(version)
+    @opened << c
+    c
+  end
+
+  # Receive `bodies` in order, checking headers and ACKing each one individually.
+  def consume_in_order(consumer, bodies, destination, sub_id)
+    seen_ids = {}
+    bodies.each do |expected|
+      frame = consumer.next_message("#{expected.inspect} on #{destination}")
+      h = frame.headers
+      assert_equal expected, frame.body, "out of order or wrong body: #{h}"
+      assert_equal destination, h['destination']
+      refute seen_ids.key?(h['message-id']), "message-id reused: #{h['message-id']}"
+      seen_ids[h['message-id']] = true
+      assert_equal sub_id, h['subscription'], h.inspect unless consumer.version == '1.0'
+      if consumer.version == '1.2'
+        assert h.key?('ack'), "1.2 MESSAGE without ack header in client-individual mode: #{h}"
+      end
+      consumer.ack(frame)
+    end
+  end
+
+  VERSIONS.each do |version|
+    tag = version.delete('.')
+
+    define_method("test_queue_delivers_each_message_once_in_order_v#{tag}") do
+      destination = StompboxSmoke.fresh('queue', "queue-#{version}")
+      bodies = (0...COUNT).map { |i| format('queue message %03d', i) }
+      mode = StompboxSmoke.ack_mode(version)
+
+      producer = client(version)
+      receipts = bodies.each_with_index.map do |body, i|
+        producer.send_message(destination, body, seq: i.to_s)
+      end
+      producer.wait_receipts(receipts)
+
+      consumer = client(version)
+      consumer.subscribe(destination, 'sub-queue', mode)
+      consume_in_order(consumer, bodies, destination, 'sub-queue')
+      consumer.assert_quiet
+      consumer.unsubscribe(destination, 'sub-queue') # receipt: all 100 ACKs were read
+      consumer.close
+
+      # The ACKed messages are gone: a new consumer's first message is a fresh sentinel.
+      again = client(version)
+      again.subscribe(destination, 'sub-again', mode)
+      producer.wait_receipts([producer.send_message(destination, 'sentinel')])
+      frame = again.next_message('the sentinel')
+      assert_equal 'sentinel', frame.body,
+                   "ACKed message redelivered: #{StompboxSmoke.describe(frame)}"
+      again.ack(frame)
+      again.assert_quiet
+    end
+
+    define_method("test_topic_fans_out_to_both_subscribers_v#{tag}") do
+      destination = StompboxSmoke.fresh('topic', "topic-#{version}")
+      bodies = (0...COUNT).map { |i| format('topic message %03d', i) }
+
+      subscribers = [client(version), client(version)]
+      subscribers.each_with_index do |sub, n|
+        sub.subscribe(destination, "sub-topic-#{n}", StompboxSmoke.ack_mode(version))
+      end
+
+      producer = client(version)
+      producer.wait_receipts(bodies.map { |body| producer.send_message(destination, body) })
+      producer.wait_receipts([producer.send_message(destination, 'sentinel')])
+
+      subscribers.each_with_index do |sub, n|
+        consume_in_order(sub, bodies + ['sentinel'], destination, "sub-topic-#{n}")
+        sub.assert_quiet
+      end
+    end
+
+    define_method("test_aborted_transaction_is_dropped_committed_one_delivered_v#{tag}") do
+      destination = StompboxSmoke.fresh('queue', "tx-#{version}")
+      consumer = client(version)
+      consumer.subscribe(destination, 'sub-tx', StompboxSmoke.ack_mode(version))
+
+      producer = client(version)
+      conn = producer.conn
+      conn.begin('tx-aborted')
+      conn.publish(destination, 'aborted 1', transaction: 'tx-aborted')
+      conn.publish(destination, 'aborted 2', transaction: 'tx-aborted')
+      abort_rid = producer.receipt('abort')
+      conn.abort('tx-aborted', receipt: abort_rid)
+      producer.wait_receipts([abort_rid])
+
+      conn.begin('tx-committed')
+      conn.publish(destination, 'committed', transaction: 'tx-committed')
+      commit_rid = producer.receipt('commit')
+      conn.commit('tx-committed', receipt: commit_rid)
+      producer.wait_receipts([commit_rid])
+
+      # Sent after the COMMIT's receipt, so it must arrive after the committed message; if
+      # an aborted message leaked, it shows up in place of "committed".
+      producer.wait_receipts([producer.send_message(destination, 'sentinel')])
+
+      consume_in_order(consumer, %w[committed sentinel], destination, 'sub-tx')
+      consumer.assert_quiet
+    end
+  end
+end
