@@ -881,17 +881,30 @@ mod tests {
         fn new() -> Pair {
             let (tx, mailbox) = unbounded_channel();
             let router = Arc::new(Router::new(vec![tx]));
-            Pair { owner: Owner::new(0, Default::default()), mailbox, router, next: 0 }
+            Pair {
+                owner: Owner::new(0, Default::default()),
+                mailbox,
+                router,
+                next: 0,
+            }
         }
 
         fn client(&mut self, version: &str) -> Client {
             self.next += 1;
             let (tx, rx) = unbounded_channel();
-            let session =
-                Session::new(SessionId(self.next), self.router.clone(), tx, Arc::new(Config::default()));
+            let session = Session::new(
+                SessionId(self.next),
+                self.router.clone(),
+                tx,
+                Arc::new(Config::default()),
+            );
             let mut decoder = Decoder::new(Default::default());
             decoder.set_version(Version::V1_2);
-            let mut c = Client { session, rx, decoder };
+            let mut c = Client {
+                session,
+                rx,
+                decoder,
+            };
             c.send(Frame::new(Command::Connect).header("accept-version", version));
             assert_eq!(c.frames()[0].command, Command::Connected);
             c
@@ -934,17 +947,29 @@ mod tests {
     }
 
     fn send(dest: &str, body: &str) -> Frame {
-        Frame::new(Command::Send).header("destination", dest).with_body(body.to_string())
+        Frame::new(Command::Send)
+            .header("destination", dest)
+            .with_body(body.to_string())
     }
 
     #[test]
     fn frame_before_connect_is_an_error_and_closes() {
         let pair = Pair::new();
         let (tx, _rx) = unbounded_channel();
-        let mut s = Session::new(SessionId(1), pair.router.clone(), tx, Arc::new(Config::default()));
-        assert!(s.handle_frame(send("/queue/a", "x").header("receipt", "7")).is_err());
+        let mut s = Session::new(
+            SessionId(1),
+            pair.router.clone(),
+            tx,
+            Arc::new(Config::default()),
+        );
+        assert!(s
+            .handle_frame(send("/queue/a", "x").header("receipt", "7"))
+            .is_err());
         assert_eq!(s.phase(), Phase::Closing);
-        let f = Decoder::new(Default::default()).decode(&mut s.out).unwrap().unwrap();
+        let f = Decoder::new(Default::default())
+            .decode(&mut s.out)
+            .unwrap()
+            .unwrap();
         assert_eq!(f.command, Command::Error);
         assert_eq!(f.get("receipt-id"), Some("7"));
     }
@@ -954,11 +979,19 @@ mod tests {
         let mut pair = Pair::new();
         let mut c = pair.client("1.2");
         c.send(send("/queue/r", "1").header("receipt", "a"));
-        c.send(Frame::new(Command::Begin).header("transaction", "t").header("receipt", "b"));
+        c.send(
+            Frame::new(Command::Begin)
+                .header("transaction", "t")
+                .header("receipt", "b"),
+        );
         // The SEND's effect is not done until the owner has run, so neither receipt is out.
         assert!(c.frames().is_empty());
         pair.pump(&mut [&mut c]);
-        let ids: Vec<_> = c.frames().iter().map(|f| f.get("receipt-id").unwrap().to_string()).collect();
+        let ids: Vec<_> = c
+            .frames()
+            .iter()
+            .map(|f| f.get("receipt-id").unwrap().to_string())
+            .collect();
         assert_eq!(ids, ["a", "b"]);
     }
 
@@ -1002,7 +1035,11 @@ mod tests {
         pair.pump(&mut [&mut p, &mut c]);
         let m = c.frames().remove(0);
         c.send(Frame::new(Command::Begin).header("transaction", "tx"));
-        c.send(Frame::new(Command::Ack).header("id", m.get("ack").unwrap()).header("transaction", "tx"));
+        c.send(
+            Frame::new(Command::Ack)
+                .header("id", m.get("ack").unwrap())
+                .header("transaction", "tx"),
+        );
         c.send(Frame::new(Command::Abort).header("transaction", "tx"));
         pair.pump(&mut [&mut p, &mut c]);
         let again = c.frames();
