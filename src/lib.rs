@@ -29,3 +29,4 @@ pub mod limits;
 pub mod message;
 pub mod session;
 pub mod shard;
+pub mod store;

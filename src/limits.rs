@@ -57,6 +57,9 @@ pub const DEFAULT_QUEUE_PREFETCH: u32 = 1000;
 /// Default prefetch for a topic subscription: ActiveMQ's `Short.MAX_VALUE`.
 pub const DEFAULT_TOPIC_PREFETCH: u32 = 32_767;
 
+/// Default prefetch for a durable topic subscription: ActiveMQ's.
+pub const DEFAULT_DURABLE_PREFETCH: u32 = 100;
+
 /// The largest prefetch a client may ask for; larger requests are clamped, so one subscription
 /// cannot claim an unbounded share of the broker's memory.
 pub const MAX_PREFETCH: u32 = 65_535;

@@ -7,6 +7,7 @@
 //! prefetch of deliveries per subscription in flight, and one ACK/NACK per delivery.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,10 +15,27 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::destination::DestinationName;
 
-/// A broker-wide unique message id. The owner shard assigns it, so ids of one destination
-/// increase in arrival order; the low bits hold the shard so shards never collide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A broker-wide unique message id, also the `message_id` primary key of stored messages.
+/// Ids grow in the order sessions accept SENDs, so one producer's messages are in id order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(pub u64);
+
+/// Hands out message ids: process-wide, increasing, and seeded past the largest stored id so
+/// ids are never reused across restarts of one data directory.
+#[derive(Debug)]
+pub struct IdAllocator(AtomicU64);
+
+impl IdAllocator {
+    /// An allocator whose first id is `after + 1`.
+    pub fn new(after: u64) -> Self {
+        IdAllocator(AtomicU64::new(after))
+    }
+
+    /// The next id.
+    pub fn next(&self) -> MessageId {
+        MessageId(self.0.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
 
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -79,29 +97,57 @@ pub struct Message {
     pub expires: u64,
 }
 
-/// A message the session has parsed but the owner has not yet numbered.
-#[derive(Debug)]
-pub struct Draft {
+/// Where a queue's messages live: a queue, or the queue of one durable topic subscription
+/// (`subscription` = `client_id:name`). Stored messages carry both parts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueueKey {
     pub destination: DestinationName,
-    pub headers: Vec<(String, String)>,
-    pub body: Bytes,
-    pub priority: u8,
-    pub persistent: bool,
-    pub expires: u64,
+    pub subscription: Option<Arc<str>>,
 }
 
-impl Draft {
-    /// Numbers the draft, making it an immutable [`Message`].
-    pub fn into_message(self, id: MessageId) -> Message {
-        Message {
-            id,
-            destination: self.destination,
-            headers: self.headers,
-            body: self.body,
-            priority: self.priority,
-            persistent: self.persistent,
-            expires: self.expires,
+impl QueueKey {
+    /// The key of a plain queue.
+    pub fn queue(destination: DestinationName) -> Self {
+        QueueKey {
+            destination,
+            subscription: None,
         }
+    }
+
+    /// The `subscription` column value: empty for plain queues.
+    pub fn subscription_str(&self) -> &str {
+        self.subscription.as_deref().unwrap_or("")
+    }
+}
+
+impl fmt::Display for QueueKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.subscription {
+            None => write!(f, "{}", self.destination),
+            Some(s) => write!(f, "{} [{}]", self.destination, s),
+        }
+    }
+}
+
+/// A message as read back from the store (recovery, page-in) or handed over by the store
+/// writer after a commit, with its redelivery count.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub message: Arc<Message>,
+    pub redelivery_count: u32,
+}
+
+/// A durable topic subscription's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DurableName {
+    pub client_id: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl DurableName {
+    /// The `subscription` column value and queue key: `client_id:name`.
+    pub fn key(&self) -> Arc<str> {
+        Arc::from(format!("{}:{}", self.client_id, self.name))
     }
 }
 
@@ -114,11 +160,12 @@ pub type SessionTx = UnboundedSender<ToSession>;
 pub enum ToOwner {
     /// First contact of a session with this shard: where to send its deliveries and answers.
     Hello { session: SessionId, tx: SessionTx },
-    /// Enqueue (queue) or publish (topic). Always answered with [`ToSession::Accepted`]; the
-    /// answer is held back while the destination is over its memory limit (flow control).
+    /// Enqueue (queue) or publish (topic). Always answered with [`ToSession::Accepted`] (or
+    /// [`ToSession::Rejected`] if the store failed); a persistent message is answered after
+    /// its commit, and answers are held back while the destination is over its memory limit.
     Send {
         session: SessionId,
-        draft: Draft,
+        message: Arc<Message>,
         token: Option<Token>,
     },
     /// Register a consumer.
@@ -128,13 +175,17 @@ pub enum ToOwner {
         destination: DestinationName,
         ack: AckMode,
         prefetch: u32,
+        /// Set for a durable topic subscription.
+        durable: Option<DurableName>,
         token: Option<Token>,
     },
-    /// Remove a consumer; its unacked messages go back to the queue.
+    /// Remove a consumer; its unacked messages go back to the queue. With `destroy`, a durable
+    /// subscription is deleted with its pending messages.
     Unsubscribe {
         session: SessionId,
         sub: SubId,
         destination: DestinationName,
+        destroy: Option<DurableName>,
         token: Option<Token>,
     },
     /// These deliveries are done with.
@@ -164,21 +215,56 @@ pub enum ToOwner {
     Barrier { session: SessionId, token: Token },
     /// The session is gone: drop its consumers, requeue its unacked messages.
     Goodbye { session: SessionId },
+    /// From the store writer: `staged` of this queue's pending persistent SENDs are committed
+    /// (or failed), and `adopted` messages were committed into it by someone else (a COMMIT,
+    /// a move to a dead-letter queue). Posted in commit order.
+    Stored {
+        key: QueueKey,
+        staged: usize,
+        adopted: Vec<StoredMessage>,
+        result: Result<(), Arc<str>>,
+    },
+    /// From the store writer: the answer to a page-in request.
+    PagedIn {
+        key: QueueKey,
+        priority: u8,
+        messages: Vec<StoredMessage>,
+        exhausted: bool,
+    },
+    /// At start: queues with stored messages (counts per priority) and durable subscriptions
+    /// (with their topic) that this shard owns.
+    Recover {
+        queues: Vec<(QueueKey, [u64; 10])>,
+        durables: Vec<(DurableName, DestinationName)>,
+    },
     /// Stop the owner loop (process shutdown).
     Stop,
 }
 
-/// What an owner shard tells a session.
+/// What an owner shard (or the store writer) tells a session.
 #[derive(Debug)]
 pub enum ToSession {
-    /// A message for one of the session's subscriptions.
+    /// A message for one of the session's subscriptions; `redelivery_count` > 0 means it was
+    /// delivered before and came back.
     Deliver {
         sub: SubId,
         message: Arc<Message>,
-        redelivered: bool,
+        redelivery_count: u32,
     },
     /// A SEND was accepted: the producer window reopens by one; `token` is its receipt.
     Accepted { token: Option<Token> },
+    /// A SEND could not be stored: the producer window reopens, and the session fails with an
+    /// ERROR (carrying the receipt, if any).
+    Rejected {
+        token: Option<Token>,
+        reason: Arc<str>,
+    },
+    /// A COMMIT's store transaction finished: its persistent sends and acks are on disk and
+    /// its messages were handed to their owners.
+    Committed {
+        token: Token,
+        result: Result<(), Arc<str>>,
+    },
     /// The command carrying `token` has taken effect.
     Done { token: Token },
 }

@@ -1,6 +1,7 @@
 //! Typed configuration: parsed once from TOML (`config/stompbox.toml`), then overridden by CLI
 //! flags. Every key has the same name in the file, in [`Config`] and (kebab-case) as a flag.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::Limits;
+use crate::store::Durability;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,11 @@ pub struct Config {
     pub connect_timeout_ms: u64,
     /// How long a graceful shutdown waits for connections to flush what they have in flight.
     pub shutdown_timeout_ms: u64,
+    /// What a RECEIPT for a persistent SEND promises: `fsync` (on disk) or `relaxed`
+    /// (survives a broker crash, not a power loss). See docs/sqlite.md.
+    pub durability: Durability,
+    /// Most store requests the store writer commits in one transaction.
+    pub store_max_batch: usize,
     /// Heart-beat negotiation.
     pub heart_beat: HeartBeatConfig,
     /// Frame and connection limits.
@@ -63,17 +70,55 @@ pub struct HeartBeatConfig {
     pub grace: f64,
 }
 
-/// Destination defaults.
+/// Destination defaults and policies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DestinationConfig {
-    /// Bytes of message bodies one destination holds in memory before its producers are
+    /// Bytes of messages one destination holds in memory. Beyond it, persistent messages stay
+    /// on disk only (paged in as consumers drain) and producers of non-persistent messages are
     /// slowed down (producer flow control: the broker stops reading their sockets).
     pub memory_limit_bytes: u64,
+    /// Stored messages read from disk in one page-in.
+    pub page_batch: usize,
     /// Prefetch of a queue subscription that names none (`activemq.prefetchSize`).
     pub queue_prefetch: u32,
     /// Prefetch of a topic subscription that names none.
     pub topic_prefetch: u32,
+    /// Prefetch of a durable topic subscription that names none (ActiveMQ: 100).
+    pub durable_prefetch: u32,
+    /// A message that came back (NACK, consumer gone) more often than this goes to the
+    /// dead-letter queue (ActiveMQ's default: 6).
+    pub max_redeliveries: u32,
+    /// `shared`: one `/queue/ActiveMQ.DLQ`; `individual`: `/queue/ActiveMQ.DLQ.Queue.NAME`
+    /// (and `.Topic.NAME`) per destination.
+    pub dead_letter_strategy: DeadLetterStrategy,
+    /// Expired messages go to the dead-letter queue (true) or are dropped (false).
+    pub expired_to_dlq: bool,
+    /// Time to live (ms) given to messages sent without `expires`; 0 = none.
+    pub default_ttl_ms: u64,
+    /// Per-destination time to live (ms) for messages sent without `expires`, by full
+    /// destination name, e.g. `"/queue/orders" = 60000`; overrides `default_ttl_ms`.
+    pub ttl_ms: BTreeMap<String, u64>,
+}
+
+/// Where dead letters go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadLetterStrategy {
+    /// One queue for all: `/queue/ActiveMQ.DLQ`.
+    Shared,
+    /// One per destination: `/queue/ActiveMQ.DLQ.Queue.NAME`, `/queue/ActiveMQ.DLQ.Topic.NAME`.
+    Individual,
+}
+
+impl DestinationConfig {
+    /// The time to live for messages to `destination` sent without `expires` (0 = none).
+    pub fn ttl_for(&self, destination: &str) -> u64 {
+        self.ttl_ms
+            .get(destination)
+            .copied()
+            .unwrap_or(self.default_ttl_ms)
+    }
 }
 
 impl Default for Config {
@@ -84,6 +129,8 @@ impl Default for Config {
             cores: 0,
             connect_timeout_ms: 30_000,
             shutdown_timeout_ms: 5_000,
+            durability: Durability::Fsync,
+            store_max_batch: 1024,
             heart_beat: HeartBeatConfig::default(),
             limits: Limits::default(),
             destinations: DestinationConfig::default(),
@@ -104,8 +151,15 @@ impl Default for DestinationConfig {
     fn default() -> Self {
         DestinationConfig {
             memory_limit_bytes: 64 * 1024 * 1024,
+            page_batch: 200,
             queue_prefetch: crate::limits::DEFAULT_QUEUE_PREFETCH,
             topic_prefetch: crate::limits::DEFAULT_TOPIC_PREFETCH,
+            durable_prefetch: crate::limits::DEFAULT_DURABLE_PREFETCH,
+            max_redeliveries: 6,
+            dead_letter_strategy: DeadLetterStrategy::Shared,
+            expired_to_dlq: false,
+            default_ttl_ms: 0,
+            ttl_ms: BTreeMap::new(),
         }
     }
 }
@@ -157,8 +211,17 @@ impl Config {
                 return bad(format!("{name} must be > 0"));
             }
         }
-        if self.destinations.queue_prefetch == 0 || self.destinations.topic_prefetch == 0 {
-            return bad("destinations.queue_prefetch and topic_prefetch must be > 0".into());
+        let d = &self.destinations;
+        if d.queue_prefetch == 0 || d.topic_prefetch == 0 || d.durable_prefetch == 0 {
+            return bad("destinations.*_prefetch must be > 0".into());
+        }
+        if d.page_batch == 0 || self.store_max_batch == 0 {
+            return bad("destinations.page_batch and store_max_batch must be > 0".into());
+        }
+        for name in d.ttl_ms.keys() {
+            if let Err(e) = crate::destination::DestinationName::parse(name) {
+                return bad(format!("destinations.ttl_ms: {e}"));
+            }
         }
         if self.cores > 1024 {
             return bad(format!("cores must be <= 1024 (got {})", self.cores));
@@ -173,6 +236,11 @@ impl Config {
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
+    }
+
+    /// The database file: `data_dir/stompbox.db`.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join(crate::store::DB_FILE)
     }
 
     /// `connect_timeout_ms` as a duration.

@@ -11,11 +11,19 @@ use crate::message::{AckMode, Message, MessageId, SessionId, SessionTx, SubId, T
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub message: Arc<Message>,
-    /// True once it has been delivered and came back (NACK, unsubscribe, disconnect).
-    pub redelivered: bool,
+    /// How often it was delivered and came back (NACK, unsubscribe, disconnect, ABORT).
+    pub redelivery_count: u32,
 }
 
 impl Entry {
+    /// A message that was never delivered.
+    pub fn new(message: Arc<Message>) -> Self {
+        Entry {
+            message,
+            redelivery_count: 0,
+        }
+    }
+
     /// Bytes this entry counts against the destination's memory limit.
     pub fn weight(&self) -> u64 {
         message_weight(&self.message)
@@ -78,7 +86,7 @@ impl Consumer {
         let msg = ToSession::Deliver {
             sub: self.sub,
             message: entry.message.clone(),
-            redelivered: entry.redelivered,
+            redelivery_count: entry.redelivery_count,
         };
         if self.tx.send(msg).is_err() {
             return Err(entry);
@@ -108,13 +116,10 @@ impl Consumer {
         self.outstanding = self.outstanding.saturating_sub(n);
     }
 
-    /// Everything still unacked, oldest first, marked redelivered (the consumer is leaving).
+    /// Everything still unacked, oldest first (the consumer is leaving).
     pub fn into_unacked(self) -> Vec<Entry> {
         let mut out: Vec<Entry> = self.unacked.into_values().collect();
         out.sort_by_key(|e| e.message.id);
-        for e in &mut out {
-            e.redelivered = true;
-        }
         out
     }
 
@@ -124,17 +129,22 @@ impl Consumer {
     }
 }
 
+/// Who to answer once a SEND is accepted: the producer's session and the receipt token.
+pub type Answer = (SessionTx, Option<crate::message::Token>);
+
 /// Producers whose SEND answers are held back while a destination is over its memory limit.
 #[derive(Debug, Default)]
 pub struct Blocked {
-    waiting: std::collections::VecDeque<(SessionTx, Option<crate::message::Token>)>,
+    waiting: std::collections::VecDeque<Answer>,
 }
 
 impl Blocked {
-    /// Answers a SEND now, or parks the answer when `full`.
-    pub fn accept(&mut self, tx: &SessionTx, token: Option<crate::message::Token>, full: bool) {
+    /// Answers a SEND now, or parks the answer when `full` (or when earlier answers are
+    /// parked, so one producer's answers stay in order).
+    pub fn accept(&mut self, answer: Option<Answer>, full: bool) {
+        let Some((tx, token)) = answer else { return };
         if full || !self.waiting.is_empty() {
-            self.waiting.push_back((tx.clone(), token));
+            self.waiting.push_back((tx, token));
         } else {
             let _ = tx.send(ToSession::Accepted { token });
         }

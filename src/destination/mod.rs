@@ -1,12 +1,15 @@
-//! Destinations, as held by their owner shard: queues (point-to-point) and topics (fan-out),
-//! their consumers and credit. Everything here runs on the owning shard only, without locks.
+//! Destinations, as held by their owner shard: queues (point-to-point, also the queue behind
+//! each durable topic subscription) and topics (fan-out), their consumers and credit.
+//! Everything here runs on the owning shard only, without locks.
 
 mod consumer;
+mod ctx;
 mod name;
 mod queue;
 mod topic;
 
-pub use consumer::{Consumer, Entry};
+pub use consumer::{Answer, Consumer, Entry};
+pub use ctx::{expired, now_ms, Ctx};
 pub use name::{DestinationName, Kind, NameError};
 pub use queue::Queue;
 pub use topic::Topic;

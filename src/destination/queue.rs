@@ -1,147 +1,391 @@
 //! A queue: each message to exactly one consumer, round-robin among consumers with credit,
-//! highest priority first and FIFO within a priority.
+//! highest priority first and FIFO within a priority. Also the queue behind each durable
+//! topic subscription.
+//!
+//! # Paging
+//!
+//! Persistent messages are stored by the store writer before they enter the queue (they wait
+//! in `staging` meanwhile, with anything sent after them, so a producer's order holds). Once
+//! stored, a message is *admitted*: kept in memory, or, while the queue is over its memory
+//! window, left on disk only and counted as `unloaded`. Per priority level the queue keeps
+//! `max_loaded`, the highest stored id it has read, with this invariant:
+//!
+//! - every stored message of the level with id ≤ `max_loaded` is in memory (or delivered),
+//! - every stored message with id > `max_loaded` is on disk only and counted in `unloaded`.
+//!
+//! Page-ins read `id > max_loaded` in id order through the store writer, which announces
+//! every committed row before it answers a later page-in; so a page-in never returns a row
+//! the queue already holds, and never misses one. A stored message that arrives late with an
+//! id ≤ `max_loaded` (ids are allocated before the commit, so commits can finish out of id
+//! order) goes to memory, which keeps the invariant.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
 
-use super::consumer::{message_weight, Blocked, Consumer, Entry};
-use super::DestinationName;
-use crate::message::{MessageId, SessionId, SessionTx, SubId, Token};
+use super::consumer::{Answer, Blocked, Consumer, Entry};
+use super::ctx::{expired, now_ms, Ctx};
+use crate::message::{MessageId, QueueKey, SessionId, StoredMessage, SubId, ToSession};
+
+/// One priority level.
+#[derive(Debug, Default)]
+struct Level {
+    /// In-memory waiting messages, sorted by id.
+    mem: VecDeque<Entry>,
+    /// Stored messages of this level not in memory.
+    unloaded: u64,
+    /// Highest stored id read into memory (see the module docs).
+    max_loaded: MessageId,
+    /// A page-in request is on its way.
+    paging: bool,
+}
+
+impl Level {
+    fn insert_sorted(&mut self, e: Entry) {
+        let id = e.message.id;
+        if self.mem.back().is_none_or(|b| b.message.id < id) {
+            self.mem.push_back(e);
+        } else {
+            let pos = self.mem.partition_point(|x| x.message.id < id);
+            self.mem.insert(pos, e);
+        }
+    }
+}
+
+/// A SEND waiting for its store commit (or behind one that is).
+#[derive(Debug)]
+struct Staged {
+    entry: Entry,
+    answer: Option<Answer>,
+    /// Its commit has not been confirmed yet.
+    pending: bool,
+    /// Its commit failed: it never enters the queue.
+    rejected: bool,
+}
 
 /// A point-to-point destination on its owner shard.
 #[derive(Debug)]
 pub struct Queue {
-    name: DestinationName,
-    /// Waiting messages keyed by (9 - priority, id): the first key is the next to deliver.
-    messages: BTreeMap<(u8, MessageId), Entry>,
+    key: QueueKey,
+    levels: [Level; 10],
+    staging: VecDeque<Staged>,
     consumers: Vec<Consumer>,
     /// Where the next round-robin search starts.
     cursor: usize,
-    /// Bytes held: waiting messages plus unacked deliveries.
+    /// Bytes held in memory: waiting, staged and unacked messages.
     bytes: u64,
-    memory_limit_bytes: u64,
+    /// In-memory waiting messages with an expiry (so sweeps can skip queues without any).
+    expiring: usize,
     blocked: Blocked,
 }
 
 impl Queue {
     /// An empty queue.
-    pub fn new(name: DestinationName, memory_limit_bytes: u64) -> Self {
+    pub fn new(key: QueueKey) -> Self {
         Queue {
-            name,
-            messages: BTreeMap::new(),
+            key,
+            levels: Default::default(),
+            staging: VecDeque::new(),
             consumers: Vec::new(),
             cursor: 0,
             bytes: 0,
-            memory_limit_bytes,
+            expiring: 0,
             blocked: Blocked::default(),
         }
     }
 
-    /// The queue's name.
-    pub fn name(&self) -> &DestinationName {
-        &self.name
+    /// A queue that has stored messages (counted per priority) to page in on demand.
+    pub fn recovered(key: QueueKey, counts: [u64; 10]) -> Self {
+        let mut q = Queue::new(key);
+        for (level, n) in q.levels.iter_mut().zip(counts) {
+            level.unloaded = n;
+        }
+        q
     }
 
-    /// Messages waiting (not counting unacked deliveries).
-    pub fn depth(&self) -> usize {
-        self.messages.len()
+    /// The queue's key.
+    pub fn key(&self) -> &QueueKey {
+        &self.key
     }
 
-    /// No messages, no consumers, nobody parked: the owner may forget this queue.
+    /// Messages waiting: in memory plus stored on disk only (not counting unacked ones).
+    pub fn depth(&self) -> u64 {
+        self.levels
+            .iter()
+            .map(|l| l.mem.len() as u64 + l.unloaded)
+            .sum::<u64>()
+            + self.staging.len() as u64
+    }
+
+    /// Consumers attached.
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// Nothing waiting, staged, unacked or parked, and no consumers: the owner may drop it.
     pub fn is_idle(&self) -> bool {
-        self.messages.is_empty() && self.consumers.is_empty() && self.blocked.is_empty()
+        self.depth() == 0 && self.consumers.is_empty() && self.blocked.is_empty()
     }
 
-    fn full(&self) -> bool {
-        self.bytes >= self.memory_limit_bytes
+    fn full(&self, ctx: &Ctx) -> bool {
+        self.bytes >= ctx.config.memory_limit_bytes
     }
 
-    /// Enqueues a new message and answers its producer (now, or once there is room).
-    pub fn send(&mut self, entry: Entry, producer: &SessionTx, token: Option<Token>) {
+    /// A new message. Persistent ones are stored first; the producer is answered once the
+    /// message is in the queue (and held back while the queue is over its memory limit).
+    pub fn send(&mut self, entry: Entry, answer: Option<Answer>, ctx: &mut Ctx) {
         self.bytes += entry.weight();
-        self.insert(entry);
-        self.dispatch();
-        self.blocked.accept(producer, token, self.full());
+        if ctx.persists(&entry.message) {
+            ctx.insert(&self.key, entry.message.clone());
+            self.staging.push_back(Staged {
+                entry,
+                answer,
+                pending: true,
+                rejected: false,
+            });
+        } else if !self.staging.is_empty() {
+            self.staging.push_back(Staged {
+                entry,
+                answer,
+                pending: false,
+                rejected: false,
+            });
+        } else {
+            self.admit(entry, ctx);
+            self.dispatch(ctx);
+            let full = self.full(ctx);
+            self.blocked.accept(answer, full);
+        }
+    }
+
+    /// The store writer committed `staged` pending SENDs (or failed to), and/or committed
+    /// `adopted` messages into this queue.
+    pub fn stored(
+        &mut self,
+        staged: usize,
+        adopted: Vec<StoredMessage>,
+        result: Result<(), Arc<str>>,
+        ctx: &mut Ctx,
+    ) {
+        let mut left = staged;
+        for s in self.staging.iter_mut().filter(|s| s.pending) {
+            if left == 0 {
+                break;
+            }
+            s.pending = false;
+            left -= 1;
+            if let Err(reason) = &result {
+                // Not stored: the producer gets an ERROR, the message is not in the queue.
+                if let Some((tx, token)) = s.answer.take() {
+                    let _ = tx.send(ToSession::Rejected {
+                        token,
+                        reason: reason.clone(),
+                    });
+                }
+                s.rejected = true;
+            }
+        }
+        while self.staging.front().is_some_and(|s| !s.pending) {
+            let s = self.staging.pop_front().expect("front exists");
+            if s.rejected {
+                self.bytes -= s.entry.weight();
+                continue;
+            }
+            self.admit(s.entry, ctx);
+            let full = self.full(ctx);
+            self.blocked.accept(s.answer, full);
+        }
+        for m in adopted {
+            let e = Entry {
+                message: m.message,
+                redelivery_count: m.redelivery_count,
+            };
+            self.bytes += e.weight();
+            self.admit(e, ctx);
+        }
+        self.dispatch(ctx);
+    }
+
+    /// The answer to a page-in request.
+    pub fn paged_in(
+        &mut self,
+        priority: u8,
+        messages: Vec<StoredMessage>,
+        exhausted: bool,
+        ctx: &mut Ctx,
+    ) {
+        let now = now_ms();
+        let level = &mut self.levels[priority.min(9) as usize];
+        level.paging = false;
+        level.unloaded = level.unloaded.saturating_sub(messages.len() as u64);
+        if exhausted {
+            // Every row stored before the read was announced before this answer; whatever
+            // was counted but not found is gone (e.g. purged while on disk).
+            level.unloaded = 0;
+        }
+        for m in messages {
+            level.max_loaded = level.max_loaded.max(m.message.id);
+            let e = Entry {
+                message: m.message,
+                redelivery_count: m.redelivery_count,
+            };
+            if expired(&e.message, now) {
+                ctx.expire(&self.key, e);
+                continue;
+            }
+            self.bytes += e.weight();
+            if e.message.expires != 0 {
+                self.expiring += 1;
+            }
+            level.insert_sorted(e);
+        }
+        self.dispatch(ctx);
     }
 
     /// Adds a consumer and delivers to it what it has credit for.
-    pub fn subscribe(&mut self, consumer: Consumer) {
+    pub fn subscribe(&mut self, consumer: Consumer, ctx: &mut Ctx) {
         self.consumers.push(consumer);
-        self.dispatch();
+        self.dispatch(ctx);
     }
 
-    /// Removes a consumer; its unacked messages go back, marked redelivered.
-    pub fn unsubscribe(&mut self, session: SessionId, sub: SubId) {
+    /// Removes a consumer; its unacked messages come back for redelivery.
+    pub fn unsubscribe(&mut self, session: SessionId, sub: SubId, ctx: &mut Ctx) {
         if let Some(pos) = self.consumers.iter().position(|c| c.is(session, sub)) {
             let consumer = self.consumers.remove(pos);
-            self.requeue(consumer.into_unacked());
+            self.requeue(consumer.into_unacked(), ctx);
         }
-        self.after_change();
+        self.after_change(ctx);
     }
 
     /// Removes every consumer of a closed session.
-    pub fn goodbye(&mut self, session: SessionId) {
+    pub fn goodbye(&mut self, session: SessionId, ctx: &mut Ctx) {
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.consumers)
             .into_iter()
             .partition(|c| c.session == session);
         self.consumers = kept;
+        self.cursor = 0;
         for c in gone {
-            self.requeue(c.into_unacked());
+            self.requeue(c.into_unacked(), ctx);
         }
-        self.after_change();
+        self.after_change(ctx);
     }
 
     /// Acked: the messages are done.
-    pub fn ack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId]) {
+    pub fn ack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId], ctx: &mut Ctx) {
         if let Some(c) = self.consumers.iter_mut().find(|c| c.is(session, sub)) {
             for e in c.settle(ids) {
                 self.bytes -= e.weight();
+                ctx.delete(&e.message);
             }
         }
-        self.after_change();
+        self.after_change(ctx);
     }
 
-    /// Nacked: the messages go back to the queue, marked redelivered.
-    pub fn nack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId]) {
+    /// Nacked: the messages come back for redelivery (or go to the dead-letter queue).
+    pub fn nack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId], ctx: &mut Ctx) {
         if let Some(c) = self.consumers.iter_mut().find(|c| c.is(session, sub)) {
-            let mut back = c.settle(ids);
-            for e in &mut back {
-                e.redelivered = true;
-            }
-            self.requeue(back);
+            let back = c.settle(ids);
+            self.requeue(back, ctx);
         }
-        self.after_change();
+        self.after_change(ctx);
     }
 
     /// Auto-ack consumer wrote `n` messages.
-    pub fn credit(&mut self, session: SessionId, sub: SubId, n: u32) {
+    pub fn credit(&mut self, session: SessionId, sub: SubId, n: u32, ctx: &mut Ctx) {
         if let Some(c) = self.consumers.iter_mut().find(|c| c.is(session, sub)) {
             c.credit(n);
         }
-        self.dispatch();
+        self.dispatch(ctx);
     }
 
-    fn requeue(&mut self, entries: Vec<Entry>) {
+    /// Drops (or dead-letters) expired in-memory messages.
+    pub fn sweep(&mut self, now: u64, ctx: &mut Ctx) {
+        if self.expiring == 0 {
+            return;
+        }
+        for level in &mut self.levels {
+            let (gone, kept): (Vec<_>, Vec<_>) =
+                level.mem.drain(..).partition(|e| expired(&e.message, now));
+            level.mem = kept.into();
+            for e in gone {
+                self.expiring -= 1;
+                self.bytes -= e.weight();
+                ctx.expire(&self.key, e);
+            }
+        }
+        self.after_change(ctx);
+    }
+
+    /// Empties the queue's memory (messages waiting and on disk); returns how many waited.
+    /// The caller deletes the stored rows. Consumers and their unacked messages stay.
+    pub fn purge(&mut self) -> u64 {
+        let n = self.depth();
+        for level in &mut self.levels {
+            for e in level.mem.drain(..) {
+                self.bytes -= e.weight();
+            }
+            level.unloaded = 0;
+        }
+        self.expiring = 0;
+        n
+    }
+
+    /// Puts a stored (or non-persistent) message into memory or leaves it on disk, keeping
+    /// the paging invariant.
+    fn admit(&mut self, e: Entry, ctx: &Ctx) {
+        let over = self.full(ctx);
+        let level = &mut self.levels[e.message.priority.min(9) as usize];
+        let stored = ctx.persists(&e.message);
+        if stored && e.message.id > level.max_loaded && (level.unloaded > 0 || over) {
+            level.unloaded += 1;
+            self.bytes -= e.weight();
+            return;
+        }
+        if stored {
+            level.max_loaded = level.max_loaded.max(e.message.id);
+        }
+        if e.message.expires != 0 {
+            self.expiring += 1;
+        }
+        level.insert_sorted(e);
+    }
+
+    fn requeue(&mut self, entries: Vec<Entry>, ctx: &mut Ctx) {
         for e in entries {
-            self.insert(e);
+            let weight = e.weight();
+            match ctx.redeliver(&self.key, e) {
+                Some(e) => {
+                    if e.message.expires != 0 {
+                        self.expiring += 1;
+                    }
+                    self.levels[e.message.priority.min(9) as usize].insert_sorted(e);
+                }
+                None => self.bytes -= weight,
+            }
         }
     }
 
-    fn insert(&mut self, entry: Entry) {
-        let key = (9 - entry.message.priority.min(9), entry.message.id);
-        self.messages.insert(key, entry);
+    fn after_change(&mut self, ctx: &mut Ctx) {
+        self.dispatch(ctx);
+        let full = self.full(ctx);
+        self.blocked.release(full);
     }
 
-    fn after_change(&mut self) {
-        self.dispatch();
-        self.blocked.release(self.full());
-    }
-
-    /// Hands waiting messages to consumers with credit, round-robin.
-    fn dispatch(&mut self) {
+    /// Hands waiting messages to consumers with credit, round-robin, highest priority first.
+    /// A level whose head is still on disk stops dispatch until its page-in arrives, so
+    /// priority order holds while paging.
+    fn dispatch(&mut self, ctx: &mut Ctx) {
+        let now = now_ms();
         while !self.consumers.is_empty() {
-            let Some(first) = self.messages.first_entry() else {
+            let Some(p) = (0..10).rev().find(|&p| {
+                let l = &self.levels[p];
+                !l.mem.is_empty() || l.unloaded > 0
+            }) else {
                 return;
             };
+            self.request_page_in(p, ctx);
+            if self.levels[p].mem.is_empty() {
+                return;
+            }
             let n = self.consumers.len();
             let Some(idx) = (0..n)
                 .map(|i| (self.cursor + i) % n)
@@ -149,37 +393,50 @@ impl Queue {
             else {
                 return;
             };
-            if first.get().message.expires != 0 && first.get().message.expires <= now_ms() {
-                let e = first.remove();
-                self.bytes -= message_weight(&e.message);
-                continue;
+            let entry = self.levels[p].mem.pop_front().expect("level is not empty");
+            if entry.message.expires != 0 {
+                self.expiring -= 1;
+                if expired(&entry.message, now) {
+                    self.bytes -= entry.weight();
+                    ctx.expire(&self.key, entry);
+                    continue;
+                }
             }
-            let entry = first.remove();
-            let auto_weight = entry.weight();
+            let weight = entry.weight();
             let consumer = &mut self.consumers[idx];
-            let tracked = consumer.keeps_unacked();
+            let keeps = consumer.keeps_unacked();
+            let stored = ctx.persists(&entry.message).then_some(entry.message.id);
             match consumer.deliver(entry) {
                 Ok(()) => {
                     self.cursor = (idx + 1) % n;
-                    if !tracked {
-                        self.bytes -= auto_weight;
+                    if !keeps {
+                        // Auto-ack: delivered is done.
+                        self.bytes -= weight;
+                        if let Some(id) = stored {
+                            ctx.delete_id(id);
+                        }
                     }
                 }
                 Err(entry) => {
                     // The session is gone; its Goodbye is on the way. Stop using it now.
-                    self.insert(entry);
+                    self.levels[p].mem.push_front(entry);
                     let dead = self.consumers.remove(idx);
-                    self.requeue(dead.into_unacked());
                     self.cursor = 0;
+                    self.requeue(dead.into_unacked(), ctx);
                 }
             }
         }
     }
-}
 
-/// Milliseconds since the epoch, for `expires`.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    /// Reads the next stored messages of level `p` when memory runs low.
+    fn request_page_in(&mut self, p: usize, ctx: &mut Ctx) {
+        let over = self.full(ctx);
+        let batch = ctx.config.page_batch;
+        let level = &mut self.levels[p];
+        if level.unloaded == 0 || level.paging || over || level.mem.len() >= batch / 2 {
+            return;
+        }
+        level.paging = true;
+        ctx.page_in(&self.key, p as u8, level.max_loaded, batch);
+    }
 }

@@ -1,12 +1,16 @@
 //! A topic: every message to every current subscriber. A subscriber without credit gets its
-//! messages queued in its own pending list; while any subscriber's backlog keeps the topic over
-//! its memory limit, producers are slowed down (their SEND answers are held).
+//! messages queued in its own backlog; while subscribers' backlogs keep the topic over its
+//! memory limit, producers are slowed down (their SEND answers are held).
+//!
+//! Durable subscriptions are not held here: each is a [`super::Queue`] of its own on this
+//! shard, and the owner copies every published message into them (`durables`).
 
 use std::collections::VecDeque;
 
-use super::consumer::{Blocked, Consumer, Entry};
+use super::consumer::{Answer, Blocked, Consumer, Entry};
+use super::ctx::{expired, now_ms, Ctx};
 use super::DestinationName;
-use crate::message::{MessageId, SessionId, SessionTx, SubId, Token};
+use crate::message::{MessageId, QueueKey, SessionId, SubId};
 
 /// A subscriber and its backlog.
 #[derive(Debug)]
@@ -18,43 +22,50 @@ struct Subscriber {
 /// A fan-out destination on its owner shard.
 #[derive(Debug)]
 pub struct Topic {
-    name: DestinationName,
+    key: QueueKey,
     subscribers: Vec<Subscriber>,
+    /// Keys of the durable subscriptions' queues fed by this topic.
+    pub durables: Vec<QueueKey>,
     /// Bytes held in subscribers' backlogs and unacked deliveries (a message shared by several
     /// subscribers counts once per subscriber holding it).
     bytes: u64,
-    memory_limit_bytes: u64,
     blocked: Blocked,
 }
 
 impl Topic {
     /// A topic with no subscribers.
-    pub fn new(name: DestinationName, memory_limit_bytes: u64) -> Self {
+    pub fn new(name: DestinationName) -> Self {
         Topic {
-            name,
+            key: QueueKey::queue(name),
             subscribers: Vec::new(),
+            durables: Vec::new(),
             bytes: 0,
-            memory_limit_bytes,
             blocked: Blocked::default(),
         }
     }
 
     /// The topic's name.
     pub fn name(&self) -> &DestinationName {
-        &self.name
+        &self.key.destination
     }
 
-    /// No subscribers and nobody parked: the owner may forget this topic.
+    /// Non-durable subscribers attached.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// No subscribers, no durable subscriptions, nobody parked: the owner may forget it.
     pub fn is_idle(&self) -> bool {
-        self.subscribers.is_empty() && self.blocked.is_empty()
+        self.subscribers.is_empty() && self.durables.is_empty() && self.blocked.is_empty()
     }
 
-    fn full(&self) -> bool {
-        self.bytes >= self.memory_limit_bytes
+    fn full(&self, ctx: &Ctx) -> bool {
+        self.bytes >= ctx.config.memory_limit_bytes
     }
 
-    /// Publishes to every current subscriber (none: the message is dropped, as in JMS).
-    pub fn send(&mut self, entry: Entry, producer: &SessionTx, token: Option<Token>) {
+    /// Publishes to every current non-durable subscriber (none: the message is dropped, as in
+    /// JMS) and answers the producer when `answer` is given.
+    pub fn send(&mut self, entry: Entry, answer: Option<Answer>, ctx: &mut Ctx) {
         let weight = entry.weight();
         let mut dead = Vec::new();
         for (i, s) in self.subscribers.iter_mut().enumerate() {
@@ -65,7 +76,8 @@ impl Topic {
             }
         }
         self.remove_dead(dead);
-        self.blocked.accept(producer, token, self.full());
+        let full = self.full(ctx);
+        self.blocked.accept(answer, full);
     }
 
     /// Adds a subscriber; it sees messages published from now on.
@@ -77,7 +89,7 @@ impl Topic {
     }
 
     /// Removes a subscriber and its backlog.
-    pub fn unsubscribe(&mut self, session: SessionId, sub: SubId) {
+    pub fn unsubscribe(&mut self, session: SessionId, sub: SubId, ctx: &Ctx) {
         if let Some(pos) = self
             .subscribers
             .iter()
@@ -86,11 +98,12 @@ impl Topic {
             let s = self.subscribers.remove(pos);
             self.forget(s);
         }
-        self.blocked.release(self.full());
+        let full = self.full(ctx);
+        self.blocked.release(full);
     }
 
     /// Removes every subscriber of a closed session.
-    pub fn goodbye(&mut self, session: SessionId) {
+    pub fn goodbye(&mut self, session: SessionId, ctx: &Ctx) {
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.subscribers)
             .into_iter()
             .partition(|s| s.consumer.session == session);
@@ -98,21 +111,23 @@ impl Topic {
         for s in gone {
             self.forget(s);
         }
-        self.blocked.release(self.full());
+        let full = self.full(ctx);
+        self.blocked.release(full);
     }
 
     /// Acked deliveries are done.
-    pub fn ack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId]) {
-        self.settle(session, sub, ids, false);
+    pub fn ack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId], ctx: &mut Ctx) {
+        self.settle(session, sub, ids, false, ctx);
     }
 
-    /// Nacked deliveries go back to the front of this subscriber's backlog, redelivered.
-    pub fn nack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId]) {
-        self.settle(session, sub, ids, true);
+    /// Nacked deliveries go back to the front of this subscriber's backlog (or to the
+    /// dead-letter queue after `max_redeliveries`).
+    pub fn nack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId], ctx: &mut Ctx) {
+        self.settle(session, sub, ids, true, ctx);
     }
 
     /// Auto-ack subscriber wrote `n` messages.
-    pub fn credit(&mut self, session: SessionId, sub: SubId, n: u32) {
+    pub fn credit(&mut self, session: SessionId, sub: SubId, n: u32, ctx: &Ctx) {
         if let Some(i) = self
             .subscribers
             .iter()
@@ -123,10 +138,18 @@ impl Topic {
                 self.remove_dead(vec![i]);
             }
         }
-        self.blocked.release(self.full());
+        let full = self.full(ctx);
+        self.blocked.release(full);
     }
 
-    fn settle(&mut self, session: SessionId, sub: SubId, ids: &[MessageId], requeue: bool) {
+    fn settle(
+        &mut self,
+        session: SessionId,
+        sub: SubId,
+        ids: &[MessageId],
+        requeue: bool,
+        ctx: &mut Ctx,
+    ) {
         if let Some(i) = self
             .subscribers
             .iter()
@@ -136,9 +159,12 @@ impl Topic {
             let mut settled = s.consumer.settle(ids);
             if requeue {
                 settled.sort_by_key(|e| std::cmp::Reverse(e.message.id));
-                for mut e in settled {
-                    e.redelivered = true;
-                    s.pending.push_front(e);
+                for e in settled {
+                    let weight = e.weight();
+                    match ctx.redeliver(&self.key, e) {
+                        Some(e) => s.pending.push_front(e),
+                        None => self.bytes -= weight,
+                    }
                 }
             } else {
                 for e in settled {
@@ -149,7 +175,8 @@ impl Topic {
                 self.remove_dead(vec![i]);
             }
         }
-        self.blocked.release(self.full());
+        let full = self.full(ctx);
+        self.blocked.release(full);
     }
 
     fn forget(&mut self, s: Subscriber) {
@@ -173,11 +200,12 @@ impl Topic {
 /// Delivers from a subscriber's backlog while it has credit. Returns false if its session is
 /// gone. Auto-mode deliveries leave the topic's memory as they are sent.
 fn drain(s: &mut Subscriber, bytes: &mut u64) -> bool {
+    let now = now_ms();
     while s.consumer.has_credit() {
         let Some(entry) = s.pending.pop_front() else {
             break;
         };
-        if entry.message.expires != 0 && entry.message.expires <= super::queue::now_ms() {
+        if expired(&entry.message, now) {
             *bytes -= entry.weight();
             continue;
         }

@@ -63,6 +63,18 @@ pub enum Error {
     /// The broker is shutting down.
     #[error("broker shutting down")]
     ShuttingDown,
+    /// CONNECT names a `client-id` that a live connection holds.
+    #[error("client-id already connected")]
+    ClientIdInUse(String),
+    /// A durable subscription on a queue.
+    #[error("cannot durably subscribe to a queue")]
+    DurableQueue(String),
+    /// A durable subscription without a CONNECT `client-id`.
+    #[error("durable subscription needs a client-id")]
+    DurableWithoutClientId,
+    /// The store could not write: the frame had no effect.
+    #[error("store failure")]
+    Store(String),
 }
 
 impl Error {
@@ -112,6 +124,10 @@ impl Error {
             Error::ConnectTimeout(ms) => format!("No CONNECT frame arrived within {ms} ms of connecting."),
             Error::HeartBeatTimeout(ms) => format!("Nothing was received from the client for {ms} ms, longer than the negotiated heart-beat allows."),
             Error::ShuttingDown => "The broker is shutting down. Reconnect to another broker or retry shortly.".into(),
+            Error::ClientIdInUse(id) => format!("Another live connection uses client-id {id:?}. Client ids are unique per broker, since durable subscriptions belong to them."),
+            Error::DurableQueue(d) => format!("{d} is a queue; durable subscriptions (activemq.subscriptionName, durable-subscription-name, durable:true) are for /topic/ destinations."),
+            Error::DurableWithoutClientId => "A durable subscription (activemq.subscriptionName or durable-subscription-name) needs a client-id header on CONNECT.".into(),
+            Error::Store(reason) => format!("The broker could not store the message or transaction, so it was not accepted: {reason}. Retry it."),
         }
     }
 }

@@ -5,9 +5,11 @@
 
 mod auth;
 mod error;
+mod services;
 mod state;
 mod task;
 
 pub use error::Error;
+pub use services::{ClientIds, Services};
 pub use state::{HeartBeat, Phase, Session, SERVER};
 pub use task::{run, SessionContext};

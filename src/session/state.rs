@@ -11,13 +11,16 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 
 use super::error::Error;
+use super::services::{ClientIds, Services};
 use crate::codec::{encode_into, escape_into, Command, Escaping, Frame, Version};
 use crate::config::Config;
-use crate::destination::DestinationName;
+use crate::destination::{now_ms, DestinationName, Kind};
 use crate::limits::{MAX_PREFETCH, MAX_WRITE_BUFFER_BYTES, PRODUCER_WINDOW};
 use crate::message::{
-    AckMode, Draft, MessageId, Router, SessionId, SessionTx, SubId, ToOwner, ToSession, Token,
+    AckMode, DurableName, IdAllocator, Message, MessageId, QueueKey, Router, SessionId, SessionTx,
+    SubId, ToOwner, ToSession, Token,
 };
+use crate::store::{Request, StoreTx};
 
 /// The broker's name and version for the CONNECTED `server` header.
 pub const SERVER: &str = concat!("stompbox/", env!("CARGO_PKG_VERSION"));
@@ -41,20 +44,42 @@ struct Sub {
     client_id: String,
     destination: DestinationName,
     ack: AckMode,
-    /// Deliveries awaiting ACK/NACK in delivery order (client modes): (message, ack id).
-    in_flight: VecDeque<(MessageId, String)>,
+    /// Deliveries awaiting ACK/NACK in delivery order (client modes).
+    in_flight: VecDeque<InFlight>,
+}
+
+/// A delivery awaiting ACK/NACK.
+#[derive(Debug)]
+struct InFlight {
+    id: MessageId,
+    ack_id: String,
+    /// Stored: a transactional ACK deletes its row in the COMMIT's store transaction.
+    persistent: bool,
 }
 
 /// One SEND/ACK/NACK buffered in an open transaction.
 #[derive(Debug)]
 enum TxOp {
-    Send(Draft),
-    Settle {
-        sub: SubId,
-        destination: DestinationName,
-        ids: Vec<MessageId>,
-        nack: bool,
-    },
+    Send(Arc<Message>),
+    Settle(Settle),
+}
+
+/// An ACK or NACK of some deliveries of one subscription.
+#[derive(Debug)]
+struct Settle {
+    sub: SubId,
+    destination: DestinationName,
+    ids: Vec<MessageId>,
+    /// The stored ones among `ids`.
+    stored: Vec<MessageId>,
+    nack: bool,
+}
+
+/// What a COMMIT still has to do once its store transaction is on disk.
+#[derive(Debug)]
+struct PendingCommit {
+    topic_sends: Vec<Arc<Message>>,
+    settles: Vec<Settle>,
 }
 
 /// A receipt waiting for the effects of its frame.
@@ -78,12 +103,16 @@ pub struct HeartBeat {
 }
 
 /// One connection's protocol state.
-#[derive(Debug)]
 pub struct Session {
     id: SessionId,
     router: Arc<Router>,
     tx: SessionTx,
     config: Arc<Config>,
+    ids: Arc<IdAllocator>,
+    store: Option<StoreTx>,
+    client_ids: Arc<ClientIds>,
+    /// The CONNECT `client-id` this connection holds.
+    client_id: Option<String>,
     said_hello: Vec<bool>,
     phase: Phase,
     version: Version,
@@ -102,18 +131,25 @@ pub struct Session {
     unanswered_sends: u32,
     /// Auto-ack deliveries written since the last [`Session::flush_credits`].
     credits: HashMap<SubId, u32>,
+    /// COMMITs whose store transaction is under way, by token. While any is, the session
+    /// reads no further frames, so nothing sent after a COMMIT overtakes it.
+    commits: HashMap<Token, PendingCommit>,
 }
 
 impl Session {
     /// A session in [`Phase::Connecting`]. `tx` is the sending side of the channel the driver
     /// reads [`ToSession`] answers from.
-    pub fn new(id: SessionId, router: Arc<Router>, tx: SessionTx, config: Arc<Config>) -> Self {
-        let shards = router.shards();
+    pub fn new(id: SessionId, services: &Services, tx: SessionTx) -> Self {
+        let shards = services.router.shards();
         Session {
             id,
-            router,
+            router: services.router.clone(),
             tx,
-            config,
+            config: services.config.clone(),
+            ids: services.ids.clone(),
+            store: services.store.clone(),
+            client_ids: services.client_ids.clone(),
+            client_id: None,
             said_hello: vec![false; shards],
             phase: Phase::Connecting,
             version: Version::V1_0,
@@ -128,6 +164,7 @@ impl Session {
             next_token: 0,
             unanswered_sends: 0,
             credits: HashMap::new(),
+            commits: HashMap::new(),
         }
     }
 
@@ -151,10 +188,12 @@ impl Session {
         self.heart_beat
     }
 
-    /// Should the driver read more frames? Not while closing, not while the producer window is
-    /// used up (flow control), and not while the client is not reading what we write.
+    /// Should the driver read more frames? Not while closing, not during a COMMIT, not while
+    /// the producer window is used up (flow control), and not while the client is not reading
+    /// what we write.
     pub fn wants_read(&self) -> bool {
         matches!(self.phase, Phase::Connecting | Phase::Connected)
+            && self.commits.is_empty()
             && self.unanswered_sends < PRODUCER_WINDOW
             && self.out.len() < MAX_WRITE_BUFFER_BYTES
     }
@@ -184,20 +223,32 @@ impl Session {
         self.phase = Phase::Closing;
     }
 
-    /// Handles one answer from an owner shard.
+    /// Handles one answer from an owner shard or the store writer.
     pub fn handle_answer(&mut self, answer: ToSession) {
         match answer {
             ToSession::Deliver {
                 sub,
                 message,
-                redelivered,
-            } => self.write_message(sub, &message, redelivered),
+                redelivery_count,
+            } => self.write_message(sub, &message, redelivery_count),
             ToSession::Accepted { token } => {
                 self.unanswered_sends = self.unanswered_sends.saturating_sub(1);
                 if let Some(t) = token {
                     self.complete(t);
                 }
             }
+            ToSession::Rejected { token, reason } => {
+                self.unanswered_sends = self.unanswered_sends.saturating_sub(1);
+                let receipt = token.and_then(|t| self.receipt_id(t));
+                self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
+            }
+            ToSession::Committed { token, result } => match result {
+                Ok(()) => self.committed(token),
+                Err(reason) => {
+                    let receipt = self.receipt_id(token);
+                    self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
+                }
+            },
             ToSession::Done { token } => self.complete(token),
         }
     }
@@ -209,14 +260,17 @@ impl Session {
         }
         for (sub, n) in std::mem::take(&mut self.credits) {
             if let Some(s) = self.subs.get(&sub) {
-                let cmd = ToOwner::Credit {
-                    session: self.id,
-                    sub,
-                    destination: s.destination.clone(),
-                    n,
-                };
-                let shard = self.router.owner_of(&s.destination);
-                self.post(shard, cmd);
+                let destination = s.destination.clone();
+                let shard = self.router.owner_of(&destination);
+                self.post(
+                    shard,
+                    ToOwner::Credit {
+                        session: self.id,
+                        sub,
+                        destination,
+                        n,
+                    },
+                );
             }
         }
     }
@@ -224,6 +278,9 @@ impl Session {
     /// The connection is gone: owners drop its consumers and requeue what it had unacked.
     /// Open transactions are aborted implicitly (their buffered work is simply dropped).
     pub fn close(&mut self) {
+        if let Some(id) = self.client_id.take() {
+            self.client_ids.release(&id);
+        }
         for shard in 0..self.said_hello.len() {
             if self.said_hello[shard] {
                 self.router
@@ -272,6 +329,12 @@ impl Session {
             })?,
         };
         super::auth::authenticate(frame.get("login"), frame.get("passcode"))?;
+        if let Some(id) = frame.get("client-id") {
+            if !self.client_ids.claim(id) {
+                return Err(Error::ClientIdInUse(id.to_string()));
+            }
+            self.client_id = Some(id.to_string());
+        }
         let min = self.config.heart_beat.min_interval_ms;
         let send_ms = if cy == 0 { 0 } else { cy.max(min) };
         let expect_ms = if cx == 0 { 0 } else { cx.max(min) };
@@ -288,20 +351,15 @@ impl Session {
     }
 
     fn on_send(&mut self, frame: &Frame) -> Result<(), Error> {
-        let draft = self.draft(frame)?;
+        let message = Arc::new(self.message(frame)?);
         match frame.get("transaction") {
             Some(tx) => {
-                let max = self.config.limits.max_transaction_frames;
-                let ops = self.transaction(tx)?;
-                if ops.len() >= max {
-                    return Err(Error::Limit("max_transaction_frames", max));
-                }
-                ops.push(TxOp::Send(draft));
+                self.push_tx_op(tx, TxOp::Send(message))?;
                 self.receipt_now(frame);
             }
             None => {
                 let token = self.receipt_token(frame, 1);
-                self.post_send(draft, token);
+                self.post_send(message, token);
             }
         }
         Ok(())
@@ -332,19 +390,18 @@ impl Session {
                 )
             })?,
         };
-        let prefetch = self.prefetch(frame, &destination)?;
+        let durable = self.durable_name(frame, &destination, Some(&client_id))?;
+        let prefetch = self.prefetch(frame, &destination, durable.is_some())?;
         let sub = SubId(self.next_sub);
         self.next_sub += 1;
         self.sub_ids.insert(client_id.clone(), sub);
-        self.subs.insert(
-            sub,
-            Sub {
-                client_id,
-                destination: destination.clone(),
-                ack,
-                in_flight: VecDeque::new(),
-            },
-        );
+        let s = Sub {
+            client_id,
+            destination: destination.clone(),
+            ack,
+            in_flight: VecDeque::new(),
+        };
+        self.subs.insert(sub, s);
         let token = self.receipt_token(frame, 1);
         let shard = self.router.owner_of(&destination);
         let cmd = ToOwner::Subscribe {
@@ -353,6 +410,7 @@ impl Session {
             destination,
             ack,
             prefetch,
+            durable,
             token,
         };
         self.post(shard, cmd);
@@ -365,24 +423,37 @@ impl Session {
             (None, Version::V1_0) => required(frame, "destination")?,
             (None, _) => return Err(Error::MissingHeader(Command::Unsubscribe, "id")),
         };
-        let sub = self
-            .sub_ids
-            .remove(client_id)
-            .ok_or_else(|| Error::UnknownSubscription(client_id.to_string()))?;
-        let s = self
-            .subs
-            .remove(&sub)
-            .expect("sub_ids and subs hold the same subscriptions");
-        for (_, ack_id) in &s.in_flight {
-            self.ack_ids.remove(ack_id);
-        }
-        self.credits.remove(&sub);
+        let live = self.sub_ids.remove(client_id);
+        let (sub, destination) = match live {
+            Some(sub) => {
+                let s = self
+                    .subs
+                    .remove(&sub)
+                    .expect("sub_ids and subs hold the same subscriptions");
+                for f in &s.in_flight {
+                    self.ack_ids.remove(&f.ack_id);
+                }
+                self.credits.remove(&sub);
+                (sub, s.destination)
+            }
+            // Deleting a durable subscription that is not active on this connection needs
+            // its topic, to find the shard that holds it.
+            None => match (frame.get("destination"), self.has_durable_header(frame)) {
+                (Some(d), true) => (SubId(u32::MAX), DestinationName::parse(d)?),
+                _ => return Err(Error::UnknownSubscription(client_id.to_string())),
+            },
+        };
+        let destroy = match self.has_durable_header(frame) {
+            true => self.durable_name(frame, &destination, Some(client_id))?,
+            false => None,
+        };
         let token = self.receipt_token(frame, 1);
-        let shard = self.router.owner_of(&s.destination);
+        let shard = self.router.owner_of(&destination);
         let cmd = ToOwner::Unsubscribe {
             session: self.id,
             sub,
-            destination: s.destination,
+            destination,
+            destroy,
             token,
         };
         self.post(shard, cmd);
@@ -405,40 +476,39 @@ impl Session {
             AckMode::Client => s
                 .in_flight
                 .iter()
-                .position(|(m, _)| *m == id)
+                .position(|f| f.id == id)
                 .map_or(0, |p| p + 1),
             _ => 0,
         };
-        let mut ids = Vec::with_capacity(count.max(1));
-        if count > 0 {
-            for (m, ack_id) in s.in_flight.drain(..count) {
-                self.ack_ids.remove(&ack_id);
-                ids.push(m);
-            }
-        } else if let Some(p) = s.in_flight.iter().position(|(m, _)| *m == id) {
-            let (m, ack_id) = s.in_flight.remove(p).expect("position is in range");
-            self.ack_ids.remove(&ack_id);
-            ids.push(m);
-        }
+        let taken: Vec<InFlight> = if count > 0 {
+            s.in_flight.drain(..count).collect()
+        } else {
+            let p = s.in_flight.iter().position(|f| f.id == id);
+            p.and_then(|p| s.in_flight.remove(p)).into_iter().collect()
+        };
         let destination = s.destination.clone();
+        let mut settle = Settle {
+            sub,
+            destination,
+            ids: Vec::new(),
+            stored: Vec::new(),
+            nack,
+        };
+        for f in taken {
+            self.ack_ids.remove(&f.ack_id);
+            if f.persistent {
+                settle.stored.push(f.id);
+            }
+            settle.ids.push(f.id);
+        }
         match frame.get("transaction") {
             Some(tx) => {
-                let max = self.config.limits.max_transaction_frames;
-                let ops = self.transaction(tx)?;
-                if ops.len() >= max {
-                    return Err(Error::Limit("max_transaction_frames", max));
-                }
-                ops.push(TxOp::Settle {
-                    sub,
-                    destination,
-                    ids,
-                    nack,
-                });
+                self.push_tx_op(tx, TxOp::Settle(settle))?;
                 self.receipt_now(frame);
             }
             None => {
                 let token = self.receipt_token(frame, 1);
-                self.post_settle(sub, destination, ids, nack, token);
+                self.post_settle(settle, token);
             }
         }
         Ok(())
@@ -458,25 +528,80 @@ impl Session {
         Ok(())
     }
 
+    /// COMMIT: with a store, persistent sends to queues and deletes of acked stored messages
+    /// go to disk in ONE store transaction; the writer then hands the queue sends to their
+    /// owners, and the session posts topic sends and the acks. Without a store, everything is
+    /// posted at once.
     fn on_commit(&mut self, frame: &Frame) -> Result<(), Error> {
         let tx = required(frame, "transaction")?;
         let ops = self
             .transactions
             .remove(tx)
             .ok_or_else(|| Error::UnknownTransaction(tx.to_string()))?;
-        let token = self.receipt_token(frame, ops.len());
+        let Some(store) = self.store.clone() else {
+            let token = self.receipt_token(frame, ops.len());
+            for op in ops {
+                match op {
+                    TxOp::Send(m) => self.post_send(m, token),
+                    TxOp::Settle(s) => self.post_settle(s, token),
+                }
+            }
+            return Ok(());
+        };
+        let mut sends = Vec::new();
+        let mut pending = PendingCommit {
+            topic_sends: Vec::new(),
+            settles: Vec::new(),
+        };
+        let mut deletes = Vec::new();
         for op in ops {
             match op {
-                TxOp::Send(draft) => self.post_send(draft, token),
-                TxOp::Settle {
-                    sub,
-                    destination,
-                    ids,
-                    nack,
-                } => self.post_settle(sub, destination, ids, nack, token),
+                TxOp::Send(m) if m.destination.kind() == Kind::Queue => {
+                    let key = QueueKey::queue(m.destination.clone());
+                    let shard = self.router.owner_of(&m.destination);
+                    sends.push((key, shard, m));
+                }
+                TxOp::Send(m) => pending.topic_sends.push(m),
+                TxOp::Settle(s) => {
+                    if !s.nack {
+                        deletes.extend(s.stored.iter().copied());
+                    }
+                    pending.settles.push(s);
+                }
             }
         }
+        let token = match self.receipt_token(frame, 1) {
+            Some(t) => t,
+            None => self.new_token(),
+        };
+        self.commits.insert(token, pending);
+        let _ = store.send(Request::Commit {
+            sends,
+            deletes,
+            session: self.tx.clone(),
+            token,
+        });
         Ok(())
+    }
+
+    /// The store transaction of a COMMIT is on disk: post what remains of it.
+    fn committed(&mut self, token: Token) {
+        let Some(pending) = self.commits.remove(&token) else {
+            // A durable subscription's record is on disk: its SUBSCRIBE's receipt may go.
+            self.complete(token);
+            return;
+        };
+        let more = pending.topic_sends.len() + pending.settles.len();
+        if let Some(p) = self.receipts.iter_mut().find(|p| p.token == token) {
+            p.remaining += more;
+        }
+        for m in pending.topic_sends {
+            self.post_send(m, Some(token));
+        }
+        for s in pending.settles {
+            self.post_settle(s, Some(token));
+        }
+        self.complete(token);
     }
 
     fn on_abort(&mut self, frame: &Frame) -> Result<(), Error> {
@@ -487,21 +612,16 @@ impl Session {
             .ok_or_else(|| Error::UnknownTransaction(tx.to_string()))?;
         // Sends are dropped; messages acked or nacked inside the transaction go back to their
         // destination for redelivery, as a JMS session rollback does.
-        let settles: Vec<_> = ops
+        let settles: Vec<Settle> = ops
             .into_iter()
             .filter_map(|op| match op {
-                TxOp::Settle {
-                    sub,
-                    destination,
-                    ids,
-                    ..
-                } => Some((sub, destination, ids)),
+                TxOp::Settle(s) => Some(Settle { nack: true, ..s }),
                 TxOp::Send(_) => None,
             })
             .collect();
         let token = self.receipt_token(frame, settles.len());
-        for (sub, destination, ids) in settles {
-            self.post_settle(sub, destination, ids, true, token);
+        for s in settles {
+            self.post_settle(s, token);
         }
         Ok(())
     }
@@ -540,7 +660,8 @@ impl Session {
 
     // ---- helpers ----
 
-    fn draft(&self, frame: &Frame) -> Result<Draft, Error> {
+    /// Builds the message a SEND carries, with a fresh id.
+    fn message(&self, frame: &Frame) -> Result<Message, Error> {
         let destination = DestinationName::parse(required(frame, "destination")?)?;
         let priority = match frame.get("priority") {
             None => 4,
@@ -558,7 +679,6 @@ impl Session {
                 })?,
         };
         let expires = match frame.get("expires") {
-            None => 0,
             Some(v) => v.trim().parse::<u64>().map_err(|_| {
                 Error::InvalidHeader(
                     "expires",
@@ -566,6 +686,10 @@ impl Session {
                     "expected ms since the epoch, 0 for never",
                 )
             })?,
+            None => match self.config.destinations.ttl_for(destination.as_str()) {
+                0 => 0,
+                ttl => now_ms() + ttl,
+            },
         };
         let persistent = frame.get("persistent") == Some("true");
         let headers = frame
@@ -575,7 +699,8 @@ impl Session {
             .filter(|(k, _)| !BROKER_OWNED.contains(&k.as_str()))
             .cloned()
             .collect();
-        Ok(Draft {
+        Ok(Message {
+            id: self.ids.next(),
             destination,
             headers,
             body: frame.body.clone(),
@@ -585,14 +710,62 @@ impl Session {
         })
     }
 
-    fn prefetch(&self, frame: &Frame, destination: &DestinationName) -> Result<u32, Error> {
+    fn has_durable_header(&self, frame: &Frame) -> bool {
+        frame.get("activemq.subscriptionName").is_some()
+            || frame.get("durable-subscription-name").is_some()
+            || frame.get("durable") == Some("true")
+    }
+
+    /// The durable subscription a SUBSCRIBE or UNSUBSCRIBE names: ActiveMQ's
+    /// `activemq.subscriptionName`, Artemis' `durable-subscription-name`, or RabbitMQ's
+    /// `durable:true` (named by the subscription `id`). It hangs off the CONNECT `client-id`
+    /// (RabbitMQ style needs none).
+    fn durable_name(
+        &self,
+        frame: &Frame,
+        destination: &DestinationName,
+        sub_id: Option<&str>,
+    ) -> Result<Option<DurableName>, Error> {
+        let explicit = frame
+            .get("activemq.subscriptionName")
+            .or_else(|| frame.get("durable-subscription-name"));
+        let name = match (explicit, frame.get("durable")) {
+            (Some(n), _) => n,
+            (None, Some("true")) => match sub_id {
+                Some(id) => id,
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        if destination.kind() != Kind::Topic {
+            return Err(Error::DurableQueue(destination.to_string()));
+        }
+        let client_id = match (&self.client_id, explicit) {
+            (Some(c), _) => c.as_str(),
+            (None, None) => "",
+            (None, Some(_)) => return Err(Error::DurableWithoutClientId),
+        };
+        Ok(Some(DurableName {
+            client_id: Arc::from(client_id),
+            name: Arc::from(name),
+        }))
+    }
+
+    fn prefetch(
+        &self,
+        frame: &Frame,
+        destination: &DestinationName,
+        durable: bool,
+    ) -> Result<u32, Error> {
         let header = ["activemq.prefetchSize", "prefetch-count"]
             .into_iter()
             .find_map(|h| frame.get(h).map(|v| (h, v)));
+        let d = &self.config.destinations;
         match header {
             None => Ok(match destination.kind() {
-                crate::destination::Kind::Queue => self.config.destinations.queue_prefetch,
-                crate::destination::Kind::Topic => self.config.destinations.topic_prefetch,
+                Kind::Queue => d.queue_prefetch,
+                Kind::Topic if durable => d.durable_prefetch,
+                Kind::Topic => d.topic_prefetch,
             }),
             Some((name, v)) => {
                 let n: i64 = v.trim().parse().map_err(|_| {
@@ -649,42 +822,49 @@ impl Session {
             .map(MessageId)
             .map_err(|_| Error::UnknownAck(mid.to_string()))?;
         for sub in subs {
-            if self.subs[&sub].in_flight.iter().any(|(m, _)| *m == wanted) {
+            if self.subs[&sub].in_flight.iter().any(|f| f.id == wanted) {
                 return Ok((sub, wanted));
             }
         }
         Err(Error::UnknownAck(mid.to_string()))
     }
 
-    fn transaction(&mut self, tx: &str) -> Result<&mut Vec<TxOp>, Error> {
-        self.transactions
+    fn push_tx_op(&mut self, tx: &str, op: TxOp) -> Result<(), Error> {
+        let max = self.config.limits.max_transaction_frames;
+        let ops = self
+            .transactions
             .get_mut(tx)
-            .ok_or_else(|| Error::UnknownTransaction(tx.to_string()))
+            .ok_or_else(|| Error::UnknownTransaction(tx.to_string()))?;
+        if ops.len() >= max {
+            return Err(Error::Limit("max_transaction_frames", max));
+        }
+        ops.push(op);
+        Ok(())
     }
 
-    fn post_send(&mut self, draft: Draft, token: Option<Token>) {
-        let shard = self.router.owner_of(&draft.destination);
+    fn post_send(&mut self, message: Arc<Message>, token: Option<Token>) {
+        let shard = self.router.owner_of(&message.destination);
         self.unanswered_sends += 1;
         self.post(
             shard,
             ToOwner::Send {
                 session: self.id,
-                draft,
+                message,
                 token,
             },
         );
     }
 
-    fn post_settle(
-        &mut self,
-        sub: SubId,
-        destination: DestinationName,
-        ids: Vec<MessageId>,
-        nack: bool,
-        token: Option<Token>,
-    ) {
-        let shard = self.router.owner_of(&destination);
+    fn post_settle(&mut self, s: Settle, token: Option<Token>) {
+        let shard = self.router.owner_of(&s.destination);
         let session = self.id;
+        let Settle {
+            sub,
+            destination,
+            ids,
+            nack,
+            ..
+        } = s;
         let cmd = if nack {
             ToOwner::Nack {
                 session,
@@ -743,6 +923,14 @@ impl Session {
         self.receipt_token(frame, 0);
     }
 
+    /// The receipt id waiting on `token`, for an ERROR's `receipt-id`.
+    fn receipt_id(&self, token: Token) -> Option<String> {
+        self.receipts
+            .iter()
+            .find(|p| p.token == token)
+            .map(|p| p.receipt_id.clone())
+    }
+
     fn complete(&mut self, token: Token) {
         if let Ok(i) = self.receipts.binary_search_by_key(&token, |p| p.token) {
             let p = &mut self.receipts[i];
@@ -770,7 +958,7 @@ impl Session {
     }
 
     /// Encodes a MESSAGE frame straight into the write buffer (no intermediate [`Frame`]).
-    fn write_message(&mut self, sub_id: SubId, m: &crate::message::Message, redelivered: bool) {
+    fn write_message(&mut self, sub_id: SubId, m: &Message, redelivery_count: u32) {
         let Some(sub) = self.subs.get_mut(&sub_id) else {
             // A late delivery for a subscription closed meanwhile: the owner has already put
             // it back in the queue when it processed the UNSUBSCRIBE.
@@ -796,13 +984,20 @@ impl Session {
                 head.extend_from_slice(b"\nack:");
                 head.extend_from_slice(ack_id.as_bytes());
             }
-            sub.in_flight.push_back((m.id, ack_id.clone()));
-            self.ack_ids.insert(ack_id, (sub_id, m.id));
+            self.ack_ids.insert(ack_id.clone(), (sub_id, m.id));
+            sub.in_flight.push_back(InFlight {
+                id: m.id,
+                ack_id,
+                persistent: m.persistent,
+            });
         } else {
             *self.credits.entry(sub_id).or_insert(0) += 1;
         }
-        if redelivered {
-            head.extend_from_slice(b"\nredelivered:true");
+        if redelivery_count > 0 {
+            let _ = write!(
+                ByteWriter(&mut head),
+                "\nredelivered:true\nredelivery-count:{redelivery_count}"
+            );
         }
         for (k, v) in &m.headers {
             head.push(b'\n');
@@ -811,7 +1006,7 @@ impl Session {
             escape_into(&mut head, v, esc, false);
         }
         let _ = write!(
-            LenWriter(&mut head),
+            ByteWriter(&mut head),
             "\ncontent-length:{}\n\n",
             m.body.len()
         );
@@ -823,7 +1018,7 @@ impl Session {
 }
 
 /// Headers of a SEND that the broker sets itself on the MESSAGE, or that only concern the SEND.
-const BROKER_OWNED: [&str; 8] = [
+const BROKER_OWNED: [&str; 9] = [
     "destination",
     "receipt",
     "transaction",
@@ -832,6 +1027,7 @@ const BROKER_OWNED: [&str; 8] = [
     "subscription",
     "ack",
     "redelivered",
+    "redelivery-count",
 ];
 
 fn required<'a>(frame: &'a Frame, name: &'static str) -> Result<&'a str, Error> {
@@ -846,9 +1042,9 @@ fn parse_heart_beat(v: &str) -> Option<(u64, u64)> {
 }
 
 /// `fmt::Write` over a byte vector, for formatting numbers without a temporary String.
-struct LenWriter<'a>(&'a mut Vec<u8>);
+struct ByteWriter<'a>(&'a mut Vec<u8>);
 
-impl std::fmt::Write for LenWriter<'_> {
+impl std::fmt::Write for ByteWriter<'_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
@@ -861,13 +1057,14 @@ mod tests {
 
     use super::*;
     use crate::codec::Decoder;
+    use crate::destination::Ctx;
     use crate::shard::Owner;
 
     /// One shard's owner and any number of sessions, pumped by hand: no sockets, no runtime.
     struct Pair {
         owner: Owner,
         mailbox: UnboundedReceiver<ToOwner>,
-        router: Arc<Router>,
+        services: Services,
         next: u64,
     }
 
@@ -881,10 +1078,25 @@ mod tests {
         fn new() -> Pair {
             let (tx, mailbox) = unbounded_channel();
             let router = Arc::new(Router::new(vec![tx]));
-            Pair {
-                owner: Owner::new(0, Default::default()),
-                mailbox,
+            let config = Arc::new(Config::default());
+            let services = Services {
+                router: router.clone(),
+                config: config.clone(),
+                ids: Arc::new(IdAllocator::new(0)),
+                store: None,
+                client_ids: Arc::new(ClientIds::default()),
+            };
+            let ctx = Ctx::new(
+                0,
                 router,
+                None,
+                services.ids.clone(),
+                Arc::new(config.destinations.clone()),
+            );
+            Pair {
+                owner: Owner::new(ctx),
+                mailbox,
+                services,
                 next: 0,
             }
         }
@@ -892,12 +1104,7 @@ mod tests {
         fn client(&mut self, version: &str) -> Client {
             self.next += 1;
             let (tx, rx) = unbounded_channel();
-            let session = Session::new(
-                SessionId(self.next),
-                self.router.clone(),
-                tx,
-                Arc::new(Config::default()),
-            );
+            let session = Session::new(SessionId(self.next), &self.services, tx);
             let mut decoder = Decoder::new(Default::default());
             decoder.set_version(Version::V1_2);
             let mut c = Client {
@@ -956,12 +1163,7 @@ mod tests {
     fn frame_before_connect_is_an_error_and_closes() {
         let pair = Pair::new();
         let (tx, _rx) = unbounded_channel();
-        let mut s = Session::new(
-            SessionId(1),
-            pair.router.clone(),
-            tx,
-            Arc::new(Config::default()),
-        );
+        let mut s = Session::new(SessionId(1), &pair.services, tx);
         assert!(s
             .handle_frame(send("/queue/a", "x").header("receipt", "7"))
             .is_err());

@@ -12,11 +12,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::state::{Phase, Session};
-use super::Error;
+use super::{Error, Services};
 use crate::codec::Decoder;
-use crate::config::Config;
 use crate::limits::READ_CHUNK_BYTES;
-use crate::message::{Router, SessionId};
+use crate::message::SessionId;
 
 /// Owner answers taken from the channel in one go before the driver writes again.
 const ANSWER_BATCH: usize = 256;
@@ -24,8 +23,7 @@ const ANSWER_BATCH: usize = 256;
 /// Everything a connection needs from its shard.
 pub struct SessionContext {
     pub id: SessionId,
-    pub router: Arc<Router>,
-    pub config: Arc<Config>,
+    pub services: Arc<Services>,
     pub shutdown: watch::Receiver<bool>,
     /// A label for logs, e.g. the peer address.
     pub peer: String,
@@ -38,8 +36,9 @@ where
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut session = Session::new(ctx.id, ctx.router.clone(), tx, ctx.config.clone());
-    let mut decoder = Decoder::new(ctx.config.limits.clone());
+    let config = ctx.services.config.clone();
+    let mut session = Session::new(ctx.id, &ctx.services, tx);
+    let mut decoder = Decoder::new(config.limits.clone());
     let mut shutdown = ctx.shutdown.clone();
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut writing = Bytes::new();
@@ -47,10 +46,10 @@ where
     let mut last_read = started;
     let mut last_write = started;
     let conn = ctx.id.0;
-    let grace = ctx.config.heart_beat.grace;
-    let connect_timeout = ctx.config.connect_timeout();
+    let grace = config.heart_beat.grace;
+    let connect_timeout = config.connect_timeout();
     let mut closing_since: Option<Instant> = None;
-    let linger = Duration::from_millis(ctx.config.shutdown_timeout_ms);
+    let linger = Duration::from_millis(config.shutdown_timeout_ms);
 
     loop {
         if writing.is_empty() && !session.out.is_empty() {

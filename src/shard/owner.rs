@@ -1,84 +1,93 @@
-//! The owner loop of one shard: holds the destinations whose name hashes to this shard and
-//! applies the commands sessions send them. Runs only on its shard's thread, so destinations
-//! need no locks.
+//! The owner loop of one shard: holds the destinations whose name hashes to this shard (and
+//! the queues of durable subscriptions to its topics) and applies the commands sessions and
+//! the store writer send them. Runs only on its shard's thread, so destinations need no locks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use log::debug;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::config::DestinationConfig;
-use crate::destination::{Consumer, DestinationName, Entry, Kind, Queue, Topic};
-use crate::message::{MessageId, SessionId, SessionTx, ToOwner, ToSession};
-
-/// Bits of a [`MessageId`] that hold the shard index.
-const SHARD_BITS: u32 = 10;
+use crate::destination::{Consumer, Ctx, DestinationName, Entry, Kind, Queue, Topic};
+use crate::message::{
+    DurableName, Message, QueueKey, SessionId, SessionTx, SubId, ToOwner, ToSession, Token,
+};
+use crate::store::Request;
 
 /// Commands handled before the loop yields to other tasks on the shard.
 const COMMAND_BATCH: usize = 512;
 
-/// A destination of either kind.
-enum Destination {
-    Queue(Queue),
-    Topic(Topic),
-}
+/// How often expired in-memory messages are swept out.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-impl Destination {
-    fn is_idle(&self) -> bool {
-        match self {
-            Destination::Queue(q) => q.is_idle(),
-            Destination::Topic(t) => t.is_idle(),
-        }
-    }
+/// What a subscription is attached to.
+#[derive(Debug, Clone)]
+enum Target {
+    Queue(QueueKey),
+    Topic(DestinationName),
 }
 
 /// A session known to this shard.
 struct SessionEntry {
     tx: SessionTx,
-    /// Destinations on this shard where the session has consumers.
-    consumes: HashSet<DestinationName>,
+    /// Its subscriptions on this shard.
+    subs: HashMap<SubId, Target>,
 }
 
 /// One shard's destinations and the sessions that use them.
 pub struct Owner {
-    shard: u64,
-    next_seq: u64,
-    config: DestinationConfig,
-    destinations: HashMap<DestinationName, Destination>,
+    ctx: Ctx,
+    queues: HashMap<QueueKey, Queue>,
+    topics: HashMap<DestinationName, Topic>,
     sessions: HashMap<SessionId, SessionEntry>,
 }
 
 impl Owner {
-    /// An owner for shard `shard` with no destinations yet.
-    pub fn new(shard: usize, config: DestinationConfig) -> Self {
+    /// An owner with no destinations yet.
+    pub fn new(ctx: Ctx) -> Self {
         Owner {
-            shard: shard as u64,
-            next_seq: 0,
-            config,
-            destinations: HashMap::new(),
+            ctx,
+            queues: HashMap::new(),
+            topics: HashMap::new(),
             sessions: HashMap::new(),
         }
     }
 
     /// Serves commands until [`ToOwner::Stop`] or until every sender is gone.
     pub async fn run(mut self, mut mailbox: UnboundedReceiver<ToOwner>) {
-        while let Some(cmd) = mailbox.recv().await {
-            if !self.handle(cmd) {
-                return;
-            }
-            for _ in 0..COMMAND_BATCH {
-                match mailbox.try_recv() {
-                    Ok(cmd) => {
-                        if !self.handle(cmd) {
-                            return;
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = mailbox.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    if !self.handle(cmd) {
+                        break;
+                    }
+                    let mut stop = false;
+                    for _ in 0..COMMAND_BATCH {
+                        match mailbox.try_recv() {
+                            Ok(cmd) => if !self.handle(cmd) { stop = true; break; },
+                            Err(_) => break,
                         }
                     }
-                    Err(_) => break,
+                    self.ctx.flush();
+                    if stop {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                _ = sweep.tick() => {
+                    let now = crate::destination::now_ms();
+                    for q in self.queues.values_mut() {
+                        q.sweep(now, &mut self.ctx);
+                    }
+                    self.ctx.flush();
                 }
             }
-            tokio::task::yield_now().await;
         }
+        self.ctx.flush();
     }
 
     /// Applies one command. Returns false on [`ToOwner::Stop`].
@@ -89,30 +98,19 @@ impl Owner {
                     session,
                     SessionEntry {
                         tx,
-                        consumes: HashSet::new(),
+                        subs: HashMap::new(),
                     },
                 );
             }
             ToOwner::Send {
                 session,
-                draft,
+                message,
                 token,
             } => {
                 let Some(producer) = self.sessions.get(&session).map(|s| s.tx.clone()) else {
                     return true;
                 };
-                self.next_seq += 1;
-                let id = MessageId((self.next_seq << SHARD_BITS) | self.shard);
-                let entry = Entry {
-                    message: Arc::new(draft.into_message(id)),
-                    redelivered: false,
-                };
-                let name = entry.message.destination.clone();
-                match self.destination(&name) {
-                    Destination::Queue(q) => q.send(entry, &producer, token),
-                    Destination::Topic(t) => t.send(entry, &producer, token),
-                }
-                self.forget_if_idle(&name);
+                self.send(message, Some((producer, token)));
             }
             ToOwner::Subscribe {
                 session,
@@ -120,124 +118,324 @@ impl Owner {
                 destination,
                 ack,
                 prefetch,
+                durable,
                 token,
             } => {
-                let Some(s) = self.sessions.get_mut(&session) else {
+                let Some(tx) = self.sessions.get(&session).map(|s| s.tx.clone()) else {
                     return true;
                 };
-                s.consumes.insert(destination.clone());
-                let consumer = Consumer::new(session, sub, s.tx.clone(), ack, prefetch);
-                let tx = s.tx.clone();
-                match self.destination(&destination) {
-                    Destination::Queue(q) => q.subscribe(consumer),
-                    Destination::Topic(t) => t.subscribe(consumer),
+                let consumer = Consumer::new(session, sub, tx.clone(), ack, prefetch);
+                let target = match (destination.kind(), durable) {
+                    (Kind::Queue, _) => Target::Queue(QueueKey::queue(destination)),
+                    (Kind::Topic, None) => Target::Topic(destination),
+                    (Kind::Topic, Some(d)) => {
+                        let key = self.durable(&d, &destination);
+                        self.ctx.request(Request::DurableSubscribe {
+                            durable: d,
+                            topic: destination,
+                            reply: token.map(|t| (tx.clone(), t)),
+                        });
+                        if self.ctx.store.is_none() {
+                            if let Some(t) = token {
+                                let _ = tx.send(ToSession::Done { token: t });
+                            }
+                        }
+                        Target::Queue(key)
+                    }
+                };
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.subs.insert(sub, target.clone());
                 }
-                if let Some(token) = token {
-                    let _ = tx.send(ToSession::Done { token });
+                let answered_by_store =
+                    matches!(&target, Target::Queue(k) if k.subscription.is_some());
+                match target {
+                    Target::Queue(key) => {
+                        let q = self
+                            .queues
+                            .entry(key.clone())
+                            .or_insert_with(|| Queue::new(key));
+                        q.subscribe(consumer, &mut self.ctx);
+                    }
+                    Target::Topic(name) => {
+                        self.topics
+                            .entry(name.clone())
+                            .or_insert_with(|| Topic::new(name))
+                            .subscribe(consumer);
+                    }
+                }
+                if !answered_by_store {
+                    if let Some(token) = token {
+                        let _ = tx.send(ToSession::Done { token });
+                    }
                 }
             }
             ToOwner::Unsubscribe {
                 session,
                 sub,
                 destination,
+                destroy,
                 token,
             } => {
-                if let Some(d) = self.destinations.get_mut(&destination) {
-                    match d {
-                        Destination::Queue(q) => q.unsubscribe(session, sub),
-                        Destination::Topic(t) => t.unsubscribe(session, sub),
+                let target = self
+                    .sessions
+                    .get_mut(&session)
+                    .and_then(|s| s.subs.remove(&sub));
+                match target {
+                    Some(Target::Queue(key)) => {
+                        if let Some(q) = self.queues.get_mut(&key) {
+                            q.unsubscribe(session, sub, &mut self.ctx);
+                        }
+                        self.forget_if_idle(&key);
                     }
+                    Some(Target::Topic(name)) => {
+                        if let Some(t) = self.topics.get_mut(&name) {
+                            t.unsubscribe(session, sub, &self.ctx);
+                        }
+                        self.forget_topic_if_idle(&name);
+                    }
+                    None => {}
                 }
-                self.forget_if_idle(&destination);
+                if let Some(d) = destroy {
+                    self.destroy_durable(d, destination);
+                }
                 self.done(session, token);
             }
             ToOwner::Ack {
                 session,
                 sub,
-                destination,
                 ids,
                 token,
+                ..
             } => {
-                if let Some(d) = self.destinations.get_mut(&destination) {
-                    match d {
-                        Destination::Queue(q) => q.ack(session, sub, &ids),
-                        Destination::Topic(t) => t.ack(session, sub, &ids),
+                match self.target(session, sub) {
+                    Some(Target::Queue(key)) => {
+                        if let Some(q) = self.queues.get_mut(&key) {
+                            q.ack(session, sub, &ids, &mut self.ctx);
+                        }
                     }
+                    Some(Target::Topic(name)) => {
+                        if let Some(t) = self.topics.get_mut(&name) {
+                            t.ack(session, sub, &ids, &mut self.ctx);
+                        }
+                    }
+                    None => {}
                 }
                 self.done(session, token);
             }
             ToOwner::Nack {
                 session,
                 sub,
-                destination,
                 ids,
                 token,
+                ..
             } => {
-                if let Some(d) = self.destinations.get_mut(&destination) {
-                    match d {
-                        Destination::Queue(q) => q.nack(session, sub, &ids),
-                        Destination::Topic(t) => t.nack(session, sub, &ids),
+                match self.target(session, sub) {
+                    Some(Target::Queue(key)) => {
+                        if let Some(q) = self.queues.get_mut(&key) {
+                            q.nack(session, sub, &ids, &mut self.ctx);
+                        }
                     }
+                    Some(Target::Topic(name)) => {
+                        if let Some(t) = self.topics.get_mut(&name) {
+                            t.nack(session, sub, &ids, &mut self.ctx);
+                        }
+                    }
+                    None => {}
                 }
                 self.done(session, token);
             }
             ToOwner::Credit {
-                session,
-                sub,
-                destination,
-                n,
-            } => {
-                if let Some(d) = self.destinations.get_mut(&destination) {
-                    match d {
-                        Destination::Queue(q) => q.credit(session, sub, n),
-                        Destination::Topic(t) => t.credit(session, sub, n),
+                session, sub, n, ..
+            } => match self.target(session, sub) {
+                Some(Target::Queue(key)) => {
+                    if let Some(q) = self.queues.get_mut(&key) {
+                        q.credit(session, sub, n, &mut self.ctx);
                     }
                 }
-            }
+                Some(Target::Topic(name)) => {
+                    if let Some(t) = self.topics.get_mut(&name) {
+                        t.credit(session, sub, n, &self.ctx);
+                    }
+                }
+                None => {}
+            },
             ToOwner::Barrier { session, token } => self.done(session, Some(token)),
             ToOwner::Goodbye { session } => {
                 let Some(entry) = self.sessions.remove(&session) else {
                     return true;
                 };
-                for name in entry.consumes {
-                    if let Some(d) = self.destinations.get_mut(&name) {
-                        match d {
-                            Destination::Queue(q) => q.goodbye(session),
-                            Destination::Topic(t) => t.goodbye(session),
+                for (_, target) in entry.subs {
+                    match target {
+                        Target::Queue(key) => {
+                            if let Some(q) = self.queues.get_mut(&key) {
+                                q.goodbye(session, &mut self.ctx);
+                            }
+                            self.forget_if_idle(&key);
+                        }
+                        Target::Topic(name) => {
+                            if let Some(t) = self.topics.get_mut(&name) {
+                                t.goodbye(session, &self.ctx);
+                            }
+                            self.forget_topic_if_idle(&name);
                         }
                     }
-                    self.forget_if_idle(&name);
                 }
-                debug!("shard={} session={} gone", self.shard, session.0);
+                debug!("shard={} session={} gone", self.ctx.shard, session.0);
+            }
+            ToOwner::Stored {
+                key,
+                staged,
+                adopted,
+                result,
+            } => {
+                let q = self
+                    .queues
+                    .entry(key.clone())
+                    .or_insert_with(|| Queue::new(key.clone()));
+                q.stored(staged, adopted, result, &mut self.ctx);
+                self.forget_if_idle(&key);
+            }
+            ToOwner::PagedIn {
+                key,
+                priority,
+                messages,
+                exhausted,
+            } => {
+                if let Some(q) = self.queues.get_mut(&key) {
+                    q.paged_in(priority, messages, exhausted, &mut self.ctx);
+                }
+            }
+            ToOwner::Recover { queues, durables } => {
+                for (d, topic) in durables {
+                    self.durable(&d, &topic);
+                }
+                for (key, counts) in queues {
+                    match self.queues.get_mut(&key) {
+                        Some(q) => *q = Queue::recovered(key, counts),
+                        None => {
+                            self.queues
+                                .insert(key.clone(), Queue::recovered(key, counts));
+                        }
+                    }
+                }
             }
             ToOwner::Stop => return false,
         }
         true
     }
 
-    fn destination(&mut self, name: &DestinationName) -> &mut Destination {
-        let limit = self.config.memory_limit_bytes;
-        self.destinations
-            .entry(name.clone())
-            .or_insert_with(|| match name.kind() {
-                Kind::Queue => Destination::Queue(Queue::new(name.clone(), limit)),
-                Kind::Topic => Destination::Topic(Topic::new(name.clone(), limit)),
-            })
-    }
-
-    /// Drops a destination that holds nothing (it is re-created on next use), so a stream of
-    /// one-off names cannot grow the shard's memory.
-    fn forget_if_idle(&mut self, name: &DestinationName) {
-        if self
-            .destinations
-            .get(name)
-            .is_some_and(Destination::is_idle)
-        {
-            self.destinations.remove(name);
+    /// Enqueues or publishes one message; `answer` is who to tell once it is accepted.
+    fn send(&mut self, message: Arc<Message>, answer: Option<(SessionTx, Option<Token>)>) {
+        let name = message.destination.clone();
+        match name.kind() {
+            Kind::Queue => {
+                let key = QueueKey::queue(name);
+                let q = self
+                    .queues
+                    .entry(key.clone())
+                    .or_insert_with(|| Queue::new(key));
+                q.send(Entry::new(message), answer, &mut self.ctx);
+            }
+            Kind::Topic => {
+                let Some(topic) = self.topics.get_mut(&name) else {
+                    // Nobody subscribed: dropped, as JMS topics do.
+                    if let Some((tx, token)) = answer {
+                        let _ = tx.send(ToSession::Accepted { token });
+                    }
+                    return;
+                };
+                let durables = topic.durables.clone();
+                if durables.is_empty() {
+                    topic.send(Entry::new(message), answer, &mut self.ctx);
+                    return;
+                }
+                topic.send(Entry::new(message.clone()), None, &mut self.ctx);
+                // Each durable subscription holds its own copy (its own stored row); the
+                // producer is answered with the last one, which is stored last.
+                let last = durables.len() - 1;
+                let mut answer = answer;
+                for (i, key) in durables.into_iter().enumerate() {
+                    let copy = if i == 0 {
+                        message.clone()
+                    } else {
+                        Arc::new(Message {
+                            id: self.ctx.ids.next(),
+                            destination: message.destination.clone(),
+                            headers: message.headers.clone(),
+                            body: message.body.clone(),
+                            priority: message.priority,
+                            persistent: message.persistent,
+                            expires: message.expires,
+                        })
+                    };
+                    let a = if i == last { answer.take() } else { None };
+                    if let Some(q) = self.queues.get_mut(&key) {
+                        q.send(Entry::new(copy), a, &mut self.ctx);
+                    }
+                }
+            }
         }
     }
 
-    fn done(&self, session: SessionId, token: Option<crate::message::Token>) {
+    /// The queue of durable subscription `d` to `topic`, created (and registered with the
+    /// topic) if new.
+    fn durable(&mut self, d: &DurableName, topic: &DestinationName) -> QueueKey {
+        let key = QueueKey {
+            destination: topic.clone(),
+            subscription: Some(d.key()),
+        };
+        if !self.queues.contains_key(&key) {
+            self.queues.insert(key.clone(), Queue::new(key.clone()));
+        }
+        let t = self
+            .topics
+            .entry(topic.clone())
+            .or_insert_with(|| Topic::new(topic.clone()));
+        if !t.durables.contains(&key) {
+            t.durables.push(key.clone());
+        }
+        key
+    }
+
+    /// Deletes durable subscription `d` of `topic` and everything it holds.
+    fn destroy_durable(&mut self, d: DurableName, topic: DestinationName) {
+        let key = QueueKey {
+            destination: topic.clone(),
+            subscription: Some(d.key()),
+        };
+        if let Some(mut q) = self.queues.remove(&key) {
+            q.purge();
+        }
+        if let Some(t) = self.topics.get_mut(&topic) {
+            t.durables.retain(|k| *k != key);
+        }
+        self.forget_topic_if_idle(&topic);
+        self.ctx
+            .request(Request::DurableUnsubscribe { durable: d, topic });
+    }
+
+    fn target(&self, session: SessionId, sub: SubId) -> Option<Target> {
+        self.sessions
+            .get(&session)
+            .and_then(|s| s.subs.get(&sub))
+            .cloned()
+    }
+
+    /// Drops a queue that holds nothing (it is re-created on next use), so a stream of one-off
+    /// names cannot grow the shard's memory. Durable subscriptions' queues stay.
+    fn forget_if_idle(&mut self, key: &QueueKey) {
+        if key.subscription.is_none() && self.queues.get(key).is_some_and(Queue::is_idle) {
+            self.queues.remove(key);
+        }
+    }
+
+    fn forget_topic_if_idle(&mut self, name: &DestinationName) {
+        if self.topics.get(name).is_some_and(Topic::is_idle) {
+            self.topics.remove(name);
+        }
+    }
+
+    fn done(&self, session: SessionId, token: Option<Token>) {
         if let (Some(token), Some(s)) = (token, self.sessions.get(&session)) {
             let _ = s.tx.send(ToSession::Done { token });
         }

@@ -1,8 +1,9 @@
 //! Thread-per-core runtime: one thread per shard, each running a single-threaded tokio
 //! runtime with its owner loop, its listener (bound with `SO_REUSEPORT`, so the kernel spreads
-//! connections over shards) and the sessions it accepted.
+//! connections over shards) and the sessions it accepted. Beside them, one store writer thread.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,8 +19,10 @@ use tokio::task::{JoinSet, LocalSet};
 use super::owner::Owner;
 use crate::codec::{encode, Version};
 use crate::config::Config;
-use crate::message::{Router, SessionId, ToOwner};
-use crate::session::{self, SessionContext};
+use crate::destination::Ctx;
+use crate::message::{IdAllocator, Router, SessionId, ToOwner};
+use crate::session::{self, ClientIds, Services, SessionContext};
+use crate::store::{self, Request, StoreError, StoreTx, WriterConfig};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +30,7 @@ pub enum StartError {
     /// The data directory could not be created.
     #[error("cannot create data_dir {path}: {source}")]
     DataDir {
-        path: std::path::PathBuf,
+        path: PathBuf,
         source: std::io::Error,
     },
     /// A listener could not be bound.
@@ -37,27 +40,68 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// A shard thread could not be started.
-    #[error("cannot start shard thread: {0}")]
+    #[error("cannot start thread: {0}")]
     Thread(std::io::Error),
+    /// The store could not be opened or recovered.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Another broker process holds the data directory.
+    #[error("data_dir {0} is in use by another broker process (lock file {1})")]
+    Locked(PathBuf, PathBuf),
 }
 
-/// A running broker: its shards and how to stop them.
+/// The lock file that marks a data directory as in use by a running broker.
+pub const LOCK_FILE: &str = "stompbox.lock";
+
+/// Takes the data directory's lock: an OS file lock, which the kernel drops the instant the
+/// holding process dies, however it dies. Fails if another process holds it.
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StartError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(_) => Err(StartError::Locked(dir.to_path_buf(), path)),
+    }
+}
+
+/// A running broker: its shards, its store writer and how to stop them.
 pub struct Broker {
     stomp_addr: SocketAddr,
     router: Arc<Router>,
+    store: StoreTx,
+    writer: JoinHandle<()>,
+    _lock: std::fs::File,
     shutdown: watch::Sender<bool>,
     idle: std::sync::mpsc::Receiver<usize>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Broker {
-    /// Binds the listeners and starts every shard. Returns once the broker accepts clients.
+    /// Locks the data directory, opens and recovers the store, binds the listeners and starts
+    /// every shard. Returns once the broker accepts clients.
     pub fn start(config: Config) -> Result<Broker, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let shards = config.shard_count();
+        let conn = store::open(&config.db_path(), config.durability)?;
+        let recovered = store::recover(&conn)?;
+        info!(
+            "store {} recovered: {} queues with stored messages, {} durable subscriptions",
+            config.db_path().display(),
+            recovered.queues.len(),
+            recovered.durables.len()
+        );
         let listeners = bind_reuseport(config.bind, shards)?;
         let stomp_addr = listeners[0]
             .local_addr()
@@ -68,11 +112,36 @@ impl Broker {
         let (senders, mailboxes): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
         let router = Arc::new(Router::new(senders));
+        // Recovery goes first in every owner's mailbox, before any session can post.
+        let mut queues: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+        let mut durables: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+        for (key, counts) in recovered.queues {
+            queues[router.owner_of(&key.destination)].push((key, counts));
+        }
+        for (d, topic) in recovered.durables {
+            durables[router.owner_of(&topic)].push((d, topic));
+        }
+        for (shard, (queues, durables)) in queues.into_iter().zip(durables).enumerate() {
+            router.post(shard, ToOwner::Recover { queues, durables });
+        }
+        let writer_config = WriterConfig {
+            max_batch: config.store_max_batch,
+        };
+        let (store_tx, writer) =
+            store::spawn_writer(conn, router.clone(), writer_config).map_err(StartError::Thread)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (idle_tx, idle) = std::sync::mpsc::channel();
-        let shared = Arc::new(Shared {
-            config: Arc::new(config),
+        let config = Arc::new(config);
+        let services = Arc::new(Services {
             router: router.clone(),
+            config: config.clone(),
+            ids: Arc::new(IdAllocator::new(recovered.max_id)),
+            store: Some(store_tx.clone()),
+            client_ids: Arc::new(ClientIds::default()),
+        });
+        let shared = Arc::new(Shared {
+            config,
+            services,
             next_session: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
         });
@@ -91,6 +160,9 @@ impl Broker {
         Ok(Broker {
             stomp_addr,
             router,
+            store: store_tx,
+            writer,
+            _lock: lock,
             shutdown,
             idle,
             threads,
@@ -103,8 +175,8 @@ impl Broker {
     }
 
     /// Graceful shutdown: stop accepting, tell every session (each sends an ERROR and flushes
-    /// what it has, within `shutdown_timeout_ms`), then stop the owner loops and join the
-    /// shard threads. Idempotent with respect to the signal; consumes the broker.
+    /// what it has, within `shutdown_timeout_ms`), stop the owner loops, join the shard
+    /// threads, then let the store writer commit what is left and stop. Consumes the broker.
     pub fn shutdown(self) {
         let _ = self.shutdown.send(true);
         // Owners keep serving until every shard's sessions are gone: a closing session still
@@ -122,14 +194,19 @@ impl Broker {
                 error!("a shard thread panicked during shutdown");
             }
         }
+        // Owners flushed their last deletes before stopping; the writer commits what is left.
+        let _ = self.store.send(Request::Stop);
+        if self.writer.join().is_err() {
+            error!("the store writer panicked during shutdown");
+        }
         info!("shutdown complete");
     }
 }
 
-/// What every shard shares: read-only config, the router and two process-wide counters.
+/// What every shard shares: read-only config, the session services and two counters.
 struct Shared {
     config: Arc<Config>,
-    router: Arc<Router>,
+    services: Arc<Services>,
     next_session: AtomicU64,
     /// Live client connections, for `limits.max_connections`.
     connections: AtomicUsize,
@@ -165,9 +242,15 @@ fn run_shard(
     };
     let local = LocalSet::new();
     local.block_on(&rt, async move {
-        let owner = tokio::task::spawn_local(
-            Owner::new(shard, shared.config.destinations.clone()).run(mailbox),
+        let s = &shared.services;
+        let ctx = Ctx::new(
+            shard,
+            s.router.clone(),
+            s.store.clone(),
+            s.ids.clone(),
+            Arc::new(shared.config.destinations.clone()),
         );
+        let owner = tokio::task::spawn_local(Owner::new(ctx).run(mailbox));
         let listener = match TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {
@@ -228,8 +311,7 @@ fn accept(
     let slot = ConnectionSlot(shared.clone());
     let ctx = SessionContext {
         id: SessionId(shared.next_session.fetch_add(1, Ordering::Relaxed)),
-        router: shared.router.clone(),
-        config: shared.config.clone(),
+        services: shared.services.clone(),
         shutdown: shutdown.clone(),
         peer: peer.to_string(),
     };

@@ -1,0 +1,221 @@
+//! What destinations need from their shard: the store, the router (to hand messages to other
+//! shards' destinations, e.g. a dead-letter queue), the id allocator and the policy config.
+
+use std::sync::Arc;
+
+use crate::config::{DeadLetterStrategy, DestinationConfig};
+use crate::message::{IdAllocator, Message, MessageId, QueueKey, Router, StoredMessage, ToOwner};
+use crate::store::{Request, StoreTx};
+
+use super::{DestinationName, Entry, Kind};
+
+/// One shard's context for its destinations.
+pub struct Ctx {
+    pub shard: usize,
+    pub router: Arc<Router>,
+    /// None in tests without a store: persistent messages are then kept in memory only.
+    pub store: Option<StoreTx>,
+    pub ids: Arc<IdAllocator>,
+    pub config: Arc<DestinationConfig>,
+    /// Acked stored messages, deleted in one request at the end of the owner's batch.
+    deletes: Vec<MessageId>,
+}
+
+impl Ctx {
+    /// A context for shard `shard`.
+    pub fn new(
+        shard: usize,
+        router: Arc<Router>,
+        store: Option<StoreTx>,
+        ids: Arc<IdAllocator>,
+        config: Arc<DestinationConfig>,
+    ) -> Self {
+        Ctx {
+            shard,
+            router,
+            store,
+            ids,
+            config,
+            deletes: Vec::new(),
+        }
+    }
+
+    /// True when persistent messages go to the store.
+    pub fn persists(&self, m: &Message) -> bool {
+        m.persistent && self.store.is_some()
+    }
+
+    /// Asks the store writer to persist `m` for `key` (answered with `ToOwner::Stored`).
+    pub fn insert(&self, key: &QueueKey, m: Arc<Message>) {
+        self.request(Request::Insert {
+            key: key.clone(),
+            shard: self.shard,
+            messages: vec![m],
+        });
+    }
+
+    /// Forgets a stored message (batched until [`Ctx::flush`]).
+    pub fn delete(&mut self, m: &Message) {
+        if self.persists(m) {
+            self.deletes.push(m.id);
+        }
+    }
+
+    /// Forgets the stored message `id` (batched until [`Ctx::flush`]).
+    pub fn delete_id(&mut self, id: MessageId) {
+        self.deletes.push(id);
+    }
+
+    /// Records a stored message's new redelivery count.
+    pub fn redelivered(&self, e: &Entry) {
+        if self.persists(&e.message) {
+            self.request(Request::Redelivered {
+                id: e.message.id,
+                count: e.redelivery_count,
+            });
+        }
+    }
+
+    /// Asks for the next stored messages of `key` at `priority` above `after`.
+    pub fn page_in(&self, key: &QueueKey, priority: u8, after: MessageId, limit: usize) {
+        self.request(Request::PageIn {
+            key: key.clone(),
+            shard: self.shard,
+            priority,
+            after,
+            limit,
+        });
+    }
+
+    /// Sends pending deletes to the store writer.
+    pub fn flush(&mut self) {
+        if !self.deletes.is_empty() {
+            let ids = std::mem::take(&mut self.deletes);
+            self.request(Request::Delete { ids });
+        }
+    }
+
+    /// The dead-letter queue for messages of `origin`, or None when `origin` is itself a
+    /// dead-letter queue (a message is never dead-lettered twice; it stays where it is).
+    pub fn dead_letter_queue(&self, origin: &DestinationName) -> Option<DestinationName> {
+        if origin.as_str().starts_with("/queue/ActiveMQ.DLQ") {
+            return None;
+        }
+        let name = match self.config.dead_letter_strategy {
+            DeadLetterStrategy::Shared => "/queue/ActiveMQ.DLQ".to_string(),
+            DeadLetterStrategy::Individual => {
+                let (kind, rest) = match origin.kind() {
+                    Kind::Queue => ("Queue", &origin.as_str()["/queue/".len()..]),
+                    Kind::Topic => ("Topic", &origin.as_str()["/topic/".len()..]),
+                };
+                format!("/queue/ActiveMQ.DLQ.{kind}.{rest}")
+            }
+        };
+        DestinationName::parse(&name).ok()
+    }
+
+    /// Moves `entry` to the dead-letter queue of `origin` with `reason`, keeping its id (a
+    /// stored message is moved in place, in one statement). Returns the entry back if there
+    /// is no dead-letter queue for it.
+    pub fn dead_letter(&self, origin: &QueueKey, entry: Entry, reason: &str) -> Result<(), Entry> {
+        let Some(dlq) = self.dead_letter_queue(&origin.destination) else {
+            return Err(entry);
+        };
+        let m = &entry.message;
+        let mut headers: Vec<(String, String)> = m
+            .headers
+            .iter()
+            .filter(|(k, _)| k != "dlqDeliveryFailureCause")
+            .cloned()
+            .collect();
+        if !headers.iter().any(|(k, _)| k == "original-destination") {
+            headers.push((
+                "original-destination".into(),
+                origin.destination.to_string(),
+            ));
+        }
+        headers.push(("dlqDeliveryFailureCause".into(), reason.to_string()));
+        let moved = Message {
+            id: m.id,
+            destination: dlq.clone(),
+            headers,
+            body: m.body.clone(),
+            priority: m.priority,
+            persistent: m.persistent,
+            // A dead letter must not silently expire away (ActiveMQ's default too).
+            expires: 0,
+        };
+        let message = StoredMessage {
+            message: Arc::new(moved),
+            redelivery_count: 0,
+        };
+        let to = QueueKey::queue(dlq.clone());
+        let shard = self.router.owner_of(&dlq);
+        match (&self.store, self.persists(m)) {
+            (Some(_), true) => self.request(Request::Move { message, to, shard }),
+            _ => self.router.post(
+                shard,
+                ToOwner::Stored {
+                    key: to,
+                    staged: 0,
+                    adopted: vec![message],
+                    result: Ok(()),
+                },
+            ),
+        }
+        log::info!(
+            "dead-lettered message={} from={} to={} reason={reason:?}",
+            m.id,
+            origin,
+            dlq
+        );
+        Ok(())
+    }
+
+    /// Decides what happens to an entry coming back for redelivery: it is counted, and either
+    /// returned (Some) or dead-lettered after `max_redeliveries` (None).
+    pub fn redeliver(&self, origin: &QueueKey, mut e: Entry) -> Option<Entry> {
+        e.redelivery_count += 1;
+        if e.redelivery_count > self.config.max_redeliveries {
+            let reason = format!(
+                "delivery failed more than max_redeliveries ({}) times",
+                self.config.max_redeliveries
+            );
+            return self.dead_letter(origin, e, &reason).err();
+        }
+        self.redelivered(&e);
+        Some(e)
+    }
+
+    /// Handles an expired entry: dead-lettered or dropped, per `expired_to_dlq`.
+    pub fn expire(&mut self, origin: &QueueKey, e: Entry) {
+        if self.config.expired_to_dlq {
+            match self.dead_letter(origin, e, "expired") {
+                Ok(()) => return,
+                Err(e) => self.delete(&e.message),
+            }
+        } else {
+            self.delete(&e.message);
+        }
+    }
+
+    /// Sends a request to the store writer (dropped when there is no store).
+    pub fn request(&self, r: Request) {
+        if let Some(store) = &self.store {
+            // The writer only stops at shutdown, after every owner stopped.
+            let _ = store.send(r);
+        }
+    }
+}
+
+/// Milliseconds since the epoch, for `expires`.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// True when `m` has an expiry at or before `now`.
+pub fn expired(m: &Message, now: u64) -> bool {
+    m.expires != 0 && m.expires <= now
+}

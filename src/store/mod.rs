@@ -1,0 +1,284 @@
+//! The store: persistent messages and durable subscriptions in one SQLite file
+//! (`data_dir/stompbox.db`, WAL mode).
+//!
+//! One thread, the store writer (`writer.rs`), owns the only write connection. Owner shards
+//! and sessions send it [`Request`]s; it takes everything waiting, applies it in ONE
+//! transaction, commits, and then answers each request (group commit: the fsync is shared by
+//! the whole batch). Every row that appears in a queue is announced to that queue's owner by
+//! the writer, in commit order, which is what keeps paging exact (see
+//! `destination/queue.rs`). Reads at start (`recover`) use their own connection.
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+
+pub use schema::{migrate, MIGRATIONS};
+pub use writer::{spawn_writer, WriterConfig};
+
+use crate::destination::DestinationName;
+use crate::message::{DurableName, Message, MessageId, QueueKey, SessionTx, StoredMessage, Token};
+
+/// The database file inside `data_dir`.
+pub const DB_FILE: &str = "stompbox.db";
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A schema migration failed; the file is unchanged from the version before it.
+    #[error("schema migration to version {version} failed: {source}")]
+    Migration {
+        version: usize,
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer broker.
+    #[error("database schema version {found} is newer than this broker knows ({known})")]
+    TooNew { found: usize, known: usize },
+    /// The file could not be opened.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// What a RECEIPT for a persistent SEND promises (config `durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: each commit is fsynced; a RECEIPT means the message is on disk.
+    Fsync,
+    /// `synchronous=NORMAL`: survives a crash of the broker process, but the last commits
+    /// before a power loss or OS crash may be lost.
+    Relaxed,
+}
+
+/// Opens (creating if needed) the database for writing and brings its schema up to date.
+pub fn open(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path).map_err(|source| StoreError::Open {
+        path: path.into(),
+        source,
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match durability {
+        Durability::Fsync => "FULL",
+        Durability::Relaxed => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens the database read-only (operator commands; readers never block the writer in WAL).
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| StoreError::Open {
+        path: path.into(),
+        source,
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The channel into the store writer. Unbounded in type, bounded by credit: persistent SENDs
+/// by producer windows, deletes by deliveries, page-ins by one outstanding per queue level.
+pub type StoreTx = std::sync::mpsc::Sender<Request>;
+
+/// What the store writer is asked to do.
+#[derive(Debug)]
+pub enum Request {
+    /// Persist messages an owner staged for `key`; the owner gets [`crate::message::ToOwner::Stored`]
+    /// with `staged = messages.len()` after the commit.
+    Insert {
+        key: QueueKey,
+        shard: usize,
+        messages: Vec<Arc<Message>>,
+    },
+    /// Acked (or expired, or purged from memory): forget these rows. No answer.
+    Delete { ids: Vec<MessageId> },
+    /// A stored message came back for redelivery: remember its count across restarts.
+    Redelivered { id: MessageId, count: u32 },
+    /// Move a message into another queue (a dead-letter queue): a stored row changes its
+    /// destination and headers in place; then the target owner adopts it.
+    Move {
+        message: StoredMessage,
+        to: QueueKey,
+        shard: usize,
+    },
+    /// A STOMP COMMIT: insert the persistent `sends` and delete `deletes` in one transaction,
+    /// then hand each send to its queue's owner and answer the session.
+    Commit {
+        sends: Vec<(QueueKey, usize, Arc<Message>)>,
+        deletes: Vec<MessageId>,
+        session: SessionTx,
+        token: Token,
+    },
+    /// Read up to `limit` stored messages of `key` at `priority` with ids above `after`.
+    PageIn {
+        key: QueueKey,
+        shard: usize,
+        priority: u8,
+        after: MessageId,
+        limit: usize,
+    },
+    /// Record a durable subscription (idempotent); answer `reply` after the commit.
+    DurableSubscribe {
+        durable: DurableName,
+        topic: DestinationName,
+        reply: Option<(SessionTx, Token)>,
+    },
+    /// Delete a durable subscription and its stored messages.
+    DurableUnsubscribe {
+        durable: DurableName,
+        topic: DestinationName,
+    },
+    /// Finish what is queued, then stop the writer thread.
+    Stop,
+}
+
+/// What the broker finds in the store at start.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The largest message id ever stored (ids continue above it).
+    pub max_id: u64,
+    /// Queues with stored messages, with counts per priority.
+    pub queues: Vec<(QueueKey, [u64; 10])>,
+    /// Durable subscriptions and their topics.
+    pub durables: Vec<(DurableName, DestinationName)>,
+}
+
+/// Reads what recovery needs: stored message counts per queue and priority, durable
+/// subscriptions, and the largest id. Messages themselves are paged in later, on demand.
+pub fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
+    let mut out = Recovered {
+        max_id: conn.query_row(
+            "SELECT coalesce(max(message_id), 0) FROM messages",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64,
+        ..Recovered::default()
+    };
+    let mut stmt = conn.prepare(
+        "SELECT destination, subscription, priority, count(*) FROM messages
+          GROUP BY destination, subscription, priority ORDER BY destination, subscription",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let dest: String = row.get(0)?;
+        let sub: String = row.get(1)?;
+        let priority: i64 = row.get(2)?;
+        let count: i64 = row.get(3)?;
+        let Ok(destination) = DestinationName::parse(&dest) else {
+            log::warn!("store: skipping rows of unknown destination {dest:?}");
+            continue;
+        };
+        let key = QueueKey {
+            destination,
+            subscription: if sub.is_empty() {
+                None
+            } else {
+                Some(Arc::from(sub))
+            },
+        };
+        if out.queues.last().is_none_or(|(k, _)| *k != key) {
+            out.queues.push((key, [0; 10]));
+        }
+        let counts = &mut out.queues.last_mut().expect("pushed above").1;
+        counts[priority.clamp(0, 9) as usize] += count as u64;
+    }
+    let mut stmt =
+        conn.prepare("SELECT client_id, name, destination FROM durable_subscriptions")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let client_id: String = row.get(0)?;
+        let name: String = row.get(1)?;
+        let topic: String = row.get(2)?;
+        if let Ok(topic) = DestinationName::parse(&topic) {
+            out.durables.push((
+                DurableName {
+                    client_id: Arc::from(client_id),
+                    name: Arc::from(name),
+                },
+                topic,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Headers as a JSON object (first value of a repeated name wins, as on the wire).
+pub fn headers_to_json(headers: &[(String, String)]) -> String {
+    let mut map = serde_json::Map::with_capacity(headers.len());
+    for (k, v) in headers {
+        map.entry(k.clone())
+            .or_insert_with(|| serde_json::Value::String(v.clone()));
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+/// The inverse of [`headers_to_json`]; non-string values are rendered as JSON text.
+pub fn headers_from_json(text: &str) -> Vec<(String, String)> {
+    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
+        Ok(map) => map
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => (k, s),
+                other => (k, other.to_string()),
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Builds a message from a stored row's columns.
+pub(crate) fn message_from_row(
+    key: &QueueKey,
+    id: i64,
+    priority: i64,
+    expires_at: Option<i64>,
+    headers: &str,
+    body: Vec<u8>,
+) -> Message {
+    let headers = headers_from_json(headers);
+    Message {
+        id: MessageId(id as u64),
+        destination: key.destination.clone(),
+        body: Bytes::from(body),
+        priority: priority.clamp(0, 9) as u8,
+        persistent: true,
+        expires: expires_at.map_or(0, |e| e.max(0) as u64),
+        headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_through_json_first_wins() {
+        let h = vec![
+            ("type".to_string(), "order".to_string()),
+            ("type".to_string(), "ignored".to_string()),
+            ("x:y".to_string(), "a\nb".to_string()),
+        ];
+        let json = headers_to_json(&h);
+        let back = headers_from_json(&json);
+        assert!(back.contains(&("type".to_string(), "order".to_string())));
+        assert!(back.contains(&("x:y".to_string(), "a\nb".to_string())));
+        assert_eq!(back.len(), 2);
+    }
+}

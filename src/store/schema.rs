@@ -1,0 +1,155 @@
+//! The SQLite schema: part of the user interface. Operators read it with `sqlite3`, so
+//! tables and columns have plain names, headers are JSON text (`json_extract(headers,
+//! '$.type')` works), and views answer the common questions. `docs/sqlite.md` documents it.
+//!
+//! Migrations are numbered by `PRAGMA user_version`; each runs in its own transaction, so a
+//! failed one leaves the file as it was.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: destinations, messages, durable subscriptions, operator views.
+    r#"
+    CREATE TABLE destinations (
+        name        TEXT PRIMARY KEY,              -- '/queue/orders', '/topic/news'
+        kind        TEXT NOT NULL CHECK (kind IN ('queue', 'topic')),
+        created_at  INTEGER NOT NULL               -- ms since the epoch
+    );
+
+    CREATE TABLE durable_subscriptions (
+        client_id   TEXT NOT NULL,                 -- CONNECT client-id
+        name        TEXT NOT NULL,                 -- activemq.subscriptionName
+        destination TEXT NOT NULL,                 -- the topic
+        selector    TEXT,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (client_id, name)
+    );
+
+    -- One row per stored message per queue; a durable subscription holds its own copy
+    -- (subscription = 'client_id:name'), as each durable subscription is a queue of its own.
+    CREATE TABLE messages (
+        message_id       INTEGER PRIMARY KEY,      -- the message-id clients see
+        destination      TEXT NOT NULL,
+        subscription     TEXT NOT NULL DEFAULT '', -- '' for queues
+        priority         INTEGER NOT NULL DEFAULT 4 CHECK (priority BETWEEN 0 AND 9),
+        expires_at       INTEGER,                  -- ms since the epoch; NULL = never
+        redelivery_count INTEGER NOT NULL DEFAULT 0,
+        created_at       INTEGER NOT NULL,         -- ms since the epoch
+        headers          TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(headers)),
+        body             BLOB NOT NULL
+    );
+    -- Dispatch order: highest priority first, then arrival.
+    CREATE INDEX messages_dispatch_order
+        ON messages (destination, subscription, priority DESC, message_id);
+    CREATE INDEX messages_expiry ON messages (expires_at) WHERE expires_at IS NOT NULL;
+
+    CREATE VIEW queue_depths AS
+        SELECT d.name                              AS destination,
+               coalesce(m.subscription, '')       AS subscription,
+               count(m.message_id)                 AS messages,
+               coalesce(sum(length(m.body)), 0)    AS bytes,
+               datetime(min(m.created_at) / 1000, 'unixepoch') AS oldest
+          FROM destinations d
+          LEFT JOIN messages m ON m.destination = d.name
+         WHERE d.kind = 'queue' OR m.message_id IS NOT NULL
+         GROUP BY d.name, m.subscription;
+
+    CREATE VIEW dead_letters AS
+        SELECT message_id,
+               destination                                   AS dlq,
+               json_extract(headers, '$.original-destination') AS original_destination,
+               json_extract(headers, '$.dlqDeliveryFailureCause') AS reason,
+               redelivery_count,
+               datetime(created_at / 1000, 'unixepoch')     AS created,
+               headers,
+               body
+          FROM messages
+         WHERE destination LIKE '/queue/ActiveMQ.DLQ%';
+    "#,
+];
+
+/// Applies every migration newer than the file's `user_version`.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    apply(conn, MIGRATIONS)
+}
+
+/// Applies `migrations` (exposed separately so tests can run a failing one).
+pub fn apply(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let current = usize::try_from(current).unwrap_or(0);
+    if current > migrations.len() {
+        return Err(StoreError::TooNew {
+            found: current,
+            known: migrations.len(),
+        });
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Migration {
+            version: i + 1,
+            source: e,
+        })?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_a_new_file_and_is_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM queue_depths", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn a_failed_migration_rolls_back() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let bad = [
+            "CREATE TABLE a (x INTEGER);",
+            "CREATE TABLE b (y INTEGER); SELECT nonsense FROM nowhere;",
+        ];
+        let err = apply(&mut conn, &bad).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Migration { version: 2, .. }),
+            "{err}"
+        );
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 1);
+        let b: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'b'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(b, 0, "table b must not survive the failed migration");
+    }
+
+    #[test]
+    fn refuses_a_file_from_a_newer_broker() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+}

@@ -1,0 +1,397 @@
+//! The store writer thread: group commit.
+//!
+//! It blocks for one request, takes every other request already waiting (up to
+//! `max_batch`), applies them all in one SQLite transaction, commits once, and only then
+//! answers them, in the order they arrived. While one commit is being fsynced the next batch
+//! accumulates, so the cost of an fsync is shared by everyone who was waiting for it.
+
+use std::collections::HashSet;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use log::{error, info};
+use rusqlite::{params, Connection, Transaction};
+
+use super::{headers_to_json, message_from_row, Request, StoreTx};
+use crate::destination::Kind;
+use crate::message::{Message, QueueKey, Router, StoredMessage, ToOwner, ToSession};
+
+/// Store writer settings.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Most requests applied in one transaction.
+    pub max_batch: usize,
+}
+
+/// Starts the writer thread on `conn`. Answers to owners go through `router`.
+pub fn spawn_writer(
+    conn: Connection,
+    router: Arc<Router>,
+    config: WriterConfig,
+) -> std::io::Result<(StoreTx, JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || {
+            Writer {
+                conn,
+                router,
+                config,
+                known: HashSet::new(),
+            }
+            .run(rx)
+        })?;
+    Ok((tx, handle))
+}
+
+struct Writer {
+    conn: Connection,
+    router: Arc<Router>,
+    config: WriterConfig,
+    /// Destinations already recorded in the `destinations` table.
+    known: HashSet<String>,
+}
+
+/// What applying one request produced, to be answered after the commit.
+enum Outcome {
+    None,
+    PagedIn(Vec<StoredMessage>, bool),
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Request>) {
+        loop {
+            let first = match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.config.max_batch {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let stop = batch.iter().any(|r| matches!(r, Request::Stop));
+            let result = self.apply(&batch);
+            if let Err(e) = &result {
+                error!("store: commit of {} requests failed: {e}", batch.len());
+            }
+            self.answer(batch, result);
+            if stop {
+                break;
+            }
+        }
+        info!("store writer stopped");
+    }
+
+    /// Applies the batch in one transaction and commits it.
+    fn apply(&mut self, batch: &[Request]) -> Result<Vec<Outcome>, rusqlite::Error> {
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for req in batch {
+            outcomes.push(apply_one(&tx, &mut self.known, req, now)?);
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Answers every request of a batch, in arrival order.
+    fn answer(&self, batch: Vec<Request>, result: Result<Vec<Outcome>, rusqlite::Error>) {
+        let (ok, mut outcomes) = match result {
+            Ok(o) => (Ok(()), o.into_iter()),
+            Err(e) => (
+                Err(Arc::<str>::from(format!("store commit failed: {e}"))),
+                Vec::new().into_iter(),
+            ),
+        };
+        for req in batch {
+            let outcome = outcomes.next().unwrap_or(Outcome::None);
+            match req {
+                Request::Insert {
+                    key,
+                    shard,
+                    messages,
+                } => self.router.post(
+                    shard,
+                    ToOwner::Stored {
+                        key,
+                        staged: messages.len(),
+                        adopted: Vec::new(),
+                        result: ok.clone(),
+                    },
+                ),
+                Request::Move { message, to, shard } => {
+                    // Even if the row could not be moved, the message is handed over: it stays
+                    // stored under its old queue and reappears there after a restart (at least
+                    // once, never lost).
+                    self.router.post(
+                        shard,
+                        ToOwner::Stored {
+                            key: to,
+                            staged: 0,
+                            adopted: vec![message],
+                            result: Ok(()),
+                        },
+                    );
+                }
+                Request::Commit {
+                    sends,
+                    session,
+                    token,
+                    ..
+                } => {
+                    if ok.is_ok() {
+                        for (key, shard, message) in sends {
+                            let adopted = vec![StoredMessage {
+                                message,
+                                redelivery_count: 0,
+                            }];
+                            self.router.post(
+                                shard,
+                                ToOwner::Stored {
+                                    key,
+                                    staged: 0,
+                                    adopted,
+                                    result: Ok(()),
+                                },
+                            );
+                        }
+                    }
+                    let _ = session.send(ToSession::Committed {
+                        token,
+                        result: ok.clone(),
+                    });
+                }
+                Request::PageIn {
+                    key,
+                    shard,
+                    priority,
+                    ..
+                } => {
+                    let (messages, exhausted) = match outcome {
+                        Outcome::PagedIn(m, e) => (m, e),
+                        Outcome::None => (Vec::new(), false),
+                    };
+                    self.router.post(
+                        shard,
+                        ToOwner::PagedIn {
+                            key,
+                            priority,
+                            messages,
+                            exhausted,
+                        },
+                    );
+                }
+                Request::DurableSubscribe {
+                    reply: Some((session, token)),
+                    ..
+                } => {
+                    let _ = session.send(ToSession::Committed {
+                        token,
+                        result: ok.clone(),
+                    });
+                }
+                Request::DurableSubscribe { reply: None, .. }
+                | Request::DurableUnsubscribe { .. }
+                | Request::Delete { .. }
+                | Request::Redelivered { .. }
+                | Request::Stop => {}
+            }
+        }
+    }
+}
+
+fn apply_one(
+    tx: &Transaction<'_>,
+    known: &mut HashSet<String>,
+    req: &Request,
+    now: i64,
+) -> Result<Outcome, rusqlite::Error> {
+    match req {
+        Request::Insert { key, messages, .. } => {
+            for m in messages {
+                insert(tx, known, key, m, 0, now)?;
+            }
+        }
+        Request::Delete { ids } => {
+            let mut stmt = tx.prepare_cached("DELETE FROM messages WHERE message_id = ?1")?;
+            for id in ids {
+                stmt.execute([id.0 as i64])?;
+            }
+        }
+        Request::Redelivered { id, count } => {
+            tx.prepare_cached("UPDATE messages SET redelivery_count = ?2 WHERE message_id = ?1")?
+                .execute(params![id.0 as i64, *count as i64])?;
+        }
+        Request::Move { message, to, .. } => {
+            if message.message.persistent {
+                record_destination(
+                    tx,
+                    known,
+                    &to.destination.to_string(),
+                    to.destination.kind(),
+                    now,
+                )?;
+                tx.prepare_cached(
+                    "UPDATE messages SET destination = ?2, subscription = ?3, headers = ?4,
+                            redelivery_count = ?5 WHERE message_id = ?1",
+                )?
+                .execute(params![
+                    message.message.id.0 as i64,
+                    to.destination.as_str(),
+                    to.subscription_str(),
+                    headers_to_json(&message.message.headers),
+                    message.redelivery_count as i64,
+                ])?;
+            }
+        }
+        Request::Commit { sends, deletes, .. } => {
+            for (key, _, m) in sends {
+                if m.persistent {
+                    insert(tx, known, key, m, 0, now)?;
+                }
+            }
+            let mut stmt = tx.prepare_cached("DELETE FROM messages WHERE message_id = ?1")?;
+            for id in deletes {
+                stmt.execute([id.0 as i64])?;
+            }
+        }
+        Request::PageIn {
+            key,
+            priority,
+            after,
+            limit,
+            ..
+        } => {
+            let mut stmt = tx.prepare_cached(
+                "SELECT message_id, priority, expires_at, redelivery_count, headers, body
+                   FROM messages
+                  WHERE destination = ?1 AND subscription = ?2 AND priority = ?3
+                    AND message_id > ?4
+                  ORDER BY message_id LIMIT ?5",
+            )?;
+            let mut rows = stmt.query(params![
+                key.destination.as_str(),
+                key.subscription_str(),
+                *priority as i64,
+                after.0 as i64,
+                *limit as i64,
+            ])?;
+            let mut out = Vec::with_capacity(*limit);
+            while let Some(row) = rows.next()? {
+                let headers: String = row.get(4)?;
+                let message = message_from_row(
+                    key,
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    &headers,
+                    row.get(5)?,
+                );
+                let redelivery_count = row.get::<_, i64>(3)?.max(0) as u32;
+                out.push(StoredMessage {
+                    message: Arc::new(message),
+                    redelivery_count,
+                });
+            }
+            let exhausted = out.len() < *limit;
+            return Ok(Outcome::PagedIn(out, exhausted));
+        }
+        Request::DurableSubscribe { durable, topic, .. } => {
+            record_destination(tx, known, topic.as_str(), Kind::Topic, now)?;
+            tx.prepare_cached(
+                "INSERT INTO durable_subscriptions (client_id, name, destination, created_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (client_id, name) DO UPDATE SET destination = excluded.destination",
+            )?
+            .execute(params![
+                &*durable.client_id,
+                &*durable.name,
+                topic.as_str(),
+                now
+            ])?;
+        }
+        Request::DurableUnsubscribe { durable, topic } => {
+            tx.prepare_cached(
+                "DELETE FROM durable_subscriptions WHERE client_id = ?1 AND name = ?2",
+            )?
+            .execute(params![&*durable.client_id, &*durable.name])?;
+            tx.prepare_cached("DELETE FROM messages WHERE destination = ?1 AND subscription = ?2")?
+                .execute(params![topic.as_str(), &*durable.key()])?;
+        }
+        Request::Stop => {}
+    }
+    Ok(Outcome::None)
+}
+
+fn insert(
+    tx: &Transaction<'_>,
+    known: &mut HashSet<String>,
+    key: &QueueKey,
+    m: &Message,
+    redelivery_count: u32,
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    record_destination(
+        tx,
+        known,
+        key.destination.as_str(),
+        key.destination.kind(),
+        now,
+    )?;
+    let expires = if m.expires == 0 {
+        None
+    } else {
+        Some(m.expires as i64)
+    };
+    tx.prepare_cached(
+        "INSERT INTO messages (message_id, destination, subscription, priority, expires_at,
+                               redelivery_count, created_at, headers, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        m.id.0 as i64,
+        key.destination.as_str(),
+        key.subscription_str(),
+        m.priority as i64,
+        expires,
+        redelivery_count as i64,
+        now,
+        headers_to_json(&m.headers),
+        &m.body[..],
+    ])?;
+    Ok(())
+}
+
+fn record_destination(
+    tx: &Transaction<'_>,
+    known: &mut HashSet<String>,
+    name: &str,
+    kind: Kind,
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    if known.contains(name) {
+        return Ok(());
+    }
+    let kind = match kind {
+        Kind::Queue => "queue",
+        Kind::Topic => "topic",
+    };
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO destinations (name, kind, created_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![name, kind, now])?;
+    known.insert(name.to_string());
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
