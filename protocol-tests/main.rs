@@ -1,1 +1,16 @@
+//! The black-box STOMP conformance suite: raw frames against the built `stompbox` binary, or
+//! against any broker named by `STOMP_ADDR` (see `README.md`). One file per spec area; one
+//! scenario per test, named after the behaviour.
 
+mod support;
+
+mod ack;
+mod connect;
+mod frames;
+mod heartbeat;
+mod load;
+mod prefetch;
+mod queue;
+mod receipt;
+mod topic;
+mod transaction;
