@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::shard::Broker;
 
+mod admin;
+
 /// A STOMP-first message broker.
 #[derive(Debug, Parser)]
 #[command(name = "stompbox", version, about)]
@@ -28,6 +30,18 @@ pub enum Command {
     CheckConfig {
         /// The TOML file to check.
         file: PathBuf,
+    },
+    /// Print the depth of every stored queue (from the store; safe while the broker runs).
+    Queues(admin::StoreArgs),
+    /// Delete every stored message of a queue (the broker must be stopped).
+    Purge {
+        /// The queue, e.g. /queue/orders (or the topic of a durable subscription).
+        destination: String,
+        /// A durable subscription of the topic, as CLIENT_ID:NAME.
+        #[arg(long)]
+        subscription: Option<String>,
+        #[command(flatten)]
+        store: admin::StoreArgs,
     },
 }
 
@@ -73,6 +87,10 @@ impl ServeArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Queues(args) => admin::queues(&args),
+        Command::Purge { destination, subscription, store } => {
+            admin::purge(&store, &destination, subscription.as_deref())
+        }
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
             println!(

@@ -5,4 +5,4 @@ mod owner;
 mod runtime;
 
 pub use owner::Owner;
-pub use runtime::{Broker, StartError};
+pub use runtime::{lock_data_dir, Broker, StartError, LOCK_FILE};
