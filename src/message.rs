@@ -79,8 +79,9 @@ impl AckMode {
     }
 }
 
-/// An immutable message, shared by every delivery of it (a fan-out copies no body).
-#[derive(Debug)]
+/// An immutable message, shared by every delivery of it (a fan-out copies no body; a clone
+/// shares the body too).
+#[derive(Debug, Clone)]
 pub struct Message {
     pub id: MessageId,
     pub destination: DestinationName,

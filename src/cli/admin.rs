@@ -38,7 +38,10 @@ impl StoreArgs {
         let dir = self.data_dir()?;
         let db = dir.join(store::DB_FILE);
         if !db.exists() {
-            bail!("no store at {} (is --data-dir right? the broker creates it on first start)", db.display());
+            bail!(
+                "no store at {} (is --data-dir right? the broker creates it on first start)",
+                db.display()
+            );
         }
         Ok(db)
     }
@@ -55,12 +58,25 @@ pub fn queues(args: &StoreArgs) -> anyhow::Result<()> {
         .prepare("SELECT destination, subscription, messages, bytes, coalesce(oldest, '') FROM queue_depths ORDER BY destination, subscription")
         .context("cannot read queue_depths (is this a stompbox store?)")?;
     let rows: Vec<(String, String, i64, i64, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
         .collect::<Result<_, _>>()?;
-    let width = rows.iter().map(|r| display_name(&r.0, &r.1).len()).max().unwrap_or(0).max(11);
-    println!("{:<width$}  {:>10}  {:>12}  oldest", "destination", "messages", "bytes");
+    let width = rows
+        .iter()
+        .map(|r| display_name(&r.0, &r.1).len())
+        .max()
+        .unwrap_or(0)
+        .max(11);
+    println!(
+        "{:<width$}  {:>10}  {:>12}  oldest",
+        "destination", "messages", "bytes"
+    );
     for (dest, sub, messages, bytes, oldest) in rows {
-        println!("{:<width$}  {messages:>10}  {bytes:>12}  {oldest}", display_name(&dest, &sub));
+        println!(
+            "{:<width$}  {messages:>10}  {bytes:>12}  {oldest}",
+            display_name(&dest, &sub)
+        );
     }
     Ok(())
 }
@@ -68,7 +84,11 @@ pub fn queues(args: &StoreArgs) -> anyhow::Result<()> {
 /// `stompbox purge DESTINATION`: deletes every stored message of a queue (or of a durable
 /// subscription, `--subscription CLIENT_ID:NAME`). Refuses while a broker holds the data
 /// directory, since it would keep serving the messages it has in memory.
-pub fn purge(args: &StoreArgs, destination: &str, subscription: Option<&str>) -> anyhow::Result<()> {
+pub fn purge(
+    args: &StoreArgs,
+    destination: &str,
+    subscription: Option<&str>,
+) -> anyhow::Result<()> {
     DestinationName::parse(destination)?;
     let db = args.db()?;
     let dir = args.data_dir()?;
@@ -80,7 +100,10 @@ pub fn purge(args: &StoreArgs, destination: &str, subscription: Option<&str>) ->
         )
     })?;
     let n = purge_rows(&db, destination, subscription.unwrap_or(""))?;
-    println!("purged {n} messages from {destination}{}", subscription.map(|s| format!(" [{s}]")).unwrap_or_default());
+    println!(
+        "purged {n} messages from {destination}{}",
+        subscription.map(|s| format!(" [{s}]")).unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -88,9 +88,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Queues(args) => admin::queues(&args),
-        Command::Purge { destination, subscription, store } => {
-            admin::purge(&store, &destination, subscription.as_deref())
-        }
+        Command::Purge {
+            destination,
+            subscription,
+            store,
+        } => admin::purge(&store, &destination, subscription.as_deref()),
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
             println!(

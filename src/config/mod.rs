@@ -78,6 +78,10 @@ pub struct DestinationConfig {
     /// on disk only (paged in as consumers drain) and producers of non-persistent messages are
     /// slowed down (producer flow control: the broker stops reading their sockets).
     pub memory_limit_bytes: u64,
+    /// Bytes of messages all destinations together hold in memory; past it every destination
+    /// behaves as over its own limit (persistent messages stay on disk, non-persistent
+    /// producers are slowed). Parked producers are re-checked at least once a second.
+    pub global_memory_limit_bytes: u64,
     /// Stored messages read from disk in one page-in.
     pub page_batch: usize,
     /// Prefetch of a queue subscription that names none (`activemq.prefetchSize`).
@@ -150,7 +154,8 @@ impl Default for HeartBeatConfig {
 impl Default for DestinationConfig {
     fn default() -> Self {
         DestinationConfig {
-            memory_limit_bytes: 64 * 1024 * 1024,
+            memory_limit_bytes: 32 * 1024 * 1024,
+            global_memory_limit_bytes: 512 * 1024 * 1024,
             page_batch: 200,
             queue_prefetch: crate::limits::DEFAULT_QUEUE_PREFETCH,
             topic_prefetch: crate::limits::DEFAULT_TOPIC_PREFETCH,

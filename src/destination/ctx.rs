@@ -1,6 +1,7 @@
 //! What destinations need from their shard: the store, the router (to hand messages to other
 //! shards' destinations, e.g. a dead-letter queue), the id allocator and the policy config.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::config::{DeadLetterStrategy, DestinationConfig};
@@ -17,6 +18,8 @@ pub struct Ctx {
     pub store: Option<StoreTx>,
     pub ids: Arc<IdAllocator>,
     pub config: Arc<DestinationConfig>,
+    /// Bytes held in memory by every destination of every shard.
+    global: Arc<AtomicU64>,
     /// Acked stored messages, deleted in one request at the end of the owner's batch.
     deletes: Vec<MessageId>,
 }
@@ -29,6 +32,7 @@ impl Ctx {
         store: Option<StoreTx>,
         ids: Arc<IdAllocator>,
         config: Arc<DestinationConfig>,
+        global: Arc<AtomicU64>,
     ) -> Self {
         Ctx {
             shard,
@@ -36,7 +40,22 @@ impl Ctx {
             store,
             ids,
             config,
+            global,
             deletes: Vec::new(),
+        }
+    }
+
+    /// True when all destinations together hold `global_memory_limit_bytes` or more.
+    pub fn over_global_limit(&self) -> bool {
+        self.global.load(Ordering::Relaxed) >= self.config.global_memory_limit_bytes
+    }
+
+    /// Charges a destination's change in memory from `before` to `after` bytes.
+    pub fn charge(&self, before: u64, after: u64) {
+        if after > before {
+            self.global.fetch_add(after - before, Ordering::Relaxed);
+        } else if before > after {
+            self.global.fetch_sub(before - after, Ordering::Relaxed);
         }
     }
 

@@ -127,7 +127,20 @@ impl Queue {
     }
 
     fn full(&self, ctx: &Ctx) -> bool {
-        self.bytes >= ctx.config.memory_limit_bytes
+        self.bytes >= ctx.config.memory_limit_bytes || ctx.over_global_limit()
+    }
+
+    /// Bytes this destination holds in memory (the owner charges changes to the global
+    /// memory account).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Releases parked producers if memory has room again (the global account may have
+    /// shrunk because of other destinations).
+    pub fn recheck_flow_control(&mut self, ctx: &Ctx) {
+        let full = self.full(ctx);
+        self.blocked.release(full);
     }
 
     /// A new message. Persistent ones are stored first; the producer is answered once the

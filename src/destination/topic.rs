@@ -60,7 +60,20 @@ impl Topic {
     }
 
     fn full(&self, ctx: &Ctx) -> bool {
-        self.bytes >= ctx.config.memory_limit_bytes
+        self.bytes >= ctx.config.memory_limit_bytes || ctx.over_global_limit()
+    }
+
+    /// Bytes this destination holds in memory (the owner charges changes to the global
+    /// memory account).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Releases parked producers if memory has room again (the global account may have
+    /// shrunk because of other destinations).
+    pub fn recheck_flow_control(&mut self, ctx: &Ctx) {
+        let full = self.full(ctx);
+        self.blocked.release(full);
     }
 
     /// Publishes to every current non-durable subscriber (none: the message is dropped, as in

@@ -1092,6 +1092,7 @@ mod tests {
                 None,
                 services.ids.clone(),
                 Arc::new(config.destinations.clone()),
+                Default::default(),
             );
             Pair {
                 owner: Owner::new(ctx),

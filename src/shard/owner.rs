@@ -11,15 +11,15 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::destination::{Consumer, Ctx, DestinationName, Entry, Kind, Queue, Topic};
 use crate::message::{
-    DurableName, Message, QueueKey, SessionId, SessionTx, SubId, ToOwner, ToSession, Token,
+    AckMode, DurableName, Message, QueueKey, SessionId, SessionTx, SubId, ToOwner, ToSession, Token,
 };
 use crate::store::Request;
 
 /// Commands handled before the loop yields to other tasks on the shard.
 const COMMAND_BATCH: usize = 512;
 
-/// How often expired in-memory messages are swept out.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often expired in-memory messages are swept out and parked producers re-checked.
+const TICK: Duration = Duration::from_secs(1);
 
 /// What a subscription is attached to.
 #[derive(Debug, Clone)]
@@ -56,36 +56,47 @@ impl Owner {
 
     /// Serves commands until [`ToOwner::Stop`] or until every sender is gone.
     pub async fn run(mut self, mut mailbox: UnboundedReceiver<ToOwner>) {
-        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 cmd = mailbox.recv() => {
                     let Some(cmd) = cmd else { break };
-                    if !self.handle(cmd) {
-                        break;
-                    }
-                    let mut stop = false;
+                    let mut go_on = self.handle(cmd);
                     for _ in 0..COMMAND_BATCH {
+                        if !go_on {
+                            break;
+                        }
                         match mailbox.try_recv() {
-                            Ok(cmd) => if !self.handle(cmd) { stop = true; break; },
+                            Ok(cmd) => go_on = self.handle(cmd),
                             Err(_) => break,
                         }
                     }
                     self.ctx.flush();
-                    if stop {
+                    if !go_on {
                         break;
                     }
                     tokio::task::yield_now().await;
                 }
-                _ = sweep.tick() => {
-                    let now = crate::destination::now_ms();
-                    for q in self.queues.values_mut() {
-                        q.sweep(now, &mut self.ctx);
-                    }
-                    self.ctx.flush();
-                }
+                _ = tick.tick() => self.tick(),
             }
+        }
+        self.ctx.flush();
+    }
+
+    /// Once a second: sweep expired messages, and let producers parked on a full global
+    /// memory account go once other destinations (maybe on other shards) have shrunk.
+    fn tick(&mut self) {
+        let now = crate::destination::now_ms();
+        let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
+        for key in keys {
+            self.with_queue(&key, false, |q, ctx| {
+                q.sweep(now, ctx);
+                q.recheck_flow_control(ctx);
+            });
+        }
+        for t in self.topics.values_mut() {
+            t.recheck_flow_control(&self.ctx);
         }
         self.ctx.flush();
     }
@@ -121,53 +132,7 @@ impl Owner {
                 durable,
                 token,
             } => {
-                let Some(tx) = self.sessions.get(&session).map(|s| s.tx.clone()) else {
-                    return true;
-                };
-                let consumer = Consumer::new(session, sub, tx.clone(), ack, prefetch);
-                let target = match (destination.kind(), durable) {
-                    (Kind::Queue, _) => Target::Queue(QueueKey::queue(destination)),
-                    (Kind::Topic, None) => Target::Topic(destination),
-                    (Kind::Topic, Some(d)) => {
-                        let key = self.durable(&d, &destination);
-                        self.ctx.request(Request::DurableSubscribe {
-                            durable: d,
-                            topic: destination,
-                            reply: token.map(|t| (tx.clone(), t)),
-                        });
-                        if self.ctx.store.is_none() {
-                            if let Some(t) = token {
-                                let _ = tx.send(ToSession::Done { token: t });
-                            }
-                        }
-                        Target::Queue(key)
-                    }
-                };
-                if let Some(s) = self.sessions.get_mut(&session) {
-                    s.subs.insert(sub, target.clone());
-                }
-                let answered_by_store =
-                    matches!(&target, Target::Queue(k) if k.subscription.is_some());
-                match target {
-                    Target::Queue(key) => {
-                        let q = self
-                            .queues
-                            .entry(key.clone())
-                            .or_insert_with(|| Queue::new(key));
-                        q.subscribe(consumer, &mut self.ctx);
-                    }
-                    Target::Topic(name) => {
-                        self.topics
-                            .entry(name.clone())
-                            .or_insert_with(|| Topic::new(name))
-                            .subscribe(consumer);
-                    }
-                }
-                if !answered_by_store {
-                    if let Some(token) = token {
-                        let _ = tx.send(ToSession::Done { token });
-                    }
-                }
+                self.subscribe(session, sub, destination, ack, prefetch, durable, token);
             }
             ToOwner::Unsubscribe {
                 session,
@@ -182,15 +147,11 @@ impl Owner {
                     .and_then(|s| s.subs.remove(&sub));
                 match target {
                     Some(Target::Queue(key)) => {
-                        if let Some(q) = self.queues.get_mut(&key) {
-                            q.unsubscribe(session, sub, &mut self.ctx);
-                        }
+                        self.with_queue(&key, false, |q, ctx| q.unsubscribe(session, sub, ctx));
                         self.forget_if_idle(&key);
                     }
                     Some(Target::Topic(name)) => {
-                        if let Some(t) = self.topics.get_mut(&name) {
-                            t.unsubscribe(session, sub, &self.ctx);
-                        }
+                        self.with_topic(&name, false, |t, ctx| t.unsubscribe(session, sub, ctx));
                         self.forget_topic_if_idle(&name);
                     }
                     None => {}
@@ -209,14 +170,10 @@ impl Owner {
             } => {
                 match self.target(session, sub) {
                     Some(Target::Queue(key)) => {
-                        if let Some(q) = self.queues.get_mut(&key) {
-                            q.ack(session, sub, &ids, &mut self.ctx);
-                        }
+                        self.with_queue(&key, false, |q, ctx| q.ack(session, sub, &ids, ctx))
                     }
                     Some(Target::Topic(name)) => {
-                        if let Some(t) = self.topics.get_mut(&name) {
-                            t.ack(session, sub, &ids, &mut self.ctx);
-                        }
+                        self.with_topic(&name, false, |t, ctx| t.ack(session, sub, &ids, ctx))
                     }
                     None => {}
                 }
@@ -231,14 +188,10 @@ impl Owner {
             } => {
                 match self.target(session, sub) {
                     Some(Target::Queue(key)) => {
-                        if let Some(q) = self.queues.get_mut(&key) {
-                            q.nack(session, sub, &ids, &mut self.ctx);
-                        }
+                        self.with_queue(&key, false, |q, ctx| q.nack(session, sub, &ids, ctx))
                     }
                     Some(Target::Topic(name)) => {
-                        if let Some(t) = self.topics.get_mut(&name) {
-                            t.nack(session, sub, &ids, &mut self.ctx);
-                        }
+                        self.with_topic(&name, false, |t, ctx| t.nack(session, sub, &ids, ctx))
                     }
                     None => {}
                 }
@@ -248,14 +201,10 @@ impl Owner {
                 session, sub, n, ..
             } => match self.target(session, sub) {
                 Some(Target::Queue(key)) => {
-                    if let Some(q) = self.queues.get_mut(&key) {
-                        q.credit(session, sub, n, &mut self.ctx);
-                    }
+                    self.with_queue(&key, false, |q, ctx| q.credit(session, sub, n, ctx))
                 }
                 Some(Target::Topic(name)) => {
-                    if let Some(t) = self.topics.get_mut(&name) {
-                        t.credit(session, sub, n, &self.ctx);
-                    }
+                    self.with_topic(&name, false, |t, ctx| t.credit(session, sub, n, ctx))
                 }
                 None => {}
             },
@@ -267,15 +216,11 @@ impl Owner {
                 for (_, target) in entry.subs {
                     match target {
                         Target::Queue(key) => {
-                            if let Some(q) = self.queues.get_mut(&key) {
-                                q.goodbye(session, &mut self.ctx);
-                            }
+                            self.with_queue(&key, false, |q, ctx| q.goodbye(session, ctx));
                             self.forget_if_idle(&key);
                         }
                         Target::Topic(name) => {
-                            if let Some(t) = self.topics.get_mut(&name) {
-                                t.goodbye(session, &self.ctx);
-                            }
+                            self.with_topic(&name, false, |t, ctx| t.goodbye(session, ctx));
                             self.forget_topic_if_idle(&name);
                         }
                     }
@@ -288,11 +233,7 @@ impl Owner {
                 adopted,
                 result,
             } => {
-                let q = self
-                    .queues
-                    .entry(key.clone())
-                    .or_insert_with(|| Queue::new(key.clone()));
-                q.stored(staged, adopted, result, &mut self.ctx);
+                self.with_queue(&key, true, |q, ctx| q.stored(staged, adopted, result, ctx));
                 self.forget_if_idle(&key);
             }
             ToOwner::PagedIn {
@@ -301,27 +242,67 @@ impl Owner {
                 messages,
                 exhausted,
             } => {
-                if let Some(q) = self.queues.get_mut(&key) {
-                    q.paged_in(priority, messages, exhausted, &mut self.ctx);
-                }
+                self.with_queue(&key, false, |q, ctx| {
+                    q.paged_in(priority, messages, exhausted, ctx)
+                });
             }
             ToOwner::Recover { queues, durables } => {
                 for (d, topic) in durables {
                     self.durable(&d, &topic);
                 }
                 for (key, counts) in queues {
-                    match self.queues.get_mut(&key) {
-                        Some(q) => *q = Queue::recovered(key, counts),
-                        None => {
-                            self.queues
-                                .insert(key.clone(), Queue::recovered(key, counts));
-                        }
-                    }
+                    self.queues
+                        .insert(key.clone(), Queue::recovered(key, counts));
                 }
             }
             ToOwner::Stop => return false,
         }
         true
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn subscribe(
+        &mut self,
+        session: SessionId,
+        sub: SubId,
+        destination: DestinationName,
+        ack: AckMode,
+        prefetch: u32,
+        durable: Option<DurableName>,
+        token: Option<Token>,
+    ) {
+        let Some(tx) = self.sessions.get(&session).map(|s| s.tx.clone()) else {
+            return;
+        };
+        let consumer = Consumer::new(session, sub, tx.clone(), ack, prefetch);
+        let mut answered = false;
+        let target = match (destination.kind(), durable) {
+            (Kind::Queue, _) => Target::Queue(QueueKey::queue(destination)),
+            (Kind::Topic, None) => Target::Topic(destination),
+            (Kind::Topic, Some(d)) => {
+                let key = self.durable(&d, &destination);
+                // The SUBSCRIBE's receipt waits for the subscription's record to be on disk.
+                answered = self.ctx.store.is_some();
+                self.ctx.request(Request::DurableSubscribe {
+                    durable: d,
+                    topic: destination,
+                    reply: token.map(|t| (tx.clone(), t)),
+                });
+                Target::Queue(key)
+            }
+        };
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.subs.insert(sub, target.clone());
+        }
+        match target {
+            Target::Queue(key) => self.with_queue(&key, true, |q, ctx| q.subscribe(consumer, ctx)),
+            Target::Topic(name) => self.with_topic(&name, true, |t, _| t.subscribe(consumer)),
+        }
+        if !answered {
+            if let Some(token) = token {
+                let _ = tx.send(ToSession::Done { token });
+            }
+        }
     }
 
     /// Enqueues or publishes one message; `answer` is who to tell once it is accepted.
@@ -330,14 +311,12 @@ impl Owner {
         match name.kind() {
             Kind::Queue => {
                 let key = QueueKey::queue(name);
-                let q = self
-                    .queues
-                    .entry(key.clone())
-                    .or_insert_with(|| Queue::new(key));
-                q.send(Entry::new(message), answer, &mut self.ctx);
+                self.with_queue(&key, true, |q, ctx| {
+                    q.send(Entry::new(message), answer, ctx)
+                });
             }
             Kind::Topic => {
-                let Some(topic) = self.topics.get_mut(&name) else {
+                let Some(topic) = self.topics.get(&name) else {
                     // Nobody subscribed: dropped, as JMS topics do.
                     if let Some((tx, token)) = answer {
                         let _ = tx.send(ToSession::Accepted { token });
@@ -346,10 +325,13 @@ impl Owner {
                 };
                 let durables = topic.durables.clone();
                 if durables.is_empty() {
-                    topic.send(Entry::new(message), answer, &mut self.ctx);
+                    self.with_topic(&name, false, |t, ctx| {
+                        t.send(Entry::new(message), answer, ctx)
+                    });
                     return;
                 }
-                topic.send(Entry::new(message.clone()), None, &mut self.ctx);
+                let copy = message.clone();
+                self.with_topic(&name, false, |t, ctx| t.send(Entry::new(copy), None, ctx));
                 // Each durable subscription holds its own copy (its own stored row); the
                 // producer is answered with the last one, which is stored last.
                 let last = durables.len() - 1;
@@ -360,18 +342,11 @@ impl Owner {
                     } else {
                         Arc::new(Message {
                             id: self.ctx.ids.next(),
-                            destination: message.destination.clone(),
-                            headers: message.headers.clone(),
-                            body: message.body.clone(),
-                            priority: message.priority,
-                            persistent: message.persistent,
-                            expires: message.expires,
+                            ..(*message).clone()
                         })
                     };
                     let a = if i == last { answer.take() } else { None };
-                    if let Some(q) = self.queues.get_mut(&key) {
-                        q.send(Entry::new(copy), a, &mut self.ctx);
-                    }
+                    self.with_queue(&key, false, |q, ctx| q.send(Entry::new(copy), a, ctx));
                 }
             }
         }
@@ -404,7 +379,9 @@ impl Owner {
             subscription: Some(d.key()),
         };
         if let Some(mut q) = self.queues.remove(&key) {
+            let before = q.bytes();
             q.purge();
+            self.ctx.charge(before, q.bytes());
         }
         if let Some(t) = self.topics.get_mut(&topic) {
             t.durables.retain(|k| *k != key);
@@ -412,6 +389,37 @@ impl Owner {
         self.forget_topic_if_idle(&topic);
         self.ctx
             .request(Request::DurableUnsubscribe { durable: d, topic });
+    }
+
+    /// Runs `f` on the queue `key` (created first when `create`), charging its change in
+    /// memory to the global account.
+    fn with_queue(&mut self, key: &QueueKey, create: bool, f: impl FnOnce(&mut Queue, &mut Ctx)) {
+        if create && !self.queues.contains_key(key) {
+            self.queues.insert(key.clone(), Queue::new(key.clone()));
+        }
+        if let Some(q) = self.queues.get_mut(key) {
+            let before = q.bytes();
+            f(q, &mut self.ctx);
+            self.ctx.charge(before, q.bytes());
+        }
+    }
+
+    /// Runs `f` on the topic `name` (created first when `create`), charging its change in
+    /// memory to the global account.
+    fn with_topic(
+        &mut self,
+        name: &DestinationName,
+        create: bool,
+        f: impl FnOnce(&mut Topic, &mut Ctx),
+    ) {
+        if create && !self.topics.contains_key(name) {
+            self.topics.insert(name.clone(), Topic::new(name.clone()));
+        }
+        if let Some(t) = self.topics.get_mut(name) {
+            let before = t.bytes();
+            f(t, &mut self.ctx);
+            self.ctx.charge(before, t.bytes());
+        }
     }
 
     fn target(&self, session: SessionId, sub: SubId) -> Option<Target> {

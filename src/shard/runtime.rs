@@ -144,6 +144,7 @@ impl Broker {
             services,
             next_session: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
+            memory: Arc::new(AtomicU64::new(0)),
         });
         let mut threads = Vec::with_capacity(shards);
         for (shard, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
@@ -210,6 +211,8 @@ struct Shared {
     next_session: AtomicU64,
     /// Live client connections, for `limits.max_connections`.
     connections: AtomicUsize,
+    /// Bytes of messages held in memory by all destinations (`global_memory_limit_bytes`).
+    memory: Arc<AtomicU64>,
 }
 
 /// Releases a connection slot when the connection ends.
@@ -249,6 +252,7 @@ fn run_shard(
             s.store.clone(),
             s.ids.clone(),
             Arc::new(shared.config.destinations.clone()),
+            shared.memory.clone(),
         );
         let owner = tokio::task::spawn_local(Owner::new(ctx).run(mailbox));
         let listener = match TcpListener::from_std(listener) {
