@@ -73,7 +73,7 @@ show_broker_log() {
 # may not have run yet when we first look for the port.
 : >"$log_dir/stdout"
 : >"$log_dir/stderr"
-"$bin" serve --bind 127.0.0.1:0 --data-dir "$data_dir" >"$log_dir/stdout" 2>"$log_dir/stderr" &
+"$bin" serve --bind 127.0.0.1:0 --admin-bind 127.0.0.1:0 --data-dir "$data_dir" >"$log_dir/stdout" 2>"$log_dir/stderr" &
 broker_pid=$!
 
 port=""

@@ -20,11 +20,15 @@
 //! - [`session`]: per-connection protocol state and its socket driver.
 //! - [`shard`]: thread-per-core runtime: listeners, sessions and owner loops.
 //! - [`cli`]: the `stompbox` command line.
+//! - [`client`]: an async STOMP client with failover URIs, for the CLI and the bench.
+//! - [`bench`]: the `stompbox bench` load generator and the SQLite commit baseline.
 
+pub mod admin;
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod destination;
+pub mod lease;
 pub mod limits;
 pub mod message;
 pub mod session;

@@ -90,6 +90,8 @@ impl Broker {
         cmd.arg("serve")
             .arg("--bind")
             .arg("127.0.0.1:0")
+            .arg("--admin-bind")
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(&data)
             .arg("--cores")

@@ -1,7 +1,6 @@
 //! The `stompbox` command line (clap derive). Each subcommand parses its flags, builds typed
 //! config and calls into the library.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -9,7 +8,6 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::shard::Broker;
 
 mod admin;
 
@@ -60,6 +58,9 @@ pub struct ServeArgs {
     /// Number of shards, 0 = one per CPU (config `cores`).
     #[arg(long)]
     pub cores: Option<usize>,
+    /// Address of the admin HTTP listener (config `admin.bind`).
+    #[arg(long)]
+    pub admin_bind: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -77,6 +78,9 @@ impl ServeArgs {
         }
         if let Some(cores) = self.cores {
             config.cores = cores;
+        }
+        if let Some(bind) = self.admin_bind {
+            config.admin.bind = bind;
         }
         config.validate()?;
         Ok(config)
@@ -105,44 +109,37 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Serves until SIGINT or SIGTERM, then shuts down gracefully. A second signal exits at once.
+/// Serves until SIGINT or SIGTERM, then shuts down gracefully; a second signal exits at
+/// once. The broker is a standby until it holds the lease (see `lease::role`).
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    let (events_tx, events) = std::sync::mpsc::channel();
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot build signal runtime")?;
-    // Register the handlers before announcing readiness, so a signal sent right after the
+    // Register the handlers before announcing anything, so a signal sent right after the
     // listening line is never taken by the default action.
     let (mut term, mut int) = signals.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
-        Ok::<_, std::io::Error>((
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-        ))
+        Ok::<_, std::io::Error>((signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?))
     })?;
-    let broker = Broker::start(config)?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "stompbox listening stomp={}", broker.stomp_addr())?;
-    out.flush()?;
-    drop(out);
-    signals.block_on(async {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    });
-    log::info!("signal received, shutting down (send another to force)");
-    std::thread::spawn(move || {
+    let signal_tx = events_tx.clone();
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
         signals.block_on(async {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
+            log::info!("signal received, shutting down (send another to force)");
+            let _ = signal_tx.send(crate::lease::role::Event::Signal);
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            log::warn!("second signal: exiting without a graceful shutdown");
+            std::process::exit(130);
         });
-        log::warn!("second signal: exiting without a graceful shutdown");
-        std::process::exit(130);
-    });
-    broker.shutdown();
-    Ok(())
+    })?;
+    crate::lease::role::run(config, events_tx, events)
 }

@@ -50,12 +50,68 @@ pub struct Config {
     pub durability: Durability,
     /// Most store requests the store writer commits in one transaction.
     pub store_max_batch: usize,
+    /// Expect a PROXY protocol (v1 or v2) header on every STOMP connection, as sent by a load
+    /// balancer (HAProxy `send-proxy`), so logs and limits see the real client address.
+    pub proxy_protocol: bool,
+    /// The master/slave lease.
+    pub lease: LeaseConfig,
+    /// The admin HTTP endpoint (health checks for load balancers, lease).
+    pub admin: AdminConfig,
     /// Heart-beat negotiation.
     pub heart_beat: HeartBeatConfig,
     /// Frame and connection limits.
     pub limits: Limits,
     /// Destination memory and prefetch defaults.
     pub destinations: DestinationConfig,
+}
+
+/// Master/slave lease timing (see docs/ha.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// How often the master extends its lease.
+    pub renew_interval_ms: u64,
+    /// How long a lease lasts without renewal; a standby takes over an expired lease.
+    pub ttl_ms: u64,
+    /// How often a standby checks whether the lease is free or expired.
+    pub acquire_interval_ms: u64,
+    /// What a master that lost its lease does: go back to `standby`, or `exit`.
+    pub on_step_down: StepDown,
+}
+
+/// What a master does after losing its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepDown {
+    /// Close clients and wait as a standby.
+    Standby,
+    /// Close clients and exit with a failure status (for a supervisor to restart).
+    Exit,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            renew_interval_ms: 1000,
+            ttl_ms: 5000,
+            acquire_interval_ms: 500,
+            on_step_down: StepDown::Standby,
+        }
+    }
+}
+
+/// The admin HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin HTTP listener (`GET /health`, `/api/lease`). (flag: --admin-bind)
+    pub bind: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { bind: SocketAddr::from(([127, 0, 0, 1], 8161)) }
+    }
 }
 
 /// Heart-beat settings (STOMP 1.1+ `heart-beat` header).
@@ -135,6 +191,9 @@ impl Default for Config {
             shutdown_timeout_ms: 5_000,
             durability: Durability::Fsync,
             store_max_batch: 1024,
+            proxy_protocol: false,
+            lease: LeaseConfig::default(),
+            admin: AdminConfig::default(),
             heart_beat: HeartBeatConfig::default(),
             limits: Limits::default(),
             destinations: DestinationConfig::default(),
@@ -215,6 +274,16 @@ impl Config {
             if v == 0 {
                 return bad(format!("{name} must be > 0"));
             }
+        }
+        let lease = &self.lease;
+        if lease.renew_interval_ms == 0 || lease.acquire_interval_ms == 0 {
+            return bad("lease.renew_interval_ms and lease.acquire_interval_ms must be > 0".into());
+        }
+        if lease.ttl_ms < 2 * lease.renew_interval_ms {
+            return bad(format!(
+                "lease.ttl_ms ({}) must be at least twice lease.renew_interval_ms ({}), or one late renewal loses the lease",
+                lease.ttl_ms, lease.renew_interval_ms
+            ));
         }
         let d = &self.destinations;
         if d.queue_prefetch == 0 || d.topic_prefetch == 0 || d.durable_prefetch == 0 {

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::destination::Ctx;
 use crate::message::{IdAllocator, Router, SessionId, ToOwner};
 use crate::session::{self, ClientIds, Services, SessionContext};
-use crate::store::{self, Request, StoreError, StoreTx, WriterConfig};
+use crate::store::{self, Fence, Request, StoreError, StoreTx, WriterConfig};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -78,21 +78,20 @@ pub struct Broker {
     router: Arc<Router>,
     store: StoreTx,
     writer: JoinHandle<()>,
-    _lock: std::fs::File,
     shutdown: watch::Sender<bool>,
     idle: std::sync::mpsc::Receiver<usize>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Broker {
-    /// Locks the data directory, opens and recovers the store, binds the listeners and starts
-    /// every shard. Returns once the broker accepts clients.
-    pub fn start(config: Config) -> Result<Broker, StartError> {
+    /// Opens and recovers the store, binds the listeners and starts every shard. Returns once
+    /// the broker accepts clients. `fence` is the lease it writes under (see `lease`); the
+    /// caller holds that lease, which is what keeps two brokers off one store.
+    pub fn start(config: Config, fence: Option<Fence>) -> Result<Broker, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
-        let lock = lock_data_dir(&config.data_dir)?;
         let shards = config.shard_count();
         let conn = store::open(&config.db_path(), config.durability)?;
         let recovered = store::recover(&conn)?;
@@ -124,9 +123,7 @@ impl Broker {
         for (shard, (queues, durables)) in queues.into_iter().zip(durables).enumerate() {
             router.post(shard, ToOwner::Recover { queues, durables });
         }
-        let writer_config = WriterConfig {
-            max_batch: config.store_max_batch,
-        };
+                let writer_config = WriterConfig { max_batch: config.store_max_batch, fence };
         let (store_tx, writer) =
             store::spawn_writer(conn, router.clone(), writer_config).map_err(StartError::Thread)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -163,7 +160,6 @@ impl Broker {
             router,
             store: store_tx,
             writer,
-            _lock: lock,
             shutdown,
             idle,
             threads,

@@ -19,7 +19,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
 pub use schema::{migrate, MIGRATIONS};
-pub use writer::{spawn_writer, WriterConfig};
+pub use writer::{spawn_writer, Fence, WriterConfig};
 
 use crate::destination::DestinationName;
 use crate::message::{DurableName, Message, MessageId, QueueKey, SessionTx, StoredMessage, Token};

@@ -5,7 +5,7 @@
 //! Migrations are numbered by `PRAGMA user_version`; each runs in its own transaction, so a
 //! failed one leaves the file as it was.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 
@@ -69,6 +69,22 @@ pub const MIGRATIONS: &[&str] = &[
           FROM messages
          WHERE destination LIKE '/queue/ActiveMQ.DLQ%';
     "#,
+    // 2: the master/slave lease, and the epoch of the master that wrote each message row.
+    r#"
+    CREATE TABLE broker_lease (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),  -- exactly one row
+        holder        TEXT,             -- the serving master's name; NULL when free
+        epoch         INTEGER NOT NULL DEFAULT 0,  -- bumped by every takeover (fencing token)
+        acquired_at   INTEGER,          -- ms since the epoch
+        expires_at    INTEGER,          -- ms since the epoch; renewed every renew_interval
+        host          TEXT,
+        pid           INTEGER,
+        admin_address TEXT,
+        stomp_address TEXT
+    );
+    INSERT INTO broker_lease (id, epoch) VALUES (1, 0);
+    ALTER TABLE messages ADD COLUMN epoch INTEGER;  -- lease epoch of the master that wrote it
+    "#,
 ];
 
 /// Applies every migration newer than the file's `user_version`.
@@ -76,22 +92,21 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     apply(conn, MIGRATIONS)
 }
 
-/// Applies `migrations` (exposed separately so tests can run a failing one).
+/// Applies `migrations` (exposed separately so tests can run a failing one). Each step takes
+/// the write lock first and re-reads the version inside its transaction, so two brokers
+/// starting together on a new file (a master/slave pair) migrate it once.
 pub fn apply(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let current = usize::try_from(current).unwrap_or(0);
-    if current > migrations.len() {
-        return Err(StoreError::TooNew {
-            found: current,
-            known: migrations.len(),
-        });
-    }
-    for (i, sql) in migrations.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql).map_err(|e| StoreError::Migration {
-            version: i + 1,
-            source: e,
-        })?;
+    for (i, sql) in migrations.iter().enumerate() {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let current = usize::try_from(current).unwrap_or(0);
+        if current > migrations.len() {
+            return Err(StoreError::TooNew { found: current, known: migrations.len() });
+        }
+        if current > i {
+            continue;
+        }
+        tx.execute_batch(sql).map_err(|e| StoreError::Migration { version: i + 1, source: e })?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }

@@ -12,17 +12,27 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use log::{error, info};
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
 use super::{headers_to_json, message_from_row, Request, StoreTx};
 use crate::destination::Kind;
 use crate::message::{Message, QueueKey, Router, StoredMessage, ToOwner, ToSession};
 
 /// Store writer settings.
-#[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// Most requests applied in one transaction.
     pub max_batch: usize,
+    /// The lease this writer writes under; None without a lease (tests).
+    pub fence: Option<Fence>,
+}
+
+/// Fencing: every transaction first checks that the lease row still names `holder` at
+/// `epoch`. If it does not, the batch is rolled back, every later request fails, and
+/// `on_fenced` is called once (the broker steps down).
+pub struct Fence {
+    pub holder: String,
+    pub epoch: u64,
+    pub on_fenced: Box<dyn Fn(String) + Send>,
 }
 
 /// Starts the writer thread on `conn`. Answers to owners go through `router`.
@@ -35,13 +45,7 @@ pub fn spawn_writer(
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
-            Writer {
-                conn,
-                router,
-                config,
-                known: HashSet::new(),
-            }
-            .run(rx)
+            Writer { conn, router, config, known: HashSet::new(), fenced: false }.run(rx)
         })?;
     Ok((tx, handle))
 }
@@ -52,6 +56,8 @@ struct Writer {
     config: WriterConfig,
     /// Destinations already recorded in the `destinations` table.
     known: HashSet<String>,
+    /// The lease was lost: nothing more is written.
+    fenced: bool,
 }
 
 /// What applying one request produced, to be answered after the commit.
@@ -88,20 +94,42 @@ impl Writer {
         info!("store writer stopped");
     }
 
-    /// Applies the batch in one transaction and commits it.
-    fn apply(&mut self, batch: &[Request]) -> Result<Vec<Outcome>, rusqlite::Error> {
+    /// Applies the batch in one transaction and commits it. The write lock is taken first
+    /// (IMMEDIATE), so the fencing check and the writes see the same lease row.
+    fn apply(&mut self, batch: &[Request]) -> Result<Vec<Outcome>, String> {
+        if self.fenced {
+            return Err("this broker lost its lease and no longer writes".into());
+        }
         let now = now_ms();
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| e.to_string())?;
+        let epoch = match &self.config.fence {
+            None => None,
+            Some(f) => {
+                if !crate::lease::holds(&tx, &f.holder, f.epoch).map_err(|e| e.to_string())? {
+                    drop(tx);
+                    self.fenced = true;
+                    let why = format!("lease epoch {} is no longer ours", f.epoch);
+                    error!("store: fenced, {why}; rolling back and stepping down");
+                    (f.on_fenced)(why.clone());
+                    return Err(why);
+                }
+                Some(f.epoch as i64)
+            }
+        };
         let mut outcomes = Vec::with_capacity(batch.len());
         for req in batch {
-            outcomes.push(apply_one(&tx, &mut self.known, req, now)?);
+            let outcome = apply_one(&tx, &mut self.known, req, now, epoch);
+            outcomes.push(outcome.map_err(|e| e.to_string())?);
         }
-        tx.commit()?;
+        tx.commit().map_err(|e| e.to_string())?;
         Ok(outcomes)
     }
 
     /// Answers every request of a batch, in arrival order.
-    fn answer(&self, batch: Vec<Request>, result: Result<Vec<Outcome>, rusqlite::Error>) {
+    fn answer(&self, batch: Vec<Request>, result: Result<Vec<Outcome>, String>) {
         let (ok, mut outcomes) = match result {
             Ok(o) => (Ok(()), o.into_iter()),
             Err(e) => (
@@ -211,11 +239,12 @@ fn apply_one(
     known: &mut HashSet<String>,
     req: &Request,
     now: i64,
+    epoch: Option<i64>,
 ) -> Result<Outcome, rusqlite::Error> {
     match req {
         Request::Insert { key, messages, .. } => {
             for m in messages {
-                insert(tx, known, key, m, 0, now)?;
+                insert(tx, known, key, m, now, epoch)?;
             }
         }
         Request::Delete { ids } => {
@@ -225,8 +254,8 @@ fn apply_one(
             }
         }
         Request::Redelivered { id, count } => {
-            tx.prepare_cached("UPDATE messages SET redelivery_count = ?2 WHERE message_id = ?1")?
-                .execute(params![id.0 as i64, *count as i64])?;
+            tx.prepare_cached("UPDATE messages SET redelivery_count = ?2, epoch = ?3 WHERE message_id = ?1")?
+                .execute(params![id.0 as i64, *count as i64, epoch])?;
         }
         Request::Move { message, to, .. } => {
             if message.message.persistent {
@@ -239,7 +268,7 @@ fn apply_one(
                 )?;
                 tx.prepare_cached(
                     "UPDATE messages SET destination = ?2, subscription = ?3, headers = ?4,
-                            redelivery_count = ?5 WHERE message_id = ?1",
+                            redelivery_count = ?5, epoch = ?6 WHERE message_id = ?1",
                 )?
                 .execute(params![
                     message.message.id.0 as i64,
@@ -247,13 +276,14 @@ fn apply_one(
                     to.subscription_str(),
                     headers_to_json(&message.message.headers),
                     message.redelivery_count as i64,
+                    epoch,
                 ])?;
             }
         }
         Request::Commit { sends, deletes, .. } => {
             for (key, _, m) in sends {
                 if m.persistent {
-                    insert(tx, known, key, m, 0, now)?;
+                    insert(tx, known, key, m, now, epoch)?;
                 }
             }
             let mut stmt = tx.prepare_cached("DELETE FROM messages WHERE message_id = ?1")?;
@@ -334,8 +364,8 @@ fn insert(
     known: &mut HashSet<String>,
     key: &QueueKey,
     m: &Message,
-    redelivery_count: u32,
     now: i64,
+    epoch: Option<i64>,
 ) -> Result<(), rusqlite::Error> {
     record_destination(
         tx,
@@ -351,8 +381,8 @@ fn insert(
     };
     tx.prepare_cached(
         "INSERT INTO messages (message_id, destination, subscription, priority, expires_at,
-                               redelivery_count, created_at, headers, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                               redelivery_count, created_at, headers, body, epoch)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         m.id.0 as i64,
@@ -360,10 +390,10 @@ fn insert(
         key.subscription_str(),
         m.priority as i64,
         expires,
-        redelivery_count as i64,
         now,
         headers_to_json(&m.headers),
         &m.body[..],
+        epoch,
     ])?;
     Ok(())
 }

@@ -1,0 +1,144 @@
+//! The admin HTTP endpoint (axum on its own thread and runtime, so it answers in every role,
+//! also while the broker is a standby or stepping down).
+//!
+//! - `GET /health`: 200 with the role as JSON on the serving master; 503 (same JSON) on a
+//!   standby or a broker stepping down. This is what a load balancer's health check uses.
+//! - `GET /api/lease`: the `broker_lease` row.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+/// What this broker is doing right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Waiting for the lease; client listener closed.
+    Standby,
+    /// Holding the lease and serving clients.
+    Master,
+    /// Lost the lease (or shutting down): closing clients.
+    SteppingDown,
+}
+
+/// The role as `/health` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub role: Role,
+    /// The lease epoch while master.
+    pub epoch: Option<u64>,
+    /// This broker's lease holder name.
+    pub holder: String,
+    /// The STOMP address while master.
+    pub stomp_address: Option<String>,
+}
+
+/// State shared between the broker's life cycle and the HTTP handlers.
+pub struct AdminState {
+    status: Mutex<Status>,
+    db_path: PathBuf,
+}
+
+impl AdminState {
+    /// Starts as a standby.
+    pub fn new(holder: String, db_path: PathBuf) -> Arc<Self> {
+        Arc::new(AdminState {
+            status: Mutex::new(Status {
+                role: Role::Standby,
+                epoch: None,
+                holder,
+                stomp_address: None,
+            }),
+            db_path,
+        })
+    }
+
+    /// Sets this broker's lease holder name (known once the admin address is bound).
+    pub fn set_holder(&self, holder: &str) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.holder = holder.to_string();
+    }
+
+    /// Records a role change.
+    pub fn set(&self, role: Role, epoch: Option<u64>, stomp_address: Option<String>) {
+        // A poisoned lock only means a panic while copying these fields: keep going.
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.role = role;
+        s.epoch = epoch;
+        s.stomp_address = stomp_address;
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Binds the admin listener (so a bad address fails at start) and serves it on a thread of
+/// its own. Returns the bound address.
+pub fn start(bind: SocketAddr, state: Arc<AdminState>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = std::net::TcpListener::bind(bind)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = std::thread::Builder::new().name("admin-http".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                log::error!("admin: cannot build runtime: {e}");
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    log::error!("admin: cannot register listener: {e}");
+                    return;
+                }
+            };
+            if let Err(e) = axum::serve(listener, router(state)).await {
+                log::error!("admin: server failed: {e}");
+            }
+        });
+    })?;
+    Ok((addr, handle))
+}
+
+fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/lease", get(lease))
+        .with_state(state)
+}
+
+async fn health(State(state): State<Arc<AdminState>>) -> Response {
+    let status = state.status();
+    let code = if status.role == Role::Master {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(status)).into_response()
+}
+
+async fn lease(State(state): State<Arc<AdminState>>) -> Response {
+    let path = state.db_path.clone();
+    let row = tokio::task::spawn_blocking(move || {
+        let conn = crate::store::open_read_only(&path)?;
+        crate::lease::read(&conn)
+    })
+    .await;
+    match row {
+        Ok(Ok(row)) => Json(row).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}

@@ -1,0 +1,219 @@
+//! The master/standby life cycle of one broker process.
+//!
+//! ```text
+//!   start ─> standby ──(lease free/expired, or holder's process dead)──> master
+//!              ^                                                           │
+//!              └──── step down (renewal failed, or store write fenced) ────┘
+//!   any role ──(SIGTERM/SIGINT)──> clean stop (master: release lease first, so a standby
+//!                                   takes over at once)
+//! ```
+//!
+//! Events from the signal handler, the lease renewer, the store writer's fence and the
+//! file-lock waiter arrive on one channel; this loop is the only place the role changes.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use log::{error, info, warn};
+use rusqlite::Connection;
+
+use super::Identity;
+use crate::admin::{self, AdminState, Role};
+use crate::config::{Config, StepDown};
+use crate::shard::{Broker, LOCK_FILE};
+use crate::store::{self, Fence};
+
+/// What can change a broker's role.
+pub enum Event {
+    /// SIGTERM or SIGINT: stop.
+    Signal,
+    /// The OS file lock on `stompbox.lock` was acquired: no other live broker process holds
+    /// it, so any lease holder other than us is dead or stepping down.
+    FileLock(File),
+    /// The lease is lost (renewal failed or a write was fenced): stop serving now.
+    StepDown(String),
+}
+
+/// Runs the broker until a signal: standby until the lease is ours, then master until a
+/// signal (clean stop) or a step-down (back to standby, or exit per `lease.on_step_down`).
+/// `events` carries [`Event::Signal`] from the caller's signal handler.
+pub fn run(config: Config, events_tx: Sender<Event>, events: Receiver<Event>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let db_path = config.db_path();
+    // Creates and migrates the file (safe when a pair starts together).
+    let mut conn = store::open(&db_path, config.durability)?;
+    conn.busy_timeout(Duration::from_millis(config.lease.renew_interval_ms))?;
+
+    let state = AdminState::new(String::new(), db_path.clone());
+    let (admin_addr, _admin) = admin::start(config.admin.bind, state.clone())
+        .with_context(|| format!("cannot listen on admin address {}", config.admin.bind))?;
+    let me = Identity::new(admin_addr.to_string());
+    state.set_holder(&me.holder);
+    info!("admin http={admin_addr} holder={}", me.holder);
+    // A broker that becomes master at once prints its listening line first (scripts that
+    // start one broker read the first line); a standby prints the admin line right away.
+    let admin_line = format!("stompbox admin http={admin_addr}");
+    let mut admin_announced = false;
+
+    let lock_path = config.data_dir.join(LOCK_FILE);
+    let mut file_lock: Option<File> = None;
+    wait_for_file_lock(lock_path.clone(), events_tx.clone());
+    let lease = &config.lease;
+    loop {
+        state.set(Role::Standby, None, None);
+        // ---- standby ----
+        let epoch = loop {
+            match super::try_acquire(&mut conn, &me, lease.ttl_ms, file_lock.is_some()) {
+                Ok(Some(epoch)) => break epoch,
+                Ok(None) => {}
+                Err(e) => warn!("lease: cannot read or take the lease: {e}"),
+            }
+            if !admin_announced {
+                announce(&admin_line);
+                admin_announced = true;
+            }
+            match events.recv_timeout(Duration::from_millis(lease.acquire_interval_ms)) {
+                Ok(Event::Signal) => return Ok(()),
+                Ok(Event::FileLock(f)) => file_lock = Some(f),
+                Ok(Event::StepDown(_)) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        };
+        // ---- master ----
+        info!("lease acquired: epoch={epoch}; recovering and opening listeners");
+        let fenced_tx = events_tx.clone();
+        let fence = Fence {
+            holder: me.holder.clone(),
+            epoch,
+            on_fenced: Box::new(move |why| {
+                let _ = fenced_tx.send(Event::StepDown(why));
+            }),
+        };
+        let broker = match Broker::start(config.clone(), Some(fence)) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = super::release(&conn, &me, epoch);
+                return Err(e.into());
+            }
+        };
+        let stomp = broker.stomp_addr().to_string();
+        let _ = super::set_stomp_address(&conn, &me, epoch, &stomp);
+        state.set(Role::Master, Some(epoch), Some(stomp.clone()));
+        announce(&format!("stompbox listening stomp={stomp}"));
+        if !admin_announced {
+            announce(&admin_line);
+            admin_announced = true;
+        }
+        let renewing = Arc::new(AtomicBool::new(true));
+        spawn_renewer(db_path.clone(), me.clone(), epoch, config.clone(), renewing.clone(), events_tx.clone());
+        let reason = loop {
+            match events.recv() {
+                Ok(Event::Signal) | Err(_) => {
+                    renewing.store(false, Ordering::SeqCst);
+                    state.set(Role::SteppingDown, Some(epoch), None);
+                    broker.shutdown();
+                    if let Err(e) = super::release(&conn, &me, epoch) {
+                        warn!("lease: could not release it ({e}); it expires in {} ms", lease.ttl_ms);
+                    }
+                    info!("lease released");
+                    return Ok(());
+                }
+                Ok(Event::FileLock(f)) => file_lock = Some(f),
+                Ok(Event::StepDown(why)) => break why,
+            }
+        };
+        error!("stepping down: {reason}");
+        renewing.store(false, Ordering::SeqCst);
+        state.set(Role::SteppingDown, Some(epoch), None);
+        broker.shutdown();
+        if file_lock.take().is_some() {
+            // Released with the file: wait for it again, to learn when the new master dies.
+            wait_for_file_lock(lock_path.clone(), events_tx.clone());
+        }
+        if config.lease.on_step_down == StepDown::Exit {
+            anyhow::bail!("stepped down: {reason} (lease.on_step_down = \"exit\")");
+        }
+    }
+}
+
+/// Prints a line for scripts and tests on stdout (`stompbox admin http=…`, `stompbox
+/// listening stomp=…`).
+fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Blocks a thread on the OS file lock; when the kernel grants it (its holder exited or
+/// died), hands the locked file to the role loop.
+fn wait_for_file_lock(path: PathBuf, events: Sender<Event>) {
+    let spawned = std::thread::Builder::new().name("lease-file-lock".into()).spawn(move || {
+        let file = match std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!("lease: cannot open {}: {e}; crash detection falls back to the TTL", path.display());
+                return;
+            }
+        };
+        match file.lock() {
+            Ok(()) => {
+                let _ = events.send(Event::FileLock(file));
+            }
+            Err(e) => warn!("lease: cannot lock {}: {e}; crash detection falls back to the TTL", path.display()),
+        }
+    });
+    if let Err(e) = spawned {
+        warn!("lease: cannot start the file-lock thread: {e}");
+    }
+}
+
+/// Renews the lease every `renew_interval_ms` on a connection of its own; the first failure
+/// (error, or the row names someone else) is a step-down.
+fn spawn_renewer(
+    db: PathBuf,
+    me: Identity,
+    epoch: u64,
+    config: Config,
+    running: Arc<AtomicBool>,
+    events: Sender<Event>,
+) {
+    let interval = Duration::from_millis(config.lease.renew_interval_ms);
+    let ttl = config.lease.ttl_ms;
+    let on_error = events.clone();
+    let spawned = std::thread::Builder::new().name("lease-renewer".into()).spawn(move || {
+        let conn = match Connection::open(&db).and_then(|c| c.busy_timeout(interval).map(|_| c)) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = events.send(Event::StepDown(format!("cannot open the store to renew: {e}")));
+                return;
+            }
+        };
+        while running.load(Ordering::SeqCst) {
+            std::thread::sleep(interval);
+            if !running.load(Ordering::SeqCst) {
+                return;
+            }
+            match super::renew(&conn, &me, epoch, ttl) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let _ = events.send(Event::StepDown(format!("lease epoch {epoch} was taken over")));
+                    return;
+                }
+                Err(e) => {
+                    let _ = events.send(Event::StepDown(format!("lease renewal failed: {e}")));
+                    return;
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        let _ = on_error.send(Event::StepDown(format!("cannot start the lease renewer: {e}")));
+    }
+}
