@@ -34,3 +34,4 @@ pub mod message;
 pub mod session;
 pub mod shard;
 pub mod store;
+pub mod transport;

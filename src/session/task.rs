@@ -27,6 +27,8 @@ pub struct SessionContext {
     pub shutdown: watch::Receiver<bool>,
     /// A label for logs, e.g. the peer address.
     pub peer: String,
+    /// Bytes already read from the connection (after a PROXY header).
+    pub initial: BytesMut,
 }
 
 /// Serves one client connection until it closes. Never panics on client input.
@@ -40,7 +42,8 @@ where
     let mut session = Session::new(ctx.id, &ctx.services, tx);
     let mut decoder = Decoder::new(config.limits.clone());
     let mut shutdown = ctx.shutdown.clone();
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut rbuf = ctx.initial;
+    rbuf.reserve(READ_CHUNK_BYTES);
     let mut writing = Bytes::new();
     let started = Instant::now();
     let mut last_read = started;
@@ -51,7 +54,13 @@ where
     let mut closing_since: Option<Instant> = None;
     let linger = Duration::from_millis(config.shutdown_timeout_ms);
 
+    // Bytes already read but not yet decoded (a PROXY header's tail, or frames left when the
+    // session stopped reading mid-buffer).
+    let mut pending = !rbuf.is_empty();
     loop {
+        if pending && session.wants_read() {
+            pending = pump(&mut decoder, &mut rbuf, &mut session, &ctx.peer, conn);
+        }
         if writing.is_empty() && !session.out.is_empty() {
             writing = session.out.split().freeze();
         }
@@ -78,30 +87,7 @@ where
                     }
                     Ok(_) => {
                         last_read = Instant::now();
-                        loop {
-                            match decoder.decode(&mut rbuf) {
-                                Ok(Some(frame)) => {
-                                    let cmd = frame.command;
-                                    if let Err(e) = session.handle_frame(frame) {
-                                        info!("conn={conn} peer={} error on {cmd}: {}", ctx.peer, e.message());
-                                        break;
-                                    }
-                                    if decoder.version() != session.version() {
-                                        decoder.set_version(session.version());
-                                    }
-                                    if !session.wants_read() {
-                                        break;
-                                    }
-                                }
-                                Ok(None) => break,
-                                Err(e) => {
-                                    let e = Error::from(e);
-                                    info!("conn={conn} peer={} {}", ctx.peer, e.message());
-                                    session.fail(&e, None);
-                                    break;
-                                }
-                            }
-                        }
+                        pending = pump(&mut decoder, &mut rbuf, &mut session, &ctx.peer, conn);
                         if rbuf.capacity() - rbuf.len() < 1024 {
                             rbuf.reserve(READ_CHUNK_BYTES);
                         }
@@ -174,6 +160,36 @@ where
     let _ = writer.shutdown().await;
     session.close();
     debug!("conn={conn} closed");
+}
+
+/// Decodes and handles buffered frames until more bytes are needed (returns false), the
+/// session stops reading (returns true: frames may remain), or the input is bad (the ERROR is
+/// queued; returns false).
+fn pump(decoder: &mut Decoder, rbuf: &mut BytesMut, session: &mut Session, peer: &str, conn: u64) -> bool {
+    loop {
+        if !session.wants_read() {
+            return !rbuf.is_empty();
+        }
+        match decoder.decode(rbuf) {
+            Ok(Some(frame)) => {
+                let cmd = frame.command;
+                if let Err(e) = session.handle_frame(frame) {
+                    info!("conn={conn} peer={peer} error on {cmd}: {}", e.message());
+                    return false;
+                }
+                if decoder.version() != session.version() {
+                    decoder.set_version(session.version());
+                }
+            }
+            Ok(None) => return false,
+            Err(e) => {
+                let e = Error::from(e);
+                info!("conn={conn} peer={peer} {}", e.message());
+                session.fail(&e, None);
+                return false;
+            }
+        }
+    }
 }
 
 /// The client→broker window: the promised interval times the grace factor.

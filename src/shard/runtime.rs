@@ -23,6 +23,8 @@ use crate::destination::Ctx;
 use crate::message::{IdAllocator, Router, SessionId, ToOwner};
 use crate::session::{self, ClientIds, Services, SessionContext};
 use crate::store::{self, Fence, Request, StoreError, StoreTx, WriterConfig};
+use crate::transport::proxy;
+use bytes::BytesMut;
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -309,14 +311,32 @@ fn accept(
         return;
     }
     let slot = ConnectionSlot(shared.clone());
-    let ctx = SessionContext {
-        id: SessionId(shared.next_session.fetch_add(1, Ordering::Relaxed)),
-        services: shared.services.clone(),
-        shutdown: shutdown.clone(),
-        peer: peer.to_string(),
-    };
-    debug!("conn={} peer={peer} accepted", ctx.id.0);
+    let id = SessionId(shared.next_session.fetch_add(1, Ordering::Relaxed));
+    let services = shared.services.clone();
+    let shutdown = shutdown.clone();
+    let proxy = shared.config.proxy_protocol;
+    let timeout = shared.config.connect_timeout();
+    debug!("conn={} peer={peer} accepted", id.0);
     sessions.spawn_local(async move {
+        let mut stream = stream;
+        let (peer, initial) = if proxy {
+            match proxy::read_header(&mut stream, timeout).await {
+                Ok((client, rest)) => {
+                    let label = match client {
+                        Some(c) => format!("{c} (via {peer})"),
+                        None => peer.to_string(),
+                    };
+                    (label, rest)
+                }
+                Err(e) => {
+                    warn!("conn={} peer={peer} refused: {e}", id.0);
+                    return;
+                }
+            }
+        } else {
+            (peer.to_string(), BytesMut::new())
+        };
+        let ctx = SessionContext { id, services, shutdown, peer, initial };
         session::run(stream, ctx).await;
         drop(slot);
     });
