@@ -143,8 +143,8 @@ impl Broker {
                     .as_mut()
                     .and_then(|c| c.try_wait().ok().flatten());
                 panic!(
-                    "broker did not print `stompbox listening stomp=...` within 30s \
-                     (exit status: {status:?})\n--- broker log ---\n{}",
+                    "broker did not print `stompbox listening stomp=...` (waited up to 30s; \
+                     exit status: {status:?})\n--- broker log ---\n{}",
                     broker.log_tail()
                 );
             }
