@@ -3,8 +3,8 @@
 //! the decoder or makes it buffer past its limits.
 //!
 //! The checks shared with the fuzz targets live in `fuzz/src/lib.rs`, included here as
-//! [`fuzz_checks`], so the fuzz seed corpus is a regression suite in `cargo test`. The ignored
-//! tests at the bottom pin known codec bugs; run them with `cargo test -- --ignored`.
+//! [`fuzz_checks`], so the fuzz seed corpus is a regression suite in `cargo test`. The tests
+//! at the bottom pin codec bugs these properties found.
 
 use std::fs;
 use std::path::Path;
@@ -65,8 +65,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "codec bugs: see crlf_heart_beat_split_between_cr_and_lf_is_skipped and \
-                header_block_over_max_frame_bytes_is_rejected_however_it_arrives"]
     fn decoding_does_not_depend_on_how_the_bytes_are_split(data in stomp_noise()) {
         for version in Version::SUPPORTED {
             let whole = decode_chunks(version, &small_limits(), [&data[..]]);
@@ -103,11 +101,9 @@ fn seed_corpus_decodes_cleanly_and_passes_the_fuzz_checks() {
     assert!(seeds >= 15, "only {seeds} seeds in {}", dir.display());
 }
 
-// Known codec bugs. Each test states the behaviour the codec promises and fails today; remove
-// the `ignore` with the fix, and tighten `fuzz/src/lib.rs` as its comments say.
+// Codec bugs found by these properties, each pinned by the test that failed before its fix.
 
 #[test]
-#[ignore = "codec bug: a CRLF heart-beat split between its CR and LF becomes an empty command"]
 fn crlf_heart_beat_split_between_cr_and_lf_is_skipped() {
     let chunks: [&[u8]; 2] = [b"SEND\n\nx\0\r", b"\nSEND\n\ny\0"];
     let run = decode_chunks(Version::V1_2, &Limits::default(), chunks);
@@ -116,7 +112,6 @@ fn crlf_heart_beat_split_between_cr_and_lf_is_skipped() {
 }
 
 #[test]
-#[ignore = "codec bug: max_frame_bytes is not applied to a body without content-length"]
 fn nul_terminated_body_counts_towards_max_frame_bytes() {
     let limits = Limits {
         max_frame_bytes: 64,
@@ -135,8 +130,6 @@ fn nul_terminated_body_counts_towards_max_frame_bytes() {
 }
 
 #[test]
-#[ignore = "codec bug: max_body_bytes is not applied to a body without content-length that \
-            arrives with its NUL in one read"]
 fn nul_terminated_body_over_max_body_bytes_is_rejected_however_it_arrives() {
     let limits = Limits {
         max_body_bytes: 10,
@@ -157,7 +150,6 @@ fn nul_terminated_body_over_max_body_bytes_is_rejected_however_it_arrives() {
 }
 
 #[test]
-#[ignore = "codec bug: a header block read in one go is not checked against max_frame_bytes"]
 fn header_block_over_max_frame_bytes_is_rejected_however_it_arrives() {
     let limits = Limits {
         max_frame_bytes: 64,

@@ -5,13 +5,12 @@
 //! same checks over the seed corpus and over proptest input. A check panics when a property
 //! breaks, which is how both libFuzzer and the test harness notice.
 //!
-//! Three properties are looser than the codec's contract because of known codec bugs, each
-//! pinned by an ignored test in `tests/codec_roundtrip.rs`: see [`buffer_bound`], [`body_bound`]
-//! and [`assert_consistent`]. Tighten them when those tests pass.
+//! The bounds are the codec's contract: a buffer never exceeds `max_frame_bytes`, a body never
+//! exceeds `max_body_bytes`, and how the input is split into reads never changes the outcome.
 
 use bytes::BytesMut;
 use stompbox::codec::{encode, Decoder, Escaping, Frame, ParseError, Version};
-use stompbox::limits::{Limits, MAX_COMMAND_LINE_BYTES};
+use stompbox::limits::Limits;
 
 /// What one decoder made of one byte stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,59 +135,22 @@ pub fn decode_chunks<'a>(
     }
 }
 
-/// The most bytes the decoder may hold while it waits for the rest of a frame.
-///
-/// The contract is `max_frame_bytes`; this bound is the looser one the decoder keeps today
-/// (still fixed by the limits, so memory stays bounded). A header block that arrives in one read
-/// is measured against the line limits only, not `max_frame_bytes`, and a body without
-/// `content-length` is measured against `max_body_bytes` only. The ignored tests
-/// `header_block_over_max_frame_bytes_is_rejected_however_it_arrives` and
-/// `nul_terminated_body_counts_towards_max_frame_bytes` pin those bugs; once they pass, this
-/// should return `limits.max_frame_bytes`.
+/// The most bytes the decoder may hold while it waits for the rest of a frame: the
+/// contract is `max_frame_bytes`, however the bytes arrive.
 pub fn buffer_bound(limits: &Limits) -> usize {
-    let longest_line = limits.max_header_line_bytes + 2;
-    let longest_head = MAX_COMMAND_LINE_BYTES + 2 + limits.max_headers * longest_line + 2;
-    limits.max_frame_bytes.max(longest_head) + limits.max_body_bytes
+    limits.max_frame_bytes
 }
 
-/// The longest body the decoder may return in a frame completed by `chunk`.
-///
-/// The contract is `max_body_bytes`, and a body with `content-length` keeps it. A body without
-/// one is measured only while its NUL has not arrived, so the read that brings the NUL can carry
-/// the body past the limit by up to its own length; the ignored test
-/// `nul_terminated_body_over_max_body_bytes_is_rejected_however_it_arrives` pins the bug.
-fn body_bound(limits: &Limits, frame: &Frame, chunk: &[u8]) -> usize {
-    if frame.get("content-length").is_some() {
-        limits.max_body_bytes
-    } else {
-        limits.max_body_bytes + chunk.len()
-    }
+/// The longest body the decoder may return: `max_body_bytes`, with or without
+/// `content-length`, however the body arrives.
+fn body_bound(limits: &Limits, _frame: &Frame, _chunk: &[u8]) -> usize {
+    limits.max_body_bytes
 }
 
-/// Asserts that two runs over the same bytes, split differently, decoded the same frames.
-///
-/// One run may stop at an error where the other goes on, as long as the frames before the
-/// error agree. The contract is stricter ([`assert_same_outcome`]), but where an error happens
-/// depends on the split today: the ignored tests `crlf_heart_beat_split_between_cr_and_lf_is_skipped`
-/// and `header_block_over_max_frame_bytes_is_rejected_however_it_arrives` pin the two bugs.
+/// Asserts that two runs over the same bytes, split differently, decoded the same frames and
+/// ended the same way (the decoder's outcome does not depend on how reads cut the input).
 pub fn assert_consistent(a: &Run, b: &Run) {
-    let common = a.frames.len().min(b.frames.len());
-    assert_eq!(
-        a.frames[..common],
-        b.frames[..common],
-        "two splits of one input decode different frames"
-    );
-    let (longer, shorter) = if a.frames.len() >= b.frames.len() {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    if longer.frames.len() > shorter.frames.len() {
-        assert!(
-            shorter.error.is_some(),
-            "a split of the input lost frames without an error: {a:?} vs {b:?}"
-        );
-    }
+    assert_same_outcome(a, b);
 }
 
 /// Asserts that two runs over the same bytes, split differently, agree on everything but the

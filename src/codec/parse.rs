@@ -121,6 +121,11 @@ impl Decoder {
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ParseError> {
         if let State::Head { scanned: 0, .. } = self.state {
             skip_eols(buf);
+            // A heart-beat CRLF split between reads: wait for its LF before scanning, or
+            // the CR would start an empty command line.
+            if buf[..] == b"\r"[..] {
+                return Ok(None);
+            }
         }
         if let State::Head { .. } = self.state {
             match self.scan_head(buf)? {
@@ -149,6 +154,9 @@ impl Decoder {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             *scanned = lf + 1;
             if line.is_empty() && *lines > 0 {
+                if lf + 1 > self.limits.max_frame_bytes {
+                    return Err(ParseError::FrameTooLarge(lf + 1, self.limits.max_frame_bytes));
+                }
                 return Ok(Some(lf + 1));
             }
             if *lines == 0 && line.len() > MAX_COMMAND_LINE_BYTES {
@@ -252,19 +260,28 @@ impl Decoder {
                 }
                 len
             }
-            None => match memchr(0, &buf[head_len + *scanned..]) {
-                Some(offset) => *scanned + offset,
-                None => {
-                    *scanned = buf.len() - head_len;
-                    if *scanned > self.limits.max_body_bytes {
-                        return Err(ParseError::BodyTooLarge(
-                            *scanned,
-                            self.limits.max_body_bytes,
-                        ));
-                    }
-                    return Ok(None);
+            None => {
+                let found = memchr(0, &buf[head_len + *scanned..]);
+                let len = match found {
+                    Some(offset) => *scanned + offset,
+                    None => buf.len() - head_len,
+                };
+                // However the body arrived (one read or many), the same limits apply.
+                if len > self.limits.max_body_bytes {
+                    return Err(ParseError::BodyTooLarge(len, self.limits.max_body_bytes));
                 }
-            },
+                let total = head_len + len + usize::from(found.is_some());
+                if total > self.limits.max_frame_bytes {
+                    return Err(ParseError::FrameTooLarge(total, self.limits.max_frame_bytes));
+                }
+                match found {
+                    Some(_) => len,
+                    None => {
+                        *scanned = len;
+                        return Ok(None);
+                    }
+                }
+            }
         };
         if body_len > 0 && !command.may_have_body() {
             return Err(ParseError::UnexpectedBody(*command));
