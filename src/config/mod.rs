@@ -339,6 +339,25 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_config_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut checked = 0;
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "toml") {
+                    Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 3);
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = toml::from_str::<Config>("bnd = \"1.2.3.4:5\"").unwrap_err();
         assert!(err.to_string().contains("bnd"), "{err}");

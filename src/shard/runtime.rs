@@ -125,7 +125,11 @@ impl Broker {
         for (shard, (queues, durables)) in queues.into_iter().zip(durables).enumerate() {
             router.post(shard, ToOwner::Recover { queues, durables });
         }
-                let writer_config = WriterConfig { max_batch: config.store_max_batch, fence };
+                let writer_config = WriterConfig {
+            max_batch: config.store_max_batch,
+            sweep_expired: !config.destinations.expired_to_dlq,
+            fence,
+        };
         let (store_tx, writer) =
             store::spawn_writer(conn, router.clone(), writer_config).map_err(StartError::Thread)?;
         let (shutdown, shutdown_rx) = watch::channel(false);

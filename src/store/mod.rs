@@ -145,6 +145,9 @@ pub enum Request {
         durable: DurableName,
         topic: DestinationName,
     },
+    /// Delete stored messages whose expiry has passed (the writer schedules this itself).
+    /// Owners whose counts included them notice on their next page-in.
+    SweepExpired,
     /// Finish what is queued, then stop the writer thread.
     Stop,
 }

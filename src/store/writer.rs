@@ -18,10 +18,16 @@ use super::{headers_to_json, message_from_row, Request, StoreTx};
 use crate::destination::Kind;
 use crate::message::{Message, QueueKey, Router, StoredMessage, ToOwner, ToSession};
 
+/// How often stored messages that expired on disk (never paged in) are deleted.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Store writer settings.
 pub struct WriterConfig {
     /// Most requests applied in one transaction.
     pub max_batch: usize,
+    /// Delete expired rows every few seconds (when expired messages are dropped rather than
+    /// dead-lettered, which needs their owner).
+    pub sweep_expired: bool,
     /// The lease this writer writes under; None without a lease (tests).
     pub fence: Option<Fence>,
 }
@@ -68,13 +74,21 @@ enum Outcome {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Request>) {
+        let mut last_sweep = std::time::Instant::now();
         loop {
             let first = match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(r) => r,
-                Err(RecvTimeoutError::Timeout) => continue,
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut batch = vec![first];
+            let mut batch: Vec<Request> = first.into_iter().collect();
+            if self.config.sweep_expired && last_sweep.elapsed() >= SWEEP_INTERVAL {
+                last_sweep = std::time::Instant::now();
+                batch.push(Request::SweepExpired);
+            }
+            if batch.is_empty() {
+                continue;
+            }
             while batch.len() < self.config.max_batch {
                 match rx.try_recv() {
                     Ok(r) => batch.push(r),
@@ -228,6 +242,7 @@ impl Writer {
                 | Request::DurableUnsubscribe { .. }
                 | Request::Delete { .. }
                 | Request::Redelivered { .. }
+                | Request::SweepExpired
                 | Request::Stop => {}
             }
         }
@@ -353,6 +368,16 @@ fn apply_one(
             .execute(params![&*durable.client_id, &*durable.name])?;
             tx.prepare_cached("DELETE FROM messages WHERE destination = ?1 AND subscription = ?2")?
                 .execute(params![topic.as_str(), &*durable.key()])?;
+        }
+        Request::SweepExpired => {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                )?
+                .execute([now])?;
+            if n > 0 {
+                info!("store: deleted {n} expired messages");
+            }
         }
         Request::Stop => {}
     }
