@@ -276,6 +276,20 @@ fn header_values_are_not_trimmed_in_1_2() {
     assert_eq!(m.get("x-empty"), Some(""), "{m:?}");
 }
 
+#[test]
+fn header_values_are_not_trimmed_in_1_1() {
+    let broker = Broker::start();
+    let (mut c, q) = subscribed(&broker, "1.1");
+    c.send_frame(
+        &Frame::new("SEND")
+            .header("destination", q.as_str())
+            .header("x-padded", " lead and trail ")
+            .body("pad"),
+    );
+    let m = c.expect_body("pad");
+    assert_eq!(m.get("x-padded"), Some(" lead and trail "), "{m:?}");
+}
+
 // --- repeated headers --------------------------------------------------------------------------
 
 #[test]
