@@ -38,8 +38,11 @@ fmt:
 fuzz-check:
 	@if [ -f fuzz/Cargo.toml ]; then $(CARGO) check --manifest-path fuzz/Cargo.toml; fi
 
+# Micro benchmarks, then the scenario set against a release broker (scripts/bench.sh; set
+# BENCH_FILL=200000 for a quicker fill/drain).
 bench:
 	$(CARGO) bench --bench codec
+	bash scripts/bench.sh
 
 ci: lint test
 

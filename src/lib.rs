@@ -21,10 +21,12 @@
 //! - [`shard`]: thread-per-core runtime: listeners, sessions and owner loops.
 //! - [`cli`]: the `stompbox` command line.
 //! - [`client`]: an async STOMP client with failover URIs, for the CLI and the bench.
-//! - [`bench`]: the `stompbox bench` load generator and the SQLite commit baseline.
+//! - [`bench`](mod@bench): the `stompbox bench` load generator and the SQLite commit baseline.
 
 pub mod admin;
+pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod destination;

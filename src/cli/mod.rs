@@ -10,6 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 
 mod admin;
+mod bench;
+mod consume;
+mod produce;
 
 /// A STOMP-first message broker.
 #[derive(Debug, Parser)]
@@ -29,6 +32,12 @@ pub enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Send messages to a destination (any STOMP broker; failover URIs too).
+    Produce(produce::ProduceArgs),
+    /// Receive messages from a destination and print their bodies (or a count).
+    Consume(consume::ConsumeArgs),
+    /// Load generator: producers, consumers, latency, lost and duplicated messages.
+    Bench(bench::BenchArgs),
     /// Print the depth of every stored queue (from the store; safe while the broker runs).
     Queues(admin::StoreArgs),
     /// Delete every stored message of a queue (the broker must be stopped).
@@ -91,6 +100,9 @@ impl ServeArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Queues(args) => admin::queues(&args),
         Command::Purge {
             destination,

@@ -264,15 +264,24 @@ mod tests {
         assert_eq!(u.addrs, vec!["127.0.0.1:61613"]);
         assert!(!u.is_failover());
         assert_eq!(parse("stomp://h:1").unwrap().addrs, vec!["h:1"]);
-        assert_eq!(parse("localhost:61613").unwrap().addrs, vec!["localhost:61613"]);
-        assert_eq!(parse("tcp://[::1]:61613").unwrap().addrs, vec!["[::1]:61613"]);
+        assert_eq!(
+            parse("localhost:61613").unwrap().addrs,
+            vec!["localhost:61613"]
+        );
+        assert_eq!(
+            parse("tcp://[::1]:61613").unwrap().addrs,
+            vec!["[::1]:61613"]
+        );
     }
 
     #[test]
     fn tcp_errors() {
         assert!(matches!(parse("http://h:1"), Err(UriError::Scheme(_))));
         assert!(matches!(parse("tcp://h"), Err(UriError::Address(_))));
-        assert!(matches!(parse("tcp://h:notaport"), Err(UriError::Address(_))));
+        assert!(matches!(
+            parse("tcp://h:notaport"),
+            Err(UriError::Address(_))
+        ));
         assert!(matches!(parse("tcp://:61613"), Err(UriError::Address(_))));
         assert_eq!(
             parse("tcp://h:1?wireFormat.maxInactivityDuration=0"),
