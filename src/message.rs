@@ -238,8 +238,37 @@ pub enum ToOwner {
         queues: Vec<(QueueKey, [u64; 10])>,
         durables: Vec<(DurableName, DestinationName)>,
     },
+    /// A question from the admin endpoint.
+    Inspect(Inspect),
     /// Stop the owner loop (process shutdown).
     Stop,
+}
+
+/// Questions from the admin endpoint, answered on the owner's thread (so destinations stay
+/// lock-free). An answer of `None` means "no such destination on this shard".
+#[derive(Debug)]
+pub enum Inspect {
+    /// Every destination this shard owns.
+    Stats {
+        reply: tokio::sync::oneshot::Sender<Vec<crate::destination::DestinationStats>>,
+    },
+    /// Waiting messages of one queue.
+    Browse {
+        key: QueueKey,
+        offset: usize,
+        limit: usize,
+        reply: tokio::sync::oneshot::Sender<Option<Vec<crate::destination::BrowsedMessage>>>,
+    },
+    /// Drop every waiting message of one queue (unacked deliveries stay); answers the count.
+    Purge {
+        key: QueueKey,
+        reply: tokio::sync::oneshot::Sender<Option<u64>>,
+    },
+    /// Remove a destination with no consumers, and its messages.
+    Delete {
+        key: QueueKey,
+        reply: tokio::sync::oneshot::Sender<Result<u64, String>>,
+    },
 }
 
 /// What an owner shard (or the store writer) tells a session.

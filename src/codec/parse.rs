@@ -89,6 +89,9 @@ pub struct Decoder {
     limits: Limits,
     version: Version,
     state: State,
+    /// The `receipt` header of the frame whose headers were parsed last, so an ERROR about
+    /// its body can carry `receipt-id`.
+    receipt: Option<String>,
 }
 
 impl Decoder {
@@ -103,12 +106,18 @@ impl Decoder {
                 lines: 0,
                 line_start: 0,
             },
+            receipt: None,
         }
     }
 
     /// Switches escaping rules once the session has negotiated its version.
     pub fn set_version(&mut self, version: Version) {
         self.version = version;
+    }
+
+    /// The `receipt` of the frame being decoded (or that failed), if its headers were read.
+    pub fn receipt(&self) -> Option<&str> {
+        self.receipt.as_deref()
     }
 
     /// The version whose rules the decoder applies.
@@ -155,7 +164,10 @@ impl Decoder {
             *scanned = lf + 1;
             if line.is_empty() && *lines > 0 {
                 if lf + 1 > self.limits.max_frame_bytes {
-                    return Err(ParseError::FrameTooLarge(lf + 1, self.limits.max_frame_bytes));
+                    return Err(ParseError::FrameTooLarge(
+                        lf + 1,
+                        self.limits.max_frame_bytes,
+                    ));
                 }
                 return Ok(Some(lf + 1));
             }
@@ -208,6 +220,7 @@ impl Decoder {
             let value = decode_header(value, escaping, name.as_bytes())?;
             headers.push(name, value);
         }
+        self.receipt = headers.get("receipt").map(str::to_string);
         let content_length = match headers.get("content-length") {
             None => None,
             Some(v) => Some(parse_content_length(v)?),
@@ -272,7 +285,10 @@ impl Decoder {
                 }
                 let total = head_len + len + usize::from(found.is_some());
                 if total > self.limits.max_frame_bytes {
-                    return Err(ParseError::FrameTooLarge(total, self.limits.max_frame_bytes));
+                    return Err(ParseError::FrameTooLarge(
+                        total,
+                        self.limits.max_frame_bytes,
+                    ));
                 }
                 match found {
                     Some(_) => len,

@@ -76,6 +76,16 @@ impl Consumer {
         self.ack != AckMode::Auto
     }
 
+    /// Ids of the deliveries awaiting ACK/NACK (client modes).
+    pub fn unacked_ids(&self) -> impl Iterator<Item = MessageId> + '_ {
+        self.unacked.keys().copied()
+    }
+
+    /// Deliveries not yet acked (client modes) or not yet written (auto mode).
+    pub fn outstanding(&self) -> u32 {
+        self.outstanding
+    }
+
     /// May another message be sent now?
     pub fn has_credit(&self) -> bool {
         self.outstanding < self.prefetch
@@ -136,6 +146,8 @@ pub type Answer = (SessionTx, Option<crate::message::Token>);
 #[derive(Debug, Default)]
 pub struct Blocked {
     waiting: std::collections::VecDeque<Answer>,
+    /// SENDs whose answer was held back (flow-control events), ever.
+    pub parked_total: u64,
 }
 
 impl Blocked {
@@ -144,6 +156,7 @@ impl Blocked {
     pub fn accept(&mut self, answer: Option<Answer>, full: bool) {
         let Some((tx, token)) = answer else { return };
         if full || !self.waiting.is_empty() {
+            self.parked_total += 1;
             self.waiting.push_back((tx, token));
         } else {
             let _ = tx.send(ToSession::Accepted { token });
@@ -158,6 +171,11 @@ impl Blocked {
         for (tx, token) in self.waiting.drain(..) {
             let _ = tx.send(ToSession::Accepted { token });
         }
+    }
+
+    /// Producers' answers held right now.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
     }
 
     /// True when nobody is parked.

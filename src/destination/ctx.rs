@@ -208,14 +208,15 @@ impl Ctx {
 
     /// Handles an expired entry: dead-lettered or dropped, per `expired_to_dlq`.
     pub fn expire(&mut self, origin: &QueueKey, e: Entry) {
-        if self.config.expired_to_dlq {
+        let e = if self.config.expired_to_dlq {
             match self.dead_letter(origin, e, "expired") {
                 Ok(()) => return,
-                Err(e) => self.delete(&e.message),
+                Err(e) => e,
             }
         } else {
-            self.delete(&e.message);
-        }
+            e
+        };
+        self.delete(&e.message);
     }
 
     /// Sends a request to the store writer (dropped when there is no store).

@@ -6,10 +6,12 @@ mod consumer;
 mod ctx;
 mod name;
 mod queue;
+mod stats;
 mod topic;
 
 pub use consumer::{Answer, Consumer, Entry};
 pub use ctx::{expired, now_ms, Ctx};
 pub use name::{DestinationName, Kind, NameError};
 pub use queue::Queue;
+pub use stats::{BrowsedMessage, Counters, DestinationStats};
 pub use topic::Topic;

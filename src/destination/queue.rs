@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use super::consumer::{Answer, Blocked, Consumer, Entry};
 use super::ctx::{expired, now_ms, Ctx};
+use super::stats::{BrowsedMessage, Counters, DestinationStats};
 use crate::message::{MessageId, QueueKey, SessionId, StoredMessage, SubId, ToSession};
 
 /// One priority level.
@@ -76,6 +77,7 @@ pub struct Queue {
     /// In-memory waiting messages with an expiry (so sweeps can skip queues without any).
     expiring: usize,
     blocked: Blocked,
+    counters: Counters,
 }
 
 impl Queue {
@@ -90,7 +92,67 @@ impl Queue {
             bytes: 0,
             expiring: 0,
             blocked: Blocked::default(),
+            counters: Counters::default(),
         }
+    }
+
+    /// A snapshot for the admin API and metrics.
+    pub fn stats(&self) -> DestinationStats {
+        let kind = if self.key.subscription.is_some() {
+            "durable"
+        } else {
+            "queue"
+        };
+        DestinationStats {
+            destination: self.key.destination.to_string(),
+            subscription: self.key.subscription_str().to_string(),
+            kind,
+            depth: self.depth(),
+            on_disk: self.levels.iter().map(|l| l.unloaded).sum(),
+            unacked: self
+                .consumers
+                .iter()
+                .map(|c| u64::from(c.outstanding()))
+                .sum(),
+            consumers: self.consumers.len(),
+            memory_bytes: self.bytes,
+            blocked_producers: self.blocked.len(),
+            flow_control_events: self.blocked.parked_total,
+            counters: self.counters,
+        }
+    }
+
+    /// Up to `limit` waiting messages held in memory, in dispatch order, after skipping
+    /// `offset` (messages paged out to disk are not listed; `stats().on_disk` counts them).
+    pub fn browse(&self, offset: usize, limit: usize) -> Vec<BrowsedMessage> {
+        self.levels
+            .iter()
+            .rev()
+            .flat_map(|l| l.mem.iter())
+            .skip(offset)
+            .take(limit)
+            .map(|e| {
+                let m = &e.message;
+                BrowsedMessage {
+                    message_id: m.id.0,
+                    priority: m.priority,
+                    persistent: m.persistent,
+                    expires: m.expires,
+                    redelivery_count: e.redelivery_count,
+                    headers: m.headers.clone(),
+                    body: String::from_utf8(m.body.to_vec()).unwrap_or_default(),
+                    body_bytes: m.body.len(),
+                }
+            })
+            .collect()
+    }
+
+    /// Ids of delivered, unacked messages (a purge keeps them).
+    pub fn unacked_ids(&self) -> Vec<MessageId> {
+        self.consumers
+            .iter()
+            .flat_map(|c| c.unacked_ids())
+            .collect()
     }
 
     /// A queue that has stored messages (counted per priority) to page in on demand.
@@ -215,7 +277,7 @@ impl Queue {
             self.bytes += e.weight();
             self.admit(e, ctx);
         }
-        self.dispatch(ctx);
+        self.after_change(ctx);
     }
 
     /// The answer to a page-in request.
@@ -242,6 +304,7 @@ impl Queue {
                 redelivery_count: m.redelivery_count,
             };
             if expired(&e.message, now) {
+                self.counters.expired += 1;
                 ctx.expire(&self.key, e);
                 continue;
             }
@@ -287,6 +350,7 @@ impl Queue {
         if let Some(c) = self.consumers.iter_mut().find(|c| c.is(session, sub)) {
             for e in c.settle(ids) {
                 self.bytes -= e.weight();
+                self.counters.acked += 1;
                 ctx.delete(&e.message);
             }
         }
@@ -322,6 +386,7 @@ impl Queue {
             for e in gone {
                 self.expiring -= 1;
                 self.bytes -= e.weight();
+                self.counters.expired += 1;
                 ctx.expire(&self.key, e);
             }
         }
@@ -345,6 +410,7 @@ impl Queue {
     /// Puts a stored (or non-persistent) message into memory or leaves it on disk, keeping
     /// the paging invariant.
     fn admit(&mut self, e: Entry, ctx: &Ctx) {
+        self.counters.enqueued += 1;
         let over = self.full(ctx);
         let level = &mut self.levels[e.message.priority.min(9) as usize];
         let stored = ctx.persists(&e.message);
@@ -367,12 +433,16 @@ impl Queue {
             let weight = e.weight();
             match ctx.redeliver(&self.key, e) {
                 Some(e) => {
+                    self.counters.redelivered += 1;
                     if e.message.expires != 0 {
                         self.expiring += 1;
                     }
                     self.levels[e.message.priority.min(9) as usize].insert_sorted(e);
                 }
-                None => self.bytes -= weight,
+                None => {
+                    self.counters.dead_lettered += 1;
+                    self.bytes -= weight;
+                }
             }
         }
     }
@@ -411,6 +481,7 @@ impl Queue {
                 self.expiring -= 1;
                 if expired(&entry.message, now) {
                     self.bytes -= entry.weight();
+                    self.counters.expired += 1;
                     ctx.expire(&self.key, entry);
                     continue;
                 }
@@ -422,8 +493,10 @@ impl Queue {
             match consumer.deliver(entry) {
                 Ok(()) => {
                     self.cursor = (idx + 1) % n;
+                    self.counters.delivered += 1;
                     if !keeps {
                         // Auto-ack: delivered is done.
+                        self.counters.acked += 1;
                         self.bytes -= weight;
                         if let Some(id) = stored {
                             ctx.delete_id(id);

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use super::consumer::{Answer, Blocked, Consumer, Entry};
 use super::ctx::{expired, now_ms, Ctx};
+use super::stats::{Counters, DestinationStats};
 use super::DestinationName;
 use crate::message::{MessageId, QueueKey, SessionId, SubId};
 
@@ -30,6 +31,7 @@ pub struct Topic {
     /// subscribers counts once per subscriber holding it).
     bytes: u64,
     blocked: Blocked,
+    counters: Counters,
 }
 
 impl Topic {
@@ -41,6 +43,33 @@ impl Topic {
             durables: Vec::new(),
             bytes: 0,
             blocked: Blocked::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// A snapshot for the admin API and metrics (durable subscriptions are listed as their own
+    /// queues).
+    pub fn stats(&self) -> DestinationStats {
+        DestinationStats {
+            destination: self.key.destination.to_string(),
+            subscription: String::new(),
+            kind: "topic",
+            depth: self
+                .subscribers
+                .iter()
+                .map(|s| s.pending.len() as u64)
+                .sum(),
+            on_disk: 0,
+            unacked: self
+                .subscribers
+                .iter()
+                .map(|s| u64::from(s.consumer.outstanding()))
+                .sum(),
+            consumers: self.subscribers.len(),
+            memory_bytes: self.bytes,
+            blocked_producers: self.blocked.len(),
+            flow_control_events: self.blocked.parked_total,
+            counters: self.counters,
         }
     }
 
@@ -79,12 +108,13 @@ impl Topic {
     /// Publishes to every current non-durable subscriber (none: the message is dropped, as in
     /// JMS) and answers the producer when `answer` is given.
     pub fn send(&mut self, entry: Entry, answer: Option<Answer>, ctx: &mut Ctx) {
+        self.counters.enqueued += 1;
         let weight = entry.weight();
         let mut dead = Vec::new();
         for (i, s) in self.subscribers.iter_mut().enumerate() {
             s.pending.push_back(entry.clone());
             self.bytes += weight;
-            if !drain(s, &mut self.bytes) {
+            if !drain(s, &mut self.bytes, &mut self.counters) {
                 dead.push(i);
             }
         }
@@ -147,7 +177,11 @@ impl Topic {
             .position(|s| s.consumer.is(session, sub))
         {
             self.subscribers[i].consumer.credit(n);
-            if !drain(&mut self.subscribers[i], &mut self.bytes) {
+            if !drain(
+                &mut self.subscribers[i],
+                &mut self.bytes,
+                &mut self.counters,
+            ) {
                 self.remove_dead(vec![i]);
             }
         }
@@ -175,16 +209,27 @@ impl Topic {
                 for e in settled {
                     let weight = e.weight();
                     match ctx.redeliver(&self.key, e) {
-                        Some(e) => s.pending.push_front(e),
-                        None => self.bytes -= weight,
+                        Some(e) => {
+                            self.counters.redelivered += 1;
+                            s.pending.push_front(e);
+                        }
+                        None => {
+                            self.counters.dead_lettered += 1;
+                            self.bytes -= weight;
+                        }
                     }
                 }
             } else {
                 for e in settled {
+                    self.counters.acked += 1;
                     self.bytes -= e.weight();
                 }
             }
-            if !drain(&mut self.subscribers[i], &mut self.bytes) {
+            if !drain(
+                &mut self.subscribers[i],
+                &mut self.bytes,
+                &mut self.counters,
+            ) {
                 self.remove_dead(vec![i]);
             }
         }
@@ -212,7 +257,7 @@ impl Topic {
 
 /// Delivers from a subscriber's backlog while it has credit. Returns false if its session is
 /// gone. Auto-mode deliveries leave the topic's memory as they are sent.
-fn drain(s: &mut Subscriber, bytes: &mut u64) -> bool {
+fn drain(s: &mut Subscriber, bytes: &mut u64, counters: &mut Counters) -> bool {
     let now = now_ms();
     while s.consumer.has_credit() {
         let Some(entry) = s.pending.pop_front() else {
@@ -220,13 +265,18 @@ fn drain(s: &mut Subscriber, bytes: &mut u64) -> bool {
         };
         if expired(&entry.message, now) {
             *bytes -= entry.weight();
+            counters.expired += 1;
             continue;
         }
         let weight = entry.weight();
         let keeps = s.consumer.keeps_unacked();
         match s.consumer.deliver(entry) {
-            Ok(()) if !keeps => *bytes -= weight,
-            Ok(()) => {}
+            Ok(()) if !keeps => {
+                counters.delivered += 1;
+                counters.acked += 1;
+                *bytes -= weight;
+            }
+            Ok(()) => counters.delivered += 1,
             Err(entry) => {
                 s.pending.push_front(entry);
                 return false;

@@ -36,7 +36,12 @@ impl Identity {
             .unwrap_or_else(|_| "localhost".to_string());
         let pid = std::process::id();
         let start = now_ms();
-        Identity { holder: format!("{host}:{pid}:{start}"), host, pid, admin_address }
+        Identity {
+            holder: format!("{host}:{pid}:{start}"),
+            host,
+            pid,
+            admin_address,
+        }
     }
 }
 
@@ -113,16 +118,30 @@ pub fn try_acquire(
 }
 
 /// Extends the lease. False if the row no longer names this holder and epoch (taken over).
-pub fn renew(conn: &Connection, me: &Identity, epoch: u64, ttl_ms: u64) -> Result<bool, StoreError> {
-    let n = conn.execute(
+/// Takes the write lock first (IMMEDIATE) so a busy store waits in SQLite's busy handler
+/// instead of failing at once.
+pub fn renew(
+    conn: &mut Connection,
+    me: &Identity,
+    epoch: u64,
+    ttl_ms: u64,
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute(
         "UPDATE broker_lease SET expires_at = ?3 WHERE id = 1 AND holder = ?1 AND epoch = ?2",
         params![me.holder, epoch as i64, now_ms() + ttl_ms as i64],
     )?;
+    tx.commit()?;
     Ok(n == 1)
 }
 
 /// Records the STOMP address the master serves on, for operators.
-pub fn set_stomp_address(conn: &Connection, me: &Identity, epoch: u64, addr: &str) -> Result<(), StoreError> {
+pub fn set_stomp_address(
+    conn: &Connection,
+    me: &Identity,
+    epoch: u64,
+    addr: &str,
+) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE broker_lease SET stomp_address = ?3 WHERE id = 1 AND holder = ?1 AND epoch = ?2",
         params![me.holder, epoch as i64, addr],
@@ -144,9 +163,11 @@ pub fn release(conn: &Connection, me: &Identity, epoch: u64) -> Result<(), Store
 /// `epoch`?
 pub fn holds(conn: &Connection, holder: &str, epoch: u64) -> Result<bool, rusqlite::Error> {
     let row: Option<(Option<String>, i64)> = conn
-        .query_row("SELECT holder, epoch FROM broker_lease WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT holder, epoch FROM broker_lease WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
     Ok(matches!(row, Some((Some(h), e)) if h == holder && e as u64 == epoch))
 }
@@ -171,7 +192,12 @@ mod tests {
     }
 
     fn me(name: &str) -> Identity {
-        Identity { holder: name.into(), host: "h".into(), pid: 1, admin_address: "a".into() }
+        Identity {
+            holder: name.into(),
+            host: "h".into(),
+            pid: 1,
+            admin_address: "a".into(),
+        }
     }
 
     #[test]
@@ -179,17 +205,23 @@ mod tests {
         let (_d, path) = db();
         let mut a = Connection::open(&path).unwrap();
         let mut b = Connection::open(&path).unwrap();
-        let e1 = try_acquire(&mut a, &me("a"), 60_000, false).unwrap().unwrap();
+        let e1 = try_acquire(&mut a, &me("a"), 60_000, false)
+            .unwrap()
+            .unwrap();
         assert_eq!(try_acquire(&mut b, &me("b"), 60_000, false).unwrap(), None);
-        assert!(renew(&a, &me("a"), e1, 60_000).unwrap());
+        assert!(renew(&mut a, &me("a"), e1, 60_000).unwrap());
         // b knows a is dead (file lock): it takes over and a is fenced.
-        let e2 = try_acquire(&mut b, &me("b"), 60_000, true).unwrap().unwrap();
+        let e2 = try_acquire(&mut b, &me("b"), 60_000, true)
+            .unwrap()
+            .unwrap();
         assert!(e2 > e1);
-        assert!(!renew(&a, &me("a"), e1, 60_000).unwrap());
+        assert!(!renew(&mut a, &me("a"), e1, 60_000).unwrap());
         assert!(!holds(&a, "a", e1).unwrap());
         assert!(holds(&b, "b", e2).unwrap());
         release(&b, &me("b"), e2).unwrap();
-        assert!(try_acquire(&mut a, &me("a"), 60_000, false).unwrap().is_some());
+        assert!(try_acquire(&mut a, &me("a"), 60_000, false)
+            .unwrap()
+            .is_some());
     }
 
     #[test]
@@ -198,6 +230,8 @@ mod tests {
         let mut a = Connection::open(&path).unwrap();
         let mut b = Connection::open(&path).unwrap();
         try_acquire(&mut a, &me("a"), 0, false).unwrap().unwrap();
-        assert!(try_acquire(&mut b, &me("b"), 60_000, false).unwrap().is_some());
+        assert!(try_acquire(&mut b, &me("b"), 60_000, false)
+            .unwrap()
+            .is_some());
     }
 }

@@ -43,7 +43,11 @@ pub enum Event {
 /// Runs the broker until a signal: standby until the lease is ours, then master until a
 /// signal (clean stop) or a step-down (back to standby, or exit per `lease.on_step_down`).
 /// `events` carries [`Event::Signal`] from the caller's signal handler.
-pub fn run(config: Config, events_tx: Sender<Event>, events: Receiver<Event>) -> anyhow::Result<()> {
+pub fn run(
+    config: Config,
+    events_tx: Sender<Event>,
+    events: Receiver<Event>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let db_path = config.db_path();
@@ -112,7 +116,14 @@ pub fn run(config: Config, events_tx: Sender<Event>, events: Receiver<Event>) ->
             admin_announced = true;
         }
         let renewing = Arc::new(AtomicBool::new(true));
-        spawn_renewer(db_path.clone(), me.clone(), epoch, config.clone(), renewing.clone(), events_tx.clone());
+        spawn_renewer(
+            db_path.clone(),
+            me.clone(),
+            epoch,
+            config.clone(),
+            renewing.clone(),
+            events_tx.clone(),
+        );
         let reason = loop {
             match events.recv() {
                 Ok(Event::Signal) | Err(_) => {
@@ -120,7 +131,10 @@ pub fn run(config: Config, events_tx: Sender<Event>, events: Receiver<Event>) ->
                     state.set(Role::SteppingDown, Some(epoch), None);
                     broker.shutdown();
                     if let Err(e) = super::release(&conn, &me, epoch) {
-                        warn!("lease: could not release it ({e}); it expires in {} ms", lease.ttl_ms);
+                        warn!(
+                            "lease: could not release it ({e}); it expires in {} ms",
+                            lease.ttl_ms
+                        );
                     }
                     info!("lease released");
                     return Ok(());
@@ -154,28 +168,43 @@ fn announce(line: &str) {
 /// Blocks a thread on the OS file lock; when the kernel grants it (its holder exited or
 /// died), hands the locked file to the role loop.
 fn wait_for_file_lock(path: PathBuf, events: Sender<Event>) {
-    let spawned = std::thread::Builder::new().name("lease-file-lock".into()).spawn(move || {
-        let file = match std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                warn!("lease: cannot open {}: {e}; crash detection falls back to the TTL", path.display());
-                return;
+    let spawned = std::thread::Builder::new()
+        .name("lease-file-lock".into())
+        .spawn(move || {
+            let file = match std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    warn!(
+                        "lease: cannot open {}: {e}; crash detection falls back to the TTL",
+                        path.display()
+                    );
+                    return;
+                }
+            };
+            match file.lock() {
+                Ok(()) => {
+                    let _ = events.send(Event::FileLock(file));
+                }
+                Err(e) => warn!(
+                    "lease: cannot lock {}: {e}; crash detection falls back to the TTL",
+                    path.display()
+                ),
             }
-        };
-        match file.lock() {
-            Ok(()) => {
-                let _ = events.send(Event::FileLock(file));
-            }
-            Err(e) => warn!("lease: cannot lock {}: {e}; crash detection falls back to the TTL", path.display()),
-        }
-    });
+        });
     if let Err(e) = spawned {
         warn!("lease: cannot start the file-lock thread: {e}");
     }
 }
 
-/// Renews the lease every `renew_interval_ms` on a connection of its own; the first failure
-/// (error, or the row names someone else) is a step-down.
+/// Renews the lease every `renew_interval_ms` on a connection of its own. Finding another
+/// holder or epoch is a step-down at once. An error (a busy or failing disk) is retried until
+/// less than one renew interval is left on the lease this broker last wrote; then it steps
+/// down, before that lease can expire under it.
 fn spawn_renewer(
     db: PathBuf,
     me: Identity,
@@ -187,33 +216,53 @@ fn spawn_renewer(
     let interval = Duration::from_millis(config.lease.renew_interval_ms);
     let ttl = config.lease.ttl_ms;
     let on_error = events.clone();
-    let spawned = std::thread::Builder::new().name("lease-renewer".into()).spawn(move || {
-        let conn = match Connection::open(&db).and_then(|c| c.busy_timeout(interval).map(|_| c)) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = events.send(Event::StepDown(format!("cannot open the store to renew: {e}")));
-                return;
-            }
-        };
-        while running.load(Ordering::SeqCst) {
-            std::thread::sleep(interval);
-            if !running.load(Ordering::SeqCst) {
-                return;
-            }
-            match super::renew(&conn, &me, epoch, ttl) {
-                Ok(true) => {}
-                Ok(false) => {
-                    let _ = events.send(Event::StepDown(format!("lease epoch {epoch} was taken over")));
+    let spawned = std::thread::Builder::new()
+        .name("lease-renewer".into())
+        .spawn(move || {
+            let mut conn =
+                match Connection::open(&db).and_then(|c| c.busy_timeout(interval).map(|_| c)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = events.send(Event::StepDown(format!(
+                            "cannot open the store to renew: {e}"
+                        )));
+                        return;
+                    }
+                };
+            // The lease was written moments ago by try_acquire.
+            let mut valid_until = std::time::Instant::now() + Duration::from_millis(ttl);
+            let mut pause = interval;
+            while running.load(Ordering::SeqCst) {
+                std::thread::sleep(pause);
+                if !running.load(Ordering::SeqCst) {
                     return;
                 }
-                Err(e) => {
-                    let _ = events.send(Event::StepDown(format!("lease renewal failed: {e}")));
-                    return;
+                let attempt = std::time::Instant::now();
+                match super::renew(&mut conn, &me, epoch, ttl) {
+                    Ok(true) => {
+                        valid_until = attempt + Duration::from_millis(ttl);
+                        pause = interval;
+                    }
+                    Ok(false) => {
+                        let _ = events.send(Event::StepDown(format!(
+                            "lease epoch {epoch} was taken over"
+                        )));
+                        return;
+                    }
+                    Err(e) if std::time::Instant::now() + interval < valid_until => {
+                        warn!("lease: renewal failed ({e}); retrying while the lease lasts");
+                        pause = interval / 4;
+                    }
+                    Err(e) => {
+                        let _ = events.send(Event::StepDown(format!("lease renewal failed: {e}")));
+                        return;
+                    }
                 }
             }
-        }
-    });
+        });
     if let Err(e) = spawned {
-        let _ = on_error.send(Event::StepDown(format!("cannot start the lease renewer: {e}")));
+        let _ = on_error.send(Event::StepDown(format!(
+            "cannot start the lease renewer: {e}"
+        )));
     }
 }

@@ -10,6 +10,6 @@ mod state;
 mod task;
 
 pub use error::Error;
-pub use services::{ClientIds, Services};
+pub use services::{ClientIds, ConnectionInfo, Connections, Services, SubscriptionInfo};
 pub use state::{HeartBeat, Phase, Session, SERVER};
 pub use task::{run, SessionContext};

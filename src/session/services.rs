@@ -1,7 +1,9 @@
 //! What every session shares with the rest of the broker.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
 
 use crate::config::Config;
 use crate::message::{IdAllocator, Router};
@@ -16,6 +18,77 @@ pub struct Services {
     /// None when the broker runs without a store (tests): persistent messages stay in memory.
     pub store: Option<StoreTx>,
     pub client_ids: Arc<ClientIds>,
+    pub connections: Arc<Connections>,
+}
+
+/// Live connections and their subscriptions, for the admin API. Touched on CONNECT,
+/// SUBSCRIBE, UNSUBSCRIBE and close only, never per message.
+#[derive(Debug, Default)]
+pub struct Connections(Mutex<HashMap<u64, ConnectionInfo>>);
+
+/// One connection as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionInfo {
+    pub id: u64,
+    pub peer: String,
+    pub version: String,
+    pub client_id: Option<String>,
+    pub login: Option<String>,
+    /// ms since the epoch.
+    pub connected_at: u64,
+    pub subscriptions: Vec<SubscriptionInfo>,
+}
+
+/// One subscription as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriptionInfo {
+    pub id: String,
+    pub destination: String,
+    pub ack: &'static str,
+    pub prefetch: u32,
+    /// `client_id:name` for a durable subscription.
+    pub durable: Option<String>,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ConnectionInfo>> {
+        // A poisoned lock means a panic while updating a map entry: the map is still usable.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a connected session.
+    pub fn insert(&self, info: ConnectionInfo) {
+        self.lock().insert(info.id, info);
+    }
+
+    /// Updates one connection's record.
+    pub fn update(&self, id: u64, f: impl FnOnce(&mut ConnectionInfo)) {
+        if let Some(c) = self.lock().get_mut(&id) {
+            f(c);
+        }
+    }
+
+    /// Forgets a closed session.
+    pub fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Every live connection, oldest first.
+    pub fn list(&self) -> Vec<ConnectionInfo> {
+        let mut v: Vec<ConnectionInfo> = self.lock().values().cloned().collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// Number of live (connected) sessions.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when no session is connected.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
 }
 
 /// The `client-id`s of live connections, shared by all shards: a second live connection with

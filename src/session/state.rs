@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 
 use super::error::Error;
-use super::services::{ClientIds, Services};
+use super::services::{ClientIds, ConnectionInfo, Connections, Services, SubscriptionInfo};
 use crate::codec::{encode_into, escape_into, Command, Escaping, Frame, Version};
 use crate::config::Config;
 use crate::destination::{now_ms, DestinationName, Kind};
@@ -46,6 +46,9 @@ struct Sub {
     ack: AckMode,
     /// Deliveries awaiting ACK/NACK in delivery order (client modes).
     in_flight: VecDeque<InFlight>,
+    /// Until the SUBSCRIBE's RECEIPT (this token) is written, deliveries wait here, so the
+    /// RECEIPT always comes before the subscription's first MESSAGE.
+    held: Option<(Token, Vec<(Arc<Message>, u32)>)>,
 }
 
 /// A delivery awaiting ACK/NACK.
@@ -113,6 +116,9 @@ pub struct Session {
     client_ids: Arc<ClientIds>,
     /// The CONNECT `client-id` this connection holds.
     client_id: Option<String>,
+    connections: Arc<Connections>,
+    /// The peer, for the admin API.
+    peer: String,
     said_hello: Vec<bool>,
     phase: Phase,
     version: Version,
@@ -150,6 +156,8 @@ impl Session {
             store: services.store.clone(),
             client_ids: services.client_ids.clone(),
             client_id: None,
+            connections: services.connections.clone(),
+            peer: String::new(),
             said_hello: vec![false; shards],
             phase: Phase::Connecting,
             version: Version::V1_0,
@@ -166,6 +174,11 @@ impl Session {
             credits: HashMap::new(),
             commits: HashMap::new(),
         }
+    }
+
+    /// Names the peer (address, or the client behind a load balancer) for the admin API.
+    pub fn set_peer(&mut self, peer: &str) {
+        self.peer = peer.to_string();
     }
 
     /// The session's id.
@@ -278,6 +291,7 @@ impl Session {
     /// The connection is gone: owners drop its consumers and requeue what it had unacked.
     /// Open transactions are aborted implicitly (their buffered work is simply dropped).
     pub fn close(&mut self) {
+        self.connections.remove(self.id.0);
         if let Some(id) = self.client_id.take() {
             self.client_ids.release(&id);
         }
@@ -341,6 +355,15 @@ impl Session {
         self.heart_beat = HeartBeat { send_ms, expect_ms };
         self.version = version;
         self.phase = Phase::Connected;
+        self.connections.insert(ConnectionInfo {
+            id: self.id.0,
+            peer: self.peer.clone(),
+            version: version.as_str().to_string(),
+            client_id: self.client_id.clone(),
+            login: frame.get("login").map(str::to_string),
+            connected_at: now_ms(),
+            subscriptions: Vec::new(),
+        });
         let connected = Frame::new(Command::Connected)
             .header("version", version.as_str())
             .header("session", format!("session-{}", self.id.0))
@@ -400,9 +423,26 @@ impl Session {
             destination: destination.clone(),
             ack,
             in_flight: VecDeque::new(),
+            held: None,
         };
         self.subs.insert(sub, s);
+        let info = SubscriptionInfo {
+            id: self.subs[&sub].client_id.clone(),
+            destination: destination.to_string(),
+            ack: match ack {
+                AckMode::Auto => "auto",
+                AckMode::Client => "client",
+                AckMode::ClientIndividual => "client-individual",
+            },
+            prefetch,
+            durable: durable.as_ref().map(|d| d.key().to_string()),
+        };
+        self.connections
+            .update(self.id.0, |c| c.subscriptions.push(info));
         let token = self.receipt_token(frame, 1);
+        if let (Some(t), Some(s)) = (token, self.subs.get_mut(&sub)) {
+            s.held = Some((t, Vec::new()));
+        }
         let shard = self.router.owner_of(&destination);
         let cmd = ToOwner::Subscribe {
             session: self.id,
@@ -443,6 +483,9 @@ impl Session {
                 _ => return Err(Error::UnknownSubscription(client_id.to_string())),
             },
         };
+        let gone = client_id.to_string();
+        self.connections
+            .update(self.id.0, |c| c.subscriptions.retain(|s| s.id != gone));
         let destroy = match self.has_durable_header(frame) {
             true => self.durable_name(frame, &destination, Some(client_id))?,
             false => None,
@@ -948,6 +991,23 @@ impl Session {
             if p.then_close {
                 self.phase = Phase::Closing;
             }
+            self.release_held(p.token);
+        }
+    }
+
+    /// Writes the deliveries a subscription held back until its SUBSCRIBE's RECEIPT.
+    fn release_held(&mut self, token: Token) {
+        let ready: Vec<SubId> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.held.as_ref().is_some_and(|(t, _)| *t == token))
+            .map(|(id, _)| *id)
+            .collect();
+        for sub in ready {
+            let held = self.subs.get_mut(&sub).and_then(|s| s.held.take());
+            for (m, count) in held.map(|(_, h)| h).unwrap_or_default() {
+                self.write_message(sub, &m, count);
+            }
         }
     }
 
@@ -958,12 +1018,16 @@ impl Session {
     }
 
     /// Encodes a MESSAGE frame straight into the write buffer (no intermediate [`Frame`]).
-    fn write_message(&mut self, sub_id: SubId, m: &Message, redelivery_count: u32) {
+    fn write_message(&mut self, sub_id: SubId, m: &Arc<Message>, redelivery_count: u32) {
         let Some(sub) = self.subs.get_mut(&sub_id) else {
             // A late delivery for a subscription closed meanwhile: the owner has already put
             // it back in the queue when it processed the UNSUBSCRIBE.
             return;
         };
+        if let Some((_, held)) = &mut sub.held {
+            held.push((m.clone(), redelivery_count));
+            return;
+        }
         let esc = Escaping::for_frame(self.version, Command::Message);
         let mut head = Vec::with_capacity(256);
         head.extend_from_slice(b"MESSAGE\nsubscription:");
@@ -1085,6 +1149,7 @@ mod tests {
                 ids: Arc::new(IdAllocator::new(0)),
                 store: None,
                 client_ids: Arc::new(ClientIds::default()),
+                connections: Arc::new(Connections::default()),
             };
             let ctx = Ctx::new(
                 0,

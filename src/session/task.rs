@@ -40,6 +40,7 @@ where
     let (tx, mut rx) = mpsc::unbounded_channel();
     let config = ctx.services.config.clone();
     let mut session = Session::new(ctx.id, &ctx.services, tx);
+    session.set_peer(&ctx.peer);
     let mut decoder = Decoder::new(config.limits.clone());
     let mut shutdown = ctx.shutdown.clone();
     let mut rbuf = ctx.initial;
@@ -165,7 +166,13 @@ where
 /// Decodes and handles buffered frames until more bytes are needed (returns false), the
 /// session stops reading (returns true: frames may remain), or the input is bad (the ERROR is
 /// queued; returns false).
-fn pump(decoder: &mut Decoder, rbuf: &mut BytesMut, session: &mut Session, peer: &str, conn: u64) -> bool {
+fn pump(
+    decoder: &mut Decoder,
+    rbuf: &mut BytesMut,
+    session: &mut Session,
+    peer: &str,
+    conn: u64,
+) -> bool {
     loop {
         if !session.wants_read() {
             return !rbuf.is_empty();
@@ -185,7 +192,7 @@ fn pump(decoder: &mut Decoder, rbuf: &mut BytesMut, session: &mut Session, peer:
             Err(e) => {
                 let e = Error::from(e);
                 info!("conn={conn} peer={peer} {}", e.message());
-                session.fail(&e, None);
+                session.fail(&e, decoder.receipt());
                 return false;
             }
         }

@@ -9,9 +9,12 @@ use std::time::Duration;
 use log::debug;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::destination::{Consumer, Ctx, DestinationName, Entry, Kind, Queue, Topic};
+use crate::destination::{
+    Consumer, Ctx, DestinationName, DestinationStats, Entry, Kind, Queue, Topic,
+};
 use crate::message::{
-    AckMode, DurableName, Message, QueueKey, SessionId, SessionTx, SubId, ToOwner, ToSession, Token,
+    AckMode, DurableName, Inspect, Message, QueueKey, SessionId, SessionTx, SubId, ToOwner,
+    ToSession, Token,
 };
 use crate::store::Request;
 
@@ -255,9 +258,77 @@ impl Owner {
                         .insert(key.clone(), Queue::recovered(key, counts));
                 }
             }
+            ToOwner::Inspect(q) => self.inspect(q),
             ToOwner::Stop => return false,
         }
         true
+    }
+
+    fn inspect(&mut self, q: Inspect) {
+        match q {
+            Inspect::Stats { reply } => {
+                let mut out: Vec<DestinationStats> =
+                    self.queues.values().map(Queue::stats).collect();
+                out.extend(self.topics.values().map(Topic::stats));
+                let _ = reply.send(out);
+            }
+            Inspect::Browse {
+                key,
+                offset,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.queues.get(&key).map(|q| q.browse(offset, limit)));
+            }
+            Inspect::Purge { key, reply } => {
+                let mut purged = None;
+                self.with_queue(&key, false, |q, ctx| {
+                    let keep = q.unacked_ids();
+                    purged = Some(q.purge());
+                    ctx.request(Request::Purge {
+                        key: q.key().clone(),
+                        keep,
+                    });
+                });
+                self.forget_if_idle(&key);
+                let _ = reply.send(purged);
+            }
+            Inspect::Delete { key, reply } => {
+                let result = match self.queues.get(&key) {
+                    _ if key.destination.kind() == Kind::Topic && key.subscription.is_none() => {
+                        match self.topics.get(&key.destination) {
+                            Some(t) if t.subscriber_count() > 0 || !t.durables.is_empty() => {
+                                Err("topic has subscribers or durable subscriptions".to_string())
+                            }
+                            _ => {
+                                self.topics.remove(&key.destination);
+                                Ok(0)
+                            }
+                        }
+                    }
+                    Some(q) if q.consumer_count() > 0 => {
+                        Err(format!("queue has {} consumers", q.consumer_count()))
+                    }
+                    _ => {
+                        let mut n = 0;
+                        if let Some(mut q) = self.queues.remove(&key) {
+                            let before = q.bytes();
+                            n = q.purge();
+                            self.ctx.charge(before, q.bytes());
+                        }
+                        if let Some(name) = &key.subscription {
+                            if let Some(t) = self.topics.get_mut(&key.destination) {
+                                t.durables.retain(|k| k.subscription.as_ref() != Some(name));
+                            }
+                        }
+                        self.ctx
+                            .request(Request::DeleteDestination { key: key.clone() });
+                        Ok(n)
+                    }
+                };
+                let _ = reply.send(result);
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -294,14 +365,15 @@ impl Owner {
         if let Some(s) = self.sessions.get_mut(&session) {
             s.subs.insert(sub, target.clone());
         }
-        match target {
-            Target::Queue(key) => self.with_queue(&key, true, |q, ctx| q.subscribe(consumer, ctx)),
-            Target::Topic(name) => self.with_topic(&name, true, |t, _| t.subscribe(consumer)),
-        }
+        // Answer first: the session holds deliveries back until the RECEIPT is written.
         if !answered {
             if let Some(token) = token {
                 let _ = tx.send(ToSession::Done { token });
             }
+        }
+        match target {
+            Target::Queue(key) => self.with_queue(&key, true, |q, ctx| q.subscribe(consumer, ctx)),
+            Target::Topic(name) => self.with_topic(&name, true, |t, _| t.subscribe(consumer)),
         }
     }
 

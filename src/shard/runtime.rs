@@ -21,7 +21,7 @@ use crate::codec::{encode, Version};
 use crate::config::Config;
 use crate::destination::Ctx;
 use crate::message::{IdAllocator, Router, SessionId, ToOwner};
-use crate::session::{self, ClientIds, Services, SessionContext};
+use crate::session::{self, ClientIds, Connections, Services, SessionContext};
 use crate::store::{self, Fence, Request, StoreError, StoreTx, WriterConfig};
 use crate::transport::proxy;
 use bytes::BytesMut;
@@ -78,6 +78,7 @@ pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
 pub struct Broker {
     stomp_addr: SocketAddr,
     router: Arc<Router>,
+    services: Arc<Services>,
     store: StoreTx,
     writer: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
@@ -125,7 +126,7 @@ impl Broker {
         for (shard, (queues, durables)) in queues.into_iter().zip(durables).enumerate() {
             router.post(shard, ToOwner::Recover { queues, durables });
         }
-                let writer_config = WriterConfig {
+        let writer_config = WriterConfig {
             max_batch: config.store_max_batch,
             sweep_expired: !config.destinations.expired_to_dlq,
             fence,
@@ -141,6 +142,7 @@ impl Broker {
             ids: Arc::new(IdAllocator::new(recovered.max_id)),
             store: Some(store_tx.clone()),
             client_ids: Arc::new(ClientIds::default()),
+            connections: Arc::new(Connections::default()),
         });
         let shared = Arc::new(Shared {
             config,
@@ -164,12 +166,18 @@ impl Broker {
         Ok(Broker {
             stomp_addr,
             router,
+            services: shared.services.clone(),
             store: store_tx,
             writer,
             shutdown,
             idle,
             threads,
         })
+    }
+
+    /// What sessions share (router, registries): the admin API reads through it.
+    pub fn services(&self) -> Arc<Services> {
+        self.services.clone()
     }
 
     /// The address the STOMP listener is bound to (the real port when port 0 was asked).
@@ -340,7 +348,13 @@ fn accept(
         } else {
             (peer.to_string(), BytesMut::new())
         };
-        let ctx = SessionContext { id, services, shutdown, peer, initial };
+        let ctx = SessionContext {
+            id,
+            services,
+            shutdown,
+            peer,
+            initial,
+        };
         session::run(stream, ctx).await;
         drop(slot);
     });

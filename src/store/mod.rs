@@ -145,6 +145,10 @@ pub enum Request {
         durable: DurableName,
         topic: DestinationName,
     },
+    /// An operator purged a queue: delete its stored rows except `keep` (delivered, unacked).
+    Purge { key: QueueKey, keep: Vec<MessageId> },
+    /// An operator deleted a destination: its rows and its `destinations` row.
+    DeleteDestination { key: QueueKey },
     /// Delete stored messages whose expiry has passed (the writer schedules this itself).
     /// Owners whose counts included them notice on their next page-in.
     SweepExpired,

@@ -101,12 +101,18 @@ pub fn apply(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreErro
         let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let current = usize::try_from(current).unwrap_or(0);
         if current > migrations.len() {
-            return Err(StoreError::TooNew { found: current, known: migrations.len() });
+            return Err(StoreError::TooNew {
+                found: current,
+                known: migrations.len(),
+            });
         }
         if current > i {
             continue;
         }
-        tx.execute_batch(sql).map_err(|e| StoreError::Migration { version: i + 1, source: e })?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Migration {
+            version: i + 1,
+            source: e,
+        })?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }

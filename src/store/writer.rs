@@ -51,7 +51,14 @@ pub fn spawn_writer(
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
-            Writer { conn, router, config, known: HashSet::new(), fenced: false }.run(rx)
+            Writer {
+                conn,
+                router,
+                config,
+                known: HashSet::new(),
+                fenced: false,
+            }
+            .run(rx)
         })?;
     Ok((tx, handle))
 }
@@ -243,6 +250,8 @@ impl Writer {
                 | Request::Delete { .. }
                 | Request::Redelivered { .. }
                 | Request::SweepExpired
+                | Request::Purge { .. }
+                | Request::DeleteDestination { .. }
                 | Request::Stop => {}
             }
         }
@@ -269,8 +278,10 @@ fn apply_one(
             }
         }
         Request::Redelivered { id, count } => {
-            tx.prepare_cached("UPDATE messages SET redelivery_count = ?2, epoch = ?3 WHERE message_id = ?1")?
-                .execute(params![id.0 as i64, *count as i64, epoch])?;
+            tx.prepare_cached(
+                "UPDATE messages SET redelivery_count = ?2, epoch = ?3 WHERE message_id = ?1",
+            )?
+            .execute(params![id.0 as i64, *count as i64, epoch])?;
         }
         Request::Move { message, to, .. } => {
             if message.message.persistent {
@@ -283,7 +294,7 @@ fn apply_one(
                 )?;
                 tx.prepare_cached(
                     "UPDATE messages SET destination = ?2, subscription = ?3, headers = ?4,
-                            redelivery_count = ?5, epoch = ?6 WHERE message_id = ?1",
+                            redelivery_count = ?5, epoch = ?6, expires_at = NULL WHERE message_id = ?1",
                 )?
                 .execute(params![
                     message.message.id.0 as i64,
@@ -368,6 +379,34 @@ fn apply_one(
             .execute(params![&*durable.client_id, &*durable.name])?;
             tx.prepare_cached("DELETE FROM messages WHERE destination = ?1 AND subscription = ?2")?
                 .execute(params![topic.as_str(), &*durable.key()])?;
+        }
+        Request::Purge { key, keep } => {
+            let keep: Vec<i64> = keep.iter().map(|id| id.0 as i64).collect();
+            let keep = serde_json::to_string(&keep).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached(
+                "DELETE FROM messages WHERE destination = ?1 AND subscription = ?2
+                   AND message_id NOT IN (SELECT value FROM json_each(?3))",
+            )?
+            .execute(params![
+                key.destination.as_str(),
+                key.subscription_str(),
+                keep
+            ])?;
+        }
+        Request::DeleteDestination { key } => {
+            tx.prepare_cached("DELETE FROM messages WHERE destination = ?1 AND subscription = ?2")?
+                .execute(params![key.destination.as_str(), key.subscription_str()])?;
+            if key.subscription.is_none() {
+                tx.prepare_cached("DELETE FROM destinations WHERE name = ?1")?
+                    .execute([key.destination.as_str()])?;
+                known.remove(key.destination.as_str());
+            } else {
+                tx.prepare_cached(
+                    "DELETE FROM durable_subscriptions
+                      WHERE destination = ?1 AND client_id || ':' || name = ?2",
+                )?
+                .execute(params![key.destination.as_str(), key.subscription_str()])?;
+            }
         }
         Request::SweepExpired => {
             let n = tx
