@@ -4,6 +4,11 @@
 //! - `GET /health`: 200 with the role as JSON on the serving master; 503 (same JSON) on a
 //!   standby or a broker stepping down. This is what a load balancer's health check uses.
 //! - `GET /api/lease`: the `broker_lease` row.
+//! - `GET /metrics`: Prometheus text (see `metrics.rs`).
+//! - `GET /api/destinations`, `/api/connections`, `/api/subscriptions`,
+//!   `/api/messages?destination=…` (browse), `POST /api/purge?destination=…`,
+//!   `POST /api/delete?destination=…`: the admin API (`api.rs`, docs/admin-api.md).
+//! - `GET /`: the web console (`console.html`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use axum::extract::State;
+use metrics_exporter_prometheus::PrometheusHandle;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -41,10 +47,16 @@ pub struct Status {
     pub stomp_address: Option<String>,
 }
 
+mod api;
+pub mod metrics;
+
 /// State shared between the broker's life cycle and the HTTP handlers.
 pub struct AdminState {
     status: Mutex<Status>,
     db_path: PathBuf,
+    /// The serving broker's shared services (None unless master).
+    services: Mutex<Option<Arc<crate::session::Services>>>,
+    metrics: Option<PrometheusHandle>,
 }
 
 impl AdminState {
@@ -58,7 +70,19 @@ impl AdminState {
                 stomp_address: None,
             }),
             db_path,
+            services: Mutex::new(None),
+            metrics: metrics::install(),
         })
+    }
+
+    /// Attaches (master) or detaches (standby) the serving broker.
+    pub fn set_services(&self, services: Option<Arc<crate::session::Services>>) {
+        *self.services.lock().unwrap_or_else(|p| p.into_inner()) = services;
+    }
+
+    /// The serving broker's services, if this broker is the master.
+    pub fn services(&self) -> Option<Arc<crate::session::Services>> {
+        self.services.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Sets this broker's lease holder name (known once the admin address is bound).
@@ -78,44 +102,63 @@ impl AdminState {
 
     /// The current status.
     pub fn status(&self) -> Status {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
 /// Binds the admin listener (so a bad address fails at start) and serves it on a thread of
 /// its own. Returns the bound address.
-pub fn start(bind: SocketAddr, state: Arc<AdminState>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+pub fn start(
+    bind: SocketAddr,
+    state: Arc<AdminState>,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = std::net::TcpListener::bind(bind)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let handle = std::thread::Builder::new().name("admin-http".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                log::error!("admin: cannot build runtime: {e}");
-                return;
-            }
-        };
-        rt.block_on(async move {
-            let listener = match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => l,
+    let handle = std::thread::Builder::new()
+        .name("admin-http".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
                 Err(e) => {
-                    log::error!("admin: cannot register listener: {e}");
+                    log::error!("admin: cannot build runtime: {e}");
                     return;
                 }
             };
-            if let Err(e) = axum::serve(listener, router(state)).await {
-                log::error!("admin: server failed: {e}");
-            }
-        });
-    })?;
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        log::error!("admin: cannot register listener: {e}");
+                        return;
+                    }
+                };
+                if let Err(e) = axum::serve(listener, router(state)).await {
+                    log::error!("admin: server failed: {e}");
+                }
+            });
+        })?;
     Ok((addr, handle))
 }
 
 fn router(state: Arc<AdminState>) -> Router {
     Router::new()
+        .route("/", get(api::console))
         .route("/health", get(health))
+        .route("/metrics", get(metrics::render))
         .route("/api/lease", get(lease))
+        .route("/api/destinations", get(api::destinations))
+        .route("/api/connections", get(api::connections))
+        .route("/api/subscriptions", get(api::subscriptions))
+        .route("/api/messages", get(api::browse))
+        .route("/api/purge", axum::routing::post(api::purge))
+        .route("/api/delete", axum::routing::post(api::delete))
         .with_state(state)
 }
 

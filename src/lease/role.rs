@@ -108,6 +108,7 @@ pub fn run(
             }
         };
         let stomp = broker.stomp_addr().to_string();
+        state.set_services(Some(broker.services()));
         let _ = super::set_stomp_address(&conn, &me, epoch, &stomp);
         state.set(Role::Master, Some(epoch), Some(stomp.clone()));
         announce(&format!("stompbox listening stomp={stomp}"));
@@ -129,6 +130,7 @@ pub fn run(
                 Ok(Event::Signal) | Err(_) => {
                     renewing.store(false, Ordering::SeqCst);
                     state.set(Role::SteppingDown, Some(epoch), None);
+                    state.set_services(None);
                     broker.shutdown();
                     if let Err(e) = super::release(&conn, &me, epoch) {
                         warn!(
@@ -146,6 +148,7 @@ pub fn run(
         error!("stepping down: {reason}");
         renewing.store(false, Ordering::SeqCst);
         state.set(Role::SteppingDown, Some(epoch), None);
+        state.set_services(None);
         broker.shutdown();
         if file_lock.take().is_some() {
             // Released with the file: wait for it again, to learn when the new master dies.

@@ -322,6 +322,7 @@ fn accept(
         });
         return;
     }
+    metrics::counter!("stompbox_connections_accepted_total").increment(1);
     let slot = ConnectionSlot(shared.clone());
     let id = SessionId(shared.next_session.fetch_add(1, Ordering::Relaxed));
     let services = shared.services.clone();
