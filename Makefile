@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build release run test test-rust lint fmt bench fuzz-check ci clean
+.PHONY: all build release run test test-deps test-rust lint fmt bench fuzz-check ci clean
 
 all: build
 
@@ -20,10 +20,14 @@ run: release
 	./target/release/stompbox serve --config config/stompbox.toml
 
 # Every test: unit, integration, proptests, the protocol conformance suite (which starts the
-# built binary itself), the fuzz corpus as regression tests, and the client smoke tests.
-test: build test-rust fuzz-check test-clients
+# built binary itself), the HA suite (with a real HAProxy), the fuzz corpus as regression
+# tests, the client smoke tests and the web console's browser test. Missing tools (haproxy,
+# chromium, ruby-stomp, python and npm packages) are installed first.
+test: build test-deps test-rust fuzz-check test-clients test-console
 
-test-rust:
+test-deps: ha-deps clients-deps console-deps
+
+test-rust: ha-deps
 	$(CARGO) test --all-targets
 
 lint:
@@ -50,8 +54,15 @@ clean:
 	$(CARGO) clean
 	rm -rf .venv clients/js/node_modules
 
-ifneq ($(wildcard mk/clients.mk),)
-include mk/clients.mk
-else
-test-clients: ;
+# Fragments: mk/clients.mk (clients-deps, test-clients), mk/ha.mk (ha-deps),
+# mk/console.mk (console-deps, test-console). A missing fragment's targets are no-ops.
+include $(wildcard mk/*.mk)
+ifeq ($(wildcard mk/clients.mk),)
+clients-deps test-clients: ;
+endif
+ifeq ($(wildcard mk/ha.mk),)
+ha-deps: ;
+endif
+ifeq ($(wildcard mk/console.mk),)
+console-deps test-console: ;
 endif
