@@ -34,80 +34,111 @@ pub struct Target {
 }
 
 impl Target {
-    fn key(&self) -> Result<QueueKey, Response> {
+    fn key(&self) -> Result<QueueKey, ApiError> {
         let destination = DestinationName::parse(&self.destination)
             .map_err(|e| error(StatusCode::BAD_REQUEST, &e.to_string()))?;
-        let subscription = self.subscription.as_deref().filter(|s| !s.is_empty()).map(Arc::from);
-        Ok(QueueKey { destination, subscription })
+        let subscription = self
+            .subscription
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(Arc::from);
+        Ok(QueueKey {
+            destination,
+            subscription,
+        })
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
+/// An API error: a status and a message, rendered as `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body {
+            error: String,
+        }
+        (self.0, Json(Body { error: self.1 })).into_response()
+    }
 }
 
-fn error(code: StatusCode, message: &str) -> Response {
-    (code, Json(ErrorBody { error: message })).into_response()
+fn error(code: StatusCode, message: &str) -> ApiError {
+    ApiError(code, message.to_string())
 }
 
-fn master(state: &AdminState) -> Result<Arc<Services>, Response> {
-    state
-        .services()
-        .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "not master: this broker is a standby"))
+fn master(state: &AdminState) -> Result<Arc<Services>, ApiError> {
+    state.services().ok_or_else(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not master: this broker is a standby",
+        )
+    })
 }
 
 /// Every destination's stats, from every shard.
-pub async fn all_stats(services: &Services) -> Result<Vec<DestinationStats>, Response> {
+pub async fn all_stats(services: &Services) -> Result<Vec<DestinationStats>, ApiError> {
     let mut waits = Vec::new();
     for shard in 0..services.router.shards() {
         let (reply, rx) = oneshot::channel();
-        services.router.post(shard, ToOwner::Inspect(Inspect::Stats { reply }));
+        services
+            .router
+            .post(shard, ToOwner::Inspect(Inspect::Stats { reply }));
         waits.push(rx);
     }
     let mut out = Vec::new();
     for rx in waits {
         match tokio::time::timeout(OWNER_TIMEOUT, rx).await {
             Ok(Ok(mut v)) => out.append(&mut v),
-            _ => return Err(error(StatusCode::SERVICE_UNAVAILABLE, "a shard did not answer")),
+            _ => {
+                return Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "a shard did not answer",
+                ))
+            }
         }
     }
     out.sort_by(|a, b| (&a.destination, &a.subscription).cmp(&(&b.destination, &b.subscription)));
     Ok(out)
 }
 
-async fn ask<T>(services: &Services, key: &QueueKey, make: impl FnOnce(oneshot::Sender<T>) -> Inspect) -> Result<T, Response> {
+async fn ask<T>(
+    services: &Services,
+    key: &QueueKey,
+    make: impl FnOnce(oneshot::Sender<T>) -> Inspect,
+) -> Result<T, ApiError> {
     let (reply, rx) = oneshot::channel();
-    services.router.post(services.router.owner_of(&key.destination), ToOwner::Inspect(make(reply)));
+    services.router.post(
+        services.router.owner_of(&key.destination),
+        ToOwner::Inspect(make(reply)),
+    );
     match tokio::time::timeout(OWNER_TIMEOUT, rx).await {
         Ok(Ok(v)) => Ok(v),
-        _ => Err(error(StatusCode::SERVICE_UNAVAILABLE, "the owner shard did not answer")),
+        _ => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the owner shard did not answer",
+        )),
     }
 }
 
 /// `GET /api/destinations`.
-pub async fn destinations(State(state): State<Arc<AdminState>>) -> Response {
-    let services = match master(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    match all_stats(&services).await {
-        Ok(v) => Json(v).into_response(),
-        Err(r) => r,
-    }
+pub async fn destinations(
+    State(state): State<Arc<AdminState>>,
+) -> Result<Json<Vec<DestinationStats>>, ApiError> {
+    let services = master(&state)?;
+    Ok(Json(all_stats(&services).await?))
 }
 
 /// `GET /api/connections`.
-pub async fn connections(State(state): State<Arc<AdminState>>) -> Response {
-    match master(&state) {
-        Ok(s) => Json(s.connections.list()).into_response(),
-        Err(r) => r,
-    }
+pub async fn connections(
+    State(state): State<Arc<AdminState>>,
+) -> Result<Json<Vec<crate::session::ConnectionInfo>>, ApiError> {
+    Ok(Json(master(&state)?.connections.list()))
 }
 
 /// One subscription with the connection it belongs to.
 #[derive(Serialize)]
-struct SubscriptionRow {
+pub struct SubscriptionRow {
     connection: u64,
     client_id: Option<String>,
     peer: String,
@@ -116,12 +147,11 @@ struct SubscriptionRow {
 }
 
 /// `GET /api/subscriptions`.
-pub async fn subscriptions(State(state): State<Arc<AdminState>>) -> Response {
-    let services = match master(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let rows: Vec<SubscriptionRow> = services
+pub async fn subscriptions(
+    State(state): State<Arc<AdminState>>,
+) -> Result<Json<Vec<SubscriptionRow>>, ApiError> {
+    let services = master(&state)?;
+    let rows = services
         .connections
         .list()
         .into_iter()
@@ -135,66 +165,74 @@ pub async fn subscriptions(State(state): State<Arc<AdminState>>) -> Response {
             })
         })
         .collect();
-    Json(rows).into_response()
+    Ok(Json(rows))
 }
 
 /// `GET /api/messages?destination=/queue/x[&subscription=c:n][&offset=0][&limit=50]`.
-pub async fn browse(State(state): State<Arc<AdminState>>, Query(t): Query<Target>) -> Response {
-    let services = match master(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let key = match t.key() {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
+pub async fn browse(
+    State(state): State<Arc<AdminState>>,
+    Query(t): Query<Target>,
+) -> Result<Json<Vec<crate::destination::BrowsedMessage>>, ApiError> {
+    let services = master(&state)?;
+    let key = t.key()?;
     let (offset, limit) = (t.offset.unwrap_or(0), t.limit.unwrap_or(50).min(1000));
-    match ask(&services, &key, |reply| Inspect::Browse { key: key.clone(), offset, limit, reply }).await {
-        Ok(Some(v)) => Json(v).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such queue"),
-        Err(r) => r,
-    }
+    let inspect = |reply| Inspect::Browse {
+        key: key.clone(),
+        offset,
+        limit,
+        reply,
+    };
+    ask(&services, &key, inspect)
+        .await?
+        .map(Json)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such queue"))
 }
 
+/// The answer to a purge or delete.
 #[derive(Serialize)]
-struct Purged {
+pub struct Purged {
     destination: String,
     purged: u64,
 }
 
 /// `POST /api/purge?destination=/queue/x[&subscription=c:n]`: drops every waiting message
 /// (delivered, unacked ones stay with their consumers).
-pub async fn purge(State(state): State<Arc<AdminState>>, Query(t): Query<Target>) -> Response {
-    let services = match master(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let key = match t.key() {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    match ask(&services, &key, |reply| Inspect::Purge { key: key.clone(), reply }).await {
-        Ok(Some(n)) => Json(Purged { destination: t.destination, purged: n }).into_response(),
-        Ok(None) => Json(Purged { destination: t.destination, purged: 0 }).into_response(),
-        Err(r) => r,
-    }
+pub async fn purge(
+    State(state): State<Arc<AdminState>>,
+    Query(t): Query<Target>,
+) -> Result<Json<Purged>, ApiError> {
+    let services = master(&state)?;
+    let key = t.key()?;
+    let n = ask(&services, &key, |reply| Inspect::Purge {
+        key: key.clone(),
+        reply,
+    })
+    .await?;
+    Ok(Json(Purged {
+        destination: t.destination,
+        purged: n.unwrap_or(0),
+    }))
 }
 
 /// `POST /api/delete?destination=/queue/x[&subscription=c:n]`: removes a destination without
 /// consumers, with its messages (409 while it has consumers).
-pub async fn delete(State(state): State<Arc<AdminState>>, Query(t): Query<Target>) -> Response {
-    let services = match master(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let key = match t.key() {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    match ask(&services, &key, |reply| Inspect::Delete { key: key.clone(), reply }).await {
-        Ok(Ok(n)) => Json(Purged { destination: t.destination, purged: n }).into_response(),
-        Ok(Err(why)) => error(StatusCode::CONFLICT, &why),
-        Err(r) => r,
+pub async fn delete(
+    State(state): State<Arc<AdminState>>,
+    Query(t): Query<Target>,
+) -> Result<Json<Purged>, ApiError> {
+    let services = master(&state)?;
+    let key = t.key()?;
+    match ask(&services, &key, |reply| Inspect::Delete {
+        key: key.clone(),
+        reply,
+    })
+    .await?
+    {
+        Ok(n) => Ok(Json(Purged {
+            destination: t.destination,
+            purged: n,
+        })),
+        Err(why) => Err(error(StatusCode::CONFLICT, &why)),
     }
 }
 

@@ -48,8 +48,11 @@ struct Sub {
     in_flight: VecDeque<InFlight>,
     /// Until the SUBSCRIBE's RECEIPT (this token) is written, deliveries wait here, so the
     /// RECEIPT always comes before the subscription's first MESSAGE.
-    held: Option<(Token, Vec<(Arc<Message>, u32)>)>,
+    held: Option<(Token, Vec<HeldDelivery>)>,
 }
+
+/// A delivery held until its subscription's RECEIPT: the message and its redelivery count.
+type HeldDelivery = (Arc<Message>, u32);
 
 /// A delivery awaiting ACK/NACK.
 #[derive(Debug)]
