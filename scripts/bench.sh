@@ -18,7 +18,7 @@ BENCH_SECONDS=${BENCH_SECONDS:-5}
 BENCH_IDLE=${BENCH_IDLE:-2000}
 BENCH_OUT=${BENCH_OUT:-target/bench-results.jsonl}
 CARGO=${CARGO:-cargo}
-BIN=target/release/stompbox
+BIN=${CARGO_TARGET_DIR:-target}/release/stompbox
 
 "$CARGO" build --release --quiet
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stompbox-bench.XXXXXX")
@@ -27,23 +27,27 @@ ADDR=
 # Idle connections need file descriptors; raise the soft limit if we may.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# True while PID runs (a zombie, exited but not yet reaped, does not count).
+alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
+
 stop_broker() {
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+    if [ -n "$BROKER_PID" ] && alive "$BROKER_PID"; then
         kill -TERM "$BROKER_PID" 2>/dev/null || true
         for _ in $(seq 1 150); do
-            kill -0 "$BROKER_PID" 2>/dev/null || break
+            alive "$BROKER_PID" || break
             sleep 0.1
         done
-        if kill -0 "$BROKER_PID" 2>/dev/null; then
+        if alive "$BROKER_PID"; then
             echo "bench.sh: broker $BROKER_PID ignored SIGTERM; killing it" >&2
             kill -KILL "$BROKER_PID" 2>/dev/null || true
         fi
-        wait "$BROKER_PID" 2>/dev/null || true
     fi
+    [ -z "$BROKER_PID" ] || wait "$BROKER_PID" 2>/dev/null || true
     BROKER_PID=
 }
 
 cleanup() {
+    trap - EXIT
     stop_broker
     rm -rf "$WORK"
 }
@@ -56,14 +60,16 @@ start_broker() {
     mkdir -p "$data"
     local t0
     t0=$(date +%s%N)
+    BROKER_LOG="$WORK/$name.log"
     "$BIN" serve --bind 127.0.0.1:0 --admin-bind 127.0.0.1:0 --data-dir "$data" \
-        >"$out" 2>"$WORK/$name.log" &
+        >"$out" 2>"$BROKER_LOG" &
     BROKER_PID=$!
     ADDR=
     for _ in $(seq 1 1000); do
-        ADDR=$(sed -n 's/^stompbox listening stomp=\([^ ]*\).*/\1/p' "$out")
+        # The file appears only once the child has set up its redirection.
+        ADDR=$(sed -n 's/^stompbox listening stomp=\([^ ]*\).*/\1/p' "$out" 2>/dev/null || true)
         [ -n "$ADDR" ] && break
-        kill -0 "$BROKER_PID" 2>/dev/null || { cat "$WORK/$name.log" >&2; exit 1; }
+        alive "$BROKER_PID" || { cat "$BROKER_LOG" >&2; exit 1; }
         sleep 0.01
     done
     [ -n "$ADDR" ] || { echo "bench.sh: broker did not start" >&2; exit 1; }
@@ -85,6 +91,8 @@ bench() {
     line=$("$BIN" bench --url "tcp://$ADDR" --json --no-progress "$@" 2>>"$WORK/bench.log") || {
         echo "bench.sh: scenario '$label' failed:" >&2
         tail -20 "$WORK/bench.log" >&2
+        echo "bench.sh: broker log ($BROKER_LOG):" >&2
+        tail -20 "$BROKER_LOG" >&2
         exit 1
     }
     printf '{"scenario":"%s",%s\n' "$label" "${line#\{}" >>"$BENCH_OUT"
@@ -110,7 +118,7 @@ S=$BENCH_SECONDS
 base=$(bench "sqlite baseline" --mode sqlite --sqlite-baseline "$WORK/sqlite" \
     --sqlite-duration "${S}s" --size 256)
 SQLITE=$(j "$base" sqlite_commits_per_s)
-row "sqlite commit (WAL, sync=FULL)" "$(fmt "$SQLITE" 0)/s" "-" "-" "-" "1.00x" "commits/s, 256 B rows"
+row "sqlite commit (WAL, sync=FULL)" "$(fmt "$SQLITE" 0)" "-" "-" "-" "1.00x" "commits/s, 256 B rows"
 
 p1=$(bench "persistent queue, 1 sync producer" --destination /queue/bench.p1 \
     --persistent --send sync --producers 1 --consumers 1 --duration "${S}s")
@@ -154,8 +162,8 @@ if [ "$BENCH_IDLE" -gt 0 ]; then
         --duration 3s --no-progress >"$WORK/idle.out" 2>"$WORK/idle.err" &
     IDLE_PID=$!
     for _ in $(seq 1 600); do
-        grep -q "idle connections open" "$WORK/idle.err" && break
-        kill -0 "$IDLE_PID" 2>/dev/null || break
+        grep -qs "idle connections open" "$WORK/idle.err" && break
+        alive "$IDLE_PID" || break
         sleep 0.05
     done
     sleep 0.5

@@ -35,16 +35,36 @@ const MAX_ERRORS_KEPT: usize = 5;
 pub enum BenchError {
     /// A client could not connect or subscribe before the run started.
     #[error("setup failed: {0}")]
-    Setup(#[from] ClientError),
+    Setup(ClientError),
     /// The SQLite baseline failed.
     #[error("sqlite baseline failed: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// A runtime or thread could not be created.
     #[error("cannot start bench threads: {0}")]
-    Runtime(#[from] std::io::Error),
+    Runtime(std::io::Error),
     /// A client task panicked.
     #[error("a bench task panicked")]
     Panicked,
+}
+
+// By hand rather than `#[from]`, which would also make the cause a `source()` and print its
+// text twice in an anyhow chain.
+impl From<ClientError> for BenchError {
+    fn from(e: ClientError) -> Self {
+        BenchError::Setup(e)
+    }
+}
+
+impl From<rusqlite::Error> for BenchError {
+    fn from(e: rusqlite::Error) -> Self {
+        BenchError::Sqlite(e)
+    }
+}
+
+impl From<std::io::Error> for BenchError {
+    fn from(e: std::io::Error) -> Self {
+        BenchError::Runtime(e)
+    }
 }
 
 /// Counters shared by every client of a run. Atomics, so the progress line can read them.
