@@ -12,6 +12,8 @@
 
 use std::borrow::Cow;
 
+use bytes::BufMut;
+
 use super::{Command, Version};
 
 /// Which escaping rules apply to one frame.
@@ -76,7 +78,7 @@ pub fn unescape(raw: &[u8], escaping: Escaping) -> Result<Cow<'_, str>, EscapeEr
 /// Appends `text` to `out`, escaped for `escaping`. With [`Escaping::None`] a raw LF or CR would
 /// end the header line early, so those two (and a `:` in a header name) are still written as
 /// `\n`, `\r` and `\c`: a 1.0 peer sees the escape text rather than a broken frame.
-pub fn escape_into(out: &mut Vec<u8>, text: &str, escaping: Escaping, is_name: bool) {
+pub fn escape_into<B: BufMut>(out: &mut B, text: &str, escaping: Escaping, is_name: bool) {
     let needs = |b: u8| match escaping {
         Escaping::None => b == b'\n' || b == b'\r' || (is_name && b == b':'),
         Escaping::V1_1 => b == b'\n' || b == b':' || b == b'\\',
@@ -84,15 +86,15 @@ pub fn escape_into(out: &mut Vec<u8>, text: &str, escaping: Escaping, is_name: b
     };
     let bytes = text.as_bytes();
     if !bytes.iter().any(|&b| needs(b)) {
-        out.extend_from_slice(bytes);
+        out.put_slice(bytes);
         return;
     }
     for &b in bytes {
         if !needs(b) {
-            out.push(b);
+            out.put_u8(b);
             continue;
         }
-        out.extend_from_slice(match b {
+        out.put_slice(match b {
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b':' => b"\\c",

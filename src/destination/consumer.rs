@@ -2,7 +2,7 @@
 //! (prefetch minus deliveries not yet acked or, in auto mode, not yet written), and which
 //! messages it holds unacked. Shared by queues and topics.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::message::{AckMode, Message, MessageId, SessionId, SessionTx, SubId, ToSession};
@@ -61,7 +61,7 @@ impl Consumer {
             ack,
             prefetch,
             outstanding: 0,
-            unacked: HashMap::new(),
+            unacked: HashMap::default(),
         }
     }
 

@@ -4,7 +4,9 @@
 //! answers in, writes [`Session::out`] to the socket and asks [`Session::wants_read`] whether
 //! to keep reading. That keeps every protocol rule testable without I/O.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -166,16 +168,16 @@ impl Session {
             version: Version::V1_0,
             heart_beat: HeartBeat::default(),
             out: BytesMut::with_capacity(4096),
-            subs: HashMap::new(),
-            sub_ids: HashMap::new(),
+            subs: HashMap::default(),
+            sub_ids: HashMap::default(),
             next_sub: 0,
-            ack_ids: HashMap::new(),
-            transactions: HashMap::new(),
+            ack_ids: HashMap::default(),
+            transactions: HashMap::default(),
             receipts: VecDeque::new(),
             next_token: 0,
             unanswered_sends: 0,
-            credits: HashMap::new(),
-            commits: HashMap::new(),
+            credits: HashMap::default(),
+            commits: HashMap::default(),
         }
     }
 
@@ -221,10 +223,12 @@ impl Session {
 
     /// Handles one frame from the client. On error the ERROR frame is already queued in
     /// [`Session::out`] and the session is [`Phase::Closing`]; the error is returned for logging.
-    pub fn handle_frame(&mut self, frame: Frame) -> Result<(), Error> {
-        let result = self.dispatch(&frame);
+    pub fn handle_frame(&mut self, mut frame: Frame) -> Result<(), Error> {
+        // Kept aside: a SEND hands its headers over to the message it becomes.
+        let receipt = frame.get("receipt").map(str::to_owned);
+        let result = self.dispatch(&mut frame);
         if let Err(e) = &result {
-            self.fail(e, frame.get("receipt"));
+            self.fail(e, receipt.as_deref());
         }
         result
     }
@@ -309,7 +313,7 @@ impl Session {
 
     // ---- frame handling ----
 
-    fn dispatch(&mut self, frame: &Frame) -> Result<(), Error> {
+    fn dispatch(&mut self, frame: &mut Frame) -> Result<(), Error> {
         use Command as C;
         match (self.phase, frame.command) {
             (Phase::Connecting, C::Connect | C::Stomp) => self.on_connect(frame),
@@ -376,15 +380,17 @@ impl Session {
         Ok(())
     }
 
-    fn on_send(&mut self, frame: &Frame) -> Result<(), Error> {
+    fn on_send(&mut self, frame: &mut Frame) -> Result<(), Error> {
+        let transaction = frame.get("transaction").map(str::to_owned);
+        let receipt = frame.get("receipt").map(str::to_owned);
         let message = Arc::new(self.message(frame)?);
-        match frame.get("transaction") {
+        match transaction {
             Some(tx) => {
-                self.push_tx_op(tx, TxOp::Send(message))?;
-                self.receipt_now(frame);
+                self.push_tx_op(&tx, TxOp::Send(message))?;
+                self.register_receipt(receipt.as_deref(), 0);
             }
             None => {
-                let token = self.receipt_token(frame, 1);
+                let token = self.register_receipt(receipt.as_deref(), 1);
                 self.post_send(message, token);
             }
         }
@@ -706,8 +712,9 @@ impl Session {
 
     // ---- helpers ----
 
-    /// Builds the message a SEND carries, with a fresh id.
-    fn message(&self, frame: &Frame) -> Result<Message, Error> {
+    /// Builds the message a SEND carries, with a fresh id. Takes the frame's headers (and
+    /// body) instead of copying them, so call it last.
+    fn message(&self, frame: &mut Frame) -> Result<Message, Error> {
         let destination = DestinationName::parse(required(frame, "destination")?)?;
         let priority = match frame.get("priority") {
             None => 4,
@@ -738,18 +745,13 @@ impl Session {
             },
         };
         let persistent = frame.get("persistent") == Some("true");
-        let headers = frame
-            .headers
-            .0
-            .iter()
-            .filter(|(k, _)| !BROKER_OWNED.contains(&k.as_str()))
-            .cloned()
-            .collect();
+        let mut headers = std::mem::take(&mut frame.headers.0);
+        headers.retain(|(k, _)| !BROKER_OWNED.contains(&k.as_str()));
         Ok(Message {
             id: self.ids.next(),
             destination,
             headers,
-            body: frame.body.clone(),
+            body: std::mem::take(&mut frame.body),
             priority,
             persistent,
             expires,
@@ -952,7 +954,13 @@ impl Session {
 
     /// Registers the frame's receipt (if any) to be written after `effects` owner answers.
     fn receipt_token(&mut self, frame: &Frame, effects: usize) -> Option<Token> {
-        let receipt = frame.get("receipt")?;
+        let receipt = frame.get("receipt").map(str::to_owned);
+        self.register_receipt(receipt.as_deref(), effects)
+    }
+
+    /// Registers `receipt` (if any) to be written after `effects` owner answers.
+    fn register_receipt(&mut self, receipt: Option<&str>, effects: usize) -> Option<Token> {
+        let receipt = receipt?;
         let token = self.new_token();
         self.receipts.push_back(PendingReceipt {
             token,
@@ -1032,24 +1040,34 @@ impl Session {
             return;
         }
         let esc = Escaping::for_frame(self.version, Command::Message);
-        let mut head = Vec::with_capacity(256);
-        head.extend_from_slice(b"MESSAGE\nsubscription:");
-        escape_into(&mut head, &sub.client_id, esc, false);
-        head.extend_from_slice(b"\ndestination:");
-        escape_into(&mut head, m.destination.as_str(), esc, false);
-        let mut id = String::with_capacity(20);
-        let _ = write!(id, "{}", m.id);
-        head.extend_from_slice(b"\nmessage-id:");
-        head.extend_from_slice(id.as_bytes());
+        let out = &mut self.out;
+        out.reserve(
+            160 + m.body.len()
+                + m.headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 2)
+                    .sum::<usize>(),
+        );
+        out.put_slice(b"MESSAGE\nsubscription:");
+        escape_into(out, &sub.client_id, esc, false);
+        out.put_slice(b"\ndestination:");
+        escape_into(out, m.destination.as_str(), esc, false);
+        let mut digits = [0u8; 20];
+        let id = decimal(m.id.0, &mut digits);
+        out.put_slice(b"\nmessage-id:");
+        out.put_slice(id);
         if sub.ack != AckMode::Auto {
-            let ack_id = if self.ack_ids.contains_key(&id) {
+            // The ack id is the message-id (clients that put either in `id` are served),
+            // unless that message is already in flight on another subscription here.
+            let id = std::str::from_utf8(id).unwrap_or_default();
+            let ack_id = if self.ack_ids.contains_key(id) {
                 format!("{id}-{}", sub_id.0)
             } else {
-                id.clone()
+                id.to_string()
             };
             if self.version == Version::V1_2 {
-                head.extend_from_slice(b"\nack:");
-                head.extend_from_slice(ack_id.as_bytes());
+                out.put_slice(b"\nack:");
+                out.put_slice(ack_id.as_bytes());
             }
             self.ack_ids.insert(ack_id.clone(), (sub_id, m.id));
             sub.in_flight.push_back(InFlight {
@@ -1062,24 +1080,20 @@ impl Session {
         }
         if redelivery_count > 0 {
             let _ = write!(
-                ByteWriter(&mut head),
+                out,
                 "\nredelivered:true\nredelivery-count:{redelivery_count}"
             );
         }
         for (k, v) in &m.headers {
-            head.push(b'\n');
-            escape_into(&mut head, k, esc, true);
-            head.push(b':');
-            escape_into(&mut head, v, esc, false);
+            out.put_u8(b'\n');
+            escape_into(out, k, esc, true);
+            out.put_u8(b':');
+            escape_into(out, v, esc, false);
         }
-        let _ = write!(
-            ByteWriter(&mut head),
-            "\ncontent-length:{}\n\n",
-            m.body.len()
-        );
-        self.out.reserve(head.len() + m.body.len() + 1);
-        self.out.extend_from_slice(&head);
-        self.out.extend_from_slice(&m.body);
+        out.put_slice(b"\ncontent-length:");
+        out.put_slice(decimal(m.body.len() as u64, &mut digits));
+        out.put_slice(b"\n\n");
+        out.put_slice(&m.body);
         self.out.put_u8(0);
     }
 }
@@ -1108,13 +1122,16 @@ fn parse_heart_beat(v: &str) -> Option<(u64, u64)> {
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
 }
 
-/// `fmt::Write` over a byte vector, for formatting numbers without a temporary String.
-struct ByteWriter<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for ByteWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
+/// Formats `n` in decimal into `buf` without allocating; returns the digits.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
     }
 }
 

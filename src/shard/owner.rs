@@ -2,7 +2,7 @@
 //! the queues of durable subscriptions to its topics) and applies the commands sessions and
 //! the store writer send them. Runs only on its shard's thread, so destinations need no locks.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,9 +51,9 @@ impl Owner {
     pub fn new(ctx: Ctx) -> Self {
         Owner {
             ctx,
-            queues: HashMap::new(),
-            topics: HashMap::new(),
-            sessions: HashMap::new(),
+            queues: HashMap::default(),
+            topics: HashMap::default(),
+            sessions: HashMap::default(),
         }
     }
 
@@ -112,7 +112,7 @@ impl Owner {
                     session,
                     SessionEntry {
                         tx,
-                        subs: HashMap::new(),
+                        subs: HashMap::default(),
                     },
                 );
             }
