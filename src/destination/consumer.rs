@@ -2,7 +2,7 @@
 //! (prefetch minus deliveries not yet acked or, in auto mode, not yet written), and which
 //! messages it holds unacked. Shared by queues and topics.
 
-use rustc_hash::FxHashMap as HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use crate::message::{AckMode, Message, MessageId, SessionId, SessionTx, SubId, ToSession};

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap as HashMap;
+use foldhash::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! the queues of durable subscriptions to its topics) and applies the commands sessions and
 //! the store writer send them. Runs only on its shard's thread, so destinations need no locks.
 
-use rustc_hash::FxHashMap as HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
