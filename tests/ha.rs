@@ -1,0 +1,571 @@
+//! High availability, end to end: master/slave pairs of real `stompbox serve` processes on
+//! one data dir (docs/ha.md), killed, stopped and signalled, with failover clients, the store
+//! checked with SQLite, and HAProxy in front (installed by `make ha-deps`).
+//!
+//! Each test holds `serial()`: they start several processes each and some measure failover
+//! time, which two shared cores cannot do fairly while other HA tests run beside them.
+//! `failover_timing` is ignored by default; run it with
+//! `cargo test --release --test ha -- --ignored failover_timing --nocapture`.
+
+mod ha_support;
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ha_support::{
+    assert_all_consumed, eventually, first_connect_after, health, http_get, median_max, serial,
+    spawn_consumer, spawn_producer, Haproxy, Pair, Stomp, WAIT,
+};
+
+/// Default lease timing (config `lease`): a kill -9 must be served within ttl + acquire.
+const DEFAULT_TTL_PLUS_ACQUIRE: Duration = Duration::from_millis(5_000 + 500);
+
+/// Small lease timing for the SIGSTOP test, so the TTL path takes about two seconds.
+const SHORT_LEASE: &str =
+    "[lease]\nrenew_interval_ms = 300\nttl_ms = 1500\nacquire_interval_ms = 200\n";
+
+fn refuses(addr: std::net::SocketAddr) -> bool {
+    matches!(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused
+    )
+}
+
+#[test]
+fn two_brokers_on_one_store_exactly_one_serves() {
+    let _serial = serial();
+    let mut pair = Pair::start(None);
+    let [a, b] = &mut pair.brokers;
+
+    let ha = health(a.admin).expect("a /health");
+    assert_eq!((ha.status, ha.role()), (200, "master"), "a: {ha:?}");
+    assert!(ha.epoch().is_some_and(|e| e >= 1), "a's epoch: {ha:?}");
+    let hb = health(b.admin).expect("b /health");
+    assert_eq!((hb.status, hb.role()), (503, "standby"), "b: {hb:?}");
+
+    Stomp::connect(a.stomp, WAIT).expect("CONNECT on the master");
+    assert!(
+        refuses(b.stomp),
+        "the standby's STOMP port {} must refuse connections",
+        b.stomp
+    );
+    assert!(
+        !b.lines()
+            .iter()
+            .any(|l| l.starts_with("stompbox listening")),
+        "the standby announced a listener: {:?}",
+        b.lines()
+    );
+
+    let lease = http_get(b.admin, "/api/lease").expect("/api/lease");
+    assert_eq!(lease.status, 200, "{lease:?}");
+    assert_eq!(
+        lease.body["pid"].as_u64(),
+        Some(u64::from(a.pid())),
+        "lease row: {:?}",
+        lease.body
+    );
+    assert_eq!(
+        lease.body["epoch"].as_u64(),
+        ha.epoch(),
+        "lease row: {:?}",
+        lease.body
+    );
+}
+
+#[test]
+#[ignore = "broker bug (reported): the standby that wins the OS file lock force-takes the lease \
+            from a live master that got it without the file lock"]
+fn two_brokers_started_together_elect_one_master_without_a_takeover() {
+    let _serial = serial();
+    for round in 1..=12 {
+        let mut pair = Pair::start_together(None);
+        // A forced takeover happens at the standby's first lease attempt after it got the
+        // file lock: well within a few acquire intervals (500 ms).
+        std::thread::sleep(Duration::from_millis(1500));
+        let lease = http_get(pair.brokers[0].admin, "/api/lease").expect("/api/lease");
+        let listening: Vec<usize> = (0..2)
+            .filter(|&i| {
+                pair.brokers[i]
+                    .lines()
+                    .iter()
+                    .any(|l| l.starts_with("stompbox listening"))
+            })
+            .collect();
+        assert_eq!(
+            (lease.body["epoch"].as_u64(), listening.len()),
+            (Some(1), 1),
+            "round {round}: one election, one master expected; lease {:?}, brokers that listened \
+             {listening:?}\n{}\n{}",
+            lease.body,
+            pair.brokers[0].log_tail(),
+            pair.brokers[1].log_tail()
+        );
+    }
+}
+
+#[test]
+fn kill9_of_the_master_five_times_loses_no_receipted_message() {
+    let _serial = serial();
+    let mut pair = Pair::start(None);
+    let addrs = pair.stomp_addrs();
+    let dest = "/queue/ha.kill9";
+    let mut producer = spawn_producer(addrs.clone(), dest);
+    let mut consumer = spawn_consumer(addrs, dest);
+
+    let mut master = 0;
+    let mut takeovers = Vec::new();
+    for round in 1..=5 {
+        let before = producer.progress.distinct();
+        producer.wait_distinct(before + 30, WAIT, "the producer to get 30 more receipts");
+        consumer.wait_distinct(1, WAIT, "the consumer to get a message");
+
+        let standby = 1 - master;
+        let killed_at = pair.brokers[master].kill9();
+        let took = first_connect_after(pair.brokers[standby].stomp, killed_at, WAIT);
+        assert!(
+            took < DEFAULT_TTL_PLUS_ACQUIRE,
+            "round {round}: standby served {took:?} after kill -9 (> ttl + acquire_interval)"
+        );
+        pair.brokers[standby].wait_master(WAIT);
+        takeovers.push(took);
+
+        // The clients keep working on the new master.
+        let after = producer.progress.distinct();
+        producer.wait_distinct(
+            after + 30,
+            WAIT,
+            "the producer to get receipts from the new master",
+        );
+
+        // The killed broker comes back as the new standby.
+        pair.brokers[master].start();
+        pair.brokers[master].wait_line("stompbox admin", WAIT);
+        pair.brokers[master].wait_not_master(WAIT);
+        master = standby;
+    }
+
+    producer.stop();
+    let duplicates = assert_all_consumed(&producer, &consumer, WAIT);
+    consumer.stop();
+    eprintln!(
+        "5 kill -9 failovers: takeovers {takeovers:?}; {} receipted messages all consumed, \
+         {duplicates} duplicate deliveries; producer connects {}, consumer connects {}",
+        producer.progress.distinct(),
+        producer
+            .progress
+            .connects
+            .load(std::sync::atomic::Ordering::SeqCst),
+        consumer
+            .progress
+            .connects
+            .load(std::sync::atomic::Ordering::SeqCst),
+    );
+}
+
+#[test]
+fn sigstopped_master_is_fenced_and_its_epoch_never_written_after_takeover() {
+    let _serial = serial();
+    let mut pair = Pair::start(Some(SHORT_LEASE));
+    let old_epoch = health(pair.brokers[0].admin)
+        .and_then(|h| h.epoch())
+        .expect("a's epoch");
+    let dest = "/queue/ha.fence";
+
+    // A producer on the old master, with a few messages stored under its epoch.
+    let mut old = Stomp::connect(pair.brokers[0].stomp, WAIT).expect("CONNECT on a");
+    for i in 0..5 {
+        send_receipted(&mut old, dest, &format!("before-stop-{i}"));
+    }
+
+    pair.brokers[0].signal("STOP");
+    let new_health = pair.brokers[1].wait_master(WAIT);
+    let new_epoch = new_health.epoch().expect("b's epoch");
+    assert!(
+        new_epoch > old_epoch,
+        "epoch {new_epoch} after takeover from {old_epoch}"
+    );
+    let lease = http_get(pair.brokers[1].admin, "/api/lease").expect("/api/lease");
+    let takeover_ms = lease.body["acquired_at"].as_i64().expect("acquired_at");
+    assert_eq!(
+        lease.body["epoch"].as_u64(),
+        Some(new_epoch),
+        "{:?}",
+        lease.body
+    );
+
+    let mut new = Stomp::connect(pair.brokers[1].stomp, WAIT).expect("CONNECT on b");
+    for i in 0..5 {
+        send_receipted(&mut new, dest, &format!("after-takeover-{i}"));
+    }
+
+    // From SIGCONT on, watch the old master's /health and STOMP port closely: it must be
+    // seen not serving (503, port refused). (That it then *stays* a standby is
+    // `resumed_old_master_stays_standby`, ignored until the reported bug is fixed.)
+    let watch = StepDownWatch::start(pair.brokers[0].admin, pair.brokers[0].stomp, old_epoch);
+
+    // Sends to the old master: some queued in its socket while it is stopped, some right
+    // after it resumes. None may be stored, so none may be receipted.
+    for i in 0..5 {
+        send_unreceipted(&mut old, dest, i).expect("write while stopped");
+    }
+    pair.brokers[0].signal("CONT");
+    for i in 5..10 {
+        if send_unreceipted(&mut old, dest, i).is_err() {
+            break;
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    let mut frames = Vec::new();
+    let ended = loop {
+        match old.read_frame(deadline) {
+            Ok(f) => frames.push(f),
+            Err(e) => break e,
+        }
+    };
+    assert_ne!(
+        ended.kind(),
+        ErrorKind::TimedOut,
+        "the old master kept the connection open; got {frames:?}"
+    );
+    let commands: Vec<&str> = frames.iter().map(|f| f.command.as_str()).collect();
+    eprintln!("old master after SIGCONT sent {commands:?}, then: {ended}");
+    let receipts: Vec<_> = frames.iter().filter(|f| f.command == "RECEIPT").collect();
+    assert!(
+        receipts.is_empty(),
+        "the fenced old master receipted sends: {receipts:?}"
+    );
+
+    // It steps down: gives up its epoch (/health 503) and closes its STOMP port. A port that
+    // was seen reopened (a second listening line) was closed first: that case is the bug
+    // `resumed_old_master_stays_standby` shows, not this test's concern.
+    let old_master = &mut pair.brokers[0];
+    eventually(
+        WAIT,
+        "the old master to give up its epoch and close its STOMP port",
+        || {
+            let relistened = old_master
+                .lines()
+                .iter()
+                .filter(|l| l.starts_with("stompbox listening"))
+                .count()
+                > 1;
+            watch.gave_up() && (watch.refused() || relistened)
+        },
+    );
+    drop(watch);
+    assert!(
+        pair.brokers[0].is_running(),
+        "on_step_down = standby: it should stay up"
+    );
+
+    let store = pair.open_store();
+    let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> i64 {
+        store
+            .query_row(sql, p, |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let stale = count(
+        "SELECT count(*) FROM messages WHERE epoch < ?1 AND created_at >= ?2",
+        &[&(new_epoch as i64), &takeover_ms],
+    );
+    assert_eq!(
+        stale, 0,
+        "rows written after the takeover carry an old epoch"
+    );
+    let from_old = count(
+        "SELECT count(*) FROM messages WHERE CAST(body AS TEXT) LIKE 'old-after-cont-%'",
+        &[],
+    );
+    assert_eq!(
+        from_old, 0,
+        "the fenced old master stored messages after SIGCONT"
+    );
+    let with_old = count(
+        "SELECT count(*) FROM messages WHERE epoch = ?1",
+        &[&(old_epoch as i64)],
+    );
+    let before = count(
+        "SELECT count(*) FROM messages WHERE CAST(body AS TEXT) LIKE 'before-stop-%' AND epoch = ?1",
+        &[&(old_epoch as i64)],
+    );
+    assert_eq!(
+        (before, with_old),
+        (5, 5),
+        "rows of the old epoch: only the 5 sent before SIGSTOP"
+    );
+    let after = count(
+        "SELECT count(*) FROM messages WHERE CAST(body AS TEXT) LIKE 'after-takeover-%' AND epoch = ?1",
+        &[&(new_epoch as i64)],
+    );
+    assert_eq!(after, 5, "the new master's rows carry its epoch");
+}
+
+#[test]
+#[ignore = "broker bug (reported): a resumed old master that steps down can win the OS file \
+            lock again and force-take the lease back from the new master"]
+fn resumed_old_master_stays_standby() {
+    let _serial = serial();
+    for round in 1..=12 {
+        let mut pair = Pair::start(Some(SHORT_LEASE));
+        pair.brokers[0].signal("STOP");
+        let new_epoch = pair.brokers[1]
+            .wait_master(WAIT)
+            .epoch()
+            .expect("b's epoch");
+        pair.brokers[0].signal("CONT");
+        // Several renewals and acquire intervals: time for a wrong takeover to show.
+        std::thread::sleep(Duration::from_millis(1500));
+        let a = health(pair.brokers[0].admin).expect("a /health");
+        let lease = http_get(pair.brokers[1].admin, "/api/lease").expect("/api/lease");
+        assert_eq!(
+            (
+                a.status,
+                a.role(),
+                lease.body["epoch"].as_u64(),
+                refuses(pair.brokers[0].stomp)
+            ),
+            (503, "standby", Some(new_epoch), true),
+            "round {round}: the resumed old master must stay a standby and the lease with b; \
+             a's /health {a:?}, lease {:?}\n{}\n{}",
+            lease.body,
+            pair.brokers[0].log_tail(),
+            pair.brokers[1].log_tail()
+        );
+    }
+}
+
+/// Watches a broker's `/health` and STOMP port from a thread, every few milliseconds, and
+/// remembers whether it saw it give up `epoch` (503, or another epoch) and its STOMP port
+/// refusing connections.
+struct StepDownWatch {
+    seen: Arc<[AtomicBool; 2]>,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StepDownWatch {
+    fn start(admin: SocketAddr, stomp: SocketAddr, epoch: u64) -> StepDownWatch {
+        let seen = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                let gave_up =
+                    health(admin).is_some_and(|h| h.status == 503 || h.epoch() != Some(epoch));
+                if gave_up {
+                    seen2[0].store(true, Ordering::SeqCst);
+                }
+                if refuses(stomp) {
+                    seen2[1].store(true, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        StepDownWatch {
+            seen,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Whether it saw the broker give up the epoch.
+    fn gave_up(&self) -> bool {
+        self.seen[0].load(Ordering::SeqCst)
+    }
+
+    /// Whether it saw the STOMP port refuse a connection.
+    fn refused(&self) -> bool {
+        self.seen[1].load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for StepDownWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Writes persistent SEND `old-after-cont-{i}` asking for a receipt, without waiting for it.
+fn send_unreceipted(c: &mut Stomp, dest: &str, i: usize) -> std::io::Result<()> {
+    let receipt = format!("old-{i}");
+    let body = format!("old-after-cont-{i}");
+    c.send(
+        "SEND",
+        &[
+            ("destination", dest),
+            ("persistent", "true"),
+            ("receipt", &receipt),
+        ],
+        body.as_bytes(),
+    )
+}
+
+/// Sends a persistent message and waits for its RECEIPT.
+fn send_receipted(c: &mut Stomp, dest: &str, body: &str) {
+    let receipt = format!("r-{body}");
+    c.send(
+        "SEND",
+        &[
+            ("destination", dest),
+            ("persistent", "true"),
+            ("receipt", &receipt),
+        ],
+        body.as_bytes(),
+    )
+    .expect("SEND");
+    let f = c.read_frame(Instant::now() + WAIT).expect("RECEIPT");
+    assert_eq!(
+        (f.command.as_str(), f.header("receipt-id")),
+        ("RECEIPT", Some(receipt.as_str())),
+        "{f}"
+    );
+}
+
+#[test]
+fn sigterm_of_the_master_lets_the_standby_serve_within_a_second() {
+    let _serial = serial();
+    let mut pair = Pair::start(None);
+    pair.brokers[0].signal("TERM");
+    let (status, exited_at) = pair.brokers[0].wait_exit(WAIT);
+    assert!(status.success(), "clean stop exits 0: {status}");
+    let took = first_connect_after(pair.brokers[1].stomp, exited_at, WAIT);
+    eprintln!("SIGTERM: standby served {took:?} after the old master exited");
+    // A behavioural bound with a huge margin (the lease is released before the exit).
+    assert!(
+        took < Duration::from_secs(1),
+        "standby served {took:?} after a clean stop"
+    );
+    pair.brokers[1].wait_master(WAIT);
+}
+
+#[test]
+fn haproxy_client_keeps_working_across_a_master_kill() {
+    let _serial = serial();
+    let mut pair = Pair::start(None);
+    let proxy = Haproxy::start(&pair, false);
+    let dest = "/queue/ha.haproxy";
+    let mut producer = spawn_producer(vec![proxy.addr], dest);
+    let mut consumer = spawn_consumer(vec![proxy.addr], dest);
+    producer.wait_distinct(50, WAIT, "receipts through haproxy");
+    consumer.wait_distinct(1, WAIT, "a message through haproxy");
+
+    pair.brokers[0].kill9();
+    pair.brokers[1].wait_master(WAIT);
+    let after = producer.progress.distinct();
+    producer.wait_distinct(
+        after + 50,
+        WAIT,
+        "receipts through haproxy from the new master",
+    );
+
+    producer.stop();
+    let duplicates = assert_all_consumed(&producer, &consumer, WAIT);
+    consumer.stop();
+    let connects = |c: &ha_support::Client| {
+        c.progress
+            .connects
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert!(
+        connects(&producer) >= 2,
+        "the producer should have reconnected through haproxy"
+    );
+    eprintln!(
+        "haproxy: {} receipted messages all consumed, {duplicates} duplicates; connects: producer {}, \
+         consumer {}",
+        producer.progress.distinct(),
+        connects(&producer),
+        connects(&consumer)
+    );
+}
+
+/// `n` trials of kill -9 of the master → first successful CONNECT on the standby, with the
+/// default lease settings; the killed broker comes back as the next standby.
+fn kill9_failover_trials(n: usize) -> Vec<Duration> {
+    let mut pair = Pair::start(None);
+    let mut master = 0;
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let standby = 1 - master;
+        let killed_at = pair.brokers[master].kill9();
+        samples.push(first_connect_after(
+            pair.brokers[standby].stomp,
+            killed_at,
+            WAIT,
+        ));
+        pair.brokers[standby].wait_master(WAIT);
+        pair.brokers[master].start();
+        pair.brokers[master].wait_line("stompbox admin", WAIT);
+        pair.brokers[master].wait_not_master(WAIT);
+        master = standby;
+    }
+    samples
+}
+
+#[test]
+#[ignore = "measurement: run with --ignored failover_timing --nocapture"]
+fn failover_timing() {
+    let _serial = serial();
+    let samples = kill9_failover_trials(10);
+    let (median, max) = median_max(&samples);
+    println!("kill -9 → first CONNECT on the new master, 10 trials, default lease settings:");
+    println!("  samples: {samples:?}");
+    println!(
+        "  median {:.3} s, max {:.3} s",
+        median.as_secs_f64(),
+        max.as_secs_f64()
+    );
+}
+
+#[test]
+fn kill9_failover_median_of_ten_is_under_a_second() {
+    let _serial = serial();
+    let samples = kill9_failover_trials(10);
+    let (median, max) = median_max(&samples);
+    eprintln!("kill -9 failover over 10 trials: median {median:?}, max {max:?}");
+    assert!(
+        median < Duration::from_secs(1),
+        "median {median:?} over {samples:?}"
+    );
+}
+
+#[test]
+fn proxy_protocol_v1_header_then_connect_is_served() {
+    let _serial = serial();
+    let pair = Pair::start(Some("proxy_protocol = true\n"));
+    let mut c = Stomp::open(pair.brokers[0].stomp, WAIT).expect("open");
+    c.write_raw(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 61613\r\n")
+        .expect("header");
+    c.write_connect().expect("CONNECT");
+    c.expect_connected(Instant::now() + WAIT)
+        .expect("CONNECTED after a PROXY header");
+}
+
+#[test]
+fn proxy_protocol_connection_without_header_is_closed() {
+    let _serial = serial();
+    let pair = Pair::start(Some("proxy_protocol = true\n"));
+    let mut c = Stomp::open(pair.brokers[0].stomp, WAIT).expect("open");
+    c.write_connect().expect("CONNECT");
+    match c.read_frame(Instant::now() + WAIT) {
+        Err(e) if e.kind() != ErrorKind::TimedOut => {}
+        other => panic!("a connection without a PROXY header must be closed, got {other:?}"),
+    }
+}
+
+#[test]
+fn haproxy_send_proxy_reaches_a_proxy_protocol_pair() {
+    let _serial = serial();
+    let pair = Pair::start(Some("proxy_protocol = true\n"));
+    // `Haproxy::start` waits for a CONNECT through it, which needs the PROXY header.
+    let proxy = Haproxy::start(&pair, true);
+    let mut c = Stomp::connect(proxy.addr, WAIT).expect("CONNECT through haproxy send-proxy");
+    send_receipted(&mut c, "/queue/ha.send-proxy", "via-haproxy");
+}
