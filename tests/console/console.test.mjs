@@ -1,0 +1,308 @@
+// End-to-end test of the web console (src/admin/console.html) in headless Chromium.
+//
+// Starts target/debug/stompbox on port 0 with a temp data dir, opens the console that its admin
+// endpoint serves at GET /, sends messages to a queue over a raw STOMP connection from node,
+// and checks what an operator sees: the queue row and its depth, the connection, browsing the
+// waiting messages page by page, and Purge (confirm dialog accepted) leaving depth 0 while the
+// delivered, unacked message stays. Writes a screenshot to $CONSOLE_SCREENSHOT or
+// /tmp/console.png.
+//
+// Run: `make test-console` (installs Chromium and playwright-core first), or
+// `node --test tests/console/` after `make console-deps` and `cargo build`.
+// Where Chromium is missing (`make console-deps` could not install it) the test is skipped
+// with a message saying so; any other failure (no broker binary, no playwright-core, a
+// browser that will not start) fails it.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath } from "node:url";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const BROKER = process.env.STOMPBOX_BIN || path.join(ROOT, "target/debug/stompbox");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SCREENSHOT = process.env.CONSOLE_SCREENSHOT || "/tmp/console.png";
+// Generous: a debug broker and a browser share two cores with other tests.
+const WAIT_MS = 15_000;
+
+// Children we started, killed however the process ends (a failed assertion, a signal).
+const children = new Set();
+process.on("exit", () => {
+  for (const c of children) c.kill("SIGKILL");
+});
+
+function chromiumMissing() {
+  try {
+    fs.accessSync(CHROMIUM, fs.constants.X_OK);
+    return null;
+  } catch {
+    return `Chromium not found at ${CHROMIUM} (\`make console-deps\` installs Debian's ` +
+      "chromium; set CHROMIUM=/path to use another): console browser test NOT run";
+  }
+}
+
+// --- broker -------------------------------------------------------------------------------
+
+async function startBroker() {
+  assert.ok(fs.existsSync(BROKER), `no broker binary at ${BROKER}: run \`cargo build\` first`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stompbox-console-"));
+  const log = fs.openSync(path.join(dir, "broker.log"), "a");
+  const child = spawn(BROKER, ["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0",
+    "--data-dir", path.join(dir, "data"), "--cores", "2"],
+  { stdio: ["ignore", "pipe", log], env: { RUST_LOG: "info", ...process.env } });
+  children.add(child);
+  const broker = { child, dir, stomp: null, admin: null };
+  const logTail = () => fs.readFileSync(path.join(dir, "broker.log"), "utf8").slice(-4000);
+  // Both lines: `stompbox listening stomp=…`, then `stompbox admin http=…`.
+  const lines = readline.createInterface({ input: child.stdout });
+  const ready = new Promise((resolve, reject) => {
+    lines.on("line", (line) => {
+      broker.stomp ??= line.match(/^stompbox listening stomp=(\S+)/)?.[1] ?? null;
+      broker.admin ??= line.match(/^stompbox admin http=(\S+)/)?.[1] ?? null;
+      if (broker.stomp && broker.admin) resolve();
+    });
+    child.on("exit", (code) => reject(new Error(`broker exited (${code}) before it was ready\n${logTail()}`)));
+  });
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`broker not ready in 30 s\n${logTail()}`)), 30_000);
+  });
+  try {
+    await Promise.race([ready, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+  broker.logTail = logTail;
+  return broker;
+}
+
+async function stopBroker(broker) {
+  const { child } = broker;
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = once(child, "exit");
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  children.delete(child);
+  fs.rmSync(broker.dir, { recursive: true, force: true });
+}
+
+// --- a raw STOMP 1.2 client -----------------------------------------------------------------
+
+class Stomp {
+  static async connect(address, headers = {}) {
+    const [host, port] = [address.slice(0, address.lastIndexOf(":")), address.slice(address.lastIndexOf(":") + 1)];
+    const socket = net.connect(Number(port), host);
+    await once(socket, "connect");
+    const c = new Stomp(socket);
+    c.send("CONNECT", { "accept-version": "1.2", host: "localhost", ...headers });
+    await c.expect("CONNECTED");
+    return c;
+  }
+
+  constructor(socket) {
+    this.socket = socket;
+    this.buf = Buffer.alloc(0);
+    this.frames = [];
+    this.waiters = [];
+    socket.on("data", (chunk) => {
+      this.buf = Buffer.concat([this.buf, chunk]);
+      for (let end; (end = this.buf.indexOf(0)) >= 0;) {
+        const text = this.buf.subarray(0, end).toString("utf8").replace(/^[\r\n]+/, "");
+        this.buf = this.buf.subarray(end + 1);
+        const [head, ...rest] = text.split("\n\n");
+        const [command, ...lines] = head.split("\n");
+        const hdrs = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1)]));
+        this.frames.push({ command, headers: hdrs, body: rest.join("\n\n") });
+      }
+      this.waiters.splice(0).forEach((w) => w());
+    });
+  }
+
+  send(command, headers = {}, body = "") {
+    const head = Object.entries(headers).map(([k, v]) => `${k}:${v}\n`).join("");
+    this.socket.write(`${command}\n${head}\n${body}\0`);
+  }
+
+  // The next frame, which must be `command`.
+  async expect(command) {
+    const deadline = Date.now() + WAIT_MS;
+    while (this.frames.length === 0) {
+      assert.ok(Date.now() < deadline, `no ${command} frame within ${WAIT_MS} ms`);
+      await new Promise((r) => { this.waiters.push(r); setTimeout(r, 100); });
+    }
+    const f = this.frames.shift();
+    assert.equal(f.command, command, `expected ${command}, got ${JSON.stringify(f)}`);
+    return f;
+  }
+
+  close() {
+    this.socket.destroy();
+  }
+}
+
+// --- page helpers -------------------------------------------------------------------------
+
+// Waits until the element at `selector` has exactly `text`, and says what it had if not.
+async function waitText(page, selector, text) {
+  try {
+    await page.waitForFunction(([s, t]) => document.querySelector(s)?.textContent.trim() === t,
+      [selector, String(text)], { timeout: WAIT_MS, polling: 100 });
+  } catch (e) {
+    const had = await page.evaluate((s) => document.querySelector(s)?.textContent ?? "(no element)", selector);
+    throw new Error(`${selector}: wanted ${JSON.stringify(String(text))}, have ${JSON.stringify(had)}`, { cause: e });
+  }
+}
+
+async function waitCount(page, selector, n) {
+  try {
+    await page.waitForFunction(([s, k]) => document.querySelectorAll(s).length === k,
+      [selector, n], { timeout: WAIT_MS, polling: 100 });
+  } catch (e) {
+    const had = await page.evaluate((s) => document.querySelectorAll(s).length, selector);
+    throw new Error(`${selector}: wanted ${n} elements, have ${had}`, { cause: e });
+  }
+}
+
+// --- the test -----------------------------------------------------------------------------
+
+test("console shows a queue, browses it page by page and purges it", { timeout: 180_000 }, async (t) => {
+  const missing = chromiumMissing();
+  if (missing) {
+    console.error(`SKIP: ${missing}`);
+    t.skip(missing);
+    return;
+  }
+  let chromium;
+  try {
+    ({ chromium } = await import("playwright-core"));
+  } catch (e) {
+    throw new Error("cannot load playwright-core: run `make console-deps` " +
+      `(npm ci in tests/console): ${e.message}`);
+  }
+
+  const queue = `/queue/console-${process.pid}`;
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "stompbox-chromium-"));
+  const clients = [];
+  let broker;
+  let context;
+  try {
+    broker = await startBroker();
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1280, height: 900 },
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    const page = context.pages()[0] ?? await context.newPage();
+    const pageErrors = [];
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+
+    await page.goto(`http://${broker.admin}/`);
+    assert.equal(await page.title(), "stompbox");
+    await waitText(page, "#role", "master");
+    await waitText(page, "#epoch", "1");
+
+    // 25 persistent messages; the receipt on the last one means all are in.
+    const producer = await Stomp.connect(broker.stomp, { "client-id": "console-producer" });
+    clients.push(producer);
+    for (let i = 0; i < 25; i++) {
+      const headers = { destination: queue, persistent: "true", "content-type": "text/plain", "x-seq": i };
+      if (i === 24) headers.receipt = "last";
+      producer.send("SEND", headers, `message ${i}`);
+    }
+    assert.equal((await producer.expect("RECEIPT")).headers["receipt-id"], "last");
+    // A topic subscriber, so the page shows more than one kind of destination.
+    const listener = await Stomp.connect(broker.stomp, { "client-id": "console-listener" });
+    clients.push(listener);
+    listener.send("SUBSCRIBE", { destination: "/topic/console-events", id: "t", receipt: "sub-t" });
+    await listener.expect("RECEIPT");
+
+    const row = `tr[data-destination="${queue}"]`;
+    await waitText(page, `${row} [data-field=depth]`, "25");
+    await waitText(page, `${row} [data-field=consumers]`, "0");
+    await waitText(page, `${row} [data-field=enqueued]`, "25");
+    await waitText(page, `${row} [data-field=kind]`, "queue");
+    await waitText(page, 'tr[data-destination="/topic/console-events"] [data-field=consumers]', "1");
+    // Both connections, with their client-ids and subscription counts.
+    await waitCount(page, "#connections tbody tr", 2);
+    const connections = await page.$$eval("#connections tbody tr", (rows) => rows.map((r) =>
+      Object.fromEntries([...r.querySelectorAll("[data-field]")].map((td) => [td.dataset.field, td.textContent]))));
+    const byClient = Object.fromEntries(connections.map((c) => [c.client_id, c]));
+    assert.equal(byClient["console-producer"]?.version, "1.2");
+    assert.equal(byClient["console-producer"]?.subscriptions, "0");
+    assert.equal(byClient["console-listener"]?.subscriptions, "1");
+    assert.match(byClient["console-listener"]?.peer ?? "", /^127\.0\.0\.1:\d+$/);
+
+    // Browse: the first page holds messages 0..19 in order, the next 20..24.
+    await page.click(`${row} [data-action=browse]`);
+    await waitCount(page, "#messages tbody tr", 20);
+    assert.equal(await page.isVisible("#browse"), true);
+    assert.equal(await page.textContent("#messages tbody tr:first-child td.body"), "message 0");
+    const headers = await page.textContent("#messages tbody tr:first-child td.headers");
+    assert.match(headers, /content-type: text\/plain/);
+    assert.match(headers, /x-seq: 0/);
+    await page.click("#next");
+    await waitCount(page, "#messages tbody tr", 5);
+    assert.equal(await page.textContent("#messages tbody tr:first-child td.body"), "message 20");
+    assert.equal(await page.isDisabled("#next"), true);
+    await page.click("#prev");
+    await waitCount(page, "#messages tbody tr", 20);
+
+    // A consumer takes one message and holds it unacked (prefetch 1, client ack).
+    const consumer = await Stomp.connect(broker.stomp, { "client-id": "console-consumer" });
+    clients.push(consumer);
+    consumer.send("SUBSCRIBE", { destination: queue, id: "q", ack: "client-individual", "activemq.prefetchSize": "1" });
+    assert.equal((await consumer.expect("MESSAGE")).body, "message 0");
+    await waitText(page, `${row} [data-field=depth]`, "24");
+    await waitText(page, `${row} [data-field=unacked]`, "1");
+    await waitText(page, `${row} [data-field=consumers]`, "1");
+    await waitCount(page, "#messages tbody tr", 20);
+    assert.equal(await page.textContent("#messages tbody tr:first-child td.body"), "message 1");
+    await waitCount(page, "#connections tbody tr", 3);
+    await page.waitForFunction((s) => /^\d+\.\d$/.test(document.querySelector(s)?.textContent ?? ""),
+      `${row} [data-field=in_rate]`, { timeout: WAIT_MS });
+
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    // Purge, accepting the confirm dialog: the waiting messages go, the unacked one stays.
+    const dialogs = [];
+    page.once("dialog", (d) => { dialogs.push(d.message()); d.accept(); });
+    await page.click(`${row} [data-action=purge]`);
+    await waitText(page, `${row} [data-field=depth]`, "0");
+    assert.equal(dialogs.length, 1, "purge asks for confirmation");
+    assert.match(dialogs[0], new RegExp(`24 waiting messages of ${queue}`));
+    await waitText(page, "#notice", `Purged 24 messages from ${queue}.`);
+    await waitText(page, `${row} [data-field=unacked]`, "1");
+    await waitCount(page, "#messages tbody tr", 0);
+    assert.equal(await page.isVisible("#messages-empty"), true);
+
+    // Dismissing the dialog purges nothing.
+    producer.send("SEND", { destination: queue, receipt: "again" }, "after purge");
+    await producer.expect("RECEIPT");
+    await waitText(page, `${row} [data-field=depth]`, "1");
+    page.once("dialog", (d) => d.dismiss());
+    await page.click(`${row} [data-action=purge]`);
+    await new Promise((r) => setTimeout(r, 1500));
+    await waitText(page, `${row} [data-field=depth]`, "1");
+
+    assert.deepEqual(pageErrors, [], "no script errors on the page");
+  } catch (e) {
+    if (broker) console.error(`--- broker log (tail) ---\n${broker.logTail?.() ?? ""}`);
+    throw e;
+  } finally {
+    for (const c of clients) c.close();
+    if (context) await context.close().catch(() => {});
+    if (broker) await stopBroker(broker);
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
+});
