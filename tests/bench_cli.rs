@@ -16,22 +16,25 @@ const STOMPBOX: &str = env!("CARGO_BIN_EXE_stompbox");
 struct Broker {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    addr: String,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Broker {
+    /// A broker on a free port with its own temp data dir.
     fn start() -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
+        let mut broker = Broker::start_in(dir.path(), "127.0.0.1:0");
+        broker._dir = Some(dir);
+        broker
+    }
+
+    /// A broker on `bind` with data in `dir` (which the caller keeps).
+    fn start_in(dir: &std::path::Path, bind: &str) -> Broker {
         let mut child = Command::new(STOMPBOX)
-            .args([
-                "serve",
-                "--bind",
-                "127.0.0.1:0",
-                "--admin-bind",
-                "127.0.0.1:0",
-            ])
+            .args(["serve", "--bind", bind, "--admin-bind", "127.0.0.1:0"])
             .args(["--cores", "2", "--data-dir"])
-            .arg(dir.path())
+            .arg(dir)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -52,12 +55,13 @@ impl Broker {
         let mut broker = Broker {
             child,
             url: String::new(),
-            _dir: dir,
+            addr: String::new(),
+            _dir: None,
         };
-        let addr = rx
+        broker.addr = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("broker did not print its listening line");
-        broker.url = format!("tcp://{addr}");
+        broker.url = format!("tcp://{}", broker.addr);
         broker
     }
 }
@@ -313,4 +317,53 @@ fn sqlite_baseline_reports_commits_per_second() {
             .is_some_and(|c| c > 0.0),
         "{summary}"
     );
+}
+
+#[test]
+fn failover_bench_survives_a_broker_kill_without_loss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut first = Broker::start_in(dir.path(), "127.0.0.1:0");
+    let addr = first.addr.clone();
+    let url = format!(
+        "failover:(tcp://{addr})?initialReconnectDelay=20&maxReconnectDelay=200\
+         &maxReconnectAttempts=200"
+    );
+    let bench = std::thread::spawn(move || {
+        bench_json(&[
+            "--url",
+            &url,
+            "--destination",
+            "/queue/bench.failover",
+            "--persistent",
+            "--send",
+            "sync",
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--ack",
+            "client-individual",
+            "--duration",
+            "3s",
+            "--drain-timeout",
+            "10s",
+        ])
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    // kill -9: no goodbye to the clients; the store keeps every receipted message.
+    let _ = first.child.kill();
+    let _ = first.child.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    let _second = Broker::start_in(dir.path(), &addr);
+    let summary = bench.join().expect("bench thread");
+    assert_eq!(summary["lost"], 0, "{summary}");
+    assert!(
+        summary["reconnects"].as_u64().is_some_and(|r| r >= 4),
+        "{summary}"
+    );
+    assert!(
+        summary["produced"].as_u64().is_some_and(|p| p > 0),
+        "{summary}"
+    );
+    drop(first);
 }
