@@ -18,7 +18,14 @@ impl Drop for Broker {
 fn start(extra: &[&str]) -> Broker {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_stompbox"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--admin-bind",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .args(extra)
         .stdout(Stdio::piped())
@@ -26,7 +33,9 @@ fn start(extra: &[&str]) -> Broker {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
     Broker(child, port, dir)
 }
@@ -34,9 +43,14 @@ fn start(extra: &[&str]) -> Broker {
 fn read_until(s: &mut TcpStream, needle: &[u8], within: Duration) -> Vec<u8> {
     let deadline = Instant::now() + within;
     let mut got = Vec::new();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     while !got.windows(needle.len()).any(|w| w == needle) {
-        assert!(Instant::now() < deadline, "no {:?} within {within:?}", String::from_utf8_lossy(needle));
+        assert!(
+            Instant::now() < deadline,
+            "no {:?} within {within:?}",
+            String::from_utf8_lossy(needle)
+        );
         let mut buf = [0u8; 65536];
         match s.read(&mut buf) {
             Ok(0) => panic!("connection closed"),

@@ -10,15 +10,20 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use metrics::{counter, gauge};
+use metrics::gauge;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::{AdminState, Role};
+use crate::destination::DestinationStats;
 
 /// Store commit latency buckets (seconds): an fsync is 0.1–20 ms on most disks.
-const COMMIT_BUCKETS: &[f64] = &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0];
+const COMMIT_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+];
 /// Store batch size buckets (requests per commit).
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
 
 /// Installs the process-wide recorder (once; later calls get None and metrics go to the
 /// first one, which is what a process with one admin endpoint has).
@@ -44,31 +49,134 @@ pub fn install() -> Option<PrometheusHandle> {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_gauge!("stompbox_connections", "Client connections currently open");
-    describe_counter!("stompbox_connections_accepted_total", "Client connections accepted");
-    describe_counter!("stompbox_messages_in_total", "Messages that entered a destination");
-    describe_counter!("stompbox_messages_out_total", "Deliveries to consumers (redeliveries included)");
-    describe_counter!("stompbox_messages_acked_total", "Messages consumed (acked, or delivered in auto mode)");
-    describe_gauge!("stompbox_queue_depth", "Messages waiting, in memory and on disk");
-    describe_gauge!("stompbox_queue_on_disk", "Waiting messages held only on disk (paged out)");
-    describe_gauge!("stompbox_unacked", "Delivered, not yet acknowledged messages");
-    describe_gauge!("stompbox_consumers", "Consumers attached");
-    describe_gauge!(
-        "stompbox_destination_memory_bytes",
-        Unit::Bytes,
-        "Bytes of messages a destination holds in memory"
-    );
-    describe_counter!("stompbox_redeliveries_total", "Messages that came back for redelivery");
-    describe_counter!("stompbox_dead_letters_total", "Messages moved to a dead-letter queue");
-    describe_counter!("stompbox_expired_total", "Messages dropped or dead-lettered on expiry");
     describe_counter!(
-        "stompbox_flow_control_events_total",
-        "SENDs whose answer was held back because a destination was over its memory limit"
+        "stompbox_connections_accepted_total",
+        "Client connections accepted"
     );
-    describe_gauge!("stompbox_blocked_producers", "Producers held by flow control right now");
-    describe_histogram!("stompbox_store_commit_seconds", Unit::Seconds, "Store transaction commit time");
-    describe_histogram!("stompbox_store_batch_requests", "Store requests per commit (group commit)");
-    describe_gauge!("stompbox_lease_role", "1 for this broker's current role (label role)");
+    describe_histogram!(
+        "stompbox_store_commit_seconds",
+        Unit::Seconds,
+        "Store transaction commit time"
+    );
+    describe_histogram!(
+        "stompbox_store_batch_requests",
+        "Store requests per commit (group commit)"
+    );
+    describe_gauge!(
+        "stompbox_lease_role",
+        "1 for this broker's current role (label role)"
+    );
     describe_gauge!("stompbox_lease_epoch", "Lease epoch while master");
+}
+
+/// Per-destination families, rendered at scrape time straight from the owners' snapshots:
+/// only destinations that exist now appear, and each counter is the destination's own total
+/// (it restarts at 0 if an idle destination was forgotten and re-created, which Prometheus
+/// reads as a counter reset).
+const DESTINATION_FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        "stompbox_messages_in_total",
+        "counter",
+        "Messages that entered a destination",
+    ),
+    (
+        "stompbox_messages_out_total",
+        "counter",
+        "Deliveries to consumers (redeliveries included)",
+    ),
+    (
+        "stompbox_messages_acked_total",
+        "counter",
+        "Messages consumed (acked, or delivered in auto mode)",
+    ),
+    (
+        "stompbox_redeliveries_total",
+        "counter",
+        "Messages that came back for redelivery",
+    ),
+    (
+        "stompbox_dead_letters_total",
+        "counter",
+        "Messages moved to a dead-letter queue",
+    ),
+    (
+        "stompbox_expired_total",
+        "counter",
+        "Messages dropped or dead-lettered on expiry",
+    ),
+    (
+        "stompbox_flow_control_events_total",
+        "counter",
+        "SENDs whose answer was held back because a destination was over its memory limit",
+    ),
+    (
+        "stompbox_queue_depth",
+        "gauge",
+        "Messages waiting, in memory and on disk",
+    ),
+    (
+        "stompbox_queue_on_disk",
+        "gauge",
+        "Waiting messages held only on disk (paged out)",
+    ),
+    (
+        "stompbox_unacked",
+        "gauge",
+        "Delivered, not yet acknowledged messages",
+    ),
+    ("stompbox_consumers", "gauge", "Consumers attached"),
+    (
+        "stompbox_destination_memory_bytes",
+        "gauge",
+        "Bytes of messages a destination holds in memory",
+    ),
+    (
+        "stompbox_blocked_producers",
+        "gauge",
+        "Producers held by flow control right now",
+    ),
+];
+
+fn destination_values(s: &DestinationStats) -> [u64; 13] {
+    let c = &s.counters;
+    [
+        c.enqueued,
+        c.delivered,
+        c.acked,
+        c.redelivered,
+        c.dead_lettered,
+        c.expired,
+        s.flow_control_events,
+        s.depth,
+        s.on_disk,
+        s.unacked,
+        s.consumers as u64,
+        s.memory_bytes,
+        s.blocked_producers as u64,
+    ]
+}
+
+/// Escapes a label value for the Prometheus text format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn render_destinations(out: &mut String, stats: &[DestinationStats]) {
+    use std::fmt::Write;
+    for (i, (name, kind, help)) in DESTINATION_FAMILIES.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for s in stats {
+            let _ = writeln!(
+                out,
+                "{name}{{destination=\"{}\",subscription=\"{}\"}} {}",
+                label(&s.destination),
+                label(&s.subscription),
+                destination_values(s)[i]
+            );
+        }
+    }
 }
 
 /// `GET /metrics`.
@@ -80,38 +188,41 @@ pub async fn render(State(state): State<Arc<AdminState>>) -> Response {
             Role::Master => "master",
             Role::SteppingDown => "stepping-down",
         };
-        gauge!("stompbox_lease_role", "role" => name).set(if status.role == role { 1.0 } else { 0.0 });
+        gauge!("stompbox_lease_role", "role" => name).set(if status.role == role {
+            1.0
+        } else {
+            0.0
+        });
     }
     gauge!("stompbox_lease_epoch").set(status.epoch.unwrap_or(0) as f64);
-    if let Some(services) = state.services() {
-        gauge!("stompbox_connections").set(services.connections.len() as f64);
-        if let Ok(stats) = super::api::all_stats(&services).await {
-            for s in stats {
-                let labels = [("destination", s.destination.clone()), ("subscription", s.subscription.clone())];
-                counter!("stompbox_messages_in_total", &labels).absolute(s.counters.enqueued);
-                counter!("stompbox_messages_out_total", &labels).absolute(s.counters.delivered);
-                counter!("stompbox_messages_acked_total", &labels).absolute(s.counters.acked);
-                counter!("stompbox_redeliveries_total", &labels).absolute(s.counters.redelivered);
-                counter!("stompbox_dead_letters_total", &labels).absolute(s.counters.dead_lettered);
-                counter!("stompbox_expired_total", &labels).absolute(s.counters.expired);
-                counter!("stompbox_flow_control_events_total", &labels).absolute(s.flow_control_events);
-                gauge!("stompbox_queue_depth", &labels).set(s.depth as f64);
-                gauge!("stompbox_queue_on_disk", &labels).set(s.on_disk as f64);
-                gauge!("stompbox_unacked", &labels).set(s.unacked as f64);
-                gauge!("stompbox_consumers", &labels).set(s.consumers as f64);
-                gauge!("stompbox_destination_memory_bytes", &labels).set(s.memory_bytes as f64);
-                gauge!("stompbox_blocked_producers", &labels).set(s.blocked_producers as f64);
+    let mut stats = Vec::new();
+    match state.services() {
+        Some(services) => {
+            gauge!("stompbox_connections").set(services.connections.len() as f64);
+            if let Ok(s) = super::api::all_stats(&services).await {
+                stats = s;
             }
         }
-    } else {
-        gauge!("stompbox_connections").set(0.0);
+        None => gauge!("stompbox_connections").set(0.0),
     }
-    match &state.metrics {
-        Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
+    let Some(handle) = &state.metrics else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics recorder not installed",
         )
-            .into_response(),
-        None => (StatusCode::INTERNAL_SERVER_ERROR, "metrics recorder not installed").into_response(),
+            .into_response();
+    };
+    let mut body = handle.render();
+    render_destinations(&mut body, &stats);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use axum::extract::State;
-use metrics_exporter_prometheus::PrometheusHandle;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
 /// What this broker is doing right now.
@@ -82,7 +82,10 @@ impl AdminState {
 
     /// The serving broker's services, if this broker is the master.
     pub fn services(&self) -> Option<Arc<crate::session::Services>> {
-        self.services.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Sets this broker's lease holder name (known once the admin address is bound).

@@ -134,24 +134,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // listening line is never taken by the default action.
     let (mut term, mut int) = signals.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
-        Ok::<_, std::io::Error>((signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?))
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
     })?;
     let signal_tx = events_tx.clone();
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        signals.block_on(async {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            log::info!("signal received, shutting down (send another to force)");
-            let _ = signal_tx.send(crate::lease::role::Event::Signal);
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            log::warn!("second signal: exiting without a graceful shutdown");
-            std::process::exit(130);
-        });
-    })?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            signals.block_on(async {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                log::info!("signal received, shutting down (send another to force)");
+                let _ = signal_tx.send(crate::lease::role::Event::Signal);
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                log::warn!("second signal: exiting without a graceful shutdown");
+                std::process::exit(130);
+            });
+        })?;
     crate::lease::role::run(config, events_tx, events)
 }

@@ -110,7 +110,9 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { bind: SocketAddr::from(([127, 0, 0, 1], 8161)) }
+        AdminConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8161)),
+        }
     }
 }
 

@@ -61,6 +61,8 @@ struct Staged {
     pending: bool,
     /// Its commit failed: it never enters the queue.
     rejected: bool,
+    /// An operator purged the queue while it waited: it is answered but not enqueued.
+    purged: bool,
 }
 
 /// A point-to-point destination on its owner shard.
@@ -216,6 +218,7 @@ impl Queue {
                 answer,
                 pending: true,
                 rejected: false,
+                purged: false,
             });
         } else if !self.staging.is_empty() {
             self.staging.push_back(Staged {
@@ -223,6 +226,7 @@ impl Queue {
                 answer,
                 pending: false,
                 rejected: false,
+                purged: false,
             });
         } else {
             self.admit(entry, ctx);
@@ -263,6 +267,14 @@ impl Queue {
             let s = self.staging.pop_front().expect("front exists");
             if s.rejected {
                 self.bytes -= s.entry.weight();
+                continue;
+            }
+            if s.purged {
+                // Accepted, then purged before it reached the queue (its row is deleted by
+                // the purge, which the writer runs after the insert).
+                self.bytes -= s.entry.weight();
+                let full = self.full(ctx);
+                self.blocked.accept(s.answer, full);
                 continue;
             }
             self.admit(s.entry, ctx);
@@ -404,6 +416,10 @@ impl Queue {
             level.unloaded = 0;
         }
         self.expiring = 0;
+        // Sends still waiting for their commit are purged too (answered, never enqueued).
+        for s in self.staging.iter_mut() {
+            s.purged = true;
+        }
         n
     }
 

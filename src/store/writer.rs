@@ -105,7 +105,8 @@ impl Writer {
             let stop = batch.iter().any(|r| matches!(r, Request::Stop));
             let started = std::time::Instant::now();
             let result = self.apply(&batch);
-            metrics::histogram!("stompbox_store_commit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("stompbox_store_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
             metrics::histogram!("stompbox_store_batch_requests").record(batch.len() as f64);
             if let Err(e) = &result {
                 error!("store: commit of {} requests failed: {e}", batch.len());

@@ -43,7 +43,9 @@ pub async fn read_header<S: AsyncRead + Unpin>(
             let parsed = HeaderResult::parse(&buf[..]);
             if parsed.is_incomplete() {
                 if buf.len() >= MAX_HEADER_BYTES {
-                    return Err(ProxyError::Invalid(format!("longer than {MAX_HEADER_BYTES} bytes")));
+                    return Err(ProxyError::Invalid(format!(
+                        "longer than {MAX_HEADER_BYTES} bytes"
+                    )));
                 }
                 continue;
             }
@@ -51,8 +53,12 @@ pub async fn read_header<S: AsyncRead + Unpin>(
                 HeaderResult::V1(Ok(h)) => {
                     let len = h.header.len();
                     let addr = match h.addresses {
-                        ppp::v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
-                        ppp::v1::Addresses::Tcp6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                        ppp::v1::Addresses::Tcp4(a) => {
+                            Some(SocketAddr::from((a.source_address, a.source_port)))
+                        }
+                        ppp::v1::Addresses::Tcp6(a) => {
+                            Some(SocketAddr::from((a.source_address, a.source_port)))
+                        }
                         ppp::v1::Addresses::Unknown => None,
                     };
                     Ok((addr, len))
@@ -60,8 +66,12 @@ pub async fn read_header<S: AsyncRead + Unpin>(
                 HeaderResult::V2(Ok(h)) => {
                     let len = h.len();
                     let addr = match h.addresses {
-                        ppp::v2::Addresses::IPv4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
-                        ppp::v2::Addresses::IPv6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                        ppp::v2::Addresses::IPv4(a) => {
+                            Some(SocketAddr::from((a.source_address, a.source_port)))
+                        }
+                        ppp::v2::Addresses::IPv6(a) => {
+                            Some(SocketAddr::from((a.source_address, a.source_port)))
+                        }
                         _ => None,
                     };
                     Ok((addr, len))
@@ -71,7 +81,9 @@ pub async fn read_header<S: AsyncRead + Unpin>(
             };
         }
     };
-    let (addr, len) = tokio::time::timeout(timeout, read).await.map_err(|_| ProxyError::Timeout(timeout))??;
+    let (addr, len) = tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ProxyError::Timeout(timeout))??;
     let rest = buf.split_off(len);
     Ok((addr, rest))
 }
@@ -83,7 +95,9 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn v1_header_then_stomp() {
         let input = b"PROXY TCP4 192.0.2.7 127.0.0.1 51000 61613\r\nCONNECT\n\n\0".to_vec();
-        let (addr, rest) = read_header(&mut &input[..], Duration::from_secs(1)).await.unwrap();
+        let (addr, rest) = read_header(&mut &input[..], Duration::from_secs(1))
+            .await
+            .unwrap();
         assert_eq!(addr, Some("192.0.2.7:51000".parse().unwrap()));
         assert_eq!(&rest[..], b"CONNECT\n\n\0");
     }
@@ -99,7 +113,9 @@ mod tests {
         .unwrap();
         let mut input = header;
         input.extend_from_slice(b"STOMP\n\n\0");
-        let (addr, rest) = read_header(&mut &input[..], Duration::from_secs(1)).await.unwrap();
+        let (addr, rest) = read_header(&mut &input[..], Duration::from_secs(1))
+            .await
+            .unwrap();
         assert_eq!(addr, Some("198.51.100.9:40000".parse().unwrap()));
         assert_eq!(&rest[..], b"STOMP\n\n\0");
     }
@@ -107,6 +123,8 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn plain_stomp_is_refused() {
         let input = b"CONNECT\naccept-version:1.2\n\n\0".to_vec();
-        assert!(read_header(&mut &input[..], Duration::from_secs(1)).await.is_err());
+        assert!(read_header(&mut &input[..], Duration::from_secs(1))
+            .await
+            .is_err());
     }
 }
