@@ -130,6 +130,7 @@ impl Broker {
             max_batch: config.store_max_batch,
             sweep_expired: !config.destinations.expired_to_dlq,
             fence,
+            durability: config.durability,
         };
         let (store_tx, writer) =
             store::spawn_writer(conn, router.clone(), writer_config).map_err(StartError::Thread)?;

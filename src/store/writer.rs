@@ -30,6 +30,8 @@ pub struct WriterConfig {
     pub sweep_expired: bool,
     /// The lease this writer writes under; None without a lease (tests).
     pub fence: Option<Fence>,
+    /// The configured durability (see [`super::Durability`]).
+    pub durability: super::Durability,
 }
 
 /// Fencing: every transaction first checks that the lease row still names `holder` at
@@ -125,6 +127,36 @@ impl Writer {
         if self.fenced {
             return Err("this broker lost its lease and no longer writes".into());
         }
+        // A batch that only forgets or annotates messages (acks, redelivery counts, page-ins,
+        // the expiry sweep) promises nothing a power loss could break: losing it means an
+        // acked message is delivered again, which at-least-once allows. Such batches skip the
+        // fsync, so a lone synchronous producer pays one fsync per message, not two.
+        let relaxed = self.config.durability == super::Durability::Fsync
+            && batch.iter().all(|r| {
+                matches!(
+                    r,
+                    Request::Delete { .. }
+                        | Request::Redelivered { .. }
+                        | Request::PageIn { .. }
+                        | Request::SweepExpired
+                        | Request::Stop
+                )
+            });
+        if relaxed {
+            self.conn
+                .pragma_update(None, "synchronous", "NORMAL")
+                .map_err(|e| e.to_string())?;
+        }
+        let result = self.apply_in_transaction(batch);
+        if relaxed {
+            self.conn
+                .pragma_update(None, "synchronous", "FULL")
+                .map_err(|e| e.to_string())?;
+        }
+        result
+    }
+
+    fn apply_in_transaction(&mut self, batch: &[Request]) -> Result<Vec<Outcome>, String> {
         let now = now_ms();
         let tx = self
             .conn
