@@ -297,6 +297,9 @@ pub enum ToSession {
     },
     /// The command carrying `token` has taken effect.
     Done { token: Token },
+    /// This session's subscriber held a topic over its memory limit for longer than
+    /// `slow_consumer_timeout_ms` (stalling its producers): it is disconnected.
+    SlowConsumer { destination: DestinationName },
 }
 
 /// The mailboxes of every shard's owner loop, indexed by shard. Shared by all sessions.

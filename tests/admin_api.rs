@@ -609,6 +609,7 @@ const FAMILIES: &[&str] = &[
     "stompbox_dead_letters_total",
     "stompbox_expired_total",
     "stompbox_flow_control_events_total",
+    "stompbox_slow_consumer_disconnects_total",
     "stompbox_blocked_producers",
     "stompbox_store_commit_seconds",
     "stompbox_store_batch_requests",

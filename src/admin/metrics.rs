@@ -110,6 +110,11 @@ const DESTINATION_FAMILIES: &[(&str, &str, &str)] = &[
         "SENDs whose answer was held back because a destination was over its memory limit",
     ),
     (
+        "stompbox_slow_consumer_disconnects_total",
+        "counter",
+        "Subscribers disconnected for holding a topic over its memory limit too long",
+    ),
+    (
         "stompbox_queue_depth",
         "gauge",
         "Messages waiting, in memory and on disk",
@@ -137,7 +142,7 @@ const DESTINATION_FAMILIES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn destination_values(s: &DestinationStats) -> [u64; 13] {
+fn destination_values(s: &DestinationStats) -> [u64; 14] {
     let c = &s.counters;
     [
         c.enqueued,
@@ -147,6 +152,7 @@ fn destination_values(s: &DestinationStats) -> [u64; 13] {
         c.dead_lettered,
         c.expired,
         s.flow_control_events,
+        c.slow_consumer_disconnects,
         s.depth,
         s.on_disk,
         s.unacked,

@@ -142,6 +142,10 @@ pub struct DestinationConfig {
     pub global_memory_limit_bytes: u64,
     /// Stored messages read from disk in one page-in.
     pub page_batch: usize,
+    /// A topic that has been over its memory limit (its producers held) for this long
+    /// disconnects the subscriber with the largest backlog, with an ERROR, so one stuck
+    /// subscriber cannot stall a topic for good. 0 = never (producers wait indefinitely).
+    pub slow_consumer_timeout_ms: u64,
     /// Prefetch of a queue subscription that names none (`activemq.prefetchSize`).
     pub queue_prefetch: u32,
     /// Prefetch of a topic subscription that names none.
@@ -218,6 +222,7 @@ impl Default for DestinationConfig {
             memory_limit_bytes: 32 * 1024 * 1024,
             global_memory_limit_bytes: 512 * 1024 * 1024,
             page_batch: 200,
+            slow_consumer_timeout_ms: 30_000,
             queue_prefetch: crate::limits::DEFAULT_QUEUE_PREFETCH,
             topic_prefetch: crate::limits::DEFAULT_TOPIC_PREFETCH,
             durable_prefetch: crate::limits::DEFAULT_DURABLE_PREFETCH,

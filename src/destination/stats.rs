@@ -19,6 +19,8 @@ pub struct Counters {
     pub expired: u64,
     /// Messages moved to a dead-letter queue after too many redeliveries.
     pub dead_lettered: u64,
+    /// Subscribers disconnected for stalling the destination (slow consumers).
+    pub slow_consumer_disconnects: u64,
 }
 
 /// One destination (or durable subscription) as the admin API shows it.

@@ -32,6 +32,8 @@ pub struct Topic {
     bytes: u64,
     blocked: Blocked,
     counters: Counters,
+    /// Since when producers have been held without a break (for the slow-consumer rule).
+    full_since: Option<std::time::Instant>,
 }
 
 impl Topic {
@@ -44,7 +46,43 @@ impl Topic {
             bytes: 0,
             blocked: Blocked::default(),
             counters: Counters::default(),
+            full_since: None,
         }
+    }
+
+    /// Once a second: if the topic has been over its limit for `slow_consumer_timeout_ms`,
+    /// the subscriber with the largest backlog is disconnected (its session gets an ERROR),
+    /// which frees the topic for the others and its producers.
+    pub fn tick(&mut self, ctx: &Ctx) {
+        let timeout = ctx.config.slow_consumer_timeout_ms;
+        if !self.full(ctx) || timeout == 0 {
+            self.full_since = None;
+            self.recheck_flow_control(ctx);
+            return;
+        }
+        let since = *self.full_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < std::time::Duration::from_millis(timeout) {
+            return;
+        }
+        let Some(i) =
+            (0..self.subscribers.len()).max_by_key(|&i| self.subscribers[i].pending.len())
+        else {
+            return;
+        };
+        let s = self.subscribers.remove(i);
+        log::warn!(
+            "slow consumer: session={} held {} for {timeout} ms with {} messages pending; disconnecting it",
+            s.consumer.session.0,
+            self.key.destination,
+            s.pending.len()
+        );
+        s.consumer.tell(crate::message::ToSession::SlowConsumer {
+            destination: self.key.destination.clone(),
+        });
+        self.counters.slow_consumer_disconnects += 1;
+        self.forget(s);
+        self.full_since = None;
+        self.recheck_flow_control(ctx);
     }
 
     /// A snapshot for the admin API and metrics (durable subscriptions are listed as their own

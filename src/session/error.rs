@@ -75,6 +75,9 @@ pub enum Error {
     /// The store could not write: the frame had no effect.
     #[error("store failure")]
     Store(String),
+    /// A subscriber held its topic over the memory limit too long.
+    #[error("slow consumer")]
+    SlowConsumer(String),
 }
 
 impl Error {
@@ -127,6 +130,7 @@ impl Error {
             Error::ClientIdInUse(id) => format!("Another live connection uses client-id {id:?}. Client ids are unique per broker, since durable subscriptions belong to them."),
             Error::DurableQueue(d) => format!("{d} is a queue; durable subscriptions (activemq.subscriptionName, durable-subscription-name, durable:true) are for /topic/ destinations."),
             Error::DurableWithoutClientId => "A durable subscription (activemq.subscriptionName or durable-subscription-name) needs a client-id header on CONNECT.".into(),
+            Error::SlowConsumer(d) => format!("This connection's subscription to {d} kept the topic over its memory limit for longer than slow_consumer_timeout_ms, holding up its producers, so it was disconnected. Read faster, use a smaller prefetch with client acks, or a durable subscription (which pages to disk)."),
             Error::Store(reason) => format!("The broker could not store the message or transaction, so it was not accepted: {reason}. Retry it."),
         }
     }

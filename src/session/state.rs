@@ -270,6 +270,9 @@ impl Session {
                 }
             },
             ToSession::Done { token } => self.complete(token),
+            ToSession::SlowConsumer { destination } => {
+                self.fail(&Error::SlowConsumer(destination.to_string()), None);
+            }
         }
     }
 

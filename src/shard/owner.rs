@@ -98,8 +98,9 @@ impl Owner {
                 q.recheck_flow_control(ctx);
             });
         }
-        for t in self.topics.values_mut() {
-            t.recheck_flow_control(&self.ctx);
+        let names: Vec<DestinationName> = self.topics.keys().cloned().collect();
+        for name in names {
+            self.with_topic(&name, false, |t, ctx| t.tick(ctx));
         }
         self.ctx.flush();
     }
