@@ -78,8 +78,6 @@ fn two_brokers_on_one_store_exactly_one_serves() {
 }
 
 #[test]
-#[ignore = "broker bug (reported): the standby that wins the OS file lock force-takes the lease \
-            from a live master that got it without the file lock"]
 fn two_brokers_started_together_elect_one_master_without_a_takeover() {
     let _serial = serial();
     for round in 1..=12 {
@@ -306,8 +304,6 @@ fn sigstopped_master_is_fenced_and_its_epoch_never_written_after_takeover() {
 }
 
 #[test]
-#[ignore = "broker bug (reported): a resumed old master that steps down can win the OS file \
-            lock again and force-take the lease back from the new master"]
 fn resumed_old_master_stays_standby() {
     let _serial = serial();
     for round in 1..=12 {

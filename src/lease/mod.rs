@@ -80,29 +80,76 @@ pub fn read(conn: &Connection) -> Result<LeaseRow, StoreError> {
     Ok(row)
 }
 
-/// Takes the lease if it is free or expired, or unconditionally with `force` (the caller
-/// holds the OS file lock, so no other live broker process is master). Returns the new epoch.
+/// What this broker knows about the OS file lock on `stompbox.lock` when it tries for the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileLock {
+    /// This process holds it.
+    Held,
+    /// Another process holds it (or this process is still waiting for it).
+    Waiting,
+    /// The file system does not support it: only the lease row and its TTL decide.
+    Unsupported,
+}
+
+/// The outcome of [`try_acquire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquire {
+    /// The lease is ours, at this epoch.
+    Acquired(u64),
+    /// A live master holds it.
+    Held,
+    /// A live master holds the lease but not the file lock, which this broker holds: give
+    /// the file lock up so the master can take it, or a crash of the master would only be
+    /// noticed when its lease expires.
+    YieldFileLock,
+}
+
+/// Takes the lease when it is safe to:
+///
+/// - the holder's lease expired (a hung or dead master; fencing stops it if it wakes);
+/// - or this broker holds the file lock and the holder is none, or a holder that recorded
+///   holding the file lock itself (so it is dead or has stepped down: the kernel gave us the
+///   lock it had);
+/// - or, where file locks are unsupported, the lease is free.
+///
+/// A free lease without the file lock is left alone: the broker holding (or about to get) the
+/// file lock takes it, so two brokers starting together elect one master without a takeover.
 pub fn try_acquire(
     conn: &mut Connection,
     me: &Identity,
     ttl_ms: u64,
-    force: bool,
-) -> Result<Option<u64>, StoreError> {
+    file_lock: FileLock,
+) -> Result<Acquire, StoreError> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let (holder, epoch, expires_at): (Option<String>, i64, Option<i64>) = tx.query_row(
-        "SELECT holder, epoch, expires_at FROM broker_lease WHERE id = 1",
+    let (holder, epoch, expires_at, holder_locked): (Option<String>, i64, Option<i64>, bool) = tx
+        .query_row(
+        "SELECT holder, epoch, expires_at, file_lock FROM broker_lease WHERE id = 1",
         [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0)),
     )?;
-    let free = holder.is_none() || expires_at.is_none_or(|e| e <= now);
-    if !(free || force) {
-        return Ok(None);
+    let expired = holder.is_some() && expires_at.is_none_or(|e| e <= now);
+    let take = match file_lock {
+        _ if expired => true,
+        FileLock::Held => {
+            holder.is_none() || holder_locked || holder.as_deref() == Some(&me.holder)
+        }
+        FileLock::Waiting => false,
+        FileLock::Unsupported => holder.is_none(),
+    };
+    if !take {
+        let yield_lock = file_lock == FileLock::Held && holder.is_some() && !holder_locked;
+        return Ok(if yield_lock {
+            Acquire::YieldFileLock
+        } else {
+            Acquire::Held
+        });
     }
     let epoch = epoch + 1;
     tx.execute(
         "UPDATE broker_lease SET holder = ?1, epoch = ?2, acquired_at = ?3, expires_at = ?4,
-                host = ?5, pid = ?6, admin_address = ?7, stomp_address = NULL WHERE id = 1",
+                host = ?5, pid = ?6, admin_address = ?7, stomp_address = NULL, file_lock = ?8
+          WHERE id = 1",
         params![
             me.holder,
             epoch,
@@ -110,11 +157,22 @@ pub fn try_acquire(
             now + ttl_ms as i64,
             me.host,
             me.pid,
-            me.admin_address
+            me.admin_address,
+            file_lock == FileLock::Held
         ],
     )?;
     tx.commit()?;
-    Ok(Some(epoch as u64))
+    Ok(Acquire::Acquired(epoch as u64))
+}
+
+/// Records that the master now holds the file lock too (it became master through an expired
+/// lease, and got the lock later), so a standby that gets the lock next may take over at once.
+pub fn set_file_lock(conn: &Connection, me: &Identity, epoch: u64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE broker_lease SET file_lock = 1 WHERE id = 1 AND holder = ?1 AND epoch = ?2",
+        params![me.holder, epoch as i64],
+    )?;
+    Ok(())
 }
 
 /// Extends the lease. False if the row no longer names this holder and epoch (taken over).
@@ -152,7 +210,8 @@ pub fn set_stomp_address(
 /// Gives the lease up (clean shutdown), so a standby takes over at once.
 pub fn release(conn: &Connection, me: &Identity, epoch: u64) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE broker_lease SET holder = NULL, expires_at = NULL, stomp_address = NULL
+        "UPDATE broker_lease SET holder = NULL, expires_at = NULL, stomp_address = NULL,
+                file_lock = 0
           WHERE id = 1 AND holder = ?1 AND epoch = ?2",
         params![me.holder, epoch as i64],
     )?;
@@ -200,38 +259,61 @@ mod tests {
         }
     }
 
+    fn acquired(r: Acquire) -> u64 {
+        match r {
+            Acquire::Acquired(e) => e,
+            other => panic!("expected the lease, got {other:?}"),
+        }
+    }
+
     #[test]
     fn one_holder_at_a_time_and_epochs_grow() {
         let (_d, path) = db();
         let mut a = Connection::open(&path).unwrap();
         let mut b = Connection::open(&path).unwrap();
-        let e1 = try_acquire(&mut a, &me("a"), 60_000, false)
-            .unwrap()
-            .unwrap();
-        assert_eq!(try_acquire(&mut b, &me("b"), 60_000, false).unwrap(), None);
+        let e1 = acquired(try_acquire(&mut a, &me("a"), 60_000, FileLock::Held).unwrap());
+        assert_eq!(
+            try_acquire(&mut b, &me("b"), 60_000, FileLock::Waiting).unwrap(),
+            Acquire::Held
+        );
         assert!(renew(&mut a, &me("a"), e1, 60_000).unwrap());
-        // b knows a is dead (file lock): it takes over and a is fenced.
-        let e2 = try_acquire(&mut b, &me("b"), 60_000, true)
-            .unwrap()
-            .unwrap();
+        // a held the file lock and b now has it: a is gone, b takes over and a is fenced.
+        let e2 = acquired(try_acquire(&mut b, &me("b"), 60_000, FileLock::Held).unwrap());
         assert!(e2 > e1);
         assert!(!renew(&mut a, &me("a"), e1, 60_000).unwrap());
         assert!(!holds(&a, "a", e1).unwrap());
         assert!(holds(&b, "b", e2).unwrap());
         release(&b, &me("b"), e2).unwrap();
-        assert!(try_acquire(&mut a, &me("a"), 60_000, false)
-            .unwrap()
-            .is_some());
+        // A free lease goes to the broker with the file lock, not to one still waiting for it.
+        assert_eq!(
+            try_acquire(&mut a, &me("a"), 60_000, FileLock::Waiting).unwrap(),
+            Acquire::Held
+        );
+        acquired(try_acquire(&mut a, &me("a"), 60_000, FileLock::Held).unwrap());
     }
 
     #[test]
-    fn an_expired_lease_is_free() {
+    fn an_expired_lease_is_free_and_its_taker_keeps_it_from_a_lock_holder() {
         let (_d, path) = db();
         let mut a = Connection::open(&path).unwrap();
         let mut b = Connection::open(&path).unwrap();
-        try_acquire(&mut a, &me("a"), 0, false).unwrap().unwrap();
-        assert!(try_acquire(&mut b, &me("b"), 60_000, false)
-            .unwrap()
-            .is_some());
+        acquired(try_acquire(&mut a, &me("a"), 0, FileLock::Held).unwrap());
+        // a hung: its lease expired; b takes it without the file lock a still holds.
+        let e = acquired(try_acquire(&mut b, &me("b"), 60_000, FileLock::Waiting).unwrap());
+        // a wakes, steps down, and later holds the file lock as a standby: b is alive and
+        // did not hold the lock, so a must not take over; it should yield the lock instead.
+        assert_eq!(
+            try_acquire(&mut a, &me("a"), 60_000, FileLock::Held).unwrap(),
+            Acquire::YieldFileLock
+        );
+        set_file_lock(&b, &me("b"), e).unwrap();
+        acquired(try_acquire(&mut a, &me("a"), 60_000, FileLock::Held).unwrap());
+    }
+
+    #[test]
+    fn without_file_locks_a_free_lease_is_taken() {
+        let (_d, path) = db();
+        let mut a = Connection::open(&path).unwrap();
+        acquired(try_acquire(&mut a, &me("a"), 60_000, FileLock::Unsupported).unwrap());
     }
 }

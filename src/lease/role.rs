@@ -23,7 +23,7 @@ use anyhow::Context;
 use log::{error, info, warn};
 use rusqlite::Connection;
 
-use super::Identity;
+use super::{Acquire, FileLock, Identity};
 use crate::admin::{self, AdminState, Role};
 use crate::config::{Config, StepDown};
 use crate::shard::{Broker, LOCK_FILE};
@@ -36,6 +36,9 @@ pub enum Event {
     /// The OS file lock on `stompbox.lock` was acquired: no other live broker process holds
     /// it, so any lease holder other than us is dead or stepping down.
     FileLock(File),
+    /// The file lock cannot be taken on this file system: only the lease row and its TTL
+    /// decide.
+    FileLockUnsupported,
     /// The lease is lost (renewal failed or a write was fenced): stop serving now.
     StepDown(String),
 }
@@ -68,15 +71,36 @@ pub fn run(
 
     let lock_path = config.data_dir.join(LOCK_FILE);
     let mut file_lock: Option<File> = None;
-    wait_for_file_lock(lock_path.clone(), events_tx.clone());
+    let mut lock_state = FileLock::Waiting;
+    wait_for_file_lock(lock_path.clone(), events_tx.clone(), Duration::ZERO);
+    // A free file lock is granted at once: wait a moment for it, so a broker that starts
+    // alone takes the lease on its first attempt.
+    match events.recv_timeout(Duration::from_millis(200)) {
+        Ok(Event::FileLock(f)) => {
+            file_lock = Some(f);
+            lock_state = FileLock::Held;
+        }
+        Ok(Event::FileLockUnsupported) => lock_state = FileLock::Unsupported,
+        Ok(Event::Signal) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        Ok(Event::StepDown(_)) | Err(RecvTimeoutError::Timeout) => {}
+    }
     let lease = &config.lease;
     loop {
         state.set(Role::Standby, None, None);
         // ---- standby ----
         let epoch = loop {
-            match super::try_acquire(&mut conn, &me, lease.ttl_ms, file_lock.is_some()) {
-                Ok(Some(epoch)) => break epoch,
-                Ok(None) => {}
+            match super::try_acquire(&mut conn, &me, lease.ttl_ms, lock_state) {
+                Ok(Acquire::Acquired(epoch)) => break epoch,
+                Ok(Acquire::Held) => {}
+                Ok(Acquire::YieldFileLock) => {
+                    // The live master lacks the file lock (it took over an expired lease):
+                    // hand it over, so the master's blocked waiter gets it, then wait again.
+                    info!("lease: giving the file lock to the live master");
+                    file_lock = None;
+                    lock_state = FileLock::Waiting;
+                    let delay = Duration::from_millis(2 * lease.renew_interval_ms);
+                    wait_for_file_lock(lock_path.clone(), events_tx.clone(), delay);
+                }
                 Err(e) => warn!("lease: cannot read or take the lease: {e}"),
             }
             if !admin_announced {
@@ -85,7 +109,11 @@ pub fn run(
             }
             match events.recv_timeout(Duration::from_millis(lease.acquire_interval_ms)) {
                 Ok(Event::Signal) => return Ok(()),
-                Ok(Event::FileLock(f)) => file_lock = Some(f),
+                Ok(Event::FileLock(f)) => {
+                    file_lock = Some(f);
+                    lock_state = FileLock::Held;
+                }
+                Ok(Event::FileLockUnsupported) => lock_state = FileLock::Unsupported,
                 Ok(Event::StepDown(_)) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
@@ -141,7 +169,14 @@ pub fn run(
                     info!("lease released");
                     return Ok(());
                 }
-                Ok(Event::FileLock(f)) => file_lock = Some(f),
+                Ok(Event::FileLock(f)) => {
+                    file_lock = Some(f);
+                    lock_state = FileLock::Held;
+                    if let Err(e) = super::set_file_lock(&conn, &me, epoch) {
+                        warn!("lease: cannot record the file lock: {e}");
+                    }
+                }
+                Ok(Event::FileLockUnsupported) => lock_state = FileLock::Unsupported,
                 Ok(Event::StepDown(why)) => break why,
             }
         };
@@ -152,7 +187,8 @@ pub fn run(
         broker.shutdown();
         if file_lock.take().is_some() {
             // Released with the file: wait for it again, to learn when the new master dies.
-            wait_for_file_lock(lock_path.clone(), events_tx.clone());
+            lock_state = FileLock::Waiting;
+            wait_for_file_lock(lock_path.clone(), events_tx.clone(), Duration::ZERO);
         }
         if config.lease.on_step_down == StepDown::Exit {
             anyhow::bail!("stepped down: {reason} (lease.on_step_down = \"exit\")");
@@ -170,37 +206,34 @@ fn announce(line: &str) {
 
 /// Blocks a thread on the OS file lock; when the kernel grants it (its holder exited or
 /// died), hands the locked file to the role loop.
-fn wait_for_file_lock(path: PathBuf, events: Sender<Event>) {
+fn wait_for_file_lock(path: PathBuf, events: Sender<Event>, delay: Duration) {
+    let on_error = events.clone();
     let spawned = std::thread::Builder::new()
         .name("lease-file-lock".into())
         .spawn(move || {
-            let file = match std::fs::OpenOptions::new()
+            std::thread::sleep(delay);
+            let opened = std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(&path)
-            {
-                Ok(f) => f,
-                Err(e) => {
-                    warn!(
-                        "lease: cannot open {}: {e}; crash detection falls back to the TTL",
-                        path.display()
-                    );
-                    return;
-                }
-            };
-            match file.lock() {
-                Ok(()) => {
+                .open(&path);
+            let locked = opened.and_then(|file| file.lock().map(|()| file));
+            match locked {
+                Ok(file) => {
                     let _ = events.send(Event::FileLock(file));
                 }
-                Err(e) => warn!(
-                    "lease: cannot lock {}: {e}; crash detection falls back to the TTL",
-                    path.display()
-                ),
+                Err(e) => {
+                    warn!(
+                        "lease: cannot lock {}: {e}; crash detection falls back to the TTL",
+                        path.display()
+                    );
+                    let _ = events.send(Event::FileLockUnsupported);
+                }
             }
         });
     if let Err(e) = spawned {
         warn!("lease: cannot start the file-lock thread: {e}");
+        let _ = on_error.send(Event::FileLockUnsupported);
     }
 }
 

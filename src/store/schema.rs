@@ -85,6 +85,11 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT INTO broker_lease (id, epoch) VALUES (1, 0);
     ALTER TABLE messages ADD COLUMN epoch INTEGER;  -- lease epoch of the master that wrote it
     "#,
+    // 3: whether the lease holder also holds the OS file lock (stompbox.lock). Only then does
+    // a standby that gets that lock know the holder is gone.
+    r#"
+    ALTER TABLE broker_lease ADD COLUMN file_lock INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Applies every migration newer than the file's `user_version`.
