@@ -68,7 +68,19 @@ pub fn open(path: &Path, durability: Durability) -> Result<Connection, StoreErro
         source,
     })?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Switching a new file to WAL takes an exclusive lock and does not wait in the busy
+    // handler: two brokers of a pair starting together can collide here, so retry briefly.
+    let mut attempts = 0;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Ok(()) => break,
+            Err(e) if is_busy(&e) && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let sync = match durability {
         Durability::Fsync => "FULL",
         Durability::Relaxed => "NORMAL",
@@ -77,6 +89,14 @@ pub fn open(path: &Path, durability: Durability) -> Result<Connection, StoreErro
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Opens the database read-only (operator commands; readers never block the writer in WAL).
