@@ -42,8 +42,10 @@ fmt:
 fuzz-check:
 	@if [ -f fuzz/Cargo.toml ]; then $(CARGO) check --manifest-path fuzz/Cargo.toml; fi
 
-# Micro benchmarks, then the scenario set against a release broker (scripts/bench.sh; set
-# BENCH_FILL=200000 for a quicker fill/drain).
+# Micro benchmarks, then the scenario set against a release stompbox and, side by side in the
+# same run, ActiveMQ and RabbitMQ (scripts/bench.sh: installs Debian's activemq and
+# rabbitmq-server when missing, skips a broker that cannot run, prints one table with ratios and
+# writes docs/benchmarks.md + docs/benchmarks.png; BENCH_BROKERS=stompbox for stompbox alone).
 bench:
 	$(CARGO) bench --bench codec
 	bash scripts/bench.sh

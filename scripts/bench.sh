@@ -1,217 +1,320 @@
 #!/usr/bin/env bash
-# The stompbox scenario set: starts a release broker on a free loopback port with a temp data
-# dir, runs `stompbox bench` scenarios against it, and prints one table with ratios against
-# the raw SQLite commit rate measured in the same run on the same disk. The broker is stopped
-# (SIGTERM, then SIGKILL after a grace period) on every exit path.
+# The scenario set, side by side: the release stompbox and, when they are installed or can be
+# (Debian's `activemq` and `rabbitmq-server`), ActiveMQ and RabbitMQ, each started by us on
+# loopback with a temp dir (drivers in scripts/compare/) and measured one after another with the
+# same `stompbox bench` client. Prints one table with ratios and writes docs/benchmarks.md and
+# docs/benchmarks.png (scripts/compare/report.py; matplotlib is installed into .venv when
+# missing). A broker that cannot be installed or started is reported and skipped; every broker
+# process we start is stopped on every exit path. Exits 1 if a stompbox scenario failed.
+#
+# Per broker: start (time until the STOMP port accepts), idle RSS, RSS per idle connection, a
+# warm-up (a queue and a topic run, not reported: lets the JVM compile its hot paths), the
+# timed throughput and latency scenarios, stop; then a fresh start for fill + drain. The raw
+# SQLite commit rate on this disk is measured before each broker and once more at the end,
+# since fsync rates drift.
 #
 # Environment:
-#   BENCH_FILL=1000000   messages for the persistent 1 KiB fill + drain scenario
+#   BENCH_BROKERS="stompbox activemq rabbitmq"   which brokers, in this order
 #   BENCH_SECONDS=5      length of each timed scenario
+#   BENCH_REPEAT=3       runs of the non-persistent scenarios (queue, topic, latency), in
+#                        rounds; the table shows the median (they vary run to run: see the docs)
+#   BENCH_FILL=200000    messages for the persistent 1 KiB fill + drain scenario
 #   BENCH_IDLE=2000      idle connections for the RSS-per-connection scenario (0 skips it)
-#   BENCH_OUT=target/bench-results.jsonl   where the raw JSON lines go
+#   BENCH_OUT=target/bench-results.jsonl   raw results, one JSON object a line
+#   BENCH_DOC=docs/benchmarks.md           the report (plot: same name, .png); empty: table only
 #   CARGO=cargo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BENCH_FILL=${BENCH_FILL:-1000000}
+BENCH_BROKERS=${BENCH_BROKERS:-stompbox activemq rabbitmq}
 BENCH_SECONDS=${BENCH_SECONDS:-5}
+BENCH_REPEAT=${BENCH_REPEAT:-3}
+BENCH_FILL=${BENCH_FILL:-200000}
 BENCH_IDLE=${BENCH_IDLE:-2000}
 BENCH_OUT=${BENCH_OUT:-target/bench-results.jsonl}
+BENCH_DOC=${BENCH_DOC-docs/benchmarks.md}
 CARGO=${CARGO:-cargo}
 BIN=${CARGO_TARGET_DIR:-target}/release/stompbox
+S=$BENCH_SECONDS
+
+# shellcheck source=compare/lib.sh
+. scripts/compare/lib.sh
+for b in $BENCH_BROKERS; do
+    if [ ! -f "scripts/compare/$b.sh" ]; then
+        echo "bench.sh: no driver scripts/compare/$b.sh" >&2
+        exit 2
+    fi
+    # shellcheck disable=SC1090
+    . "scripts/compare/$b.sh"
+done
 
 "$CARGO" build --release --quiet
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stompbox-bench.XXXXXX")
-BROKER_PID=
-ADDR=
-# Idle connections need file descriptors; raise the soft limit if we may.
+LOGS=$(dirname "$BENCH_OUT")/bench-logs
+CURRENT=      # the driver whose broker may be running
+BPID=         # the running broker's process (RSS is read from it)
+RUN=1         # which run of a repeated scenario bench() is recording
+IDLE_PID=     # the idle-connections client, while it runs
+SB_FAILED=0
+# Idle connections need file descriptors (brokers inherit this too); raise the soft limit.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-# True while PID runs (a zombie, exited but not yet reaped, does not count).
-alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
-
-stop_broker() {
-    if [ -n "$BROKER_PID" ] && alive "$BROKER_PID"; then
-        kill -TERM "$BROKER_PID" 2>/dev/null || true
-        for _ in $(seq 1 150); do
-            alive "$BROKER_PID" || break
-            sleep 0.1
-        done
-        if alive "$BROKER_PID"; then
-            echo "bench.sh: broker $BROKER_PID ignored SIGTERM; killing it" >&2
-            kill -KILL "$BROKER_PID" 2>/dev/null || true
-        fi
-    fi
-    [ -z "$BROKER_PID" ] || wait "$BROKER_PID" 2>/dev/null || true
-    BROKER_PID=
-}
 
 cleanup() {
     trap - EXIT
-    stop_broker
+    stop_pid "$IDLE_PID" 5
+    if [ -n "$CURRENT" ]; then
+        "${CURRENT}_stop"
+        cp "$BROKER_LOG" "$LOGS/$CURRENT-interrupted.log" 2>/dev/null || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Starts a broker with a fresh data dir; sets BROKER_PID, ADDR and STARTUP_MS.
-start_broker() {
-    local name=$1 data="$WORK/$1" out="$WORK/$1.out"
-    mkdir -p "$data"
-    local t0
-    t0=$(date +%s%N)
-    BROKER_LOG="$WORK/$name.log"
-    "$BIN" serve --bind 127.0.0.1:0 --admin-bind 127.0.0.1:0 --data-dir "$data" \
-        >"$out" 2>"$BROKER_LOG" &
-    BROKER_PID=$!
-    ADDR=
-    for _ in $(seq 1 1000); do
-        # The file appears only once the child has set up its redirection.
-        ADDR=$(sed -n 's/^stompbox listening stomp=\([^ ]*\).*/\1/p' "$out" 2>/dev/null || true)
-        [ -n "$ADDR" ] && break
-        alive "$BROKER_PID" || { cat "$BROKER_LOG" >&2; exit 1; }
-        sleep 0.01
-    done
-    [ -n "$ADDR" ] || { echo "bench.sh: broker did not start" >&2; exit 1; }
-    STARTUP_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+# record BROKER SCENARIO FIELD...: appends {"broker":..,"scenario":..,FIELD,...} to BENCH_OUT.
+record() {
+    local b=$1 s=$2
+    shift 2
+    local IFS=,
+    printf '{"broker":"%s","scenario":"%s"%s}\n' "$b" "$s" "${*:+,$*}" >>"$BENCH_OUT"
 }
 
-# /proc/PID/status field in KiB.
-proc_kib() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$BROKER_PID/status"; }
-
-# Value of a key in a flat one-line JSON object.
-j() { sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$1"; }
-
-# Runs one bench scenario, records its JSON and echoes it.
-bench() {
-    local label=$1
-    shift
-    echo "bench.sh: $label" >&2
-    local line
-    line=$("$BIN" bench --url "tcp://$ADDR" --json --no-progress "$@" 2>>"$WORK/bench.log") || {
-        echo "bench.sh: scenario '$label' failed:" >&2
-        tail -20 "$WORK/bench.log" >&2
-        echo "bench.sh: broker log ($BROKER_LOG):" >&2
-        tail -20 "$BROKER_LOG" >&2
-        exit 1
-    }
-    printf '{"scenario":"%s",%s\n' "$label" "${line#\{}" >>"$BENCH_OUT"
-    echo "$line"
-}
-
-# fmt NUMBER DIGITS
-fmt() { awk -v v="$1" -v d="$2" 'BEGIN { if (v == "" || v == "null") print "-"; else printf "%.*f", d, v }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2fx", a / b }'; }
-ms() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "-"; else printf "%.2f", v / 1000 }'; }
-
-mkdir -p "$(dirname "$BENCH_OUT")"
-: >"$BENCH_OUT"
-ROWS=()
-row() { ROWS+=("$(printf '%-34s %12s %9s %9s %9s %10s  %s' "$@")"); }
-
-# ---- broker 1: throughput and latency scenarios ------------------------------------------
-start_broker broker1
-IDLE_RSS_KIB=$(proc_kib VmRSS)
-FIRST_STARTUP_MS=$STARTUP_MS
-S=$BENCH_SECONDS
-
-base=$(bench "sqlite baseline" --mode sqlite --sqlite-baseline "$WORK/sqlite" \
-    --sqlite-duration "${S}s" --size 256)
-SQLITE=$(j "$base" sqlite_commits_per_s)
-row "sqlite commit (WAL, sync=FULL)" "$(fmt "$SQLITE" 0)" "-" "-" "-" "1.00x" "commits/s, 256 B rows"
-
-p1=$(bench "persistent queue, 1 sync producer" --destination /queue/bench.p1 \
-    --persistent --send sync --producers 1 --consumers 1 --duration "${S}s")
-P1=$(j "$p1" produced_per_s)
-row "queue persistent 1 sync producer" "$(fmt "$P1" 0)" "$(fmt "$(j "$p1" produced_mb_per_s)" 2)" \
-    "$(ms "$(j "$p1" confirm_p50_us)")" "$(ms "$(j "$p1" confirm_p99_us)")" "$(ratio "$P1" "$SQLITE")" \
-    "receipt round trip; lost $(j "$p1" lost) dup $(j "$p1" duplicated)"
-
-p8=$(bench "persistent queue, 8 sync producers" --destination /queue/bench.p8 \
-    --persistent --send sync --producers 8 --consumers 1 --duration "${S}s")
-P8=$(j "$p8" produced_per_s)
-row "queue persistent 8 sync producers" "$(fmt "$P8" 0)" "$(fmt "$(j "$p8" produced_mb_per_s)" 2)" \
-    "$(ms "$(j "$p8" confirm_p50_us)")" "$(ms "$(j "$p8" confirm_p99_us)")" "$(ratio "$P8" "$SQLITE")" \
-    "$(ratio "$P8" "$P1") of 1 producer (group commit); lost $(j "$p8" lost) dup $(j "$p8" duplicated)"
-
-# The disk's fsync rate drifts (other I/O on the host); measure again to show by how much.
-again=$(bench "sqlite baseline again" --mode sqlite --sqlite-baseline "$WORK/sqlite" \
-    --sqlite-duration "${S}s" --size 256)
-row "sqlite commit, measured again" "$(fmt "$(j "$again" sqlite_commits_per_s)" 0)" "-" "-" "-" \
-    "$(ratio "$(j "$again" sqlite_commits_per_s)" "$SQLITE")" "drift of the baseline during the run"
-
-np=$(bench "non-persistent queue 1->1 async 256 B" --destination /queue/bench.np \
-    --producers 1 --consumers 1 --size 256 --duration "${S}s")
-row "queue 1->1 async 256 B" "$(fmt "$(j "$np" consumed_per_s)" 0)" \
-    "$(fmt "$(j "$np" consumed_mb_per_s)" 2)" "$(ms "$(j "$np" latency_p50_us)")" \
-    "$(ms "$(j "$np" latency_p99_us)")" "$(ratio "$(j "$np" consumed_per_s)" "$SQLITE")" \
-    "consumed; produced $(fmt "$(j "$np" produced_per_s)" 0)/s; lost $(j "$np" lost) dup $(j "$np" duplicated)"
-
-tp=$(bench "topic fan-out 1->8 async 256 B" --destination /topic/bench.fanout \
-    --producers 1 --consumers 8 --size 256 --duration "${S}s")
-row "topic 1->8 async 256 B" "$(fmt "$(j "$tp" consumed_per_s)" 0)" \
-    "$(fmt "$(j "$tp" consumed_mb_per_s)" 2)" "$(ms "$(j "$tp" latency_p50_us)")" \
-    "$(ms "$(j "$tp" latency_p99_us)")" "$(ratio "$(j "$tp" consumed_per_s)" "$SQLITE")" \
-    "deliveries; produced $(fmt "$(j "$tp" produced_per_s)" 0)/s; lost $(j "$tp" lost) dup $(j "$tp" duplicated)"
-
-lt=$(bench "latency at 2,000 msg/s" --destination /queue/bench.latency \
-    --producers 1 --consumers 1 --size 256 --rate 2000 --duration "${S}s")
-row "queue at 2,000 msg/s 256 B" "$(fmt "$(j "$lt" consumed_per_s)" 0)" \
-    "$(fmt "$(j "$lt" consumed_mb_per_s)" 2)" "$(ms "$(j "$lt" latency_p50_us)")" \
-    "$(ms "$(j "$lt" latency_p99_us)")" "-" \
-    "p99.9 $(ms "$(j "$lt" latency_p999_us)") ms, max $(ms "$(j "$lt" latency_max_us)") ms"
-
-if [ "$BENCH_IDLE" -gt 0 ]; then
-    echo "bench.sh: $BENCH_IDLE idle connections" >&2
-    before=$(proc_kib VmRSS)
-    "$BIN" bench --url "tcp://$ADDR" --mode idle --idle-conns "$BENCH_IDLE" --threads 1 \
-        --duration 3s --no-progress >"$WORK/idle.out" 2>"$WORK/idle.err" &
-    IDLE_PID=$!
-    for _ in $(seq 1 600); do
-        grep -qs "idle connections open" "$WORK/idle.err" && break
-        alive "$IDLE_PID" || break
-        sleep 0.05
-    done
-    sleep 0.5
-    with=$(proc_kib VmRSS)
-    wait "$IDLE_PID" 2>/dev/null || true
-    if grep -q "idle connections open" "$WORK/idle.err"; then
-        per=$(awk -v a="$with" -v b="$before" -v n="$BENCH_IDLE" 'BEGIN { printf "%.1f", (a - b) / n }')
-        row "$BENCH_IDLE idle connections" "-" "-" "-" "-" "-" \
-            "$per KiB per connection (RSS $((before / 1024)) -> $((with / 1024)) MiB)"
+# The plot needs matplotlib; the table does not. Install it first so a failure shows early.
+PY=python3
+if [ -n "$BENCH_DOC" ]; then
+    if [ ! -x .venv/bin/python ]; then python3 -m venv .venv >/dev/null 2>&1 || true; fi
+    if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import matplotlib' 2>/dev/null; then
+        echo "bench.sh: installing matplotlib into .venv (for the plot)" >&2
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check matplotlib >&2 || true
+    fi
+    if .venv/bin/python -c 'import matplotlib' 2>/dev/null; then
+        PY=.venv/bin/python
     else
-        row "$BENCH_IDLE idle connections" "-" "-" "-" "-" "-" "failed: $(tail -1 "$WORK/idle.err")"
+        echo "bench.sh: matplotlib unavailable; docs without the plot" >&2
     fi
 fi
-stop_broker
 
-# ---- broker 2 (fresh): fill and drain, with the broker's peak RSS --------------------------
-start_broker broker2
-t0=$(date +%s%N)
-fill=$(bench "fill $BENCH_FILL persistent 1 KiB" --destination /queue/bench.fill --mode fill \
-    --persistent --size 1024 --producers 2 --count "$BENCH_FILL")
-FILL_S=$(awk -v n="$(date +%s%N)" -v t="$t0" 'BEGIN { printf "%.1f", (n - t) / 1e9 }')
-FILL_RSS=$(proc_kib VmRSS)
-FILL_HWM=$(proc_kib VmHWM)
-row "fill $BENCH_FILL persistent 1 KiB" "$(fmt "$(j "$fill" produced_per_s)" 0)" \
-    "$(fmt "$(j "$fill" produced_mb_per_s)" 2)" "-" "-" \
-    "$(ratio "$(j "$fill" produced_per_s)" "$SQLITE")" \
-    "${FILL_S} s; broker RSS $((FILL_RSS / 1024)) MiB, peak $((FILL_HWM / 1024)) MiB"
-t0=$(date +%s%N)
-drain=$(bench "drain $BENCH_FILL" --destination /queue/bench.fill --mode drain \
-    --consumers 1 --ack client --prefetch 1000 --count "$BENCH_FILL" --drain-timeout 30s)
-DRAIN_S=$(awk -v n="$(date +%s%N)" -v t="$t0" 'BEGIN { printf "%.1f", (n - t) / 1e9 }')
-DRAIN_HWM=$(proc_kib VmHWM)
-row "drain $BENCH_FILL persistent 1 KiB" "$(fmt "$(j "$drain" consumed_per_s)" 0)" \
-    "$(fmt "$(j "$drain" consumed_mb_per_s)" 2)" "-" "-" \
-    "$(ratio "$(j "$drain" consumed_per_s)" "$SQLITE")" \
-    "${DRAIN_S} s; peak RSS $((DRAIN_HWM / 1024)) MiB; lost $(j "$drain" lost) dup $(j "$drain" duplicated)"
-stop_broker
+mkdir -p "$(dirname "$BENCH_OUT")" "$LOGS"
+: >"$BENCH_OUT"
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "bench.sh: load average at start: $LOAD_START (other work skews the figures)" >&2
 
-# ---- the table ----------------------------------------------------------------------------
-echo
-echo "stompbox $("$BIN" --version | awk '{print $2}') on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ);" \
-    "idle RSS $((IDLE_RSS_KIB / 1024)) MiB, ready in ${FIRST_STARTUP_MS} ms"
-printf '%-34s %12s %9s %9s %9s %10s  %s\n' scenario "msg/s" "MB/s" "p50 ms" "p99 ms" "vs sqlite" notes
-printf '%s\n' "${ROWS[@]}"
-echo "raw results: $BENCH_OUT"
+# bench BROKER KEY LABEL TIMEOUT_S ARGS...: runs one `stompbox bench` scenario against the
+# running broker and records its JSON with the wall time and the broker's RSS after it; on
+# failure records why and returns 1.
+bench() {
+    local b=$1 key=$2 label=$3 limit=$4
+    shift 4
+    local args=(bench --url "tcp://127.0.0.1:$STOMP_PORT" "${BENCH_AUTH[@]}" --json --no-progress
+        "$@")
+    echo "bench.sh: $b: $label" >&2
+    if ! alive "$BPID"; then
+        record "$b" "$key" "\"run\":$RUN" "\"failed\":\"broker exited before this scenario\""
+        [ "$b" != stompbox ] || SB_FAILED=1
+        return 1
+    fi
+    local line rc=0 t0 wall
+    t0=$(now_us)
+    line=$(timeout -k 5 "$limit" "$BIN" "${args[@]}" 2>"$WORK/bench.err") || rc=$?
+    wall=$(awk -v a="$(now_us)" -v b="$t0" 'BEGIN { printf "%.3f", (a - b) / 1e6 }')
+    local cmd
+    cmd=$(json_str "$(quote "$BIN" "${args[@]}")")
+    if [ "$rc" -ne 0 ] || [ "${line:0:1}" != "{" ]; then
+        local why="exit $rc"
+        [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || why="timed out after ${limit}s"
+        alive "$BPID" || why="$why; the broker exited"
+        why="$why: $(grep -v '^\s*$' "$WORK/bench.err" | tail -1 || true)"
+        echo "bench.sh: $b: scenario '$label' failed ($why)" >&2
+        tail -5 "$WORK/bench.err" >&2
+        echo "bench.sh: last lines of the broker log ($BROKER_LOG):" >&2
+        tail -10 "$BROKER_LOG" >&2 || true
+        record "$b" "$key" "\"run\":$RUN" "\"cmd\":$cmd" "\"failed\":$(json_str "$why")"
+        [ "$b" != stompbox ] || SB_FAILED=1
+        return 1
+    fi
+    local rss hwm
+    rss=$(proc_kib "$BPID" VmRSS)
+    hwm=$(proc_kib "$BPID" VmHWM)
+    line=${line#\{}
+    record "$b" "$key" "\"run\":$RUN" "\"cmd\":$cmd" "\"wall_s\":$wall" "\"rss_kib\":${rss:-null}" \
+        "\"hwm_kib\":${hwm:-null}" "${line%\}}"
+}
+
+# start_instance BROKER N: prepares and starts the broker, waits for its STOMP port, records
+# the startup time; sets BPID. Returns 1 (recorded, broker stopped) if it does not start.
+start_instance() {
+    local b=$1 n=$2 dir="$WORK/$1-$2"
+    mkdir -p "$dir"
+    CURRENT=$b
+    echo "bench.sh: $b: start $n" >&2
+    if ! "${b}_prepare" "$dir"; then
+        record "$b" start "\"instance\":$n" "\"failed\":\"set-up failed\""
+        "${b}_stop"
+        CURRENT=
+        return 1
+    fi
+    local t0 t1 rc=0
+    t0=$(now_us)
+    "${b}_start" "$dir"
+    wait_port "$STOMP_PORT" "$LAUNCH_PID" 120 || rc=$?
+    t1=$(now_us)
+    if [ "$rc" -ne 0 ]; then
+        local why="did not accept on its STOMP port within 120 s"
+        [ "$rc" -ne 1 ] || why="exited before its STOMP port accepted"
+        echo "bench.sh: $b $why; skipping it. Last lines of $BROKER_LOG:" >&2
+        tail -20 "$BROKER_LOG" >&2 || true
+        record "$b" start "\"instance\":$n" "\"failed\":$(json_str "$why")"
+        stop_instance "$b" "$n"
+        return 1
+    fi
+    BPID=$("${b}_pid")
+    record "$b" start "\"instance\":$n" "\"startup_ms\":$(((t1 - t0) / 1000))" \
+        "\"pid\":${BPID:-null}" "\"setup\":$(json_str "$BROKER_SETUP")" \
+        "\"cmd\":$(json_str "$BROKER_CMD")"
+    if [ -z "$BPID" ]; then
+        echo "bench.sh: $b: no broker process found to measure" >&2
+        stop_instance "$b" "$n"
+        return 1
+    fi
+}
+
+stop_instance() {
+    local b=$1 n=$2
+    "${b}_stop"
+    CURRENT=
+    cp "$BROKER_LOG" "$LOGS/$b-$n.log" 2>/dev/null || true
+    # Keep the generated configs for the docs.
+    cp "$WORK/$b-$n"/conf/activemq.xml "$LOGS/activemq.xml" 2>/dev/null || true
+    cp "$WORK/$b-$n"/rabbitmq.conf "$LOGS/rabbitmq.conf" 2>/dev/null || true
+}
+
+# idle_conns BROKER: RSS growth per idle connection (connected, no subscriptions).
+idle_conns() {
+    local b=$1 before with n
+    [ "$BENCH_IDLE" -gt 0 ] || return 0
+    echo "bench.sh: $b: $BENCH_IDLE idle connections" >&2
+    before=$(proc_kib "$BPID" VmRSS)
+    local args=(bench --url "tcp://127.0.0.1:$IDLE_PORT" "${BENCH_AUTH[@]}" --mode idle
+        --idle-conns "$BENCH_IDLE" --threads 1 --duration 4s --no-progress)
+    "$BIN" "${args[@]}" >"$WORK/idle.out" 2>"$WORK/idle.err" &
+    IDLE_PID=$!
+    for _ in $(seq 1 1200); do
+        grep -qs "idle connections open" "$WORK/idle.err" && break
+        alive "$IDLE_PID" || break
+        sleep 0.1
+    done
+    local exited=
+    alive "$IDLE_PID" || { wait "$IDLE_PID" && exited="exit 0" || exited="exit $?"; }
+    sleep 1 # let the broker settle (JVM and Erlang VM allocate lazily)
+    with=$(proc_kib "$BPID" VmRSS)
+    stop_pid "$IDLE_PID" 15
+    IDLE_PID=
+    cp "$WORK/idle.err" "$LOGS/$b-idle.err"
+    n=$(sed -n 's/.*: \([0-9]*\) idle connections open.*/\1/p' "$WORK/idle.err")
+    local cmd
+    cmd=$(json_str "$(quote "$BIN" "${args[@]}")")
+    if [ -n "$n" ] && [ -n "$with" ]; then
+        record "$b" idle_conns "\"cmd\":$cmd" "\"conns\":$n" "\"before_kib\":$before" \
+            "\"with_kib\":$with" "\"per_conn_kib\":$(awk -v a="$with" -v b="$before" -v n="$n" \
+            'BEGIN { printf "%.2f", (a - b) / n }')"
+    else
+        local why
+        why="client ${exited:-killed while connecting}: $(grep -v '^\s*$' "$WORK/idle.err" |
+            tail -1 || true)"
+        echo "bench.sh: $b: idle connections failed: $why" >&2
+        record "$b" idle_conns "\"cmd\":$cmd" "\"failed\":$(json_str "$why")"
+        [ "$b" != stompbox ] || SB_FAILED=1
+    fi
+}
+
+sqlite_baseline() {
+    local who=$1 key=$2
+    echo "bench.sh: raw SQLite commit rate ($key)" >&2
+    local line args=(bench --mode sqlite --sqlite-baseline "$WORK/sqlite" --sqlite-duration "${S}s"
+        --size 256 --json --no-progress)
+    local cmd
+    cmd=$(json_str "$(quote "$BIN" "${args[@]}")")
+    line=$("$BIN" "${args[@]}" 2>"$WORK/sqlite.err") || {
+        record "$who" "$key" "\"cmd\":$cmd" "\"failed\":$(json_str "$(tail -1 "$WORK/sqlite.err")")"
+        return 0
+    }
+    line=${line#\{}
+    record "$who" "$key" "\"cmd\":$cmd" "${line%\}}"
+}
+
+# The scenario set for one broker.
+run_broker() {
+    local b=$1 limit=$((S * 10 + 60))
+    if ! "${b}_available"; then
+        echo "bench.sh: skipping $b" >&2
+        record "$b" unavailable "\"reason\":\"not installed and could not be installed\""
+        return 0
+    fi
+    record "$b" version "\"version\":$(json_str "$("${b}_version")")"
+    sqlite_baseline "$b" sqlite
+
+    if start_instance "$b" 1; then
+        sleep 2
+        record "$b" idle_rss "\"rss_kib\":$(proc_kib "$BPID" VmRSS)" "\"after_s\":2"
+        idle_conns "$b"
+        bench "$b" warmup "warm-up, queue (not reported)" "$limit" \
+            --destination /queue/bench.warmup --producers 1 --consumers 1 --size 256 \
+            --duration "${S}s" || true
+        bench "$b" warmup_topic "warm-up, topic (not reported)" "$limit" \
+            --destination /topic/bench.warmup --producers 1 --consumers 8 --size 256 \
+            --duration "${S}s" || true
+        for ((RUN = 1; RUN <= BENCH_REPEAT; RUN++)); do
+            local of="(run $RUN of $BENCH_REPEAT)"
+            bench "$b" np "non-persistent queue 1->1 async 256 B $of" "$limit" \
+                --destination /queue/bench.np --producers 1 --consumers 1 --size 256 \
+                --duration "${S}s" || true
+            bench "$b" topic "topic fan-out 1->8 async 256 B $of" "$limit" \
+                --destination /topic/bench.fanout --producers 1 --consumers 8 --size 256 \
+                --duration "${S}s" || true
+            bench "$b" latency "latency at 2,000 msg/s $of" "$limit" \
+                --destination /queue/bench.latency --producers 1 --consumers 1 --size 256 \
+                --rate 2000 --duration "${S}s" || true
+        done
+        RUN=1
+        bench "$b" p1 "persistent queue, 1 sync producer" "$limit" \
+            --destination /queue/bench.p1 --persistent --send sync --producers 1 --consumers 1 \
+            --size 256 --duration "${S}s" || true
+        bench "$b" p8 "persistent queue, 8 sync producers" "$limit" \
+            --destination /queue/bench.p8 --persistent --send sync --producers 8 --consumers 1 \
+            --size 256 --duration "${S}s" || true
+        stop_instance "$b" 1
+    fi
+
+    # A fresh broker (empty store) for fill and drain; its peak RSS covers only these two.
+    if start_instance "$b" 2; then
+        bench "$b" fill "fill $BENCH_FILL persistent 1 KiB" 900 --destination /queue/bench.fill \
+            --mode fill --persistent --size 1024 --producers 2 --count "$BENCH_FILL" || true
+        bench "$b" drain "drain $BENCH_FILL" 900 --destination /queue/bench.fill --mode drain \
+            --consumers 1 --ack client --prefetch 1000 --count "$BENCH_FILL" \
+            --drain-timeout 30s || true
+        stop_instance "$b" 2
+    fi
+}
+
+for b in $BENCH_BROKERS; do
+    run_broker "$b"
+done
+sqlite_baseline - sqlite_end
+
+record meta run "\"started\":\"$STARTED\"" "\"finished\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"" \
+    "\"load_start\":\"$LOAD_START\"" "\"load_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"" \
+    "\"seconds\":$S" "\"repeat\":$BENCH_REPEAT" "\"fill\":$BENCH_FILL" "\"idle\":$BENCH_IDLE" \
+    "\"brokers\":$(json_str "$BENCH_BROKERS")" \
+    "\"disk\":$(json_str "$(df --output=source,fstype "$WORK" | tail -1 | tr -s ' ')")" \
+    "\"work\":$(json_str "$WORK")"
+
+report=("$PY" scripts/compare/report.py --results "$BENCH_OUT" --configs "$LOGS")
+[ -z "$BENCH_DOC" ] || report+=(--doc "$BENCH_DOC")
+[ "$PY" = python3 ] || report+=(--plot "${BENCH_DOC%.md}.png")
+"${report[@]}"
+echo "raw results: $BENCH_OUT; broker logs: $LOGS/"
+if [ "$SB_FAILED" -ne 0 ]; then
+    echo "bench.sh: a stompbox scenario failed (see above)" >&2
+    exit 1
+fi

@@ -1,0 +1,678 @@
+#!/usr/bin/env python3
+"""Turns the raw results of scripts/bench.sh (one JSON object a line) into the side-by-side
+table on stdout and, when asked, docs/benchmarks.md and its plot.
+
+The table has one row per scenario and, for each other broker, the ratio that says how many
+times better stompbox is: stompbox/other for throughput, other/stompbox for times, latency and
+memory (so > 1 always means stompbox is ahead). Needs only the standard library, except the
+plot (matplotlib).
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import statistics
+import sys
+from collections import defaultdict
+
+NAMES = {"stompbox": "stompbox", "activemq": "ActiveMQ", "rabbitmq": "RabbitMQ"}
+HIGHER, LOWER, NONE = "higher", "lower", "none"
+
+
+def get(rec, field, scale=1.0):
+    if rec is None or rec.get("failed") or rec.get(field) is None:
+        return None
+    return rec[field] * scale
+
+
+def values(by, key, field, scale=1.0):
+    """The field over every successful run of a scenario."""
+    vals = [get(r, field, scale) for r in by.get("runs", {}).get(key, [])]
+    return [v for v in vals if v is not None]
+
+
+def med(by, key, field, scale=1.0):
+    """Median over the runs of a scenario (most run once; the non-persistent ones repeat)."""
+    vals = values(by, key, field, scale)
+    return statistics.median(vals) if vals else None
+
+
+def peak_mib(by):
+    recs = (by.get("fill"), by.get("drain"))
+    vals = [r.get("hwm_kib") for r in recs if r and not r.get("failed")]
+    vals = [v for v in vals if v is not None]
+    return max(vals) / 1024 if vals else None
+
+
+def startup_ms(by):
+    vals = [r["startup_ms"] for r in by.get("start_all", []) if r.get("startup_ms") is not None]
+    return min(vals) if vals else None
+
+
+def failed_in(by, *keys):
+    for k in keys:
+        r = by.get(k)
+        if r is not None and r.get("failed"):
+            return r["failed"]
+    return None
+
+
+# (label, unit, which-is-better, value(by-scenario dict), scenario keys that can fail, plot group)
+ROWS = [
+    ("queue 1→1 async 256 B, non-persistent", "msg/s", HIGHER,
+     lambda by: med(by, "np", "consumed_per_s"), ("np",), "throughput"),
+    ("topic fan-out 1→8 async 256 B", "deliveries/s", HIGHER,
+     lambda by: med(by, "topic", "consumed_per_s"), ("topic",), "throughput"),
+    ("queue at 2,000 msg/s: latency p50", "ms", LOWER,
+     lambda by: med(by, "latency", "latency_p50_us", 1e-3), ("latency",), "latency"),
+    ("queue at 2,000 msg/s: latency p99", "ms", LOWER,
+     lambda by: med(by, "latency", "latency_p99_us", 1e-3), ("latency",), "latency"),
+    ("queue persistent, 1 sync producer", "msg/s", HIGHER,
+     lambda by: med(by, "p1", "produced_per_s"), ("p1",), "throughput"),
+    ("queue persistent, 8 sync producers", "msg/s", HIGHER,
+     lambda by: med(by, "p8", "produced_per_s"), ("p8",), "throughput"),
+    ("fill {fill} persistent 1 KiB (2 async producers)", "s", LOWER,
+     lambda by: get(by.get("fill"), "wall_s"), ("fill",), None),
+    ("drain {fill} (1 consumer, client ack)", "s", LOWER,
+     lambda by: get(by.get("drain"), "wall_s"), ("drain",), None),
+    ("peak RSS during fill + drain", "MiB", LOWER, peak_mib, ("fill", "drain"), "memory"),
+    ("{idle} idle connections: RSS per connection", "KiB", LOWER,
+     lambda by: get(by.get("idle_conns"), "per_conn_kib"), ("idle_conns",), "memory"),
+    ("idle RSS (2 s after start)", "MiB", LOWER,
+     lambda by: get(by.get("idle_rss"), "rss_kib", 1 / 1024), ("idle_rss",), "memory"),
+    ("startup until the STOMP port accepts (best of 2)", "ms", LOWER, startup_ms, (), "startup"),
+    ("raw SQLite commit rate, just before this broker", "commits/s", NONE,
+     lambda by: get(by.get("sqlite"), "sqlite_commits_per_s"), ("sqlite",), None),
+]
+
+# Fill and drain rates for the plot (msg/s from the wall time).
+PLOT_EXTRA = [
+    ("fill 1 KiB\npersistent", lambda by, n: n / by["fill"]["wall_s"]
+     if by.get("fill") and not by["fill"].get("failed") else None),
+    ("drain 1 KiB\npersistent", lambda by, n: n / by["drain"]["wall_s"]
+     if by.get("drain") and not by["drain"].get("failed") else None),
+]
+
+DETAIL_KEYS = ["np", "topic", "latency", "p1", "p8", "fill", "drain"]
+DETAIL_LABELS = {
+    "np": "queue 1→1 async", "topic": "topic 1→8", "latency": "queue @2,000/s",
+    "p1": "persistent 1 sync", "p8": "persistent 8 sync", "fill": "fill", "drain": "drain",
+}
+
+
+def fmt(v, unit):
+    if v is None:
+        return "—"
+    if unit in ("msg/s", "deliveries/s", "commits/s"):
+        return f"{v:,.0f}"
+    if unit == "ms":
+        return f"{v:.3f}" if v < 1 else f"{v:,.1f}" if v < 1000 else f"{v:,.0f}"
+    if unit in ("s", "MiB", "KiB"):
+        return f"{v:,.1f}" if v < 1000 else f"{v:,.0f}"
+    return f"{v}"
+
+
+def ratio(sb, other, better):
+    if better == NONE or sb is None or other is None or sb == 0 or other == 0:
+        return None
+    return sb / other if better == HIGHER else other / sb
+
+
+def fmt_ratio(r):
+    if r is None:
+        return "—"
+    return f"{r:.1f}×" if r < 100 else f"{r:.0f}×"
+
+
+def load(path):
+    by = defaultdict(dict)
+    meta, order = {}, []
+    for line in open(path, encoding="utf-8"):
+        line = line.strip()
+        if not line:
+            continue
+        rec = json.loads(line)
+        b, s = rec["broker"], rec["scenario"]
+        if b == "meta":
+            meta = rec
+            continue
+        if b not in order and b != "-":
+            order.append(b)
+        if s == "start":
+            by[b].setdefault("start_all", []).append(rec)
+        by[b].setdefault("runs", {}).setdefault(s, []).append(rec)
+        by[b][s] = rec
+    return by, meta, order
+
+
+def sh(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine(meta):
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for line in open("/proc/meminfo", encoding="utf-8"):
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": sh("nproc") or str(os.cpu_count()),
+        "cpu": cpu,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "memory": mem,
+        "disk": meta.get("disk", "?"),
+    }
+
+
+def build(by, order, meta):
+    """Rows as (label, unit, better, {broker: value}, {broker: failure}) for present brokers."""
+    present = [b for b in order if "version" in by[b]]
+    rows = []
+    for label, unit, better, value, keys, _ in ROWS:
+        label = label.format(fill=f"{meta.get('fill', 0):,}", idle=f"{meta.get('idle', 0):,}")
+        vals, fails = {}, {}
+        for b in present:
+            vals[b] = value(by[b])
+            if vals[b] is None:
+                fails[b] = failed_in(by[b], *keys) or (
+                    "did not start" if any(r.get("failed") for r in by[b].get("start_all", []))
+                    else None)
+        rows.append((label, unit, better, vals, fails))
+    return present, rows
+
+
+def text_table(present, rows):
+    others = [b for b in present if b != "stompbox"]
+    head = ["scenario", "unit"]
+    for b in present:
+        head.append(NAMES.get(b, b))
+        if b != "stompbox" and "stompbox" in present:
+            head.append(f"× vs {NAMES.get(b, b)}")
+    out = [head]
+    for label, unit, better, vals, fails in rows:
+        line = [label, unit]
+        for b in present:
+            v = vals.get(b)
+            line.append(fmt(v, unit) if v is not None or not fails.get(b) else "FAILED")
+            if b in others and "stompbox" in present:
+                line.append(fmt_ratio(ratio(vals.get("stompbox"), v, better)))
+        out.append(line)
+    return out
+
+
+def render_text(table):
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = []
+    for n, r in enumerate(table):
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
+        cells += [c.rjust(w) for c, w in zip(r[2:], widths[2:])]
+        lines.append("  ".join(cells))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_md(table):
+    lines = ["| " + " | ".join(table[0]) + " |",
+             "|" + "|".join(["---", "---"] + ["---:"] * (len(table[0]) - 2)) + "|"]
+    for r in table[1:]:
+        lines.append("| " + " | ".join(r) + " |")
+    return "\n".join(lines)
+
+
+def targets(by, present, rows):
+    """Issue 5's targets: (text, met or None when not measurable, the numbers)."""
+    val = {label: vals for label, _, _, vals, _ in rows}
+
+    def find(prefix):
+        for label, vals in val.items():
+            if label.startswith(prefix):
+                return vals
+        return {}
+
+    out = []
+
+    def vs(prefix, other, need, what):
+        vals = find(prefix)
+        better = HIGHER
+        sb, o = vals.get("stompbox"), vals.get(other)
+        r = ratio(sb, o, better)
+        name = NAMES[other]
+        if other not in present:
+            out.append((f"{what} ≥ {need}× {name}", None, f"{name} not run"))
+        elif r is None:
+            out.append((f"{what} ≥ {need}× {name}", None, "not measured (a run failed)"))
+        else:
+            out.append((f"{what} ≥ {need}× {name}", r >= need,
+                        f"{r:.2f}× ({sb:,.0f} vs {o:,.0f} msg/s)"))
+
+    vs("queue 1→1", "activemq", 5, "non-persistent queue throughput")
+    vs("queue 1→1", "rabbitmq", 3, "non-persistent queue throughput")
+    vs("topic fan-out", "activemq", 5, "topic fan-out")
+    vs("queue persistent, 8", "activemq", 2, "persistent, 8 sync producers")
+
+    def absolute(prefix, what, limit, unit, convert=lambda v: v, shown=None):
+        v = find(prefix).get("stompbox")
+        if v is None:
+            out.append((what, None, "not measured"))
+            return
+        c = convert(v)
+        out.append((what, c < limit, shown(v) if shown else f"{c:.3g} {unit}"))
+
+    absolute("queue at 2,000 msg/s: latency p99", "p99 latency at 2,000 msg/s < 1 ms", 1.0, "ms",
+             shown=lambda v: f"{v:.3f} ms")
+    absolute("idle RSS", "idle RSS < 15 MB", 15.0, "MB", convert=lambda mib: mib * 1048576 / 1e6,
+             shown=lambda mib: f"{mib * 1048576 / 1e6:.1f} MB ({mib:.1f} MiB)")
+    absolute("{}".format(next((lbl for lbl in val if "idle connections" in lbl), "?")),
+             "< 20 KiB per idle connection", 20.0, "KiB", shown=lambda v: f"{v:.1f} KiB")
+    absolute("startup", "ready to accept in < 100 ms", 100.0, "ms", shown=lambda v: f"{v:.0f} ms")
+    return out
+
+
+def render_targets(ts, md):
+    lines = []
+    for what, met, numbers in ts:
+        mark = "met" if met else ("not met" if met is False else "n/a")
+        lines.append(f"| {what} | {numbers} | **{mark}** |" if md else
+                     f"  {mark:8} {what}: {numbers}")
+    if md:
+        lines = ["| target | this run | |", "|---|---|---|"] + lines
+    return "\n".join(lines)
+
+
+SPREAD = [("queue 1→1 non-persistent", "np", "consumed_per_s", 1.0, "msg/s"),
+          ("topic 1→8", "topic", "consumed_per_s", 1.0, "deliveries/s"),
+          ("latency p99 at 2,000 msg/s", "latency", "latency_p99_us", 1e-3, "ms")]
+
+
+def spread(by, present):
+    """min – max over the repeated runs, one line per scenario."""
+    lines = []
+    for label, key, field, scale, unit in SPREAD:
+        parts = []
+        for b in present:
+            vals = values(by[b], key, field, scale)
+            if len(vals) > 1:
+                parts.append(f"{NAMES.get(b, b)} {fmt(min(vals), unit)} – {fmt(max(vals), unit)}")
+        if parts:
+            lines.append(f"{label} ({unit}): " + "; ".join(parts))
+    return lines
+
+
+def anomalies(by, present):
+    """Lost, duplicated and errored messages, and failures, one line each."""
+    notes = []
+    for b in present:
+        for key, r in ((k, r) for k, rs in by[b].get("runs", {}).items() for r in rs
+                       if k != "start"):
+            name = NAMES.get(b, b)
+            if len(by[b]["runs"][key]) > 1:
+                key = f"{key} run {r.get('run')}"
+            if r.get("failed") and key != "start":
+                notes.append(f"{name} {key}: FAILED: {r['failed']}")
+                continue
+            if key.split()[0] not in DETAIL_KEYS and not key.startswith("warmup"):
+                continue
+            lost = r.get("lost") or 0 if not key.startswith("fill") else 0
+            dup, err = r.get("duplicated") or 0, r.get("errors") or 0
+            if lost or dup or err:
+                first = f"; first error: {r.get('first_error')}" if r.get("first_error") else ""
+                notes.append(f"{name} {key}: lost {lost}, duplicated {dup}, errors {err}{first}")
+        for r in by[b].get("start_all", []):
+            if r.get("failed"):
+                notes.append(f"{NAMES.get(b, b)} start {r.get('instance')}: {r['failed']}")
+    return notes
+
+
+def details_md(by, present):
+    cols = ["broker", "scenario", "produced/s", "consumed/s", "MB/s in", "p50 ms", "p99 ms",
+            "p99.9 ms", "max ms", "receipt p50 ms", "receipt p99 ms", "lost", "dup", "wall s",
+            "RSS after MiB", "peak RSS MiB"]
+    lines = ["| " + " | ".join(cols) + " |",
+             "|" + "|".join(["---"] * 2 + ["---:"] * (len(cols) - 2)) + "|"]
+
+    def ms(r, f):
+        v = r.get(f)
+        return "—" if v is None else f"{v / 1000:,.3f}" if v < 1000 else f"{v / 1000:,.1f}"
+
+    def num(v, d=0):
+        return "—" if v is None else f"{v:,.{d}f}"
+
+    runs = [(b, key, r, len(by[b].get("runs", {}).get(key, [])))
+            for b in present for key in DETAIL_KEYS for r in by[b].get("runs", {}).get(key, [])]
+    for b, key, r, n in runs:
+        label = DETAIL_LABELS[key] + (f" (run {r.get('run')})" if n > 1 else "")
+        if r.get("failed"):
+            lines.append(f"| {NAMES.get(b, b)} | {label} | FAILED: {r['failed']} |"
+                         + " |" * (len(cols) - 3))
+            continue
+        lines.append("| " + " | ".join([
+            NAMES.get(b, b), label, num(r.get("produced_per_s")),
+            num(r.get("consumed_per_s")), num(r.get("produced_mb_per_s"), 2),
+            ms(r, "latency_p50_us"), ms(r, "latency_p99_us"), ms(r, "latency_p999_us"),
+            ms(r, "latency_max_us"), ms(r, "confirm_p50_us"), ms(r, "confirm_p99_us"),
+            num(r.get("lost") if key != "fill" else None), num(r.get("duplicated")),
+            num(r.get("wall_s"), 1),
+            num(r["rss_kib"] / 1024 if r.get("rss_kib") else None, 1),
+            num(r["hwm_kib"] / 1024 if r.get("hwm_kib") else None, 1)]) + " |")
+    return "\n".join(lines)
+
+
+def plot(by, present, rows, meta, mach, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"stompbox": "#d9622b", "activemq": "#4c72b0", "rabbitmq": "#55a868"}
+    fill = meta.get("fill", 0)
+    groups = {"throughput": [], "latency": [], "memory": [], "startup": []}
+    for (label, unit, _better, vals, _f), spec in zip(rows, ROWS):
+        if spec[5]:
+            groups[spec[5]].append((label, unit, vals))
+    for name, f in PLOT_EXTRA:
+        groups["throughput"].append((name, "msg/s", {b: f(by[b], fill) for b in present}))
+
+    panels = [
+        ("throughput", "Throughput (msg/s, log scale; higher is better)"),
+        ("latency", "Latency at 2,000 msg/s (ms, log scale; lower is better)"),
+        ("memory", "Memory (log scale; lower is better)"),
+        ("startup", "Startup until the STOMP port accepts (ms, log scale)"),
+    ]
+    fig, axes = plt.subplots(2, 2, figsize=(15, 9.5),
+                             gridspec_kw={"width_ratios": [2.2, 1], "height_ratios": [1, 1]})
+    for ax, (group, title) in zip(axes.flat, panels):
+        items = groups[group]
+        width = 0.8 / max(len(present), 1)
+        for i, b in enumerate(present):
+            xs, ys = [], []
+            for j, (_label, _unit, vals) in enumerate(items):
+                v = vals.get(b)
+                if v is not None and v > 0:
+                    xs.append(j + (i - (len(present) - 1) / 2) * width)
+                    ys.append(v)
+            bars = ax.bar(xs, ys, width * 0.95, label=NAMES.get(b, b), color=colours.get(b))
+            for rect, v in zip(bars, ys):
+                txt = f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
+                ax.annotate(txt, (rect.get_x() + rect.get_width() / 2, rect.get_height()),
+                            ha="center", va="bottom", fontsize=7, rotation=90,
+                            xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(range(len(items)))
+        ax.set_xticklabels([short_label(label, unit) for label, unit, _ in items], fontsize=8)
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.margins(y=0.25)
+        ax.grid(axis="y", which="major", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{' vs '.join(NAMES.get(b, b) for b in present)} over STOMP, one run on"
+                 f" {meta.get('started', '?')[:10]}: {mach['nproc']} cores ({mach['cpu']}),"
+                 f" {mach['kernel']}; brokers and load generator share the cores",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def short_label(label, unit):
+    table = {
+        "queue 1→1 async 256 B, non-persistent": "queue 1→1\nnon-persistent",
+        "topic fan-out 1→8 async 256 B": "topic 1→8\n(deliveries)",
+        "queue persistent, 1 sync producer": "persistent\n1 sync producer",
+        "queue persistent, 8 sync producers": "persistent\n8 sync producers",
+        "queue at 2,000 msg/s: latency p50": "p50",
+        "queue at 2,000 msg/s: latency p99": "p99",
+        "peak RSS during fill + drain": "peak RSS\nfill + drain (MiB)",
+        "idle RSS (2 s after start)": "idle RSS (MiB)",
+        "startup until the STOMP port accepts (best of 2)": "startup",
+    }
+    if label in table:
+        return table[label]
+    if "idle connections" in label:
+        return "per idle\nconnection (KiB)"
+    return label
+
+
+def commands_md(by, present, work):
+    """Every command of the run per broker, in order, with the temp dir shown as $WORK."""
+    lines = []
+    for b in present:
+        starts = [r for r in by[b].get("start_all", []) if r.get("cmd")]
+        cmds = []
+        if starts:
+            if starts[0].get("setup"):
+                cmds.append(starts[0]["setup"])
+            cmds.append(starts[0]["cmd"] + " &")
+        cmds += [r.get("cmd") for k, r in by[b].items()
+                 if isinstance(r, dict) and k not in ("start", "version") and r.get("cmd")]
+        if not cmds:
+            continue
+        lines.append(f"**{NAMES.get(b, b)}**\n\n```sh")
+        lines += [c.replace(work, "$WORK") if work else c for c in cmds]
+        lines.append("```\n")
+    return "\n".join(lines)
+
+
+def config_md(configs, work):
+    out = []
+    for name, lang in (("activemq.xml", "xml"), ("rabbitmq.conf", "ini")):
+        p = os.path.join(configs or "", name)
+        if configs and os.path.exists(p):
+            text = open(p, encoding="utf-8").read().rstrip().replace(work or "$WORK", "$WORK")
+            out.append(f"`{name}` (generated, as used for fill + drain):\n\n```{lang}\n"
+                       f"{text}\n```\n")
+    return "\n".join(out)
+
+
+NOTES = """\
+## What differs between the brokers
+
+- **Same client, same scenarios.** Every figure comes from `stompbox bench` (STOMP 1.2, one TCP
+  connection per producer and consumer, sequence numbers and send timestamps in headers),
+  pointed at each broker in turn; RabbitMQ also gets `--login guest --passcode guest`. Each
+  broker runs alone: one broker's scenarios, then the next's.
+- **Configuration is each broker's default**, started by the script on loopback with a temp
+  dir. stompbox: built-in defaults, one shard per core, SQLite (WAL) store. ActiveMQ 5.17
+  (Debian `activemq`): a generated `activemq.xml` with KahaDB in the temp dir, default memory
+  limits and JMX off (as Debian ships it), heap `-Xms64M -Xmx1G` (upstream `bin/env`); the
+  throughput scenarios use the blocking `stomp://` connector (a thread per connection, the
+  distribution's default) and the idle connections the `stomp+nio://` one (a selector pool,
+  what ActiveMQ recommends for many connections). RabbitMQ 3.10 (Debian `rabbitmq-server`):
+  `rabbitmq_stomp` enabled, `/queue/NAME` declares a durable classic queue, `/topic/NAME`
+  binds an exclusive queue per subscriber to `amq.topic`; default memory and disk alarms.
+- **Persistence means different things.** `persistent:true` is sent in the persistent
+  scenarios (ActiveMQ's STOMP defaults to non-persistent without it). stompbox commits a
+  persistent message to SQLite (group commit, `synchronous=FULL`) before it dispatches it and
+  before the RECEIPT, always. ActiveMQ's KahaDB stores and dispatches at the same time
+  (`concurrentStoreAndDispatchQueues`, on by default) and may drop the store write of a message
+  that was acknowledged first; otherwise its receipt follows the journal fsync. RabbitMQ's
+  receipt is a publisher confirm, which it may issue without an fsync when a consumer has
+  already received and acknowledged the message. The 1- and 8-producer scenarios have a
+  consumer that keeps up, so ActiveMQ and RabbitMQ may touch the disk less there than stompbox;
+  fill (no consumer) makes every broker store every message.
+- **Non-persistent, flat out** figures count what the consumers received over the whole run,
+  including the backlog drained after the producers stop; brokers that take messages faster
+  than they deliver them show a backlog as high latency in the details table. Latency
+  (p50/p99) is only meaningful in the fixed-rate scenario.
+- **Warm-up.** Each broker gets a non-persistent queue run and a topic run ({seconds} s each)
+  after the memory measurements and before the timed scenarios, so the JVM has compiled its
+  hot paths; they are not reported. ActiveMQ's figures still vary the most from run to run.
+- **Memory** is VmRSS (and VmHWM for the peak) from `/proc/PID/status` of the broker process:
+  the `java` process for ActiveMQ, `beam.smp` for RabbitMQ. Idle RSS is read 2 s after the
+  port accepts; RSS per idle connection is (RSS with N connected, idle connections − RSS before)
+  / N, measured on a fresh broker before any load. Fill + drain run on another fresh broker.
+- **Startup** is from launching the process (the `java` command, the `rabbitmq-server`
+  script, the `stompbox` binary) until a TCP connect to the STOMP port succeeds, polled every
+  ~5 ms from bash; best of the two starts each broker gets. RabbitMQ's epmd and plugin set-up
+  are done before the clock starts.
+
+## Caveats
+
+- **Two cores for everything.** Broker, load generator (2 client threads by default) and the
+  rest of the machine share the cores, so the client's own cost is in every figure and
+  multi-threaded brokers cannot spread out. Absolute numbers would be higher on a bigger
+  machine; the ratios are the point.
+- **fsync variance.** The persistent scenarios are bounded by the disk's fsync rate, which on
+  this virtual disk drifts by tens of percent within minutes. The raw SQLite commit rate
+  (WAL, `synchronous=FULL`, one row per commit) measured just before each broker's run is in
+  the table, and once more at the end below it; compare the persistent rows with it.
+- **One run, short scenarios** ({seconds} s each). Expect ±10–20 % between runs for the
+  non-persistent figures and more for the persistent ones; ratios far from the target lines
+  are safe to read, ratios near them are not.
+- **stompbox's flat-out queue figure is its least stable.** Its single consumer is the
+  bottleneck: produced equals consumed, the queue sits at its memory limit (about 40,000
+  messages of 256 B) with the producer parked by flow control, hence the p50 of tens and p99
+  of hundreds of milliseconds in that scenario. Between runs on this machine it has ranged
+  from about 130,000 to 600,000 msg/s, which is why the non-persistent scenarios run
+  {repeat} times and the table shows the median.
+- **ActiveMQ drains slowly** in the drain scenario (a client-ack consumer with prefetch 1000
+  acking every 500 messages, reading a 200,000-message backlog back from KahaDB): about
+  4,000 msg/s in our runs, against its ~20,000 msg/s fill.
+- **Defaults, not tuning.** None of the brokers is tuned (no larger prefetch, no ActiveMQ
+  `producerWindowSize` or `optimizeAcknowledge`, no RabbitMQ lazy queues or quorum queues).
+"""
+
+
+def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, configs):
+    mach = machine(meta)
+    versions = [by[b]["version"]["version"] for b in order if "version" in by[b]]
+    skipped = [f"{NAMES.get(b, b)} ({by[b]['unavailable'].get('reason')})"
+               for b in order if "unavailable" in by[b]]
+    sq_end = get(by.get("-", {}).get("sqlite_end"), "sqlite_commits_per_s")
+    doc = [
+        "# Benchmarks: stompbox, ActiveMQ and RabbitMQ side by side",
+        "",
+        "Generated by `make bench` (`scripts/bench.sh`, `scripts/compare/`); edit those, not this"
+        " file. Every broker was started by the script on this machine and measured with the"
+        " same `stompbox bench` client in one run.",
+        "",
+        f"- **Date:** {meta.get('started', '?')} to {meta.get('finished', '?')} (UTC)",
+        f"- **Machine:** {mach['nproc']} cores (`nproc`), {mach['cpu']}, {mach['memory']} RAM,"
+        f" {mach['kernel']}; temp dirs on `{mach['disk']}`; load average (1, 5, 15 min)"
+        f" {meta.get('load_start', '?')} at the start, {meta.get('load_end', '?')} at the end",
+        "- **Brokers:** " + "; ".join(versions),
+    ]
+    if skipped:
+        doc.append("- **Skipped:** " + "; ".join(skipped))
+    doc += [
+        f"- **Settings:** BENCH_SECONDS={meta.get('seconds')} BENCH_REPEAT={meta.get('repeat')}"
+        f" BENCH_FILL={meta.get('fill')} BENCH_IDLE={meta.get('idle')}",
+        "",
+        "## Results",
+        "",
+        "`×` columns: how many times better stompbox is than that broker: stompbox/other for"
+        " throughput (msg/s), other/stompbox for times, latency and memory; above 1 means"
+        " stompbox is ahead.",
+        "",
+        render_md(table),
+        "",
+    ]
+    if sq_end is not None:
+        doc += [f"Raw SQLite commit rate measured again at the end of the run: {sq_end:,.0f}"
+                " commits/s.", ""]
+    spreads = spread(by, present)
+    if spreads:
+        doc += [f"The non-persistent scenarios ran {meta.get('repeat')} times each, in rounds; the"
+                " table shows the median. Range over the runs:", ""]
+        doc += [f"- {line}" for line in spreads] + [""]
+    if plot_path:
+        doc += ["![throughput, latency, memory and startup per broker]"
+                f"({os.path.basename(plot_path)})", ""]
+    doc += ["## Issue 5 targets", "", render_targets(ts, md=True), ""]
+    if notes:
+        doc += ["## Lost, duplicated, failed", ""] + [f"- {n}" for n in notes] + [""]
+    doc += ["## Details", "",
+            "Every measured scenario: latency is send timestamp to receipt by the consumer;"
+            " receipt is the SEND → RECEIPT round trip of sync producers; RSS after is the"
+            " broker's VmRSS when the scenario ended; peak is VmHWM since the broker started.",
+            "", details_md(by, present), "",
+            NOTES.format(seconds=meta.get("seconds"), repeat=meta.get("repeat")),
+            "## How it was run", "",
+            "```sh\nmake bench    # cargo bench --bench codec, then scripts/bench.sh\n```", "",
+            "`scripts/bench.sh` installs the brokers with `apt-get install -y activemq"
+            " rabbitmq-server` when they are missing (and matplotlib into `.venv` for the plot),"
+            " then ran these commands (`$WORK` is the run's temp dir; ports change per run):",
+            "",
+            commands_md(by, present, meta.get("work")),
+            config_md(configs, meta.get("work")),
+            ]
+    text = "\n".join(doc).rstrip() + "\n"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--doc")
+    ap.add_argument("--plot")
+    ap.add_argument("--configs")
+    args = ap.parse_args()
+
+    by, meta, order = load(args.results)
+    present, rows = build(by, order, meta)
+    table = text_table(present, rows)
+    ts = targets(by, present, rows)
+    notes = anomalies(by, present)
+    mach = machine(meta)
+
+    print()
+    print(f"{' vs '.join(NAMES.get(b, b) for b in present)}, {meta.get('started', '?')}:"
+          f" {mach['nproc']} cores"
+          f" ({mach['cpu']}), {mach['kernel']}")
+    for b in order:
+        if "version" in by[b]:
+            print(f"  {by[b]['version']['version']}")
+        elif "unavailable" in by[b]:
+            print(f"  {NAMES.get(b, b)}: skipped ({by[b]['unavailable'].get('reason')})")
+    print("× = how many times better stompbox is (throughput: stompbox/other; time, latency,"
+          " memory: other/stompbox)")
+    print()
+    print(render_text(table))
+    sq_end = get(by.get("-", {}).get("sqlite_end"), "sqlite_commits_per_s")
+    if sq_end is not None:
+        print(f"raw SQLite commit rate at the end of the run: {sq_end:,.0f} commits/s")
+    spreads = spread(by, present)
+    if spreads:
+        print(f"median of {meta.get('repeat')} runs; range over the runs:")
+        for line in spreads:
+            print(f"  {line}")
+    print()
+    print("issue 5 targets:")
+    print(render_targets(ts, md=False))
+    if notes:
+        print()
+        print("lost, duplicated, failed:")
+        for n in notes:
+            print(f"  {n}")
+
+    plot_path = None
+    if args.plot:
+        try:
+            plot(by, present, rows, meta, mach, args.plot)
+            plot_path = args.plot
+            print(f"plot: {args.plot}")
+        except Exception as e:  # the table matters more than the picture
+            print(f"report.py: no plot ({e})", file=sys.stderr)
+    if args.doc:
+        write_doc(args.doc, plot_path, by, meta, order, present, table, ts, notes, args.configs)
+        print(f"report: {args.doc}")
+
+
+if __name__ == "__main__":
+    main()
