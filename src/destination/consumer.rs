@@ -140,12 +140,19 @@ impl Consumer {
 }
 
 /// Who to answer once a SEND is accepted: the producer's session and the receipt token.
-pub type Answer = (SessionTx, Option<crate::message::Token>);
+#[derive(Debug)]
+pub struct Answer {
+    pub session: SessionId,
+    pub tx: SessionTx,
+    pub token: Option<crate::message::Token>,
+}
 
 /// Producers whose SEND answers are held back while a destination is over its memory limit.
 #[derive(Debug, Default)]
 pub struct Blocked {
     waiting: std::collections::VecDeque<Answer>,
+    /// Held answers per producer session.
+    producers: HashMap<SessionId, usize>,
     /// SENDs whose answer was held back (flow-control events), ever.
     pub parked_total: u64,
 }
@@ -154,12 +161,15 @@ impl Blocked {
     /// Answers a SEND now, or parks the answer when `full` (or when earlier answers are
     /// parked, so one producer's answers stay in order).
     pub fn accept(&mut self, answer: Option<Answer>, full: bool) {
-        let Some((tx, token)) = answer else { return };
+        let Some(answer) = answer else { return };
         if full || !self.waiting.is_empty() {
             self.parked_total += 1;
-            self.waiting.push_back((tx, token));
+            *self.producers.entry(answer.session).or_insert(0) += 1;
+            self.waiting.push_back(answer);
         } else {
-            let _ = tx.send(ToSession::Accepted { token });
+            let _ = answer.tx.send(ToSession::Accepted {
+                token: answer.token,
+            });
         }
     }
 
@@ -168,14 +178,15 @@ impl Blocked {
         if full {
             return;
         }
-        for (tx, token) in self.waiting.drain(..) {
-            let _ = tx.send(ToSession::Accepted { token });
+        self.producers.clear();
+        for a in self.waiting.drain(..) {
+            let _ = a.tx.send(ToSession::Accepted { token: a.token });
         }
     }
 
-    /// Producers' answers held right now.
-    pub fn len(&self) -> usize {
-        self.waiting.len()
+    /// Producers (sessions) with answers held right now.
+    pub fn producers(&self) -> usize {
+        self.producers.len()
     }
 
     /// True when nobody is parked.

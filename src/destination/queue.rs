@@ -118,7 +118,7 @@ impl Queue {
                 .sum(),
             consumers: self.consumers.len(),
             memory_bytes: self.bytes,
-            blocked_producers: self.blocked.len(),
+            blocked_producers: self.blocked.producers(),
             flow_control_events: self.blocked.parked_total,
             counters: self.counters,
         }
@@ -254,9 +254,9 @@ impl Queue {
             left -= 1;
             if let Err(reason) = &result {
                 // Not stored: the producer gets an ERROR, the message is not in the queue.
-                if let Some((tx, token)) = s.answer.take() {
-                    let _ = tx.send(ToSession::Rejected {
-                        token,
+                if let Some(a) = s.answer.take() {
+                    let _ = a.tx.send(ToSession::Rejected {
+                        token: a.token,
                         reason: reason.clone(),
                     });
                 }

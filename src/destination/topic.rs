@@ -105,7 +105,7 @@ impl Topic {
                 .sum(),
             consumers: self.subscribers.len(),
             memory_bytes: self.bytes,
-            blocked_producers: self.blocked.len(),
+            blocked_producers: self.blocked.producers(),
             flow_control_events: self.blocked.parked_total,
             counters: self.counters,
         }

@@ -10,7 +10,7 @@ use log::debug;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::destination::{
-    Consumer, Ctx, DestinationName, DestinationStats, Entry, Kind, Queue, Topic,
+    Answer, Consumer, Ctx, DestinationName, DestinationStats, Entry, Kind, Queue, Topic,
 };
 use crate::message::{
     AckMode, DurableName, Inspect, Message, QueueKey, SessionId, SessionTx, SubId, ToOwner,
@@ -125,7 +125,14 @@ impl Owner {
                 let Some(producer) = self.sessions.get(&session).map(|s| s.tx.clone()) else {
                     return true;
                 };
-                self.send(message, Some((producer, token)));
+                self.send(
+                    message,
+                    Some(Answer {
+                        session,
+                        tx: producer,
+                        token,
+                    }),
+                );
             }
             ToOwner::Subscribe {
                 session,
@@ -379,7 +386,7 @@ impl Owner {
     }
 
     /// Enqueues or publishes one message; `answer` is who to tell once it is accepted.
-    fn send(&mut self, message: Arc<Message>, answer: Option<(SessionTx, Option<Token>)>) {
+    fn send(&mut self, message: Arc<Message>, answer: Option<Answer>) {
         let name = message.destination.clone();
         match name.kind() {
             Kind::Queue => {
@@ -391,8 +398,8 @@ impl Owner {
             Kind::Topic => {
                 let Some(topic) = self.topics.get(&name) else {
                     // Nobody subscribed: dropped, as JMS topics do.
-                    if let Some((tx, token)) = answer {
-                        let _ = tx.send(ToSession::Accepted { token });
+                    if let Some(a) = answer {
+                        let _ = a.tx.send(ToSession::Accepted { token: a.token });
                     }
                     return;
                 };
