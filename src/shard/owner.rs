@@ -13,8 +13,8 @@ use crate::destination::{
     Answer, Consumer, Ctx, DestinationName, DestinationStats, Entry, Kind, Queue, Topic,
 };
 use crate::message::{
-    AckMode, DurableName, Inspect, Message, QueueKey, SessionId, SessionTx, SubId, ToOwner,
-    ToSession, Token,
+    AckMode, DurableName, Inspect, Message, MessageId, QueueKey, SessionId, SessionTx, SubId,
+    ToOwner, ToSession, Token,
 };
 use crate::store::Request;
 
@@ -179,15 +179,7 @@ impl Owner {
                 token,
                 ..
             } => {
-                match self.target(session, sub) {
-                    Some(Target::Queue(key)) => {
-                        self.with_queue(&key, false, |q, ctx| q.ack(session, sub, &ids, ctx))
-                    }
-                    Some(Target::Topic(name)) => {
-                        self.with_topic(&name, false, |t, ctx| t.ack(session, sub, &ids, ctx))
-                    }
-                    None => {}
-                }
+                self.settle(session, sub, &ids, false);
                 self.done(session, token);
             }
             ToOwner::Nack {
@@ -197,15 +189,7 @@ impl Owner {
                 token,
                 ..
             } => {
-                match self.target(session, sub) {
-                    Some(Target::Queue(key)) => {
-                        self.with_queue(&key, false, |q, ctx| q.nack(session, sub, &ids, ctx))
-                    }
-                    Some(Target::Topic(name)) => {
-                        self.with_topic(&name, false, |t, ctx| t.nack(session, sub, &ids, ctx))
-                    }
-                    None => {}
-                }
+                self.settle(session, sub, &ids, true);
                 self.done(session, token);
             }
             ToOwner::Credit {
@@ -499,6 +483,21 @@ impl Owner {
             let before = t.bytes();
             f(t, &mut self.ctx);
             self.ctx.charge(before, t.bytes());
+        }
+    }
+
+    /// ACK (`nack` false) or NACK deliveries of one subscription, wherever it is attached.
+    fn settle(&mut self, session: SessionId, sub: SubId, ids: &[MessageId], nack: bool) {
+        match self.target(session, sub) {
+            Some(Target::Queue(key)) => self.with_queue(&key, false, |q, ctx| match nack {
+                false => q.ack(session, sub, ids, ctx),
+                true => q.nack(session, sub, ids, ctx),
+            }),
+            Some(Target::Topic(name)) => self.with_topic(&name, false, |t, ctx| match nack {
+                false => t.ack(session, sub, ids, ctx),
+                true => t.nack(session, sub, ids, ctx),
+            }),
+            None => {}
         }
     }
 
