@@ -1,44 +1,13 @@
 //! Frames a client pipelines while the broker has stopped reading it (producer window full,
 //! COMMIT in progress) are still served once it reads again, without new bytes arriving.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Broker(Child, u16, #[allow(dead_code)] tempfile::TempDir);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(extra: &[&str]) -> Broker {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stompbox"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--admin-bind",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
-    Broker(child, port, dir)
-}
+use support::Broker;
 
 fn read_until(s: &mut TcpStream, needle: &[u8], within: Duration) -> Vec<u8> {
     let deadline = Instant::now() + within;
@@ -63,8 +32,8 @@ fn read_until(s: &mut TcpStream, needle: &[u8], within: Duration) -> Vec<u8> {
 
 #[test]
 fn pipelined_sends_beyond_the_producer_window_are_all_served() {
-    let broker = start(&[]);
-    let mut s = TcpStream::connect(("127.0.0.1", broker.1)).unwrap();
+    let broker = Broker::start();
+    let mut s = TcpStream::connect(broker.addr()).unwrap();
     let mut burst = b"CONNECT\naccept-version:1.2\nhost:x\n\n\0".to_vec();
     // Far more than the producer window (1024), in one write, then one receipt at the end.
     for i in 0..5000 {
@@ -77,8 +46,8 @@ fn pipelined_sends_beyond_the_producer_window_are_all_served() {
 
 #[test]
 fn frames_pipelined_after_a_commit_are_served() {
-    let broker = start(&[]);
-    let mut s = TcpStream::connect(("127.0.0.1", broker.1)).unwrap();
+    let broker = Broker::start();
+    let mut s = TcpStream::connect(broker.addr()).unwrap();
     let burst = b"CONNECT\naccept-version:1.2\nhost:x\n\n\0\
 BEGIN\ntransaction:t\n\n\0\
 SEND\ndestination:/queue/tx\npersistent:true\ntransaction:t\n\none\0\

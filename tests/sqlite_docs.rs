@@ -1,47 +1,14 @@
 //! The queries in docs/sqlite.md run, as written, against the store of a live broker, and
 //! `queue_depths` agrees with what a consumer then receives.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Broker {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Broker {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stompbox"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--admin-bind",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
-    Broker { child, port, dir }
-}
+use support::Broker;
 
 /// Reads frames (NUL-terminated, no bodies with NUL here) until `n` start with `command`.
 fn read_frames(s: &mut TcpStream, command: &str, n: usize) -> Vec<String> {
@@ -70,8 +37,8 @@ fn read_frames(s: &mut TcpStream, command: &str, n: usize) -> Vec<String> {
     out
 }
 
-fn connect(port: u16) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
         .unwrap();
@@ -101,8 +68,8 @@ fn documented_queries() -> Vec<String> {
 
 #[test]
 fn documented_queries_run_against_a_live_broker_and_depths_match() {
-    let broker = start();
-    let mut p = connect(broker.port);
+    let broker = Broker::start();
+    let mut p = connect(broker.addr());
     for i in 0..7 {
         let frame = format!(
             "SEND\ndestination:/queue/orders\npersistent:true\ntype:order\npriority:{}\nreceipt:r{i}\n\nbody{i}\0",
@@ -120,7 +87,7 @@ fn documented_queries_run_against_a_live_broker_and_depths_match() {
         10,
         "docs/sqlite.md should have ten numbered queries"
     );
-    let db = broker.dir.path().join("stompbox.db");
+    let db = broker.db_path();
     let conn =
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
@@ -169,7 +136,7 @@ fn documented_queries_run_against_a_live_broker_and_depths_match() {
         .unwrap();
     assert_eq!(typed, 7);
 
-    let mut c = connect(broker.port);
+    let mut c = connect(broker.addr());
     c.write_all(b"SUBSCRIBE\nid:s\ndestination:/queue/orders\nack:client-individual\n\n\0")
         .unwrap();
     let msgs = read_frames(&mut c, "MESSAGE", depth as usize);

@@ -1242,6 +1242,18 @@ mod tests {
         }
     }
 
+    /// SUBSCRIBE as id `s` to `dest` with `ack` and `extra` headers.
+    fn subscribe(dest: &str, ack: &str, extra: &[(&str, &str)]) -> Frame {
+        let mut f = Frame::new(Command::Subscribe)
+            .header("id", "s")
+            .header("destination", dest)
+            .header("ack", ack);
+        for (k, v) in extra {
+            f = f.header(*k, *v);
+        }
+        f
+    }
+
     fn send(dest: &str, body: &str) -> Frame {
         Frame::new(Command::Send)
             .header("destination", dest)
@@ -1291,12 +1303,7 @@ mod tests {
         let mut pair = Pair::new();
         let mut p = pair.client("1.2");
         let mut c = pair.client("1.2");
-        c.send(
-            Frame::new(Command::Subscribe)
-                .header("id", "s")
-                .header("destination", "/queue/c")
-                .header("ack", "client"),
-        );
+        c.send(subscribe("/queue/c", "client", &[]));
         for i in 0..3 {
             p.send(send("/queue/c", &i.to_string()));
         }
@@ -1316,12 +1323,7 @@ mod tests {
         let mut pair = Pair::new();
         let mut p = pair.client("1.2");
         let mut c = pair.client("1.2");
-        c.send(
-            Frame::new(Command::Subscribe)
-                .header("id", "s")
-                .header("destination", "/queue/t")
-                .header("ack", "client-individual"),
-        );
+        c.send(subscribe("/queue/t", "client-individual", &[]));
         p.send(send("/queue/t", "m"));
         pair.pump(&mut [&mut p, &mut c]);
         let m = c.frames().remove(0);
@@ -1344,13 +1346,11 @@ mod tests {
         let mut pair = Pair::new();
         let mut p = pair.client("1.1");
         let mut c = pair.client("1.1");
-        c.send(
-            Frame::new(Command::Subscribe)
-                .header("id", "s")
-                .header("destination", "/queue/p")
-                .header("ack", "client-individual")
-                .header("activemq.prefetchSize", "2"),
-        );
+        c.send(subscribe(
+            "/queue/p",
+            "client-individual",
+            &[("activemq.prefetchSize", "2")],
+        ));
         for i in 0..5 {
             p.send(send("/queue/p", &i.to_string()));
         }
