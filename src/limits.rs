@@ -29,6 +29,20 @@ pub struct Limits {
     pub max_transaction_frames: usize,
     /// Most open transactions on one connection.
     pub max_transactions_per_connection: usize,
+    /// Bytes of SENDs one connection may have in flight to destinations (posted, not yet
+    /// accepted) before the broker stops reading its socket: producer flow control counted in
+    /// bytes, so large frames cannot park gigabytes the way a frame count would let them. One
+    /// SEND is always let through when nothing is in flight, whatever its size.
+    pub producer_window_bytes: usize,
+    /// Bytes of SEND bodies and headers buffered in one connection's open transactions
+    /// (together). They are held in the session until COMMIT and cannot be flow-controlled
+    /// without blocking the COMMIT itself, so past this the transactional SEND is an ERROR.
+    /// They count against `global_memory_limit_bytes` meanwhile.
+    pub max_transaction_bytes: usize,
+    /// RECEIPTs one connection may have waiting for earlier effects (a SEND held by flow
+    /// control, a COMMIT on its way to disk) before the broker stops reading its socket until
+    /// some are written.
+    pub max_pending_receipts: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +56,9 @@ impl Default for Limits {
             max_connections: 10_000,
             max_transaction_frames: 10_000,
             max_transactions_per_connection: 100,
+            producer_window_bytes: 4 * 1024 * 1024,
+            max_transaction_bytes: 64 * 1024 * 1024,
+            max_pending_receipts: 10_000,
         }
     }
 }
@@ -66,7 +83,8 @@ pub const MAX_PREFETCH: u32 = 65_535;
 
 /// Producer window: how many SENDs one connection may have in flight to destination owners
 /// before the session stops reading its socket. This is what turns a full destination into
-/// TCP back-pressure on exactly the producers that feed it.
+/// TCP back-pressure on exactly the producers that feed it. `Limits::producer_window_bytes`
+/// bounds the same window in bytes.
 pub const PRODUCER_WINDOW: u32 = 1024;
 
 /// Bytes buffered for writing to one socket before the session stops pulling more deliveries

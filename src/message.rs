@@ -4,7 +4,8 @@
 //!
 //! Every channel here is unbounded in type but bounded by credit, and each says how:
 //! a session has at most [`crate::limits::PRODUCER_WINDOW`] SENDs unanswered, at most its
-//! prefetch of deliveries per subscription in flight, and one ACK/NACK per delivery.
+//! prefetch of deliveries per subscription in flight (auto-ack ones included, until they are
+//! written to the socket), and one ACK/NACK per delivery.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,6 +99,19 @@ pub struct Message {
     pub expires: u64,
 }
 
+impl Message {
+    /// Bytes this message counts against memory limits and windows: body, headers and a
+    /// fixed overhead for the structures that hold it.
+    pub fn weight(&self) -> u64 {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 48)
+            .sum();
+        (self.body.len() + headers + 128) as u64
+    }
+}
+
 /// Where a queue's messages live: a queue, or the queue of one durable topic subscription
 /// (`subscription` = `client_id:name`). Stored messages carry both parts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -189,7 +203,8 @@ pub enum ToOwner {
         destroy: Option<DurableName>,
         token: Option<Token>,
     },
-    /// These deliveries are done with.
+    /// These deliveries are done with: ACKed by the client or, on an auto-ack subscription,
+    /// written to the socket (a delivery that never got there is not consumed).
     Ack {
         session: SessionId,
         sub: SubId,
@@ -204,13 +219,6 @@ pub enum ToOwner {
         destination: DestinationName,
         ids: Vec<MessageId>,
         token: Option<Token>,
-    },
-    /// Auto-ack subscriptions: `n` deliveries were written, so `n` more may be sent.
-    Credit {
-        session: SessionId,
-        sub: SubId,
-        destination: DestinationName,
-        n: u32,
     },
     /// Answer `token` once everything this session sent before it is done.
     Barrier { session: SessionId, token: Token },

@@ -56,3 +56,112 @@ SEND\ndestination:/queue/tx\nreceipt:after\n\ntwo\0";
     s.write_all(burst).unwrap();
     read_until(&mut s, b"receipt-id:after", Duration::from_secs(10));
 }
+
+/// Peak resident memory (VmHWM) of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb * 1024
+}
+
+/// Producers of 8 MiB frames to a queue nobody consumes: flow control holds them once the
+/// memory limits are reached, counted in bytes, so the broker's memory stays near the global
+/// limit instead of growing with every frame its producer windows would admit.
+#[test]
+fn large_frames_are_held_by_flow_control_near_the_global_memory_limit() {
+    const MIB: u64 = 1024 * 1024;
+    const GLOBAL: u64 = 64 * MIB;
+    const PRODUCERS: u64 = 4;
+    const FRAME: u64 = 8 * MIB;
+    const FRAMES_EACH: usize = 40;
+    let broker = Broker::start_with_config(&format!(
+        "[destinations]\nglobal_memory_limit_bytes = {GLOBAL}\nmemory_limit_bytes = {}\n",
+        32 * MIB
+    ));
+    let pid = broker.pid().expect("broker pid");
+    let baseline = peak_rss(pid);
+    let addr = broker.addr();
+    let mut frame = b"SEND\ndestination:/queue/big\n\n".to_vec();
+    frame.resize(frame.len() + FRAME as usize, b'x');
+    frame.push(0);
+    let frame = std::sync::Arc::new(frame);
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|_| {
+            let frame = frame.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
+                    .unwrap();
+                read_until(&mut s, b"CONNECTED", Duration::from_secs(10));
+                // A write that cannot finish for this long means flow control holds us.
+                s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+                let mut written = 0;
+                while written < FRAMES_EACH && s.write_all(&frame).is_ok() {
+                    written += 1;
+                }
+                (written, s)
+            })
+        })
+        .collect();
+    let held: Vec<(usize, TcpStream)> = producers.into_iter().map(|h| h.join().unwrap()).collect();
+    let written: usize = held.iter().map(|(n, _)| n).sum();
+    let peak = peak_rss(pid);
+    eprintln!(
+        "{written} frames of 8 MiB written by {PRODUCERS} producers; broker peak RSS {} MiB \
+         (baseline {} MiB, global limit {} MiB)",
+        peak / MIB,
+        baseline / MIB,
+        GLOBAL / MIB
+    );
+    assert!(
+        written < PRODUCERS as usize * FRAMES_EACH,
+        "no producer was held by flow control"
+    );
+    // The documented bound: the global limit, plus per producer its window (one frame past
+    // the 4 MiB producer window) and one frame being read, plus allocator slack.
+    let bound = baseline + GLOBAL + PRODUCERS * (2 * FRAME + 4 * MIB) + 64 * MIB;
+    assert!(
+        peak < bound,
+        "peak RSS {} MiB over the bound {} MiB",
+        peak / MIB,
+        bound / MIB
+    );
+    // A consumer drains the queue, which lets the producers go on.
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(
+        b"CONNECT\naccept-version:1.2\nhost:x\n\n\0SUBSCRIBE\nid:1\ndestination:/queue/big\n\n\0",
+    )
+    .unwrap();
+    read_until(&mut c, b"MESSAGE", Duration::from_secs(20));
+    drop(held);
+}
+
+/// Open transactions are held in the session until COMMIT, so their bytes have a cap of their
+/// own: past it the transactional SEND is an ERROR, and nothing of the transaction is stored.
+#[test]
+fn transaction_past_max_transaction_bytes_is_an_error() {
+    let broker = Broker::start_with_config("[limits]\nmax_transaction_bytes = 1048576\n");
+    let mut s = TcpStream::connect(broker.addr()).unwrap();
+    let mut burst = b"CONNECT\naccept-version:1.2\nhost:x\n\n\0BEGIN\ntransaction:t\n\n\0".to_vec();
+    for _ in 0..3 {
+        burst.extend_from_slice(b"SEND\ndestination:/queue/txbytes\ntransaction:t\n\n");
+        burst.extend(std::iter::repeat_n(b'x', 512 * 1024));
+        burst.push(0);
+    }
+    burst.extend_from_slice(b"COMMIT\ntransaction:t\nreceipt:c\n\n\0");
+    s.write_all(&burst).unwrap();
+    let got = read_until(&mut s, b"ERROR", Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("max_transaction_bytes"), "{text}");
+    assert!(
+        !text.contains("receipt-id:c\n"),
+        "the COMMIT must not happen: {text}"
+    );
+    let mut c = broker.connect("1.2");
+    c.subscribe("/queue/txbytes", "s", "auto", &[]);
+    c.expect_silence(support::QUIET);
+}

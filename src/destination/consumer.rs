@@ -1,6 +1,11 @@
 //! A consumer as its destination's owner sees it: where to deliver, how much credit is left
-//! (prefetch minus deliveries not yet acked or, in auto mode, not yet written), and which
-//! messages it holds unacked. Shared by queues and topics.
+//! (prefetch minus deliveries not yet acked or, in auto mode, not yet written to the socket),
+//! and which messages it holds until then. Shared by queues and topics.
+//!
+//! An auto-ack delivery is consumed only when its session says its bytes reached the socket
+//! (it then ACKs it like a client would): a delivery still in the session's channel or write
+//! buffer when the subscription ends was never delivered, and goes back to its destination
+//! unchanged.
 
 use foldhash::HashMap;
 use std::sync::Arc;
@@ -26,15 +31,8 @@ impl Entry {
 
     /// Bytes this entry counts against the destination's memory limit.
     pub fn weight(&self) -> u64 {
-        message_weight(&self.message)
+        self.message.weight()
     }
-}
-
-/// Bytes a message counts against memory limits: body, headers and a fixed overhead for the
-/// structures that hold it.
-pub fn message_weight(m: &Message) -> u64 {
-    let headers: usize = m.headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
-    (m.body.len() + headers + 128) as u64
 }
 
 /// One subscription, on its owner shard.
@@ -47,7 +45,7 @@ pub struct Consumer {
     prefetch: u32,
     /// Deliveries not yet acked (client modes) or not yet written (auto mode).
     outstanding: u32,
-    /// Client modes only: what to requeue if the consumer goes away.
+    /// Deliveries not yet acked or written: what goes back if the consumer goes away.
     unacked: HashMap<MessageId, Entry>,
 }
 
@@ -70,13 +68,13 @@ impl Consumer {
         self.session == session && self.sub == sub
     }
 
-    /// Client modes keep each delivery until its ack (so its bytes stay counted); auto-mode
-    /// deliveries are gone from the destination once sent.
-    pub fn keeps_unacked(&self) -> bool {
-        self.ack != AckMode::Auto
+    /// Auto-ack: deliveries it still holds were never written to the client, so they go back
+    /// unchanged (not counted as redelivered) when it leaves.
+    pub fn is_auto(&self) -> bool {
+        self.ack == AckMode::Auto
     }
 
-    /// Ids of the deliveries awaiting ACK/NACK (client modes).
+    /// Ids of the deliveries awaiting ACK/NACK (or, in auto mode, their write).
     pub fn unacked_ids(&self) -> impl Iterator<Item = MessageId> + '_ {
         self.unacked.keys().copied()
     }
@@ -102,14 +100,13 @@ impl Consumer {
             return Err(entry);
         }
         self.outstanding += 1;
-        if self.ack != AckMode::Auto {
-            self.unacked.insert(entry.message.id, entry);
-        }
+        self.unacked.insert(entry.message.id, entry);
         Ok(())
     }
 
-    /// Acked deliveries: frees credit and returns the entries (unknown ids are skipped; they
-    /// were already requeued by an earlier NACK or never belonged to this consumer).
+    /// Acked (or, in auto mode, written) deliveries: frees credit and returns the entries
+    /// (unknown ids are skipped; they were already requeued by an earlier NACK or never
+    /// belonged to this consumer).
     pub fn settle(&mut self, ids: &[MessageId]) -> Vec<Entry> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -119,11 +116,6 @@ impl Consumer {
             }
         }
         out
-    }
-
-    /// Auto mode: `n` deliveries were written.
-    pub fn credit(&mut self, n: u32) {
-        self.outstanding = self.outstanding.saturating_sub(n);
     }
 
     /// Everything still unacked, oldest first (the consumer is leaving).

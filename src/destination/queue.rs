@@ -339,7 +339,8 @@ impl Queue {
     pub fn unsubscribe(&mut self, session: SessionId, sub: SubId, ctx: &mut Ctx) {
         if let Some(pos) = self.consumers.iter().position(|c| c.is(session, sub)) {
             let consumer = self.consumers.remove(pos);
-            self.requeue(consumer.into_unacked(), ctx);
+            self.cursor = 0;
+            self.take_back(consumer, ctx);
         }
         self.after_change(ctx);
     }
@@ -352,7 +353,7 @@ impl Queue {
         self.consumers = kept;
         self.cursor = 0;
         for c in gone {
-            self.requeue(c.into_unacked(), ctx);
+            self.take_back(c, ctx);
         }
         self.after_change(ctx);
     }
@@ -376,14 +377,6 @@ impl Queue {
             self.requeue(back, ctx);
         }
         self.after_change(ctx);
-    }
-
-    /// Auto-ack consumer wrote `n` messages.
-    pub fn credit(&mut self, session: SessionId, sub: SubId, n: u32, ctx: &mut Ctx) {
-        if let Some(c) = self.consumers.iter_mut().find(|c| c.is(session, sub)) {
-            c.credit(n);
-        }
-        self.dispatch(ctx);
     }
 
     /// Drops (or dead-letters) expired in-memory messages.
@@ -444,6 +437,23 @@ impl Queue {
         level.insert_sorted(e);
     }
 
+    /// What a leaving consumer held: unacked deliveries come back as redelivered; an auto-ack
+    /// consumer's were never written to its client, so they come back as they were, at their
+    /// place (ids order) in the queue, and their stored rows stay.
+    fn take_back(&mut self, consumer: Consumer, ctx: &mut Ctx) {
+        let auto = consumer.is_auto();
+        let entries = consumer.into_unacked();
+        if !auto {
+            return self.requeue(entries, ctx);
+        }
+        for e in entries {
+            if e.message.expires != 0 {
+                self.expiring += 1;
+            }
+            self.levels[e.message.priority.min(9) as usize].insert_sorted(e);
+        }
+    }
+
     fn requeue(&mut self, entries: Vec<Entry>, ctx: &mut Ctx) {
         for e in entries {
             let weight = e.weight();
@@ -502,29 +512,17 @@ impl Queue {
                     continue;
                 }
             }
-            let weight = entry.weight();
-            let consumer = &mut self.consumers[idx];
-            let keeps = consumer.keeps_unacked();
-            let stored = ctx.persists(&entry.message).then_some(entry.message.id);
-            match consumer.deliver(entry) {
+            match self.consumers[idx].deliver(entry) {
                 Ok(()) => {
                     self.cursor = (idx + 1) % n;
                     self.counters.delivered += 1;
-                    if !keeps {
-                        // Auto-ack: delivered is done.
-                        self.counters.acked += 1;
-                        self.bytes -= weight;
-                        if let Some(id) = stored {
-                            ctx.delete_id(id);
-                        }
-                    }
                 }
                 Err(entry) => {
                     // The session is gone; its Goodbye is on the way. Stop using it now.
                     self.levels[p].mem.push_front(entry);
                     let dead = self.consumers.remove(idx);
                     self.cursor = 0;
-                    self.requeue(dead.into_unacked(), ctx);
+                    self.take_back(dead, ctx);
                 }
             }
         }

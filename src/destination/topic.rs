@@ -196,7 +196,7 @@ impl Topic {
         self.blocked.release(full);
     }
 
-    /// Acked deliveries are done.
+    /// Acked (or, in auto mode, written) deliveries are done.
     pub fn ack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId], ctx: &mut Ctx) {
         self.settle(session, sub, ids, false, ctx);
     }
@@ -205,26 +205,6 @@ impl Topic {
     /// dead-letter queue after `max_redeliveries`).
     pub fn nack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId], ctx: &mut Ctx) {
         self.settle(session, sub, ids, true, ctx);
-    }
-
-    /// Auto-ack subscriber wrote `n` messages.
-    pub fn credit(&mut self, session: SessionId, sub: SubId, n: u32, ctx: &Ctx) {
-        if let Some(i) = self
-            .subscribers
-            .iter()
-            .position(|s| s.consumer.is(session, sub))
-        {
-            self.subscribers[i].consumer.credit(n);
-            if !drain(
-                &mut self.subscribers[i],
-                &mut self.bytes,
-                &mut self.counters,
-            ) {
-                self.remove_dead(vec![i]);
-            }
-        }
-        let full = self.full(ctx);
-        self.blocked.release(full);
     }
 
     fn settle(
@@ -294,7 +274,7 @@ impl Topic {
 }
 
 /// Delivers from a subscriber's backlog while it has credit. Returns false if its session is
-/// gone. Auto-mode deliveries leave the topic's memory as they are sent.
+/// gone. Deliveries stay counted until acked (auto mode: until written to the socket).
 fn drain(s: &mut Subscriber, bytes: &mut u64, counters: &mut Counters) -> bool {
     let now = now_ms();
     while s.consumer.has_credit() {
@@ -306,14 +286,7 @@ fn drain(s: &mut Subscriber, bytes: &mut u64, counters: &mut Counters) -> bool {
             counters.expired += 1;
             continue;
         }
-        let weight = entry.weight();
-        let keeps = s.consumer.keeps_unacked();
         match s.consumer.deliver(entry) {
-            Ok(()) if !keeps => {
-                counters.delivered += 1;
-                counters.acked += 1;
-                *bytes -= weight;
-            }
             Ok(()) => counters.delivered += 1,
             Err(entry) => {
                 s.pending.push_front(entry);

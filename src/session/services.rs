@@ -19,6 +19,9 @@ pub struct Services {
     pub store: Option<StoreTx>,
     pub client_ids: Arc<ClientIds>,
     pub connections: Arc<Connections>,
+    /// The global memory account (`global_memory_limit_bytes`) that destinations charge;
+    /// sessions charge their open transactions' buffered SENDs to it.
+    pub memory: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Live connections and their subscriptions, for the admin API. Touched on CONNECT,

@@ -4,13 +4,14 @@
 //! answers in, writes [`Session::out`] to the socket and asks [`Session::wants_read`] whether
 //! to keep reading. That keeps every protocol rule testable without I/O.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use foldhash::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::Error;
 use super::services::{ClientIds, ConnectionInfo, Connections, Services, SubscriptionInfo};
@@ -46,8 +47,9 @@ struct Sub {
     client_id: String,
     destination: DestinationName,
     ack: AckMode,
-    /// Deliveries awaiting ACK/NACK in delivery order (client modes).
-    in_flight: VecDeque<InFlight>,
+    /// Deliveries awaiting ACK/NACK (client modes), by delivery order ([`InFlight::seq`]):
+    /// a cumulative ACK splits it, an individual one removes one entry, both in O(log n).
+    in_flight: BTreeMap<u64, InFlight>,
     /// Until the SUBSCRIBE's RECEIPT (this token) is written, deliveries wait here, so the
     /// RECEIPT always comes before the subscription's first MESSAGE.
     held: Option<(Token, Vec<HeldDelivery>)>,
@@ -60,6 +62,8 @@ type HeldDelivery = (Arc<Message>, u32);
 #[derive(Debug)]
 struct InFlight {
     id: MessageId,
+    /// Delivery order on this session (an aborted ACK puts it back at its place).
+    seq: u64,
     ack_id: String,
     /// Stored: a transactional ACK deletes its row in the COMMIT's store transaction.
     persistent: bool,
@@ -77,10 +81,20 @@ enum TxOp {
 struct Settle {
     sub: SubId,
     destination: DestinationName,
-    ids: Vec<MessageId>,
-    /// The stored ones among `ids`.
-    stored: Vec<MessageId>,
+    /// The deliveries, as they were in flight (an ABORT puts them back).
+    taken: Vec<InFlight>,
     nack: bool,
+}
+
+impl Settle {
+    fn ids(&self) -> Vec<MessageId> {
+        self.taken.iter().map(|f| f.id).collect()
+    }
+
+    /// The stored ones among the deliveries.
+    fn stored(&self) -> impl Iterator<Item = MessageId> + '_ {
+        self.taken.iter().filter(|f| f.persistent).map(|f| f.id)
+    }
 }
 
 /// What a COMMIT still has to do once its store transaction is on disk.
@@ -133,15 +147,43 @@ pub struct Session {
     subs: HashMap<SubId, Sub>,
     sub_ids: HashMap<String, SubId>,
     next_sub: u32,
-    /// Ack id → delivery, for every delivery awaiting ACK/NACK.
-    ack_ids: HashMap<String, (SubId, MessageId)>,
+    /// Ack id → delivery (subscription, message, [`InFlight::seq`]), for every delivery
+    /// awaiting ACK/NACK: every ACK form resolves through it in O(1).
+    ack_ids: HashMap<String, (SubId, MessageId, u64)>,
     transactions: HashMap<String, Vec<TxOp>>,
     receipts: VecDeque<PendingReceipt>,
     next_token: u64,
     /// SENDs posted to owners and not yet answered (the producer window).
     unanswered_sends: u32,
-    /// Auto-ack deliveries written since the last [`Session::flush_credits`].
-    credits: HashMap<SubId, u32>,
+    /// The same SENDs by token (a COMMIT's sends share its token), with their count and
+    /// bytes: a RECEIPT is written only once every SEND before its frame is answered, stored
+    /// ones committed.
+    sends: BTreeMap<Token, (u32, u64)>,
+    /// Bytes of `sends` (the producer window in bytes, `producer_window_bytes`).
+    send_bytes: u64,
+    /// Bytes buffered in open transactions (`max_transaction_bytes`), charged to `memory`.
+    transaction_bytes: u64,
+    /// The global memory account.
+    memory: Arc<AtomicU64>,
+    /// Deliveries written so far, for [`InFlight::seq`].
+    next_seq: u64,
+    /// Bytes the driver took out of `out` ([`Session::take_output`]); with `out.len()`, the
+    /// stream offset just past everything encoded so far.
+    out_taken: u64,
+    /// Bytes of the stream the driver has written to the socket ([`Session::wrote`]).
+    written: u64,
+    /// Auto-ack deliveries not yet entirely written to the socket, in stream order: the
+    /// stream offset just past the MESSAGE frame, its subscription and message.
+    unwritten: VecDeque<(u64, SubId, MessageId)>,
+    /// Auto-ack deliveries written since the last [`Session::flush_credits`]: consumed.
+    written_auto: HashMap<SubId, Vec<MessageId>>,
+    /// Commands held back until the stream up to their offset is written, in order. An
+    /// UNSUBSCRIBE waits here until the deliveries already encoded for its subscription reach
+    /// the socket (so they count as consumed, and the rest goes back to the queue); whatever
+    /// the client sends after it waits behind it, so effects keep the order of frames.
+    deferred: VecDeque<(u64, usize, ToOwner)>,
+    /// Destinations of subscriptions whose UNSUBSCRIBE is deferred (to route their acks).
+    leaving: HashMap<SubId, DestinationName>,
     /// COMMITs whose store transaction is under way, by token. While any is, the session
     /// reads no further frames, so nothing sent after a COMMIT overtakes it.
     commits: HashMap<Token, PendingCommit>,
@@ -176,7 +218,17 @@ impl Session {
             receipts: VecDeque::new(),
             next_token: 0,
             unanswered_sends: 0,
-            credits: HashMap::default(),
+            sends: BTreeMap::new(),
+            send_bytes: 0,
+            transaction_bytes: 0,
+            memory: services.memory.clone(),
+            next_seq: 0,
+            out_taken: 0,
+            written: 0,
+            unwritten: VecDeque::new(),
+            written_auto: HashMap::default(),
+            deferred: VecDeque::new(),
+            leaving: HashMap::default(),
             commits: HashMap::default(),
         }
     }
@@ -207,12 +259,15 @@ impl Session {
     }
 
     /// Should the driver read more frames? Not while closing, not during a COMMIT, not while
-    /// the producer window is used up (flow control), and not while the client is not reading
-    /// what we write.
+    /// the producer window (frames or bytes) is used up (flow control), not while too many
+    /// RECEIPTs wait, and not while the client is not reading what we write.
     pub fn wants_read(&self) -> bool {
+        let limits = &self.config.limits;
         matches!(self.phase, Phase::Connecting | Phase::Connected)
             && self.commits.is_empty()
             && self.unanswered_sends < PRODUCER_WINDOW
+            && self.send_bytes < limits.producer_window_bytes as u64
+            && self.receipts.len() < limits.max_pending_receipts
             && self.out.len() < MAX_WRITE_BUFFER_BYTES
     }
 
@@ -254,11 +309,15 @@ impl Session {
             ToSession::Accepted { token } => {
                 self.unanswered_sends = self.unanswered_sends.saturating_sub(1);
                 if let Some(t) = token {
+                    self.send_answered(t);
                     self.complete(t);
                 }
             }
             ToSession::Rejected { token, reason } => {
                 self.unanswered_sends = self.unanswered_sends.saturating_sub(1);
+                if let Some(t) = token {
+                    self.send_answered(t);
+                }
                 let receipt = token.and_then(|t| self.receipt_id(t));
                 self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
             }
@@ -276,34 +335,85 @@ impl Session {
         }
     }
 
-    /// Posts the credit for auto-ack deliveries written since the last call.
-    pub fn flush_credits(&mut self) {
-        if self.credits.is_empty() {
-            return;
+    /// Hands the driver everything encoded so far, to write to the socket.
+    pub fn take_output(&mut self) -> Bytes {
+        let bytes = self.out.split().freeze();
+        self.out_taken += bytes.len() as u64;
+        bytes
+    }
+
+    /// The driver wrote `n` more bytes of what it took to the socket: auto-ack deliveries now
+    /// entirely there are consumed (acked at the next [`Session::flush_credits`]), and
+    /// deferred commands whose turn came are posted.
+    pub fn wrote(&mut self, n: usize) {
+        self.written += n as u64;
+        while let Some(&(end, sub, id)) = self.unwritten.front() {
+            if end > self.written {
+                break;
+            }
+            self.unwritten.pop_front();
+            self.written_auto.entry(sub).or_default().push(id);
         }
-        for (sub, n) in std::mem::take(&mut self.credits) {
-            if let Some(s) = self.subs.get(&sub) {
-                let destination = s.destination.clone();
-                let shard = self.router.owner_of(&destination);
-                self.post(
-                    shard,
-                    ToOwner::Credit {
-                        session: self.id,
-                        sub,
-                        destination,
-                        n,
-                    },
-                );
+        if self
+            .deferred
+            .front()
+            .is_some_and(|(at, ..)| *at <= self.written)
+        {
+            // Acks of what was written go first: the owner must see them before an
+            // UNSUBSCRIBE that would otherwise put those deliveries back.
+            self.flush_credits();
+            while self
+                .deferred
+                .front()
+                .is_some_and(|(at, ..)| *at <= self.written)
+            {
+                let (_, shard, cmd) = self.deferred.pop_front().expect("front exists");
+                self.post_now(shard, cmd);
             }
         }
     }
 
-    /// The connection is gone: owners drop its consumers and requeue what it had unacked.
-    /// Open transactions are aborted implicitly (their buffered work is simply dropped).
+    /// Acks the auto-ack deliveries written to the socket since the last call: they are
+    /// consumed, and their subscriptions get the credit back.
+    pub fn flush_credits(&mut self) {
+        if self.written_auto.is_empty() {
+            return;
+        }
+        for (sub, ids) in std::mem::take(&mut self.written_auto) {
+            let destination = match self.subs.get(&sub) {
+                Some(s) => s.destination.clone(),
+                None => match self.leaving.get(&sub) {
+                    Some(d) => d.clone(),
+                    // Unsubscribed after its last write: the owner holds nothing of it.
+                    None => continue,
+                },
+            };
+            let shard = self.router.owner_of(&destination);
+            let cmd = ToOwner::Ack {
+                session: self.id,
+                sub,
+                destination,
+                ids,
+                token: None,
+            };
+            // Not deferred: these deliveries came before anything that waits there.
+            self.post_now(shard, cmd);
+        }
+    }
+
+    /// The connection is gone: owners drop its consumers and requeue what it had unacked
+    /// (auto-ack deliveries that never reached the socket included). Open transactions are
+    /// aborted implicitly (their buffered work is simply dropped).
     pub fn close(&mut self) {
         self.connections.remove(self.id.0);
         if let Some(id) = self.client_id.take() {
             self.client_ids.release(&id);
+        }
+        self.transactions.clear();
+        self.release_transaction_bytes(self.transaction_bytes);
+        self.flush_credits();
+        while let Some((_, shard, cmd)) = self.deferred.pop_front() {
+            self.post_now(shard, cmd);
         }
         for shard in 0..self.said_hello.len() {
             if self.said_hello[shard] {
@@ -434,7 +544,7 @@ impl Session {
             client_id,
             destination: destination.clone(),
             ack,
-            in_flight: VecDeque::new(),
+            in_flight: BTreeMap::new(),
             held: None,
         };
         self.subs.insert(sub, s);
@@ -482,10 +592,12 @@ impl Session {
                     .subs
                     .remove(&sub)
                     .expect("sub_ids and subs hold the same subscriptions");
-                for f in &s.in_flight {
+                for f in s.in_flight.values() {
                     self.ack_ids.remove(&f.ack_id);
                 }
-                self.credits.remove(&sub);
+                if self.unwritten.iter().any(|(_, u, _)| *u == sub) {
+                    self.leaving.insert(sub, s.destination.clone());
+                }
                 (sub, s.destination)
             }
             // Deleting a durable subscription that is not active on this connection needs
@@ -511,12 +623,18 @@ impl Session {
             destroy,
             token,
         };
-        self.post(shard, cmd);
+        // Deliveries already encoded for it are written (and consumed) first.
+        let end = self.stream_end();
+        if end > self.written {
+            self.defer(end, shard, cmd);
+        } else {
+            self.post(shard, cmd);
+        }
         Ok(())
     }
 
     fn on_settle(&mut self, frame: &Frame, nack: bool) -> Result<(), Error> {
-        let (sub, id) = self.resolve_ack(frame)?;
+        let (sub, seq) = self.resolve_ack(frame)?;
         if let Some(tx) = frame.get("transaction") {
             if !self.transactions.contains_key(tx) {
                 return Err(Error::UnknownTransaction(tx.to_string()));
@@ -527,35 +645,25 @@ impl Session {
             .get_mut(&sub)
             .expect("resolve_ack returns live subscriptions");
         // `client` mode is cumulative: everything delivered before it, too.
-        let count = match s.ack {
-            AckMode::Client => s
-                .in_flight
-                .iter()
-                .position(|f| f.id == id)
-                .map_or(0, |p| p + 1),
-            _ => 0,
-        };
-        let taken: Vec<InFlight> = if count > 0 {
-            s.in_flight.drain(..count).collect()
-        } else {
-            let p = s.in_flight.iter().position(|f| f.id == id);
-            p.and_then(|p| s.in_flight.remove(p)).into_iter().collect()
+        let taken: Vec<InFlight> = match s.ack {
+            AckMode::Client => {
+                let later = s.in_flight.split_off(&(seq + 1));
+                std::mem::replace(&mut s.in_flight, later)
+                    .into_values()
+                    .collect()
+            }
+            _ => s.in_flight.remove(&seq).into_iter().collect(),
         };
         let destination = s.destination.clone();
-        let mut settle = Settle {
+        for f in &taken {
+            self.ack_ids.remove(&f.ack_id);
+        }
+        let settle = Settle {
             sub,
             destination,
-            ids: Vec::new(),
-            stored: Vec::new(),
+            taken,
             nack,
         };
-        for f in taken {
-            self.ack_ids.remove(&f.ack_id);
-            if f.persistent {
-                settle.stored.push(f.id);
-            }
-            settle.ids.push(f.id);
-        }
         match frame.get("transaction") {
             Some(tx) => {
                 self.push_tx_op(tx, TxOp::Settle(settle))?;
@@ -589,10 +697,7 @@ impl Session {
     /// posted at once.
     fn on_commit(&mut self, frame: &Frame) -> Result<(), Error> {
         let tx = required(frame, "transaction")?;
-        let ops = self
-            .transactions
-            .remove(tx)
-            .ok_or_else(|| Error::UnknownTransaction(tx.to_string()))?;
+        let ops = self.take_transaction(tx)?;
         let Some(store) = self.store.clone() else {
             let token = self.receipt_token(frame, ops.len());
             for op in ops {
@@ -619,7 +724,7 @@ impl Session {
                 TxOp::Send(m) => pending.topic_sends.push(m),
                 TxOp::Settle(s) => {
                     if !s.nack {
-                        deletes.extend(s.stored.iter().copied());
+                        deletes.extend(s.stored());
                     }
                     pending.settles.push(s);
                 }
@@ -661,24 +766,31 @@ impl Session {
 
     fn on_abort(&mut self, frame: &Frame) -> Result<(), Error> {
         let tx = required(frame, "transaction")?;
-        let ops = self
-            .transactions
-            .remove(tx)
-            .ok_or_else(|| Error::UnknownTransaction(tx.to_string()))?;
-        // Sends are dropped; messages acked or nacked inside the transaction go back to their
-        // destination for redelivery, as a JMS session rollback does.
-        let settles: Vec<Settle> = ops
-            .into_iter()
-            .filter_map(|op| match op {
-                TxOp::Settle(s) => Some(Settle { nack: true, ..s }),
-                TxOp::Send(_) => None,
-            })
-            .collect();
-        let token = self.receipt_token(frame, settles.len());
-        for s in settles {
-            self.post_settle(s, token);
+        let ops = self.take_transaction(tx)?;
+        // Sends are dropped. ACKs and NACKs inside it are undone: their deliveries are in
+        // flight again under the same ack ids, and nothing is sent. That is what ActiveMQ
+        // does; redelivering them at once hangs the Ruby stomp gem, and would make the
+        // client's own re-ACK right behind the ABORT an unknown ack id.
+        for op in ops {
+            if let TxOp::Settle(settle) = op {
+                self.restore(settle);
+            }
         }
+        self.receipt_now(frame);
         Ok(())
+    }
+
+    /// Puts the deliveries of an aborted ACK/NACK back in flight. A subscription that ended
+    /// meanwhile had them requeued by its owner already.
+    fn restore(&mut self, settle: Settle) {
+        let Some(s) = self.subs.get_mut(&settle.sub) else {
+            return;
+        };
+        for f in settle.taken {
+            self.ack_ids
+                .insert(f.ack_id.clone(), (settle.sub, f.id, f.seq));
+            s.in_flight.insert(f.seq, f);
+        }
     }
 
     fn on_disconnect(&mut self, frame: &Frame) -> Result<(), Error> {
@@ -842,12 +954,13 @@ impl Session {
 
     /// Finds the delivery an ACK/NACK refers to: by `id` (1.2's ack id), by `message-id` and
     /// `subscription` (1.1), or by `message-id` alone (1.0). Clients that mix the styles are
-    /// served as long as the reference is unambiguous.
-    fn resolve_ack(&self, frame: &Frame) -> Result<(SubId, MessageId), Error> {
+    /// served as long as the reference is unambiguous. Returns the subscription and the
+    /// delivery's [`InFlight::seq`]; hash lookups only, however many deliveries are in flight.
+    fn resolve_ack(&self, frame: &Frame) -> Result<(SubId, u64), Error> {
         let cmd = frame.command;
         if let Some(id) = frame.get("id") {
-            if let Some(&d) = self.ack_ids.get(id) {
-                return Ok(d);
+            if let Some(&(sub, _, seq)) = self.ack_ids.get(id) {
+                return Ok((sub, seq));
             }
             if self.version == Version::V1_2 && frame.get("message-id").is_none() {
                 return Err(Error::UnknownAck(id.to_string()));
@@ -861,27 +974,35 @@ impl Session {
             };
             return Err(Error::MissingHeader(cmd, needed));
         };
-        let subs: Vec<SubId> = match frame.get("subscription") {
-            Some(client_id) => vec![*self
-                .sub_ids
-                .get(client_id)
-                .ok_or_else(|| Error::UnknownSubscription(client_id.to_string()))?],
-            None => self.subs.keys().copied().collect(),
+        let wanted = match frame.get("subscription") {
+            Some(client_id) => Some(
+                *self
+                    .sub_ids
+                    .get(client_id)
+                    .ok_or_else(|| Error::UnknownSubscription(client_id.to_string()))?,
+            ),
+            None => None,
         };
-        let wanted = mid
-            .parse::<u64>()
-            .map(MessageId)
-            .map_err(|_| Error::UnknownAck(mid.to_string()))?;
-        for sub in subs {
-            if self.subs[&sub].in_flight.iter().any(|f| f.id == wanted) {
-                return Ok((sub, wanted));
+        // The ack id is the message-id, or `<message-id>-<sub>` for a message that was already
+        // in flight on another subscription of this connection (see `write_message`).
+        if let Some(&(sub, _, seq)) = self.ack_ids.get(mid) {
+            if wanted.is_none_or(|w| w == sub) {
+                return Ok((sub, seq));
             }
         }
-        Err(Error::UnknownAck(mid.to_string()))
+        let suffixed = |sub: SubId| self.ack_ids.get(&format!("{mid}-{}", sub.0));
+        let found = match wanted {
+            Some(sub) => suffixed(sub),
+            None => self.subs.keys().find_map(|&sub| suffixed(sub)),
+        };
+        found
+            .map(|&(sub, _, seq)| (sub, seq))
+            .ok_or_else(|| Error::UnknownAck(mid.to_string()))
     }
 
     fn push_tx_op(&mut self, tx: &str, op: TxOp) -> Result<(), Error> {
         let max = self.config.limits.max_transaction_frames;
+        let max_bytes = self.config.limits.max_transaction_bytes;
         let ops = self
             .transactions
             .get_mut(tx)
@@ -889,12 +1010,51 @@ impl Session {
         if ops.len() >= max {
             return Err(Error::Limit("max_transaction_frames", max));
         }
+        let bytes = match &op {
+            TxOp::Send(m) => m.weight(),
+            TxOp::Settle(_) => 0,
+        };
+        if self.transaction_bytes + bytes > max_bytes as u64 {
+            return Err(Error::Limit("max_transaction_bytes", max_bytes));
+        }
         ops.push(op);
+        self.transaction_bytes += bytes;
+        self.memory.fetch_add(bytes, Ordering::Relaxed);
         Ok(())
     }
 
+    /// Ends transaction `tx` (COMMIT or ABORT): its buffered work, no longer charged here.
+    fn take_transaction(&mut self, tx: &str) -> Result<Vec<TxOp>, Error> {
+        let ops = self
+            .transactions
+            .remove(tx)
+            .ok_or_else(|| Error::UnknownTransaction(tx.to_string()))?;
+        let bytes = ops
+            .iter()
+            .map(|op| match op {
+                TxOp::Send(m) => m.weight(),
+                TxOp::Settle(_) => 0,
+            })
+            .sum();
+        self.release_transaction_bytes(bytes);
+        Ok(ops)
+    }
+
+    fn release_transaction_bytes(&mut self, bytes: u64) {
+        self.transaction_bytes -= bytes;
+        self.memory.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Posts a SEND; it is tracked by `token` (or a fresh one) until its owner answers.
     fn post_send(&mut self, message: Arc<Message>, token: Option<Token>) {
         let shard = self.router.owner_of(&message.destination);
+        let token = token.unwrap_or_else(|| self.new_token());
+        let bytes = message.weight();
+        let entry = self.sends.entry(token).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 += bytes;
+        self.send_bytes += bytes;
+        let token = Some(token);
         self.unanswered_sends += 1;
         self.post(
             shard,
@@ -909,10 +1069,10 @@ impl Session {
     fn post_settle(&mut self, s: Settle, token: Option<Token>) {
         let shard = self.router.owner_of(&s.destination);
         let session = self.id;
+        let ids = s.ids();
         let Settle {
             sub,
             destination,
-            ids,
             nack,
             ..
         } = s;
@@ -936,7 +1096,40 @@ impl Session {
         self.post(shard, cmd);
     }
 
+    /// Posts `cmd` to `shard`'s owner, behind any deferred commands.
     fn post(&mut self, shard: usize, cmd: ToOwner) {
+        match self.deferred.back() {
+            Some(&(at, ..)) => self.defer(at, shard, cmd),
+            None => self.post_now(shard, cmd),
+        }
+    }
+
+    /// Holds `cmd` until the stream is written up to `at`.
+    fn defer(&mut self, at: u64, shard: usize, cmd: ToOwner) {
+        self.deferred.push_back((at, shard, cmd));
+    }
+
+    /// The stream offset just past everything encoded so far.
+    fn stream_end(&self) -> u64 {
+        self.out_taken + self.out.len() as u64
+    }
+
+    /// One SEND tracked by `token` was answered.
+    fn send_answered(&mut self, token: Token) {
+        if let Some((n, bytes)) = self.sends.get_mut(&token) {
+            *n -= 1;
+            if *n == 0 {
+                // A COMMIT's sends share a token: their bytes are released together.
+                self.send_bytes -= *bytes;
+                self.sends.remove(&token);
+            }
+        }
+    }
+
+    fn post_now(&mut self, shard: usize, cmd: ToOwner) {
+        if let ToOwner::Unsubscribe { sub, .. } = &cmd {
+            self.leaving.remove(sub);
+        }
         if !self.said_hello[shard] {
             self.said_hello[shard] = true;
             self.router.post(
@@ -996,9 +1189,15 @@ impl Session {
         self.write_ready_receipts();
     }
 
-    /// Writes receipts whose effects are all done, in the order their frames arrived.
+    /// Writes receipts whose effects are all done, in the order their frames arrived, once
+    /// every SEND before their frame is answered too.
     fn write_ready_receipts(&mut self) {
-        while self.receipts.front().is_some_and(|p| p.remaining == 0) {
+        let oldest_send = self.sends.first_key_value().map(|(t, _)| *t);
+        while self
+            .receipts
+            .front()
+            .is_some_and(|p| p.remaining == 0 && oldest_send.is_none_or(|t| t > p.token))
+        {
             let p = self.receipts.pop_front().expect("front exists");
             let frame = Frame::new(Command::Receipt).header("receipt-id", p.receipt_id);
             self.write_frame(&frame);
@@ -1033,9 +1232,14 @@ impl Session {
 
     /// Encodes a MESSAGE frame straight into the write buffer (no intermediate [`Frame`]).
     fn write_message(&mut self, sub_id: SubId, m: &Arc<Message>, redelivery_count: u32) {
+        if self.phase == Phase::Closing {
+            // Past the DISCONNECT's RECEIPT or an ERROR the client reads no more: the
+            // delivery is not written, so its owner takes it back at the Goodbye.
+            return;
+        }
         let Some(sub) = self.subs.get_mut(&sub_id) else {
-            // A late delivery for a subscription closed meanwhile: the owner has already put
-            // it back in the queue when it processed the UNSUBSCRIBE.
+            // A late delivery for a subscription closed meanwhile: never written, so the
+            // owner puts it back in the queue when it processes the UNSUBSCRIBE.
             return;
         };
         if let Some((_, held)) = &mut sub.held {
@@ -1072,15 +1276,20 @@ impl Session {
                 out.put_slice(b"\nack:");
                 out.put_slice(ack_id.as_bytes());
             }
-            self.ack_ids.insert(ack_id.clone(), (sub_id, m.id));
-            sub.in_flight.push_back(InFlight {
-                id: m.id,
-                ack_id,
-                persistent: m.persistent,
-            });
-        } else {
-            *self.credits.entry(sub_id).or_insert(0) += 1;
+            self.next_seq += 1;
+            let seq = self.next_seq;
+            self.ack_ids.insert(ack_id.clone(), (sub_id, m.id, seq));
+            sub.in_flight.insert(
+                seq,
+                InFlight {
+                    id: m.id,
+                    seq,
+                    ack_id,
+                    persistent: m.persistent,
+                },
+            );
         }
+        let auto = sub.ack == AckMode::Auto;
         if redelivery_count > 0 {
             let _ = write!(
                 out,
@@ -1098,6 +1307,10 @@ impl Session {
         out.put_slice(b"\n\n");
         out.put_slice(&m.body);
         self.out.put_u8(0);
+        if auto {
+            // Consumed once these bytes reach the socket (see `wrote`).
+            self.unwritten.push_back((self.stream_end(), sub_id, m.id));
+        }
     }
 }
 
@@ -1173,6 +1386,7 @@ mod tests {
                 store: None,
                 client_ids: Arc::new(ClientIds::default()),
                 connections: Arc::new(Connections::default()),
+                memory: Default::default(),
             };
             let ctx = Ctx::new(
                 0,
@@ -1233,9 +1447,13 @@ mod tests {
             let _ = self.session.handle_frame(frame);
         }
 
+        /// What the session wrote, as a driver would take it and write it to the socket.
         fn frames(&mut self) -> Vec<Frame> {
+            let bytes = self.session.take_output();
+            self.session.wrote(bytes.len());
+            let mut buf = BytesMut::from(&bytes[..]);
             let mut out = Vec::new();
-            while let Some(f) = self.decoder.decode(&mut self.session.out).unwrap() {
+            while let Some(f) = self.decoder.decode(&mut buf).unwrap() {
                 out.push(f);
             }
             out
@@ -1319,7 +1537,7 @@ mod tests {
     }
 
     #[test]
-    fn abort_returns_acked_messages_redelivered() {
+    fn abort_puts_acked_deliveries_back_in_flight() {
         let mut pair = Pair::new();
         let mut p = pair.client("1.2");
         let mut c = pair.client("1.2");
@@ -1327,18 +1545,146 @@ mod tests {
         p.send(send("/queue/t", "m"));
         pair.pump(&mut [&mut p, &mut c]);
         let m = c.frames().remove(0);
+        let ack = || Frame::new(Command::Ack).header("id", m.get("ack").unwrap());
         c.send(Frame::new(Command::Begin).header("transaction", "tx"));
-        c.send(
-            Frame::new(Command::Ack)
-                .header("id", m.get("ack").unwrap())
-                .header("transaction", "tx"),
-        );
+        c.send(ack().header("transaction", "tx"));
         c.send(Frame::new(Command::Abort).header("transaction", "tx"));
         pair.pump(&mut [&mut p, &mut c]);
-        let again = c.frames();
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].get("redelivered"), Some("true"));
-        assert_eq!(again[0].body, m.body);
+        // Nothing is redelivered; the same ack id is valid again.
+        assert!(c.frames().is_empty());
+        c.send(ack().header("receipt", "r"));
+        assert_eq!(c.session.phase(), Phase::Connected);
+        pair.pump(&mut [&mut p, &mut c]);
+        assert_eq!(c.frames()[0].get("receipt-id"), Some("r"));
+    }
+
+    #[test]
+    fn auto_ack_delivery_not_written_goes_back_on_unsubscribe() {
+        let mut pair = Pair::new();
+        let mut p = pair.client("1.2");
+        let mut c = pair.client("1.2");
+        c.send(subscribe("/queue/a", "auto", &[]));
+        pair.pump(&mut [&mut p, &mut c]);
+        c.frames();
+        for i in 0..3 {
+            p.send(send("/queue/a", &i.to_string()));
+        }
+        pair.pump(&mut [&mut p, &mut c]);
+        // Encoded but not written: the driver took nothing yet.
+        c.send(
+            Frame::new(Command::Unsubscribe)
+                .header("id", "s")
+                .header("receipt", "u"),
+        );
+        pair.pump(&mut [&mut p, &mut c]);
+        // Only the three MESSAGEs are out; the UNSUBSCRIBE waits for them to be written.
+        let bytes = c.session.take_output();
+        let half = bytes.len() / 2;
+        c.session.wrote(half);
+        pair.pump(&mut [&mut p, &mut c]);
+        c.session.wrote(bytes.len() - half);
+        pair.pump(&mut [&mut p, &mut c]);
+        let receipt = c.frames();
+        assert_eq!(receipt.len(), 1);
+        assert_eq!(receipt[0].get("receipt-id"), Some("u"));
+        // All three were written, so none comes back.
+        let mut d = pair.client("1.2");
+        d.send(subscribe("/queue/a", "client-individual", &[]));
+        pair.pump(&mut [&mut p, &mut c, &mut d]);
+        assert!(d.frames().is_empty());
+    }
+
+    #[test]
+    fn auto_ack_deliveries_never_written_return_in_order_on_close() {
+        let mut pair = Pair::new();
+        let mut p = pair.client("1.2");
+        let mut c = pair.client("1.2");
+        c.send(subscribe("/queue/b", "auto", &[]));
+        pair.pump(&mut [&mut p, &mut c]);
+        c.frames();
+        for i in 0..5 {
+            p.send(send("/queue/b", &i.to_string()));
+        }
+        pair.pump(&mut [&mut p, &mut c]);
+        // The connection dies with everything still in its write buffer.
+        c.session.close();
+        let mut d = pair.client("1.2");
+        d.send(subscribe("/queue/b", "client-individual", &[]));
+        pair.pump(&mut [&mut p, &mut d]);
+        let again = d.frames();
+        let bodies: Vec<_> = again.iter().map(|f| f.body.to_vec()).collect();
+        assert_eq!(bodies, [b"0", b"1", b"2", b"3", b"4"]);
+        // Never written, so not redelivered.
+        assert!(again.iter().all(|f| f.get("redelivered").is_none()));
+    }
+
+    #[test]
+    fn receipt_waits_for_earlier_unreceipted_sends() {
+        let mut pair = Pair::new();
+        let mut c = pair.client("1.2");
+        c.send(send("/queue/r", "1"));
+        c.send(
+            Frame::new(Command::Begin)
+                .header("transaction", "t")
+                .header("receipt", "b"),
+        );
+        // The SEND is not answered yet, so BEGIN's receipt waits.
+        assert!(c.frames().is_empty());
+        pair.pump(&mut [&mut c]);
+        assert_eq!(c.frames()[0].get("receipt-id"), Some("b"));
+    }
+
+    #[test]
+    fn ack_by_message_id_finds_a_message_in_flight_on_two_subscriptions() {
+        let mut pair = Pair::new();
+        let mut p = pair.client("1.0");
+        let mut c = pair.client("1.0");
+        for id in ["a", "b"] {
+            c.send(
+                Frame::new(Command::Subscribe)
+                    .header("id", id)
+                    .header("destination", "/topic/two")
+                    .header("ack", "client-individual"),
+            );
+        }
+        pair.pump(&mut [&mut p, &mut c]);
+        p.send(send("/topic/two", "m"));
+        pair.pump(&mut [&mut p, &mut c]);
+        let msgs = c.frames();
+        assert_eq!(msgs.len(), 2);
+        let mid = msgs[0].get("message-id").unwrap().to_string();
+        // 1.0 style: message-id alone, twice, one per subscription holding it.
+        for _ in 0..2 {
+            c.send(Frame::new(Command::Ack).header("message-id", &mid));
+            assert_eq!(c.session.phase(), Phase::Connected);
+        }
+        c.send(Frame::new(Command::Ack).header("message-id", &mid));
+        assert_eq!(c.session.phase(), Phase::Closing);
+    }
+
+    #[test]
+    fn pending_receipts_stop_reading_at_their_limit() {
+        let mut pair = Pair::new();
+        let mut c = pair.client("1.2");
+        // A SEND whose answer has not come (its owner has not run): every later RECEIPT waits.
+        c.send(send("/queue/held", "x"));
+        let max = c.session.config.limits.max_pending_receipts;
+        let mut n = 0;
+        while c.session.wants_read() {
+            let t = format!("t{n}");
+            c.send(
+                Frame::new(Command::Begin)
+                    .header("transaction", &t)
+                    .header("receipt", &t),
+            );
+            c.send(Frame::new(Command::Abort).header("transaction", &t));
+            n += 1;
+            assert!(n <= max, "still reading past max_pending_receipts");
+        }
+        assert_eq!(c.session.receipts.len(), max);
+        pair.pump(&mut [&mut c]);
+        assert_eq!(c.frames().len(), max);
+        assert!(c.session.wants_read());
     }
 
     #[test]

@@ -63,7 +63,7 @@ where
             pending = pump(&mut decoder, &mut rbuf, &mut session, &ctx.peer, conn);
         }
         if writing.is_empty() && !session.out.is_empty() {
-            writing = session.out.split().freeze();
+            writing = session.take_output();
         }
         if session.phase() == Phase::Closing && writing.is_empty() {
             break;
@@ -100,6 +100,7 @@ where
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         writing.advance(n);
+                        session.wrote(n);
                         last_write = Instant::now();
                     }
                 }

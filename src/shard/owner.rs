@@ -192,17 +192,6 @@ impl Owner {
                 self.settle(session, sub, &ids, true);
                 self.done(session, token);
             }
-            ToOwner::Credit {
-                session, sub, n, ..
-            } => match self.target(session, sub) {
-                Some(Target::Queue(key)) => {
-                    self.with_queue(&key, false, |q, ctx| q.credit(session, sub, n, ctx))
-                }
-                Some(Target::Topic(name)) => {
-                    self.with_topic(&name, false, |t, ctx| t.credit(session, sub, n, ctx))
-                }
-                None => {}
-            },
             ToOwner::Barrier { session, token } => self.done(session, Some(token)),
             ToOwner::Goodbye { session } => {
                 let Some(entry) = self.sessions.remove(&session) else {

@@ -137,6 +137,7 @@ impl Broker {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (idle_tx, idle) = std::sync::mpsc::channel();
         let config = Arc::new(config);
+        let memory = Arc::new(AtomicU64::new(0));
         let services = Arc::new(Services {
             router: router.clone(),
             config: config.clone(),
@@ -144,13 +145,14 @@ impl Broker {
             store: Some(store_tx.clone()),
             client_ids: Arc::new(ClientIds::default()),
             connections: Arc::new(Connections::default()),
+            memory: memory.clone(),
         });
         let shared = Arc::new(Shared {
             config,
             services,
             next_session: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
-            memory: Arc::new(AtomicU64::new(0)),
+            memory,
         });
         let mut threads = Vec::with_capacity(shards);
         for (shard, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
@@ -222,7 +224,8 @@ struct Shared {
     next_session: AtomicU64,
     /// Live client connections, for `limits.max_connections`.
     connections: AtomicUsize,
-    /// Bytes of messages held in memory by all destinations (`global_memory_limit_bytes`).
+    /// Bytes of messages held in memory by all destinations and open transactions
+    /// (`global_memory_limit_bytes`).
     memory: Arc<AtomicU64>,
 }
 
