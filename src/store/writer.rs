@@ -49,19 +49,11 @@ pub fn spawn_writer(
     router: Arc<Router>,
     config: WriterConfig,
 ) -> std::io::Result<(StoreTx, JoinHandle<()>)> {
+    let writer = Writer::new(conn, router, config);
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || {
-            Writer {
-                conn,
-                router,
-                config,
-                known: HashSet::new(),
-                fenced: false,
-            }
-            .run(rx)
-        })?;
+        .spawn(move || writer.run(rx))?;
     Ok((tx, handle))
 }
 
@@ -69,7 +61,7 @@ struct Writer {
     conn: Connection,
     router: Arc<Router>,
     config: WriterConfig,
-    /// Destinations already recorded in the `destinations` table.
+    /// Destinations whose `destinations` row is committed (changed only after a commit).
     known: HashSet<String>,
     /// The lease was lost: nothing more is written.
     fenced: bool,
@@ -82,6 +74,16 @@ enum Outcome {
 }
 
 impl Writer {
+    fn new(conn: Connection, router: Arc<Router>, config: WriterConfig) -> Self {
+        Writer {
+            conn,
+            router,
+            config,
+            known: HashSet::new(),
+            fenced: false,
+        }
+    }
+
     fn run(mut self, rx: Receiver<Request>) {
         let mut last_sweep = std::time::Instant::now();
         loop {
@@ -105,20 +107,25 @@ impl Writer {
                 }
             }
             let stop = batch.iter().any(|r| matches!(r, Request::Stop));
-            let started = std::time::Instant::now();
-            let result = self.apply(&batch);
-            metrics::histogram!("stompbox_store_commit_seconds")
-                .record(started.elapsed().as_secs_f64());
-            metrics::histogram!("stompbox_store_batch_requests").record(batch.len() as f64);
-            if let Err(e) = &result {
-                error!("store: commit of {} requests failed: {e}", batch.len());
-            }
-            self.answer(batch, result);
+            self.process(batch);
             if stop {
                 break;
             }
         }
         info!("store writer stopped");
+    }
+
+    /// Applies one batch, commits it and answers its requests.
+    fn process(&mut self, batch: Vec<Request>) {
+        let started = std::time::Instant::now();
+        let result = self.apply(&batch);
+        metrics::histogram!("stompbox_store_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("stompbox_store_batch_requests").record(batch.len() as f64);
+        if let Err(e) = &result {
+            error!("store: commit of {} requests failed: {e}", batch.len());
+        }
+        self.answer(batch, result);
     }
 
     /// Applies the batch in one transaction and commits it. The write lock is taken first
@@ -176,12 +183,18 @@ impl Writer {
                 Some(f.epoch as i64)
             }
         };
+        let mut known = Known::new(&self.known);
         let mut outcomes = Vec::with_capacity(batch.len());
         for req in batch {
-            let outcome = apply_one(&tx, &mut self.known, req, now, epoch);
+            let outcome = apply_one(&tx, &mut known, req, now, epoch);
             outcomes.push(outcome.map_err(|e| e.to_string())?);
         }
         tx.commit().map_err(|e| e.to_string())?;
+        let Known { added, removed, .. } = known;
+        for name in &removed {
+            self.known.remove(name);
+        }
+        self.known.extend(added);
         Ok(outcomes)
     }
 
@@ -296,7 +309,7 @@ impl Writer {
 
 fn apply_one(
     tx: &Transaction<'_>,
-    known: &mut HashSet<String>,
+    known: &mut Known<'_>,
     req: &Request,
     now: i64,
     epoch: Option<i64>,
@@ -461,7 +474,7 @@ fn apply_one(
 
 fn insert(
     tx: &Transaction<'_>,
-    known: &mut HashSet<String>,
+    known: &mut Known<'_>,
     key: &QueueKey,
     m: &Message,
     now: i64,
@@ -500,7 +513,7 @@ fn insert(
 
 fn record_destination(
     tx: &Transaction<'_>,
-    known: &mut HashSet<String>,
+    known: &mut Known<'_>,
     name: &str,
     kind: Kind,
     now: i64,
@@ -516,12 +529,140 @@ fn record_destination(
         "INSERT OR IGNORE INTO destinations (name, kind, created_at) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![name, kind, now])?;
-    known.insert(name.to_string());
+    known.insert(name);
     Ok(())
+}
+
+/// The destinations that have a `destinations` row as one transaction sees them: the
+/// writer's committed set plus what this transaction added, minus what it deleted. The
+/// changes reach the writer's set only after the commit, so a rolled-back insert cannot make
+/// it claim a row that is not there (later rows of that destination would then be missing
+/// from `queue_depths`).
+struct Known<'a> {
+    committed: &'a HashSet<String>,
+    added: HashSet<String>,
+    removed: HashSet<String>,
+}
+
+impl<'a> Known<'a> {
+    fn new(committed: &'a HashSet<String>) -> Self {
+        Known {
+            committed,
+            added: HashSet::new(),
+            removed: HashSet::new(),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.added.contains(name) || (self.committed.contains(name) && !self.removed.contains(name))
+    }
+
+    fn insert(&mut self, name: &str) {
+        self.removed.remove(name);
+        self.added.insert(name.to_string());
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.added.remove(name);
+        self.removed.insert(name.to_string());
+    }
 }
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+    use super::*;
+    use crate::destination::DestinationName;
+    use crate::message::MessageId;
+
+    /// A writer on a fresh in-memory store, driven batch by batch with `process`, and the
+    /// mailbox of its only owner shard.
+    fn writer(fence: Option<Fence>) -> (Writer, UnboundedReceiver<ToOwner>) {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        let (tx, rx) = unbounded_channel();
+        let config = WriterConfig {
+            max_batch: 64,
+            sweep_expired: false,
+            fence,
+            durability: crate::store::Durability::Fsync,
+        };
+        (
+            Writer::new(conn, Arc::new(Router::new(vec![tx])), config),
+            rx,
+        )
+    }
+
+    fn message(dest: &str, id: u64) -> Arc<Message> {
+        Arc::new(Message {
+            id: MessageId(id),
+            destination: DestinationName::parse(dest).unwrap(),
+            headers: Vec::new(),
+            body: Bytes::from_static(b"body"),
+            priority: 4,
+            persistent: true,
+            expires: 0,
+        })
+    }
+
+    /// Persist messages with `ids` into queue `dest`.
+    fn insert(dest: &str, ids: &[u64]) -> Request {
+        Request::Insert {
+            key: QueueKey::queue(DestinationName::parse(dest).unwrap()),
+            shard: 0,
+            messages: ids.iter().map(|&id| message(dest, id)).collect(),
+        }
+    }
+
+    /// Every `Stored` answer posted so far: (queue, staged, adopted ids, committed).
+    fn stored(rx: &mut UnboundedReceiver<ToOwner>) -> Vec<(String, usize, Vec<u64>, bool)> {
+        let mut out = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            if let ToOwner::Stored {
+                key,
+                staged,
+                adopted,
+                result,
+            } = cmd
+            {
+                let adopted = adopted.iter().map(|m| m.message.id.0).collect();
+                out.push((key.to_string(), staged, adopted, result.is_ok()));
+            }
+        }
+        out
+    }
+
+    fn queue_depths(w: &Writer) -> Vec<(String, i64)> {
+        let mut stmt = w
+            .conn
+            .prepare("SELECT destination, messages FROM queue_depths ORDER BY destination")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn a_rolled_back_insert_does_not_hide_its_destination_from_later_ones() {
+        let (mut w, mut rx) = writer(None);
+        w.process(vec![insert("/queue/old", &[1])]);
+        // Fails (id 1 is taken) after recording /queue/new in `destinations`; rolled back.
+        w.process(vec![insert("/queue/new", &[1])]);
+        w.process(vec![insert("/queue/new", &[2])]);
+        let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
+        assert_eq!(ok, [true, false, true]);
+        assert_eq!(
+            queue_depths(&w),
+            [("/queue/new".to_string(), 1), ("/queue/old".to_string(), 1)]
+        );
+    }
 }
