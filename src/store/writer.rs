@@ -4,6 +4,11 @@
 //! `max_batch`), applies them all in one SQLite transaction, commits once, and only then
 //! answers them, in the order they arrived. While one commit is being fsynced the next batch
 //! accumulates, so the cost of an fsync is shared by everyone who was waiting for it.
+//!
+//! One failing request does not fail its batch: the transaction is rolled back and applied
+//! again with each request in a savepoint, so only the requests that fail again are rolled
+//! back and answered with their error. A lost lease (fencing) and a failed BEGIN or COMMIT
+//! still fail the whole batch.
 
 use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -11,8 +16,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use log::{error, info};
-use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+use log::{error, info, warn};
+use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::{headers_to_json, message_from_row, Request, StoreTx};
 use crate::destination::Kind;
@@ -73,6 +78,17 @@ enum Outcome {
     PagedIn(Vec<StoredMessage>, bool),
 }
 
+/// One request of a committed batch: its outcome, or the error it alone was rolled back for.
+type Applied = Result<Outcome, String>;
+
+/// How one transaction over a batch ended.
+enum Pass {
+    /// Committed, with one result per request.
+    Committed(Vec<Applied>),
+    /// Request `index` failed, and with it the whole transaction (no savepoints).
+    RolledBack { index: usize, error: String },
+}
+
 impl Writer {
     fn new(conn: Connection, router: Arc<Router>, config: WriterConfig) -> Self {
         Writer {
@@ -128,9 +144,8 @@ impl Writer {
         self.answer(batch, result);
     }
 
-    /// Applies the batch in one transaction and commits it. The write lock is taken first
-    /// (IMMEDIATE), so the fencing check and the writes see the same lease row.
-    fn apply(&mut self, batch: &[Request]) -> Result<Vec<Outcome>, String> {
+    /// Applies the batch and commits it (see `apply_in_transaction`).
+    fn apply(&mut self, batch: &[Request]) -> Result<Vec<Applied>, String> {
         if self.fenced {
             return Err("this broker lost its lease and no longer writes".into());
         }
@@ -163,9 +178,37 @@ impl Writer {
         result
     }
 
-    fn apply_in_transaction(&mut self, batch: &[Request]) -> Result<Vec<Outcome>, String> {
+    /// Applies the batch in one transaction. When a request fails, that transaction is rolled
+    /// back and the batch is applied again with each request in a savepoint of its own: a
+    /// request that fails again is rolled back alone (and answered with its error), the
+    /// others commit. Err means nothing was committed and every request fails: the lease is
+    /// lost, or the transaction itself could not begin or commit.
+    fn apply_in_transaction(&mut self, batch: &[Request]) -> Result<Vec<Applied>, String> {
+        match self.pass(batch, false)? {
+            Pass::Committed(applied) => Ok(applied),
+            Pass::RolledBack { index, error } => {
+                warn!(
+                    "store: {} failed in a batch of {}: {error}; applying the batch again, \
+                     each request in its own savepoint",
+                    describe(&batch[index]),
+                    batch.len()
+                );
+                match self.pass(batch, true)? {
+                    Pass::Committed(applied) => Ok(applied),
+                    // A pass with savepoints does not roll back the whole batch for one
+                    // request; this arm only keeps the match total.
+                    Pass::RolledBack { error, .. } => Err(error),
+                }
+            }
+        }
+    }
+
+    /// One transaction over the whole batch. The write lock is taken first (IMMEDIATE), and
+    /// the fencing check runs inside the transaction, so it and the writes see the same
+    /// lease row. With `isolate`, each request runs in a savepoint of its own.
+    fn pass(&mut self, batch: &[Request], isolate: bool) -> Result<Pass, String> {
         let now = now_ms();
-        let tx = self
+        let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| e.to_string())?;
@@ -184,10 +227,43 @@ impl Writer {
             }
         };
         let mut known = Known::new(&self.known);
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for req in batch {
-            let outcome = apply_one(&tx, &mut known, req, now, epoch);
-            outcomes.push(outcome.map_err(|e| e.to_string())?);
+        let mut applied = Vec::with_capacity(batch.len());
+        for (index, req) in batch.iter().enumerate() {
+            if !isolate {
+                match apply_one(&tx, &mut known, req, now, epoch) {
+                    Ok(outcome) => applied.push(Ok(outcome)),
+                    // Dropping `tx` rolls the whole batch back.
+                    Err(e) => {
+                        return Ok(Pass::RolledBack {
+                            index,
+                            error: e.to_string(),
+                        })
+                    }
+                }
+                continue;
+            }
+            let before = known.clone();
+            let savepoint = tx.savepoint().map_err(|e| e.to_string())?;
+            match apply_one(&savepoint, &mut known, req, now, epoch) {
+                Ok(outcome) => {
+                    savepoint.commit().map_err(|e| e.to_string())?;
+                    applied.push(Ok(outcome));
+                }
+                Err(e) => {
+                    // Some errors (disk full, I/O) make SQLite roll back the whole
+                    // transaction: then nothing of the batch can be kept.
+                    if savepoint.is_autocommit() {
+                        return Err(format!("{e} (the transaction was rolled back)"));
+                    }
+                    savepoint.finish().map_err(|e| e.to_string())?;
+                    known = before;
+                    error!(
+                        "store: {} failed and was rolled back alone: {e}",
+                        describe(req)
+                    );
+                    applied.push(Err(e.to_string()));
+                }
+            }
         }
         tx.commit().map_err(|e| e.to_string())?;
         let Known { added, removed, .. } = known;
@@ -195,20 +271,27 @@ impl Writer {
             self.known.remove(name);
         }
         self.known.extend(added);
-        Ok(outcomes)
+        Ok(Pass::Committed(applied))
     }
 
-    /// Answers every request of a batch, in arrival order.
-    fn answer(&self, batch: Vec<Request>, result: Result<Vec<Outcome>, String>) {
-        let (ok, mut outcomes) = match result {
-            Ok(o) => (Ok(()), o.into_iter()),
-            Err(e) => (
-                Err(Arc::<str>::from(format!("store commit failed: {e}"))),
-                Vec::new().into_iter(),
-            ),
+    /// Answers every request of a batch, in arrival order: each with its own result when the
+    /// batch committed, all with the batch's error when nothing did.
+    fn answer(&self, batch: Vec<Request>, result: Result<Vec<Applied>, String>) {
+        let results: Vec<Result<Outcome, Arc<str>>> = match result {
+            Ok(applied) => applied
+                .into_iter()
+                .map(|a| a.map_err(|e| Arc::from(format!("store write failed: {e}"))))
+                .collect(),
+            Err(e) => {
+                let e = Arc::<str>::from(format!("store commit failed: {e}"));
+                batch.iter().map(|_| Err(e.clone())).collect()
+            }
         };
-        for req in batch {
-            let outcome = outcomes.next().unwrap_or(Outcome::None);
+        for (req, result) in batch.into_iter().zip(results) {
+            let (ok, outcome) = match result {
+                Ok(outcome) => (Ok(()), outcome),
+                Err(e) => (Err(e), Outcome::None),
+            };
             match req {
                 Request::Insert {
                     key,
@@ -220,7 +303,7 @@ impl Writer {
                         key,
                         staged: messages.len(),
                         adopted: Vec::new(),
-                        result: ok.clone(),
+                        result: ok,
                     },
                 ),
                 Request::Move { message, to, shard } => {
@@ -260,10 +343,7 @@ impl Writer {
                             );
                         }
                     }
-                    let _ = session.send(ToSession::Committed {
-                        token,
-                        result: ok.clone(),
-                    });
+                    let _ = session.send(ToSession::Committed { token, result: ok });
                 }
                 Request::PageIn {
                     key,
@@ -289,10 +369,7 @@ impl Writer {
                     reply: Some((session, token)),
                     ..
                 } => {
-                    let _ = session.send(ToSession::Committed {
-                        token,
-                        result: ok.clone(),
-                    });
+                    let _ = session.send(ToSession::Committed { token, result: ok });
                 }
                 Request::DurableSubscribe { reply: None, .. }
                 | Request::DurableUnsubscribe { .. }
@@ -308,7 +385,7 @@ impl Writer {
 }
 
 fn apply_one(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     known: &mut Known<'_>,
     req: &Request,
     now: i64,
@@ -473,7 +550,7 @@ fn apply_one(
 }
 
 fn insert(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     known: &mut Known<'_>,
     key: &QueueKey,
     m: &Message,
@@ -512,7 +589,7 @@ fn insert(
 }
 
 fn record_destination(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     known: &mut Known<'_>,
     name: &str,
     kind: Kind,
@@ -538,6 +615,7 @@ fn record_destination(
 /// changes reach the writer's set only after the commit, so a rolled-back insert cannot make
 /// it claim a row that is not there (later rows of that destination would then be missing
 /// from `queue_depths`).
+#[derive(Clone)]
 struct Known<'a> {
     committed: &'a HashSet<String>,
     added: HashSet<String>,
@@ -568,6 +646,38 @@ impl<'a> Known<'a> {
     }
 }
 
+/// A request for the log: what it is and which queue it is for.
+fn describe(req: &Request) -> String {
+    match req {
+        Request::Insert { key, messages, .. } => {
+            format!("insert of {} messages into {key}", messages.len())
+        }
+        Request::Delete { ids } => format!("delete of {} messages", ids.len()),
+        Request::Redelivered { id, .. } => format!("redelivery count of message {id}"),
+        Request::Move { message, to, .. } => {
+            format!("move of message {} to {to}", message.message.id)
+        }
+        Request::Commit { sends, deletes, .. } => format!(
+            "transaction commit ({} sends, {} acks)",
+            sends.len(),
+            deletes.len()
+        ),
+        Request::PageIn { key, priority, .. } => {
+            format!("page-in of {key} at priority {priority}")
+        }
+        Request::DurableSubscribe { durable, .. } => {
+            format!("durable subscription {}", durable.key())
+        }
+        Request::DurableUnsubscribe { durable, .. } => {
+            format!("durable unsubscribe {}", durable.key())
+        }
+        Request::Purge { key, .. } => format!("purge of {key}"),
+        Request::DeleteDestination { key } => format!("delete of destination {key}"),
+        Request::SweepExpired => "expiry sweep".into(),
+        Request::Stop => "stop".into(),
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -576,12 +686,14 @@ fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use bytes::Bytes;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
     use super::*;
     use crate::destination::DestinationName;
-    use crate::message::MessageId;
+    use crate::message::{MessageId, Token};
 
     /// A writer on a fresh in-memory store, driven batch by batch with `process`, and the
     /// mailbox of its only owner shard.
@@ -640,6 +752,22 @@ mod tests {
         out
     }
 
+    /// (destination, message id) of every stored row.
+    fn rows(w: &Writer) -> Vec<(String, u64)> {
+        let mut stmt = w
+            .conn
+            .prepare("SELECT destination, message_id FROM messages ORDER BY message_id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn owned(v: &[(&str, u64)]) -> Vec<(String, u64)> {
+        v.iter().map(|(d, id)| (d.to_string(), *id)).collect()
+    }
+
     fn queue_depths(w: &Writer) -> Vec<(String, i64)> {
         let mut stmt = w
             .conn
@@ -649,6 +777,88 @@ mod tests {
             .unwrap()
             .map(Result::unwrap)
             .collect()
+    }
+
+    #[test]
+    fn one_failing_request_is_rejected_alone_and_the_rest_of_its_batch_commits() {
+        let (mut w, mut rx) = writer(None);
+        w.process(vec![insert("/queue/a", &[1])]);
+        let (session, mut answers) = unbounded_channel();
+        w.process(vec![
+            insert("/queue/a", &[2]),
+            // Id 1 is taken: the primary key rejects this request, after its first row (id 5)
+            // was written, which must be undone with it.
+            insert("/queue/b", &[5, 1]),
+            Request::Commit {
+                sends: vec![(
+                    QueueKey::queue(DestinationName::parse("/queue/a").unwrap()),
+                    0,
+                    message("/queue/a", 3),
+                )],
+                deletes: Vec::new(),
+                session,
+                token: Token(7),
+            },
+            insert("/queue/a", &[4]),
+        ]);
+        let a = "/queue/a".to_string();
+        assert_eq!(
+            stored(&mut rx),
+            [
+                (a.clone(), 1, vec![], true),
+                (a.clone(), 1, vec![], true),
+                ("/queue/b".into(), 2, vec![], false),
+                (a.clone(), 0, vec![3], true),
+                (a.clone(), 1, vec![], true),
+            ]
+        );
+        assert!(matches!(
+            answers.try_recv(),
+            Ok(ToSession::Committed {
+                token: Token(7),
+                result: Ok(())
+            })
+        ));
+        assert_eq!(
+            rows(&w),
+            owned(&[
+                ("/queue/a", 1),
+                ("/queue/a", 2),
+                ("/queue/a", 3),
+                ("/queue/a", 4)
+            ])
+        );
+    }
+
+    #[test]
+    fn a_lost_lease_still_fails_the_whole_batch() {
+        let stepped_down = Arc::new(AtomicBool::new(false));
+        let flag = stepped_down.clone();
+        let fence = Fence {
+            holder: "me".into(),
+            epoch: 3,
+            on_fenced: Box::new(move |_| flag.store(true, Ordering::SeqCst)),
+        };
+        let (mut w, mut rx) = writer(Some(fence));
+        let take = "UPDATE broker_lease SET holder = ?1, epoch = ?2 WHERE id = 1";
+        w.conn.execute(take, params!["me", 3]).unwrap();
+        w.process(vec![insert("/queue/a", &[1])]);
+        w.conn.execute(take, params!["other", 4]).unwrap();
+        // A batch with a failing request is retried without it; not when the lease is gone.
+        w.process(vec![insert("/queue/a", &[2]), insert("/queue/a", &[1])]);
+        w.process(vec![insert("/queue/a", &[3])]);
+        let a = "/queue/a".to_string();
+        assert_eq!(
+            stored(&mut rx),
+            [
+                (a.clone(), 1, vec![], true),
+                (a.clone(), 1, vec![], false),
+                (a.clone(), 1, vec![], false),
+                (a.clone(), 1, vec![], false),
+            ]
+        );
+        assert!(stepped_down.load(Ordering::SeqCst));
+        assert_eq!(rows(&w), owned(&[("/queue/a", 1)]));
     }
 
     #[test]
