@@ -54,7 +54,46 @@ pub fn spawn_writer(
     router: Arc<Router>,
     config: WriterConfig,
 ) -> std::io::Result<(StoreTx, JoinHandle<()>)> {
-    let writer = Writer::new(conn, router, config);
+    start(Writer::new(conn, router, config))
+}
+
+/// Faults a test injects into a running writer (compiled only in tests).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Faults {
+    /// While set, every page-in fails.
+    pub fail_page_in: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(test)]
+impl Faults {
+    /// Fails `req` if a fault is set for its kind.
+    fn check(&self, req: &Request) -> Result<(), rusqlite::Error> {
+        let page_in = matches!(req, Request::PageIn { .. });
+        if page_in && self.fail_page_in.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_READ),
+                Some("injected page-in failure".into()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// [`spawn_writer`] with `faults` injected.
+#[cfg(test)]
+pub(crate) fn spawn_writer_with_faults(
+    conn: Connection,
+    router: Arc<Router>,
+    config: WriterConfig,
+    faults: Arc<Faults>,
+) -> std::io::Result<(StoreTx, JoinHandle<()>)> {
+    let mut writer = Writer::new(conn, router, config);
+    writer.faults = faults;
+    start(writer)
+}
+
+fn start(writer: Writer) -> std::io::Result<(StoreTx, JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
@@ -70,6 +109,8 @@ struct Writer {
     known: HashSet<String>,
     /// The lease was lost: nothing more is written.
     fenced: bool,
+    #[cfg(test)]
+    faults: Arc<Faults>,
 }
 
 /// What applying one request produced, to be answered after the commit.
@@ -97,6 +138,8 @@ impl Writer {
             config,
             known: HashSet::new(),
             fenced: false,
+            #[cfg(test)]
+            faults: Arc::default(),
         }
     }
 
@@ -229,6 +272,17 @@ impl Writer {
         let mut known = Known::new(&self.known);
         let mut applied = Vec::with_capacity(batch.len());
         for (index, req) in batch.iter().enumerate() {
+            #[cfg(test)]
+            if let Err(e) = self.faults.check(req) {
+                if !isolate {
+                    return Ok(Pass::RolledBack {
+                        index,
+                        error: e.to_string(),
+                    });
+                }
+                applied.push(Err(e.to_string()));
+                continue;
+            }
             if !isolate {
                 match apply_one(&tx, &mut known, req, now, epoch) {
                     Ok(outcome) => applied.push(Ok(outcome)),
@@ -351,6 +405,8 @@ impl Writer {
                     priority,
                     ..
                 } => {
+                    // A failed page-in is answered as such (not as "nothing found"), so the
+                    // queue backs off instead of asking again at once.
                     let (messages, exhausted) = match outcome {
                         Outcome::PagedIn(m, e) => (m, e),
                         Outcome::None => (Vec::new(), false),
@@ -362,6 +418,7 @@ impl Writer {
                             priority,
                             messages,
                             exhausted,
+                            result: ok,
                         },
                     );
                 }
