@@ -93,3 +93,13 @@ pub const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Bytes read from a socket in one go.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Wait after a failed page-in before a queue asks the store again; it doubles with each
+/// failure in a row. Short, so a passing hiccup delays consumers little; a queue that asked
+/// again at once would spin the store writer and flood the log while the store is failing.
+pub const PAGE_IN_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The longest wait between page-in attempts of a failing queue: a store that recovers is
+/// noticed within a few seconds, and a store that keeps failing costs one attempt (and one
+/// log line) per queue level every few seconds.
+pub const PAGE_IN_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);

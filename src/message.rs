@@ -233,12 +233,14 @@ pub enum ToOwner {
         adopted: Vec<StoredMessage>,
         result: Result<(), Arc<str>>,
     },
-    /// From the store writer: the answer to a page-in request.
+    /// From the store writer: the answer to a page-in request. When `result` is an error,
+    /// nothing was read (`messages` is empty).
     PagedIn {
         key: QueueKey,
         priority: u8,
         messages: Vec<StoredMessage>,
         exhausted: bool,
+        result: Result<(), Arc<str>>,
     },
     /// At start: queues with stored messages (counts per priority) and durable subscriptions
     /// (with their topic) that this shard owns.

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 
 pub use schema::{migrate, MIGRATIONS};
 pub use writer::{spawn_writer, Fence, WriterConfig};
+#[cfg(test)]
+pub(crate) use writer::{spawn_writer_with_faults, Faults};
 
 use crate::destination::DestinationName;
 use crate::message::{DurableName, Message, MessageId, QueueKey, SessionTx, StoredMessage, Token};

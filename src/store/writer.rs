@@ -4,6 +4,11 @@
 //! `max_batch`), applies them all in one SQLite transaction, commits once, and only then
 //! answers them, in the order they arrived. While one commit is being fsynced the next batch
 //! accumulates, so the cost of an fsync is shared by everyone who was waiting for it.
+//!
+//! One failing request does not fail its batch: the transaction is rolled back and applied
+//! again with each request in a savepoint, so only the requests that fail again are rolled
+//! back and answered with their error. A lost lease (fencing) and a failed BEGIN or COMMIT
+//! still fail the whole batch.
 
 use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -11,8 +16,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use log::{error, info};
-use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+use log::{error, info, warn};
+use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::{headers_to_json, message_from_row, Request, StoreTx};
 use crate::destination::Kind;
@@ -49,19 +54,50 @@ pub fn spawn_writer(
     router: Arc<Router>,
     config: WriterConfig,
 ) -> std::io::Result<(StoreTx, JoinHandle<()>)> {
+    start(Writer::new(conn, router, config))
+}
+
+/// Faults a test injects into a running writer (compiled only in tests).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Faults {
+    /// While set, every page-in fails.
+    pub fail_page_in: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(test)]
+impl Faults {
+    /// Fails `req` if a fault is set for its kind.
+    fn check(&self, req: &Request) -> Result<(), rusqlite::Error> {
+        let page_in = matches!(req, Request::PageIn { .. });
+        if page_in && self.fail_page_in.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_READ),
+                Some("injected page-in failure".into()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// [`spawn_writer`] with `faults` injected.
+#[cfg(test)]
+pub(crate) fn spawn_writer_with_faults(
+    conn: Connection,
+    router: Arc<Router>,
+    config: WriterConfig,
+    faults: Arc<Faults>,
+) -> std::io::Result<(StoreTx, JoinHandle<()>)> {
+    let mut writer = Writer::new(conn, router, config);
+    writer.faults = faults;
+    start(writer)
+}
+
+fn start(writer: Writer) -> std::io::Result<(StoreTx, JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || {
-            Writer {
-                conn,
-                router,
-                config,
-                known: HashSet::new(),
-                fenced: false,
-            }
-            .run(rx)
-        })?;
+        .spawn(move || writer.run(rx))?;
     Ok((tx, handle))
 }
 
@@ -69,10 +105,12 @@ struct Writer {
     conn: Connection,
     router: Arc<Router>,
     config: WriterConfig,
-    /// Destinations already recorded in the `destinations` table.
+    /// Destinations whose `destinations` row is committed (changed only after a commit).
     known: HashSet<String>,
     /// The lease was lost: nothing more is written.
     fenced: bool,
+    #[cfg(test)]
+    faults: Arc<Faults>,
 }
 
 /// What applying one request produced, to be answered after the commit.
@@ -81,7 +119,30 @@ enum Outcome {
     PagedIn(Vec<StoredMessage>, bool),
 }
 
+/// One request of a committed batch: its outcome, or the error it alone was rolled back for.
+type Applied = Result<Outcome, String>;
+
+/// How one transaction over a batch ended.
+enum Pass {
+    /// Committed, with one result per request.
+    Committed(Vec<Applied>),
+    /// Request `index` failed, and with it the whole transaction (no savepoints).
+    RolledBack { index: usize, error: String },
+}
+
 impl Writer {
+    fn new(conn: Connection, router: Arc<Router>, config: WriterConfig) -> Self {
+        Writer {
+            conn,
+            router,
+            config,
+            known: HashSet::new(),
+            fenced: false,
+            #[cfg(test)]
+            faults: Arc::default(),
+        }
+    }
+
     fn run(mut self, rx: Receiver<Request>) {
         let mut last_sweep = std::time::Instant::now();
         loop {
@@ -105,15 +166,7 @@ impl Writer {
                 }
             }
             let stop = batch.iter().any(|r| matches!(r, Request::Stop));
-            let started = std::time::Instant::now();
-            let result = self.apply(&batch);
-            metrics::histogram!("stompbox_store_commit_seconds")
-                .record(started.elapsed().as_secs_f64());
-            metrics::histogram!("stompbox_store_batch_requests").record(batch.len() as f64);
-            if let Err(e) = &result {
-                error!("store: commit of {} requests failed: {e}", batch.len());
-            }
-            self.answer(batch, result);
+            self.process(batch);
             if stop {
                 break;
             }
@@ -121,9 +174,21 @@ impl Writer {
         info!("store writer stopped");
     }
 
-    /// Applies the batch in one transaction and commits it. The write lock is taken first
-    /// (IMMEDIATE), so the fencing check and the writes see the same lease row.
-    fn apply(&mut self, batch: &[Request]) -> Result<Vec<Outcome>, String> {
+    /// Applies one batch, commits it and answers its requests.
+    fn process(&mut self, batch: Vec<Request>) {
+        let started = std::time::Instant::now();
+        let result = self.apply(&batch);
+        metrics::histogram!("stompbox_store_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("stompbox_store_batch_requests").record(batch.len() as f64);
+        if let Err(e) = &result {
+            error!("store: commit of {} requests failed: {e}", batch.len());
+        }
+        self.answer(batch, result);
+    }
+
+    /// Applies the batch and commits it (see `apply_in_transaction`).
+    fn apply(&mut self, batch: &[Request]) -> Result<Vec<Applied>, String> {
         if self.fenced {
             return Err("this broker lost its lease and no longer writes".into());
         }
@@ -156,9 +221,37 @@ impl Writer {
         result
     }
 
-    fn apply_in_transaction(&mut self, batch: &[Request]) -> Result<Vec<Outcome>, String> {
+    /// Applies the batch in one transaction. When a request fails, that transaction is rolled
+    /// back and the batch is applied again with each request in a savepoint of its own: a
+    /// request that fails again is rolled back alone (and answered with its error), the
+    /// others commit. Err means nothing was committed and every request fails: the lease is
+    /// lost, or the transaction itself could not begin or commit.
+    fn apply_in_transaction(&mut self, batch: &[Request]) -> Result<Vec<Applied>, String> {
+        match self.pass(batch, false)? {
+            Pass::Committed(applied) => Ok(applied),
+            Pass::RolledBack { index, error } => {
+                warn!(
+                    "store: {} failed in a batch of {}: {error}; applying the batch again, \
+                     each request in its own savepoint",
+                    describe(&batch[index]),
+                    batch.len()
+                );
+                match self.pass(batch, true)? {
+                    Pass::Committed(applied) => Ok(applied),
+                    // A pass with savepoints does not roll back the whole batch for one
+                    // request; this arm only keeps the match total.
+                    Pass::RolledBack { error, .. } => Err(error),
+                }
+            }
+        }
+    }
+
+    /// One transaction over the whole batch. The write lock is taken first (IMMEDIATE), and
+    /// the fencing check runs inside the transaction, so it and the writes see the same
+    /// lease row. With `isolate`, each request runs in a savepoint of its own.
+    fn pass(&mut self, batch: &[Request], isolate: bool) -> Result<Pass, String> {
         let now = now_ms();
-        let tx = self
+        let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| e.to_string())?;
@@ -176,26 +269,83 @@ impl Writer {
                 Some(f.epoch as i64)
             }
         };
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for req in batch {
-            let outcome = apply_one(&tx, &mut self.known, req, now, epoch);
-            outcomes.push(outcome.map_err(|e| e.to_string())?);
+        let mut known = Known::new(&self.known);
+        let mut applied = Vec::with_capacity(batch.len());
+        for (index, req) in batch.iter().enumerate() {
+            #[cfg(test)]
+            if let Err(e) = self.faults.check(req) {
+                if !isolate {
+                    return Ok(Pass::RolledBack {
+                        index,
+                        error: e.to_string(),
+                    });
+                }
+                applied.push(Err(e.to_string()));
+                continue;
+            }
+            if !isolate {
+                match apply_one(&tx, &mut known, req, now, epoch) {
+                    Ok(outcome) => applied.push(Ok(outcome)),
+                    // Dropping `tx` rolls the whole batch back.
+                    Err(e) => {
+                        return Ok(Pass::RolledBack {
+                            index,
+                            error: e.to_string(),
+                        })
+                    }
+                }
+                continue;
+            }
+            let before = known.clone();
+            let savepoint = tx.savepoint().map_err(|e| e.to_string())?;
+            match apply_one(&savepoint, &mut known, req, now, epoch) {
+                Ok(outcome) => {
+                    savepoint.commit().map_err(|e| e.to_string())?;
+                    applied.push(Ok(outcome));
+                }
+                Err(e) => {
+                    // Some errors (disk full, I/O) make SQLite roll back the whole
+                    // transaction: then nothing of the batch can be kept.
+                    if savepoint.is_autocommit() {
+                        return Err(format!("{e} (the transaction was rolled back)"));
+                    }
+                    savepoint.finish().map_err(|e| e.to_string())?;
+                    known = before;
+                    error!(
+                        "store: {} failed and was rolled back alone: {e}",
+                        describe(req)
+                    );
+                    applied.push(Err(e.to_string()));
+                }
+            }
         }
         tx.commit().map_err(|e| e.to_string())?;
-        Ok(outcomes)
+        let Known { added, removed, .. } = known;
+        for name in &removed {
+            self.known.remove(name);
+        }
+        self.known.extend(added);
+        Ok(Pass::Committed(applied))
     }
 
-    /// Answers every request of a batch, in arrival order.
-    fn answer(&self, batch: Vec<Request>, result: Result<Vec<Outcome>, String>) {
-        let (ok, mut outcomes) = match result {
-            Ok(o) => (Ok(()), o.into_iter()),
-            Err(e) => (
-                Err(Arc::<str>::from(format!("store commit failed: {e}"))),
-                Vec::new().into_iter(),
-            ),
+    /// Answers every request of a batch, in arrival order: each with its own result when the
+    /// batch committed, all with the batch's error when nothing did.
+    fn answer(&self, batch: Vec<Request>, result: Result<Vec<Applied>, String>) {
+        let results: Vec<Result<Outcome, Arc<str>>> = match result {
+            Ok(applied) => applied
+                .into_iter()
+                .map(|a| a.map_err(|e| Arc::from(format!("store write failed: {e}"))))
+                .collect(),
+            Err(e) => {
+                let e = Arc::<str>::from(format!("store commit failed: {e}"));
+                batch.iter().map(|_| Err(e.clone())).collect()
+            }
         };
-        for req in batch {
-            let outcome = outcomes.next().unwrap_or(Outcome::None);
+        for (req, result) in batch.into_iter().zip(results) {
+            let (ok, outcome) = match result {
+                Ok(outcome) => (Ok(()), outcome),
+                Err(e) => (Err(e), Outcome::None),
+            };
             match req {
                 Request::Insert {
                     key,
@@ -207,7 +357,7 @@ impl Writer {
                         key,
                         staged: messages.len(),
                         adopted: Vec::new(),
-                        result: ok.clone(),
+                        result: ok,
                     },
                 ),
                 Request::Move { message, to, shard } => {
@@ -247,10 +397,7 @@ impl Writer {
                             );
                         }
                     }
-                    let _ = session.send(ToSession::Committed {
-                        token,
-                        result: ok.clone(),
-                    });
+                    let _ = session.send(ToSession::Committed { token, result: ok });
                 }
                 Request::PageIn {
                     key,
@@ -258,6 +405,8 @@ impl Writer {
                     priority,
                     ..
                 } => {
+                    // A failed page-in is answered as such (not as "nothing found"), so the
+                    // queue backs off instead of asking again at once.
                     let (messages, exhausted) = match outcome {
                         Outcome::PagedIn(m, e) => (m, e),
                         Outcome::None => (Vec::new(), false),
@@ -269,6 +418,7 @@ impl Writer {
                             priority,
                             messages,
                             exhausted,
+                            result: ok,
                         },
                     );
                 }
@@ -276,10 +426,7 @@ impl Writer {
                     reply: Some((session, token)),
                     ..
                 } => {
-                    let _ = session.send(ToSession::Committed {
-                        token,
-                        result: ok.clone(),
-                    });
+                    let _ = session.send(ToSession::Committed { token, result: ok });
                 }
                 Request::DurableSubscribe { reply: None, .. }
                 | Request::DurableUnsubscribe { .. }
@@ -295,8 +442,8 @@ impl Writer {
 }
 
 fn apply_one(
-    tx: &Transaction<'_>,
-    known: &mut HashSet<String>,
+    tx: &Connection,
+    known: &mut Known<'_>,
     req: &Request,
     now: i64,
     epoch: Option<i64>,
@@ -460,8 +607,8 @@ fn apply_one(
 }
 
 fn insert(
-    tx: &Transaction<'_>,
-    known: &mut HashSet<String>,
+    tx: &Connection,
+    known: &mut Known<'_>,
     key: &QueueKey,
     m: &Message,
     now: i64,
@@ -499,8 +646,8 @@ fn insert(
 }
 
 fn record_destination(
-    tx: &Transaction<'_>,
-    known: &mut HashSet<String>,
+    tx: &Connection,
+    known: &mut Known<'_>,
     name: &str,
     kind: Kind,
     now: i64,
@@ -516,12 +663,273 @@ fn record_destination(
         "INSERT OR IGNORE INTO destinations (name, kind, created_at) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![name, kind, now])?;
-    known.insert(name.to_string());
+    known.insert(name);
     Ok(())
+}
+
+/// The destinations that have a `destinations` row as one transaction sees them: the
+/// writer's committed set plus what this transaction added, minus what it deleted. The
+/// changes reach the writer's set only after the commit, so a rolled-back insert cannot make
+/// it claim a row that is not there (later rows of that destination would then be missing
+/// from `queue_depths`).
+#[derive(Clone)]
+struct Known<'a> {
+    committed: &'a HashSet<String>,
+    added: HashSet<String>,
+    removed: HashSet<String>,
+}
+
+impl<'a> Known<'a> {
+    fn new(committed: &'a HashSet<String>) -> Self {
+        Known {
+            committed,
+            added: HashSet::new(),
+            removed: HashSet::new(),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.added.contains(name) || (self.committed.contains(name) && !self.removed.contains(name))
+    }
+
+    fn insert(&mut self, name: &str) {
+        self.removed.remove(name);
+        self.added.insert(name.to_string());
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.added.remove(name);
+        self.removed.insert(name.to_string());
+    }
+}
+
+/// A request for the log: what it is and which queue it is for.
+fn describe(req: &Request) -> String {
+    match req {
+        Request::Insert { key, messages, .. } => {
+            format!("insert of {} messages into {key}", messages.len())
+        }
+        Request::Delete { ids } => format!("delete of {} messages", ids.len()),
+        Request::Redelivered { id, .. } => format!("redelivery count of message {id}"),
+        Request::Move { message, to, .. } => {
+            format!("move of message {} to {to}", message.message.id)
+        }
+        Request::Commit { sends, deletes, .. } => format!(
+            "transaction commit ({} sends, {} acks)",
+            sends.len(),
+            deletes.len()
+        ),
+        Request::PageIn { key, priority, .. } => {
+            format!("page-in of {key} at priority {priority}")
+        }
+        Request::DurableSubscribe { durable, .. } => {
+            format!("durable subscription {}", durable.key())
+        }
+        Request::DurableUnsubscribe { durable, .. } => {
+            format!("durable unsubscribe {}", durable.key())
+        }
+        Request::Purge { key, .. } => format!("purge of {key}"),
+        Request::DeleteDestination { key } => format!("delete of destination {key}"),
+        Request::SweepExpired => "expiry sweep".into(),
+        Request::Stop => "stop".into(),
+    }
 }
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use bytes::Bytes;
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+    use super::*;
+    use crate::destination::DestinationName;
+    use crate::message::{MessageId, Token};
+
+    /// A writer on a fresh in-memory store, driven batch by batch with `process`, and the
+    /// mailbox of its only owner shard.
+    fn writer(fence: Option<Fence>) -> (Writer, UnboundedReceiver<ToOwner>) {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        let (tx, rx) = unbounded_channel();
+        let config = WriterConfig {
+            max_batch: 64,
+            sweep_expired: false,
+            fence,
+            durability: crate::store::Durability::Fsync,
+        };
+        (
+            Writer::new(conn, Arc::new(Router::new(vec![tx])), config),
+            rx,
+        )
+    }
+
+    fn message(dest: &str, id: u64) -> Arc<Message> {
+        Arc::new(Message {
+            id: MessageId(id),
+            destination: DestinationName::parse(dest).unwrap(),
+            headers: Vec::new(),
+            body: Bytes::from_static(b"body"),
+            priority: 4,
+            persistent: true,
+            expires: 0,
+        })
+    }
+
+    /// Persist messages with `ids` into queue `dest`.
+    fn insert(dest: &str, ids: &[u64]) -> Request {
+        Request::Insert {
+            key: QueueKey::queue(DestinationName::parse(dest).unwrap()),
+            shard: 0,
+            messages: ids.iter().map(|&id| message(dest, id)).collect(),
+        }
+    }
+
+    /// Every `Stored` answer posted so far: (queue, staged, adopted ids, committed).
+    fn stored(rx: &mut UnboundedReceiver<ToOwner>) -> Vec<(String, usize, Vec<u64>, bool)> {
+        let mut out = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            if let ToOwner::Stored {
+                key,
+                staged,
+                adopted,
+                result,
+            } = cmd
+            {
+                let adopted = adopted.iter().map(|m| m.message.id.0).collect();
+                out.push((key.to_string(), staged, adopted, result.is_ok()));
+            }
+        }
+        out
+    }
+
+    /// (destination, message id) of every stored row.
+    fn rows(w: &Writer) -> Vec<(String, u64)> {
+        let mut stmt = w
+            .conn
+            .prepare("SELECT destination, message_id FROM messages ORDER BY message_id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn owned(v: &[(&str, u64)]) -> Vec<(String, u64)> {
+        v.iter().map(|(d, id)| (d.to_string(), *id)).collect()
+    }
+
+    fn queue_depths(w: &Writer) -> Vec<(String, i64)> {
+        let mut stmt = w
+            .conn
+            .prepare("SELECT destination, messages FROM queue_depths ORDER BY destination")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn one_failing_request_is_rejected_alone_and_the_rest_of_its_batch_commits() {
+        let (mut w, mut rx) = writer(None);
+        w.process(vec![insert("/queue/a", &[1])]);
+        let (session, mut answers) = unbounded_channel();
+        w.process(vec![
+            insert("/queue/a", &[2]),
+            // Id 1 is taken: the primary key rejects this request, after its first row (id 5)
+            // was written, which must be undone with it.
+            insert("/queue/b", &[5, 1]),
+            Request::Commit {
+                sends: vec![(
+                    QueueKey::queue(DestinationName::parse("/queue/a").unwrap()),
+                    0,
+                    message("/queue/a", 3),
+                )],
+                deletes: Vec::new(),
+                session,
+                token: Token(7),
+            },
+            insert("/queue/a", &[4]),
+        ]);
+        let a = "/queue/a".to_string();
+        assert_eq!(
+            stored(&mut rx),
+            [
+                (a.clone(), 1, vec![], true),
+                (a.clone(), 1, vec![], true),
+                ("/queue/b".into(), 2, vec![], false),
+                (a.clone(), 0, vec![3], true),
+                (a.clone(), 1, vec![], true),
+            ]
+        );
+        assert!(matches!(
+            answers.try_recv(),
+            Ok(ToSession::Committed {
+                token: Token(7),
+                result: Ok(())
+            })
+        ));
+        assert_eq!(
+            rows(&w),
+            owned(&[
+                ("/queue/a", 1),
+                ("/queue/a", 2),
+                ("/queue/a", 3),
+                ("/queue/a", 4)
+            ])
+        );
+    }
+
+    #[test]
+    fn a_lost_lease_still_fails_the_whole_batch() {
+        let stepped_down = Arc::new(AtomicBool::new(false));
+        let flag = stepped_down.clone();
+        let fence = Fence {
+            holder: "me".into(),
+            epoch: 3,
+            on_fenced: Box::new(move |_| flag.store(true, Ordering::SeqCst)),
+        };
+        let (mut w, mut rx) = writer(Some(fence));
+        let take = "UPDATE broker_lease SET holder = ?1, epoch = ?2 WHERE id = 1";
+        w.conn.execute(take, params!["me", 3]).unwrap();
+        w.process(vec![insert("/queue/a", &[1])]);
+        w.conn.execute(take, params!["other", 4]).unwrap();
+        // A batch with a failing request is retried without it; not when the lease is gone.
+        w.process(vec![insert("/queue/a", &[2]), insert("/queue/a", &[1])]);
+        w.process(vec![insert("/queue/a", &[3])]);
+        let a = "/queue/a".to_string();
+        assert_eq!(
+            stored(&mut rx),
+            [
+                (a.clone(), 1, vec![], true),
+                (a.clone(), 1, vec![], false),
+                (a.clone(), 1, vec![], false),
+                (a.clone(), 1, vec![], false),
+            ]
+        );
+        assert!(stepped_down.load(Ordering::SeqCst));
+        assert_eq!(rows(&w), owned(&[("/queue/a", 1)]));
+    }
+
+    #[test]
+    fn a_rolled_back_insert_does_not_hide_its_destination_from_later_ones() {
+        let (mut w, mut rx) = writer(None);
+        w.process(vec![insert("/queue/old", &[1])]);
+        // Fails (id 1 is taken) after recording /queue/new in `destinations`; rolled back.
+        w.process(vec![insert("/queue/new", &[1])]);
+        w.process(vec![insert("/queue/new", &[2])]);
+        let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
+        assert_eq!(ok, [true, false, true]);
+        assert_eq!(
+            queue_depths(&w),
+            [("/queue/new".to_string(), 1), ("/queue/old".to_string(), 1)]
+        );
+    }
 }
