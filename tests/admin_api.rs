@@ -699,31 +699,65 @@ fn post(addr: SocketAddr, path: &str) -> Response {
     request(addr, "POST", path)
 }
 
-/// One request on its own connection (`Connection: close`), read to the end.
+/// The header our own callers (console, docs' curl examples) add to every state change.
+const OWN_HEADER: (&str, &str) = ("X-Stompbox-Request", "1");
+
+/// One request as the in-repo callers send it: `Host` is the admin address, and a state
+/// change carries [`OWN_HEADER`].
 #[track_caller]
 fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
+    let host = addr.to_string();
+    let mut headers = vec![("Host", host.as_str())];
+    if method != "GET" {
+        headers.push(OWN_HEADER);
+    }
+    request_with(addr, method, path, &headers, "")
+}
+
+/// One HTTP/1.1 request with exactly `headers` (no `Host` unless given) and `body`.
+#[track_caller]
+fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    exchange(addr, head, body)
+}
+
+/// Sends `head` (request line and headers) plus `Connection: close`, `Content-Length` and
+/// `body` on a connection of its own, and reads the response to the end.
+#[track_caller]
+fn exchange(addr: SocketAddr, head: String, body: &str) -> Response {
+    let what = head.lines().next().unwrap_or_default().to_string();
     let mut s = TcpStream::connect_timeout(&addr, WAIT)
         .unwrap_or_else(|e| panic!("connect to admin {addr}: {e}"));
     s.set_read_timeout(Some(WAIT)).expect("read timeout");
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{head}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
-    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("{method} {path}: reading the response: {e}"));
+        .unwrap_or_else(|e| panic!("{what}: reading the response: {e}"));
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("{method} {path}: no header end in {raw:?}"));
+        .unwrap_or_else(|| panic!("{what}: no header end in {raw:?}"));
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("{method} {path}: bad status line in {head:?}"));
+        .unwrap_or_else(|| panic!("{what}: bad status line in {head:?}"));
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
