@@ -1,6 +1,7 @@
 //! The admin endpoint against a live broker (docs/admin-api.md): `/metrics` scraped before and
 //! after messages flow (every family present, each moving), every `/api/` endpoint including
-//! purge and delete, and a standby answering 503.
+//! purge and delete, a standby answering 503, and the guard against cross-site requests (CSRF)
+//! and DNS rebinding: `Host`, `Origin` and the `X-Stompbox-Request` header.
 //!
 //! HTTP is spoken by hand over `std::net` (one request per connection), like the STOMP in
 //! `support`: the tests need no HTTP client crate and see exactly what the broker sends.
@@ -553,6 +554,8 @@ fn the_console_is_served_at_the_root() {
     for outside in ["http://", "https://", "<link", "src="] {
         assert!(!page.body.contains(outside), "console.html has {outside:?}");
     }
+    // Its purge carries the header a state change needs (exercised by `make test-console`).
+    assert!(page.body.contains("X-Stompbox-Request"));
 }
 
 /// `/metrics` lists only destinations that exist now: a forgotten one (idle, or purged empty)
@@ -588,6 +591,244 @@ fn metrics_of_a_forgotten_destination_are_not_stale() {
         Some(2.0),
         "a re-created destination's counter starts again (a counter reset), not stalled at 3"
     );
+}
+
+/// CSRF: a web page on another site must not purge or delete. Before the fix, a
+/// `POST /api/purge` with `Origin: http://evil.example` and nothing else answered 200 and
+/// emptied the queue. A foreign `Origin` is refused even with the request header (which a
+/// browser would only send cross-site after a CORS preflight the endpoint never grants).
+#[test]
+fn a_foreign_origin_can_neither_purge_nor_delete() {
+    let broker = Broker::start();
+    let admin = admin_addr(&broker);
+    let queue = format!("/queue/{}", unique("csrf-origin"));
+    let mut producer = broker.connect("1.2");
+    for i in 0..3 {
+        producer.send_sync(&queue, &format!("m{i}"), &[]);
+    }
+    let host = admin.to_string();
+    let host = host.as_str();
+    let foreign = [
+        "http://evil.example".to_string(),
+        "null".to_string(),
+        format!("https://{admin}"),
+        format!("http://{admin}.evil.example"),
+        format!("http://localhost:{}", admin.port()),
+    ];
+    for action in ["purge", "delete"] {
+        let path = format!("/api/{action}?destination={queue}");
+        for origin in &foreign {
+            for extra in [None, Some(OWN_HEADER)] {
+                let mut headers = vec![("Host", host), ("Origin", origin.as_str())];
+                headers.extend(extra);
+                let r = request_with(admin, "POST", &path, &headers, "");
+                assert_eq!(
+                    r.status, 403,
+                    "{action} Origin {origin} {extra:?}: {}",
+                    r.body
+                );
+                let error = r.json()["error"].as_str().unwrap_or_default().to_string();
+                assert!(error.contains(origin.as_str()), "names the origin: {error}");
+            }
+        }
+    }
+    assert_eq!(
+        row(&destinations(admin), &queue, "")["depth"],
+        3,
+        "not purged"
+    );
+}
+
+/// CSRF: a state change needs `X-Stompbox-Request` or `content-type: application/json`,
+/// which no HTML form and no "simple" cross-site fetch can send. Before the fix, a bare POST
+/// (or a form's `text/plain` body) purged.
+#[test]
+fn a_state_change_without_the_request_header_is_refused() {
+    let broker = Broker::start();
+    let admin = admin_addr(&broker);
+    let queue = format!("/queue/{}", unique("csrf-header"));
+    let mut producer = broker.connect("1.2");
+    for i in 0..3 {
+        producer.send_sync(&queue, &format!("m{i}"), &[]);
+    }
+    let host = admin.to_string();
+    let host = host.as_str();
+    let own_origin = format!("http://{admin}");
+    let own_origin = own_origin.as_str();
+    let purge = format!("/api/purge?destination={queue}");
+    for (content_type, body) in [
+        (None, ""),
+        (Some("text/plain"), "x"),
+        (Some("text/plain;charset=UTF-8"), "{\"a\":1}"),
+        (Some("application/x-www-form-urlencoded"), "a=b"),
+        (Some("multipart/form-data; boundary=b"), "--b--"),
+    ] {
+        for origin in [None, Some(own_origin)] {
+            let mut headers = vec![("Host", host)];
+            headers.extend(content_type.map(|t| ("Content-Type", t)));
+            headers.extend(origin.map(|o| ("Origin", o)));
+            for path in [&purge, &format!("/api/delete?destination={queue}")] {
+                let r = request_with(admin, "POST", path, &headers, body);
+                assert_eq!(r.status, 403, "{path} {headers:?}: {}", r.body);
+                assert_eq!(r.content_type(), Some("application/json"), "{}", r.body);
+                let error = r.json()["error"].as_str().unwrap_or_default().to_string();
+                assert!(
+                    error.contains("X-Stompbox-Request"),
+                    "says what to add: {error}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        row(&destinations(admin), &queue, "")["depth"],
+        3,
+        "not purged"
+    );
+
+    // The request header (any value), or a JSON content type, is enough; with or without the
+    // endpoint's own Origin (what the console sends).
+    let r = request_with(
+        admin,
+        "POST",
+        &purge,
+        &[("Host", host), ("X-Stompbox-Request", "1")],
+        "",
+    );
+    assert_eq!(ok_json(r)["purged"], 3);
+    for (i, headers) in [
+        vec![("Host", host), ("X-Stompbox-Request", "yes")],
+        vec![("Host", host), ("Origin", own_origin), OWN_HEADER],
+        vec![("Host", host), ("Content-Type", "application/json")],
+        vec![
+            ("Host", host),
+            ("Origin", own_origin),
+            ("Content-Type", "Application/JSON; charset=utf-8"),
+        ],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        producer.send_sync(&queue, &format!("again {i}"), &[]);
+        let r = request_with(admin, "POST", &purge, &headers, "{}");
+        assert_eq!(ok_json(r)["purged"], 1, "{headers:?}");
+    }
+}
+
+/// DNS rebinding: a page at `http://evil.example:PORT`, whose name the attacker then points at
+/// 127.0.0.1, reads the API as its own origin; only the `Host` header gives it away. Before
+/// the fix any Host was answered.
+#[test]
+fn a_request_for_an_unknown_host_is_refused() {
+    let broker = Broker::start();
+    let admin = admin_addr(&broker);
+    let port = admin.port();
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_string(),
+        format!("localhost.evil.example:{port}"),
+        format!("localhost:{}", port.wrapping_add(1)),
+        format!("127.0.0.2:{port}"),
+    ] {
+        for path in ["/api/destinations", "/api/lease", "/"] {
+            let r = request_with(admin, "GET", path, &[("Host", host.as_str())], "");
+            assert_eq!(r.status, 421, "GET {path} Host {host}: {}", r.body);
+            let error = r.json()["error"].as_str().unwrap_or_default().to_string();
+            assert!(error.contains(&host), "names the host: {error}");
+            assert!(
+                error.contains("admin.allowed_hosts"),
+                "says the fix: {error}"
+            );
+        }
+        let purge = "/api/purge?destination=/queue/x";
+        let r = request_with(
+            admin,
+            "POST",
+            purge,
+            &[("Host", host.as_str()), OWN_HEADER],
+            "",
+        );
+        assert_eq!(r.status, 421, "POST Host {host}: {}", r.body);
+    }
+    // The bound address and the loopback names, at the bound port.
+    for host in [
+        admin.to_string(),
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let r = request_with(
+            admin,
+            "GET",
+            "/api/destinations",
+            &[("Host", host.as_str())],
+            "",
+        );
+        assert_eq!(r.status, 200, "Host {host}: {}", r.body);
+    }
+    // HTTP/1.1 requires Host; HTTP/1.0 tools (no browser) may leave it out.
+    let r = request_with(admin, "GET", "/api/destinations", &[], "");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.json()["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("Host")));
+    let r = exchange(admin, "GET /api/destinations HTTP/1.0\r\n".into(), "");
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Load balancers and Prometheus are answered whatever Host they send (or none, as
+    // HAProxy's `option httpchk GET /health` does).
+    for path in ["/health", "/metrics"] {
+        for host in ["evil.example:8161", "broker-a"] {
+            let r = request_with(admin, "GET", path, &[("Host", host)], "");
+            assert_eq!(r.status, 200, "GET {path} Host {host}: {}", r.body);
+        }
+        let r = request_with(admin, "GET", path, &[], "");
+        assert_eq!(r.status, 200, "GET {path} without Host: {}", r.body);
+        let r = exchange(admin, format!("GET {path} HTTP/1.0\r\n"), "");
+        assert_eq!(r.status, 200, "GET {path} HTTP/1.0: {}", r.body);
+    }
+}
+
+/// `admin.allowed_hosts` admits names for a proxy or a DNS name of the broker: a name alone
+/// on any port, `name:port` on that port only. A state change's Origin must then be that
+/// name, the one the browser used.
+#[test]
+fn admin_allowed_hosts_admits_the_names_listed() {
+    let broker = Broker::start_with_config(
+        "[admin]\nallowed_hosts = [\"broker-a\", \"Proxy.Example:8443\"]\n",
+    );
+    let admin = admin_addr(&broker);
+    let port = admin.port();
+    for (host, status) in [
+        (format!("broker-a:{port}"), 200),
+        ("broker-a".to_string(), 200),
+        ("broker-a:9999".to_string(), 200),
+        ("proxy.example:8443".to_string(), 200),
+        ("proxy.example".to_string(), 421),
+        (format!("proxy.example:{port}"), 421),
+        (format!("broker-b:{port}"), 421),
+        (format!("localhost:{port}"), 200),
+    ] {
+        let r = request_with(
+            admin,
+            "GET",
+            "/api/destinations",
+            &[("Host", host.as_str())],
+            "",
+        );
+        assert_eq!(r.status, status, "Host {host}: {}", r.body);
+    }
+    let queue = format!("/queue/{}", unique("allowed-host"));
+    let mut producer = broker.connect("1.2");
+    producer.send_sync(&queue, "m", &[]);
+    let purge = format!("/api/purge?destination={queue}");
+    let host = format!("broker-a:{port}");
+    let reached_as = |origin: &str| {
+        let headers = [("Host", host.as_str()), ("Origin", origin), OWN_HEADER];
+        request_with(admin, "POST", &purge, &headers, "")
+    };
+    assert_eq!(reached_as(&format!("http://{admin}")).status, 403);
+    assert_eq!(ok_json(reached_as(&format!("http://{host}")))["purged"], 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -699,31 +940,65 @@ fn post(addr: SocketAddr, path: &str) -> Response {
     request(addr, "POST", path)
 }
 
-/// One request on its own connection (`Connection: close`), read to the end.
+/// The header our own callers (console, docs' curl examples) add to every state change.
+const OWN_HEADER: (&str, &str) = ("X-Stompbox-Request", "1");
+
+/// One request as the in-repo callers send it: `Host` is the admin address, and a state
+/// change carries [`OWN_HEADER`].
 #[track_caller]
 fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
+    let host = addr.to_string();
+    let mut headers = vec![("Host", host.as_str())];
+    if method != "GET" {
+        headers.push(OWN_HEADER);
+    }
+    request_with(addr, method, path, &headers, "")
+}
+
+/// One HTTP/1.1 request with exactly `headers` (no `Host` unless given) and `body`.
+#[track_caller]
+fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    exchange(addr, head, body)
+}
+
+/// Sends `head` (request line and headers) plus `Connection: close`, `Content-Length` and
+/// `body` on a connection of its own, and reads the response to the end.
+#[track_caller]
+fn exchange(addr: SocketAddr, head: String, body: &str) -> Response {
+    let what = head.lines().next().unwrap_or_default().to_string();
     let mut s = TcpStream::connect_timeout(&addr, WAIT)
         .unwrap_or_else(|e| panic!("connect to admin {addr}: {e}"));
     s.set_read_timeout(Some(WAIT)).expect("read timeout");
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{head}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
-    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("{method} {path}: reading the response: {e}"));
+        .unwrap_or_else(|e| panic!("{what}: reading the response: {e}"));
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("{method} {path}: no header end in {raw:?}"));
+        .unwrap_or_else(|| panic!("{what}: no header end in {raw:?}"));
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("{method} {path}: bad status line in {head:?}"));
+        .unwrap_or_else(|| panic!("{what}: bad status line in {head:?}"));
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))

@@ -63,7 +63,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn error(code: StatusCode, message: &str) -> ApiError {
+pub(super) fn error(code: StatusCode, message: &str) -> ApiError {
     ApiError(code, message.to_string())
 }
 

@@ -9,6 +9,9 @@
 //!   `/api/messages?destination=…` (browse), `POST /api/purge?destination=…`,
 //!   `POST /api/delete?destination=…`: the admin API (`api.rs`, docs/admin-api.md).
 //! - `GET /`: the web console (`console.html`).
+//!
+//! Every request first passes `guard.rs`: the `Host` check against DNS rebinding, and for a
+//! state change the `Origin` and `X-Stompbox-Request` checks against cross-site requests.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +25,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
+
+use crate::config::AdminConfig;
+use guard::Guard;
 
 /// What this broker is doing right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -48,7 +54,10 @@ pub struct Status {
 }
 
 mod api;
+mod guard;
 pub mod metrics;
+
+pub use guard::AllowedHost;
 
 /// State shared between the broker's life cycle and the HTTP handlers.
 pub struct AdminState {
@@ -112,15 +121,17 @@ impl AdminState {
     }
 }
 
-/// Binds the admin listener (so a bad address fails at start) and serves it on a thread of
-/// its own. Returns the bound address.
+/// Binds the admin listener at `config.bind` (so a bad address fails at start) and serves it
+/// on a thread of its own. Returns the bound address.
 pub fn start(
-    bind: SocketAddr,
+    config: &AdminConfig,
     state: Arc<AdminState>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = std::net::TcpListener::bind(bind)?;
+    let listener = std::net::TcpListener::bind(config.bind)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    // Built from the bound address, so a port 0 bind admits the port it got.
+    let guard = Arc::new(Guard::new(addr, config.allowed_hosts.clone()));
     let handle = std::thread::Builder::new()
         .name("admin-http".into())
         .spawn(move || {
@@ -142,7 +153,7 @@ pub fn start(
                         return;
                     }
                 };
-                if let Err(e) = axum::serve(listener, router(state)).await {
+                if let Err(e) = axum::serve(listener, router(state, guard)).await {
                     log::error!("admin: server failed: {e}");
                 }
             });
@@ -150,7 +161,7 @@ pub fn start(
     Ok((addr, handle))
 }
 
-fn router(state: Arc<AdminState>) -> Router {
+fn router(state: Arc<AdminState>, guard: Arc<Guard>) -> Router {
     Router::new()
         .route("/", get(api::console))
         .route("/health", get(health))
@@ -163,6 +174,7 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/api/purge", axum::routing::post(api::purge))
         .route("/api/delete", axum::routing::post(api::delete))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(guard, guard::enforce))
 }
 
 async fn health(State(state): State<Arc<AdminState>>) -> Response {

@@ -106,12 +106,18 @@ impl Default for LeaseConfig {
 pub struct AdminConfig {
     /// Address of the admin HTTP listener (`GET /health`, `/api/lease`). (flag: --admin-bind)
     pub bind: SocketAddr,
+    /// Host names the endpoint answers to besides its own address (and, on a loopback or
+    /// 0.0.0.0 bind, `localhost`): `name` on any port, or `name:port`. Why: a web page whose
+    /// name was re-pointed at this address (DNS rebinding) may read the API as its own origin,
+    /// and only the `Host` header it sends gives it away, so names must be trusted here.
+    pub allowed_hosts: Vec<crate::admin::AllowedHost>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8161)),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -362,6 +368,14 @@ mod tests {
             }
         }
         assert!(checked >= 3);
+    }
+
+    #[test]
+    fn a_malformed_admin_allowed_host_is_rejected() {
+        let err =
+            toml::from_str::<Config>("[admin]\nallowed_hosts = [\"http://broker-a\"]").unwrap_err();
+        assert!(err.to_string().contains("HOST:PORT"), "{err}");
+        assert!(err.to_string().contains("allowed_hosts"), "{err}");
     }
 
     #[test]
