@@ -41,6 +41,9 @@ pub enum Event {
     FileLockUnsupported,
     /// The lease is lost (renewal failed or a write was fenced): stop serving now.
     StepDown(String),
+    /// The store writer hit an I/O failure (a failed fsync): stop serving now and give the
+    /// lease up, so a standby recovers from what is on disk without waiting for the TTL.
+    StoreFailed(String),
 }
 
 /// Runs the broker until a signal: standby until the lease is ours, then master until a
@@ -82,7 +85,7 @@ pub fn run(
         }
         Ok(Event::FileLockUnsupported) => lock_state = FileLock::Unsupported,
         Ok(Event::Signal) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
-        Ok(Event::StepDown(_)) | Err(RecvTimeoutError::Timeout) => {}
+        Ok(Event::StepDown(_) | Event::StoreFailed(_)) | Err(RecvTimeoutError::Timeout) => {}
     }
     let lease = &config.lease;
     loop {
@@ -114,18 +117,23 @@ pub fn run(
                     lock_state = FileLock::Held;
                 }
                 Ok(Event::FileLockUnsupported) => lock_state = FileLock::Unsupported,
-                Ok(Event::StepDown(_)) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Event::StepDown(_) | Event::StoreFailed(_)) | Err(RecvTimeoutError::Timeout) => {
+                }
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
         };
         // ---- master ----
         info!("lease acquired: epoch={epoch}; recovering and opening listeners");
         let fenced_tx = events_tx.clone();
+        let failed_tx = events_tx.clone();
         let fence = Fence {
             holder: me.holder.clone(),
             epoch,
             on_fenced: Box::new(move |why| {
                 let _ = fenced_tx.send(Event::StepDown(why));
+            }),
+            on_store_failure: Box::new(move |why| {
+                let _ = failed_tx.send(Event::StoreFailed(why));
             }),
         };
         let broker = match Broker::start(config.clone(), Some(fence)) {
@@ -153,7 +161,7 @@ pub fn run(
             renewing.clone(),
             events_tx.clone(),
         );
-        let reason = loop {
+        let (reason, give_up_lease) = loop {
             match events.recv() {
                 Ok(Event::Signal) | Err(_) => {
                     renewing.store(false, Ordering::SeqCst);
@@ -177,7 +185,8 @@ pub fn run(
                     }
                 }
                 Ok(Event::FileLockUnsupported) => lock_state = FileLock::Unsupported,
-                Ok(Event::StepDown(why)) => break why,
+                Ok(Event::StepDown(why)) => break (why, false),
+                Ok(Event::StoreFailed(why)) => break (why, true),
             }
         };
         error!("stepping down: {reason}");
@@ -185,6 +194,17 @@ pub fn run(
         state.set(Role::SteppingDown, Some(epoch), None);
         state.set_services(None);
         broker.shutdown();
+        if give_up_lease {
+            // The lease row is still ours (nothing fenced us); releasing it lets a standby
+            // take over at once. If the file cannot be written at all, the TTL does it.
+            match super::release(&conn, &me, epoch) {
+                Ok(_) => info!("lease released after the store failure"),
+                Err(e) => warn!(
+                    "lease: could not release it ({e}); it expires in {} ms",
+                    lease.ttl_ms
+                ),
+            }
+        }
         if file_lock.take().is_some() {
             // Released with the file: wait for it again, to learn when the new master dies.
             lock_state = FileLock::Waiting;

@@ -552,6 +552,7 @@ mod tests {
         let router = Arc::new(Router::new(vec![owner_tx]));
         let faults = Arc::new(Faults {
             fail_page_in: AtomicBool::new(true),
+            ..Default::default()
         });
         let config = WriterConfig {
             max_batch: 64,

@@ -41,11 +41,24 @@ pub struct WriterConfig {
 
 /// Fencing: every transaction first checks that the lease row still names `holder` at
 /// `epoch`. If it does not, the batch is rolled back, every later request fails, and
-/// `on_fenced` is called once (the broker steps down).
+/// `on_fenced` is called once (the broker steps down). A COMMIT that fails with an I/O error
+/// (a failed fsync) stops the writer the same way and calls `on_store_failure` (the broker
+/// steps down and gives its lease up at once).
 pub struct Fence {
     pub holder: String,
     pub epoch: u64,
     pub on_fenced: Box<dyn Fn(String) + Send>,
+    pub on_store_failure: Box<dyn Fn(String) + Send>,
+}
+
+/// True for errors that say the file's contents on disk are unknown: I/O errors (a failed
+/// write or fsync) and corruption. Disk full is not one: SQLite rolls back cleanly and the
+/// next transaction may succeed once space returns.
+fn is_io_failure(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
 }
 
 /// Starts the writer thread on `conn`. Answers to owners go through `router`.
@@ -63,6 +76,8 @@ pub fn spawn_writer(
 pub(crate) struct Faults {
     /// While set, every page-in fails.
     pub fail_page_in: std::sync::atomic::AtomicBool,
+    /// While set, every COMMIT fails as a failed fsync does.
+    pub fail_commit: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(test)]
@@ -319,13 +334,46 @@ impl Writer {
                 }
             }
         }
-        tx.commit().map_err(|e| e.to_string())?;
+        #[cfg(test)]
+        if self
+            .faults
+            .fail_commit
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            drop(tx);
+            return Err(self.fail_stop(&rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+                Some("injected fsync failure".into()),
+            )));
+        }
+        if let Err(e) = tx.commit() {
+            return Err(match is_io_failure(&e) {
+                true => self.fail_stop(&e),
+                false => e.to_string(),
+            });
+        }
         let Known { added, removed, .. } = known;
         for name in &removed {
             self.known.remove(name);
         }
         self.known.extend(added);
         Ok(Pass::Committed(applied))
+    }
+
+    /// A COMMIT failed with an I/O error (a failed fsync among them). After a failed fsync
+    /// the OS may have dropped the dirty pages and a retry can "succeed" without the data
+    /// ever reaching the disk (PostgreSQL's fsyncgate), so this connection must not be
+    /// trusted again: the writer stops writing for good, and the broker steps down and
+    /// releases its lease, so a standby (or this process, on a fresh connection) recovers
+    /// from what is really on disk. Returns the error text for the batch's answers.
+    fn fail_stop(&mut self, e: &rusqlite::Error) -> String {
+        let why = format!("store I/O failure, no longer writing: {e}");
+        error!("store: {why}; stepping down");
+        self.fenced = true;
+        if let Some(f) = &self.config.fence {
+            (f.on_store_failure)(why.clone());
+        }
+        why
     }
 
     /// Answers every request of a batch, in arrival order: each with its own result when the
@@ -895,6 +943,7 @@ mod tests {
             holder: "me".into(),
             epoch: 3,
             on_fenced: Box::new(move |_| flag.store(true, Ordering::SeqCst)),
+            on_store_failure: Box::new(|_| panic!("no I/O failure expected")),
         };
         let (mut w, mut rx) = writer(Some(fence));
         let take = "UPDATE broker_lease SET holder = ?1, epoch = ?2 WHERE id = 1";
@@ -915,6 +964,33 @@ mod tests {
             ]
         );
         assert!(stepped_down.load(Ordering::SeqCst));
+        assert_eq!(rows(&w), owned(&[("/queue/a", 1)]));
+    }
+
+    #[test]
+    fn a_failed_fsync_stops_the_writer_for_good_and_steps_down() {
+        let failed = Arc::new(std::sync::Mutex::new(None::<String>));
+        let seen = failed.clone();
+        let fence = Fence {
+            holder: "me".into(),
+            epoch: 3,
+            on_fenced: Box::new(|_| panic!("the lease is still ours")),
+            on_store_failure: Box::new(move |why| *seen.lock().unwrap() = Some(why)),
+        };
+        let (mut w, mut rx) = writer(Some(fence));
+        let take = "UPDATE broker_lease SET holder = ?1, epoch = ?2 WHERE id = 1";
+        w.conn.execute(take, params!["me", 3]).unwrap();
+        w.process(vec![insert("/queue/a", &[1])]);
+        w.faults.fail_commit.store(true, Ordering::SeqCst);
+        w.process(vec![insert("/queue/a", &[2])]);
+        // The fault is gone, but after a failed fsync nothing may be written through this
+        // connection again (a retry could "succeed" on pages the OS already dropped).
+        w.faults.fail_commit.store(false, Ordering::SeqCst);
+        w.process(vec![insert("/queue/a", &[3])]);
+        let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
+        assert_eq!(ok, [true, false, false]);
+        let why = failed.lock().unwrap().clone().expect("the broker was told");
+        assert!(why.contains("injected fsync failure"), "{why}");
         assert_eq!(rows(&w), owned(&[("/queue/a", 1)]));
     }
 
