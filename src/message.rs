@@ -307,6 +307,13 @@ pub enum ToSession {
     },
     /// The command carrying `token` has taken effect.
     Done { token: Token },
+    /// A SUBSCRIBE would have gone past a broker-wide limit (`name`, at `max`): nothing was
+    /// created, and the session fails with an ERROR (carrying the receipt, if any).
+    LimitReached {
+        name: &'static str,
+        max: usize,
+        token: Option<Token>,
+    },
     /// This session's subscriber held a topic over its memory limit for longer than
     /// `slow_consumer_timeout_ms` (stalling its producers): it is disconnected.
     SlowConsumer { destination: DestinationName },

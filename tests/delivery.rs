@@ -344,3 +344,66 @@ fn aborted_ack_then_disconnect_redelivers() {
     assert_eq!(again.text(), "m1");
     assert_eq!(again.get("redelivered"), Some("true"), "{again:?}");
 }
+
+/// A RECEIPT for an ACK means the message will not come back, even after kill -9 right then.
+#[test]
+fn receipted_ack_is_final_across_a_crash() {
+    const N: usize = 300;
+    let mut broker = Broker::start_with_config("durability = \"fsync\"\n");
+    let dest = "/queue/acked-then-crash";
+    let mut p = broker.connect("1.2");
+    for i in 0..N {
+        p.send(dest, &format!("{i:06}"), &[("persistent", "true")]);
+    }
+    p.disconnect();
+    let mut c = broker.connect("1.2");
+    c.subscribe(
+        dest,
+        "s",
+        "client-individual",
+        &[("activemq.prefetchSize", "1000")],
+    );
+    let msgs = c.receive(N, WAIT);
+    // Keep the store writer busy with fsynced batches, as a loaded broker's is.
+    let addr = broker.addr();
+    let busy = std::thread::spawn(move || {
+        let Ok(mut b) = Client::try_open(addr) else {
+            return;
+        };
+        let _ = b.try_send_raw(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0");
+        let body = "y".repeat(64 * 1024);
+        for _ in 0..2000 {
+            let f = send_frame("/queue/busy", &body, &[("persistent", "true")]);
+            if b.try_send_frame(&f).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(QUIET);
+    // Every ACK pipelined in one write, each with a receipt; kill -9 on the last RECEIPT.
+    let mut bytes = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let f = c
+            .settle_frame("ACK", m)
+            .header("receipt", format!("ack-{i}"));
+        bytes.extend_from_slice(&f.encode("1.2"));
+    }
+    c.try_send_raw(&bytes).expect("write the ACKs");
+    let last = format!("ack-{}", N - 1);
+    loop {
+        let f = c.expect("RECEIPT", WAIT);
+        if f.get("receipt-id") == Some(last.as_str()) {
+            break;
+        }
+    }
+    broker.kill9();
+    let _ = busy.join();
+    broker.start_again();
+    let back = drain(&broker, dest);
+    assert!(
+        back.is_empty(),
+        "{} receipted ACKs undone by the crash: {:?}",
+        back.len(),
+        &back[..back.len().min(20)]
+    );
+}

@@ -165,3 +165,63 @@ fn transaction_past_max_transaction_bytes_is_an_error() {
     c.subscribe("/queue/txbytes", "s", "auto", &[]);
     c.expect_silence(support::QUIET);
 }
+
+/// Durable subscriptions outlive their connections, so the broker caps how many it keeps:
+/// creating one past `max_durable_subscriptions` is an ERROR; re-attaching to an existing one
+/// and creating one after another was unsubscribed both work.
+#[test]
+fn durable_subscriptions_past_their_limit_are_an_error() {
+    let broker = Broker::start_with_config("[destinations]\nmax_durable_subscriptions = 2\n");
+    // RabbitMQ style (`durable:true`, no client-id) and ActiveMQ style both count.
+    let mut a = broker.connect("1.2");
+    a.subscribe(
+        "/topic/d",
+        "one",
+        "client-individual",
+        &[("durable", "true")],
+    );
+    let mut b = broker.connect_with("1.2", &[("client-id", "b")]);
+    b.subscribe(
+        "/topic/d",
+        "two",
+        "client-individual",
+        &[("activemq.subscriptionName", "two")],
+    );
+    let mut c = broker.connect("1.2");
+    c.send_frame(
+        &support::Frame::new("SUBSCRIBE")
+            .header("destination", "/topic/d")
+            .header("id", "three")
+            .header("durable", "true")
+            .header("receipt", "r3"),
+    );
+    let e = c.expect("ERROR", support::WAIT);
+    assert_eq!(
+        e.get("message"),
+        Some("limit exceeded: max_durable_subscriptions (2)"),
+        "{e:?}"
+    );
+    assert_eq!(e.get("receipt-id"), Some("r3"));
+    // Re-attaching to an existing one still works.
+    a.disconnect();
+    let mut a = broker.connect("1.2");
+    a.subscribe(
+        "/topic/d",
+        "one",
+        "client-individual",
+        &[("durable", "true")],
+    );
+    // Unsubscribing one for good makes room.
+    a.request(
+        support::Frame::new("UNSUBSCRIBE")
+            .header("id", "one")
+            .header("durable", "true"),
+    );
+    let mut d = broker.connect("1.2");
+    d.subscribe(
+        "/topic/d",
+        "four",
+        "client-individual",
+        &[("durable", "true")],
+    );
+}

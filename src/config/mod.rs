@@ -171,6 +171,11 @@ pub struct DestinationConfig {
     /// Per-destination time to live (ms) for messages sent without `expires`, by full
     /// destination name, e.g. `"/queue/orders" = 60000`; overrides `default_ttl_ms`.
     pub ttl_ms: BTreeMap<String, u64>,
+    /// Most durable topic subscriptions the broker keeps. Each one keeps a queue (and stored
+    /// rows) until it is explicitly unsubscribed, and RabbitMQ-style `durable:true` needs no
+    /// `client-id`, so without a cap clients could create them without end. A SUBSCRIBE that
+    /// would create one more is an ERROR; re-attaching to an existing one always works.
+    pub max_durable_subscriptions: usize,
 }
 
 /// Where dead letters go.
@@ -237,6 +242,7 @@ impl Default for DestinationConfig {
             expired_to_dlq: false,
             default_ttl_ms: 0,
             ttl_ms: BTreeMap::new(),
+            max_durable_subscriptions: 10_000,
         }
     }
 }

@@ -1,14 +1,26 @@
 //! What destinations need from their shard: the store, the router (to hand messages to other
 //! shards' destinations, e.g. a dead-letter queue), the id allocator and the policy config.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{DeadLetterStrategy, DestinationConfig};
-use crate::message::{IdAllocator, Message, MessageId, QueueKey, Router, StoredMessage, ToOwner};
+use crate::message::{
+    IdAllocator, Message, MessageId, QueueKey, Router, SessionTx, StoredMessage, ToOwner, Token,
+};
 use crate::store::{Request, StoreTx};
 
 use super::{DestinationName, Entry, Kind};
+
+/// The process-wide accounts every shard's destinations charge.
+#[derive(Debug, Clone, Default)]
+pub struct Accounts {
+    /// Bytes held in memory (`global_memory_limit_bytes`); sessions charge their open
+    /// transactions to it too.
+    pub memory: Arc<AtomicU64>,
+    /// Durable subscriptions (`max_durable_subscriptions`).
+    pub durables: Arc<AtomicUsize>,
+}
 
 /// One shard's context for its destinations.
 pub struct Ctx {
@@ -20,8 +32,12 @@ pub struct Ctx {
     pub config: Arc<DestinationConfig>,
     /// Bytes held in memory by every destination of every shard.
     global: Arc<AtomicU64>,
+    /// Durable subscriptions on every shard (`max_durable_subscriptions`).
+    durables: Arc<AtomicUsize>,
     /// Acked stored messages, deleted in one request at the end of the owner's batch.
     deletes: Vec<MessageId>,
+    /// Receipted ACKs answered once `deletes` are committed.
+    delete_replies: Vec<(SessionTx, Token)>,
 }
 
 impl Ctx {
@@ -32,7 +48,7 @@ impl Ctx {
         store: Option<StoreTx>,
         ids: Arc<IdAllocator>,
         config: Arc<DestinationConfig>,
-        global: Arc<AtomicU64>,
+        accounts: Accounts,
     ) -> Self {
         Ctx {
             shard,
@@ -40,9 +56,27 @@ impl Ctx {
             store,
             ids,
             config,
-            global,
+            global: accounts.memory,
+            durables: accounts.durables,
             deletes: Vec::new(),
+            delete_replies: Vec::new(),
         }
+    }
+
+    /// Counts one more durable subscription, unless `max_durable_subscriptions` are there
+    /// already (then false). `recovered` ones are always counted.
+    pub fn add_durable(&self, recovered: bool) -> bool {
+        let n = self.durables.fetch_add(1, Ordering::Relaxed);
+        if !recovered && n >= self.config.max_durable_subscriptions {
+            self.durables.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// One durable subscription fewer.
+    pub fn remove_durable(&self) {
+        self.durables.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// True when all destinations together hold `global_memory_limit_bytes` or more.
@@ -106,11 +140,22 @@ impl Ctx {
         });
     }
 
+    /// Answers `token` (a receipted ACK) once the deletes pending now are committed, and
+    /// returns true; returns false when there is nothing to wait for (answer it now).
+    pub fn after_deletes(&mut self, tx: &SessionTx, token: Token) -> bool {
+        if self.store.is_none() || self.deletes.is_empty() {
+            return false;
+        }
+        self.delete_replies.push((tx.clone(), token));
+        true
+    }
+
     /// Sends pending deletes to the store writer.
     pub fn flush(&mut self) {
         if !self.deletes.is_empty() {
             let ids = std::mem::take(&mut self.deletes);
-            self.request(Request::Delete { ids });
+            let reply = std::mem::take(&mut self.delete_replies);
+            self.request(Request::Delete { ids, reply });
         }
     }
 

@@ -10,7 +10,7 @@ mod stats;
 mod topic;
 
 pub use consumer::{Answer, Consumer, Entry};
-pub use ctx::{expired, now_ms, Ctx};
+pub use ctx::{expired, now_ms, Accounts, Ctx};
 pub use name::{DestinationName, Kind, NameError};
 pub use queue::Queue;
 pub use stats::{BrowsedMessage, Counters, DestinationStats};

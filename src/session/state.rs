@@ -329,6 +329,10 @@ impl Session {
                 }
             },
             ToSession::Done { token } => self.complete(token),
+            ToSession::LimitReached { name, max, token } => {
+                let receipt = token.and_then(|t| self.receipt_id(t));
+                self.fail(&Error::Limit(name, max), receipt.as_deref());
+            }
             ToSession::SlowConsumer { destination } => {
                 self.fail(&Error::SlowConsumer(destination.to_string()), None);
             }

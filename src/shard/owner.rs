@@ -182,7 +182,18 @@ impl Owner {
                 ..
             } => {
                 self.settle(session, sub, &ids, false);
-                self.done(session, token);
+                // A receipted ACK of stored messages is answered after their delete commits:
+                // its RECEIPT promises they will not come back after a crash.
+                let waits = match (token, self.sessions.get(&session)) {
+                    (Some(t), Some(s)) => {
+                        let tx = s.tx.clone();
+                        self.ctx.after_deletes(&tx, t)
+                    }
+                    _ => false,
+                };
+                if !waits {
+                    self.done(session, token);
+                }
             }
             ToOwner::Nack {
                 session,
@@ -235,6 +246,9 @@ impl Owner {
             }
             ToOwner::Recover { queues, durables } => {
                 for (d, topic) in durables {
+                    if !self.queues.contains_key(&durable_key(&d, &topic)) {
+                        self.ctx.add_durable(true);
+                    }
                     self.durable(&d, &topic);
                 }
                 for (key, counts) in queues {
@@ -296,6 +310,9 @@ impl Owner {
                     _ => {
                         let mut n = 0;
                         if let Some(mut q) = self.queues.remove(&key) {
+                            if key.subscription.is_some() {
+                                self.ctx.remove_durable();
+                            }
                             let before = q.bytes();
                             n = q.purge();
                             self.ctx.charge(before, q.bytes());
@@ -335,6 +352,16 @@ impl Owner {
             (Kind::Queue, _) => Target::Queue(QueueKey::queue(destination)),
             (Kind::Topic, None) => Target::Topic(destination),
             (Kind::Topic, Some(d)) => {
+                if !self.queues.contains_key(&durable_key(&d, &destination))
+                    && !self.ctx.add_durable(false)
+                {
+                    let _ = tx.send(ToSession::LimitReached {
+                        name: "max_durable_subscriptions",
+                        max: self.ctx.config.max_durable_subscriptions,
+                        token,
+                    });
+                    return;
+                }
                 let key = self.durable(&d, &destination);
                 // The SUBSCRIBE's receipt waits for the subscription's record to be on disk.
                 answered = self.ctx.store.is_some();
@@ -411,10 +438,7 @@ impl Owner {
     /// The queue of durable subscription `d` to `topic`, created (and registered with the
     /// topic) if new.
     fn durable(&mut self, d: &DurableName, topic: &DestinationName) -> QueueKey {
-        let key = QueueKey {
-            destination: topic.clone(),
-            subscription: Some(d.key()),
-        };
+        let key = durable_key(d, topic);
         if !self.queues.contains_key(&key) {
             self.queues.insert(key.clone(), Queue::new(key.clone()));
         }
@@ -430,11 +454,9 @@ impl Owner {
 
     /// Deletes durable subscription `d` of `topic` and everything it holds.
     fn destroy_durable(&mut self, d: DurableName, topic: DestinationName) {
-        let key = QueueKey {
-            destination: topic.clone(),
-            subscription: Some(d.key()),
-        };
+        let key = durable_key(&d, &topic);
         if let Some(mut q) = self.queues.remove(&key) {
+            self.ctx.remove_durable();
             let before = q.bytes();
             q.purge();
             self.ctx.charge(before, q.bytes());
@@ -518,6 +540,14 @@ impl Owner {
         if let (Some(token), Some(s)) = (token, self.sessions.get(&session)) {
             let _ = s.tx.send(ToSession::Done { token });
         }
+    }
+}
+
+/// The queue key of durable subscription `d` to `topic`.
+fn durable_key(d: &DurableName, topic: &DestinationName) -> QueueKey {
+    QueueKey {
+        destination: topic.clone(),
+        subscription: Some(d.key()),
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::task::{JoinSet, LocalSet};
 use super::owner::Owner;
 use crate::codec::{encode, Version};
 use crate::config::Config;
-use crate::destination::Ctx;
+use crate::destination::{Accounts, Ctx};
 use crate::message::{IdAllocator, Router, SessionId, ToOwner};
 use crate::session::{self, ClientIds, Connections, Services, SessionContext};
 use crate::store::{self, Fence, Request, StoreError, StoreTx, WriterConfig};
@@ -153,6 +153,7 @@ impl Broker {
             next_session: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
             memory,
+            durables: Arc::default(),
         });
         let mut threads = Vec::with_capacity(shards);
         for (shard, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
@@ -227,6 +228,8 @@ struct Shared {
     /// Bytes of messages held in memory by all destinations and open transactions
     /// (`global_memory_limit_bytes`).
     memory: Arc<AtomicU64>,
+    /// Durable subscriptions on all shards (`max_durable_subscriptions`).
+    durables: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Releases a connection slot when the connection ends.
@@ -266,7 +269,10 @@ fn run_shard(
             s.store.clone(),
             s.ids.clone(),
             Arc::new(shared.config.destinations.clone()),
-            shared.memory.clone(),
+            Accounts {
+                memory: shared.memory.clone(),
+                durables: shared.durables.clone(),
+            },
         );
         let owner = tokio::task::spawn_local(Owner::new(ctx).run(mailbox));
         let listener = match TcpListener::from_std(listener) {

@@ -129,8 +129,13 @@ pub enum Request {
         shard: usize,
         messages: Vec<Arc<Message>>,
     },
-    /// Acked (or expired, or purged from memory): forget these rows. No answer.
-    Delete { ids: Vec<MessageId> },
+    /// Acked (or expired, or purged from memory): forget these rows. Each `reply` (an ACK
+    /// that asked for a RECEIPT) is answered with `ToSession::Committed` once the delete is
+    /// committed, so the RECEIPT promises the message will not come back after a crash.
+    Delete {
+        ids: Vec<MessageId>,
+        reply: Vec<(SessionTx, Token)>,
+    },
     /// A stored message came back for redelivery: remember its count across restarts.
     Redelivered { id: MessageId, count: u32 },
     /// Move a message into another queue (a dead-letter queue): a stored row changes its

@@ -210,13 +210,16 @@ impl Writer {
         // A batch that only forgets or annotates messages (acks, redelivery counts, page-ins,
         // the expiry sweep) promises nothing a power loss could break: losing it means an
         // acked message is delivered again, which at-least-once allows. Such batches skip the
-        // fsync, so a lone synchronous producer pays one fsync per message, not two.
+        // fsync, so a lone synchronous producer pays one fsync per message, not two. An ACK
+        // that asked for a RECEIPT does promise something, so its delete is fsynced.
         let relaxed = self.config.durability == super::Durability::Fsync
             && batch.iter().all(|r| {
                 matches!(
                     r,
-                    Request::Delete { .. }
-                        | Request::Redelivered { .. }
+                    Request::Delete { reply, .. } if reply.is_empty()
+                ) || matches!(
+                    r,
+                    Request::Redelivered { .. }
                         | Request::PageIn { .. }
                         | Request::SweepExpired
                         | Request::Stop
@@ -476,9 +479,14 @@ impl Writer {
                 } => {
                     let _ = session.send(ToSession::Committed { token, result: ok });
                 }
+                Request::Delete { reply, .. } => {
+                    for (session, token) in reply {
+                        let result = ok.clone();
+                        let _ = session.send(ToSession::Committed { token, result });
+                    }
+                }
                 Request::DurableSubscribe { reply: None, .. }
                 | Request::DurableUnsubscribe { .. }
-                | Request::Delete { .. }
                 | Request::Redelivered { .. }
                 | Request::SweepExpired
                 | Request::Purge { .. }
@@ -502,7 +510,7 @@ fn apply_one(
                 insert(tx, known, key, m, now, epoch)?;
             }
         }
-        Request::Delete { ids } => {
+        Request::Delete { ids, .. } => {
             let mut stmt = tx.prepare_cached("DELETE FROM messages WHERE message_id = ?1")?;
             for id in ids {
                 stmt.execute([id.0 as i64])?;
@@ -757,7 +765,7 @@ fn describe(req: &Request) -> String {
         Request::Insert { key, messages, .. } => {
             format!("insert of {} messages into {key}", messages.len())
         }
-        Request::Delete { ids } => format!("delete of {} messages", ids.len()),
+        Request::Delete { ids, .. } => format!("delete of {} messages", ids.len()),
         Request::Redelivered { id, .. } => format!("redelivery count of message {id}"),
         Request::Move { message, to, .. } => {
             format!("move of message {} to {to}", message.message.id)
