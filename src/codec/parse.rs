@@ -89,8 +89,9 @@ pub struct Decoder {
     limits: Limits,
     version: Version,
     state: State,
-    /// The `receipt` header of the frame whose headers were parsed last, so an ERROR about
-    /// its body can carry `receipt-id`.
+    /// The `receipt` header of the frame being decoded, once its headers are parsed, so an
+    /// ERROR about its body can carry `receipt-id`. Cleared when the frame is returned: an
+    /// error in a later frame must not name an earlier frame's receipt.
     receipt: Option<String>,
 }
 
@@ -315,6 +316,7 @@ impl Decoder {
         else {
             unreachable!("state was Body above");
         };
+        self.receipt = None;
         let mut frame_bytes = buf.split_to(head_len + body_len + 1);
         frame_bytes.advance(head_len);
         frame_bytes.truncate(body_len);
@@ -519,6 +521,18 @@ mod tests {
             d.decode(&mut buf),
             Err(ParseError::TooManyHeaders(3, 2))
         ));
+    }
+
+    #[test]
+    fn error_after_a_frame_does_not_carry_its_receipt() {
+        let mut d = decoder();
+        let mut buf = BytesMut::from(&b"SEND\nreceipt:r1\n\n\0FOO\n\n\0"[..]);
+        assert!(d.decode(&mut buf).unwrap().is_some());
+        assert!(matches!(
+            d.decode(&mut buf),
+            Err(ParseError::UnknownCommand(_))
+        ));
+        assert_eq!(d.receipt(), None);
     }
 
     #[test]
