@@ -39,6 +39,10 @@ pub enum ParseError {
     /// Header bytes are not UTF-8.
     #[error("header is not valid UTF-8")]
     NotUtf8,
+    /// A header name or value holds a NUL octet. NUL ends a frame, so the header could not be
+    /// relayed to a client that frames on NUL without cutting its frame short.
+    #[error("header {0:?} contains a NUL octet")]
+    NulInHeader(String),
     /// `content-length` is not a non-negative integer.
     #[error("invalid content-length {0:?}")]
     InvalidContentLength(String),
@@ -382,6 +386,11 @@ fn decode_header(raw: &[u8], escaping: Escaping, name: &[u8]) -> Result<String, 
             String::from_utf8_lossy(name).into_owned(),
         ));
     }
+    if memchr(0, raw).is_some() {
+        return Err(ParseError::NulInHeader(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
     unescape(raw, escaping)
         .map(|s| s.into_owned())
         .map_err(|e| match e {
@@ -521,6 +530,24 @@ mod tests {
             d.decode(&mut buf),
             Err(ParseError::TooManyHeaders(3, 2))
         ));
+    }
+
+    #[test]
+    fn nul_in_a_header_is_an_error_in_every_version() {
+        for version in Version::SUPPORTED {
+            for input in [
+                &b"SEND\nx:a\0b\n\n\0"[..],
+                b"SEND\nx\0:v\n\n\0",
+                b"CONNECT\nx:\0\n\n\0",
+            ] {
+                let mut d = Decoder::new(Limits::default());
+                d.set_version(version);
+                assert!(
+                    matches!(decode_all(&mut d, input), Err(ParseError::NulInHeader(_))),
+                    "{version} {input:?}"
+                );
+            }
+        }
     }
 
     #[test]
