@@ -75,3 +75,9 @@ pub const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Bytes read from a socket in one go.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The read buffer a new connection starts with; it grows to [`READ_CHUNK_BYTES`] once reads
+/// fill it. A CONNECT fits, and a burst of connections that never get further (port scans,
+/// reconnect storms, slowloris) costs 4 KiB each instead of 64 KiB, which the allocator
+/// then keeps after they are gone.
+pub const INITIAL_READ_BUFFER_BYTES: usize = 4 * 1024;

@@ -14,7 +14,7 @@ use tokio::time::{sleep_until, Instant};
 use super::state::{Phase, Session};
 use super::{Error, Services};
 use crate::codec::Decoder;
-use crate::limits::READ_CHUNK_BYTES;
+use crate::limits::{INITIAL_READ_BUFFER_BYTES, READ_CHUNK_BYTES};
 use crate::message::SessionId;
 
 /// Owner answers taken from the channel in one go before the driver writes again.
@@ -44,7 +44,7 @@ where
     let mut decoder = Decoder::new(config.limits.clone());
     let mut shutdown = ctx.shutdown.clone();
     let mut rbuf = ctx.initial;
-    rbuf.reserve(READ_CHUNK_BYTES);
+    rbuf.reserve(INITIAL_READ_BUFFER_BYTES);
     let mut writing = Bytes::new();
     let started = Instant::now();
     let mut last_read = started;
