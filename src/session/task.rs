@@ -158,8 +158,11 @@ where
             closing_since = Some(Instant::now());
         }
     }
-    let _ = writer.shutdown().await;
+    // Goodbye to the owners before the FIN: a client that sees the close may reconnect at
+    // once, and its new frames must reach each owner after the Goodbye, or a queue can still
+    // hand a message to this session's gone consumer (with auto ack, that message is lost).
     session.close();
+    let _ = writer.shutdown().await;
     debug!("conn={conn} closed");
 }
 
