@@ -8,6 +8,7 @@ mod ack;
 mod connect;
 mod frames;
 mod heartbeat;
+mod hostile;
 mod load;
 mod prefetch;
 mod queue;

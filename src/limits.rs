@@ -103,3 +103,9 @@ pub const PAGE_IN_RETRY_FIRST: std::time::Duration = std::time::Duration::from_m
 /// noticed within a few seconds, and a store that keeps failing costs one attempt (and one
 /// log line) per queue level every few seconds.
 pub const PAGE_IN_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The read buffer a new connection starts with; it grows to [`READ_CHUNK_BYTES`] once reads
+/// fill it. A CONNECT fits, and a burst of connections that never get further (port scans,
+/// reconnect storms, slowloris) costs 4 KiB each instead of 64 KiB, which the allocator
+/// then keeps after they are gone.
+pub const INITIAL_READ_BUFFER_BYTES: usize = 4 * 1024;

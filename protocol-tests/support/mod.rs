@@ -237,6 +237,65 @@ fn external_addr() -> Option<SocketAddr> {
     Some(addr)
 }
 
+/// The broker's memory as the kernel reports it in `/proc/PID/status`, in KiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// `VmRSS`: resident now.
+    pub rss_kib: u64,
+    /// `VmHWM`: the most ever resident (the peak since the process started).
+    pub peak_kib: u64,
+}
+
+impl Broker {
+    /// The child's memory (None for an external broker, or where `/proc` is missing).
+    pub fn memory(&self) -> Option<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let field = |name: &str| {
+            status.lines().find_map(|l| {
+                l.strip_prefix(name)?
+                    .trim()
+                    .strip_suffix("kB")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+        };
+        Some(Memory {
+            rss_kib: field("VmRSS:")?,
+            peak_kib: field("VmHWM:")?,
+        })
+    }
+
+    /// How many file descriptors the child holds open (None as for [`Broker::memory`]).
+    pub fn open_fds(&self) -> Option<usize> {
+        let dir = std::fs::read_dir(format!("/proc/{}/fd", self.pid()?)).ok()?;
+        Some(dir.count())
+    }
+}
+
+/// Polls `check` until it returns `Ok`, backing off from 5 ms to 100 ms; panics with the last
+/// `Err` after `timeout`. The way to wait for the broker instead of sleeping.
+#[track_caller]
+pub fn eventually<T, E: fmt::Debug>(
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(5);
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("condition still false after {timeout:?}: {e:?}")
+            }
+            Err(_) => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
 /// A name unique to this test run, for destinations, subscription ids and transactions, so
 /// tests never share state even on one external broker.
 pub fn unique(prefix: &str) -> String {

@@ -39,6 +39,10 @@ pub enum ParseError {
     /// Header bytes are not UTF-8.
     #[error("header is not valid UTF-8")]
     NotUtf8,
+    /// A header name or value holds a NUL octet. NUL ends a frame, so the header could not be
+    /// relayed to a client that frames on NUL without cutting its frame short.
+    #[error("header {0:?} contains a NUL octet")]
+    NulInHeader(String),
     /// `content-length` is not a non-negative integer.
     #[error("invalid content-length {0:?}")]
     InvalidContentLength(String),
@@ -89,8 +93,9 @@ pub struct Decoder {
     limits: Limits,
     version: Version,
     state: State,
-    /// The `receipt` header of the frame whose headers were parsed last, so an ERROR about
-    /// its body can carry `receipt-id`.
+    /// The `receipt` header of the frame being decoded, once its headers are parsed, so an
+    /// ERROR about its body can carry `receipt-id`. Cleared when the frame is returned: an
+    /// error in a later frame must not name an earlier frame's receipt.
     receipt: Option<String>,
 }
 
@@ -315,6 +320,7 @@ impl Decoder {
         else {
             unreachable!("state was Body above");
         };
+        self.receipt = None;
         let mut frame_bytes = buf.split_to(head_len + body_len + 1);
         frame_bytes.advance(head_len);
         frame_bytes.truncate(body_len);
@@ -377,6 +383,11 @@ fn split_head(head: &[u8]) -> (&[u8], Vec<RawHeader<'_>>) {
 fn decode_header(raw: &[u8], escaping: Escaping, name: &[u8]) -> Result<String, ParseError> {
     if raw == b"\xff" {
         return Err(ParseError::MalformedHeader(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
+    if memchr(0, raw).is_some() {
+        return Err(ParseError::NulInHeader(
             String::from_utf8_lossy(name).into_owned(),
         ));
     }
@@ -519,6 +530,36 @@ mod tests {
             d.decode(&mut buf),
             Err(ParseError::TooManyHeaders(3, 2))
         ));
+    }
+
+    #[test]
+    fn nul_in_a_header_is_an_error_in_every_version() {
+        for version in Version::SUPPORTED {
+            for input in [
+                &b"SEND\nx:a\0b\n\n\0"[..],
+                b"SEND\nx\0:v\n\n\0",
+                b"CONNECT\nx:\0\n\n\0",
+            ] {
+                let mut d = Decoder::new(Limits::default());
+                d.set_version(version);
+                assert!(
+                    matches!(decode_all(&mut d, input), Err(ParseError::NulInHeader(_))),
+                    "{version} {input:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn error_after_a_frame_does_not_carry_its_receipt() {
+        let mut d = decoder();
+        let mut buf = BytesMut::from(&b"SEND\nreceipt:r1\n\n\0FOO\n\n\0"[..]);
+        assert!(d.decode(&mut buf).unwrap().is_some());
+        assert!(matches!(
+            d.decode(&mut buf),
+            Err(ParseError::UnknownCommand(_))
+        ));
+        assert_eq!(d.receipt(), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::time::{sleep_until, Instant};
 use super::state::{Phase, Session};
 use super::{Error, Services};
 use crate::codec::Decoder;
-use crate::limits::READ_CHUNK_BYTES;
+use crate::limits::{INITIAL_READ_BUFFER_BYTES, READ_CHUNK_BYTES};
 use crate::message::SessionId;
 
 /// Owner answers taken from the channel in one go before the driver writes again.
@@ -44,7 +44,7 @@ where
     let mut decoder = Decoder::new(config.limits.clone());
     let mut shutdown = ctx.shutdown.clone();
     let mut rbuf = ctx.initial;
-    rbuf.reserve(READ_CHUNK_BYTES);
+    rbuf.reserve(INITIAL_READ_BUFFER_BYTES);
     let mut writing = Bytes::new();
     let started = Instant::now();
     let mut last_read = started;
@@ -159,8 +159,11 @@ where
             closing_since = Some(Instant::now());
         }
     }
-    let _ = writer.shutdown().await;
+    // Goodbye to the owners before the FIN: a client that sees the close may reconnect at
+    // once, and its new frames must reach each owner after the Goodbye, or a queue can still
+    // hand a message to this session's gone consumer (with auto ack, that message is lost).
     session.close();
+    let _ = writer.shutdown().await;
     debug!("conn={conn} closed");
 }
 

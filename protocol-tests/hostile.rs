@@ -1,0 +1,602 @@
+//! Hostile clients (issue 8): connections that try to exhaust the broker instead of using it.
+//! Each scenario asserts what a user sees: the ERROR frames and closes on the wire, a
+//! well-behaved client still served, and, for our own broker, its memory (`VmHWM`, `VmRSS`)
+//! and open file descriptors read from `/proc`. No test asserts how long anything took; waits
+//! have deadlines only so that a broken broker fails instead of hanging the suite.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::support::{assert_mentions, eventually, queue, Broker, Client, Frame, Memory, WAIT};
+
+/// How far the broker's peak and resident memory may grow during an attack on one connection:
+/// the noise of a debug build (under 1 MiB here), far below what buffering the attack would
+/// cost (it streams 20 to 64 MiB, or announces 2 GB).
+const ATTACK_ALLOWANCE_KIB: u64 = 4 * 1024;
+
+/// What each connection held open at once may add on top: its task, session and first read
+/// buffer (about 12 KiB in a debug build). A broker that gave every connection a full 64 KiB
+/// read chunk, as it once did, fails this.
+const CONNECTION_ALLOWANCE_KIB: u64 = 20;
+
+/// File descriptors the broker may hold above its count before an attack once the attack's
+/// connections are gone (a log file rotated, an SQLite journal opened meanwhile).
+const FD_ALLOWANCE: usize = 8;
+
+/// The STOMP versions, for behaviour that must hold in each.
+const VERSIONS: [&str; 3] = ["1.0", "1.1", "1.2"];
+
+// --- slowloris -------------------------------------------------------------------------------
+
+/// Connections that dribble a CONNECT frame.
+const SLOWLORIS_CONNECTIONS: usize = 200;
+
+/// The start of the CONNECT a slowloris connection sends, one byte per round...
+const SLOWLORIS_HEAD: &[u8] = b"CONNECT\naccept-version:1.2\nhost:localhost\n";
+/// ...followed by this header line over and over: the header block never ends.
+const SLOWLORIS_PAD: &[u8] = b"x-slow:1\n";
+
+#[test]
+fn slowloris_connections_are_closed_at_the_connect_timeout_while_others_are_served() {
+    let Some(broker) = Broker::with_config(
+        "slowloris_connections_are_closed_at_the_connect_timeout_while_others_are_served",
+        "connect_timeout_ms = 1000\n",
+    ) else {
+        return;
+    };
+    let q = queue("slowloris");
+    let mut subscriber = broker.connect("1.2");
+    subscriber.subscribe(&q, "s", "auto");
+    let watch = Watch::start(&broker);
+
+    let mut lorises: Vec<Loris> = (0..SLOWLORIS_CONNECTIONS)
+        .map(|_| Loris::open(broker.addr()))
+        .collect();
+    let deadline = Instant::now() + WAIT;
+    let mut round = 0;
+    while lorises.iter().any(|l| l.open) && Instant::now() < deadline {
+        for l in &mut lorises {
+            l.drip();
+        }
+        // Meanwhile a new client connects, sends, and the old subscriber receives.
+        round += 1;
+        let mut producer = broker.connect("1.2");
+        producer.send_sync(&q, &format!("round {round}"));
+        producer.disconnect();
+        subscriber.expect_body(&format!("round {round}"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let open = lorises.iter().filter(|l| l.open).count();
+    assert_eq!(
+        open, 0,
+        "{open} of {SLOWLORIS_CONNECTIONS} slowloris connections still open after {WAIT:?}, \
+         with connect_timeout_ms = 1000"
+    );
+    for l in &lorises {
+        let answer = String::from_utf8_lossy(&l.received);
+        assert!(
+            answer.starts_with("ERROR\n") && answer.to_lowercase().contains("connect"),
+            "a slowloris connection (sent {} bytes) was closed without an ERROR about the \
+             connect timeout; it got {answer:?}",
+            l.sent
+        );
+    }
+    drop(lorises);
+    watch.assert_fds_return();
+    watch.assert_memory_bounded(
+        "200 slowloris connections",
+        SLOWLORIS_CONNECTIONS as u64 * CONNECTION_ALLOWANCE_KIB,
+    );
+    subscriber.disconnect();
+    assert_serves(&broker);
+}
+
+/// A slowloris connection: it sends a CONNECT frame one byte per [`Loris::drip`] and never
+/// finishes it. Non-blocking, so one thread can dribble on hundreds of them.
+struct Loris {
+    stream: TcpStream,
+    sent: usize,
+    received: Vec<u8>,
+    open: bool,
+}
+
+impl Loris {
+    fn open(addr: SocketAddr) -> Loris {
+        let stream = TcpStream::connect_timeout(&addr, WAIT)
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream.set_nonblocking(true).expect("set_nonblocking");
+        Loris {
+            stream,
+            sent: 0,
+            received: Vec::new(),
+            open: true,
+        }
+    }
+
+    /// Takes what the broker sent, then (if it has said nothing yet) sends one more byte.
+    fn drip(&mut self) {
+        if !self.open {
+            return;
+        }
+        let mut buf = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    self.open = false;
+                    return;
+                }
+                Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.open = false;
+                    return;
+                }
+            }
+        }
+        if !self.received.is_empty() {
+            // The broker has answered; only its close is still to come.
+            return;
+        }
+        let byte = match SLOWLORIS_HEAD.get(self.sent) {
+            Some(&b) => b,
+            None => SLOWLORIS_PAD[(self.sent - SLOWLORIS_HEAD.len()) % SLOWLORIS_PAD.len()],
+        };
+        match self.stream.write(&[byte]) {
+            Ok(n) => self.sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+            Err(_) => self.open = false,
+        }
+    }
+}
+
+// --- oversized frames ------------------------------------------------------------------------
+
+#[test]
+fn endless_header_line_is_an_error_and_memory_stays_bounded() {
+    let broker = Broker::start();
+    let watch = Watch::start(&broker);
+    let mut c = broker.connect("1.2");
+    let q = queue("endless-line");
+    c.send_raw(format!("SEND\ndestination:{q}\nx-endless:").as_bytes());
+    // Up to 64 MiB without a newline; the broker must stop at max_header_line_bytes.
+    flood(&mut c, &[b'v'; 64 * 1024], 1024);
+    let e = c.expect_error_and_close(None);
+    assert_mentions(&e, &["header"]);
+    watch.assert_memory_bounded("an endless header line", 0);
+    assert_serves(&broker);
+}
+
+#[test]
+fn two_gigabyte_content_length_is_refused_before_any_body_arrives() {
+    let broker = Broker::start();
+    let watch = Watch::start(&broker);
+    let mut c = broker.connect("1.2");
+    let q = queue("huge-length");
+    // Not one byte of the body is sent: the ERROR must come from the announced length alone.
+    let head = format!("SEND\ndestination:{q}\ncontent-length:2000000000\nreceipt:r1\n\n");
+    c.send_raw(head.as_bytes());
+    let e = c.expect_error_and_close(Some("r1"));
+    assert_mentions(&e, &["body", "max_body_bytes", "large"]);
+    watch.assert_memory_bounded("content-length:2000000000", 0);
+    assert_serves(&broker);
+}
+
+#[test]
+fn hundred_thousand_headers_are_an_error_and_memory_stays_bounded() {
+    let broker = Broker::start();
+    let watch = Watch::start(&broker);
+    let mut c = broker.connect("1.2");
+    let q = queue("many-headers");
+    c.send_raw(format!("SEND\ndestination:{q}\n").as_bytes());
+    // 100,000 lines of about 200 bytes (20 MB), each within max_header_line_bytes, streamed in
+    // batches of 1,000: the broker must stop at max_headers instead of collecting them all.
+    let value = "v".repeat(190);
+    for batch in 0..100 {
+        let mut lines = String::with_capacity(1000 * 200);
+        for i in 0..1000 {
+            lines.push_str(&format!("x-h{}:{value}\n", batch * 1000 + i));
+        }
+        if c.try_send_raw(lines.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let e = c.expect_error_and_close(None);
+    assert_mentions(&e, &["header"]);
+    watch.assert_memory_bounded("100,000 headers", 0);
+    assert_serves(&broker);
+}
+
+// --- too many of a good thing ----------------------------------------------------------------
+
+#[test]
+fn ten_thousand_subscribes_stop_at_max_subscriptions_per_connection() {
+    let Some(broker) = Broker::with_config(
+        "ten_thousand_subscribes_stop_at_max_subscriptions_per_connection",
+        "[limits]\nmax_subscriptions_per_connection = 1000\n",
+    ) else {
+        return;
+    };
+    let watch = Watch::start(&broker);
+    let mut c = broker.connect("1.2");
+    let prefix = queue("subscribes");
+    let mut wire = Vec::new();
+    for i in 0..10_000 {
+        Frame::new("SUBSCRIBE")
+            .header("destination", format!("{prefix}-{i}"))
+            .header("id", format!("s{i}"))
+            .header("receipt", format!("r{i}"))
+            .encode_into(&mut wire);
+    }
+    // All at once: the writes fail once the broker has closed the connection.
+    let _ = c.try_send_raw(&wire);
+    // Receipts for the first 1,000 come first, in order (some of them, until the ignored test
+    // below passes); then the ERROR names the 1,001st.
+    let mut receipts = 0;
+    let e = loop {
+        let f = c.expect_frame(WAIT);
+        if f.command != "RECEIPT" {
+            break f;
+        }
+        assert_eq!(
+            f.get("receipt-id"),
+            Some(format!("r{receipts}").as_str()),
+            "{f:?}"
+        );
+        receipts += 1;
+    };
+    assert_eq!(e.command, "ERROR", "after {receipts} receipts: {e:?}");
+    assert_eq!(e.get("receipt-id"), Some("r1000"), "{e:?}");
+    assert_mentions(&e, &["max_subscriptions_per_connection"]);
+    // Then the close. Until the ignored test below passes, a RECEIPT whose owner answer came
+    // in while the ERROR was being written may trail it.
+    while let Some(f) = c.try_frame(WAIT) {
+        assert_eq!(
+            f.command, "RECEIPT",
+            "after {e:?} only the close may come: {f:?}"
+        );
+    }
+    assert!(
+        c.is_closed(),
+        "the broker must close the connection after {e:?}"
+    );
+    // 1,000 live subscriptions, each on a queue of its own: about 3 MiB in a debug build.
+    watch.assert_memory_bounded("10,000 SUBSCRIBEs", 1000 * 4);
+    assert_serves(&broker);
+}
+
+#[test]
+#[ignore = "issue 8: Session::fail (src/session/state.rs) writes the ERROR at once, ahead of \
+            RECEIPTs still waiting for owner answers; those are then lost, or written after \
+            the ERROR if their answers arrive before the close"]
+fn receipts_of_earlier_frames_come_before_the_error() {
+    let Some(broker) = Broker::with_config(
+        "receipts_of_earlier_frames_come_before_the_error",
+        "[limits]\nmax_subscriptions_per_connection = 5\n",
+    ) else {
+        return;
+    };
+    let mut c = broker.connect("1.2");
+    let prefix = queue("receipt-order");
+    let mut wire = Vec::new();
+    for i in 0..6 {
+        Frame::new("SUBSCRIBE")
+            .header("destination", format!("{prefix}-{i}"))
+            .header("id", format!("s{i}"))
+            .header("receipt", format!("r{i}"))
+            .encode_into(&mut wire);
+    }
+    // One write: the five SUBSCRIBEs that succeed and the sixth that breaks the limit. The
+    // client must learn that the first five took effect, or it cannot tell what to redo.
+    c.send_raw(&wire);
+    for i in 0..5 {
+        let f = c.expect("RECEIPT", WAIT);
+        assert_eq!(f.get("receipt-id"), Some(format!("r{i}").as_str()), "{f:?}");
+    }
+    c.expect_error_and_close(Some("r5"));
+}
+
+// --- garbage ---------------------------------------------------------------------------------
+
+#[test]
+fn stream_of_unknown_commands_gets_one_error_and_a_close() {
+    let broker = Broker::start();
+    let mut c = broker.connect("1.2");
+    // Well-behaved first: the receipt of this SEND must not be pinned on the ERROR below.
+    c.send_sync(&queue("unknown"), "fine");
+    let mut garbage = Vec::new();
+    for i in 0..100 {
+        garbage.extend_from_slice(format!("FOO{i}\nx:y\n\n\0").as_bytes());
+    }
+    let _ = c.try_send_raw(&garbage);
+    let e = c.expect_error_and_close(None);
+    assert_mentions(&e, &["unknown command", "FOO0"]);
+    assert_eq!(
+        e.get("receipt-id"),
+        None,
+        "the ERROR names the receipt of an earlier frame that succeeded: {e:?}"
+    );
+    assert_serves(&broker);
+}
+
+#[test]
+fn five_hundred_connections_sending_garbage_leave_the_broker_serving() {
+    let broker = Broker::start();
+    let watch = Watch::start(&broker);
+    // Garbage a real broker meets: unknown and mis-cased commands, a browser, line noise.
+    let garbage: [&[u8]; 4] = [
+        b"FOO\n\n\0",
+        b"send\ndestination:/queue/x\n\n\0",
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"\x01\x02\x03\x04\n\n\0",
+    ];
+    for i in 0..500 {
+        let mut c = broker.raw();
+        let connect = i % 2 == 0;
+        let mut wire = Vec::new();
+        if connect {
+            wire.extend_from_slice(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\0");
+        }
+        for _ in 0..10 {
+            wire.extend_from_slice(garbage[(i / 2) % garbage.len()]);
+        }
+        let _ = c.try_send_raw(&wire);
+        if connect {
+            c.expect("CONNECTED", WAIT);
+        }
+        c.expect_error_and_close(None);
+    }
+    watch.assert_fds_return();
+    watch.assert_memory_bounded("500 connections sending garbage", CONNECTION_ALLOWANCE_KIB);
+    assert_serves(&broker);
+}
+
+#[test]
+fn invalid_utf8_in_headers_is_an_error_in_every_version() {
+    let broker = Broker::start();
+    // 1.1 and 1.2 require UTF-8 headers; 1.0 says nothing, and the broker asks the same of it.
+    for version in VERSIONS {
+        for (name, value) in [(&b"x-bad"[..], &b"caf\xe9"[..]), (b"x-\xff\xfe", b"v")] {
+            let mut c = broker.connect(version);
+            let q = queue("utf8");
+            let _ = c.try_send_raw(&raw_frame("SEND", &q, name, value));
+            let e = c.expect_error_and_close(None);
+            assert_mentions(&e, &["utf-8", "utf8"]);
+        }
+    }
+    // Before any version is agreed, in CONNECT itself.
+    let mut c = broker.raw();
+    c.send_raw(b"CONNECT\naccept-version:1.2\nhost:localhost\nlogin:caf\xe9\n\n\0");
+    let e = c.expect_error_and_close(None);
+    assert_mentions(&e, &["utf-8", "utf8"]);
+    assert_serves(&broker);
+}
+
+#[test]
+fn nul_in_headers_is_an_error_in_every_version() {
+    let broker = Broker::start();
+    // NUL ends a frame. A broker that relayed it in a MESSAGE header would let a producer cut
+    // that frame short for every consumer that frames on NUL, and start one of its own making.
+    for version in VERSIONS {
+        for (name, value) in [(&b"x-bad"[..], &b"a\0RECEIPT"[..]), (b"x-\0bad", b"v")] {
+            let mut c = broker.connect(version);
+            let q = queue("nul");
+            let _ = c.try_send_raw(&raw_frame("SEND", &q, name, value));
+            let e = c.expect_error_and_close(None);
+            assert_mentions(&e, &["nul"]);
+        }
+    }
+    let mut c = broker.raw();
+    c.send_raw(b"CONNECT\naccept-version:1.2\nhost:local\0host\n\n\0");
+    let e = c.expect_error_and_close(None);
+    assert_mentions(&e, &["nul"]);
+    assert_serves(&broker);
+}
+
+// --- dead peers ------------------------------------------------------------------------------
+
+#[test]
+fn silent_consumer_is_dropped_by_heart_beat_and_its_messages_go_to_another() {
+    let Some(broker) = Broker::with_config(
+        "silent_consumer_is_dropped_by_heart_beat_and_its_messages_go_to_another",
+        "[heart_beat]\nmin_interval_ms = 100\ngrace = 1.5\n",
+    ) else {
+        return;
+    };
+    let q = queue("half-open");
+    // The consumer promises a heart-beat every 500 ms and asks for one as often.
+    let mut silent = broker.raw();
+    let connected = silent.handshake(
+        &Frame::new("CONNECT")
+            .header("accept-version", "1.2")
+            .header("host", "localhost")
+            .header("heart-beat", "500,500"),
+    );
+    assert_eq!(
+        connected.get("heart-beat"),
+        Some("500,500"),
+        "{connected:?}"
+    );
+    silent.subscribe(&q, "silent", "client-individual");
+    let mut producer = broker.connect("1.2");
+    for i in 0..10 {
+        producer.send_sync(&q, &format!("m{i}"));
+    }
+    for i in 0..10 {
+        silent.expect_body(&format!("m{i}"));
+    }
+    // From here on the consumer neither reads nor sends, like a peer whose host vanished.
+    let mut other = broker.connect("1.2");
+    other.subscribe(&q, "other", "client-individual");
+    for i in 10..20 {
+        producer.send_sync(&q, &format!("m{i}"));
+    }
+    // The other consumer gets all 20: m0..m9 back from the silent one, the rest as they
+    // come (round-robin may have handed some of them to the silent one too).
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        let m = other.expect_message();
+        let n: u32 = m.text()[1..]
+            .parse()
+            .unwrap_or_else(|_| panic!("unexpected body: {m:?}"));
+        if n < 10 {
+            assert_eq!(
+                m.get("redelivered"),
+                Some("true"),
+                "a message the silent consumer held must come back redelivered: {m:?}"
+            );
+        }
+        other.ack(&m);
+        got.push(n);
+    }
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        (0..20).collect::<Vec<u32>>(),
+        "the other consumer must get every message exactly once"
+    );
+    // What the silent consumer would read if it woke up: the MESSAGEs that round-robin sent
+    // it, then the ERROR with which the broker gave up on it, then the close.
+    let e = loop {
+        let f = silent.expect_frame(WAIT);
+        if f.command != "MESSAGE" {
+            break f;
+        }
+    };
+    assert_eq!(e.command, "ERROR", "{e:?}");
+    assert_mentions(&e, &["heart-beat"]);
+    silent.expect_closed(WAIT);
+}
+
+// --- connection churn ------------------------------------------------------------------------
+
+/// Connections opened and dropped in [`connection_burst_leaves_fds_at_baseline`].
+const BURST_CONNECTIONS: usize = 5000;
+
+#[test]
+fn connection_burst_leaves_fds_at_baseline() {
+    let broker = Broker::start();
+    let watch = Watch::start(&broker);
+    let wave = burst_wave();
+    let mut opened = 0;
+    while opened < BURST_CONNECTIONS {
+        let n = wave.min(BURST_CONNECTIONS - opened);
+        let mut conns: Vec<TcpStream> = (0..n)
+            .map(|_| {
+                TcpStream::connect_timeout(&broker.addr(), WAIT)
+                    .unwrap_or_else(|e| panic!("connection {opened}+ of the burst: {e}"))
+            })
+            .collect();
+        // Each leaves differently: silently, after a CONNECT, mid-frame, or with a reset.
+        for (i, s) in conns.iter_mut().enumerate() {
+            let _ = match i % 4 {
+                0 => Ok(()),
+                1 => s.write_all(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\0"),
+                2 => s.write_all(b"CONNECT\naccept-version:1.2\nhost:loc"),
+                _ => socket2::SockRef::from(&*s).set_linger(Some(Duration::ZERO)),
+            };
+        }
+        drop(conns);
+        opened += n;
+        assert_serves(&broker);
+    }
+    watch.assert_fds_return();
+    watch.assert_memory_bounded(
+        "5,000 connections opened and dropped",
+        wave as u64 * CONNECTION_ALLOWANCE_KIB,
+    );
+}
+
+/// Connections per wave of the burst: as many as both this process and the broker (which
+/// inherits our fd limit) can hold alongside the tests running in parallel, at most 1,000.
+fn burst_wave() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1024);
+    (soft.saturating_sub(512) / 2).clamp(100, 1000)
+}
+
+// --- helpers ---------------------------------------------------------------------------------
+
+/// The broker's memory and fds before an attack, to compare with after it. Only for our own
+/// broker: with `STOMP_ADDR` there is no process to look at and the checks pass.
+struct Watch<'a> {
+    broker: &'a Broker,
+    memory: Option<Memory>,
+    fds: Option<usize>,
+}
+
+impl<'a> Watch<'a> {
+    fn start(broker: &'a Broker) -> Watch<'a> {
+        Watch {
+            broker,
+            memory: broker.memory(),
+            fds: broker.open_fds(),
+        }
+    }
+
+    /// Neither the peak nor the resident memory grew by more than [`ATTACK_ALLOWANCE_KIB`]
+    /// plus `extra_kib` (what the attack may legitimately hold: connections, subscriptions).
+    fn assert_memory_bounded(&self, attack: &str, extra_kib: u64) {
+        let (Some(before), Some(after)) = (self.memory, self.broker.memory()) else {
+            return;
+        };
+        let allowance = ATTACK_ALLOWANCE_KIB + extra_kib;
+        let peak = after.peak_kib.saturating_sub(before.peak_kib);
+        let rss = after.rss_kib.saturating_sub(before.rss_kib);
+        assert!(
+            peak <= allowance && rss <= allowance,
+            "{attack}: broker memory grew by {peak} KiB at its peak and {rss} KiB resident \
+             (before {before:?}, after {after:?}), over the {allowance} KiB allowance"
+        );
+    }
+
+    /// The broker closes the attack's connections: its fd count comes back to where it was.
+    fn assert_fds_return(&self) {
+        let Some(before) = self.fds else {
+            return;
+        };
+        eventually(WAIT, || match self.broker.open_fds() {
+            Some(now) if now <= before + FD_ALLOWANCE => Ok(()),
+            now => Err(format!(
+                "broker holds {now:?} fds, {before} before the attack"
+            )),
+        });
+    }
+}
+
+/// A fresh client connects and a message goes through a queue to it: the broker still serves.
+fn assert_serves(broker: &Broker) {
+    let mut c = broker.connect("1.2");
+    let q = queue("canary");
+    c.subscribe(&q, "canary", "auto");
+    c.send_sync(&q, "still served");
+    c.expect_body("still served");
+    c.disconnect();
+}
+
+/// Writes `chunk` up to `times` times and stops at the first failed write, which is how the
+/// broker's close shows while we are still sending.
+fn flood(c: &mut Client, chunk: &[u8], times: usize) {
+    for _ in 0..times {
+        if c.try_send_raw(chunk).is_err() {
+            return;
+        }
+    }
+}
+
+/// A frame with one header of arbitrary bytes, which [`Frame`] (text only) cannot carry.
+fn raw_frame(command: &str, destination: &str, name: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = format!("{command}\ndestination:{destination}\n").into_bytes();
+    out.extend_from_slice(name);
+    out.push(b':');
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\n\nbody\0");
+    out
+}
