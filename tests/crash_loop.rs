@@ -54,8 +54,7 @@ const UNACKED_WITHIN: usize = 150;
 
 #[test]
 #[ignore = "issue 8: after kill -9, messages delivered and not acked come back without \
-            redelivered:true (no delivered mark is stored), and ACKs whose RECEIPT arrived can \
-            come back (the RECEIPT does not wait for the delete's commit); see docs/sqlite.md"]
+            redelivered:true (no delivered mark is stored before dispatch); see docs/sqlite.md"]
 fn hundred_kill_9_cycles_under_mixed_load_keep_every_promise() {
     let started = Instant::now();
     let mut broker = Broker::start_with_config("durability = \"fsync\"\n");
