@@ -268,9 +268,6 @@ fn ten_thousand_subscribes_stop_at_max_subscriptions_per_connection() {
 }
 
 #[test]
-#[ignore = "issue 8: Session::fail (src/session/state.rs) writes the ERROR at once, ahead of \
-            RECEIPTs still waiting for owner answers; those are then lost, or written after \
-            the ERROR if their answers arrive before the close"]
 fn receipts_of_earlier_frames_come_before_the_error() {
     let Some(broker) = Broker::with_config(
         "receipts_of_earlier_frames_come_before_the_error",

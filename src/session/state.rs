@@ -113,6 +113,9 @@ struct PendingReceipt {
     remaining: usize,
     /// DISCONNECT: close once this receipt is written.
     then_close: bool,
+    /// Not a RECEIPT but the ERROR that ends the connection: it waits for the receipts of
+    /// earlier frames, so the client learns which of them took effect.
+    error: Option<Frame>,
 }
 
 /// Negotiated heart-beat intervals in ms (0 = none).
@@ -289,13 +292,47 @@ impl Session {
     }
 
     /// Queues the ERROR frame for `error` and moves to [`Phase::Closing`].
+    ///
+    /// Receipts of earlier frames still waiting for their effects are written first (the
+    /// client must learn which frames took effect); meanwhile nothing more is read, and the
+    /// driver gives up waiting after its linger ([`Session::give_up_waiting`]). A pending
+    /// DISCONNECT receipt is dropped: the connection did not end well.
     pub fn fail(&mut self, error: &Error, receipt: Option<&str>) {
-        if self.phase == Phase::Closing {
+        if self.phase == Phase::Closing || self.failing() {
             return;
         }
         let frame = error.to_frame(receipt);
-        self.write_frame(&frame);
-        self.phase = Phase::Closing;
+        self.receipts.retain(|p| !p.then_close);
+        if self.receipts.is_empty() {
+            self.write_frame(&frame);
+            self.phase = Phase::Closing;
+            return;
+        }
+        let token = self.new_token();
+        self.receipts.push_back(PendingReceipt {
+            token,
+            receipt_id: String::new(),
+            remaining: 0,
+            then_close: true,
+            error: Some(frame),
+        });
+        self.phase = Phase::Disconnecting;
+        self.write_ready_receipts();
+    }
+
+    /// True while an ERROR waits behind earlier receipts (see [`Session::fail`]).
+    pub fn failing(&self) -> bool {
+        self.receipts.back().is_some_and(|p| p.error.is_some())
+    }
+
+    /// The earlier receipts took too long (their effects are held, e.g. by flow control):
+    /// write the ERROR now and close without them.
+    pub fn give_up_waiting(&mut self) {
+        if let Some(error) = self.receipts.pop_back().and_then(|p| p.error) {
+            self.receipts.clear();
+            self.write_frame(&error);
+            self.phase = Phase::Closing;
+        }
     }
 
     /// Handles one answer from an owner shard or the store writer.
@@ -318,19 +355,19 @@ impl Session {
                 if let Some(t) = token {
                     self.send_answered(t);
                 }
-                let receipt = token.and_then(|t| self.receipt_id(t));
+                let receipt = token.and_then(|t| self.take_receipt(t));
                 self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
             }
             ToSession::Committed { token, result } => match result {
                 Ok(()) => self.committed(token),
                 Err(reason) => {
-                    let receipt = self.receipt_id(token);
+                    let receipt = self.take_receipt(token);
                     self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
                 }
             },
             ToSession::Done { token } => self.complete(token),
             ToSession::LimitReached { name, max, token } => {
-                let receipt = token.and_then(|t| self.receipt_id(t));
+                let receipt = token.and_then(|t| self.take_receipt(t));
                 self.fail(&Error::Limit(name, max), receipt.as_deref());
             }
             ToSession::SlowConsumer { destination } => {
@@ -812,6 +849,7 @@ impl Session {
                     receipt_id: receipt.to_string(),
                     remaining: shards.len(),
                     then_close: true,
+                    error: None,
                 });
                 for shard in shards {
                     self.post(
@@ -1167,6 +1205,7 @@ impl Session {
             receipt_id: receipt.to_string(),
             remaining: effects,
             then_close: false,
+            error: None,
         });
         self.write_ready_receipts();
         Some(token)
@@ -1177,12 +1216,11 @@ impl Session {
         self.receipt_token(frame, 0);
     }
 
-    /// The receipt id waiting on `token`, for an ERROR's `receipt-id`.
-    fn receipt_id(&self, token: Token) -> Option<String> {
-        self.receipts
-            .iter()
-            .find(|p| p.token == token)
-            .map(|p| p.receipt_id.clone())
+    /// Removes the receipt waiting on `token` (its frame failed) and returns its id, for the
+    /// ERROR's `receipt-id`.
+    fn take_receipt(&mut self, token: Token) -> Option<String> {
+        let i = self.receipts.iter().position(|p| p.token == token)?;
+        self.receipts.remove(i).map(|p| p.receipt_id)
     }
 
     fn complete(&mut self, token: Token) {
@@ -1203,7 +1241,10 @@ impl Session {
             .is_some_and(|p| p.remaining == 0 && oldest_send.is_none_or(|t| t > p.token))
         {
             let p = self.receipts.pop_front().expect("front exists");
-            let frame = Frame::new(Command::Receipt).header("receipt-id", p.receipt_id);
+            let frame = match p.error {
+                Some(error) => error,
+                None => Frame::new(Command::Receipt).header("receipt-id", p.receipt_id),
+            };
             self.write_frame(&frame);
             if p.then_close {
                 self.phase = Phase::Closing;

@@ -127,7 +127,12 @@ where
             _ = sleep_until(deadline) => {
                 let now = Instant::now();
                 if closing_since.is_some_and(|t| now >= t + linger) {
-                    break;
+                    if !session.failing() {
+                        break;
+                    }
+                    // An ERROR waited this long for earlier receipts: send it without them.
+                    session.give_up_waiting();
+                    closing_since = Some(now);
                 }
                 match session.phase() {
                     Phase::Connecting if now >= started + connect_timeout => {
@@ -155,7 +160,7 @@ where
             }
         }
         session.flush_credits();
-        if session.phase() == Phase::Closing && closing_since.is_none() {
+        if (session.phase() == Phase::Closing || session.failing()) && closing_since.is_none() {
             closing_since = Some(Instant::now());
         }
     }
