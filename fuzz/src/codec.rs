@@ -1,4 +1,4 @@
-//! The checks behind the codec fuzz targets, kept in a library so `cargo test` runs them too.
+//! The checks behind the codec fuzz targets.
 //!
 //! `fuzz_targets/parse.rs` calls [`check_parse`] and `fuzz_targets/roundtrip.rs` calls
 //! [`check_roundtrip`]; `tests/codec_roundtrip.rs` includes this file as a module and runs the
