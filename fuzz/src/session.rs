@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use stompbox::codec::{Command, Decoder, Frame};
-use stompbox::config::Config;
+use stompbox::config::{Config, DestinationConfig};
 use stompbox::destination::{Ctx, DestinationName, DestinationStats, Kind};
 use stompbox::limits::{Limits, MAX_PREFETCH, MAX_WRITE_BUFFER_BYTES};
 use stompbox::message::{IdAllocator, Inspect, QueueKey, Router, SessionId, ToOwner, ToSession};
@@ -122,28 +122,31 @@ pub fn check_session(data: &[u8]) {
 /// them (frame and body sizes, subscriptions, transactions, pending receipts, producer window,
 /// prefetch, memory, redeliveries before the dead-letter queue).
 pub fn config() -> Config {
-    let mut config = Config::default();
-    config.limits = Limits {
-        max_frame_bytes: 1024,
-        max_body_bytes: 512,
-        max_headers: 12,
-        max_header_line_bytes: 128,
-        max_subscriptions_per_connection: 4,
-        max_transaction_frames: 8,
-        max_transactions_per_connection: 3,
-        producer_window_bytes: 2048,
-        max_transaction_bytes: 2048,
-        max_pending_receipts: 6,
-        ..Limits::default()
-    };
-    let d = &mut config.destinations;
-    d.memory_limit_bytes = 4096;
-    d.global_memory_limit_bytes = 16 * 1024;
-    d.queue_prefetch = 4;
-    d.topic_prefetch = 4;
-    d.durable_prefetch = 4;
-    d.max_redeliveries = 2;
-    config
+    Config {
+        limits: Limits {
+            max_frame_bytes: 1024,
+            max_body_bytes: 512,
+            max_headers: 12,
+            max_header_line_bytes: 128,
+            max_subscriptions_per_connection: 4,
+            max_transaction_frames: 8,
+            max_transactions_per_connection: 3,
+            producer_window_bytes: 2048,
+            max_transaction_bytes: 2048,
+            max_pending_receipts: 6,
+            ..Limits::default()
+        },
+        destinations: DestinationConfig {
+            memory_limit_bytes: 4096,
+            global_memory_limit_bytes: 16 * 1024,
+            queue_prefetch: 4,
+            topic_prefetch: 4,
+            durable_prefetch: 4,
+            max_redeliveries: 2,
+            ..DestinationConfig::default()
+        },
+        ..Config::default()
+    }
 }
 
 /// The most a session's write buffer may hold: the driver stops handing it answers at
