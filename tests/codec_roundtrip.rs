@@ -2,7 +2,7 @@
 //! itself, at every version, however the bytes are split; and no input, however broken, panics
 //! the decoder or makes it buffer past its limits.
 //!
-//! The checks shared with the fuzz targets live in `fuzz/src/lib.rs`, included here as
+//! The checks shared with the fuzz targets live in `fuzz/src/codec.rs`, included here as
 //! [`fuzz_checks`], so the fuzz seed corpus is a regression suite in `cargo test`. The tests
 //! at the bottom pin codec bugs these properties found.
 
@@ -15,7 +15,7 @@ use proptest::sample::{select, Index};
 use stompbox::codec::{encode, Command, Decoder, Escaping, Frame, Headers, ParseError, Version};
 use stompbox::limits::Limits;
 
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../fuzz/src/codec.rs"]
 mod fuzz_checks;
 
 use fuzz_checks::{

@@ -1234,6 +1234,10 @@ impl Session {
     /// Writes receipts whose effects are all done, in the order their frames arrived, once
     /// every SEND before their frame is answered too.
     fn write_ready_receipts(&mut self) {
+        if self.phase == Phase::Closing {
+            // Past an ERROR (or the DISCONNECT's RECEIPT) the client reads no more frames.
+            return;
+        }
         let oldest_send = self.sends.first_key_value().map(|(t, _)| *t);
         while self
             .receipts
@@ -1757,5 +1761,18 @@ mod tests {
         let next = c.frames();
         assert_eq!(next.len(), 1);
         assert_eq!(&next[0].body[..], b"2");
+    }
+
+    #[test]
+    fn no_receipt_is_written_after_an_error() {
+        let mut pair = Pair::new();
+        let mut c = pair.client("1.2");
+        c.send(send("/queue/e", "m").header("receipt", "r"));
+        c.send(Frame::new(Command::Message));
+        // The SEND is answered after the ERROR: its RECEIPT must not follow the ERROR.
+        pair.pump(&mut [&mut c]);
+        let frames = c.frames();
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0].command, Command::Error);
     }
 }
