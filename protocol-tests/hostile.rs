@@ -530,11 +530,24 @@ struct Watch<'a> {
 }
 
 impl<'a> Watch<'a> {
+    /// Takes the baseline once the broker has settled: its lease renewer and store open
+    /// their files after the listening line, so a baseline taken at once can miss them and
+    /// blame the attack for them on a loaded machine.
     fn start(broker: &'a Broker) -> Watch<'a> {
+        assert_serves(broker);
+        let mut fds = broker.open_fds();
+        for _ in 0..25 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let now = broker.open_fds();
+            if now == fds {
+                break;
+            }
+            fds = now;
+        }
         Watch {
             broker,
             memory: broker.memory(),
-            fds: broker.open_fds(),
+            fds,
         }
     }
 
