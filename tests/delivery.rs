@@ -170,26 +170,21 @@ fn auto_ack_dropped_connection_loses_only_what_reached_the_socket() {
     );
 }
 
-#[test]
-fn receipt_after_unreceipted_persistent_sends_means_they_are_on_disk() {
-    const N: usize = 3000;
+/// Pipelines `n` persistent SENDs without receipts and then `last` (which carries a receipt),
+/// waits for that RECEIPT and kills the broker at once: every SEND must be on disk.
+fn receipt_implies_earlier_sends_stored(dest: &str, n: usize, last: Frame, what: &str) {
     let mut broker = Broker::start_with_config("durability = \"fsync\"\n");
-    let dest = "/queue/barrier";
     let mut p = broker.connect("1.2");
     let mut bytes = Vec::new();
-    for i in 0..N {
+    for i in 0..n {
         let f = send_frame(dest, &format!("{i:06}"), &[("persistent", "true")]);
         bytes.extend_from_slice(&f.encode("1.2"));
     }
     let id = p.receipt_id();
-    bytes.extend_from_slice(
-        &Frame::new("DISCONNECT")
-            .header("receipt", id.clone())
-            .encode("1.2"),
-    );
+    bytes.extend_from_slice(&last.header("receipt", id.clone()).encode("1.2"));
     p.try_send_raw(&bytes).expect("write the SENDs");
     p.await_receipt(&id, Duration::from_secs(60));
-    // The RECEIPT promises all 3,000 are stored: a crash right now must not lose one.
+    // The RECEIPT promises all of them are stored: a crash right now must not lose one.
     broker.kill9();
     broker.start_again();
     let rows: i64 = broker
@@ -200,45 +195,21 @@ fn receipt_after_unreceipted_persistent_sends_means_they_are_on_disk() {
             |r| r.get(0),
         )
         .expect("count rows");
-    assert_eq!(
-        rows, N as i64,
-        "rows on disk after the receipted DISCONNECT"
-    );
+    assert_eq!(rows, n as i64, "rows on disk after {what}'s RECEIPT");
 }
 
 #[test]
+fn receipt_after_unreceipted_persistent_sends_means_they_are_on_disk() {
+    let disconnect = Frame::new("DISCONNECT");
+    receipt_implies_earlier_sends_stored("/queue/barrier", 3000, disconnect, "DISCONNECT");
+}
+
+/// BEGIN takes effect at once in the session, but its RECEIPT still promises everything
+/// before it, including the SENDs.
+#[test]
 fn receipt_of_any_frame_waits_for_earlier_persistent_sends() {
-    const N: usize = 2000;
-    let mut broker = Broker::start_with_config("durability = \"fsync\"\n");
-    let dest = "/queue/barrier-begin";
-    let mut p = broker.connect("1.2");
-    let mut bytes = Vec::new();
-    for i in 0..N {
-        let f = send_frame(dest, &format!("{i:06}"), &[("persistent", "true")]);
-        bytes.extend_from_slice(&f.encode("1.2"));
-    }
-    // BEGIN takes effect at once in the session, but its RECEIPT still promises everything
-    // before it, including the SENDs above.
-    let id = p.receipt_id();
-    bytes.extend_from_slice(
-        &Frame::new("BEGIN")
-            .header("transaction", "t")
-            .header("receipt", id.clone())
-            .encode("1.2"),
-    );
-    p.try_send_raw(&bytes).expect("write the SENDs");
-    p.await_receipt(&id, Duration::from_secs(60));
-    broker.kill9();
-    broker.start_again();
-    let rows: i64 = broker
-        .db()
-        .query_row(
-            "select count(*) from messages where destination = ?1",
-            [dest],
-            |r| r.get(0),
-        )
-        .expect("count rows");
-    assert_eq!(rows, N as i64, "rows on disk after BEGIN's RECEIPT");
+    let begin = Frame::new("BEGIN").header("transaction", "t");
+    receipt_implies_earlier_sends_stored("/queue/barrier-begin", 2000, begin, "BEGIN");
 }
 
 /// ABORT of a transaction holding an ACK: nothing is sent, the delivery is unacked again under
