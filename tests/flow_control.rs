@@ -171,7 +171,7 @@ fn transaction_past_max_transaction_bytes_is_an_error() {
 /// and creating one after another was unsubscribed both work.
 #[test]
 fn durable_subscriptions_past_their_limit_are_an_error() {
-    let broker = Broker::start_with_config("[destinations]\nmax_durable_subscriptions = 2\n");
+    let mut broker = Broker::start_with_config("[destinations]\nmax_durable_subscriptions = 2\n");
     // RabbitMQ style (`durable:true`, no client-id) and ActiveMQ style both count.
     let mut a = broker.connect("1.2");
     a.subscribe(
@@ -219,6 +219,29 @@ fn durable_subscriptions_past_their_limit_are_an_error() {
     );
     let mut d = broker.connect("1.2");
     d.subscribe(
+        "/topic/d",
+        "four",
+        "client-individual",
+        &[("durable", "true")],
+    );
+    // The count survives a crash: the two stored subscriptions are counted at recovery.
+    drop((b, c, d));
+    broker.crash_and_restart();
+    let mut e = broker.connect("1.2");
+    e.send_frame(
+        &support::Frame::new("SUBSCRIBE")
+            .header("destination", "/topic/d")
+            .header("id", "five")
+            .header("durable", "true"),
+    );
+    let err = e.expect("ERROR", support::WAIT);
+    assert_eq!(
+        err.get("message"),
+        Some("limit exceeded: max_durable_subscriptions (2)"),
+        "{err:?}"
+    );
+    let mut f = broker.connect("1.2");
+    f.subscribe(
         "/topic/d",
         "four",
         "client-individual",
