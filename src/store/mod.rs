@@ -7,7 +7,10 @@
 //! the whole batch). Every row that appears in a queue is announced to that queue's owner by
 //! the writer, in commit order, which is what keeps paging exact (see
 //! `destination/queue.rs`). Reads at start (`recover`) use their own connection.
+//! `writer.rs` is the group-commit protocol (batches, savepoints, fencing, answers);
+//! `apply.rs` is what each request reads or writes in SQL.
 
+mod apply;
 mod schema;
 mod writer;
 

@@ -1,0 +1,281 @@
+//! The SQL of each store request, applied inside the writer's transaction: `writer.rs`
+//! decides batching, savepoints, commit and answers; this file decides what one request
+//! writes or reads. Runs only on the store writer thread.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use log::info;
+use rusqlite::{params, Connection};
+
+use super::{headers_to_json, message_from_row, Request};
+use crate::destination::Kind;
+use crate::message::{Message, QueueKey, StoredMessage};
+
+/// What applying one request produced, to be answered after the commit.
+pub(super) enum Outcome {
+    None,
+    PagedIn(Vec<StoredMessage>, bool),
+}
+
+pub(super) fn apply_one(
+    tx: &Connection,
+    known: &mut Known<'_>,
+    req: &Request,
+    now: i64,
+    epoch: Option<i64>,
+) -> Result<Outcome, rusqlite::Error> {
+    match req {
+        Request::Insert { key, messages, .. } => {
+            for m in messages {
+                insert(tx, known, key, m, now, epoch)?;
+            }
+        }
+        Request::Delete { ids, .. } => {
+            let mut stmt = tx.prepare_cached("DELETE FROM messages WHERE message_id = ?1")?;
+            for id in ids {
+                stmt.execute([id.0 as i64])?;
+            }
+        }
+        Request::Redelivered { id, count } => {
+            tx.prepare_cached(
+                "UPDATE messages SET redelivery_count = ?2, epoch = ?3 WHERE message_id = ?1",
+            )?
+            .execute(params![id.0 as i64, *count as i64, epoch])?;
+        }
+        Request::Move { message, to, .. } => {
+            if message.message.persistent {
+                record_destination(
+                    tx,
+                    known,
+                    &to.destination.to_string(),
+                    to.destination.kind(),
+                    now,
+                )?;
+                tx.prepare_cached(
+                    "UPDATE messages SET destination = ?2, subscription = ?3, headers = ?4,
+                            redelivery_count = ?5, epoch = ?6, expires_at = NULL WHERE message_id = ?1",
+                )?
+                .execute(params![
+                    message.message.id.0 as i64,
+                    to.destination.as_str(),
+                    to.subscription_str(),
+                    headers_to_json(&message.message.headers),
+                    message.redelivery_count as i64,
+                    epoch,
+                ])?;
+            }
+        }
+        Request::Commit { sends, deletes, .. } => {
+            for (key, _, m) in sends {
+                if m.persistent {
+                    insert(tx, known, key, m, now, epoch)?;
+                }
+            }
+            let mut stmt = tx.prepare_cached("DELETE FROM messages WHERE message_id = ?1")?;
+            for id in deletes {
+                stmt.execute([id.0 as i64])?;
+            }
+        }
+        Request::PageIn {
+            key,
+            priority,
+            after,
+            limit,
+            ..
+        } => {
+            let mut stmt = tx.prepare_cached(
+                "SELECT message_id, priority, expires_at, redelivery_count, headers, body
+                   FROM messages
+                  WHERE destination = ?1 AND subscription = ?2 AND priority = ?3
+                    AND message_id > ?4
+                  ORDER BY message_id LIMIT ?5",
+            )?;
+            let mut rows = stmt.query(params![
+                key.destination.as_str(),
+                key.subscription_str(),
+                *priority as i64,
+                after.0 as i64,
+                *limit as i64,
+            ])?;
+            let mut out = Vec::with_capacity(*limit);
+            while let Some(row) = rows.next()? {
+                let headers: String = row.get(4)?;
+                let message = message_from_row(
+                    key,
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    &headers,
+                    row.get(5)?,
+                );
+                let redelivery_count = row.get::<_, i64>(3)?.max(0) as u32;
+                out.push(StoredMessage {
+                    message: Arc::new(message),
+                    redelivery_count,
+                });
+            }
+            let exhausted = out.len() < *limit;
+            return Ok(Outcome::PagedIn(out, exhausted));
+        }
+        Request::DurableSubscribe { durable, topic, .. } => {
+            record_destination(tx, known, topic.as_str(), Kind::Topic, now)?;
+            tx.prepare_cached(
+                "INSERT INTO durable_subscriptions (client_id, name, destination, created_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (client_id, name) DO UPDATE SET destination = excluded.destination",
+            )?
+            .execute(params![
+                &*durable.client_id,
+                &*durable.name,
+                topic.as_str(),
+                now
+            ])?;
+        }
+        Request::DurableUnsubscribe { durable, topic } => {
+            tx.prepare_cached(
+                "DELETE FROM durable_subscriptions WHERE client_id = ?1 AND name = ?2",
+            )?
+            .execute(params![&*durable.client_id, &*durable.name])?;
+            tx.prepare_cached("DELETE FROM messages WHERE destination = ?1 AND subscription = ?2")?
+                .execute(params![topic.as_str(), &*durable.key()])?;
+        }
+        Request::Purge { key, keep } => {
+            let keep: Vec<i64> = keep.iter().map(|id| id.0 as i64).collect();
+            let keep = serde_json::to_string(&keep).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached(
+                "DELETE FROM messages WHERE destination = ?1 AND subscription = ?2
+                   AND message_id NOT IN (SELECT value FROM json_each(?3))",
+            )?
+            .execute(params![
+                key.destination.as_str(),
+                key.subscription_str(),
+                keep
+            ])?;
+        }
+        Request::DeleteDestination { key } => {
+            tx.prepare_cached("DELETE FROM messages WHERE destination = ?1 AND subscription = ?2")?
+                .execute(params![key.destination.as_str(), key.subscription_str()])?;
+            if key.subscription.is_none() {
+                tx.prepare_cached("DELETE FROM destinations WHERE name = ?1")?
+                    .execute([key.destination.as_str()])?;
+                known.remove(key.destination.as_str());
+            } else {
+                tx.prepare_cached(
+                    "DELETE FROM durable_subscriptions
+                      WHERE destination = ?1 AND client_id || ':' || name = ?2",
+                )?
+                .execute(params![key.destination.as_str(), key.subscription_str()])?;
+            }
+        }
+        Request::SweepExpired => {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                )?
+                .execute([now])?;
+            if n > 0 {
+                info!("store: deleted {n} expired messages");
+            }
+        }
+        Request::Stop => {}
+    }
+    Ok(Outcome::None)
+}
+
+fn insert(
+    tx: &Connection,
+    known: &mut Known<'_>,
+    key: &QueueKey,
+    m: &Message,
+    now: i64,
+    epoch: Option<i64>,
+) -> Result<(), rusqlite::Error> {
+    record_destination(
+        tx,
+        known,
+        key.destination.as_str(),
+        key.destination.kind(),
+        now,
+    )?;
+    let expires = if m.expires == 0 {
+        None
+    } else {
+        Some(m.expires as i64)
+    };
+    tx.prepare_cached(
+        "INSERT INTO messages (message_id, destination, subscription, priority, expires_at,
+                               redelivery_count, created_at, headers, body, epoch)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        m.id.0 as i64,
+        key.destination.as_str(),
+        key.subscription_str(),
+        m.priority as i64,
+        expires,
+        now,
+        headers_to_json(&m.headers),
+        &m.body[..],
+        epoch,
+    ])?;
+    Ok(())
+}
+
+fn record_destination(
+    tx: &Connection,
+    known: &mut Known<'_>,
+    name: &str,
+    kind: Kind,
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    if known.contains(name) {
+        return Ok(());
+    }
+    let kind = match kind {
+        Kind::Queue => "queue",
+        Kind::Topic => "topic",
+    };
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO destinations (name, kind, created_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![name, kind, now])?;
+    known.insert(name);
+    Ok(())
+}
+
+/// The destinations that have a `destinations` row as one transaction sees them: the
+/// writer's committed set plus what this transaction added, minus what it deleted. The
+/// changes reach the writer's set only after the commit, so a rolled-back insert cannot make
+/// it claim a row that is not there (later rows of that destination would then be missing
+/// from `queue_depths`).
+#[derive(Clone)]
+pub(super) struct Known<'a> {
+    committed: &'a HashSet<String>,
+    pub(super) added: HashSet<String>,
+    pub(super) removed: HashSet<String>,
+}
+
+impl<'a> Known<'a> {
+    pub(super) fn new(committed: &'a HashSet<String>) -> Self {
+        Known {
+            committed,
+            added: HashSet::new(),
+            removed: HashSet::new(),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.added.contains(name) || (self.committed.contains(name) && !self.removed.contains(name))
+    }
+
+    fn insert(&mut self, name: &str) {
+        self.removed.remove(name);
+        self.added.insert(name.to_string());
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.added.remove(name);
+        self.removed.insert(name.to_string());
+    }
+}
