@@ -36,6 +36,11 @@ impl IdAllocator {
     pub fn next(&self) -> MessageId {
         MessageId(self.0.fetch_add(1, Ordering::Relaxed) + 1)
     }
+
+    /// The last id handed out (every message that exists has an id ≤ this).
+    pub fn last(&self) -> MessageId {
+        MessageId(self.0.load(Ordering::Relaxed))
+    }
 }
 
 impl fmt::Display for MessageId {
@@ -240,6 +245,14 @@ pub enum ToOwner {
         priority: u8,
         messages: Vec<StoredMessage>,
         exhausted: bool,
+        result: Result<(), Arc<str>>,
+    },
+    /// From the store writer: the delivery mark of `key` at `priority` is `upto` (or could
+    /// not be written); dispatch of stored messages above the old mark may go on.
+    Marked {
+        key: QueueKey,
+        priority: u8,
+        upto: MessageId,
         result: Result<(), Arc<str>>,
     },
     /// At start: queues with stored messages (counts per priority) and durable subscriptions

@@ -53,8 +53,6 @@ const PREFETCH: &str = "100";
 const UNACKED_WITHIN: usize = 150;
 
 #[test]
-#[ignore = "issue 8: after kill -9, messages delivered and not acked come back without \
-            redelivered:true (no delivered mark is stored before dispatch); see docs/sqlite.md"]
 fn hundred_kill_9_cycles_under_mixed_load_keep_every_promise() {
     let started = Instant::now();
     let mut broker = Broker::start_with_config("durability = \"fsync\"\n");
@@ -594,10 +592,14 @@ impl Ledger {
 
         // Duplicates: only after a crash, only of a message not receipt-acked before it, and
         // marked redelivered.
+        // A first delivery marked redelivered is allowed (JMS: "likely, not guaranteed"): the
+        // delivery mark covers the consumers' credit ahead of time. Counted for the docs.
         let (mut deliveries, mut duplicates, mut marked, mut dlq) = (0, 0, 0, 0);
+        let mut marked_first = 0;
         let mut by_kind: HashMap<&str, (usize, String)> = HashMap::new();
         for ((stream, body), ds) in &self.deliveries {
             deliveries += ds.len();
+            marked_first += usize::from(ds.first().is_some_and(|(_, d)| d.redelivered));
             if *stream == Stream::Dlq {
                 dlq += 1;
                 violations.push(format!("{body} ended in the dead-letter queue"));
@@ -641,7 +643,8 @@ impl Ledger {
              {unconfirmed_kept}\n  transactions: {tx_committed} receipted, {tx_unconfirmed} \
              unconfirmed ({tx_kept} kept whole, {} dropped whole), {tx_none} aborted or never \
              committed\n  deliveries: {deliveries}, duplicates: {duplicates} (marked \
-             redelivered: {marked}), dead letters: {dlq}",
+             redelivered: {marked}), first deliveries marked redelivered: {marked_first}, \
+             dead letters: {dlq}",
             self.queue.receipted.len(),
             self.topic.receipted.len(),
             tx_unconfirmed - tx_kept,

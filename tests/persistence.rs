@@ -364,6 +364,102 @@ fn restart_keeps_redelivery_counts() {
     c.expect_silence(QUIET);
 }
 
+/// Issue 8: a message delivered and not acked when the broker is killed comes back with
+/// `redelivered:true` (the broker stores a delivery mark before it first delivers); one that
+/// was never delivered comes back unmarked.
+#[test]
+fn delivered_unacked_messages_come_back_redelivered_after_kill_9() {
+    let dest = "/queue/marked";
+    let mut broker = Broker::start();
+    let mut p = broker.connect("1.2");
+    for i in 0..10 {
+        p.send_persistent(dest, &format!("m{i}"), &[]);
+    }
+    let mut c = broker.connect("1.2");
+    c.subscribe(
+        dest,
+        "s",
+        "client-individual",
+        &[("activemq.prefetchSize", "3")],
+    );
+    let first = c.receive(3, WAIT);
+    assert_eq!(bodies(&first), ["m0", "m1", "m2"]);
+    assert!(first.iter().all(|m| m.get("redelivered").is_none()));
+    c.expect_silence(QUIET);
+    broker.crash_and_restart();
+
+    let mut c = broker.connect("1.2");
+    c.subscribe(dest, "s", "client-individual", &[]);
+    let again = c.receive(10, WAIT);
+    let marks: Vec<(String, Option<&str>)> = again
+        .iter()
+        .map(|m| (m.text(), m.get("redelivered")))
+        .collect();
+    let want: Vec<(String, Option<&str>)> = (0..10)
+        .map(|i| (format!("m{i}"), (i < 3).then_some("true")))
+        .collect();
+    assert_eq!(
+        marks, want,
+        "after kill -9: only the 3 delivered ones are marked"
+    );
+    for m in &again {
+        c.ack(m);
+    }
+    c.expect_silence(QUIET);
+}
+
+/// The same when the consumer was there first and every message went straight out (the mark
+/// covers arrivals ahead of time), and for a durable subscription; after the restart the old
+/// marks are gone, so new messages are not marked.
+#[test]
+fn messages_in_flight_to_live_consumers_come_back_redelivered_after_kill_9() {
+    let (queue, topic) = ("/queue/live", "/topic/live");
+    let durable = [("client-id", "live"), ("activemq.subscriptionName", "d")];
+    let mut broker = Broker::start();
+    let mut d = broker.connect_with("1.2", &[("client-id", "live")]);
+    d.subscribe(topic, "d", "client", &durable[1..]);
+    let mut c = broker.connect("1.2");
+    c.subscribe(queue, "q", "client", &[]);
+    let mut p = broker.connect("1.2");
+    for i in 0..5 {
+        p.send_persistent(queue, &format!("q{i}"), &[]);
+        p.send_persistent(topic, &format!("t{i}"), &[]);
+    }
+    assert_eq!(bodies(&c.receive(5, WAIT)), ["q0", "q1", "q2", "q3", "q4"]);
+    assert_eq!(bodies(&d.receive(5, WAIT)), ["t0", "t1", "t2", "t3", "t4"]);
+    broker.crash_and_restart();
+
+    let mut p = broker.connect("1.2");
+    p.send_persistent(queue, "q5", &[]);
+    let mut c = broker.connect("1.2");
+    c.subscribe(queue, "q", "client-individual", &[]);
+    let mut d = broker.connect_with("1.2", &durable[..1]);
+    d.subscribe(topic, "d", "client-individual", &durable[1..]);
+    for (client, want) in [(&mut c, "q"), (&mut d, "t")] {
+        let got = client.receive(5, WAIT);
+        for (i, m) in got.iter().enumerate() {
+            assert_eq!(m.text(), format!("{want}{i}"));
+            assert_eq!(m.get("redelivered"), Some("true"), "after kill -9: {m:?}");
+            client.ack(m);
+        }
+    }
+    let fresh = c.expect_message();
+    assert_eq!(fresh.text(), "q5");
+    assert_eq!(
+        fresh.get("redelivered"),
+        None,
+        "sent after the restart: {fresh:?}"
+    );
+    c.ack(&fresh);
+    c.expect_silence(QUIET);
+    d.expect_silence(QUIET);
+    assert_eq!(
+        count(&broker.db(), "SELECT count(*) FROM messages"),
+        0,
+        "everything acked"
+    );
+}
+
 #[test]
 fn restart_keeps_durable_subscriptions_and_messages_published_while_away() {
     let topic = "/topic/news";

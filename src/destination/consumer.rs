@@ -89,6 +89,11 @@ impl Consumer {
         self.outstanding < self.prefetch
     }
 
+    /// How many more messages may be sent now.
+    pub fn credit(&self) -> u32 {
+        self.prefetch.saturating_sub(self.outstanding)
+    }
+
     /// Sends `entry`. On failure (the session is gone) the entry is handed back.
     pub fn deliver(&mut self, entry: Entry) -> Result<(), Entry> {
         let msg = ToSession::Deliver {

@@ -129,6 +129,17 @@ impl Ctx {
         }
     }
 
+    /// Asks the store to remember that stored messages of `key` at `priority` up to `upto`
+    /// may be delivered from now on (answered with `ToOwner::Marked`).
+    pub fn mark(&self, key: &QueueKey, priority: u8, upto: MessageId) {
+        self.request(Request::Mark {
+            key: key.clone(),
+            shard: self.shard,
+            priority,
+            upto,
+        });
+    }
+
     /// Asks for the next stored messages of `key` at `priority` above `after`.
     pub fn page_in(&self, key: &QueueKey, priority: u8, after: MessageId, limit: usize) {
         self.request(Request::PageIn {

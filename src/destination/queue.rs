@@ -18,6 +18,21 @@
 //! the queue already holds, and never misses one. A stored message that arrives late with an
 //! id ≤ `max_loaded` (ids are allocated before the commit, so commits can finish out of id
 //! order) goes to memory, which keeps the invariant.
+//!
+//! # Delivery marks
+//!
+//! A consumer may receive a stored message and the broker crash before its ACK is committed;
+//! after the restart the message is delivered again, and must say so (`redelivered:true`,
+//! as ActiveMQ's `persistJMSRedelivered` does). So before a level delivers a stored message
+//! for the first time, its id must be under the level's *delivery mark* in the store
+//! (`Request::Mark`); the next start marks every row under a mark redelivered
+//! (`store::settle_delivery_marks`). A new mark covers what the consumers' free credit can
+//! take now: the next `credit` messages in memory, or, when memory holds fewer and nothing
+//! of the level is on disk, also the ids of the next arrivals up to that credit. So one mark
+//! serves up to a prefetch's worth of deliveries, and after a crash at most that many
+//! messages that were never delivered come back marked (JMS allows a false "redelivered",
+//! never a missing one). The mark is written without its own fsync (like redelivery counts):
+//! a kill -9 cannot undo it, a power loss can lose the flag but no message.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -40,8 +55,14 @@ struct Level {
     paging: bool,
     /// Page-ins of this level that failed in a row.
     failures: u32,
-    /// After a failed page-in: no new one before this (see `Queue::paged_in`).
+    /// After a failed page-in or delivery mark: no new one before this (see
+    /// `Queue::paged_in`).
     retry_at: Option<std::time::Instant>,
+    /// The level's delivery mark as committed: stored messages with ids up to here may be
+    /// delivered (see "Delivery marks" in the module docs).
+    marked: MessageId,
+    /// A delivery mark request is on its way.
+    marking: bool,
 }
 
 impl Level {
@@ -360,6 +381,37 @@ impl Queue {
         self.dispatch(ctx);
     }
 
+    /// The answer to a delivery mark request: the level may deliver stored messages up to
+    /// `upto` (or, when the mark could not be written, asks again after a backoff).
+    pub fn marked(
+        &mut self,
+        priority: u8,
+        upto: MessageId,
+        result: Result<(), Arc<str>>,
+        ctx: &mut Ctx,
+    ) {
+        let level = &mut self.levels[priority.min(9) as usize];
+        level.marking = false;
+        match result {
+            Ok(()) => {
+                level.marked = level.marked.max(upto);
+                if level.failures == 0 {
+                    level.retry_at = None;
+                }
+            }
+            Err(reason) => {
+                let delay = crate::limits::PAGE_IN_RETRY_FIRST;
+                level.retry_at = Some(std::time::Instant::now() + delay);
+                log::warn!(
+                    "delivery mark failed queue={} priority={priority} retry_in_ms={}: {reason}",
+                    self.key,
+                    delay.as_millis()
+                );
+            }
+        }
+        self.dispatch(ctx);
+    }
+
     /// Asks again for levels whose page-in failed, once their backoff has passed (the owner
     /// calls this every tick, so a failed level is retried even when nothing else happens).
     pub fn retry_page_in(&mut self, ctx: &mut Ctx) {
@@ -541,6 +593,9 @@ impl Queue {
             else {
                 return;
             };
+            if !self.delivery_marked(p, ctx) {
+                return;
+            }
             let entry = self.levels[p].mem.pop_front().expect("level is not empty");
             if entry.message.expires != 0 {
                 self.expiring -= 1;
@@ -565,6 +620,47 @@ impl Queue {
                 }
             }
         }
+    }
+
+    /// True when the head of level `p` may be delivered now: it is not stored, or came back
+    /// before (its redelivery count is stored), or its id is under the level's delivery
+    /// mark. Otherwise asks the store for a new mark (one at a time; `marked` resumes
+    /// dispatch) and returns false.
+    fn delivery_marked(&mut self, p: usize, ctx: &mut Ctx) -> bool {
+        let level = &self.levels[p];
+        let head = level.mem.front().expect("level is not empty");
+        if head.message.id <= level.marked
+            || head.redelivery_count > 0
+            || !ctx.persists(&head.message)
+        {
+            return true;
+        }
+        if level.marking
+            || level
+                .retry_at
+                .is_some_and(|t| std::time::Instant::now() < t)
+        {
+            return false;
+        }
+        let credit: u64 = self
+            .consumers
+            .iter()
+            .map(|c| u64::from(c.credit()))
+            .sum::<u64>()
+            .max(1);
+        let waiting = level.mem.len() as u64;
+        let upto = if credit <= waiting || level.unloaded > 0 {
+            level.mem[(credit.min(waiting) - 1) as usize].message.id
+        } else {
+            // Everything in memory can go now, and so can the next arrivals up to the
+            // credit left (at most that many of this level's among the next ids).
+            MessageId(ctx.ids.last().0 + (credit - waiting))
+        };
+        let upto = upto.max(head.message.id);
+        let level = &mut self.levels[p];
+        level.marking = true;
+        ctx.mark(&self.key, p as u8, upto);
+        false
     }
 
     /// Reads the next stored messages of level `p` when memory runs low.

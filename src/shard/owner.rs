@@ -244,6 +244,14 @@ impl Owner {
                     q.paged_in(priority, messages, exhausted, result, ctx)
                 });
             }
+            ToOwner::Marked {
+                key,
+                priority,
+                upto,
+                result,
+            } => {
+                self.with_queue(&key, false, |q, ctx| q.marked(priority, upto, result, ctx));
+            }
             ToOwner::Recover { queues, durables } => {
                 for (d, topic) in durables {
                     if !self.queues.contains_key(&durable_key(&d, &topic)) {

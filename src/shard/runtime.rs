@@ -96,7 +96,11 @@ impl Broker {
             source,
         })?;
         let shards = config.shard_count();
-        let conn = store::open(&config.db_path(), config.durability)?;
+        let mut conn = store::open(&config.db_path(), config.durability)?;
+        let marked = store::settle_delivery_marks(&mut conn)?;
+        if marked > 0 {
+            info!("store: {marked} messages the previous broker may have delivered come back marked redelivered");
+        }
         let recovered = store::recover(&conn)?;
         info!(
             "store {} recovered: {} queues with stored messages, {} durable subscriptions",

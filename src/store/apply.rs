@@ -118,6 +118,25 @@ pub(super) fn apply_one(
             let exhausted = out.len() < *limit;
             return Ok(Outcome::PagedIn(out, exhausted));
         }
+        Request::Mark {
+            key,
+            priority,
+            upto,
+            ..
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO delivery_marks (destination, subscription, priority, message_id)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (destination, subscription, priority)
+                 DO UPDATE SET message_id = max(message_id, excluded.message_id)",
+            )?
+            .execute(params![
+                key.destination.as_str(),
+                key.subscription_str(),
+                *priority as i64,
+                upto.0 as i64
+            ])?;
+        }
         Request::DurableSubscribe { durable, topic, .. } => {
             record_destination(tx, known, topic.as_str(), Kind::Topic, now)?;
             tx.prepare_cached(
@@ -139,6 +158,7 @@ pub(super) fn apply_one(
             .execute(params![&*durable.client_id, &*durable.name])?;
             tx.prepare_cached("DELETE FROM messages WHERE destination = ?1 AND subscription = ?2")?
                 .execute(params![topic.as_str(), &*durable.key()])?;
+            forget_marks(tx, topic.as_str(), &durable.key())?;
         }
         Request::Purge { key, keep } => {
             let keep: Vec<i64> = keep.iter().map(|id| id.0 as i64).collect();
@@ -156,6 +176,7 @@ pub(super) fn apply_one(
         Request::DeleteDestination { key } => {
             tx.prepare_cached("DELETE FROM messages WHERE destination = ?1 AND subscription = ?2")?
                 .execute(params![key.destination.as_str(), key.subscription_str()])?;
+            forget_marks(tx, key.destination.as_str(), key.subscription_str())?;
             if key.subscription.is_none() {
                 tx.prepare_cached("DELETE FROM destinations WHERE name = ?1")?
                     .execute([key.destination.as_str()])?;
@@ -181,6 +202,13 @@ pub(super) fn apply_one(
         Request::Stop => {}
     }
     Ok(Outcome::None)
+}
+
+/// A destination (or durable subscription) is gone: so are its delivery marks.
+fn forget_marks(tx: &Connection, destination: &str, subscription: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM delivery_marks WHERE destination = ?1 AND subscription = ?2")?
+        .execute(params![destination, subscription])?;
+    Ok(())
 }
 
 fn insert(

@@ -164,6 +164,16 @@ pub enum Request {
         after: MessageId,
         limit: usize,
     },
+    /// Before `key` first delivers stored messages of `priority` with ids up to `upto`:
+    /// remember that they may have been delivered, so that after a crash they come back
+    /// marked redelivered (see [`settle_delivery_marks`]). Answered with
+    /// [`crate::message::ToOwner::Marked`].
+    Mark {
+        key: QueueKey,
+        shard: usize,
+        priority: u8,
+        upto: MessageId,
+    },
     /// Record a durable subscription (idempotent); answer `reply` after the commit.
     DurableSubscribe {
         durable: DurableName,
@@ -195,6 +205,38 @@ pub struct Recovered {
     pub queues: Vec<(QueueKey, [u64; 10])>,
     /// Durable subscriptions and their topics.
     pub durables: Vec<(DurableName, DestinationName)>,
+}
+
+/// At start, before [`recover`]: the delivery marks left by the previous broker (which
+/// crashed or stopped) say which stored messages it may have handed to a consumer. Those
+/// rows get `redelivery_count` 1 (if still 0), so they are delivered with
+/// `redelivered:true`; then the marks are cleared, as this broker has delivered nothing yet.
+/// Each mark is one indexed range, and what it covers is bounded by the consumers' prefetch
+/// when it was taken, so this stays cheap with millions of stored messages. Returns how many
+/// rows were marked.
+pub fn settle_delivery_marks(conn: &mut Connection) -> Result<usize, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let marks: Vec<(String, String, i64, i64)> = tx
+        .prepare("SELECT destination, subscription, priority, message_id FROM delivery_marks")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    if marks.is_empty() {
+        return Ok(0);
+    }
+    let mut marked = 0;
+    {
+        let mut stmt = tx.prepare(
+            "UPDATE messages SET redelivery_count = 1
+              WHERE destination = ?1 AND subscription = ?2 AND priority = ?3
+                AND message_id <= ?4 AND redelivery_count = 0",
+        )?;
+        for (destination, subscription, priority, upto) in &marks {
+            marked += stmt.execute(rusqlite::params![destination, subscription, priority, upto])?;
+        }
+    }
+    tx.execute("DELETE FROM delivery_marks", [])?;
+    tx.commit()?;
+    Ok(marked)
 }
 
 /// Reads what recovery needs: stored message counts per queue and priority, durable

@@ -90,6 +90,19 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE broker_lease ADD COLUMN file_lock INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 4: delivery marks. Before a queue hands a stored message to a consumer for the first
+    // time, it records that every message of its (destination, subscription, priority) with
+    // an id up to `message_id` may have been delivered. After a crash, the next start marks
+    // those rows redelivered (redelivery_count 1) and clears the marks.
+    r#"
+    CREATE TABLE delivery_marks (
+        destination  TEXT NOT NULL,
+        subscription TEXT NOT NULL DEFAULT '',
+        priority     INTEGER NOT NULL,
+        message_id   INTEGER NOT NULL,             -- messages up to here may have been delivered
+        PRIMARY KEY (destination, subscription, priority)
+    );
+    "#,
 ];
 
 /// Applies every migration newer than the file's `user_version`.

@@ -201,8 +201,8 @@ impl Writer {
         if self.fenced {
             return Err("this broker lost its lease and no longer writes".into());
         }
-        // A batch that only forgets or annotates messages (acks, redelivery counts, page-ins,
-        // the expiry sweep) promises nothing a power loss could break: losing it means an
+        // A batch that only forgets or annotates messages (acks, redelivery counts, delivery
+        // marks, page-ins, the expiry sweep) promises nothing a power loss could break: losing it means an
         // acked message is delivered again, which at-least-once allows. Such batches skip the
         // fsync, so a lone synchronous producer pays one fsync per message, not two. An ACK
         // that asked for a RECEIPT does promise something, so its delete is fsynced.
@@ -214,6 +214,7 @@ impl Writer {
                 ) || matches!(
                     r,
                     Request::Redelivered { .. }
+                        | Request::Mark { .. }
                         | Request::PageIn { .. }
                         | Request::SweepExpired
                         | Request::Stop
@@ -467,6 +468,20 @@ impl Writer {
                         },
                     );
                 }
+                Request::Mark {
+                    key,
+                    shard,
+                    priority,
+                    upto,
+                } => self.router.post(
+                    shard,
+                    ToOwner::Marked {
+                        key,
+                        priority,
+                        upto,
+                        result: ok,
+                    },
+                ),
                 Request::DurableSubscribe {
                     reply: Some((session, token)),
                     ..
@@ -510,6 +525,12 @@ fn describe(req: &Request) -> String {
         Request::PageIn { key, priority, .. } => {
             format!("page-in of {key} at priority {priority}")
         }
+        Request::Mark {
+            key,
+            priority,
+            upto,
+            ..
+        } => format!("delivery mark of {key} at priority {priority} up to {upto}"),
         Request::DurableSubscribe { durable, .. } => {
             format!("durable subscription {}", durable.key())
         }
