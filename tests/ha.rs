@@ -203,7 +203,7 @@ fn sigstopped_master_is_fenced_and_its_epoch_never_written_after_takeover() {
 
     // From SIGCONT on, watch the old master's /health and STOMP port closely: it must be
     // seen not serving (503, port refused). (That it then *stays* a standby is
-    // `resumed_old_master_stays_standby`, ignored until the reported bug is fixed.)
+    // `resumed_old_master_stays_standby`.)
     let watch = StepDownWatch::start(pair.brokers[0].admin, pair.brokers[0].stomp, old_epoch);
 
     // Sends to the old master: some queued in its socket while it is stopped, some right
