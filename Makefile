@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build release run test test-deps test-rust lint fmt bench fuzz-check ci clean
+.PHONY: all build release run test test-deps sqlite-deps test-rust lint fmt bench fuzz-check ci clean
 
 all: build
 
@@ -22,12 +22,23 @@ run: release
 # Every test: unit, integration, proptests, the protocol conformance suite (which starts the
 # built binary itself), the HA suite (with a real HAProxy), the fuzz corpus as regression
 # tests, the client smoke tests and the web console's browser test. Missing tools (haproxy,
-# chromium, ruby-stomp, python and npm packages) are installed first.
+# sqlite3, chromium, ruby-stomp, python and npm packages) are installed first.
 test: build test-deps test-rust fuzz-check test-clients test-console
 
-test-deps: ha-deps clients-deps console-deps
+test-deps: ha-deps clients-deps console-deps sqlite-deps
 
-test-rust: ha-deps
+# The sqlite3 shell: the operator's way into the store, which tests run as documented.
+sqlite-deps:
+	@if command -v sqlite3 >/dev/null 2>&1; then \
+		echo "sqlite3: $$(sqlite3 -version | cut -d' ' -f1)"; \
+	else \
+		export DEBIAN_FRONTEND=noninteractive; \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y --no-install-recommends sqlite3 \
+		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends sqlite3; }; \
+	fi
+
+test-rust: ha-deps sqlite-deps
 	$(CARGO) test --all-targets
 
 lint:

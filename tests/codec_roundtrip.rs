@@ -177,8 +177,6 @@ struct Stream {
     version: Version,
     wire: Vec<u8>,
     expected: Vec<Frame>,
-    /// Offsets of the LF in each CRLF heart-beat.
-    heart_beat_lfs: Vec<usize>,
 }
 
 /// One to three frames for one version, each preceded by zero to two heart-beat EOLs, with
@@ -196,14 +194,10 @@ fn stream() -> impl Strategy<Value = Stream> {
                     version,
                     wire: Vec::new(),
                     expected: Vec::new(),
-                    heart_beat_lfs: Vec::new(),
                 };
                 let push_beats = |stream: &mut Stream, beats: &[&[u8]]| {
                     for beat in beats {
                         stream.wire.extend_from_slice(beat);
-                        if beat.len() == 2 {
-                            stream.heart_beat_lfs.push(stream.wire.len() - 1);
-                        }
                     }
                 };
                 for (beats, frame) in frames {
@@ -217,10 +211,9 @@ fn stream() -> impl Strategy<Value = Stream> {
     })
 }
 
-/// Splits the stream's bytes at `cuts`, except between the CR and LF of a heart-beat: that
-/// split is a known codec bug (`crlf_heart_beat_split_between_cr_and_lf_is_skipped`).
+/// Splits the stream's bytes at `cuts` (anywhere, also between the CR and LF of a heart-beat,
+/// once a codec bug: `crlf_heart_beat_split_between_cr_and_lf_is_skipped`).
 fn split(stream: &Stream, mut cuts: Vec<usize>) -> Vec<&[u8]> {
-    cuts.retain(|cut| !stream.heart_beat_lfs.contains(cut));
     cuts.push(stream.wire.len());
     cuts.sort_unstable();
     cuts.dedup();

@@ -1028,8 +1028,8 @@ fn queue_depths_on_a_live_broker_match_what_consumers_receive() {
             Err(format!("queue_depths {v:?}, sent {sent:?}"))
         }
     });
-    if let Some(cli) = sqlite3_cli() {
-        let out = std::process::Command::new(cli)
+    {
+        let out = std::process::Command::new(sqlite3_cli())
             .arg("-readonly")
             .arg(broker.db_path())
             .arg("SELECT destination, subscription, messages, bytes FROM queue_depths;")
@@ -1044,8 +1044,6 @@ fn queue_depths_on_a_live_broker_match_what_consumers_receive() {
                 "sqlite3 output lacks {line:?}:\n{text}"
             );
         }
-    } else {
-        eprintln!("sqlite3 CLI not found: checked queue_depths with rusqlite only");
     }
 
     // What consumers receive matches the view.
@@ -1254,12 +1252,16 @@ fn dead_letter_row(
     }
 }
 
-/// The `sqlite3` shell, if installed.
-fn sqlite3_cli() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
+/// The `sqlite3` shell (`make test` installs it): the operator's view is part of what is
+/// tested, so its absence fails the test.
+fn sqlite3_cli() -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join("sqlite3"))
         .find(|p| p.is_file())
+        .expect(
+            "the sqlite3 shell is not on PATH; `make test` installs it (apt-get install sqlite3)",
+        )
 }
 
 /// A deterministic pseudo-random sequence (xorshift), so failures reproduce.

@@ -98,8 +98,13 @@ fn documented_queries_run_against_a_live_broker_and_depths_match() {
         let mut rows = stmt.query([]).unwrap();
         while rows.next().unwrap().is_some() {}
     }
-    // The sqlite3 shell, when installed, runs them as well (fed on stdin, as pasted).
-    if Command::new("sqlite3").arg("-version").output().is_ok() {
+    // The sqlite3 shell runs them as well (fed on stdin, as pasted); `make test` installs it.
+    let version = Command::new("sqlite3").arg("-version").output();
+    assert!(
+        version.is_ok_and(|o| o.status.success()),
+        "the sqlite3 shell is not on PATH; `make test` installs it (apt-get install sqlite3)"
+    );
+    {
         for q in &queries {
             let mut child = Command::new("sqlite3")
                 .arg("-bail")

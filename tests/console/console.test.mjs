@@ -9,9 +9,9 @@
 //
 // Run: `make test-console` (installs Chromium and playwright-core first), or
 // `node --test tests/console/` after `make console-deps` and `cargo build`.
-// Where Chromium is missing (`make console-deps` could not install it) the test is skipped
-// with a message saying so; any other failure (no broker binary, no playwright-core, a
-// browser that will not start) fails it.
+// Where Chromium is missing (`make console-deps` could not install it) the test fails saying
+// so, as does any other missing piece (no broker binary, no playwright-core, a browser that
+// will not start): a test that cannot run is never reported as passed.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -43,7 +43,7 @@ function chromiumMissing() {
     return null;
   } catch {
     return `Chromium not found at ${CHROMIUM} (\`make console-deps\` installs Debian's ` +
-      "chromium; set CHROMIUM=/path to use another): console browser test NOT run";
+      "chromium; set CHROMIUM=/path to use another)";
   }
 }
 
@@ -177,9 +177,7 @@ async function waitCount(page, selector, n) {
 test("console shows a queue, browses it page by page and purges it", { timeout: 180_000 }, async (t) => {
   const missing = chromiumMissing();
   if (missing) {
-    console.error(`SKIP: ${missing}`);
-    t.skip(missing);
-    return;
+    throw new Error(missing);
   }
   let chromium;
   try {
