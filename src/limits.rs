@@ -104,6 +104,13 @@ pub const PAGE_IN_RETRY_FIRST: std::time::Duration = std::time::Duration::from_m
 /// log line) per queue level every few seconds.
 pub const PAGE_IN_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The fewest stored messages one delivery mark covers ahead (see "Delivery marks" in
+/// `destination/queue.rs`); a mark covers the consumers' prefetch, and at least this many, so
+/// prefetch-1 consumers do not wait for a store round trip per message. After a crash, at
+/// most this many (or the prefetch) never-delivered messages per queue come back marked
+/// redelivered.
+pub const DELIVERY_MARK_AHEAD_MIN: u64 = 256;
+
 /// The read buffer a new connection starts with; it grows to [`READ_CHUNK_BYTES`] once reads
 /// fill it. A CONNECT fits, and a burst of connections that never get further (port scans,
 /// reconnect storms, slowloris) costs 4 KiB each instead of 64 KiB, which the allocator

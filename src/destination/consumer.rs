@@ -89,9 +89,9 @@ impl Consumer {
         self.outstanding < self.prefetch
     }
 
-    /// How many more messages may be sent now.
-    pub fn credit(&self) -> u32 {
-        self.prefetch.saturating_sub(self.outstanding)
+    /// How many deliveries it may hold at once.
+    pub fn prefetch(&self) -> u32 {
+        self.prefetch
     }
 
     /// Sends `entry`. On failure (the session is gone) the entry is handed back.

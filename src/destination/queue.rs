@@ -26,12 +26,12 @@
 //! as ActiveMQ's `persistJMSRedelivered` does). So before a level delivers a stored message
 //! for the first time, its id must be under the level's *delivery mark* in the store
 //! (`Request::Mark`); the next start marks every row under a mark redelivered
-//! (`store::settle_delivery_marks`). A new mark covers what the consumers' free credit can
-//! take now: the next `credit` messages in memory, or, when memory holds fewer and nothing
-//! of the level is on disk, also the ids of the next arrivals up to that credit. So one mark
-//! serves up to a prefetch's worth of deliveries, and after a crash at most that many
-//! messages that were never delivered come back marked (JMS allows a false "redelivered",
-//! never a missing one). The mark is written without its own fsync (like redelivery counts):
+//! (`store::settle_delivery_marks`). A new mark covers the consumers' prefetch (at least
+//! `limits::DELIVERY_MARK_AHEAD_MIN`) ahead: the next that many messages in memory, or, when
+//! memory holds fewer and nothing of the level is on disk, also the ids of the next arrivals
+//! up to that many. So one mark serves a prefetch's worth of deliveries, and after a crash at
+//! most that many messages per level that were never delivered come back marked (JMS allows
+//! a false "redelivered", never a missing one). The mark is written without its own fsync (like redelivery counts):
 //! a kill -9 cannot undo it, a power loss can lose the flag but no message.
 
 use std::collections::VecDeque;
@@ -63,6 +63,9 @@ struct Level {
     marked: MessageId,
     /// A delivery mark request is on its way.
     marking: bool,
+    /// Past this id (and under `marked`), the next mark is asked for ahead of time, so
+    /// dispatch rarely waits for one.
+    remark_after: MessageId,
 }
 
 impl Level {
@@ -624,15 +627,17 @@ impl Queue {
 
     /// True when the head of level `p` may be delivered now: it is not stored, or came back
     /// before (its redelivery count is stored), or its id is under the level's delivery
-    /// mark. Otherwise asks the store for a new mark (one at a time; `marked` resumes
-    /// dispatch) and returns false.
+    /// mark. Asks the store for the next mark (one at a time; `marked` resumes dispatch) when
+    /// the head is past the current one, then returning false, or past its middle.
     fn delivery_marked(&mut self, p: usize, ctx: &mut Ctx) -> bool {
         let level = &self.levels[p];
         let head = level.mem.front().expect("level is not empty");
-        if head.message.id <= level.marked
-            || head.redelivery_count > 0
-            || !ctx.persists(&head.message)
-        {
+        if head.redelivery_count > 0 || !ctx.persists(&head.message) {
+            return true;
+        }
+        let id = head.message.id;
+        let covered = id <= level.marked;
+        if covered && (id <= level.remark_after || level.marking) {
             return true;
         }
         if level.marking
@@ -640,27 +645,35 @@ impl Queue {
                 .retry_at
                 .is_some_and(|t| std::time::Instant::now() < t)
         {
-            return false;
+            return covered;
         }
-        let credit: u64 = self
+        let ahead: u64 = self
             .consumers
             .iter()
-            .map(|c| u64::from(c.credit()))
+            .map(|c| u64::from(c.prefetch()))
             .sum::<u64>()
-            .max(1);
+            .max(crate::limits::DELIVERY_MARK_AHEAD_MIN);
         let waiting = level.mem.len() as u64;
-        let upto = if credit <= waiting || level.unloaded > 0 {
-            level.mem[(credit.min(waiting) - 1) as usize].message.id
+        let (upto, remark_after) = if ahead <= waiting || level.unloaded > 0 {
+            let k = ahead.min(waiting) as usize;
+            (
+                level.mem[k - 1].message.id,
+                level.mem[(k - 1) / 2].message.id,
+            )
         } else {
-            // Everything in memory can go now, and so can the next arrivals up to the
-            // credit left (at most that many of this level's among the next ids).
-            MessageId(ctx.ids.last().0 + (credit - waiting))
+            // Everything in memory is covered, and so are the next arrivals up to `ahead`
+            // (at most that many of this level's among the next ids).
+            let last = ctx.ids.last().0;
+            let extra = ahead - waiting;
+            (MessageId(last + extra), MessageId(last + extra / 2))
         };
-        let upto = upto.max(head.message.id);
         let level = &mut self.levels[p];
         level.marking = true;
-        ctx.mark(&self.key, p as u8, upto);
-        false
+        level.remark_after = remark_after;
+        ctx.mark(&self.key, p as u8, upto.max(id));
+        // Past the middle of the old mark, the next one is asked for ahead of time and the
+        // head still goes out under the old one.
+        covered
     }
 
     /// Reads the next stored messages of level `p` when memory runs low.
