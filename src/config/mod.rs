@@ -55,7 +55,7 @@ pub struct Config {
     pub proxy_protocol: bool,
     /// The master/slave lease.
     pub lease: LeaseConfig,
-    /// The admin HTTP endpoint (health checks for load balancers, lease).
+    /// The admin HTTP endpoint (health checks, metrics, console, the admin API).
     pub admin: AdminConfig,
     /// Heart-beat negotiation.
     pub heart_beat: HeartBeatConfig,
@@ -104,7 +104,8 @@ impl Default for LeaseConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address of the admin HTTP listener (`GET /health`, `/api/lease`). (flag: --admin-bind)
+    /// Address of the admin HTTP listener (`/health`, `/metrics`, the console, `/api/…`; see
+    /// docs/admin-api.md). (flag: --admin-bind)
     pub bind: SocketAddr,
     /// Host names the endpoint answers to besides its own address (and, on a loopback or
     /// 0.0.0.0 bind, `localhost`): `name` on any port, or `name:port`. Why: a web page whose

@@ -111,11 +111,6 @@ impl Topic {
         }
     }
 
-    /// The topic's name.
-    pub fn name(&self) -> &DestinationName {
-        &self.key.destination
-    }
-
     /// Non-durable subscribers attached.
     pub fn subscriber_count(&self) -> usize {
         self.subscribers.len()
