@@ -51,7 +51,7 @@ fn metrics_families_are_present_and_move_when_messages_flow() {
     assert_eq!(before.value("stompbox_lease_epoch", &[]), Some(1.0));
     assert_eq!(before.value("stompbox_connections", &[]), Some(0.0));
     assert_eq!(
-        before.value("stompbox_messages_in_total", &dest(&work)),
+        before.value("stompbox_messages_enqueued_total", &dest(&work)),
         None
     );
 
@@ -122,34 +122,52 @@ fn metrics_families_are_present_and_move_when_messages_flow() {
         );
     }
     let w = dest(&work);
-    assert_eq!(after.value("stompbox_messages_in_total", &w), Some(5.0));
-    assert_eq!(after.value("stompbox_messages_out_total", &w), Some(6.0));
-    assert_eq!(after.value("stompbox_messages_acked_total", &w), Some(4.0));
-    assert_eq!(after.value("stompbox_redeliveries_total", &w), Some(1.0));
-    assert_eq!(after.value("stompbox_dead_letters_total", &w), Some(1.0));
-    assert_eq!(after.value("stompbox_consumers", &w), Some(1.0));
-    assert_eq!(after.value("stompbox_queue_depth", &w), Some(0.0));
-    assert_eq!(after.value("stompbox_unacked", &w), Some(0.0));
-    assert_eq!(after.value("stompbox_queue_depth", &dest(dlq)), Some(1.0));
     assert_eq!(
-        after.value("stompbox_messages_in_total", &dest(dlq)),
+        after.value("stompbox_messages_enqueued_total", &w),
+        Some(5.0)
+    );
+    assert_eq!(
+        after.value("stompbox_messages_delivered_total", &w),
+        Some(6.0)
+    );
+    assert_eq!(after.value("stompbox_messages_acked_total", &w), Some(4.0));
+    assert_eq!(
+        after.value("stompbox_messages_redelivered_total", &w),
         Some(1.0)
     );
     assert_eq!(
-        after.value("stompbox_expired_total", &dest(&expiring)),
+        after.value("stompbox_messages_dead_lettered_total", &w),
+        Some(1.0)
+    );
+    assert_eq!(after.value("stompbox_consumers", &w), Some(1.0));
+    assert_eq!(after.value("stompbox_depth", &w), Some(0.0));
+    assert_eq!(after.value("stompbox_unacked", &w), Some(0.0));
+    assert_eq!(after.value("stompbox_depth", &dest(dlq)), Some(1.0));
+    assert_eq!(
+        after.value("stompbox_messages_enqueued_total", &dest(dlq)),
+        Some(1.0)
+    );
+    assert_eq!(
+        after.value("stompbox_messages_expired_total", &dest(&expiring)),
         Some(1.0)
     );
     let p = dest(&paged);
-    assert_eq!(after.value("stompbox_queue_depth", &p), Some(10.0));
-    assert!(after.value("stompbox_queue_on_disk", &p) >= Some(1.0));
-    assert!(after.value("stompbox_destination_memory_bytes", &p) >= Some(1024.0));
+    assert_eq!(after.value("stompbox_depth", &p), Some(10.0));
+    assert!(after.value("stompbox_on_disk", &p) >= Some(1.0));
+    assert!(after.value("stompbox_memory_bytes", &p) >= Some(1024.0));
     let l = dest(&limited);
     // One producer (the flooder), however many of its SENDs are held.
     assert_eq!(after.value("stompbox_blocked_producers", &l), Some(1.0));
     assert!(after.value("stompbox_flow_control_events_total", &l) >= Some(1.0));
     let t = dest(&topic);
-    assert_eq!(after.value("stompbox_messages_in_total", &t), Some(3.0));
-    assert_eq!(after.value("stompbox_messages_out_total", &t), Some(3.0));
+    assert_eq!(
+        after.value("stompbox_messages_enqueued_total", &t),
+        Some(3.0)
+    );
+    assert_eq!(
+        after.value("stompbox_messages_delivered_total", &t),
+        Some(3.0)
+    );
     assert_eq!(after.value("stompbox_messages_acked_total", &t), Some(3.0));
     assert_eq!(after.value("stompbox_consumers", &t), Some(1.0));
     assert_eq!(after.value("stompbox_connections", &[]), Some(4.0));
@@ -187,7 +205,7 @@ fn metrics_families_are_present_and_move_when_messages_flow() {
         let m = Metrics::scrape(admin);
         match (
             m.value("stompbox_blocked_producers", &l),
-            m.value("stompbox_messages_out_total", &l),
+            m.value("stompbox_messages_delivered_total", &l),
         ) {
             (Some(0.0), Some(10.0)) => Ok(()),
             other => Err(other),
@@ -573,7 +591,7 @@ fn metrics_of_a_forgotten_destination_are_not_stale() {
         producer.send_sync(&queue, &format!("m{i}"), &[]);
     }
     assert_eq!(
-        Metrics::scrape(admin).value("stompbox_queue_depth", &q),
+        Metrics::scrape(admin).value("stompbox_depth", &q),
         Some(3.0)
     );
     ok_json(post(admin, &format!("/api/purge?destination={queue}")));
@@ -581,13 +599,13 @@ fn metrics_of_a_forgotten_destination_are_not_stale() {
         find(&destinations(admin), &queue, "").is_none(),
         "purged empty: forgotten"
     );
-    let depth = Metrics::scrape(admin).value("stompbox_queue_depth", &q);
+    let depth = Metrics::scrape(admin).value("stompbox_depth", &q);
     assert!(matches!(depth, None | Some(0.0)), "stale depth {depth:?}");
     for i in 0..2 {
         producer.send_sync(&queue, &format!("again {i}"), &[]);
     }
     assert_eq!(
-        Metrics::scrape(admin).value("stompbox_messages_in_total", &q),
+        Metrics::scrape(admin).value("stompbox_messages_enqueued_total", &q),
         Some(2.0),
         "a re-created destination's counter starts again (a counter reset), not stalled at 3"
     );
@@ -839,17 +857,17 @@ fn admin_allowed_hosts_admits_the_names_listed() {
 const FAMILIES: &[&str] = &[
     "stompbox_connections",
     "stompbox_connections_accepted_total",
-    "stompbox_messages_in_total",
-    "stompbox_messages_out_total",
+    "stompbox_messages_enqueued_total",
+    "stompbox_messages_delivered_total",
     "stompbox_messages_acked_total",
-    "stompbox_queue_depth",
-    "stompbox_queue_on_disk",
+    "stompbox_depth",
+    "stompbox_on_disk",
     "stompbox_unacked",
     "stompbox_consumers",
-    "stompbox_destination_memory_bytes",
-    "stompbox_redeliveries_total",
-    "stompbox_dead_letters_total",
-    "stompbox_expired_total",
+    "stompbox_memory_bytes",
+    "stompbox_messages_redelivered_total",
+    "stompbox_messages_dead_lettered_total",
+    "stompbox_messages_expired_total",
     "stompbox_flow_control_events_total",
     "stompbox_slow_consumer_disconnects_total",
     "stompbox_blocked_producers",

@@ -75,12 +75,12 @@ fn describe() {
 /// reads as a counter reset).
 const DESTINATION_FAMILIES: &[(&str, &str, &str)] = &[
     (
-        "stompbox_messages_in_total",
+        "stompbox_messages_enqueued_total",
         "counter",
         "Messages that entered a destination",
     ),
     (
-        "stompbox_messages_out_total",
+        "stompbox_messages_delivered_total",
         "counter",
         "Deliveries to consumers (redeliveries included)",
     ),
@@ -90,17 +90,17 @@ const DESTINATION_FAMILIES: &[(&str, &str, &str)] = &[
         "Messages consumed (acked, or delivered in auto mode)",
     ),
     (
-        "stompbox_redeliveries_total",
+        "stompbox_messages_redelivered_total",
         "counter",
         "Messages that came back for redelivery",
     ),
     (
-        "stompbox_dead_letters_total",
+        "stompbox_messages_dead_lettered_total",
         "counter",
         "Messages moved to a dead-letter queue",
     ),
     (
-        "stompbox_expired_total",
+        "stompbox_messages_expired_total",
         "counter",
         "Messages dropped or dead-lettered on expiry",
     ),
@@ -115,12 +115,12 @@ const DESTINATION_FAMILIES: &[(&str, &str, &str)] = &[
         "Subscribers disconnected for holding a topic over its memory limit too long",
     ),
     (
-        "stompbox_queue_depth",
+        "stompbox_depth",
         "gauge",
         "Messages waiting, in memory and on disk",
     ),
     (
-        "stompbox_queue_on_disk",
+        "stompbox_on_disk",
         "gauge",
         "Waiting messages held only on disk (paged out)",
     ),
@@ -131,7 +131,7 @@ const DESTINATION_FAMILIES: &[(&str, &str, &str)] = &[
     ),
     ("stompbox_consumers", "gauge", "Consumers attached"),
     (
-        "stompbox_destination_memory_bytes",
+        "stompbox_memory_bytes",
         "gauge",
         "Bytes of messages a destination holds in memory",
     ),
