@@ -1130,7 +1130,7 @@ impl Standby {
                 "127.0.0.1:0",
                 "--admin-bind",
                 "127.0.0.1:0",
-                "--cores",
+                "--shards",
                 "2",
             ])
             .arg("--data-dir")

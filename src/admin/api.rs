@@ -21,7 +21,7 @@ const OWNER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Names one queue (or durable subscription) in a query string.
 #[derive(Debug, Deserialize)]
-pub struct Target {
+pub struct QueueQuery {
     /// `/queue/NAME` or `/topic/NAME`.
     pub destination: String,
     /// `client_id:name` of a durable subscription of the topic.
@@ -33,7 +33,7 @@ pub struct Target {
     pub limit: Option<usize>,
 }
 
-impl Target {
+impl QueueQuery {
     fn key(&self) -> Result<QueueKey, ApiError> {
         let destination = DestinationName::parse(&self.destination)
             .map_err(|e| error(StatusCode::BAD_REQUEST, &e.to_string()))?;
@@ -171,7 +171,7 @@ pub async fn subscriptions(
 /// `GET /api/messages?destination=/queue/x[&subscription=c:n][&offset=0][&limit=50]`.
 pub async fn browse(
     State(state): State<Arc<AdminState>>,
-    Query(t): Query<Target>,
+    Query(t): Query<QueueQuery>,
 ) -> Result<Json<Vec<crate::destination::BrowsedMessage>>, ApiError> {
     let services = master(&state)?;
     let key = t.key()?;
@@ -199,7 +199,7 @@ pub struct Purged {
 /// (delivered, unacked ones stay with their consumers).
 pub async fn purge(
     State(state): State<Arc<AdminState>>,
-    Query(t): Query<Target>,
+    Query(t): Query<QueueQuery>,
 ) -> Result<Json<Purged>, ApiError> {
     let services = master(&state)?;
     let key = t.key()?;
@@ -218,7 +218,7 @@ pub async fn purge(
 /// consumers, with its messages (409 while it has consumers).
 pub async fn delete(
     State(state): State<Arc<AdminState>>,
-    Query(t): Query<Target>,
+    Query(t): Query<QueueQuery>,
 ) -> Result<Json<Purged>, ApiError> {
     let services = master(&state)?;
     let key = t.key()?;

@@ -64,9 +64,9 @@ pub struct ServeArgs {
     /// Directory for stompbox.db and other files (config `data_dir`); created if missing.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Number of shards, 0 = one per CPU (config `cores`).
-    #[arg(long)]
-    pub cores: Option<usize>,
+    /// Number of shards, 0 = one per CPU (config `shards`; `--cores` still works).
+    #[arg(long, alias = "cores")]
+    pub shards: Option<usize>,
     /// Address of the admin HTTP listener (config `admin.bind`).
     #[arg(long)]
     pub admin_bind: Option<SocketAddr>,
@@ -85,8 +85,8 @@ impl ServeArgs {
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
         }
-        if let Some(cores) = self.cores {
-            config.cores = cores;
+        if let Some(shards) = self.shards {
+            config.shards = shards;
         }
         if let Some(bind) = self.admin_bind {
             config.admin.bind = bind;

@@ -40,7 +40,9 @@ pub struct Config {
     /// Directory holding `stompbox.db` and everything else the broker keeps on disk.
     pub data_dir: PathBuf,
     /// Number of shards (threads, one single-threaded runtime each). 0 = one per CPU.
-    pub cores: usize,
+    /// (`cores`, its name before issue 9, is still read.)
+    #[serde(alias = "cores")]
+    pub shards: usize,
     /// A client that has not sent CONNECT this long after connecting is closed.
     pub connect_timeout_ms: u64,
     /// How long a graceful shutdown waits for connections to flush what they have in flight.
@@ -204,7 +206,7 @@ impl Default for Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 61613)),
             data_dir: PathBuf::from("./data"),
-            cores: 0,
+            shards: 0,
             connect_timeout_ms: 30_000,
             shutdown_timeout_ms: 5_000,
             durability: Durability::Fsync,
@@ -317,16 +319,16 @@ impl Config {
                 return bad(format!("destinations.ttl_ms: {e}"));
             }
         }
-        if self.cores > 1024 {
-            return bad(format!("cores must be <= 1024 (got {})", self.cores));
+        if self.shards > 1024 {
+            return bad(format!("shards must be <= 1024 (got {})", self.shards));
         }
         Ok(())
     }
 
-    /// The number of shards to run: `cores`, or one per CPU when it is 0.
+    /// The number of shards to run: `shards`, or one per CPU when it is 0.
     pub fn shard_count(&self) -> usize {
-        if self.cores > 0 {
-            self.cores
+        if self.shards > 0 {
+            self.shards
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
@@ -375,6 +377,14 @@ mod tests {
             }
         }
         assert!(checked >= 3);
+    }
+
+    #[test]
+    fn shards_is_also_read_under_its_old_name_cores() {
+        let c: Config = toml::from_str("cores = 3").unwrap();
+        assert_eq!(c.shard_count(), 3);
+        let c: Config = toml::from_str("shards = 2").unwrap();
+        assert_eq!(c.shard_count(), 2);
     }
 
     #[test]

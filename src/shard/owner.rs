@@ -26,7 +26,7 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// What a subscription is attached to.
 #[derive(Debug, Clone)]
-enum Target {
+enum Attached {
     Queue(QueueKey),
     Topic(DestinationName),
 }
@@ -35,7 +35,7 @@ enum Target {
 struct SessionEntry {
     tx: SessionTx,
     /// Its subscriptions on this shard.
-    subs: HashMap<SubId, Target>,
+    subs: HashMap<SubId, Attached>,
 }
 
 /// One shard's destinations and the sessions that use them.
@@ -159,11 +159,11 @@ impl Owner {
                     .get_mut(&session)
                     .and_then(|s| s.subs.remove(&sub));
                 match target {
-                    Some(Target::Queue(key)) => {
+                    Some(Attached::Queue(key)) => {
                         self.with_queue(&key, false, |q, ctx| q.unsubscribe(session, sub, ctx));
                         self.forget_if_idle(&key);
                     }
-                    Some(Target::Topic(name)) => {
+                    Some(Attached::Topic(name)) => {
                         self.with_topic(&name, false, |t, ctx| t.unsubscribe(session, sub, ctx));
                         self.forget_topic_if_idle(&name);
                     }
@@ -212,11 +212,11 @@ impl Owner {
                 };
                 for (_, target) in entry.subs {
                     match target {
-                        Target::Queue(key) => {
+                        Attached::Queue(key) => {
                             self.with_queue(&key, false, |q, ctx| q.goodbye(session, ctx));
                             self.forget_if_idle(&key);
                         }
-                        Target::Topic(name) => {
+                        Attached::Topic(name) => {
                             self.with_topic(&name, false, |t, ctx| t.goodbye(session, ctx));
                             self.forget_topic_if_idle(&name);
                         }
@@ -357,8 +357,8 @@ impl Owner {
         let consumer = Consumer::new(session, sub, tx.clone(), ack, prefetch);
         let mut answered = false;
         let target = match (destination.kind(), durable) {
-            (Kind::Queue, _) => Target::Queue(QueueKey::queue(destination)),
-            (Kind::Topic, None) => Target::Topic(destination),
+            (Kind::Queue, _) => Attached::Queue(QueueKey::queue(destination)),
+            (Kind::Topic, None) => Attached::Topic(destination),
             (Kind::Topic, Some(d)) => {
                 if !self.queues.contains_key(&durable_key(&d, &destination))
                     && !self.ctx.add_durable(false)
@@ -378,7 +378,7 @@ impl Owner {
                     topic: destination,
                     reply: token.map(|t| (tx.clone(), t)),
                 });
-                Target::Queue(key)
+                Attached::Queue(key)
             }
         };
         if let Some(s) = self.sessions.get_mut(&session) {
@@ -391,8 +391,10 @@ impl Owner {
             }
         }
         match target {
-            Target::Queue(key) => self.with_queue(&key, true, |q, ctx| q.subscribe(consumer, ctx)),
-            Target::Topic(name) => self.with_topic(&name, true, |t, _| t.subscribe(consumer)),
+            Attached::Queue(key) => {
+                self.with_queue(&key, true, |q, ctx| q.subscribe(consumer, ctx))
+            }
+            Attached::Topic(name) => self.with_topic(&name, true, |t, _| t.subscribe(consumer)),
         }
     }
 
@@ -511,11 +513,11 @@ impl Owner {
     /// ACK (`nack` false) or NACK deliveries of one subscription, wherever it is attached.
     fn settle(&mut self, session: SessionId, sub: SubId, ids: &[MessageId], nack: bool) {
         match self.target(session, sub) {
-            Some(Target::Queue(key)) => self.with_queue(&key, false, |q, ctx| match nack {
+            Some(Attached::Queue(key)) => self.with_queue(&key, false, |q, ctx| match nack {
                 false => q.ack(session, sub, ids, ctx),
                 true => q.nack(session, sub, ids, ctx),
             }),
-            Some(Target::Topic(name)) => self.with_topic(&name, false, |t, ctx| match nack {
+            Some(Attached::Topic(name)) => self.with_topic(&name, false, |t, ctx| match nack {
                 false => t.ack(session, sub, ids, ctx),
                 true => t.nack(session, sub, ids, ctx),
             }),
@@ -523,7 +525,7 @@ impl Owner {
         }
     }
 
-    fn target(&self, session: SessionId, sub: SubId) -> Option<Target> {
+    fn target(&self, session: SessionId, sub: SubId) -> Option<Attached> {
         self.sessions
             .get(&session)
             .and_then(|s| s.subs.get(&sub))

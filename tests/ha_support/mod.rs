@@ -184,7 +184,7 @@ impl Broker {
             .arg(self.admin.to_string())
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .arg("--cores")
+            .arg("--shards")
             .arg(CORES);
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);

@@ -71,7 +71,7 @@ impl Broker {
     }
 
     /// A broker with `config` (TOML) as its config file on a fresh data dir. `bind`,
-    /// `data_dir` and `cores` are set by flags, which override the file.
+    /// `data_dir` and `shards` are set by flags, which override the file.
     pub fn start_with_config(config: &str) -> Broker {
         let mut broker = Broker::new(config);
         broker.start_again();
@@ -121,7 +121,7 @@ impl Broker {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .arg("--cores")
+            .arg("--shards")
             .arg(CORES)
             .arg("--admin-bind")
             .arg("127.0.0.1:0");
