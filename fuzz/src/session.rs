@@ -49,9 +49,12 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use stompbox::codec::{Command, Decoder, Frame};
 use stompbox::config::{Config, DestinationConfig};
-use stompbox::destination::{Ctx, DestinationName, DestinationStats, Kind};
+use stompbox::destination::Ctx;
 use stompbox::limits::{Limits, MAX_PREFETCH, MAX_WRITE_BUFFER_BYTES};
-use stompbox::message::{IdAllocator, Inspect, QueueKey, Router, SessionId, ToOwner, ToSession};
+use stompbox::message::{
+    DestinationName, DestinationStats, IdAllocator, Inspect, Kind, QueueKey, Router, SessionId,
+    ToOwner, ToSession,
+};
 use stompbox::session::{ClientIds, Connections, Error, Phase, Services, Session};
 use stompbox::shard::Owner;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};

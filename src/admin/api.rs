@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::AdminState;
-use crate::destination::{DestinationName, DestinationStats};
+use crate::message::{DestinationName, DestinationStats};
 use crate::message::{Inspect, QueueKey, ToOwner};
 use crate::session::Services;
 
@@ -172,7 +172,7 @@ pub async fn subscriptions(
 pub async fn browse(
     State(state): State<Arc<AdminState>>,
     Query(t): Query<QueueQuery>,
-) -> Result<Json<Vec<crate::destination::BrowsedMessage>>, ApiError> {
+) -> Result<Json<Vec<crate::message::BrowsedMessage>>, ApiError> {
     let services = master(&state)?;
     let key = t.key()?;
     let (offset, limit) = (t.offset.unwrap_or(0), t.limit.unwrap_or(50).min(1000));

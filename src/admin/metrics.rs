@@ -14,7 +14,7 @@ use metrics::gauge;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::{AdminState, Role};
-use crate::destination::DestinationStats;
+use crate::message::DestinationStats;
 
 /// Store commit latency buckets (seconds): an fsync is 0.1–20 ms on most disks.
 const COMMIT_BUCKETS: &[f64] = &[

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::config::Config;
-use crate::destination::DestinationName;
+use crate::message::DestinationName;
 use crate::shard::lock_data_dir;
 use crate::store;
 

@@ -315,7 +315,7 @@ impl Config {
             return bad("destinations.page_batch and store_max_batch must be > 0".into());
         }
         for name in d.ttl_ms.keys() {
-            if let Err(e) = crate::destination::DestinationName::parse(name) {
+            if let Err(e) = crate::message::DestinationName::parse(name) {
                 return bad(format!("destinations.ttl_ms: {e}"));
             }
         }

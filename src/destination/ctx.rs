@@ -10,7 +10,8 @@ use crate::message::{
 };
 use crate::store::{Request, StoreTx};
 
-use super::{DestinationName, Entry, Kind};
+use super::Entry;
+use crate::message::{DestinationName, Kind};
 
 /// The process-wide accounts every shard's destinations charge.
 #[derive(Debug, Clone, Default)]

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use super::consumer::{Answer, Blocked, Consumer, Entry};
 use super::ctx::{expired, now_ms, Ctx};
-use super::stats::{BrowsedMessage, Counters, DestinationStats};
+use crate::message::{BrowsedMessage, Counters, DestinationStats};
 use crate::message::{MessageId, QueueKey, SessionId, StoredMessage, SubId, ToSession};
 
 /// One priority level.

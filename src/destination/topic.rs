@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 
 use super::consumer::{Answer, Blocked, Consumer, Entry};
 use super::ctx::{expired, now_ms, Ctx};
-use super::stats::{Counters, DestinationStats};
-use super::DestinationName;
+use crate::message::DestinationName;
+use crate::message::{Counters, DestinationStats};
 use crate::message::{MessageId, QueueKey, SessionId, SubId};
 
 /// A subscriber and its backlog.

@@ -9,12 +9,10 @@ use std::time::Duration;
 use log::debug;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::destination::{
-    Answer, Consumer, Ctx, DestinationName, DestinationStats, Entry, Kind, Queue, Topic,
-};
+use crate::destination::{Answer, Consumer, Ctx, Entry, Queue, Topic};
 use crate::message::{
-    AckMode, DurableName, Inspect, Message, MessageId, QueueKey, SessionId, SessionTx, SubId,
-    ToOwner, ToSession, Token,
+    AckMode, DestinationName, DestinationStats, DurableName, Inspect, Kind, Message, MessageId,
+    QueueKey, SessionId, SessionTx, SubId, ToOwner, ToSession, Token,
 };
 use crate::store::Request;
 

@@ -9,7 +9,7 @@ use log::info;
 use rusqlite::{params, Connection};
 
 use super::{headers_to_json, message_from_row, Request};
-use crate::destination::Kind;
+use crate::message::Kind;
 use crate::message::{Message, QueueKey, StoredMessage};
 
 /// What applying one request produced, to be answered after the commit.

@@ -26,7 +26,7 @@ pub use writer::{spawn_writer, Fence, WriterConfig};
 #[cfg(test)]
 pub(crate) use writer::{spawn_writer_with_faults, Faults};
 
-use crate::destination::DestinationName;
+use crate::message::DestinationName;
 use crate::message::{DurableName, Message, MessageId, QueueKey, SessionTx, StoredMessage, Token};
 
 /// The database file inside `data_dir`.

@@ -560,7 +560,7 @@ mod tests {
     use rusqlite::params;
 
     use super::*;
-    use crate::destination::DestinationName;
+    use crate::message::DestinationName;
     use crate::message::{Message, QueueKey};
     use crate::message::{MessageId, Token};
 

@@ -1,6 +1,7 @@
 //! The message and the commands that cross shards: the one low module that sessions,
-//! destinations and (later) bridges and the store all import. It imports nothing of ours but
-//! the codec's header type and destination names.
+//! destinations, the store and (later) bridges all import, with the destination names
+//! (`name.rs`) and the statistics snapshots the admin API shows (`stats.rs`). It imports
+//! nothing of ours above it (only `limits` in docs), so nothing imports in a cycle through it.
 //!
 //! Every channel here is unbounded in type but bounded by credit, and each says how:
 //! a session has at most [`crate::limits::PRODUCER_WINDOW`] SENDs unanswered, at most its
@@ -14,7 +15,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::destination::DestinationName;
+mod name;
+mod stats;
+
+pub use name::{DestinationName, Kind, NameError};
+pub use stats::{BrowsedMessage, Counters, DestinationStats};
 
 /// A broker-wide unique message id, also the `message_id` primary key of stored messages.
 /// Ids grow in the order sessions accept SENDs, so one producer's messages are in id order.
@@ -273,14 +278,14 @@ pub enum ToOwner {
 pub enum Inspect {
     /// Every destination this shard owns.
     Stats {
-        reply: tokio::sync::oneshot::Sender<Vec<crate::destination::DestinationStats>>,
+        reply: tokio::sync::oneshot::Sender<Vec<DestinationStats>>,
     },
     /// Waiting messages of one queue.
     Browse {
         key: QueueKey,
         offset: usize,
         limit: usize,
-        reply: tokio::sync::oneshot::Sender<Option<Vec<crate::destination::BrowsedMessage>>>,
+        reply: tokio::sync::oneshot::Sender<Option<Vec<BrowsedMessage>>>,
     },
     /// Drop every waiting message of one queue (unacked deliveries stay); answers the count.
     Purge {
