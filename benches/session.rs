@@ -22,7 +22,7 @@ use stompbox::destination::DestinationName;
 use stompbox::message::{
     IdAllocator, Message, MessageId, Router, SessionId, SubId, ToOwner, ToSession,
 };
-use stompbox::session::{ClientIds, Connections, Services, Session};
+use stompbox::session::{ClientIds, Connections, Post, Services, Session};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// Counts allocations, so each case can report how many it makes per message.
@@ -56,6 +56,7 @@ static GLOBAL: Counting = Counting;
 /// its commands land in.
 struct Bench {
     session: Session,
+    router: Arc<Router>,
     mailbox: UnboundedReceiver<ToOwner>,
     _answers: UnboundedReceiver<ToSession>,
     message: Arc<Message>,
@@ -65,8 +66,9 @@ struct Bench {
 impl Bench {
     fn new(version: &str, ack: &str) -> Bench {
         let (owner, mailbox) = unbounded_channel();
+        let router = Arc::new(Router::new(vec![owner]));
         let services = Services {
-            router: Arc::new(Router::new(vec![owner])),
+            router: router.clone(),
             config: Arc::new(Config::default()),
             ids: Arc::new(IdAllocator::new(0)),
             store: None,
@@ -77,14 +79,15 @@ impl Bench {
         let (tx, answers) = unbounded_channel();
         let mut session = Session::new(SessionId(1), &services, tx);
         let connect = Frame::new(Command::Connect).header("accept-version", version);
-        session.handle_frame(connect).expect("CONNECT");
+        session.handle_frame(connect, 0).expect("CONNECT");
         let subscribe = Frame::new(Command::Subscribe)
             .header("id", "s")
             .header("destination", "/queue/bench")
             .header("ack", ack);
-        session.handle_frame(subscribe).expect("SUBSCRIBE");
+        session.handle_frame(subscribe, 0).expect("SUBSCRIBE");
         let mut b = Bench {
             session,
+            router,
             mailbox,
             _answers: answers,
             message: Arc::new(small_message()),
@@ -111,14 +114,19 @@ impl Bench {
         self.session.wrote(n);
         self.session.flush_credits();
         if let Some(ack) = &self.ack {
-            self.session.handle_frame(ack.clone()).expect("ACK");
+            self.session.handle_frame(ack.clone(), 0).expect("ACK");
         }
         self.drain();
         n
     }
 
-    /// What the owner would receive; dropped here.
+    /// Posts what the session queued, as the driver does; the owner's mailbox is dropped.
     fn drain(&mut self) {
+        for p in self.session.take_posts() {
+            if let Post::Owner(shard, cmd) = p {
+                self.router.post(shard, cmd);
+            }
+        }
         while let Ok(cmd) = self.mailbox.try_recv() {
             black_box(cmd);
         }
