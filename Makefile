@@ -59,6 +59,7 @@ fuzz-check:
 # writes docs/benchmarks.md + docs/benchmarks.png; BENCH_BROKERS=stompbox for stompbox alone).
 bench:
 	$(CARGO) bench --bench codec
+	$(CARGO) bench --bench session
 	bash scripts/bench.sh
 
 ci: lint test

@@ -1,5 +1,5 @@
 //! The checks behind the `session` fuzz target: one to three sans-IO [`Session`]s and one
-//! in-process [`Owner`] (no store), pumped by hand the way `state.rs`'s test `Pair` does, driven
+//! in-process [`Owner`] (no store), pumped by hand the way the session's test `Pair` (`session/testing.rs`) does, driven
 //! by a script read from the fuzz input.
 //!
 //! `fuzz_targets/session.rs` calls [`check_session`]; `tests/fuzz_corpus.rs` includes this file
@@ -55,7 +55,7 @@ use stompbox::message::{
     DestinationName, DestinationStats, IdAllocator, Inspect, Kind, QueueKey, Router, SessionId,
     ToOwner, ToSession,
 };
-use stompbox::session::{ClientIds, Connections, Error, Phase, Services, Session};
+use stompbox::session::{ClientIds, Connections, Error, Phase, Post, Services, Session};
 use stompbox::shard::Owner;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -95,7 +95,10 @@ pub fn check_session(data: &[u8]) {
                     b'a' => _ = client.answer(),
                     b't' => client.take(),
                     b'W' => client.write(usize::MAX),
-                    b'f' => client.session.flush_credits(),
+                    b'f' => {
+                        client.session.flush_credits();
+                        client.post();
+                    }
                     _ => {
                         let client = slots[slot].take().expect("matched Some above");
                         broker.close(client);
@@ -183,6 +186,8 @@ struct Broker {
 struct Client {
     session: Session,
     rx: UnboundedReceiver<ToSession>,
+    /// Where the commands the session queues go (posted after each call, as `task.rs` does).
+    router: Arc<Router>,
     /// Decodes what the client sends, at the session's version (as `task.rs` does).
     decoder: Decoder,
     input: BytesMut,
@@ -244,6 +249,7 @@ impl Broker {
         Client {
             session,
             rx,
+            router: self.services.router.clone(),
             decoder: Decoder::new(limits.clone()),
             input: BytesMut::new(),
             out: Output::new(),
@@ -281,6 +287,7 @@ impl Broker {
             for client in slots.iter_mut().flatten() {
                 moved |= client.answer();
                 client.session.flush_credits();
+                client.post();
                 client.read();
             }
             if !moved {
@@ -301,12 +308,12 @@ impl Broker {
         for slot in slots.iter_mut() {
             let Some(client) = slot else { continue };
             assert!(
-                client.session.out.len() <= client.out_bound,
+                client.session.output_len() <= client.out_bound,
                 "write buffer of {} bytes, over its bound {}",
-                client.session.out.len(),
+                client.session.output_len(),
                 client.out_bound
             );
-            let drained = client.session.out.is_empty() && client.out.written == client.out.taken;
+            let drained = !client.session.has_output() && client.out.written == client.out.taken;
             if client.session.phase() == Phase::Closing && drained {
                 let client = slot.take().expect("matched Some above");
                 self.close(client);
@@ -318,6 +325,7 @@ impl Broker {
     fn close(&mut self, mut client: Client) {
         client.take();
         client.session.close();
+        client.post();
         self.encoded.extend(client.out.encoded.iter().copied());
         self.closed.push(client.rx);
     }
@@ -400,12 +408,17 @@ impl Broker {
 
 impl Client {
     /// Feeds the session the frames buffered input decodes to, while it wants to read (the
-    /// loop of `task.rs`'s `pump`).
+    /// loop of `task.rs`'s `pump`), and posts what it queued.
     fn read(&mut self) {
+        self.read_frames();
+        self.post();
+    }
+
+    fn read_frames(&mut self) {
         while self.session.wants_read() {
             match self.decoder.decode(&mut self.input) {
                 Ok(Some(frame)) => {
-                    if self.session.handle_frame(frame).is_err() {
+                    if self.session.handle_frame(frame, 0).is_err() {
                         return;
                     }
                     if self.decoder.version() != self.session.version() {
@@ -432,7 +445,18 @@ impl Client {
             self.session.handle_answer(answer);
             moved = true;
         }
+        self.post();
         moved
+    }
+
+    /// Posts the commands the session queued, in order (the driver's job in `task.rs`).
+    fn post(&mut self) {
+        for p in self.session.take_posts() {
+            match p {
+                Post::Owner(shard, cmd) => self.router.post(shard, cmd),
+                Post::Store(_) => unreachable!("the harness runs without a store"),
+            }
+        }
     }
 
     /// Takes the session's output and checks it.
@@ -447,6 +471,7 @@ impl Client {
         let n = n.min((self.out.taken - self.out.written) as usize);
         self.out.written += n as u64;
         self.session.wrote(n);
+        self.post();
     }
 }
 

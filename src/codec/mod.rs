@@ -10,7 +10,8 @@ mod frame;
 mod parse;
 mod version;
 
-pub use encode::{encode, encode_into, encoded_len};
+pub(crate) use encode::decimal;
+pub use encode::{encode, encode_into, encode_message, encoded_len, MessageFrame};
 pub use escape::{escape_into, unescape, Escaping};
 pub use frame::{Command, Frame, Headers};
 pub use parse::{Decoder, ParseError};

@@ -9,7 +9,5 @@ mod topic;
 
 pub use consumer::{Answer, Consumer, Entry};
 pub use ctx::{expired, now_ms, Accounts, Ctx};
-// Until the session split lands, its files still name these here.
-pub use crate::message::{DestinationName, Kind, NameError};
 pub use queue::Queue;
 pub use topic::Topic;

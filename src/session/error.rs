@@ -3,7 +3,7 @@
 //! body that explains what to do.
 
 use crate::codec::{Command, Frame, ParseError, Version};
-use crate::destination::NameError;
+use crate::message::NameError;
 
 /// A session-level error. Each one is fatal for the connection: the session sends the ERROR
 /// frame (with `receipt-id` when the offending frame asked for a receipt) and closes.

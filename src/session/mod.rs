@@ -1,15 +1,29 @@
 //! Sessions: one per client connection, living on the shard that accepted it.
 //!
-//! `state.rs` holds the protocol rules (sans-IO), `task.rs` drives a socket, `error.rs` is
-//! the catalogue of ERROR frames, `auth.rs` the authentication hook.
+//! `state.rs` holds the thin [`Session`] that dispatches frames to the file of their concern
+//! (`connect.rs`, `send.rs`, `subscriptions.rs`, `acks.rs`, `transactions.rs`, `receipts.rs`,
+//! `outbox.rs`; the table in `state.rs` says which owns what). All of it is sans-IO: frames,
+//! owner answers and `now` in; bytes to write and commands to post out. `task.rs` alone does
+//! I/O, time and posting. `error.rs` is the catalogue of ERROR frames, `auth.rs` the
+//! authentication hook, `services.rs` what sessions share with the rest of the broker.
 
+mod acks;
 mod auth;
+mod connect;
 mod error;
+mod outbox;
+mod receipts;
+mod send;
 mod services;
 mod state;
+mod subscriptions;
 mod task;
+#[cfg(test)]
+mod testing;
+mod transactions;
 
+pub use connect::{HeartBeat, SERVER};
 pub use error::Error;
 pub use services::{ClientIds, ConnectionInfo, Connections, Services, SubscriptionInfo};
-pub use state::{HeartBeat, Phase, Session, SERVER};
+pub use state::{Phase, Post, Session};
 pub use task::{run, SessionContext};

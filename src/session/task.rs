@@ -1,6 +1,7 @@
 //! The thin tokio driver of one connection: moves bytes between the socket, the decoder and
-//! [`Session`], and runs the connect and heart-beat timers. All protocol decisions are made in
-//! `state.rs`.
+//! [`Session`], posts the commands the session queues, reads the clock and runs the connect and
+//! heart-beat timers. All protocol decisions are made in the sans-IO session (`state.rs` and
+//! the files it dispatches to); this is the only part of a session that does I/O.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use super::state::{Phase, Session};
+use super::state::{Phase, Post, Session};
 use super::{Error, Services};
 use crate::codec::Decoder;
+use crate::destination::now_ms;
 use crate::limits::{INITIAL_READ_BUFFER_BYTES, READ_CHUNK_BYTES};
 use crate::message::SessionId;
 
@@ -62,12 +64,15 @@ where
         if pending && session.wants_read() {
             pending = pump(&mut decoder, &mut rbuf, &mut session, &ctx.peer, conn);
         }
-        if writing.is_empty() && !session.out.is_empty() {
+        if writing.is_empty() && session.has_output() {
             writing = session.take_output();
         }
         if session.phase() == Phase::Closing && writing.is_empty() {
             break;
         }
+        // Everything the session queued since the last wait goes out before the next one:
+        // an answer it waits for can only come once its command is posted.
+        post(&mut session, &ctx.services);
         let deadline = next_deadline(
             &session,
             started,
@@ -146,10 +151,10 @@ where
                             session.fail(&Error::HeartBeatTimeout(silence.as_millis() as u64), None);
                         } else if hb.send_ms > 0
                             && writing.is_empty()
-                            && session.out.is_empty()
+                            && !session.has_output()
                             && now - last_write >= send_interval(hb.send_ms)
                         {
-                            session.out.extend_from_slice(b"\n");
+                            session.write_heart_beat();
                         }
                     }
                     _ => {}
@@ -168,13 +173,30 @@ where
     // once, and its new frames must reach each owner after the Goodbye, or a queue can still
     // hand a message to this session's gone consumer (with auto ack, that message is lost).
     session.close();
+    post(&mut session, &ctx.services);
     let _ = writer.shutdown().await;
     debug!("conn={conn} closed");
 }
 
+/// Posts what the session queued, in order.
+fn post(session: &mut Session, services: &Services) {
+    for p in session.take_posts() {
+        match p {
+            Post::Owner(shard, cmd) => services.router.post(shard, cmd),
+            Post::Store(request) => {
+                // The session queues store requests only when the services have a store.
+                if let Some(store) = &services.store {
+                    let _ = store.send(request);
+                }
+            }
+        }
+    }
+}
+
 /// Decodes and handles buffered frames until more bytes are needed (returns false), the
 /// session stops reading (returns true: frames may remain), or the input is bad (the ERROR is
-/// queued; returns false).
+/// queued; returns false). The frames are stamped with one reading of the wall clock: they
+/// arrived together.
 fn pump(
     decoder: &mut Decoder,
     rbuf: &mut BytesMut,
@@ -182,6 +204,7 @@ fn pump(
     peer: &str,
     conn: u64,
 ) -> bool {
+    let now = now_ms();
     loop {
         if !session.wants_read() {
             return !rbuf.is_empty();
@@ -189,7 +212,7 @@ fn pump(
         match decoder.decode(rbuf) {
             Ok(Some(frame)) => {
                 let cmd = frame.command;
-                if let Err(e) = session.handle_frame(frame) {
+                if let Err(e) = session.handle_frame(frame, now) {
                     info!("conn={conn} peer={peer} error on {cmd}: {}", e.message());
                     return false;
                 }

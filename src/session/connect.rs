@@ -1,0 +1,106 @@
+//! CONNECT/STOMP: protocol version and heart-beat negotiation, the `client-id` claim, and the
+//! CONNECTED answer. Called by the session's dispatch, once per connection.
+
+use super::auth;
+use super::error::Error;
+use super::services::ConnectionInfo;
+use super::state::{Phase, Session};
+use crate::codec::{Command, Frame, Version};
+
+/// The broker's name and version for the CONNECTED `server` header.
+pub const SERVER: &str = concat!("stompbox/", env!("CARGO_PKG_VERSION"));
+
+/// Negotiated heart-beat intervals in ms (0 = none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeartBeat {
+    /// The broker sends something at least this often.
+    pub send_ms: u64,
+    /// The client promised to send something at least this often.
+    pub expect_ms: u64,
+}
+
+impl HeartBeat {
+    /// The answer to a client's `heart-beat:cx,cy`: the broker sends every `cy` ms and
+    /// expects every `cx` ms, neither below `min_ms`; 0 (none) stays 0.
+    pub fn negotiate(cx: u64, cy: u64, min_ms: u64) -> HeartBeat {
+        HeartBeat {
+            send_ms: if cy == 0 { 0 } else { cy.max(min_ms) },
+            expect_ms: if cx == 0 { 0 } else { cx.max(min_ms) },
+        }
+    }
+}
+
+impl Session {
+    pub(super) fn on_connect(&mut self, frame: &Frame, now_ms: u64) -> Result<(), Error> {
+        let accept = frame.get("accept-version");
+        let version = Version::negotiate(accept)
+            .ok_or_else(|| Error::UnsupportedVersion(accept.unwrap_or("").to_string()))?;
+        let (cx, cy) = match frame.get("heart-beat") {
+            None => (0, 0),
+            Some(v) => parse_heart_beat(v).ok_or_else(|| {
+                Error::InvalidHeader(
+                    "heart-beat",
+                    v.to_string(),
+                    "expected two integers, e.g. 10000,10000",
+                )
+            })?,
+        };
+        auth::authenticate(frame.get("login"), frame.get("passcode"))?;
+        if let Some(id) = frame.get("client-id") {
+            if !self.client_ids.claim(id) {
+                return Err(Error::ClientIdInUse(id.to_string()));
+            }
+            self.client_id = Some(id.to_string());
+        }
+        let hb = HeartBeat::negotiate(cx, cy, self.config.heart_beat.min_interval_ms);
+        self.heart_beat = hb;
+        self.version = version;
+        self.phase = Phase::Connected;
+        self.connections.insert(ConnectionInfo {
+            id: self.id.0,
+            peer: self.peer.clone(),
+            version: version.as_str().to_string(),
+            client_id: self.client_id.clone(),
+            login: frame.get("login").map(str::to_string),
+            connected_at: now_ms,
+            subscriptions: Vec::new(),
+        });
+        let connected = Frame::new(Command::Connected)
+            .header("version", version.as_str())
+            .header("session", format!("session-{}", self.id.0))
+            .header("server", SERVER)
+            .header("heart-beat", format!("{},{}", hb.send_ms, hb.expect_ms));
+        self.outbox.write_frame(&connected, version);
+        Ok(())
+    }
+}
+
+fn parse_heart_beat(v: &str) -> Option<(u64, u64)> {
+    let (a, b) = v.split_once(',')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::send;
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::codec::Decoder;
+
+    #[test]
+    fn frame_before_connect_is_an_error_and_closes() {
+        let mut s = super::super::testing::Pair::new().session();
+        assert!(s
+            .handle_frame(send("/queue/a", "x").header("receipt", "7"), 0)
+            .is_err());
+        assert_eq!(s.phase(), Phase::Closing);
+        let mut out = BytesMut::from(&s.take_output()[..]);
+        let f = Decoder::new(Default::default())
+            .decode(&mut out)
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.command, Command::Error);
+        assert_eq!(f.get("receipt-id"), Some("7"));
+    }
+}

@@ -1,0 +1,154 @@
+//! SEND: the message a frame becomes (id, priority, expiry, the headers it keeps) and the
+//! producer window that flow-controls a connection's SENDs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::error::Error;
+use super::state::{required, Session};
+use super::transactions::TxOp;
+use crate::codec::Frame;
+use crate::limits::{Limits, PRODUCER_WINDOW};
+use crate::message::DestinationName;
+use crate::message::{Message, ToOwner, Token};
+
+/// SENDs posted to owners and not yet answered: at most [`PRODUCER_WINDOW`] of them and
+/// `producer_window_bytes` of their messages, or the session stops reading.
+#[derive(Debug, Default)]
+pub(super) struct ProducerWindow {
+    /// SENDs posted and not yet answered.
+    pub unanswered_sends: u32,
+    /// The same SENDs by token (a COMMIT's sends share its token), with their count and
+    /// bytes: a RECEIPT is written only once every SEND before its frame is answered, stored
+    /// ones committed.
+    sends: BTreeMap<Token, (u32, u64)>,
+    /// Bytes of `sends` (the producer window in bytes, `producer_window_bytes`).
+    bytes: u64,
+}
+
+impl ProducerWindow {
+    /// Room for another SEND (one of any size always goes through).
+    pub fn is_open(&self, limits: &Limits) -> bool {
+        self.unanswered_sends < PRODUCER_WINDOW && self.bytes < limits.producer_window_bytes as u64
+    }
+
+    /// The oldest token with a SEND unanswered: receipts of later frames wait for it.
+    pub fn oldest(&self) -> Option<Token> {
+        self.sends.first_key_value().map(|(t, _)| *t)
+    }
+
+    /// A SEND of `bytes` tracked by `token` was posted.
+    fn posted(&mut self, token: Token, bytes: u64) {
+        let entry = self.sends.entry(token).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 += bytes;
+        self.bytes += bytes;
+        self.unanswered_sends += 1;
+    }
+
+    /// One SEND tracked by `token` was answered.
+    pub fn answered(&mut self, token: Token) {
+        if let Some((n, bytes)) = self.sends.get_mut(&token) {
+            *n -= 1;
+            if *n == 0 {
+                // A COMMIT's sends share a token: their bytes are released together.
+                self.bytes -= *bytes;
+                self.sends.remove(&token);
+            }
+        }
+    }
+}
+
+impl Session {
+    pub(super) fn on_send(&mut self, frame: &mut Frame, now_ms: u64) -> Result<(), Error> {
+        let transaction = frame.get("transaction").map(str::to_owned);
+        let receipt = frame.get("receipt").map(str::to_owned);
+        let message = Arc::new(self.message(frame, now_ms)?);
+        match transaction {
+            Some(tx) => {
+                self.transactions
+                    .push(&tx, TxOp::Send(message), &self.config.limits)?;
+                self.register_receipt(receipt.as_deref(), 0);
+            }
+            None => {
+                let token = self.register_receipt(receipt.as_deref(), 1);
+                self.post_send(message, token);
+            }
+        }
+        Ok(())
+    }
+
+    /// Posts a SEND; it is tracked by `token` (or a fresh one) until its owner answers.
+    pub(super) fn post_send(&mut self, message: Arc<Message>, token: Option<Token>) {
+        let shard = self.owner_of(&message.destination);
+        let token = token.unwrap_or_else(|| self.receipts.new_token());
+        self.window.posted(token, message.weight());
+        self.post(
+            shard,
+            ToOwner::Send {
+                session: self.id,
+                message,
+                token: Some(token),
+            },
+        );
+    }
+
+    /// Builds the message a SEND carries, with a fresh id. Takes the frame's headers (and
+    /// body) instead of copying them, so call it last.
+    fn message(&self, frame: &mut Frame, now_ms: u64) -> Result<Message, Error> {
+        let destination = DestinationName::parse(required(frame, "destination")?)?;
+        let priority = match frame.get("priority") {
+            None => 4,
+            Some(v) => v
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= 9)
+                .ok_or_else(|| {
+                    Error::InvalidHeader(
+                        "priority",
+                        v.to_string(),
+                        "expected an integer from 0 to 9",
+                    )
+                })?,
+        };
+        let expires = match frame.get("expires") {
+            Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                Error::InvalidHeader(
+                    "expires",
+                    v.to_string(),
+                    "expected ms since the epoch, 0 for never",
+                )
+            })?,
+            None => match self.config.destinations.ttl_for(destination.as_str()) {
+                0 => 0,
+                ttl => now_ms + ttl,
+            },
+        };
+        let persistent = frame.get("persistent") == Some("true");
+        let mut headers = std::mem::take(&mut frame.headers.0);
+        headers.retain(|(k, _)| !BROKER_OWNED.contains(&k.as_str()));
+        Ok(Message {
+            id: self.ids.next(),
+            destination,
+            headers,
+            body: std::mem::take(&mut frame.body),
+            priority,
+            persistent,
+            expires,
+        })
+    }
+}
+
+/// Headers of a SEND that the broker sets itself on the MESSAGE, or that only concern the SEND.
+const BROKER_OWNED: [&str; 9] = [
+    "destination",
+    "receipt",
+    "transaction",
+    "content-length",
+    "message-id",
+    "subscription",
+    "ack",
+    "redelivered",
+    "redelivery-count",
+];

@@ -1,0 +1,311 @@
+//! SUBSCRIBE and UNSUBSCRIBE: subscription ids, ack modes, prefetch, and durable
+//! subscriptions named in three dialects (ActiveMQ, Artemis, RabbitMQ). The owner shard of the
+//! destination holds the consumer; this file holds what the session needs to write and ack
+//! its deliveries.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use foldhash::HashMap;
+
+use super::acks::InFlight;
+use super::error::Error;
+use super::services::SubscriptionInfo;
+use super::state::{required, Session};
+use crate::codec::{Command, Frame, Version};
+use crate::limits::MAX_PREFETCH;
+use crate::message::{AckMode, DurableName, Message, SubId, ToOwner, Token};
+use crate::message::{DestinationName, Kind};
+
+/// A live subscription as its session sees it.
+#[derive(Debug)]
+pub(super) struct Sub {
+    /// The SUBSCRIBE's `id` (the MESSAGE `subscription` header).
+    pub client_id: String,
+    pub destination: DestinationName,
+    pub ack: AckMode,
+    /// Deliveries awaiting ACK/NACK (client modes), by delivery order ([`InFlight::seq`]):
+    /// a cumulative ACK splits it, an individual one removes one entry, both in O(log n).
+    pub in_flight: BTreeMap<u64, InFlight>,
+    /// Until the SUBSCRIBE's RECEIPT (this token) is written, deliveries wait here, so the
+    /// RECEIPT always comes before the subscription's first MESSAGE.
+    pub held: Option<(Token, Vec<HeldDelivery>)>,
+}
+
+/// A delivery held until its subscription's RECEIPT: the message and its redelivery count.
+pub(super) type HeldDelivery = (Arc<Message>, u32);
+
+/// The session's subscriptions.
+#[derive(Debug, Default)]
+pub(super) struct Subscriptions {
+    pub live: HashMap<SubId, Sub>,
+    /// SUBSCRIBE `id` → key.
+    pub ids: HashMap<String, SubId>,
+    next: u32,
+    /// Destinations of subscriptions whose UNSUBSCRIBE is deferred (to route their acks).
+    pub leaving: HashMap<SubId, DestinationName>,
+}
+
+impl Subscriptions {
+    /// Where the acks of `sub` go: its destination while it is live or its UNSUBSCRIBE
+    /// waits; None once the owner holds nothing of it.
+    pub fn destination_of(&self, sub: SubId) -> Option<&DestinationName> {
+        match self.live.get(&sub) {
+            Some(s) => Some(&s.destination),
+            None => self.leaving.get(&sub),
+        }
+    }
+}
+
+impl Session {
+    pub(super) fn on_subscribe(&mut self, frame: &Frame) -> Result<(), Error> {
+        let dest = required(frame, "destination")?;
+        let destination = DestinationName::parse(dest)?;
+        let client_id = match frame.get("id") {
+            Some(id) => id.to_string(),
+            None if self.version == Version::V1_0 => dest.to_string(),
+            None => return Err(Error::MissingHeader(Command::Subscribe, "id")),
+        };
+        if self.subs.ids.contains_key(&client_id) {
+            return Err(Error::DuplicateSubscription(client_id));
+        }
+        let max = self.config.limits.max_subscriptions_per_connection;
+        if self.subs.live.len() >= max {
+            return Err(Error::Limit("max_subscriptions_per_connection", max));
+        }
+        let ack = match frame.get("ack") {
+            None => AckMode::Auto,
+            Some(v) => AckMode::parse(v).ok_or_else(|| {
+                Error::InvalidHeader(
+                    "ack",
+                    v.to_string(),
+                    "expected auto, client or client-individual",
+                )
+            })?,
+        };
+        let durable = self.durable_name(frame, &destination, Some(&client_id))?;
+        let prefetch = self.prefetch(frame, &destination, durable.is_some())?;
+        let sub = SubId(self.subs.next);
+        self.subs.next += 1;
+        self.subs.ids.insert(client_id.clone(), sub);
+        let info = SubscriptionInfo {
+            id: client_id.clone(),
+            destination: destination.to_string(),
+            ack: match ack {
+                AckMode::Auto => "auto",
+                AckMode::Client => "client",
+                AckMode::ClientIndividual => "client-individual",
+            },
+            prefetch,
+            durable: durable.as_ref().map(|d| d.key().to_string()),
+        };
+        let s = Sub {
+            client_id,
+            destination: destination.clone(),
+            ack,
+            in_flight: BTreeMap::new(),
+            held: None,
+        };
+        self.subs.live.insert(sub, s);
+        self.connections
+            .update(self.id.0, |c| c.subscriptions.push(info));
+        let token = self.receipt_token(frame, 1);
+        if let (Some(t), Some(s)) = (token, self.subs.live.get_mut(&sub)) {
+            s.held = Some((t, Vec::new()));
+        }
+        let shard = self.owner_of(&destination);
+        let cmd = ToOwner::Subscribe {
+            session: self.id,
+            sub,
+            destination,
+            ack,
+            prefetch,
+            durable,
+            token,
+        };
+        self.post(shard, cmd);
+        Ok(())
+    }
+
+    pub(super) fn on_unsubscribe(&mut self, frame: &Frame) -> Result<(), Error> {
+        let client_id = match (frame.get("id"), self.version) {
+            (Some(id), _) => id,
+            (None, Version::V1_0) => required(frame, "destination")?,
+            (None, _) => return Err(Error::MissingHeader(Command::Unsubscribe, "id")),
+        };
+        let live = self.subs.ids.remove(client_id);
+        let (sub, destination) = match live {
+            Some(sub) => {
+                let s = self
+                    .subs
+                    .live
+                    .remove(&sub)
+                    .expect("ids and live hold the same subscriptions");
+                self.acks.forget(s.in_flight.values());
+                if self.outbox.has_unwritten(sub) {
+                    self.subs.leaving.insert(sub, s.destination.clone());
+                }
+                (sub, s.destination)
+            }
+            // Deleting a durable subscription that is not active on this connection needs
+            // its topic, to find the shard that holds it.
+            None => match (frame.get("destination"), has_durable_header(frame)) {
+                (Some(d), true) => (SubId(u32::MAX), DestinationName::parse(d)?),
+                _ => return Err(Error::UnknownSubscription(client_id.to_string())),
+            },
+        };
+        let gone = client_id.to_string();
+        self.connections
+            .update(self.id.0, |c| c.subscriptions.retain(|s| s.id != gone));
+        let destroy = match has_durable_header(frame) {
+            true => self.durable_name(frame, &destination, Some(client_id))?,
+            false => None,
+        };
+        let token = self.receipt_token(frame, 1);
+        let shard = self.owner_of(&destination);
+        let cmd = ToOwner::Unsubscribe {
+            session: self.id,
+            sub,
+            destination,
+            destroy,
+            token,
+        };
+        // Deliveries already encoded for it are written (and consumed) first.
+        let end = self.outbox.end();
+        if end > self.outbox.written() {
+            self.outbox.defer(end, shard, cmd);
+        } else {
+            self.post(shard, cmd);
+        }
+        Ok(())
+    }
+
+    /// Writes the deliveries a subscription held back until its SUBSCRIBE's RECEIPT.
+    pub(super) fn release_held(&mut self, token: Token) {
+        let ready: Vec<SubId> = self
+            .subs
+            .live
+            .iter()
+            .filter(|(_, s)| s.held.as_ref().is_some_and(|(t, _)| *t == token))
+            .map(|(id, _)| *id)
+            .collect();
+        for sub in ready {
+            let held = self.subs.live.get_mut(&sub).and_then(|s| s.held.take());
+            for (m, count) in held.map(|(_, h)| h).unwrap_or_default() {
+                self.write_message(sub, &m, count);
+            }
+        }
+    }
+
+    /// The durable subscription a SUBSCRIBE or UNSUBSCRIBE names: ActiveMQ's
+    /// `activemq.subscriptionName`, Artemis' `durable-subscription-name`, or RabbitMQ's
+    /// `durable:true` (named by the subscription `id`). It hangs off the CONNECT `client-id`
+    /// (RabbitMQ style needs none).
+    fn durable_name(
+        &self,
+        frame: &Frame,
+        destination: &DestinationName,
+        sub_id: Option<&str>,
+    ) -> Result<Option<DurableName>, Error> {
+        let explicit = frame
+            .get("activemq.subscriptionName")
+            .or_else(|| frame.get("durable-subscription-name"));
+        let name = match (explicit, frame.get("durable")) {
+            (Some(n), _) => n,
+            (None, Some("true")) => match sub_id {
+                Some(id) => id,
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        if destination.kind() != Kind::Topic {
+            return Err(Error::DurableQueue(destination.to_string()));
+        }
+        let client_id = match (&self.client_id, explicit) {
+            (Some(c), _) => c.as_str(),
+            (None, None) => "",
+            (None, Some(_)) => return Err(Error::DurableWithoutClientId),
+        };
+        Ok(Some(DurableName {
+            client_id: Arc::from(client_id),
+            name: Arc::from(name),
+        }))
+    }
+
+    fn prefetch(
+        &self,
+        frame: &Frame,
+        destination: &DestinationName,
+        durable: bool,
+    ) -> Result<u32, Error> {
+        let header = ["activemq.prefetchSize", "prefetch-count"]
+            .into_iter()
+            .find_map(|h| frame.get(h).map(|v| (h, v)));
+        let d = &self.config.destinations;
+        match header {
+            None => Ok(match destination.kind() {
+                Kind::Queue => d.queue_prefetch,
+                Kind::Topic if durable => d.durable_prefetch,
+                Kind::Topic => d.topic_prefetch,
+            }),
+            Some((name, v)) => {
+                let n: i64 = v.trim().parse().map_err(|_| {
+                    Error::InvalidHeader(
+                        if name == "prefetch-count" {
+                            "prefetch-count"
+                        } else {
+                            "activemq.prefetchSize"
+                        },
+                        v.to_string(),
+                        "expected a non-negative integer",
+                    )
+                })?;
+                // 0 or negative means "no limit" to RabbitMQ users; the broker's cap still holds.
+                Ok(if n <= 0 {
+                    MAX_PREFETCH
+                } else {
+                    (n as u64).min(u64::from(MAX_PREFETCH)) as u32
+                })
+            }
+        }
+    }
+}
+
+fn has_durable_header(frame: &Frame) -> bool {
+    frame.get("activemq.subscriptionName").is_some()
+        || frame.get("durable-subscription-name").is_some()
+        || frame.get("durable") == Some("true")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{send, subscribe, Pair};
+    use crate::codec::{Command, Frame};
+
+    #[test]
+    fn prefetch_limits_unacked_deliveries() {
+        let mut pair = Pair::new();
+        let mut p = pair.client("1.1");
+        let mut c = pair.client("1.1");
+        c.send(subscribe(
+            "/queue/p",
+            "client-individual",
+            &[("activemq.prefetchSize", "2")],
+        ));
+        for i in 0..5 {
+            p.send(send("/queue/p", &i.to_string()));
+        }
+        pair.pump(&mut [&mut p, &mut c]);
+        let first = c.frames();
+        assert_eq!(first.len(), 2);
+        c.send(
+            Frame::new(Command::Ack)
+                .header("message-id", first[0].get("message-id").unwrap())
+                .header("subscription", "s"),
+        );
+        pair.pump(&mut [&mut p, &mut c]);
+        let next = c.frames();
+        assert_eq!(next.len(), 1);
+        assert_eq!(&next[0].body[..], b"2");
+    }
+}
