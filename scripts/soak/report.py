@@ -205,8 +205,8 @@ def markdown(s, name, have_plot):
         "## Workload",
         "",
         "One thread per client role; each opens connection after connection (about half of",
-        "them offer heart-beats). About 250 persistent messages/s plus 100 non-persistent",
-        "(`--rate` scales them; `SOAK_RATE` in make).",
+        "them offer heart-beats). About 200 persistent messages/s (36 of them in",
+        "transactions) plus 100 non-persistent; `SOAK_RATE=2` in make (`--rate`) doubles them.",
         "",
         "| client | what it does | how its connections end |",
         "|---|---|---|",
@@ -331,7 +331,10 @@ def markdown(s, name, have_plot):
         ]
     if conns:
         lines += [
-            f"Connections opened: {fmt_int(conns['opened'])}; ended with DISCONNECT "
+            f"Connections opened: {fmt_int(conns['opened'])} ("
+            f"{fmt_int(conns['opened'] - conns['per_actor'].get('churn', 0))} by the "
+            f"{len(conns['per_actor']) - 1} long-lived clients, each connection after its "
+            f"first a reconnect; the rest by the churn client); ended with DISCONNECT "
             f"{fmt_int(conns['graceful'])}, with a FIN and no DISCONNECT "
             f"{fmt_int(conns['abrupt_fin'])}, with an RST {fmt_int(conns['abrupt_rst'])}; "
             f"client-id still held at reconnect (retried): {conns['client_id_busy_retries']}; "

@@ -203,7 +203,8 @@ def file_size(path):
 
 
 def build_actors(ctl, ledger, rate):
-    """The workload at `rate` times the base rates (about 250 persistent messages/s)."""
+    """The workload at `rate` times the base rates: about 200 persistent messages/s and 100
+    non-persistent (docs/soak.md lists who does what)."""
     r = rate
     return [
         w.QueueProducer("wp1", ctl, ledger, 40 * r, "each"),

@@ -26,6 +26,7 @@ all of it or none of it.
 """
 
 import random
+import socket
 import threading
 import time
 import traceback
@@ -661,7 +662,6 @@ class Churn(Actor):
     def session(self):
         kind = self.rng.randrange(5)
         if kind == 0:
-            import socket
             s = socket.create_connection(self.ctl.addr, timeout=5)
             if self.rng.random() < 0.5:
                 s.sendall(b"CONNECT\naccept-version:1.2\nhost:")
