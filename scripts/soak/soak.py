@@ -249,7 +249,8 @@ def watch(broker, actors, seconds, what):
         if time.monotonic() >= next_note:
             next_note += 60
             left = end - time.monotonic()
-            log(f"{what}: {left / 60:.1f} min left")
+            if left >= 1:
+                log(f"{what}: {left / 60:.1f} min left")
     return None
 
 
