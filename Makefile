@@ -69,7 +69,8 @@ clean:
 	rm -rf .venv clients/js/node_modules
 
 # Fragments: mk/clients.mk (clients-deps, test-clients), mk/ha.mk (ha-deps),
-# mk/console.mk (console-deps, test-console). A missing fragment's targets are no-ops.
+# mk/console.mk (console-deps, test-console), mk/soak.mk (soak: not part of test, it takes
+# 30 minutes). A missing fragment's targets are no-ops.
 include $(wildcard mk/*.mk)
 ifeq ($(wildcard mk/clients.mk),)
 clients-deps test-clients: ;

@@ -81,18 +81,7 @@ record() {
 
 # The plot needs matplotlib; the table does not. Install it first so a failure shows early.
 PY=python3
-if [ -n "$BENCH_DOC" ]; then
-    if [ ! -x .venv/bin/python ]; then python3 -m venv .venv >/dev/null 2>&1 || true; fi
-    if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import matplotlib' 2>/dev/null; then
-        echo "bench.sh: installing matplotlib into .venv (for the plot)" >&2
-        .venv/bin/python -m pip install --quiet --disable-pip-version-check matplotlib >&2 || true
-    fi
-    if .venv/bin/python -c 'import matplotlib' 2>/dev/null; then
-        PY=.venv/bin/python
-    else
-        echo "bench.sh: matplotlib unavailable; docs without the plot" >&2
-    fi
-fi
+[ -z "$BENCH_DOC" ] || PY=$(bash scripts/plot-python.sh bench.sh)
 
 mkdir -p "$(dirname "$BENCH_OUT")" "$LOGS"
 : >"$BENCH_OUT"
