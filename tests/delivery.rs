@@ -319,6 +319,20 @@ fn aborted_ack_then_disconnect_redelivers() {
 /// A RECEIPT for an ACK means the message will not come back, even after kill -9 right then.
 #[test]
 fn receipted_ack_is_final_across_a_crash() {
+    acks_are_final_across_a_crash(true);
+}
+
+/// So does the RECEIPT of a later frame (DISCONNECT here) for ACKs sent without a receipt:
+/// a RECEIPT implies every earlier frame took effect, acks' deletes committed included.
+#[test]
+fn disconnect_receipt_makes_earlier_unreceipted_acks_final_across_a_crash() {
+    acks_are_final_across_a_crash(false);
+}
+
+/// Pipelines an ACK for each of 300 stored messages under write load, each with a receipt
+/// (`each`) or none and then DISCONNECT with one; kills -9 on the last RECEIPT; none of the
+/// acked messages may come back.
+fn acks_are_final_across_a_crash(each: bool) {
     const N: usize = 300;
     let mut broker = Broker::start_with_config("durability = \"fsync\"\n");
     let dest = "/queue/acked-then-crash";
@@ -351,16 +365,23 @@ fn receipted_ack_is_final_across_a_crash() {
         }
     });
     std::thread::sleep(QUIET);
-    // Every ACK pipelined in one write, each with a receipt; kill -9 on the last RECEIPT.
+    // Every ACK pipelined in one write; kill -9 on the last RECEIPT.
     let mut bytes = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
-        let f = c
-            .settle_frame("ACK", m)
-            .header("receipt", format!("ack-{i}"));
+        let mut f = c.settle_frame("ACK", m);
+        if each {
+            f = f.header("receipt", format!("ack-{i}"));
+        }
         bytes.extend_from_slice(&f.encode("1.2"));
     }
+    let last = if each {
+        format!("ack-{}", N - 1)
+    } else {
+        let f = Frame::new("DISCONNECT").header("receipt", "bye");
+        bytes.extend_from_slice(&f.encode("1.2"));
+        "bye".to_string()
+    };
     c.try_send_raw(&bytes).expect("write the ACKs");
-    let last = format!("ack-{}", N - 1);
     loop {
         let f = c.expect("RECEIPT", WAIT);
         if f.get("receipt-id") == Some(last.as_str()) {
@@ -373,7 +394,7 @@ fn receipted_ack_is_final_across_a_crash() {
     let back = drain(&broker, dest);
     assert!(
         back.is_empty(),
-        "{} receipted ACKs undone by the crash: {:?}",
+        "{} ACKs before RECEIPT {last:?} undone by the crash: {:?}",
         back.len(),
         &back[..back.len().min(20)]
     );

@@ -152,19 +152,25 @@ impl Ctx {
         });
     }
 
-    /// Answers `token` (a receipted ACK) once the deletes pending now are committed, and
-    /// returns true; returns false when there is nothing to wait for (answer it now).
-    pub fn after_deletes(&mut self, tx: &SessionTx, token: Token) -> bool {
-        if self.store.is_none() || self.deletes.is_empty() {
+    /// Deletes batched and not yet sent to the store writer.
+    pub fn pending_deletes(&self) -> usize {
+        self.deletes.len()
+    }
+
+    /// Answers `token` (a receipt) with `ToSession::Committed` once everything this shard
+    /// sent the store writer so far, and the deletes pending now, is committed (the writer
+    /// commits in order), and returns true; returns false without a store (answer it now).
+    pub fn after_store(&mut self, tx: &SessionTx, token: Token) -> bool {
+        if self.store.is_none() {
             return false;
         }
         self.delete_replies.push((tx.clone(), token));
         true
     }
 
-    /// Sends pending deletes to the store writer.
+    /// Sends pending deletes, and the receipts waiting for them, to the store writer.
     pub fn flush(&mut self) {
-        if !self.deletes.is_empty() {
+        if !self.deletes.is_empty() || !self.delete_replies.is_empty() {
             let ids = std::mem::take(&mut self.deletes);
             let reply = std::mem::take(&mut self.delete_replies);
             self.request(Request::Delete { ids, reply });

@@ -34,6 +34,10 @@ struct SessionEntry {
     tx: SessionTx,
     /// Its subscriptions on this shard.
     subs: HashMap<SubId, Attached>,
+    /// Its ACKs queued store deletes that no receipt has waited for yet: the next receipt
+    /// (of an ACK or a DISCONNECT) waits for their commit, as a RECEIPT implies that every
+    /// earlier frame took effect.
+    unconfirmed_deletes: bool,
 }
 
 /// One shard's destinations and the sessions that use them.
@@ -114,6 +118,7 @@ impl Owner {
                     SessionEntry {
                         tx,
                         subs: HashMap::default(),
+                        unconfirmed_deletes: false,
                     },
                 );
             }
@@ -179,19 +184,10 @@ impl Owner {
                 token,
                 ..
             } => {
+                let before = self.ctx.pending_deletes();
                 self.settle(session, sub, &ids, false);
-                // A receipted ACK of stored messages is answered after their delete commits:
-                // its RECEIPT promises they will not come back after a crash.
-                let waits = match (token, self.sessions.get(&session)) {
-                    (Some(t), Some(s)) => {
-                        let tx = s.tx.clone();
-                        self.ctx.after_deletes(&tx, t)
-                    }
-                    _ => false,
-                };
-                if !waits {
-                    self.done(session, token);
-                }
+                let deleted = self.ctx.pending_deletes() > before;
+                self.done_after_deletes(session, token, deleted);
             }
             ToOwner::Nack {
                 session,
@@ -203,7 +199,9 @@ impl Owner {
                 self.settle(session, sub, &ids, true);
                 self.done(session, token);
             }
-            ToOwner::Barrier { session, token } => self.done(session, Some(token)),
+            ToOwner::Barrier { session, token } => {
+                self.done_after_deletes(session, Some(token), false)
+            }
             ToOwner::Goodbye { session } => {
                 let Some(entry) = self.sessions.remove(&session) else {
                     return true;
@@ -541,6 +539,24 @@ impl Owner {
     fn forget_topic_if_idle(&mut self, name: &DestinationName) {
         if self.topics.get(name).is_some_and(Topic::is_idle) {
             self.topics.remove(name);
+        }
+    }
+
+    /// Answers `token` once the store deletes `session`'s ACKs queued (`deleted`: this frame
+    /// queued some) are committed: a receipted ACK's RECEIPT promises its messages will not
+    /// come back after a crash, and so does the RECEIPT of any later frame for earlier ACKs.
+    fn done_after_deletes(&mut self, session: SessionId, token: Option<Token>, deleted: bool) {
+        let Some(entry) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        entry.unconfirmed_deletes |= deleted;
+        let Some(token) = token else {
+            return;
+        };
+        if entry.unconfirmed_deletes && self.ctx.after_store(&entry.tx, token) {
+            entry.unconfirmed_deletes = false;
+        } else {
+            let _ = entry.tx.send(ToSession::Done { token });
         }
     }
 
