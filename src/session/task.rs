@@ -171,7 +171,8 @@ where
     }
     // Goodbye to the owners before the FIN: a client that sees the close may reconnect at
     // once, and its new frames must reach each owner after the Goodbye, or a queue can still
-    // hand a message to this session's gone consumer (with auto ack, that message is lost).
+    // hand a message to this session's gone consumer (it is not lost: unwritten, it comes back
+    // with the Goodbye, but the reconnected client's SUBSCRIBE would find it taken).
     session.close();
     post(&mut session, &ctx.services);
     let _ = writer.shutdown().await;
