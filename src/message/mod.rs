@@ -208,7 +208,9 @@ pub enum ToOwner {
     /// subscription is deleted with its pending messages.
     Unsubscribe {
         session: SessionId,
-        sub: SubId,
+        /// None when the subscription is not active on this connection (an UNSUBSCRIBE that
+        /// only deletes a durable subscription, `destroy`).
+        sub: Option<SubId>,
         destination: DestinationName,
         destroy: Option<DurableName>,
         token: Option<Token>,
@@ -218,7 +220,6 @@ pub enum ToOwner {
     Ack {
         session: SessionId,
         sub: SubId,
-        destination: DestinationName,
         ids: Vec<MessageId>,
         token: Option<Token>,
     },
@@ -226,7 +227,6 @@ pub enum ToOwner {
     Nack {
         session: SessionId,
         sub: SubId,
-        destination: DestinationName,
         ids: Vec<MessageId>,
         token: Option<Token>,
     },

@@ -135,17 +135,11 @@ impl Session {
         let shard = self.owner_of(&s.destination);
         let session = self.id;
         let ids = s.ids();
-        let Settle {
-            sub,
-            destination,
-            nack,
-            ..
-        } = s;
+        let Settle { sub, nack, .. } = s;
         let cmd = if nack {
             ToOwner::Nack {
                 session,
                 sub,
-                destination,
                 ids,
                 token,
             }
@@ -153,7 +147,6 @@ impl Session {
             ToOwner::Ack {
                 session,
                 sub,
-                destination,
                 ids,
                 token,
             }

@@ -172,7 +172,6 @@ impl Session {
             let cmd = ToOwner::Ack {
                 session: self.id,
                 sub,
-                destination,
                 ids,
                 token: None,
             };

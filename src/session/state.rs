@@ -281,7 +281,7 @@ impl Session {
 
     /// Queues `cmd` for `shard`'s owner now, after a Hello if this is the first contact.
     pub(super) fn post_now(&mut self, shard: usize, cmd: ToOwner) {
-        if let ToOwner::Unsubscribe { sub, .. } = &cmd {
+        if let ToOwner::Unsubscribe { sub: Some(sub), .. } = &cmd {
             self.subs.leaving.remove(sub);
         }
         if !self.said_hello[shard] {

@@ -145,12 +145,12 @@ impl Session {
                 if self.outbox.has_unwritten(sub) {
                     self.subs.leaving.insert(sub, s.destination.clone());
                 }
-                (sub, s.destination)
+                (Some(sub), s.destination)
             }
             // Deleting a durable subscription that is not active on this connection needs
             // its topic, to find the shard that holds it.
             None => match (frame.get("destination"), has_durable_header(frame)) {
-                (Some(d), true) => (SubId(u32::MAX), DestinationName::parse(d)?),
+                (Some(d), true) => (None, DestinationName::parse(d)?),
                 _ => return Err(Error::UnknownSubscription(client_id.to_string())),
             },
         };

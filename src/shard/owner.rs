@@ -157,16 +157,16 @@ impl Owner {
                 destroy,
                 token,
             } => {
-                let target = self
-                    .sessions
-                    .get_mut(&session)
-                    .and_then(|s| s.subs.remove(&sub));
+                let target = sub.and_then(|sub| {
+                    let attached = self.sessions.get_mut(&session)?.subs.remove(&sub)?;
+                    Some((sub, attached))
+                });
                 match target {
-                    Some(Attached::Queue(key)) => {
+                    Some((sub, Attached::Queue(key))) => {
                         self.with_queue(&key, false, |q, ctx| q.unsubscribe(session, sub, ctx));
                         self.forget_if_idle(&key);
                     }
-                    Some(Attached::Topic(name)) => {
+                    Some((sub, Attached::Topic(name))) => {
                         self.with_topic(&name, false, |t, ctx| t.unsubscribe(session, sub, ctx));
                         self.forget_topic_if_idle(&name);
                     }
