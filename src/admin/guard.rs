@@ -19,18 +19,15 @@
 //! [`Guard::check`] decides without IO (method, URI, version and headers in; a [`Refusal`] or
 //! nothing out); [`enforce`] is the axum middleware that applies it to every route.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
 use std::sync::Arc;
 
+use super::api::{error, ApiError};
+use crate::config::{AllowedHost, Authority, Host};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-
-use super::api::{error, ApiError};
 
 /// The header that marks a state change as sent by a tool or by the console itself.
 pub const REQUEST_HEADER: &str = "x-stompbox-request";
@@ -41,16 +38,6 @@ pub const REQUEST_HEADER: &str = "x-stompbox-request";
 pub struct Guard {
     bound: SocketAddr,
     allowed: Vec<AllowedHost>,
-}
-
-/// One `admin.allowed_hosts` entry: `name` admits that name on any port, `name:port` on that
-/// port only (an IP literal works too). Names compare case-insensitively. In TOML it is the
-/// string; a malformed one fails the config load.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct AllowedHost {
-    host: Host,
-    port: Option<u16>,
 }
 
 /// Why a request was refused, as the client sees it (status and `{"error": …}` body).
@@ -214,40 +201,6 @@ impl From<Refusal> for ApiError {
     }
 }
 
-impl FromStr for AllowedHost {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<AllowedHost, String> {
-        let (host, port) = split_authority(s).map_err(|why| {
-            format!("{s:?} is not a host name or HOST:PORT ({why}), e.g. \"broker-a:8161\"")
-        })?;
-        Ok(AllowedHost { host, port })
-    }
-}
-
-impl TryFrom<String> for AllowedHost {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<AllowedHost, String> {
-        s.parse()
-    }
-}
-
-impl From<AllowedHost> for String {
-    fn from(a: AllowedHost) -> String {
-        a.to_string()
-    }
-}
-
-impl fmt::Display for AllowedHost {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.port {
-            Some(port) => write!(f, "{}:{port}", self.host),
-            None => write!(f, "{}", self.host),
-        }
-    }
-}
-
 /// A state change's `Origin`, when sent, must be `http://` plus the host it was reached at.
 /// `null` (sandboxed frames, some redirects) and several `Origin`s are foreign.
 fn check_origin(host: Option<&str>, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -293,80 +246,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// The host part of a `Host` header or origin: an IP literal or a lower-cased name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Host {
-    Ip(IpAddr),
-    Name(String),
-}
-
-impl fmt::Display for Host {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Host::Ip(IpAddr::V6(v6)) => write!(f, "[{v6}]"),
-            Host::Ip(IpAddr::V4(v4)) => write!(f, "{v4}"),
-            Host::Name(n) => f.write_str(n),
-        }
-    }
-}
-
-/// A `Host` header or an origin's `host[:port]`, the port 80 (http) when none is given.
-#[derive(Debug, PartialEq, Eq)]
-struct Authority {
-    host: Host,
-    port: u16,
-}
-
-impl Authority {
-    fn parse(s: &str) -> Result<Authority, &'static str> {
-        let (host, port) = split_authority(s)?;
-        Ok(Authority {
-            host,
-            port: port.unwrap_or(80),
-        })
-    }
-}
-
-/// Splits `host`, `host:port`, `[v6]` or `[v6]:port`. Names are letters, digits, `-`, `_`
-/// and `.`; an empty port (`host:`) counts as none (RFC 3986).
-fn split_authority(s: &str) -> Result<(Host, Option<u16>), &'static str> {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']').ok_or("no ] after an IPv6 address")?;
-        let v6: Ipv6Addr = v6.parse().map_err(|_| "not an IPv6 address")?;
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':').ok_or("text after ]")?),
-        };
-        (Host::Ip(IpAddr::V6(v6)), port)
-    } else {
-        let (name, port) = match s.rsplit_once(':') {
-            Some((name, port)) => (name, Some(port)),
-            None => (s, None),
-        };
-        let host = match name.parse::<Ipv4Addr>() {
-            Ok(v4) => Host::Ip(IpAddr::V4(v4)),
-            Err(_) if name.is_empty() => return Err("no host"),
-            Err(_) if name.contains(':') => return Err("an IPv6 address needs [ ]"),
-            Err(_) => {
-                let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-                if !name.chars().all(ok) {
-                    return Err("a name is letters, digits, '-', '_' and '.'");
-                }
-                Host::Name(name.to_ascii_lowercase())
-            }
-        };
-        (host, port)
-    };
-    let port = match port {
-        None | Some("") => None,
-        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(p.parse().map_err(|_| "port above 65535")?)
-        }
-        Some(_) => return Err("the port is not a number"),
-    };
-    Ok((host, port))
 }
 
 #[cfg(test)]
@@ -645,35 +524,5 @@ mod tests {
             g.check(&Method::POST, &uri, Version::HTTP_10, &no_host),
             Err(Refusal::ForeignOrigin { .. })
         ));
-    }
-
-    #[test]
-    fn allowed_hosts_entries_parse_or_say_why() {
-        for ok in [
-            "broker-a",
-            "Broker-A.example:8161",
-            "10.0.0.5",
-            "[::1]:8161",
-            "a_b",
-        ] {
-            assert!(ok.parse::<AllowedHost>().is_ok(), "{ok}");
-        }
-        assert_eq!(
-            "Broker-A:8161".parse::<AllowedHost>().unwrap().to_string(),
-            "broker-a:8161"
-        );
-        for bad in [
-            "",
-            "http://broker-a",
-            "broker-a/",
-            "*",
-            "::1",
-            "[::1",
-            "a:b",
-            "a:99999",
-        ] {
-            let err = bad.parse::<AllowedHost>().unwrap_err();
-            assert!(err.contains("HOST:PORT"), "{bad:?}: {err}");
-        }
     }
 }

@@ -57,8 +57,6 @@ mod api;
 mod guard;
 pub mod metrics;
 
-pub use guard::AllowedHost;
-
 /// State shared between the broker's life cycle and the HTTP handlers.
 pub struct AdminState {
     status: Mutex<Status>,

@@ -36,7 +36,7 @@ impl StoreArgs {
 
     fn db(&self) -> anyhow::Result<PathBuf> {
         let dir = self.data_dir()?;
-        let db = dir.join(store::DB_FILE);
+        let db = dir.join(crate::config::DB_FILE);
         if !db.exists() {
             bail!(
                 "no store at {} (is --data-dir right? the broker creates it on first start)",
@@ -108,7 +108,7 @@ pub fn purge(
 }
 
 fn purge_rows(db: &Path, destination: &str, subscription: &str) -> anyhow::Result<usize> {
-    let conn = store::open(db, store::Durability::Fsync)?;
+    let conn = store::open(db, crate::config::Durability::Fsync)?;
     let n = conn.execute(
         "DELETE FROM messages WHERE destination = ?1 AND subscription = ?2",
         [destination, subscription],

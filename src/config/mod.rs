@@ -8,8 +8,25 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod host;
+
+pub use host::{AllowedHost, Authority, Host};
+
 use crate::limits::Limits;
-use crate::store::Durability;
+
+/// The database file inside `data_dir`.
+pub const DB_FILE: &str = "stompbox.db";
+
+/// What a RECEIPT for a persistent SEND promises (config `durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: each commit is fsynced; a RECEIPT means the message is on disk.
+    Fsync,
+    /// `synchronous=NORMAL`: survives a crash of the broker process, but the last commits
+    /// before a power loss or OS crash may be lost.
+    Relaxed,
+}
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +130,7 @@ pub struct AdminConfig {
     /// 0.0.0.0 bind, `localhost`): `name` on any port, or `name:port`. Why: a web page whose
     /// name was re-pointed at this address (DNS rebinding) may read the API as its own origin,
     /// and only the `Host` header it sends gives it away, so names must be trusted here.
-    pub allowed_hosts: Vec<crate::admin::AllowedHost>,
+    pub allowed_hosts: Vec<AllowedHost>,
 }
 
 impl Default for AdminConfig {
@@ -336,7 +353,7 @@ impl Config {
 
     /// The database file: `data_dir/stompbox.db`.
     pub fn db_path(&self) -> PathBuf {
-        self.data_dir.join(crate::store::DB_FILE)
+        self.data_dir.join(DB_FILE)
     }
 
     /// `connect_timeout_ms` as a duration.

@@ -246,7 +246,7 @@ mod tests {
     fn db() -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stompbox.db");
-        crate::store::open(&path, crate::store::Durability::Relaxed).unwrap();
+        crate::store::open(&path, crate::config::Durability::Relaxed).unwrap();
         (dir, path)
     }
 

@@ -584,8 +584,9 @@ mod tests {
 
     use super::*;
     use crate::config::DestinationConfig;
+    use crate::config::Durability;
     use crate::message::{IdAllocator, Router};
-    use crate::store::{spawn_writer_with_faults, Durability, Faults, WriterConfig};
+    use crate::store::{spawn_writer_with_faults, Faults, WriterConfig};
 
     /// A store whose page-ins fail at first must be asked again only a few times (not in a
     /// loop as fast as the writer answers), and must deliver once it works again.

@@ -19,18 +19,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags};
-use serde::{Deserialize, Serialize};
 
 pub use schema::{migrate, MIGRATIONS};
 pub use writer::{spawn_writer, Fence, WriterConfig};
 #[cfg(test)]
 pub(crate) use writer::{spawn_writer_with_faults, Faults};
 
+use crate::config::Durability;
 use crate::message::DestinationName;
 use crate::message::{DurableName, Message, MessageId, QueueKey, SessionTx, StoredMessage, Token};
-
-/// The database file inside `data_dir`.
-pub const DB_FILE: &str = "stompbox.db";
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,17 +50,6 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-}
-
-/// What a RECEIPT for a persistent SEND promises (config `durability`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// `synchronous=FULL`: each commit is fsynced; a RECEIPT means the message is on disk.
-    Fsync,
-    /// `synchronous=NORMAL`: survives a crash of the broker process, but the last commits
-    /// before a power loss or OS crash may be lost.
-    Relaxed,
 }
 
 /// Opens (creating if needed) the database for writing and brings its schema up to date.

@@ -35,8 +35,8 @@ pub struct WriterConfig {
     pub sweep_expired: bool,
     /// The lease this writer writes under; None without a lease (tests).
     pub fence: Option<Fence>,
-    /// The configured durability (see [`super::Durability`]).
-    pub durability: super::Durability,
+    /// The configured durability (see [`crate::config::Durability`]).
+    pub durability: crate::config::Durability,
 }
 
 /// Fencing: every transaction first checks that the lease row still names `holder` at
@@ -206,7 +206,7 @@ impl Writer {
         // acked message is delivered again, which at-least-once allows. Such batches skip the
         // fsync, so a lone synchronous producer pays one fsync per message, not two. An ACK
         // that asked for a RECEIPT does promise something, so its delete is fsynced.
-        let relaxed = self.config.durability == super::Durability::Fsync
+        let relaxed = self.config.durability == crate::config::Durability::Fsync
             && batch.iter().all(|r| {
                 matches!(
                     r,
@@ -574,7 +574,7 @@ mod tests {
             max_batch: 64,
             sweep_expired: false,
             fence,
-            durability: crate::store::Durability::Fsync,
+            durability: crate::config::Durability::Fsync,
         };
         (
             Writer::new(conn, Arc::new(Router::new(vec![tx])), config),
