@@ -14,6 +14,7 @@
 //!
 //! - [`codec`]: sans-IO STOMP 1.0–1.2 frame decoder and encoder.
 //! - [`limits`]: every default and limit, with why.
+//! - [`clock`]: the wall clock, read in one place.
 //! - [`config`]: typed TOML config; CLI flags override it.
 //! - [`message`]: the message and the commands that cross shards (the one low module).
 //! - [`destination`]: queues, topics, consumers and credit, on their owner shard.
@@ -27,6 +28,7 @@ pub mod admin;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod destination;

@@ -291,13 +291,6 @@ impl Ctx {
     }
 }
 
-/// Milliseconds since the epoch, for `expires`.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// True when `m` has an expiry at or before `now`.
 pub fn expired(m: &Message, now: u64) -> bool {
     m.expires != 0 && m.expires <= now

@@ -38,7 +38,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::consumer::{Answer, Blocked, Consumer, Entry};
-use super::ctx::{expired, now_ms, Ctx};
+use super::ctx::{expired, Ctx};
+use crate::clock::now_ms;
 use crate::message::{BrowsedMessage, Counters, DestinationStats};
 use crate::message::{MessageId, QueueKey, SessionId, StoredMessage, SubId, ToSession};
 

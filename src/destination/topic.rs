@@ -8,7 +8,8 @@
 use std::collections::VecDeque;
 
 use super::consumer::{Answer, Blocked, Consumer, Entry};
-use super::ctx::{expired, now_ms, Ctx};
+use super::ctx::{expired, Ctx};
+use crate::clock::now_ms;
 use crate::message::DestinationName;
 use crate::message::{Counters, DestinationStats};
 use crate::message::{MessageId, QueueKey, SessionId, SubId};

@@ -231,12 +231,10 @@ pub fn holds(conn: &Connection, holder: &str, epoch: u64) -> Result<bool, rusqli
     Ok(matches!(row, Some((Some(h), e)) if h == holder && e as u64 == epoch))
 }
 
-/// Milliseconds since the epoch (the lease is judged on the brokers' clocks, which share one
-/// host: see docs/ha.md).
+/// Milliseconds since the epoch, as the lease row stores them (the lease is judged on the
+/// brokers' clocks, which share one host: see docs/ha.md).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::clock::now_ms() as i64
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use tokio::time::{sleep_until, Instant};
 
 use super::state::{Phase, Post, Session};
 use super::{Error, Services};
+use crate::clock::now_ms;
 use crate::codec::Decoder;
-use crate::destination::now_ms;
 use crate::limits::{INITIAL_READ_BUFFER_BYTES, READ_CHUNK_BYTES};
 use crate::message::SessionId;
 

@@ -93,7 +93,7 @@ impl Owner {
     /// account go once other destinations (maybe on other shards) have shrunk, and retry
     /// failed page-ins whose backoff has passed.
     fn tick(&mut self) {
-        let now = crate::destination::now_ms();
+        let now = crate::clock::now_ms();
         let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
         for key in keys {
             self.with_queue(&key, false, |q, ctx| {

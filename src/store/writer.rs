@@ -545,9 +545,7 @@ fn describe(req: &Request) -> String {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::clock::now_ms() as i64
 }
 
 #[cfg(test)]
