@@ -96,7 +96,7 @@ impl Broker {
             source,
         })?;
         let shards = config.shard_count();
-        let conn = store::open(&config.db_path(), config.durability)?;
+        let conn = store::open_writer(&config.db_path(), config.durability)?;
         let recovered = store::recover(&conn)?;
         info!(
             "store {} recovered: {} queues with stored messages, {} durable subscriptions",
