@@ -298,7 +298,14 @@ impl Session {
     /// driver gives up waiting after its linger ([`Session::give_up_waiting`]). A pending
     /// DISCONNECT receipt is dropped: the connection did not end well.
     pub fn fail(&mut self, error: &Error, receipt: Option<&str>) {
-        if self.phase == Phase::Closing || self.failing() {
+        if self.phase == Phase::Closing {
+            return;
+        }
+        if self.failing() {
+            // The first ERROR stands. The failure that brings us here may have answered what
+            // it waited for (a SEND the store rejected while the broker shuts down, its receipt
+            // taken away): then it goes out now, not when the driver gives up waiting.
+            self.write_ready_receipts();
             return;
         }
         let frame = error.to_frame(receipt);
@@ -1778,6 +1785,35 @@ mod tests {
         assert_eq!(frames[0].get("receipt-id"), Some("r"));
         pair.pump(&mut [&mut c]);
         assert!(c.frames().is_empty());
+        assert_eq!(c.session.phase(), Phase::Closing);
+    }
+
+    #[test]
+    fn a_send_rejected_while_an_error_waits_for_it_lets_the_error_out() {
+        let mut pair = Pair::new();
+        let mut c = pair.client("1.2");
+        c.send(send("/queue/e", "m").header("receipt", "r"));
+        // The broker shuts down (as after a store failure) while the SEND is in flight: the
+        // ERROR waits for the SEND's answer.
+        c.session.fail(&Error::ShuttingDown, None);
+        assert!(c.frames().is_empty());
+        assert_eq!(c.session.phase(), Phase::Disconnecting);
+        // The store rejects the SEND.
+        let token = std::iter::from_fn(|| pair.mailbox.try_recv().ok())
+            .find_map(|cmd| match cmd {
+                ToOwner::Send { token, .. } => token,
+                _ => None,
+            })
+            .expect("the SEND was posted");
+        c.session.handle_answer(ToSession::Rejected {
+            token: Some(token),
+            reason: "store I/O failure".into(),
+        });
+        // Nothing is left to wait for: the ERROR goes out now (not after the linger), and no
+        // RECEIPT for the rejected SEND.
+        let frames = c.frames();
+        let commands: Vec<Command> = frames.iter().map(|f| f.command).collect();
+        assert_eq!(commands, [Command::Error], "{frames:?}");
         assert_eq!(c.session.phase(), Phase::Closing);
     }
 }
