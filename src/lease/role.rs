@@ -47,8 +47,9 @@ pub enum Event {
     FileLockUnsupported,
     /// The lease is lost (renewal failed or a write was fenced): stop serving now.
     StepDown(String),
-    /// The store writer hit an I/O failure (a failed fsync): stop serving now and give the
-    /// lease up, so a standby recovers from what is on disk without waiting for the TTL.
+    /// The store writer hit an I/O failure (a failed write or fsync): stop serving now and
+    /// give the lease up, so a standby recovers from what is on disk without waiting for the
+    /// TTL.
     StoreFailed(String),
 }
 
