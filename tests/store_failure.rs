@@ -14,13 +14,24 @@ mod ha_support;
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ha_support::{health, http_get, serial, Frame, Pair, Stomp, WAIT};
+use ha_support::{eventually, health, http_get, serial, Frame, Pair, Stomp, WAIT};
 
 /// Trigger files of `src/store/faults.rs` (this crate does not link the broker's).
 const FSYNC_TRIGGER: &str = "inject-fsync-failure";
 const WRITE_TRIGGER: &str = "inject-write-failure";
+
+/// Producers sending while the fsync fails: enough that the failed commit holds SENDs of
+/// some of them and others are cut off by the step-down.
+const PRODUCERS: usize = 4;
+
+/// Receipts each producer gets before the fault is armed.
+const RECEIPTED_BEFORE: usize = 25;
 
 fn refuses(addr: SocketAddr) -> bool {
     matches!(
@@ -29,12 +40,138 @@ fn refuses(addr: SocketAddr) -> bool {
     )
 }
 
+/// How a producer's connection ended.
+#[derive(Debug)]
+enum Ended {
+    /// An ERROR frame, while `in_flight` (sent, not receipted) was waiting for its RECEIPT.
+    Error { frame: Frame, in_flight: String },
+    /// The connection closed (or a write failed) while `in_flight` waited.
+    Closed { in_flight: String, why: String },
+    /// Neither within `WAIT` of its last SEND: the broker kept it open and silent.
+    NoAnswer { in_flight: String },
+    /// The test stopped it while it was still being served.
+    Stopped,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Error { frame, in_flight } => write!(f, "{frame} for {in_flight}"),
+            Ended::Closed { in_flight, why } => write!(f, "closed ({why}) for {in_flight}"),
+            Ended::NoAnswer { in_flight } => write!(f, "no answer for {in_flight}"),
+            Ended::Stopped => write!(f, "still served"),
+        }
+    }
+}
+
+/// A producer on one connection to one broker (no failover): persistent SENDs of bodies
+/// `{name}-{i}`, one at a time, each with a receipt named after its body.
+struct Producer {
+    receipted: Arc<Mutex<Vec<String>>>,
+    count: Arc<AtomicUsize>,
+    handle: Option<JoinHandle<Ended>>,
+}
+
+impl Producer {
+    /// Starts a producer on `addr`; it stops, if still served, once `stop` is set.
+    fn spawn(addr: SocketAddr, dest: &str, name: &str, stop: Arc<AtomicBool>) -> Producer {
+        let receipted = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicUsize::new(0));
+        let (r, n, dest, name) = (
+            receipted.clone(),
+            count.clone(),
+            dest.to_string(),
+            name.to_string(),
+        );
+        let handle = std::thread::spawn(move || {
+            let mut c = Stomp::connect(addr, WAIT).expect("CONNECT on the master");
+            for i in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    return Ended::Stopped;
+                }
+                let body = format!("{name}-{i}");
+                let sent = c.send(
+                    "SEND",
+                    &[
+                        ("destination", &dest),
+                        ("persistent", "true"),
+                        ("receipt", &body),
+                    ],
+                    body.as_bytes(),
+                );
+                if let Err(e) = sent {
+                    return Ended::Closed {
+                        in_flight: body,
+                        why: e.to_string(),
+                    };
+                }
+                // The only frame a producer gets is the answer to its one SEND in flight.
+                match c.read_frame(Instant::now() + WAIT) {
+                    Ok(f) if f.command == "RECEIPT" => {
+                        assert_eq!(f.header("receipt-id"), Some(body.as_str()), "{f}");
+                        r.lock().unwrap().push(body.clone());
+                        n.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(f) if f.command == "ERROR" => {
+                        return Ended::Error {
+                            frame: f,
+                            in_flight: body,
+                        }
+                    }
+                    Ok(f) => panic!("{name}: unexpected frame {f}"),
+                    Err(e) if e.kind() == ErrorKind::TimedOut => {
+                        return Ended::NoAnswer { in_flight: body }
+                    }
+                    Err(e) => {
+                        return Ended::Closed {
+                            in_flight: body,
+                            why: e.to_string(),
+                        }
+                    }
+                }
+                // A little pacing leaves the two cores to the brokers.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            unreachable!()
+        });
+        Producer {
+            receipted,
+            count,
+            handle: Some(handle),
+        }
+    }
+
+    fn receipted(&self) -> Vec<String> {
+        self.receipted.lock().unwrap().clone()
+    }
+
+    fn join(&mut self) -> Ended {
+        self.handle
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("producer thread panicked")
+    }
+}
+
 /// True for an ERROR that reports the store's I/O failure (message `store failure`, the
 /// failure in the body).
 fn is_io_failure_error(f: &Frame) -> bool {
     f.command == "ERROR"
         && f.header("message") == Some("store failure")
         && String::from_utf8_lossy(&f.body).contains("I/O failure")
+}
+
+/// Creates a trigger file in the data dir and waits until the broker's store consumed it
+/// (the fault fired).
+fn arm_and_wait_until_fired(data_dir: &Path, trigger: &str) {
+    let path = data_dir.join(trigger);
+    std::fs::write(&path, b"").expect("create the trigger file");
+    eventually(
+        WAIT,
+        &format!("the store to hit the injected fault ({trigger})"),
+        || !path.exists(),
+    );
 }
 
 /// Bodies of the stored messages of `dest` (read-only, from the file itself).
@@ -83,6 +220,148 @@ fn consume_all(addr: SocketAddr, dest: &str, expected: &BTreeSet<String>) -> BTr
         }
     }
     got
+}
+
+/// The master's fsync fails at a COMMIT while four producers send, one persistent SEND at a
+/// time each. No SEND of that commit, or after it, gets a RECEIPT: each producer's last SEND
+/// is answered with an ERROR (`store failure` naming its receipt, or `broker shutting down`,
+/// whichever reaches its session first) and its connection closes; the master stops serving
+/// (STOMP port refused, `/health` 503) and gives its lease up; the standby takes over and has
+/// every message that was receipted, and none of the unanswered ones. The old master, on a
+/// fresh connection once it is master again, stores again.
+#[test]
+fn failed_fsync_at_commit_fails_over_with_every_receipted_message() {
+    let _serial = serial();
+    let mut pair = Pair::start(None);
+    let old_epoch = health(pair.brokers[0].admin)
+        .and_then(|h| h.epoch())
+        .expect("a's epoch");
+    let dest = "/queue/store-failure.fsync";
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut producers: Vec<Producer> = (0..PRODUCERS)
+        .map(|i| Producer::spawn(pair.brokers[0].stomp, dest, &format!("p{i}"), stop.clone()))
+        .collect();
+    eventually(WAIT, "every producer to get its first receipts", || {
+        producers
+            .iter()
+            .all(|p| p.count.load(Ordering::SeqCst) >= RECEIPTED_BEFORE)
+    });
+
+    // The store's only writes are these producers' SENDs, so the commit whose fsync fails
+    // holds some of them.
+    arm_and_wait_until_fired(&pair.data_dir(), FSYNC_TRIGGER);
+
+    // Every producer's connection ends: the master stops serving all of them. One still
+    // served after WAIT is stopped, and fails the test below.
+    let fired = Instant::now();
+    eventually(WAIT + WAIT, "every producer's connection to end", || {
+        if fired.elapsed() > WAIT {
+            stop.store(true, Ordering::SeqCst);
+        }
+        producers
+            .iter()
+            .all(|p| p.handle.as_ref().is_some_and(JoinHandle::is_finished))
+    });
+    let ended: Vec<Ended> = producers.iter_mut().map(Producer::join).collect();
+    let summary: Vec<String> = ended
+        .iter()
+        .zip(&producers)
+        .enumerate()
+        .map(|(i, (e, p))| format!("p{i}: {} receipts, then {}", p.receipted().len(), e))
+        .collect();
+    eprintln!("after the failed fsync:\n  {}", summary.join("\n  "));
+    let mut unanswered = Vec::new();
+    for (i, e) in ended.iter().enumerate() {
+        match e {
+            Ended::Error { frame, in_flight } => {
+                if is_io_failure_error(frame) {
+                    // The store's answer: it names the SEND that failed.
+                    assert_eq!(
+                        frame.header("receipt-id"),
+                        Some(in_flight.as_str()),
+                        "p{i}: {frame}"
+                    );
+                } else {
+                    // The step-down's, which came first.
+                    assert_eq!(
+                        frame.header("message"),
+                        Some("broker shutting down"),
+                        "p{i}: {frame}"
+                    );
+                    assert_eq!(frame.header("receipt-id"), None, "p{i}: {frame}");
+                }
+                unanswered.push(in_flight.clone());
+            }
+            Ended::Closed { in_flight, .. } => unanswered.push(in_flight.clone()),
+            Ended::NoAnswer { in_flight } => {
+                panic!("p{i}: no RECEIPT, ERROR or close for {in_flight} within {WAIT:?}")
+            }
+            Ended::Stopped => panic!("p{i}: still served by the failed master after {WAIT:?}"),
+        }
+    }
+
+    // The failed master stops serving and gives the lease up; the standby takes over.
+    let b_health = pair.brokers[1].wait_master(WAIT);
+    let new_epoch = b_health.epoch().expect("b's epoch");
+    assert!(new_epoch > old_epoch, "epoch {new_epoch} after {old_epoch}");
+    let a = pair.brokers[0].wait_not_master(WAIT);
+    assert_eq!(a.role(), "standby", "a's /health: {a:?}");
+    assert!(
+        refuses(pair.brokers[0].stomp),
+        "the failed master's STOMP port still accepts connections"
+    );
+    assert!(
+        pair.brokers[0].is_running(),
+        "on_step_down = standby: the failed master should stay up"
+    );
+    let lease = http_get(pair.brokers[1].admin, "/api/lease").expect("/api/lease");
+    assert_eq!(
+        lease.body["pid"].as_u64(),
+        Some(u64::from(pair.brokers[1].pid())),
+        "lease row: {:?}",
+        lease.body
+    );
+    assert!(
+        pair.brokers[0]
+            .log_text()
+            .contains("lease released after the store failure"),
+        "the failed master did not release its lease:\n{}",
+        pair.brokers[0].log_tail()
+    );
+
+    // Every receipted message is on disk; none of the SENDs left without a RECEIPT is (they
+    // were in the failed commit or came after it).
+    let receipted: BTreeSet<String> = producers.iter().flat_map(Producer::receipted).collect();
+    let on_disk = stored_bodies(&pair, dest);
+    let lost: Vec<&String> = receipted.difference(&on_disk).collect();
+    assert!(lost.is_empty(), "receipted but not on disk: {lost:?}");
+    for body in &unanswered {
+        assert!(
+            !on_disk.contains(body),
+            "{body} got no RECEIPT from the failed master, but was stored"
+        );
+    }
+    // The new master delivers every receipted one, and nothing else.
+    let consumed = consume_all(pair.brokers[1].stomp, dest, &receipted);
+    let lost: Vec<&String> = receipted.difference(&consumed).collect();
+    assert!(lost.is_empty(), "receipted but never consumed: {lost:?}");
+    let extra: Vec<&String> = consumed.difference(&receipted).collect();
+    assert!(extra.is_empty(), "delivered but never receipted: {extra:?}");
+    eprintln!(
+        "{} receipted messages before the failed fsync, all on disk and consumed from the new \
+         master; the {} SENDs left unanswered are not: {unanswered:?}",
+        receipted.len(),
+        unanswered.len()
+    );
+
+    // Fail-stop is the connection's, not the process's: once master again (b stopped), the
+    // old master stores through a fresh connection.
+    pair.brokers[1].signal("TERM");
+    pair.brokers[1].wait_exit(WAIT);
+    pair.brokers[0].wait_master(WAIT);
+    let mut c = Stomp::connect(pair.brokers[0].stomp, WAIT).expect("CONNECT on a again");
+    send_receipted(&mut c, dest, "after-recovery");
+    assert!(stored_bodies(&pair, dest).contains("after-recovery"));
 }
 
 /// A large persistent SEND makes SQLite write pages to the WAL while the insert runs (its
