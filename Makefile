@@ -20,9 +20,13 @@ run: release
 	./target/release/stompbox serve --config config/stompbox.toml
 
 # Every test: unit, integration, proptests, the protocol conformance suite (which starts the
-# built binary itself), the HA suite (with a real HAProxy), the fuzz corpus as regression
-# tests, the client smoke tests and the web console's browser test. Missing tools (haproxy,
-# sqlite3, chromium, ruby-stomp, python and npm packages) are installed first.
+# built binary itself), the HA suite (with a real HAProxy), the store-failure suite, the fuzz
+# corpus as regression tests, the client smoke tests and the web console's browser test.
+# Missing tools (haproxy, sqlite3, chromium, ruby-stomp, python and npm packages) are installed
+# first. The Rust tests build with the test-only `fault-injection` feature (src/store/faults.rs:
+# tests/store_failure.rs makes the store's fsync fail through it); `build`, `release` and `run`
+# never include it.
+TEST_FEATURES := --features fault-injection
 test: build test-deps test-rust fuzz-check test-clients test-console
 
 test-deps: ha-deps clients-deps console-deps sqlite-deps
@@ -39,11 +43,12 @@ sqlite-deps:
 	fi
 
 test-rust: ha-deps sqlite-deps
-	$(CARGO) test --all-targets
+	$(CARGO) test --all-targets $(TEST_FEATURES)
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets $(TEST_FEATURES) -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items
 
 fmt:

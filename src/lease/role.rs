@@ -29,6 +29,12 @@ use crate::config::{Config, StepDown};
 use crate::shard::{Broker, LOCK_FILE};
 use crate::store::{self, Fence};
 
+/// After a store failure, a broker leaves the lease to the standbys for this many acquire
+/// intervals (`lease.acquire_interval_ms`) before it competes for it (or its file lock)
+/// again: a standby polling the lease row has tried at least once by then, and one waiting
+/// on the file lock got it at once.
+const STORE_FAILURE_HOLD_OFF_INTERVALS: u64 = 2;
+
 /// What can change a broker's role.
 pub enum Event {
     /// SIGTERM or SIGINT: stop.
@@ -41,8 +47,9 @@ pub enum Event {
     FileLockUnsupported,
     /// The lease is lost (renewal failed or a write was fenced): stop serving now.
     StepDown(String),
-    /// The store writer hit an I/O failure (a failed fsync): stop serving now and give the
-    /// lease up, so a standby recovers from what is on disk without waiting for the TTL.
+    /// The store writer hit an I/O failure (a failed write or fsync): stop serving now and
+    /// give the lease up, so a standby recovers from what is on disk without waiting for the
+    /// TTL.
     StoreFailed(String),
 }
 
@@ -88,11 +95,19 @@ pub fn run(
         Ok(Event::StepDown(_) | Event::StoreFailed(_)) | Err(RecvTimeoutError::Timeout) => {}
     }
     let lease = &config.lease;
+    // After giving the lease up because of a store failure, this broker leaves it to the
+    // standbys for a while (see `STORE_FAILURE_HOLD_OFF_INTERVALS`).
+    let mut hold_off: Option<std::time::Instant> = None;
     loop {
         state.set(Role::Standby, None, None);
         // ---- standby ----
         let epoch = loop {
-            match super::try_acquire(&mut conn, &me, lease.ttl_ms, lock_state) {
+            let held_off = hold_off.is_some_and(|until| std::time::Instant::now() < until);
+            let attempt = match held_off {
+                true => Ok(Acquire::Held),
+                false => super::try_acquire(&mut conn, &me, lease.ttl_ms, lock_state),
+            };
+            match attempt {
                 Ok(Acquire::Acquired(epoch)) => break epoch,
                 Ok(Acquire::Held) => {}
                 Ok(Acquire::YieldFileLock) => {
@@ -194,6 +209,7 @@ pub fn run(
         state.set(Role::SteppingDown, Some(epoch), None);
         state.set_services(None);
         broker.shutdown();
+        let mut delay = Duration::ZERO;
         if give_up_lease {
             // The lease row is still ours (nothing fenced us); releasing it lets a standby
             // take over at once. If the file cannot be written at all, the TTL does it.
@@ -204,11 +220,19 @@ pub fn run(
                     lease.ttl_ms
                 ),
             }
+            // A standby should take over, not this process: its file lock waiter is woken by
+            // the lock we drop below, but ours, asking again at once, could win that race,
+            // and without file locks we would poll for the free lease as often as it does.
+            // So we keep off both for a few acquire intervals; with no standby, this broker
+            // serves again after that, through a fresh store connection.
+            delay =
+                Duration::from_millis(STORE_FAILURE_HOLD_OFF_INTERVALS * lease.acquire_interval_ms);
+            hold_off = Some(std::time::Instant::now() + delay);
         }
         if file_lock.take().is_some() {
             // Released with the file: wait for it again, to learn when the new master dies.
             lock_state = FileLock::Waiting;
-            wait_for_file_lock(lock_path.clone(), events_tx.clone(), Duration::ZERO);
+            wait_for_file_lock(lock_path.clone(), events_tx.clone(), delay);
         }
         if config.lease.on_step_down == StepDown::Exit {
             anyhow::bail!("stepped down: {reason} (lease.on_step_down = \"exit\")");

@@ -68,7 +68,14 @@ impl Session {
     /// driver gives up waiting after its linger ([`Session::give_up_waiting`]). A pending
     /// DISCONNECT receipt is dropped: the connection did not end well.
     pub fn fail(&mut self, error: &Error, receipt: Option<&str>) {
-        if self.phase == Phase::Closing || self.failing() {
+        if self.phase == Phase::Closing {
+            return;
+        }
+        if self.failing() {
+            // The first ERROR stands. The failure that brings us here may have answered what
+            // it waited for (a SEND the store rejected while the broker shuts down, its receipt
+            // taken away): then it goes out now, not when the driver gives up waiting.
+            self.write_ready_receipts();
             return;
         }
         let frame = error.to_frame(receipt);
@@ -217,7 +224,40 @@ impl Session {
 mod tests {
     use super::super::state::Phase;
     use super::super::testing::{send, Pair};
+    use super::super::Error;
     use crate::codec::{Command, Frame};
+    use crate::message::{ToOwner, ToSession};
+
+    #[test]
+    fn a_send_rejected_while_an_error_waits_for_it_lets_the_error_out() {
+        let mut pair = Pair::new();
+        let mut c = pair.client("1.2");
+        c.send(send("/queue/e", "m").header("receipt", "r"));
+        // The broker shuts down (as after a store failure) while the SEND is in flight: the
+        // ERROR waits for the SEND's answer.
+        c.session.fail(&Error::ShuttingDown, None);
+        assert!(c.frames().is_empty());
+        assert_eq!(c.session.phase(), Phase::Disconnecting);
+        // The store rejects the SEND.
+        let token = pair
+            .take_commands()
+            .into_iter()
+            .find_map(|cmd| match cmd {
+                ToOwner::Send { token, .. } => token,
+                _ => None,
+            })
+            .expect("the SEND was posted");
+        c.session.handle_answer(ToSession::Rejected {
+            token: Some(token),
+            reason: "store I/O failure".into(),
+        });
+        // Nothing is left to wait for: the ERROR goes out now (not after the linger), and no
+        // RECEIPT for the rejected SEND.
+        let frames = c.frames();
+        let commands: Vec<Command> = frames.iter().map(|f| f.command).collect();
+        assert_eq!(commands, [Command::Error], "{frames:?}");
+        assert_eq!(c.session.phase(), Phase::Closing);
+    }
 
     #[test]
     fn receipts_follow_effects_in_order() {

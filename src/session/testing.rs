@@ -85,6 +85,11 @@ impl Pair {
         c
     }
 
+    /// The commands sessions posted that the owner has not handled yet (taken, not handled).
+    pub fn take_commands(&mut self) -> Vec<ToOwner> {
+        std::iter::from_fn(|| self.mailbox.try_recv().ok()).collect()
+    }
+
     /// Runs owner and sessions until nothing moves.
     pub fn pump(&mut self, clients: &mut [&mut Client]) {
         loop {

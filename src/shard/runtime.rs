@@ -96,7 +96,7 @@ impl Broker {
             source,
         })?;
         let shards = config.shard_count();
-        let mut conn = store::open(&config.db_path(), config.durability)?;
+        let mut conn = store::open_writer(&config.db_path(), config.durability)?;
         let marked = store::settle_delivery_marks(&mut conn)?;
         if marked > 0 {
             info!("store: {marked} messages the previous broker may have delivered come back marked redelivered");

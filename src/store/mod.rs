@@ -11,6 +11,8 @@
 //! `apply.rs` is what each request reads or writes in SQL.
 
 mod apply;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 mod schema;
 mod writer;
 
@@ -54,10 +56,40 @@ pub enum StoreError {
 
 /// Opens (creating if needed) the database for writing and brings its schema up to date.
 pub fn open(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
-    let mut conn = Connection::open(path).map_err(|source| StoreError::Open {
+    let conn = Connection::open(path).map_err(|source| StoreError::Open {
         path: path.into(),
         source,
     })?;
+    prepare(conn, durability)
+}
+
+/// [`open`] for the store writer's connection. With the `fault-injection` feature (tests
+/// only) it goes through the fault-injection VFS (`faults.rs`), so an end-to-end test can make
+/// one of its writes or fsyncs fail.
+pub fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    #[cfg(feature = "fault-injection")]
+    {
+        let open_error = |source| StoreError::Open {
+            path: path.into(),
+            source,
+        };
+        let vfs = faults::vfs().map_err(|e| {
+            open_error(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                Some(e),
+            ))
+        })?;
+        let flags = OpenFlags::default();
+        let conn = Connection::open_with_flags_and_vfs(path, flags, vfs).map_err(open_error)?;
+        prepare(conn, durability)
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    open(path, durability)
+}
+
+/// Sets a freshly opened connection up for writing: busy timeout, WAL, `synchronous` per
+/// `durability`, and the schema brought up to date.
+fn prepare(mut conn: Connection, durability: Durability) -> Result<Connection, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // Switching a new file to WAL takes an exclusive lock and does not wait in the busy
     // handler: two brokers of a pair starting together can collide here, so retry briefly.

@@ -8,7 +8,8 @@
 //! One failing request does not fail its batch: the transaction is rolled back and applied
 //! again with each request in a savepoint, so only the requests that fail again are rolled
 //! back and answered with their error. A lost lease (fencing) and a failed BEGIN or COMMIT
-//! still fail the whole batch.
+//! still fail the whole batch. A failed write or fsync (an I/O error, wherever it happens)
+//! fails the batch and stops the writer for good: see [`is_io_failure`].
 
 use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -41,9 +42,9 @@ pub struct WriterConfig {
 
 /// Fencing: every transaction first checks that the lease row still names `holder` at
 /// `epoch`. If it does not, the batch is rolled back, every later request fails, and
-/// `on_fenced` is called once (the broker steps down). A COMMIT that fails with an I/O error
-/// (a failed fsync) stops the writer the same way and calls `on_store_failure` (the broker
-/// steps down and gives its lease up at once).
+/// `on_fenced` is called once (the broker steps down). An I/O failure (a failed write or
+/// fsync, see `is_io_failure`) stops the writer the same way and calls `on_store_failure`
+/// (the broker steps down and gives its lease up at once).
 pub struct Fence {
     pub holder: String,
     pub epoch: u64,
@@ -51,14 +52,69 @@ pub struct Fence {
     pub on_store_failure: Box<dyn Fn(String) + Send>,
 }
 
-/// True for errors that say the file's contents on disk are unknown: I/O errors (a failed
-/// write or fsync) and corruption. Disk full is not one: SQLite rolls back cleanly and the
-/// next transaction may succeed once space returns.
+/// True for errors after which this connection's idea of the file cannot be trusted: an I/O
+/// error while writing or syncing (every `SQLITE_IOERR_*` except a failed read) and
+/// corruption. They stop the writer for good ([`fail_stop`]) wherever they happen: at BEGIN,
+/// while a request is applied (SQLite writes pages to the WAL before COMMIT when a large
+/// transaction spills its cache, so a failed write is the same failure whether it comes then
+/// or at COMMIT), or at COMMIT. A failed read (`SQLITE_IOERR_READ`, `_SHORT_READ`) changes
+/// nothing on disk and lets the broker claim nothing: its request or batch fails and the next
+/// one tries again (a page-in backs off and retries). Disk full is not one either: SQLite
+/// rolls back cleanly and the next transaction may succeed once space returns.
 fn is_io_failure(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::DatabaseCorrupt)
-    )
+    let Some(code) = e.sqlite_error_code() else {
+        return false;
+    };
+    let extended = match e {
+        rusqlite::Error::SqliteFailure(f, _) => f.extended_code,
+        _ => 0,
+    };
+    match code {
+        rusqlite::ErrorCode::DatabaseCorrupt => true,
+        rusqlite::ErrorCode::SystemIoFailure => !matches!(
+            extended,
+            rusqlite::ffi::SQLITE_IOERR_READ | rusqlite::ffi::SQLITE_IOERR_SHORT_READ
+        ),
+        _ => false,
+    }
+}
+
+/// The text an error is answered with; an I/O failure ([`is_io_failure`]) first stops the
+/// writer for good ([`fail_stop`]). `during` says where it happened, for the log and the
+/// clients' ERROR frames.
+fn failed(
+    stopped: &mut Option<String>,
+    fence: Option<&Fence>,
+    during: &str,
+    e: &rusqlite::Error,
+) -> String {
+    match is_io_failure(e) {
+        true => fail_stop(stopped, fence, during, e),
+        false => e.to_string(),
+    }
+}
+
+/// An I/O error (a failed write or fsync) or corruption. After a failed fsync the OS may have
+/// dropped the dirty pages and a retry can "succeed" without the data ever reaching the disk
+/// (PostgreSQL's fsyncgate); after a failed write SQLite has rolled the transaction back, and
+/// retrying it on the same connection and then promising durability would rest on the same
+/// disk that just failed. So this connection is not trusted again: the writer stops writing
+/// for good, and the broker steps down and releases its lease, so a standby (or this process,
+/// on a fresh connection) recovers from what is really on disk. Returns the error text for
+/// the batch's answers.
+fn fail_stop(
+    stopped: &mut Option<String>,
+    fence: Option<&Fence>,
+    during: &str,
+    e: &rusqlite::Error,
+) -> String {
+    let why = format!("store I/O failure {during}, no longer writing: {e}");
+    error!("store: {why}; stepping down");
+    *stopped = Some(why.clone());
+    if let Some(f) = fence {
+        (f.on_store_failure)(why.clone());
+    }
+    why
 }
 
 /// Starts the writer thread on `conn`. Answers to owners go through `router`.
@@ -78,6 +134,9 @@ pub(crate) struct Faults {
     pub fail_page_in: std::sync::atomic::AtomicBool,
     /// While set, every COMMIT fails as a failed fsync does.
     pub fail_commit: std::sync::atomic::AtomicBool,
+    /// While set, every request that inserts messages fails while it is applied, as a failed
+    /// write of the WAL does when a large transaction spills SQLite's page cache.
+    pub fail_write: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(test)]
@@ -89,6 +148,13 @@ impl Faults {
             return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_READ),
                 Some("injected page-in failure".into()),
+            ));
+        }
+        let inserts = matches!(req, Request::Insert { .. } | Request::Commit { .. });
+        if inserts && self.fail_write.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_WRITE),
+                Some("injected write failure".into()),
             ));
         }
         Ok(())
@@ -122,8 +188,9 @@ struct Writer {
     config: WriterConfig,
     /// Destinations whose `destinations` row is committed (changed only after a commit).
     known: HashSet<String>,
-    /// The lease was lost: nothing more is written.
-    fenced: bool,
+    /// Why nothing more is written (the lease was lost, or an I/O failure): every later
+    /// request is answered with it.
+    stopped: Option<String>,
     #[cfg(test)]
     faults: Arc<Faults>,
 }
@@ -146,7 +213,7 @@ impl Writer {
             router,
             config,
             known: HashSet::new(),
-            fenced: false,
+            stopped: None,
             #[cfg(test)]
             faults: Arc::default(),
         }
@@ -198,8 +265,8 @@ impl Writer {
 
     /// Applies the batch and commits it (see `apply_in_transaction`).
     fn apply(&mut self, batch: &[Request]) -> Result<Vec<Applied>, String> {
-        if self.fenced {
-            return Err("this broker lost its lease and no longer writes".into());
+        if let Some(why) = &self.stopped {
+            return Err(why.clone());
         }
         // A batch that only forgets or annotates messages (acks, redelivery counts, delivery
         // marks, page-ins, the expiry sweep) promises nothing a power loss could break: losing it means an
@@ -220,16 +287,18 @@ impl Writer {
                         | Request::Stop
                 )
             });
+        let fence = self.config.fence.as_ref();
         if relaxed {
             self.conn
                 .pragma_update(None, "synchronous", "NORMAL")
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| failed(&mut self.stopped, fence, "at PRAGMA synchronous", &e))?;
         }
         let result = self.apply_in_transaction(batch);
+        let fence = self.config.fence.as_ref();
         if relaxed {
             self.conn
                 .pragma_update(None, "synchronous", "FULL")
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| failed(&mut self.stopped, fence, "at PRAGMA synchronous", &e))?;
         }
         result
     }
@@ -238,7 +307,8 @@ impl Writer {
     /// back and the batch is applied again with each request in a savepoint of its own: a
     /// request that fails again is rolled back alone (and answered with its error), the
     /// others commit. Err means nothing was committed and every request fails: the lease is
-    /// lost, or the transaction itself could not begin or commit.
+    /// lost, the transaction itself could not begin or commit, or an I/O failure stopped the
+    /// writer for good (then no second pass is tried).
     fn apply_in_transaction(&mut self, batch: &[Request]) -> Result<Vec<Applied>, String> {
         match self.pass(batch, false)? {
             Pass::Committed(applied) => Ok(applied),
@@ -261,21 +331,31 @@ impl Writer {
 
     /// One transaction over the whole batch. The write lock is taken first (IMMEDIATE), and
     /// the fencing check runs inside the transaction, so it and the writes see the same
-    /// lease row. With `isolate`, each request runs in a savepoint of its own.
+    /// lease row. With `isolate`, each request runs in a savepoint of its own. An I/O failure
+    /// anywhere ([`is_io_failure`]) rolls everything back and stops the writer for good.
     fn pass(&mut self, batch: &[Request], isolate: bool) -> Result<Pass, String> {
         let now = now_ms();
+        // The transaction borrows the connection; the failure handling below only touches
+        // the other fields (`stopped`, the fence), so it can run while a transaction is open.
+        let fence = self.config.fence.as_ref();
+        let stopped = &mut self.stopped;
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| e.to_string())?;
-        let epoch = match &self.config.fence {
+            .map_err(|e| failed(stopped, fence, "at BEGIN", &e))?;
+        let epoch = match fence {
             None => None,
             Some(f) => {
-                if !crate::lease::holds(&tx, &f.holder, f.epoch).map_err(|e| e.to_string())? {
+                let holds = crate::lease::holds(&tx, &f.holder, f.epoch)
+                    .map_err(|e| failed(stopped, fence, "reading the lease", &e))?;
+                if !holds {
                     drop(tx);
-                    self.fenced = true;
-                    let why = format!("lease epoch {} is no longer ours", f.epoch);
+                    let why = format!(
+                        "lease epoch {} is no longer ours; this broker no longer writes",
+                        f.epoch
+                    );
                     error!("store: fenced, {why}; rolling back and stepping down");
+                    *stopped = Some(why.clone());
                     (f.on_fenced)(why.clone());
                     return Err(why);
                 }
@@ -286,19 +366,17 @@ impl Writer {
         let mut applied = Vec::with_capacity(batch.len());
         for (index, req) in batch.iter().enumerate() {
             #[cfg(test)]
-            if let Err(e) = self.faults.check(req) {
-                if !isolate {
-                    return Ok(Pass::RolledBack {
-                        index,
-                        error: e.to_string(),
-                    });
-                }
-                applied.push(Err(e.to_string()));
-                continue;
-            }
+            let injected = self.faults.check(req);
+            #[cfg(not(test))]
+            let injected: Result<(), rusqlite::Error> = Ok(());
             if !isolate {
-                match apply_one(&tx, &mut known, req, now, epoch) {
+                match injected.and_then(|()| apply_one(&tx, &mut known, req, now, epoch)) {
                     Ok(outcome) => applied.push(Ok(outcome)),
+                    Err(e) if is_io_failure(&e) => {
+                        drop(tx);
+                        let during = format!("while applying the {}", describe(req));
+                        return Err(fail_stop(stopped, fence, &during, &e));
+                    }
                     // Dropping `tx` rolls the whole batch back.
                     Err(e) => {
                         return Ok(Pass::RolledBack {
@@ -310,19 +388,31 @@ impl Writer {
                 continue;
             }
             let before = known.clone();
-            let savepoint = tx.savepoint().map_err(|e| e.to_string())?;
-            match apply_one(&savepoint, &mut known, req, now, epoch) {
+            let savepoint = tx
+                .savepoint()
+                .map_err(|e| failed(stopped, fence, "at SAVEPOINT", &e))?;
+            match injected.and_then(|()| apply_one(&savepoint, &mut known, req, now, epoch)) {
                 Ok(outcome) => {
-                    savepoint.commit().map_err(|e| e.to_string())?;
+                    savepoint
+                        .commit()
+                        .map_err(|e| failed(stopped, fence, "at RELEASE", &e))?;
                     applied.push(Ok(outcome));
                 }
+                Err(e) if is_io_failure(&e) => {
+                    drop(savepoint);
+                    drop(tx);
+                    let during = format!("while applying the {}", describe(req));
+                    return Err(fail_stop(stopped, fence, &during, &e));
+                }
                 Err(e) => {
-                    // Some errors (disk full, I/O) make SQLite roll back the whole
+                    // Some errors (disk full, a failed read) make SQLite roll back the whole
                     // transaction: then nothing of the batch can be kept.
                     if savepoint.is_autocommit() {
                         return Err(format!("{e} (the transaction was rolled back)"));
                     }
-                    savepoint.finish().map_err(|e| e.to_string())?;
+                    savepoint
+                        .finish()
+                        .map_err(|e| failed(stopped, fence, "at ROLLBACK TO", &e))?;
                     known = before;
                     error!(
                         "store: {} failed and was rolled back alone: {e}",
@@ -339,39 +429,24 @@ impl Writer {
             .load(std::sync::atomic::Ordering::SeqCst)
         {
             drop(tx);
-            return Err(self.fail_stop(&rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
-                Some("injected fsync failure".into()),
-            )));
+            return Err(fail_stop(
+                stopped,
+                fence,
+                "at COMMIT",
+                &rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+                    Some("injected fsync failure".into()),
+                ),
+            ));
         }
-        if let Err(e) = tx.commit() {
-            return Err(match is_io_failure(&e) {
-                true => self.fail_stop(&e),
-                false => e.to_string(),
-            });
-        }
+        tx.commit()
+            .map_err(|e| failed(stopped, fence, "at COMMIT", &e))?;
         let Known { added, removed, .. } = known;
         for name in &removed {
             self.known.remove(name);
         }
         self.known.extend(added);
         Ok(Pass::Committed(applied))
-    }
-
-    /// A COMMIT failed with an I/O error (a failed fsync among them). After a failed fsync
-    /// the OS may have dropped the dirty pages and a retry can "succeed" without the data
-    /// ever reaching the disk (PostgreSQL's fsyncgate), so this connection must not be
-    /// trusted again: the writer stops writing for good, and the broker steps down and
-    /// releases its lease, so a standby (or this process, on a fresh connection) recovers
-    /// from what is really on disk. Returns the error text for the batch's answers.
-    fn fail_stop(&mut self, e: &rusqlite::Error) -> String {
-        let why = format!("store I/O failure, no longer writing: {e}");
-        error!("store: {why}; stepping down");
-        self.fenced = true;
-        if let Some(f) = &self.config.fence {
-            (f.on_store_failure)(why.clone());
-        }
-        why
     }
 
     /// Answers every request of a batch, in arrival order: each with its own result when the
@@ -567,6 +642,11 @@ mod tests {
     fn writer(fence: Option<Fence>) -> (Writer, UnboundedReceiver<ToOwner>) {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::migrate(&mut conn).unwrap();
+        writer_on(conn, fence)
+    }
+
+    /// A writer on `conn`, as [`writer`].
+    fn writer_on(conn: Connection, fence: Option<Fence>) -> (Writer, UnboundedReceiver<ToOwner>) {
         let (tx, rx) = unbounded_channel();
         let config = WriterConfig {
             max_batch: 64,
@@ -769,5 +849,153 @@ mod tests {
             queue_depths(&w),
             [("/queue/new".to_string(), 1), ("/queue/old".to_string(), 1)]
         );
+    }
+
+    /// A fence for "me" at epoch 3 that records the store failure it is told of (and must not
+    /// be fenced), with the lease row set to match.
+    fn failure_fence() -> (Fence, Arc<std::sync::Mutex<Option<String>>>) {
+        let failed = Arc::new(std::sync::Mutex::new(None::<String>));
+        let seen = failed.clone();
+        let fence = Fence {
+            holder: "me".into(),
+            epoch: 3,
+            on_fenced: Box::new(|_| panic!("the lease is still ours")),
+            on_store_failure: Box::new(move |why| *seen.lock().unwrap() = Some(why)),
+        };
+        (fence, failed)
+    }
+
+    fn take_lease(w: &Writer) {
+        let take = "UPDATE broker_lease SET holder = 'me', epoch = 3 WHERE id = 1";
+        w.conn.execute(take, []).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_while_applying_stops_the_writer_without_a_second_pass() {
+        let (fence, failed) = failure_fence();
+        let (mut w, mut rx) = writer(Some(fence));
+        take_lease(&w);
+        w.process(vec![insert("/queue/a", &[1])]);
+        w.faults.fail_write.store(true, Ordering::SeqCst);
+        w.process(vec![insert("/queue/a", &[2]), insert("/queue/b", &[3])]);
+        // A write failed: the batch is not applied again request by request on this
+        // connection, and nothing is written through it any more, fault or not.
+        w.faults.fail_write.store(false, Ordering::SeqCst);
+        w.process(vec![insert("/queue/a", &[4])]);
+        let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
+        assert_eq!(ok, [true, false, false, false]);
+        let why = failed.lock().unwrap().clone().expect("the broker was told");
+        assert!(why.contains("while applying the insert"), "{why}");
+        assert!(why.contains("injected write failure"), "{why}");
+        assert_eq!(rows(&w), owned(&[("/queue/a", 1)]));
+    }
+
+    #[test]
+    fn a_failed_read_fails_its_request_and_the_writer_goes_on() {
+        let (fence, failed) = failure_fence();
+        let (mut w, mut rx) = writer(Some(fence));
+        take_lease(&w);
+        w.faults.fail_page_in.store(true, Ordering::SeqCst);
+        let page_in = Request::PageIn {
+            key: QueueKey::queue(DestinationName::parse("/queue/a").unwrap()),
+            shard: 0,
+            priority: 4,
+            after: MessageId(0),
+            limit: 10,
+        };
+        w.process(vec![insert("/queue/a", &[1]), page_in]);
+        w.process(vec![insert("/queue/a", &[2])]);
+        let mut answers = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                ToOwner::Stored { result, .. } => answers.push(("stored", result.is_ok())),
+                ToOwner::PagedIn { result, .. } => answers.push(("paged-in", result.is_ok())),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            answers,
+            [("stored", true), ("paged-in", false), ("stored", true)]
+        );
+        assert_eq!(*failed.lock().unwrap(), None);
+        assert_eq!(rows(&w), owned(&[("/queue/a", 1), ("/queue/a", 2)]));
+    }
+
+    /// With the fault-injection VFS: SQLite itself meets the failed system call, so these
+    /// check what SQLite does with it (the error code, the rollback) and what the writer does
+    /// with that.
+    #[cfg(feature = "fault-injection")]
+    mod real_sqlite {
+        use super::*;
+        use crate::store::faults::{FSYNC_TRIGGER, WRITE_TRIGGER};
+
+        type Failed = Arc<std::sync::Mutex<Option<String>>>;
+
+        /// A writer on a file in `dir`, opened through the fault-injection VFS.
+        fn file_writer(dir: &std::path::Path) -> (Writer, UnboundedReceiver<ToOwner>, Failed) {
+            let path = dir.join(crate::config::DB_FILE);
+            let conn = crate::store::open_writer(&path, crate::config::Durability::Fsync).unwrap();
+            let (fence, failed) = failure_fence();
+            let (w, rx) = writer_on(conn, Some(fence));
+            take_lease(&w);
+            (w, rx, failed)
+        }
+
+        fn big(dest: &str, id: u64) -> Request {
+            let mut m = (*message(dest, id)).clone();
+            m.body = Bytes::from(vec![b'x'; 8 << 20]);
+            Request::Insert {
+                key: QueueKey::queue(DestinationName::parse(dest).unwrap()),
+                shard: 0,
+                messages: vec![Arc::new(m)],
+            }
+        }
+
+        /// Rows as a fresh connection sees them: what is really in the file.
+        fn rows_on_disk(dir: &std::path::Path) -> Vec<(String, u64)> {
+            let conn = Connection::open(dir.join(crate::config::DB_FILE)).unwrap();
+            let mut stmt = conn
+                .prepare("SELECT destination, message_id FROM messages ORDER BY message_id")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        }
+
+        #[test]
+        fn a_failed_fsync_at_commit_is_fail_stop_and_nothing_of_its_batch_is_visible() {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut w, mut rx, failed) = file_writer(dir.path());
+            w.process(vec![insert("/queue/a", &[1])]);
+            std::fs::write(dir.path().join(FSYNC_TRIGGER), b"").unwrap();
+            w.process(vec![insert("/queue/a", &[2])]);
+            assert!(!dir.path().join(FSYNC_TRIGGER).exists(), "the fault fired");
+            // The next fsync would succeed; the writer must not use it.
+            w.process(vec![insert("/queue/a", &[3])]);
+            let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
+            assert_eq!(ok, [true, false, false]);
+            let why = failed.lock().unwrap().clone().expect("the broker was told");
+            assert!(why.contains("at COMMIT"), "{why}");
+            assert_eq!(rows_on_disk(dir.path()), owned(&[("/queue/a", 1)]));
+        }
+
+        #[test]
+        fn a_failed_write_while_a_large_insert_spills_is_fail_stop_before_commit() {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut w, mut rx, failed) = file_writer(dir.path());
+            w.process(vec![insert("/queue/a", &[1])]);
+            // 8 MiB do not fit SQLite's default 2 MB page cache: the insert writes pages to
+            // the WAL while it runs, and the first of those writes fails.
+            std::fs::write(dir.path().join(WRITE_TRIGGER), b"").unwrap();
+            w.process(vec![big("/queue/a", 2)]);
+            assert!(!dir.path().join(WRITE_TRIGGER).exists(), "the fault fired");
+            w.process(vec![insert("/queue/a", &[3])]);
+            let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
+            assert_eq!(ok, [true, false, false]);
+            let why = failed.lock().unwrap().clone().expect("the broker was told");
+            assert!(why.contains("while applying the insert"), "{why}");
+            assert_eq!(rows_on_disk(dir.path()), owned(&[("/queue/a", 1)]));
+        }
     }
 }

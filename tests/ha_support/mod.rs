@@ -8,6 +8,9 @@
 //! wait has a deadline, and every child (broker or HAProxy) is resumed, killed and reaped on
 //! drop; when a test panics, the tail of each broker's log is printed first.
 
+// Used by tests/ha.rs and tests/store_failure.rs, each of which uses only part of it.
+#![allow(dead_code)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::OpenOptions;
@@ -325,6 +328,11 @@ impl Broker {
         }
     }
 
+    /// The whole log (stderr of every process started so far).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last lines of the log, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -420,7 +428,12 @@ impl Pair {
 
     /// The store file.
     pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("data").join("stompbox.db")
+        self.data_dir().join("stompbox.db")
+    }
+
+    /// The data dir both brokers share.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// The temp dir (configs, logs, HAProxy files go here).
