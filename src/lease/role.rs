@@ -141,8 +141,9 @@ pub fn run(
         info!("lease acquired: epoch={epoch}; recovering and opening listeners");
         let fenced_tx = events_tx.clone();
         let failed_tx = events_tx.clone();
+        let holder = me.holder.clone();
         let fence = Fence {
-            holder: me.holder.clone(),
+            holds: Box::new(move |conn| super::holds(conn, &holder, epoch)),
             epoch,
             on_fenced: Box::new(move |why| {
                 let _ = fenced_tx.send(Event::StepDown(why));

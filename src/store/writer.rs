@@ -40,13 +40,20 @@ pub struct WriterConfig {
     pub durability: crate::config::Durability,
 }
 
-/// Fencing: every transaction first checks that the lease row still names `holder` at
-/// `epoch`. If it does not, the batch is rolled back, every later request fails, and
+/// The lease's fencing check on a connection inside its write transaction.
+pub type LeaseCheck = dyn Fn(&Connection) -> Result<bool, rusqlite::Error> + Send;
+
+/// Fencing: every transaction first asks the lease (`holds`) whether this broker still holds
+/// it at `epoch`. If not, the batch is rolled back, every later request fails, and
 /// `on_fenced` is called once (the broker steps down). An I/O failure (a failed write or
 /// fsync, see `is_io_failure`) stops the writer the same way and calls `on_store_failure`
-/// (the broker steps down and gives its lease up at once).
+/// (the broker steps down and gives its lease up at once). The store does not know what the
+/// lease row is; the lease module hands it the check.
 pub struct Fence {
-    pub holder: String,
+    /// The lease's check, run inside each write transaction (the lease module owns what it
+    /// means; the store only asks): does this broker still hold the lease at `epoch`?
+    pub holds: Box<LeaseCheck>,
+    /// The lease epoch, stamped on the rows this broker writes.
     pub epoch: u64,
     pub on_fenced: Box<dyn Fn(String) + Send>,
     pub on_store_failure: Box<dyn Fn(String) + Send>,
@@ -346,8 +353,8 @@ impl Writer {
         let epoch = match fence {
             None => None,
             Some(f) => {
-                let holds = crate::lease::holds(&tx, &f.holder, f.epoch)
-                    .map_err(|e| failed(stopped, fence, "reading the lease", &e))?;
+                let holds =
+                    (f.holds)(&tx).map_err(|e| failed(stopped, fence, "reading the lease", &e))?;
                 if !holds {
                     drop(tx);
                     let why = format!(
@@ -633,6 +640,16 @@ mod tests {
     use rusqlite::params;
 
     use super::*;
+
+    /// The lease module's check, as a test writes it: the row names `holder` at `epoch`.
+    fn lease_is(c: &Connection, holder: &str, epoch: i64) -> Result<bool, rusqlite::Error> {
+        c.query_row(
+            "SELECT holder = ?1 AND epoch = ?2 FROM broker_lease WHERE id = 1",
+            rusqlite::params![holder, epoch],
+            |r| r.get::<_, Option<bool>>(0),
+        )
+        .map(|b| b.unwrap_or(false))
+    }
     use crate::message::DestinationName;
     use crate::message::{Message, QueueKey};
     use crate::message::{MessageId, Token};
@@ -782,7 +799,7 @@ mod tests {
         let stepped_down = Arc::new(AtomicBool::new(false));
         let flag = stepped_down.clone();
         let fence = Fence {
-            holder: "me".into(),
+            holds: Box::new(|c| lease_is(c, "me", 3)),
             epoch: 3,
             on_fenced: Box::new(move |_| flag.store(true, Ordering::SeqCst)),
             on_store_failure: Box::new(|_| panic!("no I/O failure expected")),
@@ -814,7 +831,7 @@ mod tests {
         let failed = Arc::new(std::sync::Mutex::new(None::<String>));
         let seen = failed.clone();
         let fence = Fence {
-            holder: "me".into(),
+            holds: Box::new(|c| lease_is(c, "me", 3)),
             epoch: 3,
             on_fenced: Box::new(|_| panic!("the lease is still ours")),
             on_store_failure: Box::new(move |why| *seen.lock().unwrap() = Some(why)),
@@ -857,7 +874,7 @@ mod tests {
         let failed = Arc::new(std::sync::Mutex::new(None::<String>));
         let seen = failed.clone();
         let fence = Fence {
-            holder: "me".into(),
+            holds: Box::new(|c| lease_is(c, "me", 3)),
             epoch: 3,
             on_fenced: Box::new(|_| panic!("the lease is still ours")),
             on_store_failure: Box::new(move |why| *seen.lock().unwrap() = Some(why)),
