@@ -35,6 +35,7 @@ pub mod destination;
 pub mod lease;
 pub mod limits;
 pub mod message;
+pub mod role;
 pub mod session;
 pub mod shard;
 pub mod store;

@@ -122,7 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Serves until SIGINT or SIGTERM, then shuts down gracefully; a second signal exits at
-/// once. The broker is a standby until it holds the lease (see `lease::role`).
+/// once. The broker is a standby until it holds the lease (see `role`).
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let (events_tx, events) = std::sync::mpsc::channel();
@@ -149,7 +149,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     _ = int.recv() => {}
                 }
                 log::info!("signal received, shutting down (send another to force)");
-                let _ = signal_tx.send(crate::lease::role::Event::Signal);
+                let _ = signal_tx.send(crate::role::Event::Signal);
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
@@ -158,5 +158,5 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 std::process::exit(130);
             });
         })?;
-    crate::lease::role::run(config, events_tx, events)
+    crate::role::run(config, events_tx, events)
 }

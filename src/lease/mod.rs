@@ -3,15 +3,14 @@
 //! A broker that can set itself as holder (row free, expired, or its holder's process known
 //! dead) becomes master and bumps the epoch. The epoch is the fencing token: every store write
 //! transaction checks, inside that transaction, that the row still names this broker and
-//! epoch (`store::writer`), so a master that was paused past its lease and wakes up cannot
-//! commit a single write after a takeover. `role.rs` runs the master/standby life cycle.
+//! epoch (`store::Fence`), so a master that was paused past its lease and wakes up cannot
+//! commit a single write after a takeover. This module is the row only; `crate::role` runs
+//! the master/standby life cycle.
 //!
 //! Fast crash detection: the master also holds an OS file lock on `stompbox.lock`. The kernel
 //! drops it the instant the process dies, so a standby blocked on that lock learns of a
 //! `kill -9` at once and takes over without waiting for the lease to expire. A hung but alive
 //! master keeps its file lock, and is handled by the lease TTL and fencing instead.
-
-pub mod role;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;

@@ -23,9 +23,9 @@ use anyhow::Context;
 use log::{error, info, warn};
 use rusqlite::Connection;
 
-use super::{Acquire, FileLock, Identity};
 use crate::admin::{self, AdminState, Role};
 use crate::config::{Config, StepDown};
+use crate::lease::{self, Acquire, FileLock, Identity};
 use crate::shard::{Broker, LOCK_FILE};
 use crate::store::{self, Fence};
 
@@ -105,7 +105,7 @@ pub fn run(
             let held_off = hold_off.is_some_and(|until| std::time::Instant::now() < until);
             let attempt = match held_off {
                 true => Ok(Acquire::Held),
-                false => super::try_acquire(&mut conn, &me, lease.ttl_ms, lock_state),
+                false => lease::try_acquire(&mut conn, &me, lease.ttl_ms, lock_state),
             };
             match attempt {
                 Ok(Acquire::Acquired(epoch)) => break epoch,
@@ -143,7 +143,7 @@ pub fn run(
         let failed_tx = events_tx.clone();
         let holder = me.holder.clone();
         let fence = Fence {
-            holds: Box::new(move |conn| super::holds(conn, &holder, epoch)),
+            holds: Box::new(move |conn| lease::holds(conn, &holder, epoch)),
             epoch,
             on_fenced: Box::new(move |why| {
                 let _ = fenced_tx.send(Event::StepDown(why));
@@ -155,13 +155,13 @@ pub fn run(
         let broker = match Broker::start(config.clone(), Some(fence)) {
             Ok(b) => b,
             Err(e) => {
-                let _ = super::release(&conn, &me, epoch);
+                let _ = lease::release(&conn, &me, epoch);
                 return Err(e.into());
             }
         };
         let stomp = broker.stomp_addr().to_string();
         state.set_services(Some(broker.services()));
-        let _ = super::set_stomp_address(&conn, &me, epoch, &stomp);
+        let _ = lease::set_stomp_address(&conn, &me, epoch, &stomp);
         state.set(Role::Master, Some(epoch), Some(stomp.clone()));
         announce(&format!("stompbox listening stomp={stomp}"));
         if !admin_announced {
@@ -184,7 +184,7 @@ pub fn run(
                     state.set(Role::SteppingDown, Some(epoch), None);
                     state.set_services(None);
                     broker.shutdown();
-                    if let Err(e) = super::release(&conn, &me, epoch) {
+                    if let Err(e) = lease::release(&conn, &me, epoch) {
                         warn!(
                             "lease: could not release it ({e}); it expires in {} ms",
                             lease.ttl_ms
@@ -196,7 +196,7 @@ pub fn run(
                 Ok(Event::FileLock(f)) => {
                     file_lock = Some(f);
                     lock_state = FileLock::Held;
-                    if let Err(e) = super::set_file_lock(&conn, &me, epoch) {
+                    if let Err(e) = lease::set_file_lock(&conn, &me, epoch) {
                         warn!("lease: cannot record the file lock: {e}");
                     }
                 }
@@ -214,7 +214,7 @@ pub fn run(
         if give_up_lease {
             // The lease row is still ours (nothing fenced us); releasing it lets a standby
             // take over at once. If the file cannot be written at all, the TTL does it.
-            match super::release(&conn, &me, epoch) {
+            match lease::release(&conn, &me, epoch) {
                 Ok(_) => info!("lease released after the store failure"),
                 Err(e) => warn!(
                     "lease: could not release it ({e}); it expires in {} ms",
@@ -319,7 +319,7 @@ fn spawn_renewer(
                     return;
                 }
                 let attempt = std::time::Instant::now();
-                match super::renew(&mut conn, &me, epoch, ttl) {
+                match lease::renew(&mut conn, &me, epoch, ttl) {
                     Ok(true) => {
                         valid_until = attempt + Duration::from_millis(ttl);
                         pause = interval;
