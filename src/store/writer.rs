@@ -280,7 +280,7 @@ impl Writer {
         // acked message is delivered again, which at-least-once allows. Such batches skip the
         // fsync, so a lone synchronous producer pays one fsync per message, not two. An ACK
         // that asked for a RECEIPT does promise something, so its delete is fsynced.
-        let relaxed = self.config.durability == crate::config::Durability::Fsync
+        let skip_fsync = self.config.durability == crate::config::Durability::Fsync
             && batch.iter().all(|r| {
                 matches!(
                     r,
@@ -295,14 +295,14 @@ impl Writer {
                 )
             });
         let fence = self.config.fence.as_ref();
-        if relaxed {
+        if skip_fsync {
             self.conn
                 .pragma_update(None, "synchronous", "NORMAL")
                 .map_err(|e| failed(&mut self.stopped, fence, "at PRAGMA synchronous", &e))?;
         }
         let result = self.apply_in_transaction(batch);
         let fence = self.config.fence.as_ref();
-        if relaxed {
+        if skip_fsync {
             self.conn
                 .pragma_update(None, "synchronous", "FULL")
                 .map_err(|e| failed(&mut self.stopped, fence, "at PRAGMA synchronous", &e))?;
