@@ -252,3 +252,58 @@ fn durable_subscriptions_past_their_limit_are_an_error() {
         &[("durable", "true")],
     );
 }
+
+/// Resident memory (VmRSS) of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kb * 1024
+}
+
+/// A message's body is copied out of the read buffer it arrived in. As a slice of it, a small
+/// message kept in a queue kept that whole read chunk (64 KiB) alive: one connection sending,
+/// in turn, a 100-byte message that stays queued and a 60 KiB one to a topic nobody listens to
+/// (dropped at once) grew the broker by a read chunk per kept message, 257 MiB for 3,000 of
+/// them, while its memory limits counted 0.7 MiB (now 3 to 5 MiB).
+#[test]
+fn small_queued_messages_do_not_pin_the_read_chunks_they_arrived_in() {
+    const ROUNDS: usize = 3000;
+    const MIB: u64 = 1024 * 1024;
+    let broker = Broker::start();
+    let pid = broker.pid().expect("broker pid");
+    let mut s = TcpStream::connect(broker.addr()).unwrap();
+    s.write_all(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
+        .unwrap();
+    read_until(&mut s, b"CONNECTED", Duration::from_secs(10));
+    let baseline = rss(pid);
+    let filler = vec![b'f'; 60 * 1024];
+    let mut burst = Vec::new();
+    for i in 0..ROUNDS {
+        burst.extend_from_slice(format!("SEND\ndestination:/queue/kept\n\n{i:0100}\0").as_bytes());
+        burst.extend_from_slice(b"SEND\ndestination:/topic/nobody\n\n");
+        burst.extend_from_slice(&filler);
+        burst.push(0);
+    }
+    burst.extend_from_slice(b"SEND\ndestination:/queue/kept\nreceipt:last\n\nlast\0");
+    s.write_all(&burst).unwrap();
+    read_until(&mut s, b"receipt-id:last", Duration::from_secs(60));
+    let grown = rss(pid).saturating_sub(baseline);
+    eprintln!(
+        "{ROUNDS} kept 100-byte messages, each sent with a dropped 60 KiB one: broker grew by \
+         {} MiB",
+        grown / MIB
+    );
+    // What the queue holds is well under 1 MiB (3,001 messages of about 250 counted bytes).
+    assert!(
+        grown < 16 * MIB,
+        "the broker grew by {} MiB for {ROUNDS} small queued messages",
+        grown / MIB
+    );
+    let mut c = broker.connect("1.2");
+    c.subscribe("/queue/kept", "s", "auto", &[]);
+    c.expect("MESSAGE", support::WAIT);
+}

@@ -9,7 +9,7 @@
 //! The frame boundary is found with `memchr`; the header block, once complete, is parsed with
 //! nom (`command EOL *(header EOL) EOL`).
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use memchr::memchr;
 use nom::bytes::complete::{tag, take_till};
 use nom::combinator::{opt, recognize};
@@ -321,13 +321,17 @@ impl Decoder {
             unreachable!("state was Body above");
         };
         self.receipt = None;
-        let mut frame_bytes = buf.split_to(head_len + body_len + 1);
-        frame_bytes.advance(head_len);
-        frame_bytes.truncate(body_len);
+        // The body is copied out rather than split off the read buffer: a slice would keep
+        // the whole buffer allocation alive as long as the message lives (a 10-byte message
+        // queued for a day pinning a 64 KiB read chunk, a stored message dropped from memory
+        // still pinned by the bytes read after it), memory the limits never see. Copying
+        // costs one memcpy of the body, once.
+        let body = Bytes::copy_from_slice(&buf[head_len..head_len + body_len]);
+        buf.advance(head_len + body_len + 1);
         Ok(Some(Frame {
             command,
             headers,
-            body: frame_bytes.freeze(),
+            body,
         }))
     }
 }
