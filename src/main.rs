@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    stompbox::limits::tune_allocator();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = stompbox::cli::Cli::parse();
     match stompbox::cli::run(cli) {

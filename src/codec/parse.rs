@@ -130,6 +130,23 @@ impl Decoder {
         self.version
     }
 
+    /// How many more bytes `buf` needs to hold the frame being decoded, when its headers are
+    /// parsed and announced its `content-length` (None otherwise, or when it is all there).
+    /// Lets a reader grow its buffer to exactly one frame instead of reading ahead into the
+    /// next one.
+    pub fn missing(&self, buf: &BytesMut) -> Option<usize> {
+        match self.state {
+            State::Body {
+                head_len,
+                content_length: Some(len),
+                ..
+            } => Some(head_len + len + 1)
+                .filter(|&total| total > buf.len())
+                .map(|total| total - buf.len()),
+            _ => None,
+        }
+    }
+
     /// Removes and returns the next whole frame from `buf`, or `Ok(None)` if `buf` does not
     /// hold one yet. Heart-beat EOLs between frames are consumed silently.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ParseError> {
@@ -440,6 +457,26 @@ mod tests {
             out.push(f);
         }
         Ok(out)
+    }
+
+    #[test]
+    fn missing_counts_what_a_frame_of_known_length_still_needs() {
+        let mut d = decoder();
+        let mut buf = BytesMut::from(&b"SEND\ncontent-length:10\n\nabc"[..]);
+        // Headers not parsed yet: unknown.
+        assert_eq!(d.missing(&buf), None);
+        assert!(d.decode(&mut buf).unwrap().is_none());
+        // 7 body bytes and the NUL to go.
+        assert_eq!(d.missing(&buf), Some(8));
+        buf.extend_from_slice(b"defghij\0SEND");
+        assert_eq!(d.missing(&buf), None);
+        let f = d.decode(&mut buf).unwrap().expect("a frame");
+        assert_eq!(&f.body[..], b"abcdefghij");
+        assert_eq!(&buf[..], b"SEND");
+        // Without content-length the body's length is not known until its NUL.
+        let mut buf = BytesMut::from(&b"SEND\na:b\n\nabc"[..]);
+        assert!(d.decode(&mut buf).unwrap().is_none());
+        assert_eq!(d.missing(&buf), None);
     }
 
     #[test]

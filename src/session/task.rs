@@ -47,6 +47,9 @@ where
     let mut shutdown = ctx.shutdown.clone();
     let mut rbuf = ctx.initial;
     rbuf.reserve(INITIAL_READ_BUFFER_BYTES);
+    // The size of the allocation behind `rbuf` (its `capacity()` shrinks as frames are taken
+    // off its front, though the allocation stays).
+    let mut allocated = rbuf.capacity();
     let mut writing = Bytes::new();
     let started = Instant::now();
     let mut last_read = started;
@@ -63,6 +66,7 @@ where
     loop {
         if pending && session.wants_read() {
             pending = pump(&mut decoder, &mut rbuf, &mut session, &ctx.peer, conn);
+            size_read_buffer(&mut rbuf, &mut allocated, &decoder);
         }
         if writing.is_empty() && session.has_output() {
             writing = session.take_output();
@@ -94,9 +98,7 @@ where
                     Ok(_) => {
                         last_read = Instant::now();
                         pending = pump(&mut decoder, &mut rbuf, &mut session, &ctx.peer, conn);
-                        if rbuf.capacity() - rbuf.len() < 1024 {
-                            rbuf.reserve(READ_CHUNK_BYTES);
-                        }
+                        size_read_buffer(&mut rbuf, &mut allocated, &decoder);
                     }
                 }
             }
@@ -229,6 +231,37 @@ fn pump(
                 return false;
             }
         }
+    }
+}
+
+/// Sizes the read buffer for what comes next. A frame whose `content-length` is known gets
+/// room for exactly the rest of it, so the reads that finish it never pull in the next frame:
+/// a producer that flow control then stops reading has nothing of its next frame here, and a
+/// 10 MiB frame costs a 10 MiB buffer, not the 16 MiB that doubling would reach. Otherwise
+/// the buffer grows a chunk at a time. A buffer grown for a large frame is given back once
+/// that frame is out, so an idle or held connection keeps a chunk, not its largest frame.
+/// `allocated` is the size of the allocation behind `rbuf`, kept up to date here.
+fn size_read_buffer(rbuf: &mut BytesMut, allocated: &mut usize, decoder: &Decoder) {
+    let spare = rbuf.capacity() - rbuf.len();
+    match decoder.missing(rbuf) {
+        Some(missing) if missing > spare => {
+            *allocated = rbuf.len() + missing;
+            let mut grown = BytesMut::with_capacity(*allocated);
+            grown.extend_from_slice(rbuf);
+            *rbuf = grown;
+        }
+        Some(_) => {}
+        None if *allocated > 2 * READ_CHUNK_BYTES && rbuf.len() <= READ_CHUNK_BYTES => {
+            *allocated = READ_CHUNK_BYTES;
+            let mut smaller = BytesMut::with_capacity(*allocated);
+            smaller.extend_from_slice(rbuf);
+            *rbuf = smaller;
+        }
+        None if spare < 1024 => {
+            rbuf.reserve(READ_CHUNK_BYTES);
+            *allocated = (*allocated).max(rbuf.capacity());
+        }
+        None => {}
     }
 }
 
