@@ -308,6 +308,54 @@ fn small_queued_messages_do_not_pin_the_read_chunks_they_arrived_in() {
     c.expect("MESSAGE", support::WAIT);
 }
 
+/// Past `global_memory_limit_bytes`, producers of destinations that hold messages are held;
+/// a destination its consumer keeps empty is not. Every destination used to count as full
+/// then, so a request/response client on a queue of its own got its MESSAGE but never its
+/// RECEIPT for as long as another queue sat full.
+#[test]
+fn a_queue_its_consumer_keeps_empty_is_served_while_the_broker_is_over_its_global_limit() {
+    let broker = Broker::start_with_config(
+        "[destinations]\nglobal_memory_limit_bytes = 1048576\nmemory_limit_bytes = 8388608\n",
+    );
+    // Fill a queue nobody consumes past the global limit: its producer is held (a RECEIPT
+    // that does not come; the queue is far from its own 8 MiB limit).
+    let mut p = broker.connect("1.2");
+    let body = "x".repeat(100 * 1024);
+    let mut held = false;
+    for i in 0..40 {
+        let id = format!("f{i}");
+        p.send_frame(&support::send_frame(
+            "/queue/full",
+            &body,
+            &[("receipt", &id)],
+        ));
+        match p.try_frame(Duration::from_secs(1)) {
+            Ok(f) if f.command == "RECEIPT" => {}
+            Err(support::ReadError::Timeout) => {
+                held = true;
+                break;
+            }
+            other => panic!("expected RECEIPT {id} or nothing, got {other:?}"),
+        }
+    }
+    assert!(held, "40 × 100 KiB went past a 1 MiB global limit unheld");
+    // A request/response client on another queue is served all the same.
+    let mut c = broker.connect("1.2");
+    c.subscribe("/queue/requests", "s", "auto", &[]);
+    for i in 0..20 {
+        let id = c.receipt_id();
+        let request = format!("request {i}");
+        c.send_frame(&support::send_frame(
+            "/queue/requests",
+            &request,
+            &[("receipt", &id)],
+        ));
+        c.await_receipt(&id, support::WAIT);
+        let m = c.expect("MESSAGE", support::WAIT);
+        assert_eq!(m.text(), request);
+    }
+}
+
 /// Memory the broker frees goes back to the OS: a persistent message once it is stored (and
 /// dropped from memory past the queue's limit), a read buffer once its frame is out. With
 /// glibc's sliding mmap threshold, large blocks came from the shards' heaps after the first

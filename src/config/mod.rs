@@ -163,8 +163,9 @@ pub struct DestinationConfig {
     /// slowed down (producer flow control: the broker stops reading their sockets).
     pub memory_limit_bytes: u64,
     /// Bytes of messages all destinations together hold in memory; past it every destination
-    /// behaves as over its own limit (persistent messages stay on disk, non-persistent
-    /// producers are slowed). Parked producers are re-checked at least once a second.
+    /// that holds messages behaves as over its own limit (persistent messages stay on disk,
+    /// non-persistent producers are slowed); one whose consumers keep it empty still takes
+    /// messages. Parked producers are re-checked at least once a second.
     pub global_memory_limit_bytes: u64,
     /// Stored messages read from disk in one page-in.
     pub page_batch: usize,

@@ -122,8 +122,13 @@ impl Topic {
         self.subscribers.is_empty() && self.durables.is_empty() && self.blocked.is_empty()
     }
 
+    /// Over its own limit; or, while all destinations together are over the global limit,
+    /// holding anything at all. A destination whose consumers keep it empty is not held for
+    /// what others pile up: its producers add at most their windows before it holds
+    /// something, and what they add is consumed. (Holding it too stalled a request/response
+    /// client on a queue of its own for as long as another queue sat full.)
     fn full(&self, ctx: &Ctx) -> bool {
-        self.bytes >= ctx.config.memory_limit_bytes || ctx.over_global_limit()
+        self.bytes >= ctx.config.memory_limit_bytes || (self.bytes > 0 && ctx.over_global_limit())
     }
 
     /// Bytes this destination holds in memory (the owner charges changes to the global
