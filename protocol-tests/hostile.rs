@@ -519,6 +519,441 @@ fn burst_wave() -> usize {
     (soft.saturating_sub(512) / 2).clamp(100, 1000)
 }
 
+// --- large frames from many producers --------------------------------------------------------
+
+/// Producers in [`fifty_producers_of_ten_mib_frames_are_held_within_the_memory_bound`].
+const BIG_PRODUCERS: usize = 50;
+
+/// The body of each of their frames: `max_body_bytes`, the largest a client may send.
+const BIG_BODY: usize = 10 * 1024 * 1024;
+
+/// Frames each producer tries to send, persistent and not in turn.
+const BIG_FRAMES_EACH: usize = 4;
+
+/// The test broker's `global_memory_limit_bytes`: low enough that the producers' frames go
+/// past it (about half of the 50 first frames are not persistent and stay in memory).
+const BIG_GLOBAL_LIMIT_KIB: u64 = 128 * 1024;
+
+/// A producer that could write nothing for this long is held by flow control.
+const BIG_HELD: Duration = Duration::from_secs(3);
+
+/// Round trips the well-behaved client must complete while every producer is held.
+const ROUND_TRIPS_WHILE_HELD: usize = 20;
+
+/// What the broker may hold besides its baseline and the messages it accounts for: its own
+/// structures, the SQLite page cache, 50 connections' read buffers, allocator slack
+/// (measured: 3 to 4 MiB; before read buffers were sized to one frame and bodies copied out
+/// of them, 420 MiB).
+const BIG_SLACK_KIB: u64 = 16 * 1024;
+
+/// 50 producers at once, each sending 10 MiB SENDs (persistent and not, in turn) to a queue
+/// nobody consumes, while a well-behaved client does request/response round trips on a
+/// queue of its own. Flow control must hold the producers at their sockets; the well-behaved
+/// client must be served throughout; the broker's resident memory must be what it says it
+/// holds (the `memory_bytes` of its destinations, plus slack), and its peak must stay within
+/// the documented bound: the global limit, plus one frame in flight per producer, plus slack.
+/// Then a consumer drains the queue: every frame written whole is receipted, and every
+/// receipted message is delivered.
+#[test]
+fn fifty_producers_of_ten_mib_frames_are_held_within_the_memory_bound() {
+    let Some(broker) = Broker::with_config(
+        "fifty_producers_of_ten_mib_frames_are_held_within_the_memory_bound",
+        &format!(
+            "[destinations]\nglobal_memory_limit_bytes = {}\n",
+            BIG_GLOBAL_LIMIT_KIB * 1024
+        ),
+    ) else {
+        return;
+    };
+    let watch = Watch::start(&broker);
+    let baseline = watch.memory.expect("our broker's memory");
+    let attacked = queue("big-frames");
+    let well_behaved = RoundTrips::start(&broker);
+    let producers: Vec<BigProducer> = (0..BIG_PRODUCERS)
+        .map(|n| BigProducer::start(broker.addr(), &attacked, n))
+        .collect();
+    wait_until_held(&producers);
+
+    // Held, the attack costs what the broker accounts for: the messages in its queues (once
+    // the persistent frames it was still storing are on disk).
+    let accounted_kib = || -> u64 {
+        let json = broker
+            .admin_get("/api/destinations")
+            .expect("/api/destinations");
+        let rows: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        let bytes: u64 = rows
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|r| r["memory_bytes"].as_u64().unwrap_or(0))
+            .sum();
+        bytes / 1024
+    };
+    let (settled, accounted) = eventually(WAIT, || {
+        let now = broker.memory().expect("memory");
+        let accounted = accounted_kib();
+        match now.rss_kib <= baseline.rss_kib + accounted + BIG_SLACK_KIB {
+            true => Ok((now, accounted)),
+            false => Err(format!(
+                "resident {} MiB, the destinations hold {} MiB (baseline {} MiB)",
+                now.rss_kib / 1024,
+                accounted / 1024,
+                baseline.rss_kib / 1024
+            )),
+        }
+    });
+    // Meanwhile the well-behaved client is served, however full the broker is.
+    let before = well_behaved.done();
+    eventually(WAIT, || match well_behaved.failed() {
+        Some(why) => panic!("the well-behaved client was not served: {why}"),
+        None if well_behaved.done() >= before + ROUND_TRIPS_WHILE_HELD => Ok(()),
+        None => Err(format!("{} round trips", well_behaved.done() - before)),
+    });
+    let trips = well_behaved.stop();
+    // The writers stop; a frame one of them was in the middle of stays unfinished.
+    let written: Vec<Vec<String>> = producers.iter().map(BigProducer::stop_writer).collect();
+    let total: usize = written.iter().map(Vec::len).sum();
+    assert!(
+        total < BIG_PRODUCERS * BIG_FRAMES_EACH,
+        "no producer was held by flow control"
+    );
+    let peak = broker.memory().expect("memory").peak_kib;
+    let bound = baseline.peak_kib
+        + BIG_GLOBAL_LIMIT_KIB
+        + BIG_PRODUCERS as u64 * (BIG_BODY as u64 / 1024)
+        + BIG_SLACK_KIB;
+    eprintln!(
+        "{total} frames of 10 MiB written whole by {BIG_PRODUCERS} producers before flow control \
+         held them all; broker resident {} MiB with {} MiB of messages in memory, peak {} MiB \
+         (bound {} MiB), baseline {} MiB; {trips} round trips by the well-behaved client",
+        settled.rss_kib / 1024,
+        accounted / 1024,
+        peak / 1024,
+        bound / 1024,
+        baseline.peak_kib / 1024
+    );
+    assert!(
+        peak <= bound,
+        "peak {} MiB over the bound {} MiB: the global limit ({} MiB), one 10 MiB frame in \
+         flight per producer, slack",
+        peak / 1024,
+        bound / 1024,
+        BIG_GLOBAL_LIMIT_KIB / 1024
+    );
+
+    // A consumer drains the queue: the held producers go on, every frame they wrote whole is
+    // receipted, and every receipted message is delivered.
+    let mut consumer = broker.connect("1.2");
+    consumer.subscribe(&attacked, "drain", "auto");
+    let mut consumed = std::collections::BTreeSet::new();
+    let want: std::collections::BTreeSet<String> = written.iter().flatten().cloned().collect();
+    while !want.is_subset(&consumed) {
+        let m = consumer.expect_message();
+        consumed.insert(m.must("x-id").to_string());
+    }
+    for (p, written) in producers.iter().zip(&written) {
+        let answered = eventually(WAIT, || {
+            let answers = p.answers();
+            match written
+                .iter()
+                .all(|id| answers.contains(&format!("RECEIPT {id}")))
+            {
+                true => Ok(answers),
+                false => Err(format!("wrote {written:?}, answered {answers:?}")),
+            }
+        });
+        for a in answered {
+            let id = a
+                .strip_prefix("RECEIPT ")
+                .unwrap_or_else(|| panic!("not a RECEIPT: {a}"));
+            assert!(
+                consumed.contains(id),
+                "{id} was receipted but never delivered"
+            );
+        }
+    }
+    consumer.disconnect();
+    drop(producers);
+    assert_serves(&broker);
+}
+
+/// A well-behaved client doing request/response round trips on a queue of its own, in a
+/// thread, until stopped: SEND with a receipt, then its RECEIPT and the MESSAGE back.
+struct RoundTrips {
+    done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    failure: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RoundTrips {
+    fn start(broker: &Broker) -> RoundTrips {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut c = broker.connect("1.2");
+        let q = queue("round-trips");
+        c.subscribe(&q, "rt", "auto");
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let failure = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (d, f, s) = (done.clone(), failure.clone(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            let mut n = 0;
+            while !s.load(SeqCst) {
+                if let Err(why) = round_trip(&mut c, &q, n) {
+                    *f.lock().unwrap() = Some(why);
+                    return;
+                }
+                n += 1;
+                d.store(n, SeqCst);
+            }
+        });
+        RoundTrips {
+            done,
+            failure,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn done(&self) -> usize {
+        self.done.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn failed(&self) -> Option<String> {
+        self.failure.lock().unwrap().clone()
+    }
+
+    /// Stops the client; returns how many round trips it made.
+    fn stop(mut self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            h.join().expect("round-trip thread panicked");
+        }
+        if let Some(why) = self.failed() {
+            panic!("the well-behaved client was not served: {why}");
+        }
+        self.done()
+    }
+}
+
+impl Drop for RoundTrips {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// SEND `request n` with a receipt to `q` (which `c` subscribes to): the RECEIPT and the
+/// MESSAGE must both come.
+fn round_trip(c: &mut Client, q: &str, n: usize) -> Result<(), String> {
+    let body = format!("request {n}");
+    let id = c.receipt_id();
+    c.try_send_raw(
+        &Frame::new("SEND")
+            .header("destination", q)
+            .header("receipt", &id)
+            .body(&body)
+            .encode(),
+    )
+    .map_err(|e| format!("round trip {n}: write failed: {e}"))?;
+    let (mut receipt, mut message) = (false, false);
+    while !(receipt && message) {
+        match c.try_frame(WAIT) {
+            Some(f) if f.command == "RECEIPT" && f.get("receipt-id") == Some(id.as_str()) => {
+                receipt = true;
+            }
+            Some(f) if f.command == "MESSAGE" && f.text() == body => message = true,
+            Some(f) => return Err(format!("round trip {n}: unexpected {f:?}")),
+            None => {
+                return Err(format!(
+                    "round trip {n}: within {WAIT:?}, RECEIPT {receipt}, MESSAGE {message}"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A producer of 10 MiB SENDs (`x-id` and `receipt` `p{n}-{i}`), persistent and not in
+/// turn, on a raw socket: a writer thread that writes until it has sent them all or is
+/// stopped, and a reader thread that collects what the broker answers.
+struct BigProducer {
+    writer: std::sync::Mutex<Option<std::thread::JoinHandle<Vec<String>>>>,
+    /// Bytes written so far (frames whole or not).
+    progress: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stream: TcpStream,
+    answers: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl BigProducer {
+    fn start(addr: SocketAddr, dest: &str, n: usize) -> BigProducer {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut s = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+        s.write_all(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\0")
+            .expect("CONNECT");
+        s.set_read_timeout(Some(WAIT)).expect("read timeout");
+        let mut connected = Vec::new();
+        while !connected.contains(&0) {
+            let mut buf = [0u8; 1024];
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => panic!("producer {n}: no CONNECTED"),
+                Ok(k) => connected.extend_from_slice(&buf[..k]),
+            }
+        }
+        assert!(connected.starts_with(b"CONNECTED"), "producer {n}");
+        let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader = s.try_clone().expect("clone");
+        let seen = answers.clone();
+        std::thread::spawn(move || read_answers(reader, seen));
+        let mut w = s.try_clone().expect("clone");
+        // Short, so the writer notices `stop` while flow control holds it.
+        w.set_write_timeout(Some(Duration::from_millis(200)))
+            .expect("write timeout");
+        let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (wrote, stopped, dest) = (progress.clone(), stop.clone(), dest.to_string());
+        let writer = std::thread::spawn(move || {
+            let mut written = Vec::new();
+            for i in 0..BIG_FRAMES_EACH {
+                let id = format!("p{n}-{i}");
+                let mut frame = format!(
+                    "SEND\ndestination:{dest}\npersistent:{}\nx-id:{id}\nreceipt:{id}\n\
+                     content-length:{BIG_BODY}\n\n",
+                    (n + i).is_multiple_of(2)
+                )
+                .into_bytes();
+                frame.resize(frame.len() + BIG_BODY, b'x');
+                frame.push(0);
+                let mut at = 0;
+                while at < frame.len() {
+                    match w.write(&frame[at..]) {
+                        Ok(k) => {
+                            at += k;
+                            wrote.fetch_add(k, SeqCst);
+                        }
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                        {
+                            if stopped.load(SeqCst) {
+                                return written;
+                            }
+                        }
+                        // Closed (after an ERROR, or at the end of the test): the frames
+                        // the broker took are checked against its answers.
+                        Err(_) => return written,
+                    }
+                }
+                written.push(id);
+            }
+            written
+        });
+        BigProducer {
+            writer: std::sync::Mutex::new(Some(writer)),
+            progress,
+            stop,
+            stream: s,
+            answers,
+        }
+    }
+
+    /// Bytes written so far.
+    fn progress(&self) -> usize {
+        self.progress.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// True once the writer has written every frame.
+    fn finished(&self) -> bool {
+        self.writer
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_none_or(std::thread::JoinHandle::is_finished)
+    }
+
+    /// Stops the writer (a frame it is in the middle of stays unfinished); returns the ids of
+    /// the frames it wrote whole.
+    fn stop_writer(&self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let handle = self.writer.lock().unwrap().take().expect("stopped once");
+        handle.join().expect("writer panicked")
+    }
+
+    /// What the broker answered so far: `RECEIPT <id>` or `ERROR <message>`.
+    fn answers(&self) -> Vec<String> {
+        self.answers.lock().unwrap().clone()
+    }
+}
+
+impl Drop for BigProducer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Waits until every producer has finished or made no progress for [`BIG_HELD`]: flow
+/// control holds it (a broker that is merely slow still reads, and the writer goes on).
+fn wait_until_held(producers: &[BigProducer]) {
+    let mut last: Vec<(usize, Instant)> = producers
+        .iter()
+        .map(|p| (p.progress(), Instant::now()))
+        .collect();
+    let deadline = Instant::now() + 6 * WAIT;
+    loop {
+        let now = Instant::now();
+        let mut all_held = true;
+        for (p, (bytes, since)) in producers.iter().zip(last.iter_mut()) {
+            let b = p.progress();
+            if b != *bytes {
+                *bytes = b;
+                *since = now;
+            }
+            all_held &= p.finished() || now - *since >= BIG_HELD;
+        }
+        if all_held {
+            return;
+        }
+        assert!(
+            now < deadline,
+            "the producers were still making progress after {:?}",
+            6 * WAIT
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Reads frames until the connection ends, noting each as `RECEIPT <id>` or `ERROR <message>`.
+fn read_answers(mut s: TcpStream, seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let _ = s.set_read_timeout(None);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+        }
+        // The broker sends this producer only RECEIPTs and ERRORs: no NUL inside a frame.
+        while let Some(end) = buf.iter().position(|&b| b == 0) {
+            let frame = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..=end);
+            let frame = frame.trim_start_matches(['\n', '\r']);
+            let header = |name: &str| {
+                frame
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let note = match frame.lines().next() {
+                Some("RECEIPT") => format!("RECEIPT {}", header("receipt-id")),
+                Some(other) => format!("{other} {}", header("message")),
+                None => continue,
+            };
+            seen.lock().unwrap().push(note);
+        }
+    }
+}
+
 // --- helpers ---------------------------------------------------------------------------------
 
 /// The broker's memory and fds before an attack, to compare with after it. Only for our own

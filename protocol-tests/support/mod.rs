@@ -41,6 +41,8 @@ pub const STOMP_ADDR: &str = "STOMP_ADDR";
 /// is panicking, the tail of the broker's log is printed first.
 pub struct Broker {
     addr: SocketAddr,
+    /// The admin HTTP endpoint of our own broker (None for an external one).
+    admin: Option<SocketAddr>,
     child: Option<Child>,
     log: Option<PathBuf>,
     _dir: Option<tempfile::TempDir>,
@@ -52,6 +54,7 @@ impl Broker {
         match external_addr() {
             Some(addr) => Broker {
                 addr,
+                admin: None,
                 child: None,
                 log: None,
                 _dir: None,
@@ -113,17 +116,20 @@ impl Broker {
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout);
             let mut line = String::new();
-            let mut sent = false;
+            let (mut listening, mut admin) = (false, false);
             loop {
                 line.clear();
                 match lines.read_line(&mut line) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
-                        if !sent {
-                            if let Some(rest) = line.trim().strip_prefix("stompbox listening ") {
-                                let _ = tx.send(rest.to_string());
-                                sent = true;
-                            }
+                        // The listening line, then the admin line (in that order).
+                        let line = line.trim();
+                        if !listening && line.starts_with("stompbox listening ") {
+                            let _ = tx.send(line.to_string());
+                            listening = true;
+                        } else if !admin && line.starts_with("stompbox admin ") {
+                            let _ = tx.send(line.to_string());
+                            admin = true;
                         }
                     }
                 }
@@ -131,6 +137,7 @@ impl Broker {
         });
         let mut broker = Broker {
             addr: "127.0.0.1:0".parse().expect("literal address"),
+            admin: None,
             child: Some(child),
             log: Some(log),
             _dir: Some(dir),
@@ -156,7 +163,36 @@ impl Broker {
         broker.addr = stomp
             .parse()
             .unwrap_or_else(|e| panic!("bad stomp address {stomp:?}: {e}"));
+        // The admin line follows at once; a test that needs it (`admin_get`) gets None if
+        // it did not come.
+        broker.admin = rx
+            .recv_timeout(Duration::from_secs(10))
+            .ok()
+            .and_then(|line| {
+                line.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("http="))?
+                    .parse()
+                    .ok()
+            });
         broker
+    }
+
+    /// `GET path` on our own broker's admin endpoint: the response body, or None for an
+    /// external broker (or if the endpoint does not answer 200).
+    pub fn admin_get(&self, path: &str) -> Option<String> {
+        let addr = self.admin?;
+        let mut s = TcpStream::connect_timeout(&addr, WAIT).ok()?;
+        s.set_read_timeout(Some(WAIT)).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).ok()?;
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
     }
 
     /// Where clients connect.
