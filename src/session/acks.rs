@@ -192,12 +192,12 @@ impl Session {
             return Err(Error::MissingHeader(cmd, needed));
         };
         let wanted = match frame.get("subscription") {
-            Some(client_id) => Some(
+            Some(sub_id) => Some(
                 *self
                     .subs
                     .ids
-                    .get(client_id)
-                    .ok_or_else(|| Error::UnknownSubscription(client_id.to_string()))?,
+                    .get(sub_id)
+                    .ok_or_else(|| Error::UnknownSubscription(sub_id.to_string()))?,
             ),
             None => None,
         };

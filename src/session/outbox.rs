@@ -203,7 +203,7 @@ impl Session {
             AckMode::Client | AckMode::ClientIndividual => Some(self.acks.track(sub_id, m)),
         };
         let frame = MessageFrame {
-            subscription: &sub.client_id,
+            subscription: &sub.id,
             destination: m.destination.as_str(),
             message_id: m.id.0,
             ack: match (&in_flight, self.version) {

@@ -20,8 +20,8 @@ use crate::message::{DestinationName, Kind};
 /// A live subscription as its session sees it.
 #[derive(Debug)]
 pub(super) struct Sub {
-    /// The SUBSCRIBE's `id` (the MESSAGE `subscription` header).
-    pub client_id: String,
+    /// The subscription id: the SUBSCRIBE's `id` (the MESSAGE `subscription` header).
+    pub id: String,
     pub destination: DestinationName,
     pub ack: AckMode,
     /// Deliveries awaiting ACK/NACK (client modes), by delivery order ([`InFlight::seq`]):
@@ -61,13 +61,13 @@ impl Session {
     pub(super) fn on_subscribe(&mut self, frame: &Frame) -> Result<(), Error> {
         let dest = required(frame, "destination")?;
         let destination = DestinationName::parse(dest)?;
-        let client_id = match frame.get("id") {
+        let sub_id = match frame.get("id") {
             Some(id) => id.to_string(),
             None if self.version == Version::V1_0 => dest.to_string(),
             None => return Err(Error::MissingHeader(Command::Subscribe, "id")),
         };
-        if self.subs.ids.contains_key(&client_id) {
-            return Err(Error::DuplicateSubscription(client_id));
+        if self.subs.ids.contains_key(&sub_id) {
+            return Err(Error::DuplicateSubscription(sub_id));
         }
         let max = self.config.limits.max_subscriptions_per_connection;
         if self.subs.live.len() >= max {
@@ -83,13 +83,13 @@ impl Session {
                 )
             })?,
         };
-        let durable = self.durable_name(frame, &destination, Some(&client_id))?;
+        let durable = self.durable_name(frame, &destination, Some(&sub_id))?;
         let prefetch = self.prefetch(frame, &destination, durable.is_some())?;
         let sub = SubId(self.subs.next);
         self.subs.next += 1;
-        self.subs.ids.insert(client_id.clone(), sub);
+        self.subs.ids.insert(sub_id.clone(), sub);
         let info = SubscriptionInfo {
-            id: client_id.clone(),
+            id: sub_id.clone(),
             destination: destination.to_string(),
             ack: match ack {
                 AckMode::Auto => "auto",
@@ -100,7 +100,7 @@ impl Session {
             durable: durable.as_ref().map(|d| d.key().to_string()),
         };
         let s = Sub {
-            client_id,
+            id: sub_id,
             destination: destination.clone(),
             ack,
             in_flight: BTreeMap::new(),
@@ -128,12 +128,12 @@ impl Session {
     }
 
     pub(super) fn on_unsubscribe(&mut self, frame: &Frame) -> Result<(), Error> {
-        let client_id = match (frame.get("id"), self.version) {
+        let sub_id = match (frame.get("id"), self.version) {
             (Some(id), _) => id,
             (None, Version::V1_0) => required(frame, "destination")?,
             (None, _) => return Err(Error::MissingHeader(Command::Unsubscribe, "id")),
         };
-        let live = self.subs.ids.remove(client_id);
+        let live = self.subs.ids.remove(sub_id);
         let (sub, destination) = match live {
             Some(sub) => {
                 let s = self
@@ -151,14 +151,14 @@ impl Session {
             // its topic, to find the shard that holds it.
             None => match (frame.get("destination"), has_durable_header(frame)) {
                 (Some(d), true) => (None, DestinationName::parse(d)?),
-                _ => return Err(Error::UnknownSubscription(client_id.to_string())),
+                _ => return Err(Error::UnknownSubscription(sub_id.to_string())),
             },
         };
-        let gone = client_id.to_string();
+        let gone = sub_id.to_string();
         self.connections
             .update(self.id.0, |c| c.subscriptions.retain(|s| s.id != gone));
         let destroy = match has_durable_header(frame) {
-            true => self.durable_name(frame, &destination, Some(client_id))?,
+            true => self.durable_name(frame, &destination, Some(sub_id))?,
             false => None,
         };
         let token = self.receipt_token(frame, 1);
