@@ -17,6 +17,7 @@
 //! - [`clock`]: the wall clock, read in one place.
 //! - [`config`]: typed TOML config; CLI flags override it.
 //! - [`message`]: the message and the commands that cross shards (the one low module).
+//! - [`selector`]: JMS message selectors (the SUBSCRIBE `selector` header): parser and evaluator.
 //! - [`destination`]: queues, topics, consumers and credit, on their owner shard.
 //! - [`session`]: per-connection protocol state and its socket driver.
 //! - [`shard`]: thread-per-core runtime: listeners, sessions and owner loops.
@@ -36,6 +37,7 @@ pub mod lease;
 pub mod limits;
 pub mod message;
 pub mod role;
+pub mod selector;
 pub mod session;
 pub mod shard;
 pub mod store;

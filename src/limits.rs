@@ -135,3 +135,8 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES as libc::c_int);
     }
 }
+
+/// Deepest nesting a `selector` may have (parentheses, `NOT`s, signs, and the height of
+/// chains of arithmetic). Parsing and evaluation recurse once per level, so this bounds their
+/// stack use; real selectors nest a handful of levels.
+pub const SELECTOR_MAX_DEPTH: usize = 100;

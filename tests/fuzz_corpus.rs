@@ -1,10 +1,12 @@
-//! The seed corpora of the `session` and `uri` fuzz targets, replayed through the same checks
-//! the targets run (`fuzz/src/session.rs`, `fuzz/src/uri.rs`, included here as modules), so
+//! The seed corpora of the `selector`, `session` and `uri` fuzz targets, replayed through the same checks
+//! the targets run (`fuzz/src/selector.rs`, `fuzz/src/session.rs`, `fuzz/src/uri.rs`, included here as modules), so
 //! every seed and every minimised crash is a regression test in `cargo test`, on stable.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+#[path = "../fuzz/src/selector.rs"]
+mod selector_checks;
 #[path = "../fuzz/src/session.rs"]
 mod session_checks;
 #[path = "../fuzz/src/uri.rs"]
@@ -26,6 +28,15 @@ fn uri_seeds_pass_the_uri_checks() {
     assert!(seeds.len() >= 10, "only {} uri seeds", seeds.len());
     for path in seeds {
         uri_checks::check_uri(&fs::read(&path).expect("seed is readable"));
+    }
+}
+
+#[test]
+fn selector_seeds_pass_the_selector_checks() {
+    let seeds = corpus("selector");
+    assert!(seeds.len() >= 10, "only {} selector seeds", seeds.len());
+    for path in seeds {
+        selector_checks::check_selector(&fs::read(&path).expect("seed is readable"));
     }
 }
 

@@ -6,12 +6,14 @@
 //! - [`codec`]: `parse` and `roundtrip`, replayed by `tests/codec_roundtrip.rs`;
 //! - [`session`]: `session`, sessions and an owner pumped by hand, replayed by
 //!   `tests/fuzz_corpus.rs`;
+//! - [`selector`]: `selector`, JMS selectors, replayed by `tests/fuzz_corpus.rs`;
 //! - [`uri`]: `uri`, the client's broker URI parser, replayed by `tests/fuzz_corpus.rs`.
 //!
 //! A check panics when a property breaks, which is how both libFuzzer and the test harness
 //! notice.
 
 pub mod codec;
+pub mod selector;
 pub mod session;
 pub mod uri;
 

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::selector::Subject;
+
 mod name;
 mod stats;
 
@@ -119,6 +121,37 @@ impl Message {
             .map(|(k, v)| k.len() + v.len() + 48)
             .sum();
         (self.body.len() + headers + 128) as u64
+    }
+}
+
+/// What a selector reads from a message: its headers, and the fields it keeps outside them.
+/// The priorities as header values, so that `priority` reads as the message's priority when
+/// the sender gave none, without formatting a number per message.
+const PRIORITIES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+
+impl Subject for Message {
+    fn header(&self, name: &str) -> Option<&str> {
+        match self.headers.iter().find(|(k, _)| k == name) {
+            Some((_, v)) => Some(v),
+            None if name == "priority" => PRIORITIES.get(usize::from(self.priority)).copied(),
+            None => None,
+        }
+    }
+
+    fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    fn message_id(&self) -> u64 {
+        self.id.0
+    }
+
+    fn expires(&self) -> u64 {
+        self.expires
+    }
+
+    fn persistent(&self) -> bool {
+        self.persistent
     }
 }
 
@@ -362,5 +395,28 @@ impl Router {
     /// Posts `cmd` to shard `shard`'s owner loop. A stopped owner (process shutdown) drops it.
     pub fn post(&self, shard: usize, cmd: ToOwner) {
         let _ = self.owners[shard].send(cmd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selector::Selector;
+
+    #[test]
+    fn a_selector_reads_the_default_priority_when_the_sender_gave_none() {
+        let m = Message {
+            id: MessageId(1),
+            destination: DestinationName::parse("/queue/q").unwrap(),
+            headers: vec![("kind".into(), "a".into())],
+            body: Default::default(),
+            priority: 4,
+            persistent: false,
+            expires: 0,
+        };
+        let matches = |text: &str| Selector::parse(text).unwrap().matches(&m);
+        assert!(matches("priority = 4 AND kind = 'a'"));
+        assert!(matches("JMSPriority = 4"));
+        assert!(!matches("priority = 5"));
     }
 }
