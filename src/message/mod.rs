@@ -19,6 +19,7 @@ use crate::selector::Subject;
 
 mod name;
 mod stats;
+pub mod wildcard;
 
 pub use name::{DestinationName, Kind, NameError};
 pub use stats::{BrowsedMessage, Counters, DestinationStats};
