@@ -229,10 +229,17 @@ impl Decoder {
     fn parse_head(&mut self, head: &[u8], head_len: usize) -> Result<(), ParseError> {
         let (command_line, header_lines) = split_head(head);
         let command_line = trim_end_spaces(command_line);
-        let command = Command::parse(command_line).ok_or_else(|| {
+        let command = Command::parse(command_line);
+        // The receipt is read first, so that an ERROR about anything in this frame (an
+        // unknown command, a bad header) can carry its `receipt-id`.
+        let escaping = Escaping::for_frame(self.version, command.unwrap_or(Command::Send));
+        self.receipt = header_lines
+            .iter()
+            .find(|(name, _)| *name == b"receipt")
+            .and_then(|(_, value)| decode_header(value, escaping, b"receipt").ok());
+        let command = command.ok_or_else(|| {
             ParseError::UnknownCommand(String::from_utf8_lossy(command_line).into_owned())
         })?;
-        let escaping = Escaping::for_frame(self.version, command);
         let mut headers = Headers(Vec::with_capacity(header_lines.len()));
         for (name, value) in header_lines {
             let name = decode_header(name, escaping, name)?;
@@ -242,7 +249,6 @@ impl Decoder {
             let value = decode_header(value, escaping, name.as_bytes())?;
             headers.push(name, value);
         }
-        self.receipt = headers.get("receipt").map(str::to_string);
         let content_length = match headers.get("content-length") {
             None => None,
             Some(v) => Some(parse_content_length(v)?),
@@ -321,8 +327,17 @@ impl Decoder {
                 }
             }
         };
+        // A frame that may not have a body is forgiven EOLs there (stomp clients that write
+        // `CONNECT…\n\n\n\0` exist, and ActiveMQ and RabbitMQ accept them); they are dropped.
+        let mut kept = body_len;
         if body_len > 0 && !command.may_have_body() {
-            return Err(ParseError::UnexpectedBody(*command));
+            let blank = buf[head_len..head_len + body_len]
+                .iter()
+                .all(|b| matches!(b, b'\n' | b'\r'));
+            if !blank {
+                return Err(ParseError::UnexpectedBody(*command));
+            }
+            kept = 0;
         }
         let State::Body {
             command, headers, ..
@@ -343,7 +358,7 @@ impl Decoder {
         // queued for a day pinning a 64 KiB read chunk, a stored message dropped from memory
         // still pinned by the bytes read after it), memory the limits never see. Copying
         // costs one memcpy of the body, once.
-        let body = Bytes::copy_from_slice(&buf[head_len..head_len + body_len]);
+        let body = Bytes::copy_from_slice(&buf[head_len..head_len + kept]);
         buf.advance(head_len + body_len + 1);
         Ok(Some(Frame {
             command,
@@ -353,13 +368,14 @@ impl Decoder {
     }
 }
 
-/// Drops heart-beat EOLs (`\n` or `\r\n`) before a frame. A lone trailing `\r` is kept until
-/// its `\n` arrives.
+/// Drops heart-beat EOLs (`\n` or `\r\n`) before a frame, and stray NULs: a client that
+/// ends a frame with two NULs is sloppy, not hostile, and ActiveMQ and RabbitMQ accept it.
+/// A lone trailing `\r` is kept until its `\n` arrives.
 fn skip_eols(buf: &mut BytesMut) {
     let mut n = 0;
     loop {
         match &buf[n..] {
-            [b'\n', ..] => n += 1,
+            [b'\n' | 0, ..] => n += 1,
             [b'\r', b'\n', ..] => n += 2,
             _ => break,
         }
@@ -509,6 +525,32 @@ mod tests {
     }
 
     #[test]
+    fn stray_nuls_between_frames_are_skipped_like_heart_beats() {
+        let frames = decode_all(
+            &mut decoder(),
+            b"\0SEND\na:1\n\n\0\0\0\nSEND\na:2\n\nx\0\r\n\0",
+        )
+        .unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0].get("a"), Some("1"));
+        assert_eq!(&frames[1].body[..], b"x");
+    }
+
+    #[test]
+    fn eols_in_the_body_of_a_frame_without_one_are_dropped_anything_else_refused() {
+        let mut d = decoder();
+        let f = decode_all(&mut d, b"CONNECT\naccept-version:1.2\n\n\n\0").unwrap();
+        assert_eq!(f[0].command, Command::Connect);
+        assert!(f[0].body.is_empty());
+        let f = decode_all(&mut decoder(), b"SUBSCRIBE\nid:1\n\n\r\n\n\0").unwrap();
+        assert!(f[0].body.is_empty());
+        assert!(matches!(
+            decode_all(&mut decoder(), b"CONNECT\n\n x\0"),
+            Err(ParseError::UnexpectedBody(Command::Connect))
+        ));
+    }
+
+    #[test]
     fn repeated_headers_first_wins() {
         let f = decode_all(&mut decoder(), b"SEND\nfoo:1\nfoo:2\n\n\0").unwrap();
         assert_eq!(f[0].get("foo"), Some("1"));
@@ -589,6 +631,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_unknown_command_or_bad_header_still_yields_the_receipt() {
+        let mut d = decoder();
+        let mut buf = BytesMut::from(&b"FOO\nreceipt:r\\c7\n\n\0"[..]);
+        assert!(matches!(
+            d.decode(&mut buf),
+            Err(ParseError::UnknownCommand(_))
+        ));
+        assert_eq!(d.receipt(), Some("r:7"));
+        let mut d = decoder();
+        let mut buf = BytesMut::from(&b"SEND\nreceipt:8\nbad:\\q\n\n\0"[..]);
+        assert!(d.decode(&mut buf).is_err());
+        assert_eq!(d.receipt(), Some("8"));
     }
 
     #[test]
