@@ -87,7 +87,13 @@ impl Acks {
 
 impl Session {
     pub(super) fn on_settle(&mut self, frame: &Frame, nack: bool) -> Result<(), Error> {
-        let (sub, seq) = self.resolve_ack(frame)?;
+        let Some((sub, seq)) = self.resolve_ack(frame)? else {
+            // A 1.0/1.1 ACK or NACK for a subscription that is gone: its deliveries already
+            // went back to the queue, so there is nothing left to settle and no reason to
+            // drop the connection (RabbitMQ and ActiveMQ keep it too).
+            self.receipt_now(frame);
+            return Ok(());
+        };
         if let Some(tx) = frame.get("transaction") {
             if !self.transactions.contains(tx) {
                 return Err(Error::UnknownTransaction(tx.to_string()));
@@ -168,44 +174,46 @@ impl Session {
         }
     }
 
-    /// Finds the delivery an ACK/NACK refers to: by `id` (1.2's ack id), by `message-id` and
-    /// `subscription` (1.1), or by `message-id` alone (1.0). Clients that mix the styles are
-    /// served as long as the reference is unambiguous. Returns the subscription and the
-    /// delivery's [`InFlight::seq`]; hash lookups only, however many deliveries are in flight.
-    fn resolve_ack(&self, frame: &Frame) -> Result<(SubId, u64), Error> {
+    /// Finds the delivery an ACK/NACK refers to: by `id` (1.2's ack id, required in 1.2), by
+    /// `message-id` and `subscription` (1.1), or by `message-id` alone (1.0). Clients that
+    /// mix the styles are served as long as the reference is unambiguous. Returns the
+    /// subscription and the delivery's [`InFlight::seq`], or None for a 1.0/1.1 frame whose
+    /// `subscription` is no longer live; hash lookups only, however many deliveries are in
+    /// flight.
+    fn resolve_ack(&self, frame: &Frame) -> Result<Option<(SubId, u64)>, Error> {
         let ids = &self.acks.ids;
         let cmd = frame.command;
-        if let Some(id) = frame.get("id") {
-            if let Some(&(sub, _, seq)) = ids.get(id) {
-                return Ok((sub, seq));
+        match frame.get("id") {
+            Some(id) => {
+                if let Some(&(sub, _, seq)) = ids.get(id) {
+                    return Ok(Some((sub, seq)));
+                }
+                if self.version == Version::V1_2 && frame.get("message-id").is_none() {
+                    return Err(Error::UnknownAck(id.to_string()));
+                }
             }
-            if self.version == Version::V1_2 && frame.get("message-id").is_none() {
-                return Err(Error::UnknownAck(id.to_string()));
-            }
+            // 1.2 names a delivery by its `ack` value in `id`; a 1.1-style ACK is refused.
+            None if self.version == Version::V1_2 => return Err(Error::MissingHeader(cmd, "id")),
+            None => {}
         }
         let Some(mid) = frame.get("message-id") else {
-            let needed = if self.version == Version::V1_2 {
-                "id"
-            } else {
-                "message-id"
-            };
-            return Err(Error::MissingHeader(cmd, needed));
+            return Err(Error::MissingHeader(cmd, "message-id"));
         };
         let wanted = match frame.get("subscription") {
-            Some(sub_id) => Some(
-                *self
-                    .subs
-                    .ids
-                    .get(sub_id)
-                    .ok_or_else(|| Error::UnknownSubscription(sub_id.to_string()))?,
-            ),
+            Some(sub_id) => match self.subs.ids.get(sub_id) {
+                Some(sub) => Some(*sub),
+                None if self.version == Version::V1_2 => {
+                    return Err(Error::UnknownSubscription(sub_id.to_string()))
+                }
+                None => return Ok(None),
+            },
             None => None,
         };
         // The ack id is the message-id, or `<message-id>-<sub>` for a message that was already
         // in flight on another subscription of this connection (see `Acks::track`).
         if let Some(&(sub, _, seq)) = ids.get(mid) {
             if wanted.is_none_or(|w| w == sub) {
-                return Ok((sub, seq));
+                return Ok(Some((sub, seq)));
             }
         }
         let suffixed = |sub: SubId| ids.get(&format!("{mid}-{}", sub.0));
@@ -214,7 +222,7 @@ impl Session {
             None => self.subs.live.keys().find_map(|&sub| suffixed(sub)),
         };
         found
-            .map(|&(sub, _, seq)| (sub, seq))
+            .map(|&(sub, _, seq)| Some((sub, seq)))
             .ok_or_else(|| Error::UnknownAck(mid.to_string()))
     }
 }
@@ -271,5 +279,60 @@ mod tests {
         }
         c.send(Frame::new(Command::Ack).header("message-id", &mid));
         assert_eq!(c.session.phase(), Phase::Closing);
+    }
+
+    #[test]
+    fn a_1_2_ack_without_id_is_an_error_even_with_a_message_id() {
+        let mut pair = Pair::new();
+        let mut p = pair.client("1.2");
+        let mut c = pair.client("1.2");
+        c.send(subscribe("/queue/v12", "client-individual", &[]));
+        p.send(send("/queue/v12", "m"));
+        pair.pump(&mut [&mut p, &mut c]);
+        let msgs = c.frames();
+        let ack = Frame::new(Command::Ack)
+            .header("message-id", msgs[0].get("message-id").unwrap())
+            .header("subscription", "s")
+            .header("receipt", "r1");
+        c.send(ack);
+        assert_eq!(c.session.phase(), Phase::Closing);
+        let error = &c.frames()[0];
+        assert_eq!(error.command, Command::Error);
+        assert_eq!(
+            error.get("message"),
+            Some("missing required header id on ACK")
+        );
+        assert_eq!(error.get("receipt-id"), Some("r1"));
+    }
+
+    #[test]
+    fn a_1_1_ack_for_a_subscription_that_is_gone_is_answered_not_fatal() {
+        let mut pair = Pair::new();
+        let mut p = pair.client("1.1");
+        let mut c = pair.client("1.1");
+        c.send(subscribe("/queue/gone", "client", &[]));
+        p.send(send("/queue/gone", "m"));
+        pair.pump(&mut [&mut p, &mut c]);
+        let mid = c.frames()[0].get("message-id").unwrap().to_string();
+        c.send(Frame::new(Command::Unsubscribe).header("id", "s"));
+        pair.pump(&mut [&mut p, &mut c]);
+        c.send(
+            Frame::new(Command::Ack)
+                .header("message-id", &mid)
+                .header("subscription", "s")
+                .header("receipt", "late"),
+        );
+        pair.pump(&mut [&mut p, &mut c]);
+        assert_eq!(c.session.phase(), Phase::Connected);
+        let frames = c.frames();
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0].command, Command::Receipt);
+        assert_eq!(frames[0].get("receipt-id"), Some("late"));
+        // The message went back to the queue when the subscription ended, and stays there.
+        c.send(subscribe("/queue/gone", "auto", &[]));
+        pair.pump(&mut [&mut p, &mut c]);
+        let again = c.frames();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].get("message-id"), Some(mid.as_str()));
     }
 }
