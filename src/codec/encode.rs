@@ -63,6 +63,11 @@ pub struct MessageFrame<'a> {
     pub ack: Option<&'a str>,
     /// Above 0: `redelivered:true` and `redelivery-count`.
     pub redelivery_count: u32,
+    /// `expires` (0 = never), `priority` and, when true, `persistent:true`: the headers
+    /// ActiveMQ's clients read on every MESSAGE, written from the message's fields.
+    pub expires: u64,
+    pub priority: u8,
+    pub persistent: bool,
     /// The SEND's headers, without those the broker owns (`content-length` among them).
     pub headers: &'a [(String, String)],
     pub body: &'a [u8],
@@ -77,14 +82,15 @@ impl MessageFrame<'_> {
             .map(|(k, v)| k.len() + v.len() + 2)
             .sum();
         let ack = self.ack.map_or(0, |a| a.len() + 5);
-        128 + self.subscription.len() + self.destination.len() + ack + headers + self.body.len()
+        192 + self.subscription.len() + self.destination.len() + ack + headers + self.body.len()
     }
 }
 
 /// Appends `m` as a MESSAGE frame to `out`: the delivery hot path, so it builds no [`Frame`]
 /// and allocates nothing. The bytes are those [`encode_into`] writes for the frame with the
 /// headers `subscription`, `destination`, `message-id`, `ack`, `redelivered`,
-/// `redelivery-count`, the message's headers and `content-length`, in that order.
+/// `redelivery-count`, `expires`, `priority`, `persistent`, the message's headers and
+/// `content-length`, in that order.
 /// `content-length` is always written (even for an empty body), so a client need never scan
 /// a body for its NUL.
 pub fn encode_message<B: BufMut>(out: &mut B, m: &MessageFrame<'_>, version: Version) {
@@ -103,6 +109,13 @@ pub fn encode_message<B: BufMut>(out: &mut B, m: &MessageFrame<'_>, version: Ver
     if m.redelivery_count > 0 {
         out.put_slice(b"\nredelivered:true\nredelivery-count:");
         out.put_slice(decimal(u64::from(m.redelivery_count), &mut digits));
+    }
+    out.put_slice(b"\nexpires:");
+    out.put_slice(decimal(m.expires, &mut digits));
+    out.put_slice(b"\npriority:");
+    out.put_slice(decimal(u64::from(m.priority), &mut digits));
+    if m.persistent {
+        out.put_slice(b"\npersistent:true");
     }
     for (k, v) in m.headers {
         out.put_u8(b'\n');
@@ -148,6 +161,12 @@ mod tests {
                 .header("redelivered", "true")
                 .header("redelivery-count", m.redelivery_count.to_string());
         }
+        f = f
+            .header("expires", m.expires.to_string())
+            .header("priority", m.priority.to_string());
+        if m.persistent {
+            f = f.header("persistent", "true");
+        }
         for (k, v) in m.headers {
             f = f.header(k.as_str(), v.as_str());
         }
@@ -164,13 +183,18 @@ mod tests {
         let bodies: [&[u8]; 3] = [b"", b"hello", b"nul\0inside"];
         for version in [Version::V1_0, Version::V1_1, Version::V1_2] {
             for body in bodies {
-                for (ack, redelivery_count) in [(None, 0), (Some("42-1"), 3)] {
+                for (ack, redelivery_count, persistent) in
+                    [(None, 0, false), (Some("42-1"), 3, true)]
+                {
                     let m = MessageFrame {
                         subscription: "sub:1",
                         destination: "/queue/a\\b",
                         message_id: 42,
                         ack,
                         redelivery_count,
+                        expires: u64::from(redelivery_count) * 1_700_000_000_000,
+                        priority: 9,
+                        persistent,
                         headers: &headers,
                         body,
                     };

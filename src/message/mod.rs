@@ -125,16 +125,20 @@ impl Message {
     }
 }
 
-/// What a selector reads from a message: its headers, and the fields it keeps outside them.
-/// The priorities as header values, so that `priority` reads as the message's priority when
-/// the sender gave none, without formatting a number per message.
+/// The priorities as header values, so that a selector reads `priority` as the message's
+/// priority without formatting a number per message.
 const PRIORITIES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
+/// What a selector reads from a message: its headers, and `priority` and `persistent` as the
+/// MESSAGE frame shows them (the message keeps them as fields). `expires` is selected as
+/// `JMSExpiration`.
 impl Subject for Message {
     fn header(&self, name: &str) -> Option<&str> {
         match self.headers.iter().find(|(k, _)| k == name) {
             Some((_, v)) => Some(v),
+            // What the MESSAGE frame shows, though the message keeps it as a field.
             None if name == "priority" => PRIORITIES.get(usize::from(self.priority)).copied(),
+            None if name == "persistent" && self.persistent => Some("true"),
             None => None,
         }
     }
@@ -419,5 +423,6 @@ mod tests {
         assert!(matches("priority = 4 AND kind = 'a'"));
         assert!(matches("JMSPriority = 4"));
         assert!(!matches("priority = 5"));
+        assert!(matches("persistent IS NULL"));
     }
 }

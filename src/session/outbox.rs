@@ -211,6 +211,9 @@ impl Session {
                 _ => None,
             },
             redelivery_count,
+            expires: m.expires,
+            priority: m.priority,
+            persistent: m.persistent,
             headers: &m.headers,
             body: &m.body,
         };

@@ -128,6 +128,11 @@ impl Session {
         let persistent = frame.get("persistent") == Some("true");
         let mut headers = std::mem::take(&mut frame.headers.0);
         headers.retain(|(k, _)| !BROKER_OWNED.contains(&k.as_str()));
+        // JMSTimestamp: when the broker accepted the message, unless the sender said (as
+        // ActiveMQ lets it). Kept as a header, so it is stored and selectable as one.
+        if !headers.iter().any(|(k, _)| k == "timestamp") {
+            headers.push(("timestamp".to_string(), now_ms.to_string()));
+        }
         Ok(Message {
             id: self.ids.next(),
             destination,
@@ -140,8 +145,12 @@ impl Session {
     }
 }
 
-/// Headers of a SEND that the broker sets itself on the MESSAGE, or that only concern the SEND.
-const BROKER_OWNED: [&str; 9] = [
+/// Headers of a SEND that the broker sets itself on the MESSAGE (`priority`, `expires` and
+/// `persistent` from the message's fields, every time), or that only concern the SEND.
+const BROKER_OWNED: [&str; 12] = [
+    "priority",
+    "expires",
+    "persistent",
     "destination",
     "receipt",
     "transaction",
@@ -152,3 +161,61 @@ const BROKER_OWNED: [&str; 9] = [
     "redelivered",
     "redelivery-count",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{send, subscribe, Pair};
+
+    /// ActiveMQ's clients read `expires`, `priority` and `timestamp` on every MESSAGE, and
+    /// `persistent:true` on persistent ones; the broker writes them once each, from the
+    /// message, whatever the SEND said.
+    #[test]
+    fn a_message_carries_expires_priority_timestamp_and_persistent() {
+        let mut pair = Pair::new();
+        let mut consumer = pair.client("1.2");
+        consumer.send(subscribe("/queue/h", "auto", &[]));
+        let mut producer = pair.client("1.2");
+        producer.send(send("/queue/h", "plain"));
+        producer.send(
+            send("/queue/h", "marked")
+                .header("persistent", "true")
+                .header("priority", "7")
+                .header("expires", "0")
+                .header("timestamp", "1700000000000"),
+        );
+        producer
+            .session
+            .handle_frame(send("/queue/h", "later"), 1_234)
+            .unwrap();
+        pair.pump(&mut [&mut consumer, &mut producer]);
+        let frames = consumer.frames();
+        assert_eq!(frames.len(), 3, "{frames:?}");
+        let count = |f: &crate::codec::Frame, name: &str| {
+            f.headers.0.iter().filter(|(k, _)| k == name).count()
+        };
+        for f in &frames {
+            for name in ["expires", "priority", "timestamp"] {
+                assert_eq!(count(f, name), 1, "{name} once in {f:?}");
+            }
+        }
+        let plain = &frames[0];
+        assert_eq!(plain.get("expires"), Some("0"));
+        assert_eq!(plain.get("priority"), Some("4"), "JMS's default priority");
+        assert_eq!(
+            plain.get("timestamp"),
+            Some("0"),
+            "the time the SEND was handled"
+        );
+        assert_eq!(plain.get("persistent"), None);
+        let marked = &frames[1];
+        assert_eq!(marked.get("priority"), Some("7"));
+        assert_eq!(marked.get("persistent"), Some("true"));
+        assert_eq!(count(marked, "persistent"), 1);
+        assert_eq!(
+            marked.get("timestamp"),
+            Some("1700000000000"),
+            "the sender's own"
+        );
+        assert_eq!(frames[2].get("timestamp"), Some("1234"));
+    }
+}
