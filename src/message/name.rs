@@ -24,7 +24,7 @@ pub struct DestinationName {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     /// The prefix is not one the broker knows.
-    #[error("destination {0:?} must begin with /queue/ or /topic/")]
+    #[error("destination {0:?} must begin with /queue/ or /topic/, or be a queue name without a leading /")]
     UnknownPrefix(String),
     /// Nothing after the prefix.
     #[error("destination {0:?} has an empty name")]
@@ -32,12 +32,19 @@ pub enum NameError {
 }
 
 impl DestinationName {
-    /// Parses a `destination` header value.
+    /// Parses a `destination` header value. A name without a leading `/` is a queue, as in
+    /// ActiveMQ (`orders` is `/queue/orders`); an unknown `/prefix/` is refused, so that a
+    /// typo such as `/queu/orders` is not silently a queue of that name.
     pub fn parse(s: &str) -> Result<DestinationName, NameError> {
         let (kind, rest) = if let Some(rest) = s.strip_prefix("/queue/") {
             (Kind::Queue, rest)
         } else if let Some(rest) = s.strip_prefix("/topic/") {
             (Kind::Topic, rest)
+        } else if !s.is_empty() && !s.starts_with('/') {
+            return Ok(DestinationName {
+                kind: Kind::Queue,
+                full: Arc::from(format!("/queue/{s}")),
+            });
         } else {
             return Err(NameError::UnknownPrefix(s.to_string()));
         };
@@ -99,7 +106,11 @@ mod tests {
             Kind::Topic
         );
         assert!(DestinationName::parse("/queue/").is_err());
-        assert!(DestinationName::parse("queue/a").is_err());
+        let plain = DestinationName::parse("orders").unwrap();
+        assert_eq!(plain, DestinationName::parse("/queue/orders").unwrap());
+        assert_eq!(plain.as_str(), "/queue/orders");
+        assert!(DestinationName::parse("/queu/a").is_err());
+        assert!(DestinationName::parse("").is_err());
         let d = DestinationName::parse("/queue/x").unwrap();
         assert_eq!(d.owner(4), d.clone().owner(4));
     }
