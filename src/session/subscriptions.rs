@@ -210,7 +210,7 @@ impl Session {
         let explicit = frame
             .get("activemq.subscriptionName")
             .or_else(|| frame.get("durable-subscription-name"));
-        let name = match (explicit, frame.get("durable")) {
+        let name = match (explicit, rabbitmq_durable(frame)) {
             (Some(n), _) => n,
             (None, Some("true")) => match sub_id {
                 Some(id) => id,
@@ -274,7 +274,13 @@ impl Session {
 fn has_durable_header(frame: &Frame) -> bool {
     frame.get("activemq.subscriptionName").is_some()
         || frame.get("durable-subscription-name").is_some()
-        || frame.get("durable") == Some("true")
+        || rabbitmq_durable(frame) == Some("true")
+}
+
+/// RabbitMQ's `durable` header, or `persistent`, its documented alias on SUBSCRIBE and
+/// UNSUBSCRIBE.
+fn rabbitmq_durable(frame: &Frame) -> Option<&str> {
+    frame.get("durable").or_else(|| frame.get("persistent"))
 }
 
 #[cfg(test)]
@@ -307,5 +313,36 @@ mod tests {
         let next = c.frames();
         assert_eq!(next.len(), 1);
         assert_eq!(&next[0].body[..], b"2");
+    }
+
+    #[test]
+    fn rabbitmq_persistent_is_durable_on_subscribe_and_deletes_on_unsubscribe() {
+        let mut pair = Pair::new();
+        let mut p = pair.client("1.2");
+        let mut c = pair.client("1.2");
+        let durable = [("persistent", "true")];
+        let unsubscribe = || Frame::new(Command::Unsubscribe).header("id", "s");
+        c.send(subscribe("/topic/rt", "auto", &durable));
+        c.send(unsubscribe());
+        pair.pump(&mut [&mut p, &mut c]);
+        p.send(send("/topic/rt", "kept"));
+        pair.pump(&mut [&mut p, &mut c]);
+        c.send(subscribe("/topic/rt", "auto", &durable));
+        pair.pump(&mut [&mut p, &mut c]);
+        let frames = c.frames();
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(&frames[0].body[..], b"kept", "kept while away");
+        // UNSUBSCRIBE with persistent:true deletes it, as RabbitMQ's docs say.
+        c.send(unsubscribe().header("persistent", "true"));
+        pair.pump(&mut [&mut p, &mut c]);
+        p.send(send("/topic/rt", "gone"));
+        pair.pump(&mut [&mut p, &mut c]);
+        c.send(subscribe("/topic/rt", "auto", &durable));
+        pair.pump(&mut [&mut p, &mut c]);
+        let frames = c.frames();
+        assert!(
+            frames.is_empty(),
+            "a new subscription starts empty: {frames:?}"
+        );
     }
 }
