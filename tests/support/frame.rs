@@ -16,6 +16,7 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// A frame of `command` without headers or body.
     pub fn new(command: &str) -> Frame {
         Frame {
             command: command.to_string(),
@@ -38,6 +39,7 @@ impl Frame {
         self
     }
 
+    /// Sets the body (bytes as given; no `content-length` is added).
     pub fn body(mut self, body: impl AsRef<[u8]>) -> Frame {
         self.body = body.as_ref().to_vec();
         self

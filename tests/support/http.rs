@@ -24,6 +24,7 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `Content-Type` header.
     pub fn content_type(&self) -> Option<&str> {
         self.header("content-type")
     }
