@@ -9,8 +9,8 @@ use crate::support::{queue, Broker, Client, Frame, QUIET};
 /// queue is FIFO and the marker is sent after the subscription's receipt.
 fn queued_before_marker(broker: &Broker, q: &str) -> Vec<Frame> {
     let mut c = broker.connect("1.2");
-    c.subscribe(q, "drain", "auto");
-    c.send_to(q, "MARKER");
+    c.subscribe(q, "drain", "auto", &[]);
+    c.send(q, "MARKER", &[]);
     let mut before = Vec::new();
     loop {
         let m = c.expect_message();
@@ -39,24 +39,24 @@ fn assert_redelivered(m: &Frame) {
 fn fill(broker: &Broker, q: &str, bodies: &[&str]) {
     let mut p = broker.connect("1.2");
     for b in bodies {
-        p.send_to(q, b);
+        p.send(q, b, &[]);
     }
-    p.send_sync(q, "LAST-FILL");
+    p.send_sync(q, "LAST-FILL", &[]);
     p.disconnect();
 }
 
 fn consumer(broker: &Broker, q: &str, ack: &str) -> Client {
     let mut c = broker.connect("1.2");
-    c.subscribe(q, "s", ack);
+    c.subscribe(q, "s", ack, &[]);
     c
 }
 
 #[test]
 fn client_individual_message_carries_ack_header_in_1_2() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("ack-header");
     let mut c = consumer(&broker, &q, "client-individual");
-    c.send_to(&q, "m");
+    c.send(&q, "m", &[]);
     let m = c.expect_body("m");
     assert!(
         m.get("ack").is_some_and(|v| !v.is_empty()),
@@ -66,10 +66,10 @@ fn client_individual_message_carries_ack_header_in_1_2() {
 
 #[test]
 fn client_message_carries_ack_header_in_1_2() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("ack-header-client");
     let mut c = consumer(&broker, &q, "client");
-    c.send_to(&q, "m");
+    c.send(&q, "m", &[]);
     let m = c.expect_body("m");
     assert!(
         m.get("ack").is_some_and(|v| !v.is_empty()),
@@ -79,10 +79,10 @@ fn client_message_carries_ack_header_in_1_2() {
 
 #[test]
 fn auto_acked_message_is_not_redelivered() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("auto");
     let mut c = consumer(&broker, &q, "auto");
-    c.send_to(&q, "once");
+    c.send(&q, "once", &[]);
     c.expect_body("once");
     c.disconnect();
     let left = queued_before_marker(&broker, &q);
@@ -91,7 +91,7 @@ fn auto_acked_message_is_not_redelivered() {
 
 #[test]
 fn client_individual_ack_acks_only_that_message() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("ci");
     fill(&broker, &q, &["m1", "m2"]);
     let mut c = consumer(&broker, &q, "client-individual");
@@ -113,7 +113,7 @@ fn client_individual_ack_acks_only_that_message() {
 
 #[test]
 fn client_ack_is_cumulative() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("cumulative");
     fill(&broker, &q, &["m1", "m2", "m3"]);
     let mut c = consumer(&broker, &q, "client");
@@ -134,10 +134,10 @@ fn client_ack_is_cumulative() {
 
 #[test]
 fn nack_redelivers_with_redelivered_header() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("nack");
     let mut c = consumer(&broker, &q, "client-individual");
-    c.send_to(&q, "retry me");
+    c.send(&q, "retry me", &[]);
     let first = c.expect_body("retry me");
     assert_ne!(
         first.get("redelivered"),
@@ -160,7 +160,7 @@ fn nack_redelivers_with_redelivered_header() {
 
 #[test]
 fn nack_in_client_mode_covers_earlier_unacked_messages() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("nack-client");
     fill(&broker, &q, &["m1", "m2", "m3"]);
     let mut c = consumer(&broker, &q, "client");
@@ -181,13 +181,13 @@ fn nack_in_client_mode_covers_earlier_unacked_messages() {
 
 #[test]
 fn unsubscribe_returns_unacked_messages() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("unsub-return");
     let mut c = consumer(&broker, &q, "client-individual");
-    c.send_to(&q, "held");
+    c.send(&q, "held", &[]);
     c.expect_body("held");
     c.request(Frame::new("UNSUBSCRIBE").header("id", "s"));
-    c.subscribe(&q, "s2", "client-individual");
+    c.subscribe(&q, "s2", "client-individual", &[]);
     let m = c.expect_body("held");
     assert_redelivered(&m);
     assert_eq!(m.get("subscription"), Some("s2"), "{m:?}");
@@ -195,10 +195,10 @@ fn unsubscribe_returns_unacked_messages() {
 
 #[test]
 fn disconnect_returns_unacked_messages() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("disc-return");
     let mut c = consumer(&broker, &q, "client-individual");
-    c.send_to(&q, "held");
+    c.send(&q, "held", &[]);
     c.expect_body("held");
     c.disconnect();
     let left = queued_before_marker(&broker, &q);
@@ -208,10 +208,10 @@ fn disconnect_returns_unacked_messages() {
 
 #[test]
 fn dropped_connection_returns_unacked_messages() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("drop-return");
     let mut c = consumer(&broker, &q, "client");
-    c.send_to(&q, "held");
+    c.send(&q, "held", &[]);
     c.expect_body("held");
     c.abort();
     let mut other = consumer(&broker, &q, "auto");
@@ -221,19 +221,19 @@ fn dropped_connection_returns_unacked_messages() {
 
 #[test]
 fn unacked_message_goes_to_another_consumer_after_disconnect() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("handover");
     let mut first = consumer(&broker, &q, "client-individual");
     let mut second = broker.connect("1.2");
-    second.subscribe_with(
+    second.subscribe(
         &q,
         "s",
         "client-individual",
         &[("activemq.prefetchSize", "1")],
     );
     let mut p = broker.connect("1.2");
-    p.send_sync(&q, "a");
-    p.send_sync(&q, "b");
+    p.send_sync(&q, "a", &[]);
+    p.send_sync(&q, "b", &[]);
     // Round-robin: one each.
     let got_first = first.expect_message();
     let got_second = second.expect_message();
@@ -246,11 +246,11 @@ fn unacked_message_goes_to_another_consumer_after_disconnect() {
 
 #[test]
 fn ack_by_message_id_and_subscription_in_1_1() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("ack11");
     fill(&broker, &q, &["m1", "m2"]);
     let mut c = broker.connect("1.1");
-    c.subscribe(&q, "s11", "client-individual");
+    c.subscribe(&q, "s11", "client-individual", &[]);
     let m1 = c.expect_body("m1");
     c.expect_body("m2");
     c.expect_body("LAST-FILL");
@@ -266,11 +266,11 @@ fn ack_by_message_id_and_subscription_in_1_1() {
 
 #[test]
 fn nack_by_message_id_and_subscription_in_1_1() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("nack11");
     let mut c = broker.connect("1.1");
-    c.subscribe(&q, "s11", "client-individual");
-    c.send_to(&q, "again");
+    c.subscribe(&q, "s11", "client-individual", &[]);
+    c.send(&q, "again", &[]);
     let m = c.expect_body("again");
     c.request(
         Frame::new("NACK")
@@ -283,7 +283,7 @@ fn nack_by_message_id_and_subscription_in_1_1() {
 
 #[test]
 fn ack_by_message_id_in_1_0() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("ack10");
     fill(&broker, &q, &["m1"]);
     let mut c = broker.connect("1.0");
@@ -303,10 +303,10 @@ fn ack_by_message_id_in_1_0() {
 #[test]
 fn ack_with_unknown_id_is_an_error() {
     // FEATURES.md §1.7: stale or unknown ack ids are answered with an ERROR.
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("unknown-ack");
-    c.subscribe(&q, "s", "client-individual");
+    c.subscribe(&q, "s", "client-individual", &[]);
     c.send_frame(
         &Frame::new("ACK")
             .header("id", "no-such-ack-id")
@@ -317,10 +317,10 @@ fn ack_with_unknown_id_is_an_error() {
 
 #[test]
 fn acked_message_is_not_delivered_again_to_anyone() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("acked-gone");
     let mut c = consumer(&broker, &q, "client-individual");
-    c.send_to(&q, "done");
+    c.send(&q, "done", &[]);
     let m = c.expect_body("done");
     c.request(Frame::new("ACK").header("id", m.must("ack")));
     c.abort();

@@ -7,7 +7,7 @@ use crate::support::{assert_mentions, queue, Broker, Frame, WAIT};
 
 #[test]
 fn connect_1_2_answers_connected_with_version_session_server_and_heart_beat() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.raw();
     let f = c.handshake(
         &Frame::new("CONNECT")
@@ -26,7 +26,7 @@ fn connect_1_2_answers_connected_with_version_session_server_and_heart_beat() {
 
 #[test]
 fn each_connection_gets_its_own_session() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let a = broker
         .raw()
         .handshake(&Frame::new("CONNECT").header("accept-version", "1.2"));
@@ -38,7 +38,7 @@ fn each_connection_gets_its_own_session() {
 
 #[test]
 fn stomp_command_is_treated_like_connect() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.raw();
     let f = c.handshake(
         &Frame::new("STOMP")
@@ -49,12 +49,12 @@ fn stomp_command_is_treated_like_connect() {
     assert_eq!(f.get("version"), Some("1.2"));
     // The connection is usable afterwards.
     let q = queue("stomp-cmd");
-    c.send_sync(&q, "after STOMP");
+    c.send_sync(&q, "after STOMP", &[]);
 }
 
 #[test]
 fn missing_accept_version_negotiates_1_0() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.raw();
     let f = c.handshake(&Frame::new("CONNECT"));
     assert_eq!(f.command, "CONNECTED", "{f:?}");
@@ -63,7 +63,7 @@ fn missing_accept_version_negotiates_1_0() {
 
 #[test]
 fn highest_common_version_is_chosen() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     for (accept, want) in [
         ("1.0,1.1,1.2", "1.2"),
         ("1.2,1.0", "1.2"),
@@ -85,7 +85,7 @@ fn highest_common_version_is_chosen() {
 
 #[test]
 fn no_common_version_is_an_error_listing_supported_versions() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.raw();
     c.send_frame(&Frame::new("CONNECT").header("accept-version", "2.0,3.1"));
     let e = c.expect_error_and_close(None);
@@ -96,7 +96,7 @@ fn no_common_version_is_an_error_listing_supported_versions() {
 
 #[test]
 fn frame_before_connect_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.raw();
     c.send_frame(
         &Frame::new("SEND")
@@ -109,7 +109,7 @@ fn frame_before_connect_is_an_error() {
 
 #[test]
 fn second_connect_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(&Frame::new("CONNECT").header("accept-version", "1.2"));
     let e = c.expect_error_and_close(None);
@@ -118,7 +118,7 @@ fn second_connect_is_an_error() {
 
 #[test]
 fn second_stomp_frame_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.1");
     c.send_frame(&Frame::new("STOMP").header("accept-version", "1.1"));
     c.expect_error_and_close(None);
@@ -128,7 +128,7 @@ fn second_stomp_frame_is_an_error() {
 fn connect_headers_are_not_unescaped() {
     // CONNECT is exempt from escaping: a raw colon and a backslash in a passcode are legal and
     // `\q` is not an undefined escape there.
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.raw();
     let f = c.handshake(
         &Frame::new("CONNECT")
@@ -142,15 +142,15 @@ fn connect_headers_are_not_unescaped() {
 
 #[test]
 fn connected_client_can_use_1_0_without_a_host_header() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.0");
     let q = queue("v10");
-    c.send_sync(&q, "hello 1.0");
+    c.send_sync(&q, "hello 1.0", &[]);
 }
 
 #[test]
 fn silent_client_is_closed_after_connect_timeout() {
-    let Some(broker) = Broker::with_config(
+    let Some(broker) = Broker::own_with_config(
         "silent_client_is_closed_after_connect_timeout",
         "connect_timeout_ms = 500\n",
     ) else {
@@ -162,7 +162,7 @@ fn silent_client_is_closed_after_connect_timeout() {
 
 #[test]
 fn half_sent_connect_is_closed_after_connect_timeout() {
-    let Some(broker) = Broker::with_config(
+    let Some(broker) = Broker::own_with_config(
         "half_sent_connect_is_closed_after_connect_timeout",
         "connect_timeout_ms = 500\n",
     ) else {
@@ -175,7 +175,7 @@ fn half_sent_connect_is_closed_after_connect_timeout() {
 
 #[test]
 fn connect_timeout_does_not_apply_after_connected() {
-    let Some(broker) = Broker::with_config(
+    let Some(broker) = Broker::own_with_config(
         "connect_timeout_does_not_apply_after_connected",
         "connect_timeout_ms = 500\n",
     ) else {
@@ -184,7 +184,7 @@ fn connect_timeout_does_not_apply_after_connected() {
     let mut c = broker.connect("1.2");
     c.expect_silence(Duration::from_millis(1200));
     let q = queue("after-timeout");
-    c.send_sync(&q, "still here");
+    c.send_sync(&q, "still here", &[]);
 }
 
 #[test]
@@ -194,18 +194,10 @@ fn sigterm_closes_connections_and_exits_zero() {
     };
     let mut c = broker.connect("1.2");
     let q = queue("sigterm");
-    c.subscribe(&q, "s1", "auto");
-    let pid = broker.pid().expect("own broker has a pid");
-    let status = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -TERM {pid} failed");
+    c.subscribe(&q, "s1", "auto", &[]);
+    broker.signal(libc::SIGTERM);
     // The client sees the close (an ERROR first is acceptable).
     c.expect_closed_maybe_error(WAIT);
-    let exit = broker
-        .wait_exit(Duration::from_secs(15))
-        .expect("broker still running 15s after SIGTERM");
+    let (exit, _) = broker.wait_exit(Duration::from_secs(15));
     assert_eq!(exit.code(), Some(0), "exit status after SIGTERM: {exit:?}");
 }

@@ -1,7 +1,7 @@
 //! The wire format: line ends, EOLs between frames, `content-length` bodies, header escaping per
 //! version, repeated headers, malformed frames, missing required headers and size limits.
 
-use crate::support::{assert_mentions, queue, Broker, Client, Frame, QUIET};
+use crate::support::{assert_mentions, queue, Broker, Client, Frame, QUIET, WAIT};
 
 /// A 1.2 (or `version`) connection subscribed in auto mode to a fresh queue.
 fn subscribed(broker: &Broker, version: &str) -> (Client, String) {
@@ -10,7 +10,7 @@ fn subscribed(broker: &Broker, version: &str) -> (Client, String) {
     if version == "1.0" {
         c.request(Frame::new("SUBSCRIBE").header("destination", q.as_str()));
     } else {
-        c.subscribe(&q, "s", "auto");
+        c.subscribe(&q, "s", "auto", &[]);
     }
     (c, q)
 }
@@ -19,11 +19,11 @@ fn subscribed(broker: &Broker, version: &str) -> (Client, String) {
 
 #[test]
 fn crlf_line_endings_are_accepted_in_1_2() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, q) = subscribed(&broker, "1.2");
     let raw = format!("SEND\r\ndestination:{q}\r\nx-colour:blue\r\nreceipt:r1\r\n\r\nbody\0");
     c.send_raw(raw.as_bytes());
-    c.await_receipt("r1");
+    c.await_receipt("r1", WAIT);
     let m = c.expect_body("body");
     assert_eq!(
         m.get("x-colour"),
@@ -35,7 +35,7 @@ fn crlf_line_endings_are_accepted_in_1_2() {
 
 #[test]
 fn crlf_connect_frame_is_accepted() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.raw();
     c.send_raw(b"CONNECT\r\naccept-version:1.2\r\nhost:localhost\r\n\r\n\0");
     let f = c.expect_frame(crate::support::WAIT);
@@ -45,20 +45,20 @@ fn crlf_connect_frame_is_accepted() {
 
 #[test]
 fn eols_before_and_after_frames_are_skipped() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, q) = subscribed(&broker, "1.2");
     let raw = format!(
         "\n\r\n\nSEND\ndestination:{q}\n\none\0\n\n\r\nSEND\ndestination:{q}\nreceipt:r2\n\ntwo\0\r\n"
     );
     c.send_raw(raw.as_bytes());
-    c.await_receipt("r2");
+    c.await_receipt("r2", WAIT);
     c.expect_body("one");
     c.expect_body("two");
 }
 
 #[test]
 fn frame_split_across_writes_is_reassembled() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, q) = subscribed(&broker, "1.2");
     let raw = Frame::new("SEND")
         .header("destination", q.as_str())
@@ -69,7 +69,7 @@ fn frame_split_across_writes_is_reassembled() {
         c.send_raw(chunk);
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    c.await_receipt("r1");
+    c.await_receipt("r1", WAIT);
     c.expect_body("in pieces");
 }
 
@@ -77,7 +77,7 @@ fn frame_split_across_writes_is_reassembled() {
 
 #[test]
 fn body_with_nul_bytes_round_trips_with_content_length() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, q) = subscribed(&broker, "1.2");
     let body: &[u8] = b"a\0b\0\0c\n\0";
     c.send_frame(
@@ -98,16 +98,16 @@ fn body_with_nul_bytes_round_trips_with_content_length() {
 
 #[test]
 fn empty_body_round_trips() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, q) = subscribed(&broker, "1.2");
-    c.send_to(&q, "");
+    c.send(&q, "", &[]);
     let m = c.expect_body("");
     assert!(m.body.is_empty());
 }
 
 #[test]
 fn content_length_not_followed_by_nul_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("cl-short");
     let raw = format!("SEND\ndestination:{q}\ncontent-length:3\nreceipt:r1\n\nabcdef\0");
@@ -117,7 +117,7 @@ fn content_length_not_followed_by_nul_is_an_error() {
 
 #[test]
 fn invalid_content_length_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("cl-bad");
     let raw = format!("SEND\ndestination:{q}\ncontent-length:twelve\nreceipt:r1\n\nabc\0");
@@ -127,7 +127,7 @@ fn invalid_content_length_is_an_error() {
 
 #[test]
 fn content_length_zero_on_a_bodyless_frame_is_accepted() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("cl-zero");
     c.request(
@@ -136,13 +136,13 @@ fn content_length_zero_on_a_bodyless_frame_is_accepted() {
             .header("id", "s")
             .header("content-length", "0"),
     );
-    c.send_to(&q, "ok");
+    c.send(&q, "ok", &[]);
     c.expect_body("ok");
 }
 
 #[test]
 fn body_on_a_frame_that_must_not_have_one_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("sub-body");
     c.send_frame(
@@ -158,7 +158,7 @@ fn body_on_a_frame_that_must_not_have_one_is_an_error() {
 
 #[test]
 fn header_escapes_round_trip_in_1_2() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, q) = subscribed(&broker, "1.2");
     c.send_frame(
         &Frame::new("SEND")
@@ -172,7 +172,7 @@ fn header_escapes_round_trip_in_1_2() {
 
 #[test]
 fn header_escapes_round_trip_in_1_1() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, q) = subscribed(&broker, "1.1");
     c.send_frame(
         &Frame::new("SEND")
@@ -186,7 +186,7 @@ fn header_escapes_round_trip_in_1_1() {
 
 #[test]
 fn header_names_are_unescaped_too() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, q) = subscribed(&broker, "1.2");
     c.send_frame(
         &Frame::new("SEND")
@@ -200,11 +200,11 @@ fn header_names_are_unescaped_too() {
 
 #[test]
 fn escaped_destination_is_decoded() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let name = crate::support::unique("esc:dest");
     let dest = format!("/queue/{name}");
-    c.subscribe(&crate::support::escape(&dest, "1.2"), "s", "auto");
+    c.subscribe(&crate::support::escape(&dest, "1.2"), "s", "auto", &[]);
     c.send_frame(
         &Frame::new("SEND")
             .header("destination", crate::support::escape(&dest, "1.2"))
@@ -216,7 +216,7 @@ fn escaped_destination_is_decoded() {
 
 #[test]
 fn undefined_escape_is_an_error_in_1_2() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("bad-esc");
     let raw = format!("SEND\ndestination:{q}\nx-bad:a\\tb\n\nbody\0");
@@ -227,7 +227,7 @@ fn undefined_escape_is_an_error_in_1_2() {
 
 #[test]
 fn trailing_backslash_is_an_error_in_1_2() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("bad-esc-end");
     let raw = format!("SEND\ndestination:{q}\nx-bad:abc\\\n\nbody\0");
@@ -237,7 +237,7 @@ fn trailing_backslash_is_an_error_in_1_2() {
 
 #[test]
 fn cr_escape_is_an_error_in_1_1() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.1");
     let q = queue("bad-esc-11");
     let raw = format!("SEND\ndestination:{q}\nx-bad:a\\rb\n\nbody\0");
@@ -248,7 +248,7 @@ fn cr_escape_is_an_error_in_1_1() {
 
 #[test]
 fn headers_are_not_escaped_in_1_0() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, q) = subscribed(&broker, "1.0");
     c.send_frame(
         &Frame::new("SEND")
@@ -262,7 +262,7 @@ fn headers_are_not_escaped_in_1_0() {
 
 #[test]
 fn header_values_are_not_trimmed_in_1_2() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, q) = subscribed(&broker, "1.2");
     c.send_frame(
         &Frame::new("SEND")
@@ -278,7 +278,7 @@ fn header_values_are_not_trimmed_in_1_2() {
 
 #[test]
 fn header_values_are_not_trimmed_in_1_1() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, q) = subscribed(&broker, "1.1");
     c.send_frame(
         &Frame::new("SEND")
@@ -294,19 +294,19 @@ fn header_values_are_not_trimmed_in_1_1() {
 
 #[test]
 fn repeated_destination_header_first_wins() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let first = queue("first");
     let second = queue("second");
-    c.subscribe(&first, "s1", "auto");
-    c.subscribe(&second, "s2", "auto");
+    c.subscribe(&first, "s1", "auto", &[]);
+    c.subscribe(&second, "s2", "auto", &[]);
     c.request(
         Frame::new("SEND")
             .header("destination", first.as_str())
             .header("destination", second.as_str())
             .body("to the first"),
     );
-    c.send_sync(&second, "marker");
+    c.send_sync(&second, "marker", &[]);
     // Two messages arrive: "to the first" on s1, and the marker on s2 and nothing else.
     let mut got = [c.expect_message(), c.expect_message()];
     got.sort_by_key(|m| m.text());
@@ -325,7 +325,7 @@ fn repeated_destination_header_first_wins() {
 
 #[test]
 fn repeated_user_headers_are_kept_in_order() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, q) = subscribed(&broker, "1.2");
     c.send_frame(
         &Frame::new("SEND")
@@ -343,7 +343,7 @@ fn repeated_user_headers_are_kept_in_order() {
 
 #[test]
 fn unknown_command_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(&Frame::new("FROB").header("receipt", "r1"));
     let e = c.expect_error_and_close(None);
@@ -352,7 +352,7 @@ fn unknown_command_is_an_error() {
 
 #[test]
 fn commands_are_case_sensitive() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(
         &Frame::new("send")
@@ -364,7 +364,7 @@ fn commands_are_case_sensitive() {
 
 #[test]
 fn header_line_without_colon_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("nocolon");
     let raw = format!("SEND\ndestination:{q}\nthis line has no colon\n\nx\0");
@@ -374,7 +374,7 @@ fn header_line_without_colon_is_an_error() {
 
 #[test]
 fn endless_command_line_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let _ = c.try_send_raw(&[b'A'; 8192]);
     c.expect_error_and_close(None);
@@ -382,7 +382,7 @@ fn endless_command_line_is_an_error() {
 
 #[test]
 fn error_frame_carries_message_content_type_and_body() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(
         &Frame::new("SEND")
@@ -397,7 +397,7 @@ fn error_frame_carries_message_content_type_and_body() {
 
 #[test]
 fn send_without_destination_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(&Frame::new("SEND").header("receipt", "r1").body("where to?"));
     let e = c.expect_error_and_close(Some("r1"));
@@ -406,7 +406,7 @@ fn send_without_destination_is_an_error() {
 
 #[test]
 fn subscribe_without_destination_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(
         &Frame::new("SUBSCRIBE")
@@ -419,7 +419,7 @@ fn subscribe_without_destination_is_an_error() {
 
 #[test]
 fn subscribe_without_id_is_an_error_in_1_2() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(
         &Frame::new("SUBSCRIBE")
@@ -432,7 +432,7 @@ fn subscribe_without_id_is_an_error_in_1_2() {
 
 #[test]
 fn subscribe_without_id_is_an_error_in_1_1() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.1");
     c.send_frame(
         &Frame::new("SUBSCRIBE")
@@ -444,17 +444,17 @@ fn subscribe_without_id_is_an_error_in_1_1() {
 
 #[test]
 fn unsubscribe_without_id_is_an_error_in_1_2() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("unsub-noid");
-    c.subscribe(&q, "s", "auto");
+    c.subscribe(&q, "s", "auto", &[]);
     c.send_frame(&Frame::new("UNSUBSCRIBE").header("receipt", "r1"));
     c.expect_error_and_close(Some("r1"));
 }
 
 #[test]
 fn ack_without_id_is_an_error_in_1_2() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(&Frame::new("ACK").header("receipt", "r1"));
     c.expect_error_and_close(Some("r1"));
@@ -462,7 +462,7 @@ fn ack_without_id_is_an_error_in_1_2() {
 
 #[test]
 fn nack_without_id_is_an_error_in_1_2() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(&Frame::new("NACK").header("receipt", "r1"));
     c.expect_error_and_close(Some("r1"));
@@ -470,7 +470,7 @@ fn nack_without_id_is_an_error_in_1_2() {
 
 #[test]
 fn ack_without_message_id_is_an_error_in_1_1() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.1");
     c.send_frame(
         &Frame::new("ACK")
@@ -482,7 +482,7 @@ fn ack_without_message_id_is_an_error_in_1_1() {
 
 #[test]
 fn send_to_an_invalid_destination_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(
         &Frame::new("SEND")
@@ -496,7 +496,7 @@ fn send_to_an_invalid_destination_is_an_error() {
 
 #[test]
 fn subscribe_to_an_invalid_destination_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(
         &Frame::new("SUBSCRIBE")
@@ -513,7 +513,7 @@ const SMALL_LIMITS: &str = "[limits]\nmax_frame_bytes = 4096\nmax_body_bytes = 1
                             max_headers = 16\nmax_header_line_bytes = 256\n";
 
 fn limited(test: &str) -> Option<(Broker, Client, String)> {
-    let broker = Broker::with_config(test, SMALL_LIMITS)?;
+    let broker = Broker::own_with_config(test, SMALL_LIMITS)?;
     let c = broker.connect("1.2");
     let q = queue("limits");
     Some((broker, c, q))
@@ -524,7 +524,7 @@ fn frame_within_all_limits_is_accepted() {
     let Some((_broker, mut c, q)) = limited("frame_within_all_limits_is_accepted") else {
         return;
     };
-    c.subscribe(&q, "s", "auto");
+    c.subscribe(&q, "s", "auto", &[]);
     let body = vec![b'b'; 1024];
     // 16 headers in all: destination, content-length, receipt and 13 more.
     let mut f = Frame::new("SEND")

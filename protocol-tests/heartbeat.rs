@@ -37,7 +37,7 @@ fn parse_heart_beat(f: &Frame) -> (u64, u64) {
 fn heart_beat_reply_honours_zeroes_and_never_undercuts_the_client() {
     // Valid for any broker: sx is 0 exactly when the client wants none (cy = 0) and otherwise
     // at least cy; sy is 0 exactly when the client sends none (cx = 0) and otherwise at least cx.
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     for (cx, cy) in [(0, 0), (0, 2000), (3000, 0), (4000, 5000)] {
         let (_c, f) = connect_with_heart_beat(&broker, Some(&format!("{cx},{cy}")));
         let (sx, sy) = parse_heart_beat(&f);
@@ -50,7 +50,7 @@ fn heart_beat_reply_honours_zeroes_and_never_undercuts_the_client() {
 
 #[test]
 fn missing_heart_beat_header_means_0_0() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let (mut c, f) = connect_with_heart_beat(&broker, None);
     if let Some(hb) = f.get("heart-beat") {
         assert_eq!(hb, "0,0", "{f:?}");
@@ -65,7 +65,7 @@ fn missing_heart_beat_header_means_0_0() {
 
 #[test]
 fn heart_beat_negotiation_applies_min_interval() {
-    let Some(broker) = Broker::with_config(
+    let Some(broker) = Broker::own_with_config(
         "heart_beat_negotiation_applies_min_interval",
         FAST_HEART_BEATS,
     ) else {
@@ -90,7 +90,8 @@ fn heart_beat_negotiation_applies_min_interval() {
 
 #[test]
 fn broker_sends_eols_while_idle() {
-    let Some(broker) = Broker::with_config("broker_sends_eols_while_idle", FAST_HEART_BEATS) else {
+    let Some(broker) = Broker::own_with_config("broker_sends_eols_while_idle", FAST_HEART_BEATS)
+    else {
         return;
     };
     let (mut c, f) = connect_with_heart_beat(&broker, Some("0,100"));
@@ -107,7 +108,7 @@ fn broker_sends_eols_while_idle() {
 
 #[test]
 fn silent_client_is_closed_after_heart_beat_grace() {
-    let Some(broker) = Broker::with_config(
+    let Some(broker) = Broker::own_with_config(
         "silent_client_is_closed_after_heart_beat_grace",
         FAST_HEART_BEATS,
     ) else {
@@ -127,7 +128,7 @@ fn silent_client_is_closed_after_heart_beat_grace() {
 
 #[test]
 fn client_heart_beats_keep_the_connection_open() {
-    let Some(broker) = Broker::with_config(
+    let Some(broker) = Broker::own_with_config(
         "client_heart_beats_keep_the_connection_open",
         FAST_HEART_BEATS,
     ) else {
@@ -143,12 +144,13 @@ fn client_heart_beats_keep_the_connection_open() {
         c.expect_silence(Duration::from_millis(40));
     }
     let q = queue("hb-alive");
-    c.send_sync(&q, "alive");
+    c.send_sync(&q, "alive", &[]);
 }
 
 #[test]
 fn frames_count_as_heart_beats() {
-    let Some(broker) = Broker::with_config("frames_count_as_heart_beats", FAST_HEART_BEATS) else {
+    let Some(broker) = Broker::own_with_config("frames_count_as_heart_beats", FAST_HEART_BEATS)
+    else {
         return;
     };
     let (mut c, _) = connect_with_heart_beat(&broker, Some("100,0"));
@@ -157,7 +159,7 @@ fn frames_count_as_heart_beats() {
     let mut n = 0;
     while Instant::now() < until {
         n += 1;
-        c.send_sync(&q, &format!("beat {n}"));
+        c.send_sync(&q, &format!("beat {n}"), &[]);
         std::thread::sleep(Duration::from_millis(40));
     }
     c.disconnect();
@@ -166,10 +168,10 @@ fn frames_count_as_heart_beats() {
 #[test]
 fn heart_beats_between_frames_are_ignored_by_the_broker() {
     // No config needed: EOLs between frames are legal whether or not heart-beats were agreed.
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("hb-between");
-    c.subscribe(&q, "s", "auto");
+    c.subscribe(&q, "s", "auto", &[]);
     c.send_raw(b"\n\n\r\n");
     c.send_raw(
         &Frame::new("SEND")

@@ -8,7 +8,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::support::{assert_mentions, eventually, queue, Broker, Client, Frame, Memory, WAIT};
+use crate::support::{
+    assert_mentions, eventually, queue, Broker, Client, Frame, Memory, ReadError, WAIT,
+};
 
 /// How far the broker's peak and resident memory may grow during an attack on one connection:
 /// the noise of a debug build (under 1 MiB here), far below what buffering the attack would
@@ -39,7 +41,7 @@ const SLOWLORIS_PAD: &[u8] = b"x-slow:1\n";
 
 #[test]
 fn slowloris_connections_are_closed_at_the_connect_timeout_while_others_are_served() {
-    let Some(broker) = Broker::with_config(
+    let Some(broker) = Broker::own_with_config(
         "slowloris_connections_are_closed_at_the_connect_timeout_while_others_are_served",
         "connect_timeout_ms = 1000\n",
     ) else {
@@ -47,7 +49,7 @@ fn slowloris_connections_are_closed_at_the_connect_timeout_while_others_are_serv
     };
     let q = queue("slowloris");
     let mut subscriber = broker.connect("1.2");
-    subscriber.subscribe(&q, "s", "auto");
+    subscriber.subscribe(&q, "s", "auto", &[]);
     let watch = Watch::start(&broker);
 
     let mut lorises: Vec<Loris> = (0..SLOWLORIS_CONNECTIONS)
@@ -62,7 +64,7 @@ fn slowloris_connections_are_closed_at_the_connect_timeout_while_others_are_serv
         // Meanwhile a new client connects, sends, and the old subscriber receives.
         round += 1;
         let mut producer = broker.connect("1.2");
-        producer.send_sync(&q, &format!("round {round}"));
+        producer.send_sync(&q, &format!("round {round}"), &[]);
         producer.disconnect();
         subscriber.expect_body(&format!("round {round}"));
         std::thread::sleep(Duration::from_millis(100));
@@ -156,7 +158,7 @@ impl Loris {
 
 #[test]
 fn endless_header_line_is_an_error_and_memory_stays_bounded() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let watch = Watch::start(&broker);
     let mut c = broker.connect("1.2");
     let q = queue("endless-line");
@@ -171,7 +173,7 @@ fn endless_header_line_is_an_error_and_memory_stays_bounded() {
 
 #[test]
 fn two_gigabyte_content_length_is_refused_before_any_body_arrives() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let watch = Watch::start(&broker);
     let mut c = broker.connect("1.2");
     let q = queue("huge-length");
@@ -186,7 +188,7 @@ fn two_gigabyte_content_length_is_refused_before_any_body_arrives() {
 
 #[test]
 fn hundred_thousand_headers_are_an_error_and_memory_stays_bounded() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let watch = Watch::start(&broker);
     let mut c = broker.connect("1.2");
     let q = queue("many-headers");
@@ -213,7 +215,7 @@ fn hundred_thousand_headers_are_an_error_and_memory_stays_bounded() {
 
 #[test]
 fn ten_thousand_subscribes_stop_at_max_subscriptions_per_connection() {
-    let Some(broker) = Broker::with_config(
+    let Some(broker) = Broker::own_with_config(
         "ten_thousand_subscribes_stop_at_max_subscriptions_per_connection",
         "[limits]\nmax_subscriptions_per_connection = 1000\n",
     ) else {
@@ -252,7 +254,7 @@ fn ten_thousand_subscribes_stop_at_max_subscriptions_per_connection() {
     assert_mentions(&e, &["max_subscriptions_per_connection"]);
     // Then the close. Until the ignored test below passes, a RECEIPT whose owner answer came
     // in while the ERROR was being written may trail it.
-    while let Some(f) = c.try_frame(WAIT) {
+    while let Some(f) = c.next_frame(WAIT) {
         assert_eq!(
             f.command, "RECEIPT",
             "after {e:?} only the close may come: {f:?}"
@@ -269,7 +271,7 @@ fn ten_thousand_subscribes_stop_at_max_subscriptions_per_connection() {
 
 #[test]
 fn receipts_of_earlier_frames_come_before_the_error() {
-    let Some(broker) = Broker::with_config(
+    let Some(broker) = Broker::own_with_config(
         "receipts_of_earlier_frames_come_before_the_error",
         "[limits]\nmax_subscriptions_per_connection = 5\n",
     ) else {
@@ -299,10 +301,10 @@ fn receipts_of_earlier_frames_come_before_the_error() {
 
 #[test]
 fn stream_of_unknown_commands_gets_one_error_and_a_close() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     // Well-behaved first: the receipt of this SEND must not be pinned on the ERROR below.
-    c.send_sync(&queue("unknown"), "fine");
+    c.send_sync(&queue("unknown"), "fine", &[]);
     let mut garbage = Vec::new();
     for i in 0..100 {
         garbage.extend_from_slice(format!("FOO{i}\nx:y\n\n\0").as_bytes());
@@ -320,7 +322,7 @@ fn stream_of_unknown_commands_gets_one_error_and_a_close() {
 
 #[test]
 fn five_hundred_connections_sending_garbage_leave_the_broker_serving() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let watch = Watch::start(&broker);
     // Garbage a real broker meets: unknown and mis-cased commands, a browser, line noise.
     let garbage: [&[u8]; 4] = [
@@ -352,7 +354,7 @@ fn five_hundred_connections_sending_garbage_leave_the_broker_serving() {
 
 #[test]
 fn invalid_utf8_in_headers_is_an_error_in_every_version() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     // 1.1 and 1.2 require UTF-8 headers; 1.0 says nothing, and the broker asks the same of it.
     for version in VERSIONS {
         for (name, value) in [(&b"x-bad"[..], &b"caf\xe9"[..]), (b"x-\xff\xfe", b"v")] {
@@ -373,7 +375,7 @@ fn invalid_utf8_in_headers_is_an_error_in_every_version() {
 
 #[test]
 fn nul_in_headers_is_an_error_in_every_version() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     // NUL ends a frame. A broker that relayed it in a MESSAGE header would let a producer cut
     // that frame short for every consumer that frames on NUL, and start one of its own making.
     for version in VERSIONS {
@@ -396,7 +398,7 @@ fn nul_in_headers_is_an_error_in_every_version() {
 
 #[test]
 fn silent_consumer_is_dropped_by_heart_beat_and_its_messages_go_to_another() {
-    let Some(broker) = Broker::with_config(
+    let Some(broker) = Broker::own_with_config(
         "silent_consumer_is_dropped_by_heart_beat_and_its_messages_go_to_another",
         "[heart_beat]\nmin_interval_ms = 100\ngrace = 1.5\n",
     ) else {
@@ -416,19 +418,19 @@ fn silent_consumer_is_dropped_by_heart_beat_and_its_messages_go_to_another() {
         Some("500,500"),
         "{connected:?}"
     );
-    silent.subscribe(&q, "silent", "client-individual");
+    silent.subscribe(&q, "silent", "client-individual", &[]);
     let mut producer = broker.connect("1.2");
     for i in 0..10 {
-        producer.send_sync(&q, &format!("m{i}"));
+        producer.send_sync(&q, &format!("m{i}"), &[]);
     }
     for i in 0..10 {
         silent.expect_body(&format!("m{i}"));
     }
     // From here on the consumer neither reads nor sends, like a peer whose host vanished.
     let mut other = broker.connect("1.2");
-    other.subscribe(&q, "other", "client-individual");
+    other.subscribe(&q, "other", "client-individual", &[]);
     for i in 10..20 {
-        producer.send_sync(&q, &format!("m{i}"));
+        producer.send_sync(&q, &format!("m{i}"), &[]);
     }
     // The other consumer gets all 20: m0..m9 back from the silent one, the rest as they
     // come (round-robin may have handed some of them to the silent one too).
@@ -474,7 +476,7 @@ const BURST_CONNECTIONS: usize = 5000;
 
 #[test]
 fn connection_burst_leaves_fds_at_baseline() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let watch = Watch::start(&broker);
     let wave = burst_wave();
     let mut opened = 0;
@@ -556,7 +558,7 @@ const BIG_SLACK_KIB: u64 = 16 * 1024;
 /// receipted message is delivered.
 #[test]
 fn fifty_producers_of_ten_mib_frames_are_held_within_the_memory_bound() {
-    let Some(broker) = Broker::with_config(
+    let Some(broker) = Broker::own_with_config(
         "fifty_producers_of_ten_mib_frames_are_held_within_the_memory_bound",
         &format!(
             "[destinations]\nglobal_memory_limit_bytes = {}\n",
@@ -644,7 +646,7 @@ fn fifty_producers_of_ten_mib_frames_are_held_within_the_memory_bound() {
     // A consumer drains the queue: the held producers go on, every frame they wrote whole is
     // receipted, and every receipted message is delivered.
     let mut consumer = broker.connect("1.2");
-    consumer.subscribe(&attacked, "drain", "auto");
+    consumer.subscribe(&attacked, "drain", "auto", &[]);
     let mut consumed = std::collections::BTreeSet::new();
     let want: std::collections::BTreeSet<String> = written.iter().flatten().cloned().collect();
     while !want.is_subset(&consumed) {
@@ -691,7 +693,7 @@ impl RoundTrips {
         use std::sync::atomic::Ordering::SeqCst;
         let mut c = broker.connect("1.2");
         let q = queue("round-trips");
-        c.subscribe(&q, "rt", "auto");
+        c.subscribe(&q, "rt", "auto", &[]);
         let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let failure = std::sync::Arc::new(std::sync::Mutex::new(None));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -757,7 +759,7 @@ fn round_trip(c: &mut Client, q: &str, n: usize) -> Result<(), String> {
     .map_err(|e| format!("round trip {n}: write failed: {e}"))?;
     let (mut receipt, mut message) = (false, false);
     while !(receipt && message) {
-        match c.try_frame(WAIT) {
+        match c.next_frame(WAIT) {
             Some(f) if f.command == "RECEIPT" && f.get("receipt-id") == Some(id.as_str()) => {
                 receipt = true;
             }
@@ -788,27 +790,15 @@ struct BigProducer {
 impl BigProducer {
     fn start(addr: SocketAddr, dest: &str, n: usize) -> BigProducer {
         use std::sync::atomic::Ordering::SeqCst;
-        let mut s = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
-        s.write_all(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\0")
-            .expect("CONNECT");
-        s.set_read_timeout(Some(WAIT)).expect("read timeout");
-        let mut connected = Vec::new();
-        while !connected.contains(&0) {
-            let mut buf = [0u8; 1024];
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => panic!("producer {n}: no CONNECTED"),
-                Ok(k) => connected.extend_from_slice(&buf[..k]),
-            }
-        }
-        assert!(connected.starts_with(b"CONNECTED"), "producer {n}");
-        let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let reader = s.try_clone().expect("clone");
-        let seen = answers.clone();
-        std::thread::spawn(move || read_answers(reader, seen));
-        let mut w = s.try_clone().expect("clone");
+        let mut c = Client::open(addr);
+        c.connect("1.2");
+        let s = c.writer();
+        let mut w = c.writer();
         // Short, so the writer notices `stop` while flow control holds it.
-        w.set_write_timeout(Some(Duration::from_millis(200)))
-            .expect("write timeout");
+        c.set_write_timeout(Duration::from_millis(200));
+        let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = answers.clone();
+        std::thread::spawn(move || read_answers(c, seen));
         let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (wrote, stopped, dest) = (progress.clone(), stop.clone(), dest.to_string());
@@ -923,34 +913,17 @@ fn wait_until_held(producers: &[BigProducer]) {
 }
 
 /// Reads frames until the connection ends, noting each as `RECEIPT <id>` or `ERROR <message>`.
-fn read_answers(mut s: TcpStream, seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    let _ = s.set_read_timeout(None);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
+fn read_answers(mut c: Client, seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     loop {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(k) => buf.extend_from_slice(&chunk[..k]),
-        }
-        // The broker sends this producer only RECEIPTs and ERRORs: no NUL inside a frame.
-        while let Some(end) = buf.iter().position(|&b| b == 0) {
-            let frame = String::from_utf8_lossy(&buf[..end]).into_owned();
-            buf.drain(..=end);
-            let frame = frame.trim_start_matches(['\n', '\r']);
-            let header = |name: &str| {
-                frame
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                    .unwrap_or("")
-                    .to_string()
-            };
-            let note = match frame.lines().next() {
-                Some("RECEIPT") => format!("RECEIPT {}", header("receipt-id")),
-                Some(other) => format!("{other} {}", header("message")),
-                None => continue,
-            };
-            seen.lock().unwrap().push(note);
-        }
+        let note = match c.try_frame(WAIT) {
+            Ok(f) if f.command == "RECEIPT" => {
+                format!("RECEIPT {}", f.get("receipt-id").unwrap_or(""))
+            }
+            Ok(f) => format!("{} {}", f.command, f.get("message").unwrap_or("")),
+            Err(ReadError::Timeout) => continue,
+            Err(_) => return,
+        };
+        seen.lock().unwrap().push(note);
     }
 }
 
@@ -1020,8 +993,8 @@ impl<'a> Watch<'a> {
 fn assert_serves(broker: &Broker) {
     let mut c = broker.connect("1.2");
     let q = queue("canary");
-    c.subscribe(&q, "canary", "auto");
-    c.send_sync(&q, "still served");
+    c.subscribe(&q, "canary", "auto", &[]);
+    c.send_sync(&q, "still served", &[]);
     c.expect_body("still served");
     c.disconnect();
 }

@@ -39,7 +39,7 @@ fn per_producer() -> usize {
 #[test]
 fn queue_load_delivers_every_message_exactly_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("load");
     let run = Run::new(per_producer(), Mode::Queue);
     let report = run.execute(&broker, &q);
@@ -50,7 +50,7 @@ fn queue_load_delivers_every_message_exactly_once() {
 #[test]
 fn topic_load_delivers_every_message_to_every_subscriber_exactly_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let t = topic("load");
     let run = Run::new(per_producer(), Mode::Topic);
     let report = run.execute(&broker, &t);
@@ -114,7 +114,7 @@ impl Run {
                 Mode::Queue => "client-individual",
                 Mode::Topic => "auto",
             };
-            c.subscribe(dest, &format!("load-{i}"), ack);
+            c.subscribe(dest, &format!("load-{i}"), ack, &[]);
             let (ctx, delivered, per, mode) = (ctx.clone(), delivered.clone(), self.per, self.mode);
             std::thread::spawn(move || {
                 let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -247,7 +247,7 @@ fn produce(
         }
     }
     let left = deadline.saturating_duration_since(Instant::now());
-    match c.try_frame(left) {
+    match c.next_frame(left) {
         Some(f) if f.command == "RECEIPT" && f.get("receipt-id") == Some(&receipt) => {}
         Some(f) => return Err(format!("expected RECEIPT {receipt}, got {f:?}")),
         None if c.is_closed() => return Err(format!("connection closed before RECEIPT {receipt}")),

@@ -2,6 +2,8 @@
 //! against any broker named by `STOMP_ADDR` (see `README.md`). One file per spec area; one
 //! scenario per test, named after the behaviour.
 
+// The harness shared with `tests/`: one raw STOMP client and one broker launcher.
+#[path = "../tests/support/mod.rs"]
 mod support;
 
 mod ack;

@@ -6,20 +6,20 @@ use crate::support::{queue, Broker, Client, Frame, QUIET};
 fn fill(broker: &Broker, q: &str, n: usize) {
     let mut p = broker.connect("1.2");
     for i in 1..n {
-        p.send_to(q, &format!("m{i}"));
+        p.send(q, &format!("m{i}"), &[]);
     }
-    p.send_sync(q, &format!("m{n}"));
+    p.send_sync(q, &format!("m{n}"), &[]);
 }
 
 fn consumer(broker: &Broker, q: &str, ack: &str, extra: &[(&str, &str)]) -> Client {
     let mut c = broker.connect("1.2");
-    c.subscribe_with(q, "s", ack, extra);
+    c.subscribe(q, "s", ack, extra);
     c
 }
 
 #[test]
 fn prefetch_size_1_holds_the_next_message_until_ack() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("pf1");
     fill(&broker, &q, 3);
     let mut c = consumer(
@@ -38,7 +38,7 @@ fn prefetch_size_1_holds_the_next_message_until_ack() {
 
 #[test]
 fn prefetch_count_header_is_honoured() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("pfc");
     fill(&broker, &q, 3);
     let mut c = consumer(&broker, &q, "client-individual", &[("prefetch-count", "2")]);
@@ -51,7 +51,7 @@ fn prefetch_count_header_is_honoured() {
 
 #[test]
 fn consumer_without_credit_is_skipped() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("skip");
     let mut slow = consumer(
         &broker,
@@ -62,7 +62,7 @@ fn consumer_without_credit_is_skipped() {
     fill(&broker, &q, 3);
     slow.expect_body("m1");
     let mut fast = broker.connect("1.2");
-    fast.subscribe_with(
+    fast.subscribe(
         &q,
         "f",
         "client-individual",
@@ -75,7 +75,7 @@ fn consumer_without_credit_is_skipped() {
 
 #[test]
 fn cumulative_ack_frees_credit_for_every_message_it_covers() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("pf-client");
     fill(&broker, &q, 4);
     let mut c = consumer(&broker, &q, "client", &[("activemq.prefetchSize", "2")]);
@@ -89,7 +89,7 @@ fn cumulative_ack_frees_credit_for_every_message_it_covers() {
 
 #[test]
 fn nack_frees_credit() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("pf-nack");
     fill(&broker, &q, 2);
     let mut c = consumer(
@@ -108,7 +108,7 @@ fn nack_frees_credit() {
 
 #[test]
 fn auto_ack_consumer_is_not_held_by_prefetch() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("pf-auto");
     fill(&broker, &q, 5);
     let mut c = consumer(&broker, &q, "auto", &[("activemq.prefetchSize", "1")]);
@@ -119,7 +119,7 @@ fn auto_ack_consumer_is_not_held_by_prefetch() {
 
 #[test]
 fn default_queue_prefetch_is_1000() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("pf-default");
     fill(&broker, &q, 1005);
     let mut c = consumer(&broker, &q, "client-individual", &[]);

@@ -6,11 +6,11 @@ use crate::support::{queue, Broker, Frame, QUIET};
 
 #[test]
 fn queue_message_carries_destination_message_id_subscription_and_user_headers() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut consumer = broker.connect("1.2");
     let mut producer = broker.connect("1.2");
     let q = queue("headers");
-    consumer.subscribe(&q, "sub-7", "auto");
+    consumer.subscribe(&q, "sub-7", "auto", &[]);
     producer.request(
         Frame::new("SEND")
             .header("destination", q.as_str())
@@ -35,26 +35,26 @@ fn queue_message_carries_destination_message_id_subscription_and_user_headers() 
 
 #[test]
 fn message_sent_before_subscribe_waits_in_the_queue() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut producer = broker.connect("1.2");
     let q = queue("waits");
-    producer.send_sync(&q, "early");
+    producer.send_sync(&q, "early", &[]);
     producer.disconnect();
     let mut consumer = broker.connect("1.2");
-    consumer.subscribe(&q, "s", "auto");
+    consumer.subscribe(&q, "s", "auto", &[]);
     consumer.expect_body("early");
 }
 
 #[test]
 fn queue_preserves_order_for_one_consumer() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("fifo");
     for i in 0..50 {
-        c.send_to(&q, &format!("m{i}"));
+        c.send(&q, &format!("m{i}"), &[]);
     }
-    c.send_sync(&q, "m50");
-    c.subscribe(&q, "s", "auto");
+    c.send_sync(&q, "m50", &[]);
+    c.subscribe(&q, "s", "auto", &[]);
     for i in 0..=50 {
         c.expect_body(&format!("m{i}"));
     }
@@ -62,12 +62,12 @@ fn queue_preserves_order_for_one_consumer() {
 
 #[test]
 fn message_ids_are_unique() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("ids");
-    c.subscribe(&q, "s", "auto");
+    c.subscribe(&q, "s", "auto", &[]);
     for i in 0..20 {
-        c.send_to(&q, &format!("{i}"));
+        c.send(&q, &format!("{i}"), &[]);
     }
     let mut ids = HashSet::new();
     for i in 0..20 {
@@ -81,17 +81,17 @@ fn message_ids_are_unique() {
 
 #[test]
 fn each_queue_message_goes_to_exactly_one_consumer_round_robin() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("rr");
     let mut a = broker.connect("1.2");
     let mut b = broker.connect("1.2");
-    a.subscribe(&q, "a", "auto");
-    b.subscribe(&q, "b", "auto");
+    a.subscribe(&q, "a", "auto", &[]);
+    b.subscribe(&q, "b", "auto", &[]);
     let mut p = broker.connect("1.2");
     for i in 0..9 {
-        p.send_to(&q, &format!("m{i}"));
+        p.send(&q, &format!("m{i}"), &[]);
     }
-    p.send_sync(&q, "m9");
+    p.send_sync(&q, "m9", &[]);
     let mut got_a = Vec::new();
     let mut got_b = Vec::new();
     for _ in 0..5 {
@@ -108,13 +108,13 @@ fn each_queue_message_goes_to_exactly_one_consumer_round_robin() {
 
 #[test]
 fn consumers_on_one_connection_share_a_queue() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("same-conn");
     let mut c = broker.connect("1.2");
-    c.subscribe(&q, "one", "auto");
-    c.subscribe(&q, "two", "auto");
+    c.subscribe(&q, "one", "auto", &[]);
+    c.subscribe(&q, "two", "auto", &[]);
     for i in 0..4 {
-        c.send_to(&q, &format!("m{i}"));
+        c.send(&q, &format!("m{i}"), &[]);
     }
     let mut per_sub = std::collections::HashMap::<String, usize>::new();
     let mut bodies = Vec::new();
@@ -134,41 +134,41 @@ fn consumers_on_one_connection_share_a_queue() {
 
 #[test]
 fn unsubscribe_stops_delivery() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("unsub");
     let mut c = broker.connect("1.2");
-    c.subscribe(&q, "s", "auto");
+    c.subscribe(&q, "s", "auto", &[]);
     c.request(Frame::new("UNSUBSCRIBE").header("id", "s"));
     let mut p = broker.connect("1.2");
-    p.send_sync(&q, "after unsubscribe");
+    p.send_sync(&q, "after unsubscribe", &[]);
     c.expect_silence(QUIET);
     let mut other = broker.connect("1.2");
-    other.subscribe(&q, "s2", "auto");
+    other.subscribe(&q, "s2", "auto", &[]);
     other.expect_body("after unsubscribe");
 }
 
 #[test]
 fn queue_and_topic_with_the_same_name_are_distinct() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let name = crate::support::unique("both");
     let q = format!("/queue/{name}");
     let t = format!("/topic/{name}");
     let mut c = broker.connect("1.2");
-    c.subscribe(&t, "t", "auto");
-    c.send_sync(&q, "to the queue");
+    c.subscribe(&t, "t", "auto", &[]);
+    c.send_sync(&q, "to the queue", &[]);
     c.expect_silence(QUIET);
-    c.subscribe(&q, "q", "auto");
+    c.subscribe(&q, "q", "auto", &[]);
     let m = c.expect_body("to the queue");
     assert_eq!(m.get("subscription"), Some("q"));
 }
 
 #[test]
 fn subscription_id_is_the_destination_in_1_0() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("v10-sub");
     let mut c = broker.connect("1.0");
     c.request(Frame::new("SUBSCRIBE").header("destination", q.as_str()));
-    c.send_to(&q, "one-oh");
+    c.send(&q, "one-oh", &[]);
     let m = c.expect_body("one-oh");
     assert_eq!(m.get("destination"), Some(q.as_str()), "{m:?}");
     assert_eq!(
@@ -179,13 +179,13 @@ fn subscription_id_is_the_destination_in_1_0() {
     // UNSUBSCRIBE by destination ends it.
     c.request(Frame::new("UNSUBSCRIBE").header("destination", q.as_str()));
     let mut p = broker.connect("1.0");
-    p.send_sync(&q, "after");
+    p.send_sync(&q, "after", &[]);
     c.expect_silence(QUIET);
 }
 
 #[test]
 fn messages_flow_between_versions() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("mixed");
     let mut c10 = broker.connect("1.0");
     c10.request(Frame::new("SUBSCRIBE").header("destination", q.as_str()));

@@ -5,12 +5,12 @@ use crate::support::{queue, unique, Broker, Frame, WAIT};
 
 #[test]
 fn every_client_frame_type_gets_its_receipt() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("every");
     let mut c = broker.connect("1.2");
-    c.subscribe(&q, "s", "client-individual");
-    c.send_sync(&q, "one");
-    c.send_sync(&q, "two");
+    c.subscribe(&q, "s", "client-individual", &[]);
+    c.send_sync(&q, "one", &[]);
+    c.send_sync(&q, "two", &[]);
     let one = c.expect_body("one");
     let two = c.expect_body("two");
     c.request(Frame::new("ACK").header("id", one.must("ack")));
@@ -26,7 +26,7 @@ fn every_client_frame_type_gets_its_receipt() {
 
 #[test]
 fn receipts_arrive_in_request_order() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     // Frames for several destinations (likely owned by different shards) and for the session.
     let queues: Vec<String> = (0..8).map(|i| queue(&format!("order{i}"))).collect();
@@ -50,19 +50,19 @@ fn receipts_arrive_in_request_order() {
     }
     c.send_raw(&out);
     for id in &ids {
-        c.await_receipt(id);
+        c.await_receipt(id, WAIT);
     }
 }
 
 #[test]
 fn subscribe_receipt_arrives_before_its_messages() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("sub-first");
     let mut p = broker.connect("1.2");
     for i in 0..9 {
-        p.send_to(&q, &format!("m{i}"));
+        p.send(&q, &format!("m{i}"), &[]);
     }
-    p.send_sync(&q, "m9");
+    p.send_sync(&q, "m9", &[]);
     let mut c = broker.connect("1.2");
     c.send_frame(
         &Frame::new("SUBSCRIBE")
@@ -83,23 +83,23 @@ fn subscribe_receipt_arrives_before_its_messages() {
 
 #[test]
 fn send_receipt_means_the_message_is_in_the_queue() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let queues: Vec<String> = (0..16).map(|i| queue(&format!("stored{i}"))).collect();
     let mut p = broker.connect("1.2");
     for q in &queues {
-        p.send_sync(q, q);
+        p.send_sync(q, q, &[]);
     }
     p.disconnect();
     for q in &queues {
         let mut c = broker.connect("1.2");
-        c.subscribe(q, "s", "auto");
+        c.subscribe(q, "s", "auto", &[]);
         c.expect_body(q);
     }
 }
 
 #[test]
 fn receipt_id_is_escaped_like_any_header() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let q = queue("esc-receipt");
     c.send_frame(
@@ -114,7 +114,7 @@ fn receipt_id_is_escaped_like_any_header() {
 
 #[test]
 fn disconnect_with_receipt_gets_receipt_then_close() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(&Frame::new("DISCONNECT").header("receipt", "bye"));
     let r = c.expect("RECEIPT", WAIT);
@@ -124,7 +124,7 @@ fn disconnect_with_receipt_gets_receipt_then_close() {
 
 #[test]
 fn disconnect_without_receipt_closes() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(&Frame::new("DISCONNECT"));
     c.expect_closed(WAIT);
@@ -132,7 +132,7 @@ fn disconnect_without_receipt_closes() {
 
 #[test]
 fn disconnect_receipt_follows_earlier_receipts() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.1");
     let q = queue("disc-order");
     let mut out = Vec::new();
@@ -148,8 +148,8 @@ fn disconnect_receipt_follows_earlier_receipts() {
         .encode_into(&mut out);
     c.send_raw(&out);
     for i in 0..20 {
-        c.await_receipt(&format!("s{i}"));
+        c.await_receipt(&format!("s{i}"), WAIT);
     }
-    c.await_receipt("last");
+    c.await_receipt("last", WAIT);
     c.expect_closed(WAIT);
 }

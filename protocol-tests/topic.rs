@@ -4,12 +4,12 @@ use crate::support::{topic, Broker, Frame, QUIET};
 
 #[test]
 fn topic_message_fans_out_to_every_subscriber() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let t = topic("fanout");
     let mut subs: Vec<_> = (0..3)
         .map(|i| {
             let mut c = broker.connect("1.2");
-            c.subscribe(&t, &format!("s{i}"), "auto");
+            c.subscribe(&t, &format!("s{i}"), "auto", &[]);
             c
         })
         .collect();
@@ -36,13 +36,13 @@ fn topic_message_fans_out_to_every_subscriber() {
 
 #[test]
 fn topic_message_without_subscribers_is_dropped() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let t = topic("nobody");
     let mut p = broker.connect("1.2");
-    p.send_sync(&t, "into the void");
+    p.send_sync(&t, "into the void", &[]);
     let mut c = broker.connect("1.2");
-    c.subscribe(&t, "s", "auto");
-    p.send_sync(&t, "heard");
+    c.subscribe(&t, "s", "auto", &[]);
+    p.send_sync(&t, "heard", &[]);
     // The first message the subscriber sees is the one sent after it subscribed.
     c.expect_body("heard");
     c.expect_silence(QUIET);
@@ -50,12 +50,12 @@ fn topic_message_without_subscribers_is_dropped() {
 
 #[test]
 fn two_subscriptions_on_one_connection_each_get_a_copy() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let t = topic("twice");
     let mut c = broker.connect("1.2");
-    c.subscribe(&t, "a", "auto");
-    c.subscribe(&t, "b", "auto");
-    c.send_to(&t, "copy");
+    c.subscribe(&t, "a", "auto", &[]);
+    c.subscribe(&t, "b", "auto", &[]);
+    c.send(&t, "copy", &[]);
     let mut subs = vec![
         c.expect_body("copy").must("subscription").to_string(),
         c.expect_body("copy").must("subscription").to_string(),
@@ -67,30 +67,30 @@ fn two_subscriptions_on_one_connection_each_get_a_copy() {
 
 #[test]
 fn topic_unsubscribe_stops_delivery_to_that_subscription_only() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let t = topic("unsub");
     let mut gone = broker.connect("1.2");
     let mut stays = broker.connect("1.2");
-    gone.subscribe(&t, "g", "auto");
-    stays.subscribe(&t, "s", "auto");
+    gone.subscribe(&t, "g", "auto", &[]);
+    stays.subscribe(&t, "s", "auto", &[]);
     gone.request(Frame::new("UNSUBSCRIBE").header("id", "g"));
     let mut p = broker.connect("1.2");
-    p.send_sync(&t, "after");
+    p.send_sync(&t, "after", &[]);
     stays.expect_body("after");
     gone.expect_silence(QUIET);
 }
 
 #[test]
 fn topic_preserves_order_from_one_producer() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let t = topic("order");
     let mut a = broker.connect("1.2");
     let mut b = broker.connect("1.2");
-    a.subscribe(&t, "a", "auto");
-    b.subscribe(&t, "b", "auto");
+    a.subscribe(&t, "a", "auto", &[]);
+    b.subscribe(&t, "b", "auto", &[]);
     let mut p = broker.connect("1.2");
     for i in 0..100 {
-        p.send_to(&t, &format!("m{i}"));
+        p.send(&t, &format!("m{i}"), &[]);
     }
     for i in 0..100 {
         a.expect_body(&format!("m{i}"));
@@ -100,14 +100,14 @@ fn topic_preserves_order_from_one_producer() {
 
 #[test]
 fn disconnected_subscriber_no_longer_receives() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let t = topic("left");
     let mut left = broker.connect("1.2");
-    left.subscribe(&t, "l", "auto");
+    left.subscribe(&t, "l", "auto", &[]);
     left.disconnect();
     let mut stays = broker.connect("1.2");
-    stays.subscribe(&t, "s", "auto");
+    stays.subscribe(&t, "s", "auto", &[]);
     let mut p = broker.connect("1.2");
-    p.send_sync(&t, "still works");
+    p.send_sync(&t, "still works", &[]);
     stays.expect_body("still works");
 }

@@ -28,19 +28,19 @@ fn abort_tx(c: &mut Client, tx: &str) {
 
 fn consumer(broker: &Broker, q: &str, ack: &str) -> Client {
     let mut c = broker.connect("1.2");
-    c.subscribe(q, "s", ack);
+    c.subscribe(q, "s", ack, &[]);
     c
 }
 
 #[test]
 fn send_in_transaction_is_invisible_until_commit() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("tx-invisible");
     let mut c = consumer(&broker, &q, "auto");
     let mut p = broker.connect("1.2");
     let tx = begin(&mut p);
     tx_send(&mut p, &q, &tx, "inside");
-    p.send_sync(&q, "outside");
+    p.send_sync(&q, "outside", &[]);
     // The queue is FIFO: had "inside" been visible, it would arrive first.
     c.expect_body("outside");
     c.expect_silence(QUIET);
@@ -50,7 +50,7 @@ fn send_in_transaction_is_invisible_until_commit() {
 
 #[test]
 fn commit_delivers_transactional_sends_in_order() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("tx-order");
     let mut c = consumer(&broker, &q, "auto");
     let mut p = broker.connect("1.2");
@@ -71,7 +71,7 @@ fn commit_delivers_transactional_sends_in_order() {
 
 #[test]
 fn abort_discards_transactional_sends() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("tx-abort");
     let mut c = consumer(&broker, &q, "auto");
     let mut p = broker.connect("1.2");
@@ -79,7 +79,7 @@ fn abort_discards_transactional_sends() {
     tx_send(&mut p, &q, &tx, "discarded 1");
     tx_send(&mut p, &q, &tx, "discarded 2");
     abort_tx(&mut p, &tx);
-    p.send_sync(&q, "marker");
+    p.send_sync(&q, "marker", &[]);
     c.expect_body("marker");
     c.expect_silence(QUIET);
 }
@@ -89,10 +89,10 @@ fn abort_discards_transactional_sends() {
 /// consumer leaves without acking it.
 #[test]
 fn abort_returns_acked_messages_to_unacked() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("tx-abort-ack");
     let mut c = consumer(&broker, &q, "client-individual");
-    c.send_to(&q, "m1");
+    c.send(&q, "m1", &[]);
     let m = c.expect_body("m1");
     let tx = begin(&mut c);
     c.request(
@@ -110,10 +110,10 @@ fn abort_returns_acked_messages_to_unacked() {
 
 #[test]
 fn committed_ack_is_final() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("tx-commit-ack");
     let mut c = consumer(&broker, &q, "client-individual");
-    c.send_to(&q, "m1");
+    c.send(&q, "m1", &[]);
     let m = c.expect_body("m1");
     let tx = begin(&mut c);
     c.request(
@@ -124,16 +124,16 @@ fn committed_ack_is_final() {
     commit(&mut c, &tx);
     c.disconnect();
     let mut d = consumer(&broker, &q, "auto");
-    d.send_to(&q, "marker");
+    d.send(&q, "marker", &[]);
     d.expect_body("marker");
 }
 
 #[test]
 fn uncommitted_ack_is_undone_by_disconnect() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("tx-disc-ack");
     let mut c = consumer(&broker, &q, "client-individual");
-    c.send_to(&q, "m1");
+    c.send(&q, "m1", &[]);
     let m = c.expect_body("m1");
     let tx = begin(&mut c);
     c.request(
@@ -149,10 +149,10 @@ fn uncommitted_ack_is_undone_by_disconnect() {
 
 #[test]
 fn nack_in_transaction_takes_effect_on_commit() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("tx-nack");
     let mut c = consumer(&broker, &q, "client-individual");
-    c.send_to(&q, "m1");
+    c.send(&q, "m1", &[]);
     let m = c.expect_body("m1");
     let tx = begin(&mut c);
     c.request(
@@ -168,35 +168,35 @@ fn nack_in_transaction_takes_effect_on_commit() {
 
 #[test]
 fn disconnect_aborts_open_transaction() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("tx-disc");
     let mut p = broker.connect("1.2");
     let tx = begin(&mut p);
     tx_send(&mut p, &q, &tx, "never");
     p.disconnect();
     let mut c = consumer(&broker, &q, "auto");
-    c.send_sync(&q, "marker");
+    c.send_sync(&q, "marker", &[]);
     c.expect_body("marker");
     c.expect_silence(QUIET);
 }
 
 #[test]
 fn dropped_connection_aborts_open_transaction() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("tx-drop");
     let mut p = broker.connect("1.2");
     let tx = begin(&mut p);
     tx_send(&mut p, &q, &tx, "never");
     p.abort();
     let mut c = consumer(&broker, &q, "auto");
-    c.send_sync(&q, "marker");
+    c.send_sync(&q, "marker", &[]);
     c.expect_body("marker");
     c.expect_silence(QUIET);
 }
 
 #[test]
 fn transaction_ids_are_per_connection() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("tx-scope");
     let mut c = consumer(&broker, &q, "auto");
     let mut a = broker.connect("1.2");
@@ -215,7 +215,7 @@ fn transaction_ids_are_per_connection() {
 
 #[test]
 fn transaction_id_can_be_reused_after_commit() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("tx-reuse");
     let mut c = consumer(&broker, &q, "auto");
     let mut p = broker.connect("1.2");
@@ -231,7 +231,7 @@ fn transaction_id_can_be_reused_after_commit() {
 
 #[test]
 fn commit_of_unknown_transaction_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(
         &Frame::new("COMMIT")
@@ -244,7 +244,7 @@ fn commit_of_unknown_transaction_is_an_error() {
 
 #[test]
 fn abort_of_unknown_transaction_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(
         &Frame::new("ABORT")
@@ -256,7 +256,7 @@ fn abort_of_unknown_transaction_is_an_error() {
 
 #[test]
 fn commit_twice_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let tx = begin(&mut c);
     commit(&mut c, &tx);
@@ -270,7 +270,7 @@ fn commit_twice_is_an_error() {
 
 #[test]
 fn send_in_unknown_transaction_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(
         &Frame::new("SEND")
@@ -284,10 +284,10 @@ fn send_in_unknown_transaction_is_an_error() {
 
 #[test]
 fn ack_in_unknown_transaction_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let q = queue("tx-unknown-ack");
     let mut c = consumer(&broker, &q, "client-individual");
-    c.send_to(&q, "m");
+    c.send(&q, "m", &[]);
     let m = c.expect_body("m");
     c.send_frame(
         &Frame::new("ACK")
@@ -300,7 +300,7 @@ fn ack_in_unknown_transaction_is_an_error() {
 
 #[test]
 fn begin_of_duplicate_transaction_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     let tx = begin(&mut c);
     c.send_frame(
@@ -313,7 +313,7 @@ fn begin_of_duplicate_transaction_is_an_error() {
 
 #[test]
 fn begin_without_transaction_header_is_an_error() {
-    let broker = Broker::start();
+    let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(&Frame::new("BEGIN").header("receipt", "r1"));
     let e = c.expect_error_and_close(Some("r1"));

@@ -3,21 +3,17 @@
 //! purge and delete, a standby answering 503, and the guard against cross-site requests (CSRF)
 //! and DNS rebinding: `Host`, `Origin` and the `X-Stompbox-Request` header.
 //!
-//! HTTP is spoken by hand over `std::net` (one request per connection), like the STOMP in
-//! `support`: the tests need no HTTP client crate and see exactly what the broker sends.
+//! HTTP is spoken by hand over `std::net` (one request per connection, `support::http`), like
+//! the STOMP in `support`: the tests need no HTTP client crate and see exactly what the broker
+//! sends.
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::net::SocketAddr;
 
 use serde_json::Value;
 
+use support::http::{exchange, get, post, request, request_with, Metrics, Response, OWN_HEADER};
 use support::{eventually, now_ms, unique, Broker, WAIT};
 
 // ---------------------------------------------------------------------------------------------
@@ -31,7 +27,7 @@ fn metrics_families_are_present_and_move_when_messages_flow() {
     let broker = Broker::start_with_config(
         "[destinations]\nmemory_limit_bytes = 4096\nmax_redeliveries = 1\n",
     );
-    let admin = admin_addr(&broker);
+    let admin = broker.admin_addr();
     let work = format!("/queue/{}", unique("work"));
     let expiring = format!("/queue/{}", unique("expiring"));
     let paged = format!("/queue/{}", unique("paged"));
@@ -216,7 +212,7 @@ fn metrics_families_are_present_and_move_when_messages_flow() {
 #[test]
 fn api_endpoints_answer_on_the_master() {
     let broker = Broker::start();
-    let admin = admin_addr(&broker);
+    let admin = broker.admin_addr();
 
     // /health and /api/lease name the same holder and epoch.
     let health = get(admin, "/health");
@@ -498,9 +494,10 @@ fn api_endpoints_answer_on_the_master() {
 #[test]
 fn a_standby_answers_503_and_takes_over_when_the_master_stops() {
     let mut master = Broker::start();
-    let master_admin = admin_addr(&master);
-    let standby = Standby::start(master.data_dir());
-    let admin = standby.admin;
+    let master_admin = master.admin_addr();
+    let mut standby = master.beside("standby");
+    standby.spawn();
+    let admin = standby.admin_addr();
 
     let health = get(admin, "/health");
     assert_eq!(health.status, 503);
@@ -562,7 +559,7 @@ fn a_standby_answers_503_and_takes_over_when_the_master_stops() {
 #[test]
 fn the_console_is_served_at_the_root() {
     let broker = Broker::start();
-    let page = get(admin_addr(&broker), "/");
+    let page = get(broker.admin_addr(), "/");
     assert_eq!(page.status, 200);
     assert!(page
         .content_type()
@@ -583,7 +580,7 @@ fn the_console_is_served_at_the_root() {
 #[test]
 fn metrics_of_a_forgotten_destination_are_not_stale() {
     let broker = Broker::start();
-    let admin = admin_addr(&broker);
+    let admin = broker.admin_addr();
     let queue = format!("/queue/{}", unique("forgotten"));
     let q = dest(&queue);
     let mut producer = broker.connect("1.2");
@@ -618,7 +615,7 @@ fn metrics_of_a_forgotten_destination_are_not_stale() {
 #[test]
 fn a_foreign_origin_can_neither_purge_nor_delete() {
     let broker = Broker::start();
-    let admin = admin_addr(&broker);
+    let admin = broker.admin_addr();
     let queue = format!("/queue/{}", unique("csrf-origin"));
     let mut producer = broker.connect("1.2");
     for i in 0..3 {
@@ -663,7 +660,7 @@ fn a_foreign_origin_can_neither_purge_nor_delete() {
 #[test]
 fn a_state_change_without_the_request_header_is_refused() {
     let broker = Broker::start();
-    let admin = admin_addr(&broker);
+    let admin = broker.admin_addr();
     let queue = format!("/queue/{}", unique("csrf-header"));
     let mut producer = broker.connect("1.2");
     for i in 0..3 {
@@ -738,7 +735,7 @@ fn a_state_change_without_the_request_header_is_refused() {
 #[test]
 fn a_request_for_an_unknown_host_is_refused() {
     let broker = Broker::start();
-    let admin = admin_addr(&broker);
+    let admin = broker.admin_addr();
     let port = admin.port();
     for host in [
         format!("evil.example:{port}"),
@@ -790,7 +787,7 @@ fn a_request_for_an_unknown_host_is_refused() {
     assert!(r.json()["error"]
         .as_str()
         .is_some_and(|e| e.contains("Host")));
-    let r = exchange(admin, "GET /api/destinations HTTP/1.0\r\n".into(), "");
+    let r = exchange(admin, "GET /api/destinations HTTP/1.0\r\n", "");
     assert_eq!(r.status, 200, "{}", r.body);
 
     // Load balancers and Prometheus are answered whatever Host they send (or none, as
@@ -802,7 +799,7 @@ fn a_request_for_an_unknown_host_is_refused() {
         }
         let r = request_with(admin, "GET", path, &[], "");
         assert_eq!(r.status, 200, "GET {path} without Host: {}", r.body);
-        let r = exchange(admin, format!("GET {path} HTTP/1.0\r\n"), "");
+        let r = exchange(admin, &format!("GET {path} HTTP/1.0\r\n"), "");
         assert_eq!(r.status, 200, "GET {path} HTTP/1.0: {}", r.body);
     }
 }
@@ -815,7 +812,7 @@ fn admin_allowed_hosts_admits_the_names_listed() {
     let broker = Broker::start_with_config(
         "[admin]\nallowed_hosts = [\"broker-a\", \"Proxy.Example:8443\"]\n",
     );
-    let admin = admin_addr(&broker);
+    let admin = broker.admin_addr();
     let port = admin.port();
     for (host, status) in [
         (format!("broker-a:{port}"), 200),
@@ -877,13 +874,6 @@ const FAMILIES: &[&str] = &[
     "stompbox_lease_epoch",
 ];
 
-/// The admin address a broker printed (`stompbox admin http=…`, right after its listening line).
-fn admin_addr(broker: &Broker) -> SocketAddr {
-    eventually(WAIT, || {
-        broker.admin_addr().ok_or("no `stompbox admin` line yet")
-    })
-}
-
 /// Labels naming a destination (not a durable subscription).
 fn dest(name: &str) -> [(&str, &str); 2] {
     [("destination", name), ("subscription", "")]
@@ -913,260 +903,9 @@ fn bodies(page: &Value) -> Vec<&str> {
         .collect()
 }
 
-// --- HTTP -------------------------------------------------------------------------------------
-
-/// One HTTP response.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn content_type(&self) -> Option<&str> {
-        self.header("content-type")
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
-    }
-}
-
 #[track_caller]
 fn ok_json(r: Response) -> Value {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.content_type(), Some("application/json"), "{}", r.body);
     r.json()
-}
-
-#[track_caller]
-fn get(addr: SocketAddr, path: &str) -> Response {
-    request(addr, "GET", path)
-}
-
-#[track_caller]
-fn post(addr: SocketAddr, path: &str) -> Response {
-    request(addr, "POST", path)
-}
-
-/// The header our own callers (console, docs' curl examples) add to every state change.
-const OWN_HEADER: (&str, &str) = ("X-Stompbox-Request", "1");
-
-/// One request as the in-repo callers send it: `Host` is the admin address, and a state
-/// change carries [`OWN_HEADER`].
-#[track_caller]
-fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
-    let host = addr.to_string();
-    let mut headers = vec![("Host", host.as_str())];
-    if method != "GET" {
-        headers.push(OWN_HEADER);
-    }
-    request_with(addr, method, path, &headers, "")
-}
-
-/// One HTTP/1.1 request with exactly `headers` (no `Host` unless given) and `body`.
-#[track_caller]
-fn request_with(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Response {
-    let mut head = format!("{method} {path} HTTP/1.1\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    exchange(addr, head, body)
-}
-
-/// Sends `head` (request line and headers) plus `Connection: close`, `Content-Length` and
-/// `body` on a connection of its own, and reads the response to the end.
-#[track_caller]
-fn exchange(addr: SocketAddr, head: String, body: &str) -> Response {
-    let what = head.lines().next().unwrap_or_default().to_string();
-    let mut s = TcpStream::connect_timeout(&addr, WAIT)
-        .unwrap_or_else(|e| panic!("connect to admin {addr}: {e}"));
-    s.set_read_timeout(Some(WAIT)).expect("read timeout");
-    write!(
-        s,
-        "{head}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("{what}: reading the response: {e}"));
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("{what}: no header end in {raw:?}"));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("{what}: bad status line in {head:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    if chunked {
-        body = dechunk(&body);
-    }
-    Response {
-        status,
-        headers,
-        body: String::from_utf8(body).expect("a UTF-8 body"),
-    }
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&rest[..eol])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
-            .expect("a chunk size");
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
-        rest = &rest[eol + 2 + size + 2..];
-    }
-    out
-}
-
-// --- Prometheus text ----------------------------------------------------------------------------
-
-/// One `/metrics` scrape.
-struct Metrics {
-    text: String,
-}
-
-impl Metrics {
-    #[track_caller]
-    fn scrape(admin: SocketAddr) -> Metrics {
-        let r = get(admin, "/metrics");
-        assert_eq!(r.status, 200, "{}", r.body);
-        assert!(
-            r.content_type()
-                .is_some_and(|t| t.starts_with("text/plain")),
-            "{:?}",
-            r.content_type()
-        );
-        Metrics { text: r.body }
-    }
-
-    /// True when the scrape declares `family` (`# TYPE family …`).
-    fn has_family(&self, family: &str) -> bool {
-        self.text
-            .lines()
-            .filter_map(|l| l.strip_prefix("# TYPE "))
-            .any(|l| l.split_whitespace().next() == Some(family))
-    }
-
-    /// The value of the sample `name` whose labels include `labels` (the first one).
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .filter_map(sample)
-            .find(|(n, ls, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| ls.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|(_, _, v)| v)
-    }
-}
-
-/// `name{k="v",…} value` → (name, labels, value). Label values here hold no `"` or `,`.
-fn sample(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {
-    let (series, value) = line.rsplit_once(' ')?;
-    let value = value.parse().ok()?;
-    let (name, labels) = match series.split_once('{') {
-        Some((name, rest)) => (name, rest.strip_suffix('}')?),
-        None => (series, ""),
-    };
-    let labels = labels
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-        .collect();
-    Some((name.to_string(), labels, value))
-}
-
-// --- a standby ----------------------------------------------------------------------------------
-
-/// A second `stompbox serve` on a master's data dir: it waits for the lease, so it prints only
-/// its admin line. Killed on drop.
-struct Standby {
-    child: Child,
-    admin: SocketAddr,
-}
-
-impl Standby {
-    fn start(data_dir: &Path) -> Standby {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stompbox"))
-            .args([
-                "serve",
-                "--bind",
-                "127.0.0.1:0",
-                "--admin-bind",
-                "127.0.0.1:0",
-                "--shards",
-                "2",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the standby");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Reads stdout to its end, so the broker never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let addr = line
-                    .strip_prefix("stompbox admin http=")
-                    .and_then(|a| a.parse().ok());
-                if let Some(addr) = addr {
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let admin = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the standby printed no `stompbox admin http=` line");
-            }
-        };
-        Standby { child, admin }
-    }
-}
-
-impl Drop for Standby {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

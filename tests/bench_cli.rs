@@ -2,76 +2,18 @@
 //! on port 0 with a temp data dir. Every child is killed when its guard drops, pass or fail.
 //! These tests check counts (nothing lost, nothing duplicated), never timings.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use support::Broker;
 
 /// How long any one child may run before the test gives up on it.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
 const STOMPBOX: &str = env!("CARGO_BIN_EXE_stompbox");
-
-/// A broker child process; killed and reaped on drop.
-struct Broker {
-    child: Child,
-    url: String,
-    addr: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Broker {
-    /// A broker on a free port with its own temp data dir.
-    fn start() -> Broker {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut broker = Broker::start_in(dir.path(), "127.0.0.1:0");
-        broker._dir = Some(dir);
-        broker
-    }
-
-    /// A broker on `bind` with data in `dir` (which the caller keeps).
-    fn start_in(dir: &std::path::Path, bind: &str) -> Broker {
-        let mut child = Command::new(STOMPBOX)
-            .args(["serve", "--bind", bind, "--admin-bind", "127.0.0.1:0"])
-            .args(["--cores", "2", "--data-dir"])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn stompbox serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("stompbox listening stomp=") {
-                    let addr = addr.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let mut broker = Broker {
-            child,
-            url: String::new(),
-            addr: String::new(),
-            _dir: None,
-        };
-        broker.addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("broker did not print its listening line");
-        broker.url = format!("tcp://{}", broker.addr);
-        broker
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs `stompbox ARGS`, killing it if it outlives [`CHILD_TIMEOUT`].
 fn stompbox(args: &[&str]) -> Output {
@@ -96,6 +38,11 @@ fn stompbox(args: &[&str]) -> Output {
             panic!("stompbox {args:?} did not finish within {CHILD_TIMEOUT:?}");
         }
     }
+}
+
+/// The `--url` of `broker`.
+fn url(broker: &Broker) -> String {
+    format!("tcp://{}", broker.addr())
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -124,7 +71,7 @@ fn bench_queue_client_individual_loses_and_duplicates_nothing() {
     let started = Instant::now();
     let summary = bench_json(&[
         "--url",
-        &broker.url,
+        &url(&broker),
         "--destination",
         "/queue/bench.test",
         "--count",
@@ -154,7 +101,7 @@ fn bench_persistent_sync_topic_and_fill_drain() {
     let broker = Broker::start();
     let sync = bench_json(&[
         "--url",
-        &broker.url,
+        &url(&broker),
         "--destination",
         "/queue/bench.sync",
         "--count",
@@ -171,7 +118,7 @@ fn bench_persistent_sync_topic_and_fill_drain() {
 
     let topic = bench_json(&[
         "--url",
-        &broker.url,
+        &url(&broker),
         "--destination",
         "/topic/bench.fanout",
         "--count",
@@ -186,7 +133,7 @@ fn bench_persistent_sync_topic_and_fill_drain() {
 
     let fill = bench_json(&[
         "--url",
-        &broker.url,
+        &url(&broker),
         "--destination",
         "/queue/bench.fill",
         "--mode",
@@ -202,7 +149,7 @@ fn bench_persistent_sync_topic_and_fill_drain() {
     assert_eq!(fill["produced"], 300, "{fill}");
     let drain = bench_json(&[
         "--url",
-        &broker.url,
+        &url(&broker),
         "--destination",
         "/queue/bench.fill",
         "--mode",
@@ -225,7 +172,7 @@ fn produce_then_consume_round_trip() {
     let out = stompbox(&[
         "produce",
         "--url",
-        &broker.url,
+        &url(&broker),
         "--destination",
         "/queue/roundtrip",
         "--count",
@@ -241,7 +188,7 @@ fn produce_then_consume_round_trip() {
     let out = stompbox(&[
         "produce",
         "--url",
-        &broker.url,
+        &url(&broker),
         "--destination",
         "/queue/roundtrip",
         "--body",
@@ -252,7 +199,7 @@ fn produce_then_consume_round_trip() {
     let out = stompbox(&[
         "consume",
         "--url",
-        &broker.url,
+        &url(&broker),
         "--destination",
         "/queue/roundtrip",
         "--count",
@@ -272,7 +219,7 @@ fn produce_then_consume_round_trip() {
     let out = stompbox(&[
         "consume",
         "--url",
-        &broker.url,
+        &url(&broker),
         "--destination",
         "/queue/roundtrip",
         "--timeout",
@@ -321,9 +268,10 @@ fn sqlite_baseline_reports_commits_per_second() {
 
 #[test]
 fn failover_bench_survives_a_broker_kill_without_loss() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut first = Broker::start_in(dir.path(), "127.0.0.1:0");
-    let addr = first.addr.clone();
+    // Fixed ports: the broker comes back where the bench's failover URL points.
+    let mut broker = Broker::new("").on_fixed_ports();
+    broker.start_again();
+    let addr = broker.addr();
     let url = format!(
         "failover:(tcp://{addr})?initialReconnectDelay=20&maxReconnectDelay=200\
          &maxReconnectAttempts=200"
@@ -351,10 +299,9 @@ fn failover_bench_survives_a_broker_kill_without_loss() {
     });
     std::thread::sleep(Duration::from_millis(1200));
     // kill -9: no goodbye to the clients; the store keeps every receipted message.
-    let _ = first.child.kill();
-    let _ = first.child.wait();
+    broker.kill9();
     std::thread::sleep(Duration::from_millis(300));
-    let _second = Broker::start_in(dir.path(), &addr);
+    broker.start_again();
     let summary = bench.join().expect("bench thread");
     assert_eq!(summary["lost"], 0, "{summary}");
     assert!(
@@ -365,5 +312,4 @@ fn failover_bench_survives_a_broker_kill_without_loss() {
         summary["produced"].as_u64().is_some_and(|p| p > 0),
         "{summary}"
     );
-    drop(first);
 }

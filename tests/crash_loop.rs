@@ -25,7 +25,9 @@ use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use support::{eventually, send_frame, Broker, Client, Frame, ReadError, WAIT};
+use support::net::pseudo_random;
+use support::store::count;
+use support::{eventually, send_frame, Broker, Client, ConnectError, Frame, ReadError, WAIT};
 
 /// kill -9 / restart cycles.
 const CYCLES: usize = 100;
@@ -239,18 +241,11 @@ enum Settle {
 
 /// CONNECT at 1.2; None if the broker is already gone.
 fn try_connect(addr: SocketAddr, extra: &[(&str, &str)]) -> Option<Client> {
-    let mut c = Client::try_open(addr).ok()?;
-    let f = Frame::new("CONNECT")
-        .header("accept-version", "1.2")
-        .header("host", "localhost")
-        .header("heart-beat", "0,0")
-        .headers(extra);
-    c.try_send_frame(&f).ok()?;
-    match c.try_frame(WAIT) {
-        Ok(f) if f.command == "CONNECTED" => Some(c),
-        Ok(f) => panic!("CONNECT answered with {f:?}"),
-        Err(ReadError::Closed) => None,
-        Err(e) => panic!("CONNECT: {e:?} while the broker should answer"),
+    match Client::try_connect(addr, extra, WAIT) {
+        Ok(c) => Some(c),
+        Err(ConnectError::Io(_) | ConnectError::Read(ReadError::Closed)) => None,
+        Err(ConnectError::Refused(f)) => panic!("CONNECT answered with {f:?}"),
+        Err(ConnectError::Read(e)) => panic!("CONNECT: {e:?} while the broker should answer"),
     }
 }
 
@@ -424,14 +419,11 @@ fn create_durable_subscription(broker: &mut Broker) {
         &[("activemq.subscriptionName", SUB_NAME)],
     );
     broker.crash_and_restart();
-    let n: i64 = broker
-        .db()
-        .query_row(
-            "SELECT count(*) FROM durable_subscriptions WHERE client_id = ?1",
-            [CLIENT_ID],
-            |r| r.get(0),
-        )
-        .expect("count durable_subscriptions");
+    let n = count(
+        &broker.db(),
+        "SELECT count(*) FROM durable_subscriptions WHERE client_id = ?1",
+        [CLIENT_ID],
+    );
     assert_eq!(n, 1, "the durable subscription survives kill -9");
 }
 
@@ -655,15 +647,4 @@ impl Ledger {
             violations,
         }
     }
-}
-
-/// A deterministic pseudo-random sequence (xorshift), so runs are alike.
-fn pseudo_random(seed: u64) -> impl Iterator<Item = u64> {
-    let mut x = seed.max(1);
-    std::iter::from_fn(move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        Some(x >> 11)
-    })
 }

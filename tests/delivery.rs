@@ -178,10 +178,10 @@ fn receipt_implies_earlier_sends_stored(dest: &str, n: usize, last: Frame, what:
     let mut bytes = Vec::new();
     for i in 0..n {
         let f = send_frame(dest, &format!("{i:06}"), &[("persistent", "true")]);
-        bytes.extend_from_slice(&f.encode("1.2"));
+        bytes.extend_from_slice(&f.encode());
     }
     let id = p.receipt_id();
-    bytes.extend_from_slice(&last.header("receipt", id.clone()).encode("1.2"));
+    bytes.extend_from_slice(&last.header("receipt", id.clone()).encode());
     p.try_send_raw(&bytes).expect("write the SENDs");
     p.await_receipt(&id, Duration::from_secs(60));
     // The RECEIPT promises all of them are stored: a crash right now must not lose one.
@@ -222,25 +222,17 @@ fn abort_restores_ack(version: &str) {
     c.send(&dest, "m1", &[]);
     let m = c.expect_message();
     let mut bytes = Vec::new();
-    bytes.extend_from_slice(
-        &Frame::new("BEGIN")
-            .header("transaction", "t")
-            .encode(version),
-    );
+    bytes.extend_from_slice(&Frame::new("BEGIN").header("transaction", "t").encode());
     bytes.extend_from_slice(
         &c.settle_frame("ACK", &m)
             .header("transaction", "t")
-            .encode(version),
+            .encode(),
     );
-    bytes.extend_from_slice(
-        &Frame::new("ABORT")
-            .header("transaction", "t")
-            .encode(version),
-    );
+    bytes.extend_from_slice(&Frame::new("ABORT").header("transaction", "t").encode());
     bytes.extend_from_slice(
         &c.settle_frame("ACK", &m)
             .header("receipt", "re-ack")
-            .encode(version),
+            .encode(),
     );
     c.try_send_raw(&bytes).expect("write");
     // No redelivery, no ERROR: just the receipt of the second ACK.
@@ -352,7 +344,7 @@ fn acks_are_final_across_a_crash(each: bool) {
     // Keep the store writer busy with fsynced batches, as a loaded broker's is.
     let addr = broker.addr();
     let busy = std::thread::spawn(move || {
-        let Ok(mut b) = Client::try_open(addr) else {
+        let Ok(mut b) = Client::try_open(addr, WAIT) else {
             return;
         };
         let _ = b.try_send_raw(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0");
@@ -372,13 +364,13 @@ fn acks_are_final_across_a_crash(each: bool) {
         if each {
             f = f.header("receipt", format!("ack-{i}"));
         }
-        bytes.extend_from_slice(&f.encode("1.2"));
+        bytes.extend_from_slice(&f.encode());
     }
     let last = if each {
         format!("ack-{}", N - 1)
     } else {
         let f = Frame::new("DISCONNECT").header("receipt", "bye");
-        bytes.extend_from_slice(&f.encode("1.2"));
+        bytes.extend_from_slice(&f.encode());
         "bye".to_string()
     };
     c.try_send_raw(&bytes).expect("write the ACKs");

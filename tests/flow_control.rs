@@ -3,69 +3,37 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::Broker;
-
-fn read_until(s: &mut TcpStream, needle: &[u8], within: Duration) -> Vec<u8> {
-    let deadline = Instant::now() + within;
-    let mut got = Vec::new();
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    while !got.windows(needle.len()).any(|w| w == needle) {
-        assert!(
-            Instant::now() < deadline,
-            "no {:?} within {within:?}",
-            String::from_utf8_lossy(needle)
-        );
-        let mut buf = [0u8; 65536];
-        match s.read(&mut buf) {
-            Ok(0) => panic!("connection closed"),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    got
-}
+use support::{Broker, Client};
 
 #[test]
 fn pipelined_sends_beyond_the_producer_window_are_all_served() {
     let broker = Broker::start();
-    let mut s = TcpStream::connect(broker.addr()).unwrap();
+    let mut s = broker.raw();
     let mut burst = b"CONNECT\naccept-version:1.2\nhost:x\n\n\0".to_vec();
     // Far more than the producer window (1024), in one write, then one receipt at the end.
     for i in 0..5000 {
         burst.extend_from_slice(format!("SEND\ndestination:/queue/pipelined\n\n{i}\0").as_bytes());
     }
     burst.extend_from_slice(b"SEND\ndestination:/queue/pipelined\nreceipt:last\n\nend\0");
-    s.write_all(&burst).unwrap();
-    read_until(&mut s, b"receipt-id:last", Duration::from_secs(20));
+    s.send_raw(&burst);
+    s.expect("CONNECTED", support::WAIT);
+    s.await_receipt("last", Duration::from_secs(20));
 }
 
 #[test]
 fn frames_pipelined_after_a_commit_are_served() {
     let broker = Broker::start();
-    let mut s = TcpStream::connect(broker.addr()).unwrap();
+    let mut s = broker.raw();
     let burst = b"CONNECT\naccept-version:1.2\nhost:x\n\n\0\
 BEGIN\ntransaction:t\n\n\0\
 SEND\ndestination:/queue/tx\npersistent:true\ntransaction:t\n\none\0\
 COMMIT\ntransaction:t\n\n\0\
 SEND\ndestination:/queue/tx\nreceipt:after\n\ntwo\0";
-    s.write_all(burst).unwrap();
-    read_until(&mut s, b"receipt-id:after", Duration::from_secs(10));
-}
-
-/// Peak resident memory (VmHWM) of process `pid`, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    kb * 1024
+    s.send_raw(burst);
+    s.expect("CONNECTED", support::WAIT);
+    s.await_receipt("after", Duration::from_secs(10));
 }
 
 /// Producers of 8 MiB frames to a queue nobody consumes: flow control holds them once the
@@ -82,8 +50,7 @@ fn large_frames_are_held_by_flow_control_near_the_global_memory_limit() {
         "[destinations]\nglobal_memory_limit_bytes = {GLOBAL}\nmemory_limit_bytes = {}\n",
         32 * MIB
     ));
-    let pid = broker.pid().expect("broker pid");
-    let baseline = peak_rss(pid);
+    let baseline = peak_rss(&broker);
     let addr = broker.addr();
     let mut frame = b"SEND\ndestination:/queue/big\n\n".to_vec();
     frame.resize(frame.len() + FRAME as usize, b'x');
@@ -93,23 +60,21 @@ fn large_frames_are_held_by_flow_control_near_the_global_memory_limit() {
         .map(|_| {
             let frame = frame.clone();
             std::thread::spawn(move || {
-                let mut s = TcpStream::connect(addr).unwrap();
-                s.write_all(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
-                    .unwrap();
-                read_until(&mut s, b"CONNECTED", Duration::from_secs(10));
+                let mut s = Client::open(addr);
+                s.connect("1.2");
                 // A write that cannot finish for this long means flow control holds us.
-                s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+                s.set_write_timeout(Duration::from_secs(3));
                 let mut written = 0;
-                while written < FRAMES_EACH && s.write_all(&frame).is_ok() {
+                while written < FRAMES_EACH && s.try_send_raw(&frame).is_ok() {
                     written += 1;
                 }
                 (written, s)
             })
         })
         .collect();
-    let held: Vec<(usize, TcpStream)> = producers.into_iter().map(|h| h.join().unwrap()).collect();
+    let held: Vec<(usize, Client)> = producers.into_iter().map(|h| h.join().unwrap()).collect();
     let written: usize = held.iter().map(|(n, _)| n).sum();
-    let peak = peak_rss(pid);
+    let peak = peak_rss(&broker);
     eprintln!(
         "{written} frames of 8 MiB written by {PRODUCERS} producers; broker peak RSS {} MiB \
          (baseline {} MiB, global limit {} MiB)",
@@ -149,7 +114,7 @@ fn large_frames_are_held_by_flow_control_near_the_global_memory_limit() {
 #[test]
 fn transaction_past_max_transaction_bytes_is_an_error() {
     let broker = Broker::start_with_config("[limits]\nmax_transaction_bytes = 1048576\n");
-    let mut s = TcpStream::connect(broker.addr()).unwrap();
+    let mut s = broker.raw();
     let mut burst = b"CONNECT\naccept-version:1.2\nhost:x\n\n\0BEGIN\ntransaction:t\n\n\0".to_vec();
     for _ in 0..3 {
         burst.extend_from_slice(b"SEND\ndestination:/queue/txbytes\ntransaction:t\n\n");
@@ -157,13 +122,16 @@ fn transaction_past_max_transaction_bytes_is_an_error() {
         burst.push(0);
     }
     burst.extend_from_slice(b"COMMIT\ntransaction:t\nreceipt:c\n\n\0");
-    s.write_all(&burst).unwrap();
-    let got = read_until(&mut s, b"ERROR", Duration::from_secs(10));
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.contains("max_transaction_bytes"), "{text}");
-    assert!(
-        !text.contains("receipt-id:c\n"),
-        "the COMMIT must not happen: {text}"
+    s.send_raw(&burst);
+    s.expect("CONNECTED", support::WAIT);
+    // An ERROR, not the COMMIT's RECEIPT.
+    let e = s.expect("ERROR", Duration::from_secs(10));
+    let text = format!("{} {}", e.get("message").unwrap_or(""), e.text());
+    assert!(text.contains("max_transaction_bytes"), "{e:?}");
+    assert_ne!(
+        e.get("receipt-id"),
+        Some("c"),
+        "the COMMIT must not happen: {e:?}"
     );
     let mut c = broker.connect("1.2");
     c.subscribe("/queue/txbytes", "s", "auto", &[]);
@@ -253,17 +221,6 @@ fn durable_subscriptions_past_their_limit_are_an_error() {
     );
 }
 
-/// Resident memory (VmRSS) of process `pid`, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS in /proc/PID/status");
-    kb * 1024
-}
-
 /// A message's body is copied out of the read buffer it arrived in. As a slice of it, a small
 /// message kept in a queue kept that whole read chunk (64 KiB) alive: one connection sending,
 /// in turn, a 100-byte message that stays queued and a 60 KiB one to a topic nobody listens to
@@ -274,12 +231,8 @@ fn small_queued_messages_do_not_pin_the_read_chunks_they_arrived_in() {
     const ROUNDS: usize = 3000;
     const MIB: u64 = 1024 * 1024;
     let broker = Broker::start();
-    let pid = broker.pid().expect("broker pid");
-    let mut s = TcpStream::connect(broker.addr()).unwrap();
-    s.write_all(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
-        .unwrap();
-    read_until(&mut s, b"CONNECTED", Duration::from_secs(10));
-    let baseline = rss(pid);
+    let mut s = broker.connect("1.2");
+    let baseline = rss(&broker);
     let filler = vec![b'f'; 60 * 1024];
     let mut burst = Vec::new();
     for i in 0..ROUNDS {
@@ -289,9 +242,9 @@ fn small_queued_messages_do_not_pin_the_read_chunks_they_arrived_in() {
         burst.push(0);
     }
     burst.extend_from_slice(b"SEND\ndestination:/queue/kept\nreceipt:last\n\nlast\0");
-    s.write_all(&burst).unwrap();
-    read_until(&mut s, b"receipt-id:last", Duration::from_secs(60));
-    let grown = rss(pid).saturating_sub(baseline);
+    s.send_raw(&burst);
+    s.await_receipt("last", Duration::from_secs(60));
+    let grown = rss(&broker).saturating_sub(baseline);
     eprintln!(
         "{ROUNDS} kept 100-byte messages, each sent with a dropped 60 KiB one: broker grew by \
          {} MiB",
@@ -372,18 +325,15 @@ fn memory_freed_between_large_messages_still_held_goes_back_to_the_os() {
         "[destinations]\nmemory_limit_bytes = {}\n",
         512 * MIB
     ));
-    let pid = broker.pid().expect("broker pid");
-    let baseline = rss(pid);
+    let baseline = rss(&broker);
     let addr = broker.addr();
     // In turn, a message kept in a queue and one sent to a topic nobody listens to (dropped
     // as soon as it is read): what is freed lies between what is kept.
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|n| {
             std::thread::spawn(move || {
-                let mut s = TcpStream::connect(addr).unwrap();
-                s.write_all(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
-                    .unwrap();
-                read_until(&mut s, b"CONNECTED", Duration::from_secs(10));
+                let mut s = Client::open(addr);
+                s.connect("1.2");
                 for i in 0..FRAMES_EACH {
                     let (dest, persistent) = match i % 2 {
                         0 => ("/queue/in-memory", false),
@@ -395,12 +345,8 @@ fn memory_freed_between_large_messages_still_held_goes_back_to_the_os() {
                     .into_bytes();
                     frame.resize(frame.len() + FRAME as usize, b'x');
                     frame.push(0);
-                    s.write_all(&frame).unwrap();
-                    read_until(
-                        &mut s,
-                        format!("receipt-id:{n}-{i}\n").as_bytes(),
-                        support::WAIT,
-                    );
+                    s.send_raw(&frame);
+                    s.await_receipt(&format!("{n}-{i}"), support::WAIT);
                 }
             })
         })
@@ -410,7 +356,7 @@ fn memory_freed_between_large_messages_still_held_goes_back_to_the_os() {
     }
     let held = (PRODUCERS * FRAMES_EACH / 2) as u64 * FRAME;
     let settled = support::eventually(support::WAIT, || {
-        let grown = rss(pid).saturating_sub(baseline);
+        let grown = rss(&broker).saturating_sub(baseline);
         match grown <= held + 16 * MIB {
             true => Ok(grown),
             false => Err(format!(
@@ -438,26 +384,22 @@ fn idle_connections_do_not_keep_the_buffer_of_their_largest_frame() {
     const MIB: u64 = 1024 * 1024;
     const CONNECTIONS: usize = 20;
     let broker = Broker::start();
-    let pid = broker.pid().expect("broker pid");
-    let baseline = rss(pid);
+    let baseline = rss(&broker);
     let mut frame = b"SEND\ndestination:/topic/nobody\nreceipt:big\n\n".to_vec();
     frame.resize(frame.len() + 10 * MIB as usize, b'x');
     frame.push(0);
     // Each sends one 10 MiB frame (to a topic nobody listens to: dropped once read), gets
     // its RECEIPT, and stays connected.
-    let idle: Vec<TcpStream> = (0..CONNECTIONS)
+    let idle: Vec<Client> = (0..CONNECTIONS)
         .map(|_| {
-            let mut s = TcpStream::connect(broker.addr()).unwrap();
-            s.write_all(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
-                .unwrap();
-            read_until(&mut s, b"CONNECTED", Duration::from_secs(10));
-            s.write_all(&frame).unwrap();
-            read_until(&mut s, b"receipt-id:big", support::WAIT);
+            let mut s = broker.connect("1.2");
+            s.send_raw(&frame);
+            s.await_receipt("big", support::WAIT);
             s
         })
         .collect();
     let grown = support::eventually(support::WAIT, || {
-        let grown = rss(pid).saturating_sub(baseline);
+        let grown = rss(&broker).saturating_sub(baseline);
         match grown <= 16 * MIB {
             true => Ok(grown),
             false => Err(format!(
@@ -471,4 +413,20 @@ fn idle_connections_do_not_keep_the_buffer_of_their_largest_frame() {
         grown / MIB
     );
     drop(idle);
+}
+
+/// Resident memory (VmRSS) of the broker, in bytes.
+fn rss(broker: &Broker) -> u64 {
+    memory(broker).rss_kib * 1024
+}
+
+/// Peak resident memory (VmHWM) of the broker, in bytes.
+fn peak_rss(broker: &Broker) -> u64 {
+    memory(broker).peak_kib * 1024
+}
+
+fn memory(broker: &Broker) -> support::Memory {
+    broker
+        .memory()
+        .expect("VmRSS and VmHWM in /proc/PID/status")
 }

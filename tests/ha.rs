@@ -8,18 +8,21 @@
 //! `cargo test --release --test ha -- --ignored failover_timing --nocapture`, and ActiveMQ's
 //! shared-store pair the same way with `python3 tests/ha_support/activemq_failover.py`.
 
-mod ha_support;
+mod support;
 
-use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ha_support::{
-    assert_all_consumed, eventually, first_connect_after, health, http_get, median_max, serial,
-    spawn_consumer, spawn_producer, Haproxy, Pair, Stomp, WAIT,
+use support::failover::{
+    assert_all_consumed, first_connect_after, spawn_consumer, spawn_producer, FailoverClient,
 };
+use support::haproxy::Haproxy;
+use support::net::refuses;
+use support::pair::{admin_json, health, serial, Pair, WAIT};
+use support::store::count;
+use support::{connect_frame, eventually, send_frame, Client, Frame, ReadError};
 
 /// Default lease timing (config `lease`): a kill -9 must be served within ttl + acquire.
 const DEFAULT_TTL_PLUS_ACQUIRE: Duration = Duration::from_millis(5_000 + 500);
@@ -28,30 +31,23 @@ const DEFAULT_TTL_PLUS_ACQUIRE: Duration = Duration::from_millis(5_000 + 500);
 const SHORT_LEASE: &str =
     "[lease]\nrenew_interval_ms = 300\nttl_ms = 1500\nacquire_interval_ms = 200\n";
 
-fn refuses(addr: std::net::SocketAddr) -> bool {
-    matches!(
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1)),
-        Err(e) if e.kind() == ErrorKind::ConnectionRefused
-    )
-}
-
 #[test]
 fn two_brokers_on_one_store_exactly_one_serves() {
     let _serial = serial();
     let mut pair = Pair::start(None);
     let [a, b] = &mut pair.brokers;
 
-    let ha = health(a.admin).expect("a /health");
+    let ha = health(a.admin_addr()).expect("a /health");
     assert_eq!((ha.status, ha.role()), (200, "master"), "a: {ha:?}");
     assert!(ha.epoch().is_some_and(|e| e >= 1), "a's epoch: {ha:?}");
-    let hb = health(b.admin).expect("b /health");
+    let hb = health(b.admin_addr()).expect("b /health");
     assert_eq!((hb.status, hb.role()), (503, "standby"), "b: {hb:?}");
 
-    Stomp::connect(a.stomp, WAIT).expect("CONNECT on the master");
+    Client::try_connect(a.addr(), &[], WAIT).expect("CONNECT on the master");
     assert!(
-        refuses(b.stomp),
+        refuses(b.addr()),
         "the standby's STOMP port {} must refuse connections",
-        b.stomp
+        b.addr()
     );
     assert!(
         !b.lines()
@@ -61,11 +57,11 @@ fn two_brokers_on_one_store_exactly_one_serves() {
         b.lines()
     );
 
-    let lease = http_get(b.admin, "/api/lease").expect("/api/lease");
+    let lease = admin_json(b.admin_addr(), "/api/lease").expect("/api/lease");
     assert_eq!(lease.status, 200, "{lease:?}");
     assert_eq!(
         lease.body["pid"].as_u64(),
-        Some(u64::from(a.pid())),
+        a.pid().map(u64::from),
         "lease row: {:?}",
         lease.body
     );
@@ -81,11 +77,11 @@ fn two_brokers_on_one_store_exactly_one_serves() {
 fn two_brokers_started_together_elect_one_master_without_a_takeover() {
     let _serial = serial();
     for round in 1..=12 {
-        let mut pair = Pair::start_together(None);
+        let pair = Pair::start_together(None);
         // A forced takeover happens at the standby's first lease attempt after it got the
         // file lock: well within a few acquire intervals (500 ms).
         std::thread::sleep(Duration::from_millis(1500));
-        let lease = http_get(pair.brokers[0].admin, "/api/lease").expect("/api/lease");
+        let lease = admin_json(pair.brokers[0].admin_addr(), "/api/lease").expect("/api/lease");
         let listening: Vec<usize> = (0..2)
             .filter(|&i| {
                 pair.brokers[i]
@@ -124,7 +120,7 @@ fn kill9_of_the_master_five_times_loses_no_receipted_message() {
 
         let standby = 1 - master;
         let killed_at = pair.brokers[master].kill9();
-        let took = first_connect_after(pair.brokers[standby].stomp, killed_at, WAIT);
+        let took = first_connect_after(pair.brokers[standby].addr(), killed_at, WAIT);
         assert!(
             took < DEFAULT_TTL_PLUS_ACQUIRE,
             "round {round}: standby served {took:?} after kill -9 (> ttl + acquire_interval)"
@@ -141,7 +137,7 @@ fn kill9_of_the_master_five_times_loses_no_receipted_message() {
         );
 
         // The killed broker comes back as the new standby.
-        pair.brokers[master].start();
+        pair.brokers[master].spawn();
         pair.brokers[master].wait_line("stompbox admin", WAIT);
         pair.brokers[master].wait_not_master(WAIT);
         master = standby;
@@ -154,14 +150,8 @@ fn kill9_of_the_master_five_times_loses_no_receipted_message() {
         "5 kill -9 failovers: takeovers {takeovers:?}; {} receipted messages all consumed, \
          {duplicates} duplicate deliveries; producer connects {}, consumer connects {}",
         producer.progress.distinct(),
-        producer
-            .progress
-            .connects
-            .load(std::sync::atomic::Ordering::SeqCst),
-        consumer
-            .progress
-            .connects
-            .load(std::sync::atomic::Ordering::SeqCst),
+        producer.progress.connects(),
+        consumer.progress.connects(),
     );
 }
 
@@ -169,25 +159,25 @@ fn kill9_of_the_master_five_times_loses_no_receipted_message() {
 fn sigstopped_master_is_fenced_and_its_epoch_never_written_after_takeover() {
     let _serial = serial();
     let mut pair = Pair::start(Some(SHORT_LEASE));
-    let old_epoch = health(pair.brokers[0].admin)
+    let old_epoch = health(pair.brokers[0].admin_addr())
         .and_then(|h| h.epoch())
         .expect("a's epoch");
     let dest = "/queue/ha.fence";
 
     // A producer on the old master, with a few messages stored under its epoch.
-    let mut old = Stomp::connect(pair.brokers[0].stomp, WAIT).expect("CONNECT on a");
+    let mut old = Client::try_connect(pair.brokers[0].addr(), &[], WAIT).expect("CONNECT on a");
     for i in 0..5 {
         send_receipted(&mut old, dest, &format!("before-stop-{i}"));
     }
 
-    pair.brokers[0].signal("STOP");
+    pair.brokers[0].signal(libc::SIGSTOP);
     let new_health = pair.brokers[1].wait_master(WAIT);
     let new_epoch = new_health.epoch().expect("b's epoch");
     assert!(
         new_epoch > old_epoch,
         "epoch {new_epoch} after takeover from {old_epoch}"
     );
-    let lease = http_get(pair.brokers[1].admin, "/api/lease").expect("/api/lease");
+    let lease = admin_json(pair.brokers[1].admin_addr(), "/api/lease").expect("/api/lease");
     let takeover_ms = lease.body["acquired_at"].as_i64().expect("acquired_at");
     assert_eq!(
         lease.body["epoch"].as_u64(),
@@ -196,7 +186,7 @@ fn sigstopped_master_is_fenced_and_its_epoch_never_written_after_takeover() {
         lease.body
     );
 
-    let mut new = Stomp::connect(pair.brokers[1].stomp, WAIT).expect("CONNECT on b");
+    let mut new = Client::try_connect(pair.brokers[1].addr(), &[], WAIT).expect("CONNECT on b");
     for i in 0..5 {
         send_receipted(&mut new, dest, &format!("after-takeover-{i}"));
     }
@@ -204,14 +194,18 @@ fn sigstopped_master_is_fenced_and_its_epoch_never_written_after_takeover() {
     // From SIGCONT on, watch the old master's /health and STOMP port closely: it must be
     // seen not serving (503, port refused). (That it then *stays* a standby is
     // `resumed_old_master_stays_standby`.)
-    let watch = StepDownWatch::start(pair.brokers[0].admin, pair.brokers[0].stomp, old_epoch);
+    let watch = StepDownWatch::start(
+        pair.brokers[0].admin_addr(),
+        pair.brokers[0].addr(),
+        old_epoch,
+    );
 
     // Sends to the old master: some queued in its socket while it is stopped, some right
     // after it resumes. None may be stored, so none may be receipted.
     for i in 0..5 {
         send_unreceipted(&mut old, dest, i).expect("write while stopped");
     }
-    pair.brokers[0].signal("CONT");
+    pair.brokers[0].signal(libc::SIGCONT);
     for i in 5..10 {
         if send_unreceipted(&mut old, dest, i).is_err() {
             break;
@@ -220,18 +214,18 @@ fn sigstopped_master_is_fenced_and_its_epoch_never_written_after_takeover() {
     let deadline = Instant::now() + WAIT;
     let mut frames = Vec::new();
     let ended = loop {
-        match old.read_frame(deadline) {
+        match old.try_frame(deadline.saturating_duration_since(Instant::now())) {
             Ok(f) => frames.push(f),
             Err(e) => break e,
         }
     };
     assert_ne!(
-        ended.kind(),
-        ErrorKind::TimedOut,
+        ended,
+        ReadError::Timeout,
         "the old master kept the connection open; got {frames:?}"
     );
     let commands: Vec<&str> = frames.iter().map(|f| f.command.as_str()).collect();
-    eprintln!("old master after SIGCONT sent {commands:?}, then: {ended}");
+    eprintln!("old master after SIGCONT sent {commands:?}, then: {ended:?}");
     let receipts: Vec<_> = frames.iter().filter(|f| f.command == "RECEIPT").collect();
     assert!(
         receipts.is_empty(),
@@ -242,31 +236,25 @@ fn sigstopped_master_is_fenced_and_its_epoch_never_written_after_takeover() {
     // was seen reopened (a second listening line) was closed first: that case is the bug
     // `resumed_old_master_stays_standby` shows, not this test's concern.
     let old_master = &mut pair.brokers[0];
-    eventually(
-        WAIT,
-        "the old master to give up its epoch and close its STOMP port",
-        || {
-            let relistened = old_master
-                .lines()
-                .iter()
-                .filter(|l| l.starts_with("stompbox listening"))
-                .count()
-                > 1;
-            watch.gave_up() && (watch.refused() || relistened)
-        },
-    );
+    eventually(WAIT, || {
+        let relistened = old_master
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("stompbox listening"))
+            .count()
+            > 1;
+        (watch.gave_up() && (watch.refused() || relistened))
+            .then_some(())
+            .ok_or("the old master to give up its epoch and close its STOMP port")
+    });
     drop(watch);
     assert!(
         pair.brokers[0].is_running(),
         "on_step_down = standby: it should stay up"
     );
 
-    let store = pair.open_store();
-    let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> i64 {
-        store
-            .query_row(sql, p, |r| r.get(0))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    };
+    let store = pair.db();
+    let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| count(&store, sql, p);
     let stale = count(
         "SELECT count(*) FROM messages WHERE epoch < ?1 AND created_at >= ?2",
         &[&(new_epoch as i64), &takeover_ms],
@@ -308,22 +296,22 @@ fn resumed_old_master_stays_standby() {
     let _serial = serial();
     for round in 1..=12 {
         let mut pair = Pair::start(Some(SHORT_LEASE));
-        pair.brokers[0].signal("STOP");
+        pair.brokers[0].signal(libc::SIGSTOP);
         let new_epoch = pair.brokers[1]
             .wait_master(WAIT)
             .epoch()
             .expect("b's epoch");
-        pair.brokers[0].signal("CONT");
+        pair.brokers[0].signal(libc::SIGCONT);
         // Several renewals and acquire intervals: time for a wrong takeover to show.
         std::thread::sleep(Duration::from_millis(1500));
-        let a = health(pair.brokers[0].admin).expect("a /health");
-        let lease = http_get(pair.brokers[1].admin, "/api/lease").expect("/api/lease");
+        let a = health(pair.brokers[0].admin_addr()).expect("a /health");
+        let lease = admin_json(pair.brokers[1].admin_addr(), "/api/lease").expect("/api/lease");
         assert_eq!(
             (
                 a.status,
                 a.role(),
                 lease.body["epoch"].as_u64(),
-                refuses(pair.brokers[0].stomp)
+                refuses(pair.brokers[0].addr())
             ),
             (503, "standby", Some(new_epoch), true),
             "round {round}: the resumed old master must stay a standby and the lease with b; \
@@ -390,18 +378,14 @@ impl Drop for StepDownWatch {
 }
 
 /// Writes persistent SEND `old-after-cont-{i}` asking for a receipt, without waiting for it.
-fn send_unreceipted(c: &mut Stomp, dest: &str, i: usize) -> std::io::Result<()> {
+fn send_unreceipted(c: &mut Client, dest: &str, i: usize) -> std::io::Result<()> {
     let receipt = format!("old-{i}");
     let body = format!("old-after-cont-{i}");
-    c.send(
-        "SEND",
-        &[
-            ("destination", dest),
-            ("persistent", "true"),
-            ("receipt", &receipt),
-        ],
-        body.as_bytes(),
-    )
+    c.try_send_frame(&send_frame(
+        dest,
+        &body,
+        &[("persistent", "true"), ("receipt", &receipt)],
+    ))
 }
 
 #[test]
@@ -409,57 +393,49 @@ fn acks_that_reach_a_fenced_old_master_do_not_delete_stored_messages() {
     let _serial = serial();
     let mut pair = Pair::start(Some(SHORT_LEASE));
     let dest = "/queue/ha.ack-fence";
-    let mut producer = Stomp::connect(pair.brokers[0].stomp, WAIT).expect("CONNECT on a");
+    let mut producer =
+        Client::try_connect(pair.brokers[0].addr(), &[], WAIT).expect("CONNECT on a");
     for i in 0..3 {
         send_receipted(&mut producer, dest, &format!("{i}"));
     }
     // A consumer on the old master holds the three messages unacknowledged.
-    let mut consumer = Stomp::connect(pair.brokers[0].stomp, WAIT).expect("CONNECT on a");
+    let mut consumer =
+        Client::try_connect(pair.brokers[0].addr(), &[], WAIT).expect("CONNECT on a");
     consumer
-        .send(
-            "SUBSCRIBE",
-            &[
-                ("id", "0"),
-                ("destination", dest),
-                ("ack", "client-individual"),
-            ],
-            b"",
-        )
+        .try_send_frame(&Frame::new("SUBSCRIBE").headers(&[
+            ("id", "0"),
+            ("destination", dest),
+            ("ack", "client-individual"),
+        ]))
         .expect("SUBSCRIBE");
     let mut acks = Vec::new();
     while acks.len() < 3 {
-        let f = consumer.read_frame(Instant::now() + WAIT).expect("MESSAGE");
-        assert_eq!(f.command, "MESSAGE", "{f}");
-        acks.push(f.header("ack").expect("ack header").to_string());
+        let f = consumer.try_frame(WAIT).expect("MESSAGE");
+        assert_eq!(f.command, "MESSAGE", "{f:?}");
+        acks.push(f.get("ack").expect("ack header").to_string());
     }
 
-    pair.brokers[0].signal("STOP");
+    pair.brokers[0].signal(libc::SIGSTOP);
     pair.brokers[1].wait_master(WAIT);
     // The ACKs wait in the stopped master's socket and are read the moment it resumes.
     for ack in &acks {
+        let receipt = format!("ack-{ack}");
         consumer
-            .send(
-                "ACK",
-                &[("id", ack), ("receipt", &format!("ack-{ack}"))],
-                b"",
-            )
+            .try_send_frame(&Frame::new("ACK").headers(&[("id", ack), ("receipt", &receipt)]))
             .expect("ACK");
     }
-    pair.brokers[0].signal("CONT");
+    pair.brokers[0].signal(libc::SIGCONT);
     // Acks are batched (DESIGN.md: a crash can redeliver an acked message), so their
     // RECEIPTs do not wait for the commit and may come even now; what matters is that the
     // fenced deletes are rolled back. Read until the old master closes the connection.
-    while consumer.read_frame(Instant::now() + WAIT).is_ok() {}
+    while consumer.try_frame(WAIT).is_ok() {}
 
     // The messages are still stored, and the new master delivers them.
-    let stored: i64 = pair
-        .open_store()
-        .query_row(
-            "SELECT count(*) FROM messages WHERE destination = ?1",
-            [dest],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let stored = count(
+        &pair.db(),
+        "SELECT count(*) FROM messages WHERE destination = ?1",
+        [dest],
+    );
     assert_eq!(
         stored, 3,
         "ACKs processed by the fenced old master deleted stored messages"
@@ -467,19 +443,18 @@ fn acks_that_reach_a_fenced_old_master_do_not_delete_stored_messages() {
     // The master is b, unless the lease bug of `resumed_old_master_stays_standby` struck:
     // ask whoever is master once the roles have settled.
     let master = settled_master(&pair);
-    let mut c = Stomp::connect(pair.brokers[master].stomp, WAIT).expect("CONNECT on the master");
-    c.send(
-        "SUBSCRIBE",
-        &[("id", "0"), ("destination", dest), ("ack", "auto")],
-        b"",
-    )
+    let mut c =
+        Client::try_connect(pair.brokers[master].addr(), &[], WAIT).expect("CONNECT on the master");
+    c.try_send_frame(&Frame::new("SUBSCRIBE").headers(&[
+        ("id", "0"),
+        ("destination", dest),
+        ("ack", "auto"),
+    ]))
     .expect("SUBSCRIBE");
     let mut bodies = Vec::new();
     while bodies.len() < 3 {
-        let f = c
-            .read_frame(Instant::now() + WAIT)
-            .expect("MESSAGE from the new master");
-        bodies.push(String::from_utf8_lossy(&f.body).into_owned());
+        let f = c.try_frame(WAIT).expect("MESSAGE from the new master");
+        bodies.push(f.text());
     }
     bodies.sort();
     assert_eq!(bodies, ["0", "1", "2"]);
@@ -490,7 +465,7 @@ fn acks_that_reach_a_fenced_old_master_do_not_delete_stored_messages() {
 fn settled_master(pair: &Pair) -> usize {
     let serving = || {
         pair.brokers.iter().enumerate().find_map(|(i, b)| {
-            health(b.admin)
+            health(b.admin_addr())
                 .filter(|h| h.status == 200)
                 .map(|h| (i, h.epoch()))
         })
@@ -509,23 +484,19 @@ fn settled_master(pair: &Pair) -> usize {
 }
 
 /// Sends a persistent message and waits for its RECEIPT.
-fn send_receipted(c: &mut Stomp, dest: &str, body: &str) {
+fn send_receipted(c: &mut Client, dest: &str, body: &str) {
     let receipt = format!("r-{body}");
-    c.send(
-        "SEND",
-        &[
-            ("destination", dest),
-            ("persistent", "true"),
-            ("receipt", &receipt),
-        ],
-        body.as_bytes(),
-    )
+    c.try_send_frame(&send_frame(
+        dest,
+        body,
+        &[("persistent", "true"), ("receipt", &receipt)],
+    ))
     .expect("SEND");
-    let f = c.read_frame(Instant::now() + WAIT).expect("RECEIPT");
+    let f = c.try_frame(WAIT).expect("RECEIPT");
     assert_eq!(
-        (f.command.as_str(), f.header("receipt-id")),
+        (f.command.as_str(), f.get("receipt-id")),
         ("RECEIPT", Some(receipt.as_str())),
-        "{f}"
+        "{f:?}"
     );
 }
 
@@ -533,10 +504,10 @@ fn send_receipted(c: &mut Stomp, dest: &str, body: &str) {
 fn sigterm_of_the_master_lets_the_standby_serve_within_a_second() {
     let _serial = serial();
     let mut pair = Pair::start(None);
-    pair.brokers[0].signal("TERM");
+    pair.brokers[0].signal(libc::SIGTERM);
     let (status, exited_at) = pair.brokers[0].wait_exit(WAIT);
     assert!(status.success(), "clean stop exits 0: {status}");
-    let took = first_connect_after(pair.brokers[1].stomp, exited_at, WAIT);
+    let took = first_connect_after(pair.brokers[1].addr(), exited_at, WAIT);
     eprintln!("SIGTERM: standby served {took:?} after the old master exited");
     // A behavioural bound with a huge margin (the lease is released before the exit).
     assert!(
@@ -569,11 +540,7 @@ fn haproxy_client_keeps_working_across_a_master_kill() {
     producer.stop();
     let duplicates = assert_all_consumed(&producer, &consumer, WAIT);
     consumer.stop();
-    let connects = |c: &ha_support::Client| {
-        c.progress
-            .connects
-            .load(std::sync::atomic::Ordering::SeqCst)
-    };
+    let connects = |c: &FailoverClient| c.progress.connects();
     assert!(
         connects(&producer) >= 2,
         "the producer should have reconnected through haproxy"
@@ -597,12 +564,12 @@ fn kill9_failover_trials(n: usize) -> Vec<Duration> {
         let standby = 1 - master;
         let killed_at = pair.brokers[master].kill9();
         samples.push(first_connect_after(
-            pair.brokers[standby].stomp,
+            pair.brokers[standby].addr(),
             killed_at,
             WAIT,
         ));
         pair.brokers[standby].wait_master(WAIT);
-        pair.brokers[master].start();
+        pair.brokers[master].spawn();
         pair.brokers[master].wait_line("stompbox admin", WAIT);
         pair.brokers[master].wait_not_master(WAIT);
         master = standby;
@@ -642,22 +609,24 @@ fn ten_kill9_failovers_in_a_row_each_end_with_a_serving_master() {
 fn proxy_protocol_v1_header_then_connect_is_served() {
     let _serial = serial();
     let pair = Pair::start(Some("proxy_protocol = true\n"));
-    let mut c = Stomp::open(pair.brokers[0].stomp, WAIT).expect("open");
-    c.write_raw(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 61613\r\n")
+    let mut c = Client::try_open(pair.brokers[0].addr(), WAIT).expect("open");
+    c.try_send_raw(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 61613\r\n")
         .expect("header");
-    c.write_connect().expect("CONNECT");
-    c.expect_connected(Instant::now() + WAIT)
-        .expect("CONNECTED after a PROXY header");
+    c.try_send_frame(&connect_frame("1.2", &[]))
+        .expect("CONNECT");
+    let f = c.try_frame(WAIT).expect("CONNECTED after a PROXY header");
+    assert_eq!(f.command, "CONNECTED", "after a PROXY header: {f:?}");
 }
 
 #[test]
 fn proxy_protocol_connection_without_header_is_closed() {
     let _serial = serial();
     let pair = Pair::start(Some("proxy_protocol = true\n"));
-    let mut c = Stomp::open(pair.brokers[0].stomp, WAIT).expect("open");
-    c.write_connect().expect("CONNECT");
-    match c.read_frame(Instant::now() + WAIT) {
-        Err(e) if e.kind() != ErrorKind::TimedOut => {}
+    let mut c = Client::try_open(pair.brokers[0].addr(), WAIT).expect("open");
+    c.try_send_frame(&connect_frame("1.2", &[]))
+        .expect("CONNECT");
+    match c.try_frame(WAIT) {
+        Err(ReadError::Closed | ReadError::Invalid(_)) => {}
         other => panic!("a connection without a PROXY header must be closed, got {other:?}"),
     }
 }
@@ -668,6 +637,20 @@ fn haproxy_send_proxy_reaches_a_proxy_protocol_pair() {
     let pair = Pair::start(Some("proxy_protocol = true\n"));
     // `Haproxy::start` waits for a CONNECT through it, which needs the PROXY header.
     let proxy = Haproxy::start(&pair, true);
-    let mut c = Stomp::connect(proxy.addr, WAIT).expect("CONNECT through haproxy send-proxy");
+    let mut c =
+        Client::try_connect(proxy.addr, &[], WAIT).expect("CONNECT through haproxy send-proxy");
     send_receipted(&mut c, "/queue/ha.send-proxy", "via-haproxy");
+}
+
+/// Median and maximum of `samples` (not empty).
+fn median_max(samples: &[Duration]) -> (Duration, Duration) {
+    let mut s = samples.to_vec();
+    s.sort();
+    let n = s.len();
+    let median = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2
+    };
+    (median, s[n - 1])
 }

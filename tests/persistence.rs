@@ -12,8 +12,11 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use support::net::pseudo_random;
+use support::store::{count, sqlite3_cli};
 use support::{
-    bodies, eventually, now_ms, send_frame, Broker, Client, Frame, ReadError, QUIET, WAIT,
+    bodies, connect_frame, eventually, now_ms, send_frame, Broker, Client, Frame, ReadError, QUIET,
+    WAIT,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -169,7 +172,7 @@ fn kill_9_during_persistent_sends_loses_no_receipted_message() {
 fn produce_until_crash(addr: SocketAddr, dest: &str, p: usize, window: usize) -> Produced {
     let mut out = Produced::default();
     let mut c = Client::open(addr);
-    c.connect("1.2", &[]);
+    c.connect("1.2");
     let mut in_flight: VecDeque<(String, String)> = VecDeque::new();
     let mut seq = 0u64;
     'run: loop {
@@ -205,7 +208,7 @@ fn produce_until_crash(addr: SocketAddr, dest: &str, p: usize, window: usize) ->
 fn consume_until_crash(addr: SocketAddr, dest: &str) -> Consumed {
     let mut out = Consumed::default();
     let mut c = Client::open(addr);
-    c.connect("1.2", &[]);
+    c.connect("1.2");
     c.subscribe(
         dest,
         "live",
@@ -463,7 +466,7 @@ fn messages_in_flight_to_live_consumers_come_back_redelivered_after_kill_9() {
     c.expect_silence(QUIET);
     d.expect_silence(QUIET);
     assert_eq!(
-        count(&broker.db(), "SELECT count(*) FROM messages"),
+        count(&broker.db(), "SELECT count(*) FROM messages", []),
         0,
         "everything acked"
     );
@@ -587,7 +590,7 @@ fn dlq_after_max_redeliveries_nacks() {
     assert_eq!(m.get("x-order"), Some("42"), "headers kept: {m:?}");
     c.ack(&m);
     eventually(WAIT, || {
-        match count(&db, "SELECT count(*) FROM dead_letters") {
+        match count(&db, "SELECT count(*) FROM dead_letters", []) {
             0 => Ok(()),
             n => Err(format!("{n} dead_letters rows after the ACK")),
         }
@@ -1090,7 +1093,7 @@ fn second_connection_with_same_client_id_gets_error() {
     let broker = Broker::start();
     let first = broker.connect_with("1.2", &[("client-id", "solo")]);
     let mut second = broker.raw();
-    let answer = second.handshake("1.2", &[("client-id", "solo")]);
+    let answer = second.handshake(&connect_frame("1.2", &[("client-id", "solo")]));
     assert_eq!(answer.command, "ERROR", "{answer:?}");
     assert!(answer.get("message").is_some(), "{answer:?}");
     // Another client id is fine meanwhile.
@@ -1099,7 +1102,7 @@ fn second_connection_with_same_client_id_gets_error() {
     first.disconnect();
     eventually(WAIT, || {
         let mut c = broker.raw();
-        let f = c.handshake("1.2", &[("client-id", "solo")]);
+        let f = c.handshake(&connect_frame("1.2", &[("client-id", "solo")]));
         if f.command == "CONNECTED" {
             Ok(())
         } else {
@@ -1191,35 +1194,27 @@ fn unsubscribe_with_subscription_name_deletes_an_inactive_durable_subscription()
 
 /// Stored rows of `dest` (all subscriptions).
 fn depth(db: &rusqlite::Connection, dest: &str) -> i64 {
-    db.query_row(
+    count(
+        db,
         "SELECT count(*) FROM messages WHERE destination = ?1",
         [dest],
-        |r| r.get(0),
     )
-    .expect("count messages")
-}
-
-fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
-    db.query_row(sql, [], |r| r.get(0))
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 fn durable_rows(db: &rusqlite::Connection, client_id: &str) -> i64 {
-    db.query_row(
+    count(
+        db,
         "SELECT count(*) FROM durable_subscriptions WHERE client_id = ?1",
         [client_id],
-        |r| r.get(0),
     )
-    .expect("count durable_subscriptions")
 }
 
 fn subscription_rows(db: &rusqlite::Connection, subscription: &str) -> i64 {
-    db.query_row(
+    count(
+        db,
         "SELECT count(*) FROM messages WHERE subscription = ?1",
         [subscription],
-        |r| r.get(0),
     )
-    .expect("count messages")
 }
 
 /// `queue_depths` as destination → (messages, bytes), for queues (subscription '').
@@ -1259,27 +1254,4 @@ fn dead_letter_row(
         Ok([row]) => Ok(row),
         Err(rows) => Err(format!("dead_letters has {} rows: {rows:?}", rows.len())),
     }
-}
-
-/// The `sqlite3` shell (`make test` installs it): the operator's view is part of what is
-/// tested, so its absence fails the test.
-fn sqlite3_cli() -> std::path::PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("sqlite3"))
-        .find(|p| p.is_file())
-        .expect(
-            "the sqlite3 shell is not on PATH; `make test` installs it (apt-get install sqlite3)",
-        )
-}
-
-/// A deterministic pseudo-random sequence (xorshift), so failures reproduce.
-fn pseudo_random(seed: u64) -> impl Iterator<Item = u64> {
-    let mut x = seed.max(1);
-    std::iter::from_fn(move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        Some(x >> 11)
-    })
 }

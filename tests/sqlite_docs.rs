@@ -3,48 +3,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::Broker;
-
-/// Reads frames (NUL-terminated, no bodies with NUL here) until `n` start with `command`.
-fn read_frames(s: &mut TcpStream, command: &str, n: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut buf = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while out.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {n} {command} frames"
-        );
-        let mut chunk = [0u8; 4096];
-        let k = s.read(&mut chunk).unwrap();
-        assert!(k > 0, "connection closed");
-        buf.extend_from_slice(&chunk[..k]);
-        while let Some(p) = buf.iter().position(|&b| b == 0) {
-            let frame: Vec<u8> = buf.drain(..=p).collect();
-            let text = String::from_utf8_lossy(&frame[..frame.len() - 1])
-                .trim_start()
-                .to_string();
-            if text.starts_with(command) {
-                out.push(text);
-            }
-        }
-    }
-    out
-}
-
-fn connect(addr: std::net::SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
-        .unwrap();
-    read_frames(&mut s, "CONNECTED", 1);
-    s
-}
+use support::store::{count, sqlite3_cli};
+use support::{send_frame, Broker, WAIT};
 
 /// The SQL blocks of docs/sqlite.md that are numbered queries (`-- N. ...`).
 fn documented_queries() -> Vec<String> {
@@ -69,17 +33,27 @@ fn documented_queries() -> Vec<String> {
 #[test]
 fn documented_queries_run_against_a_live_broker_and_depths_match() {
     let broker = Broker::start();
-    let mut p = connect(broker.addr());
+    let mut p = broker.connect("1.2");
+    let mut burst = Vec::new();
     for i in 0..7 {
-        let frame = format!(
-            "SEND\ndestination:/queue/orders\npersistent:true\ntype:order\npriority:{}\nreceipt:r{i}\n\nbody{i}\0",
-            i % 10
-        );
-        p.write_all(frame.as_bytes()).unwrap();
+        let priority = (i % 10).to_string();
+        let headers = [
+            ("persistent", "true"),
+            ("type", "order"),
+            ("priority", priority.as_str()),
+        ];
+        send_frame("/queue/orders", &format!("body{i}"), &headers)
+            .header("receipt", format!("r{i}"))
+            .encode_into(&mut burst);
     }
-    p.write_all(b"SEND\ndestination:/queue/other\npersistent:true\nreceipt:x\n\nx\0")
-        .unwrap();
-    read_frames(&mut p, "RECEIPT", 8);
+    send_frame("/queue/other", "x", &[("persistent", "true")])
+        .header("receipt", "x")
+        .encode_into(&mut burst);
+    p.send_raw(&burst);
+    for i in 0..7 {
+        p.await_receipt(&format!("r{i}"), WAIT);
+    }
+    p.await_receipt("x", WAIT);
 
     let queries = documented_queries();
     assert_eq!(
@@ -88,9 +62,7 @@ fn documented_queries_run_against_a_live_broker_and_depths_match() {
         "docs/sqlite.md should have ten numbered queries"
     );
     let db = broker.db_path();
-    let conn =
-        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
+    let conn = broker.db();
     for q in &queries {
         let mut stmt = conn
             .prepare(q)
@@ -99,14 +71,15 @@ fn documented_queries_run_against_a_live_broker_and_depths_match() {
         while rows.next().unwrap().is_some() {}
     }
     // The sqlite3 shell runs them as well (fed on stdin, as pasted); `make test` installs it.
-    let version = Command::new("sqlite3").arg("-version").output();
+    let sqlite3 = sqlite3_cli();
+    let version = Command::new(&sqlite3).arg("-version").output();
     assert!(
         version.is_ok_and(|o| o.status.success()),
-        "the sqlite3 shell is not on PATH; `make test` installs it (apt-get install sqlite3)"
+        "the sqlite3 shell on PATH does not run; `make test` installs it (apt-get install sqlite3)"
     );
     {
         for q in &queries {
-            let mut child = Command::new("sqlite3")
+            let mut child = Command::new(&sqlite3)
                 .arg("-bail")
                 .arg(&db)
                 .stdin(Stdio::piped())
@@ -124,44 +97,38 @@ fn documented_queries_run_against_a_live_broker_and_depths_match() {
         }
     }
 
-    let depth: i64 = conn
-        .query_row(
-            "SELECT messages FROM queue_depths WHERE destination = '/queue/orders'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let depth = count(
+        &conn,
+        "SELECT messages FROM queue_depths WHERE destination = '/queue/orders'",
+        [],
+    );
     assert_eq!(depth, 7);
-    let typed: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM messages WHERE json_extract(headers, '$.type') = 'order'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let typed = count(
+        &conn,
+        "SELECT count(*) FROM messages WHERE json_extract(headers, '$.type') = 'order'",
+        [],
+    );
     assert_eq!(typed, 7);
 
-    let mut c = connect(broker.addr());
-    c.write_all(b"SUBSCRIBE\nid:s\ndestination:/queue/orders\nack:client-individual\n\n\0")
-        .unwrap();
-    let msgs = read_frames(&mut c, "MESSAGE", depth as usize);
-    for m in &msgs {
-        let ack = m.lines().find_map(|l| l.strip_prefix("ack:")).unwrap();
-        c.write_all(format!("ACK\nid:{ack}\n\n\0").as_bytes())
-            .unwrap();
+    let mut c = broker.connect("1.2");
+    c.send_frame(
+        &support::Frame::new("SUBSCRIBE")
+            .header("id", "s")
+            .header("destination", "/queue/orders")
+            .header("ack", "client-individual"),
+    );
+    for m in c.receive(depth as usize, WAIT) {
+        c.ack(&m);
     }
-    c.write_all(b"DISCONNECT\nreceipt:bye\n\n\0").unwrap();
-    read_frames(&mut c, "RECEIPT", 1);
+    c.disconnect();
     // Acks are committed in the background within milliseconds.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let left: i64 = conn
-            .query_row(
-                "SELECT messages FROM queue_depths WHERE destination = '/queue/orders'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let left = count(
+            &conn,
+            "SELECT messages FROM queue_depths WHERE destination = '/queue/orders'",
+            [],
+        );
         if left == 0 {
             break;
         }

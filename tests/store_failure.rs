@@ -9,18 +9,19 @@
 //! `/health`, its STOMP port), the rows in `stompbox.db`, and the messages a consumer gets
 //! from the new master.
 
-mod ha_support;
+mod support;
 
 use std::collections::BTreeSet;
-use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ha_support::{eventually, health, http_get, serial, Frame, Pair, Stomp, WAIT};
+use support::net::refuses;
+use support::pair::{admin_json, health, serial, Pair, WAIT};
+use support::{eventually, send_frame, Client, Frame, ReadError};
 
 /// Trigger files of `src/store/faults.rs` (this crate does not link the broker's).
 const FSYNC_TRIGGER: &str = "inject-fsync-failure";
@@ -32,13 +33,6 @@ const PRODUCERS: usize = 4;
 
 /// Receipts each producer gets before the fault is armed.
 const RECEIPTED_BEFORE: usize = 25;
-
-fn refuses(addr: SocketAddr) -> bool {
-    matches!(
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1)),
-        Err(e) if e.kind() == ErrorKind::ConnectionRefused
-    )
-}
 
 /// How a producer's connection ended.
 #[derive(Debug)]
@@ -56,7 +50,7 @@ enum Ended {
 impl std::fmt::Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Ended::Error { frame, in_flight } => write!(f, "{frame} for {in_flight}"),
+            Ended::Error { frame, in_flight } => write!(f, "{frame:?} for {in_flight}"),
             Ended::Closed { in_flight, why } => write!(f, "closed ({why}) for {in_flight}"),
             Ended::NoAnswer { in_flight } => write!(f, "no answer for {in_flight}"),
             Ended::Stopped => write!(f, "still served"),
@@ -84,21 +78,17 @@ impl Producer {
             name.to_string(),
         );
         let handle = std::thread::spawn(move || {
-            let mut c = Stomp::connect(addr, WAIT).expect("CONNECT on the master");
+            let mut c = Client::try_connect(addr, &[], WAIT).expect("CONNECT on the master");
             for i in 0.. {
                 if stop.load(Ordering::SeqCst) {
                     return Ended::Stopped;
                 }
                 let body = format!("{name}-{i}");
-                let sent = c.send(
-                    "SEND",
-                    &[
-                        ("destination", &dest),
-                        ("persistent", "true"),
-                        ("receipt", &body),
-                    ],
-                    body.as_bytes(),
-                );
+                let sent = c.try_send_frame(&send_frame(
+                    &dest,
+                    &body,
+                    &[("persistent", "true"), ("receipt", &body)],
+                ));
                 if let Err(e) = sent {
                     return Ended::Closed {
                         in_flight: body,
@@ -106,9 +96,9 @@ impl Producer {
                     };
                 }
                 // The only frame a producer gets is the answer to its one SEND in flight.
-                match c.read_frame(Instant::now() + WAIT) {
+                match c.try_frame(WAIT) {
                     Ok(f) if f.command == "RECEIPT" => {
-                        assert_eq!(f.header("receipt-id"), Some(body.as_str()), "{f}");
+                        assert_eq!(f.get("receipt-id"), Some(body.as_str()), "{f:?}");
                         r.lock().unwrap().push(body.clone());
                         n.fetch_add(1, Ordering::SeqCst);
                     }
@@ -118,14 +108,12 @@ impl Producer {
                             in_flight: body,
                         }
                     }
-                    Ok(f) => panic!("{name}: unexpected frame {f}"),
-                    Err(e) if e.kind() == ErrorKind::TimedOut => {
-                        return Ended::NoAnswer { in_flight: body }
-                    }
+                    Ok(f) => panic!("{name}: unexpected frame {f:?}"),
+                    Err(ReadError::Timeout) => return Ended::NoAnswer { in_flight: body },
                     Err(e) => {
                         return Ended::Closed {
                             in_flight: body,
-                            why: e.to_string(),
+                            why: format!("{e:?}"),
                         }
                     }
                 }
@@ -158,8 +146,8 @@ impl Producer {
 /// failure in the body).
 fn is_io_failure_error(f: &Frame) -> bool {
     f.command == "ERROR"
-        && f.header("message") == Some("store failure")
-        && String::from_utf8_lossy(&f.body).contains("I/O failure")
+        && f.get("message") == Some("store failure")
+        && f.text().contains("I/O failure")
 }
 
 /// Creates a trigger file in the data dir and waits until the broker's store consumed it
@@ -167,16 +155,15 @@ fn is_io_failure_error(f: &Frame) -> bool {
 fn arm_and_wait_until_fired(data_dir: &Path, trigger: &str) {
     let path = data_dir.join(trigger);
     std::fs::write(&path, b"").expect("create the trigger file");
-    eventually(
-        WAIT,
-        &format!("the store to hit the injected fault ({trigger})"),
-        || !path.exists(),
-    );
+    eventually(WAIT, || match path.exists() {
+        false => Ok(()),
+        true => Err(format!("the store to hit the injected fault ({trigger})")),
+    });
 }
 
 /// Bodies of the stored messages of `dest` (read-only, from the file itself).
 fn stored_bodies(pair: &Pair, dest: &str) -> BTreeSet<String> {
-    let store = pair.open_store();
+    let store = pair.db();
     let mut stmt = store
         .prepare("SELECT CAST(body AS TEXT) FROM messages WHERE destination = ?1")
         .expect("prepare");
@@ -189,16 +176,12 @@ fn stored_bodies(pair: &Pair, dest: &str) -> BTreeSet<String> {
 /// Consumes `dest` on `addr` (client-individual, each ACKed) until every body of `expected`
 /// came, then until nothing more comes for a moment. Returns every body received.
 fn consume_all(addr: SocketAddr, dest: &str, expected: &BTreeSet<String>) -> BTreeSet<String> {
-    let mut c = Stomp::connect(addr, WAIT).expect("CONNECT on the new master");
-    c.send(
-        "SUBSCRIBE",
-        &[
-            ("id", "0"),
-            ("destination", dest),
-            ("ack", "client-individual"),
-        ],
-        b"",
-    )
+    let mut c = Client::try_connect(addr, &[], WAIT).expect("CONNECT on the new master");
+    c.try_send_frame(&Frame::new("SUBSCRIBE").headers(&[
+        ("id", "0"),
+        ("destination", dest),
+        ("ack", "client-individual"),
+    ]))
     .expect("SUBSCRIBE");
     let mut got = BTreeSet::new();
     let deadline = Instant::now() + WAIT;
@@ -208,15 +191,15 @@ fn consume_all(addr: SocketAddr, dest: &str, expected: &BTreeSet<String>) -> BTr
             true => deadline,
             false => Instant::now() + Duration::from_millis(500),
         };
-        match c.read_frame(until) {
+        match c.try_frame(until.saturating_duration_since(Instant::now())) {
             Ok(f) if f.command == "MESSAGE" => {
-                let ack = f.header("ack").expect("ack header").to_string();
-                c.send("ACK", &[("id", &ack)], b"").expect("ACK");
-                got.insert(String::from_utf8_lossy(&f.body).into_owned());
+                let ack = Frame::new("ACK").header("id", f.must("ack"));
+                c.try_send_frame(&ack).expect("ACK");
+                got.insert(f.text());
             }
-            Ok(f) => panic!("unexpected frame while consuming: {f}"),
-            Err(e) if e.kind() == ErrorKind::TimedOut => break,
-            Err(e) => panic!("the consumer's connection failed: {e}"),
+            Ok(f) => panic!("unexpected frame while consuming: {f:?}"),
+            Err(ReadError::Timeout) => break,
+            Err(e) => panic!("the consumer's connection failed: {e:?}"),
         }
     }
     got
@@ -233,18 +216,20 @@ fn consume_all(addr: SocketAddr, dest: &str, expected: &BTreeSet<String>) -> BTr
 fn failed_fsync_at_commit_fails_over_with_every_receipted_message() {
     let _serial = serial();
     let mut pair = Pair::start(None);
-    let old_epoch = health(pair.brokers[0].admin)
+    let old_epoch = health(pair.brokers[0].admin_addr())
         .and_then(|h| h.epoch())
         .expect("a's epoch");
     let dest = "/queue/store-failure.fsync";
     let stop = Arc::new(AtomicBool::new(false));
     let mut producers: Vec<Producer> = (0..PRODUCERS)
-        .map(|i| Producer::spawn(pair.brokers[0].stomp, dest, &format!("p{i}"), stop.clone()))
+        .map(|i| Producer::spawn(pair.brokers[0].addr(), dest, &format!("p{i}"), stop.clone()))
         .collect();
-    eventually(WAIT, "every producer to get its first receipts", || {
+    eventually(WAIT, || {
         producers
             .iter()
             .all(|p| p.count.load(Ordering::SeqCst) >= RECEIPTED_BEFORE)
+            .then_some(())
+            .ok_or("every producer to get its first receipts")
     });
 
     // The store's only writes are these producers' SENDs, so the commit whose fsync fails
@@ -254,13 +239,15 @@ fn failed_fsync_at_commit_fails_over_with_every_receipted_message() {
     // Every producer's connection ends: the master stops serving all of them. One still
     // served after WAIT is stopped, and fails the test below.
     let fired = Instant::now();
-    eventually(WAIT + WAIT, "every producer's connection to end", || {
+    eventually(WAIT + WAIT, || {
         if fired.elapsed() > WAIT {
             stop.store(true, Ordering::SeqCst);
         }
         producers
             .iter()
             .all(|p| p.handle.as_ref().is_some_and(JoinHandle::is_finished))
+            .then_some(())
+            .ok_or("every producer's connection to end")
     });
     let ended: Vec<Ended> = producers.iter_mut().map(Producer::join).collect();
     let summary: Vec<String> = ended
@@ -277,18 +264,18 @@ fn failed_fsync_at_commit_fails_over_with_every_receipted_message() {
                 if is_io_failure_error(frame) {
                     // The store's answer: it names the SEND that failed.
                     assert_eq!(
-                        frame.header("receipt-id"),
+                        frame.get("receipt-id"),
                         Some(in_flight.as_str()),
-                        "p{i}: {frame}"
+                        "p{i}: {frame:?}"
                     );
                 } else {
                     // The step-down's, which came first.
                     assert_eq!(
-                        frame.header("message"),
+                        frame.get("message"),
                         Some("broker shutting down"),
-                        "p{i}: {frame}"
+                        "p{i}: {frame:?}"
                     );
-                    assert_eq!(frame.header("receipt-id"), None, "p{i}: {frame}");
+                    assert_eq!(frame.get("receipt-id"), None, "p{i}: {frame:?}");
                 }
                 unanswered.push(in_flight.clone());
             }
@@ -307,17 +294,17 @@ fn failed_fsync_at_commit_fails_over_with_every_receipted_message() {
     let a = pair.brokers[0].wait_not_master(WAIT);
     assert_eq!(a.role(), "standby", "a's /health: {a:?}");
     assert!(
-        refuses(pair.brokers[0].stomp),
+        refuses(pair.brokers[0].addr()),
         "the failed master's STOMP port still accepts connections"
     );
     assert!(
         pair.brokers[0].is_running(),
         "on_step_down = standby: the failed master should stay up"
     );
-    let lease = http_get(pair.brokers[1].admin, "/api/lease").expect("/api/lease");
+    let lease = admin_json(pair.brokers[1].admin_addr(), "/api/lease").expect("/api/lease");
     assert_eq!(
         lease.body["pid"].as_u64(),
-        Some(u64::from(pair.brokers[1].pid())),
+        pair.brokers[1].pid().map(u64::from),
         "lease row: {:?}",
         lease.body
     );
@@ -342,7 +329,7 @@ fn failed_fsync_at_commit_fails_over_with_every_receipted_message() {
         );
     }
     // The new master delivers every receipted one, and nothing else.
-    let consumed = consume_all(pair.brokers[1].stomp, dest, &receipted);
+    let consumed = consume_all(pair.brokers[1].addr(), dest, &receipted);
     let lost: Vec<&String> = receipted.difference(&consumed).collect();
     assert!(lost.is_empty(), "receipted but never consumed: {lost:?}");
     let extra: Vec<&String> = consumed.difference(&receipted).collect();
@@ -356,10 +343,10 @@ fn failed_fsync_at_commit_fails_over_with_every_receipted_message() {
 
     // Fail-stop is the connection's, not the process's: once master again (b stopped), the
     // old master stores through a fresh connection.
-    pair.brokers[1].signal("TERM");
+    pair.brokers[1].signal(libc::SIGTERM);
     pair.brokers[1].wait_exit(WAIT);
     pair.brokers[0].wait_master(WAIT);
-    let mut c = Stomp::connect(pair.brokers[0].stomp, WAIT).expect("CONNECT on a again");
+    let mut c = Client::try_connect(pair.brokers[0].addr(), &[], WAIT).expect("CONNECT on a again");
     send_receipted(&mut c, dest, "after-recovery");
     assert!(stored_bodies(&pair, dest).contains("after-recovery"));
 }
@@ -373,9 +360,9 @@ fn failed_fsync_at_commit_fails_over_with_every_receipted_message() {
 #[test]
 fn failed_wal_write_while_applying_a_large_send_fails_over() {
     let _serial = serial();
-    let mut pair = Pair::start(None);
+    let pair = Pair::start(None);
     let dest = "/queue/store-failure.write";
-    let mut c = Stomp::connect(pair.brokers[0].stomp, WAIT).expect("CONNECT on a");
+    let mut c = Client::try_connect(pair.brokers[0].addr(), &[], WAIT).expect("CONNECT on a");
     let before: BTreeSet<String> = (0..5).map(|i| format!("small-{i}")).collect();
     for body in &before {
         send_receipted(&mut c, dest, body);
@@ -385,31 +372,29 @@ fn failed_wal_write_while_applying_a_large_send_fails_over() {
     // 8 MiB: far more than SQLite's default page cache (about 2 MB).
     let mut big = b"big-".to_vec();
     big.resize(8 << 20, b'x');
-    c.send(
-        "SEND",
-        &[
+    let send = Frame::new("SEND")
+        .headers(&[
             ("destination", dest),
             ("persistent", "true"),
             ("receipt", "big"),
-        ],
-        &big,
-    )
-    .expect("SEND the large message");
+        ])
+        .body(&big);
+    c.try_send_frame(&send).expect("SEND the large message");
     // Not a RECEIPT: an ERROR (the store's, naming the SEND, or the step-down's, whichever
     // reaches the session first), then the close.
-    match c.read_frame(Instant::now() + WAIT) {
+    match c.try_frame(WAIT) {
         Ok(f) if is_io_failure_error(&f) => {
-            assert_eq!(f.header("receipt-id"), Some("big"), "{f}");
+            assert_eq!(f.get("receipt-id"), Some("big"), "{f:?}");
             assert!(
-                String::from_utf8_lossy(&f.body).contains("while applying"),
-                "the write should fail while the insert is applied, before COMMIT: {f}"
+                f.text().contains("while applying"),
+                "the write should fail while the insert is applied, before COMMIT: {f:?}"
             );
         }
-        Ok(f) => assert_eq!(f.header("message"), Some("broker shutting down"), "{f}"),
-        Err(e) => assert_ne!(e.kind(), ErrorKind::TimedOut, "no answer to the large SEND"),
+        Ok(f) => assert_eq!(f.get("message"), Some("broker shutting down"), "{f:?}"),
+        Err(e) => assert_ne!(e, ReadError::Timeout, "no answer to the large SEND"),
     }
-    match c.read_frame(Instant::now() + WAIT) {
-        Err(e) if e.kind() != ErrorKind::TimedOut => {}
+    match c.try_frame(WAIT) {
+        Err(ReadError::Closed | ReadError::Invalid(_)) => {}
         other => panic!("the connection must close after the ERROR, got {other:?}"),
     }
     assert!(
@@ -428,12 +413,12 @@ fn failed_wal_write_while_applying_a_large_send_fails_over() {
     pair.brokers[1].wait_master(WAIT);
     pair.brokers[0].wait_not_master(WAIT);
     assert!(
-        refuses(pair.brokers[0].stomp),
+        refuses(pair.brokers[0].addr()),
         "the failed master's STOMP port still accepts connections"
     );
     let on_disk = stored_bodies(&pair, dest);
     assert_eq!(on_disk, before, "stored after the failed write");
-    let consumed = consume_all(pair.brokers[1].stomp, dest, &before);
+    let consumed = consume_all(pair.brokers[1].addr(), dest, &before);
     assert_eq!(consumed, before, "consumed from the new master");
 }
 
@@ -445,31 +430,27 @@ fn failed_wal_write_while_applying_a_large_send_fails_over() {
 fn the_standby_not_the_failed_master_takes_over_after_a_store_failure() {
     let _serial = serial();
     for round in 1..=12 {
-        let mut pair = Pair::start(None);
+        let pair = Pair::start(None);
         let dest = "/queue/store-failure.takeover";
-        let mut c = Stomp::connect(pair.brokers[0].stomp, WAIT).expect("CONNECT on a");
+        let mut c = Client::try_connect(pair.brokers[0].addr(), &[], WAIT).expect("CONNECT on a");
         send_receipted(&mut c, dest, "before");
         std::fs::write(pair.data_dir().join(FSYNC_TRIGGER), b"").expect("arm the fault");
-        c.send(
-            "SEND",
-            &[
-                ("destination", dest),
-                ("persistent", "true"),
-                ("receipt", "failed"),
-            ],
-            b"failed",
-        )
+        c.try_send_frame(&send_frame(
+            dest,
+            "failed",
+            &[("persistent", "true"), ("receipt", "failed")],
+        ))
         .expect("SEND");
-        match c.read_frame(Instant::now() + WAIT) {
-            Ok(f) => assert_eq!(f.command, "ERROR", "round {round}: {f}"),
-            Err(e) => assert_ne!(e.kind(), ErrorKind::TimedOut, "round {round}: no answer"),
+        match c.try_frame(WAIT) {
+            Ok(f) => assert_eq!(f.command, "ERROR", "round {round}: {f:?}"),
+            Err(e) => assert_ne!(e, ReadError::Timeout, "round {round}: no answer"),
         }
         let b = pair.brokers[1].wait_master(WAIT);
-        let a = health(pair.brokers[0].admin).expect("a /health");
-        let lease = http_get(pair.brokers[1].admin, "/api/lease").expect("/api/lease");
+        let a = health(pair.brokers[0].admin_addr()).expect("a /health");
+        let lease = admin_json(pair.brokers[1].admin_addr(), "/api/lease").expect("/api/lease");
         assert_eq!(
             (a.status, lease.body["pid"].as_u64()),
-            (503, Some(u64::from(pair.brokers[1].pid()))),
+            (503, pair.brokers[1].pid().map(u64::from)),
             "round {round}: b ({b:?}) should hold the lease and a ({a:?}) stand by; lease {:?}",
             lease.body
         );
@@ -482,21 +463,17 @@ fn the_standby_not_the_failed_master_takes_over_after_a_store_failure() {
 }
 
 /// Sends a persistent message and waits for its RECEIPT.
-fn send_receipted(c: &mut Stomp, dest: &str, body: &str) {
-    c.send(
-        "SEND",
-        &[
-            ("destination", dest),
-            ("persistent", "true"),
-            ("receipt", body),
-        ],
-        body.as_bytes(),
-    )
+fn send_receipted(c: &mut Client, dest: &str, body: &str) {
+    c.try_send_frame(&send_frame(
+        dest,
+        body,
+        &[("persistent", "true"), ("receipt", body)],
+    ))
     .expect("SEND");
-    let f = c.read_frame(Instant::now() + WAIT).expect("RECEIPT");
+    let f = c.try_frame(WAIT).expect("RECEIPT");
     assert_eq!(
-        (f.command.as_str(), f.header("receipt-id")),
+        (f.command.as_str(), f.get("receipt-id")),
         ("RECEIPT", Some(body)),
-        "{f}"
+        "{f:?}"
     );
 }
