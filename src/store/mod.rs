@@ -8,9 +8,11 @@
 //! the writer, in commit order, which is what keeps paging exact (see
 //! `destination/queue.rs`). Reads at start (`recover`) use their own connection.
 //! `writer.rs` is the group-commit protocol (batches, savepoints, fencing, answers);
-//! `apply.rs` is what each request reads or writes in SQL.
+//! `failure.rs` decides what a failed write means (fail-stop or not); `apply.rs` is what each
+//! request reads or writes in SQL.
 
 mod apply;
+mod failure;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 mod schema;
