@@ -99,12 +99,13 @@ impl Ctx {
         m.persistent && self.store.is_some()
     }
 
-    /// Asks the store writer to persist `m` for `key` (answered with `ToOwner::Stored`).
-    pub fn insert(&self, key: &QueueKey, m: Arc<Message>) {
+    /// Asks the store writer to persist `message`, staged by queue `key` (answered with
+    /// `ToOwner::Stored`).
+    pub fn insert(&self, key: &QueueKey, message: Arc<Message>) {
         self.request(Request::Insert {
             key: key.clone(),
             shard: self.shard,
-            messages: vec![m],
+            message,
         });
     }
 

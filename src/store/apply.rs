@@ -26,11 +26,7 @@ pub(super) fn apply_one(
     epoch: Option<i64>,
 ) -> Result<Outcome, rusqlite::Error> {
     match req {
-        Request::Insert { key, messages, .. } => {
-            for m in messages {
-                insert(tx, known, key, m, now, epoch)?;
-            }
-        }
+        Request::Insert { key, message, .. } => insert(tx, known, key, message, now, epoch)?,
         Request::Delete { ids, .. } => {
             let mut stmt = tx.prepare_cached("DELETE FROM messages WHERE message_id = ?1")?;
             for id in ids {

@@ -145,12 +145,12 @@ pub type StoreTx = std::sync::mpsc::Sender<Request>;
 /// What the store writer is asked to do.
 #[derive(Debug)]
 pub enum Request {
-    /// Persist messages an owner staged for `key`; the owner gets [`crate::message::ToOwner::Stored`]
-    /// with `staged = messages.len()` after the commit.
+    /// Persist a persistent SEND an owner staged for `key`; the owner gets
+    /// [`crate::message::ToOwner::Stored`] with `staged = 1` after the commit.
     Insert {
         key: QueueKey,
         shard: usize,
-        messages: Vec<Arc<Message>>,
+        message: Arc<Message>,
     },
     /// Acked (or expired, or purged from memory): forget these rows. Each `reply` (an ACK
     /// that asked for a RECEIPT) is answered with `ToSession::Committed` once the delete is

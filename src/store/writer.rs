@@ -411,15 +411,11 @@ impl Writer {
                 Err(e) => (Err(e), Outcome::None),
             };
             match req {
-                Request::Insert {
-                    key,
-                    shard,
-                    messages,
-                } => self.router.post(
+                Request::Insert { key, shard, .. } => self.router.post(
                     shard,
                     ToOwner::Stored {
                         key,
-                        staged: messages.len(),
+                        staged: 1,
                         adopted: Vec::new(),
                         result: ok,
                     },
@@ -527,8 +523,8 @@ impl Writer {
 /// A request for the log: what it is and which queue it is for.
 fn describe(req: &Request) -> String {
     match req {
-        Request::Insert { key, messages, .. } => {
-            format!("insert of {} messages into {key}", messages.len())
+        Request::Insert { key, message, .. } => {
+            format!("insert of message {} into {key}", message.id)
         }
         Request::Delete { ids, .. } => format!("delete of {} messages", ids.len()),
         Request::Redelivered { id, .. } => format!("redelivery count of message {id}"),

@@ -21,7 +21,7 @@ fn lease_is(c: &Connection, holder: &str, epoch: i64) -> Result<bool, rusqlite::
 }
 use crate::message::DestinationName;
 use crate::message::{Message, QueueKey};
-use crate::message::{MessageId, Token};
+use crate::message::{MessageId, SessionTx, Token};
 
 /// A writer on a fresh in-memory store, driven batch by batch with `process`, and the
 /// mailbox of its only owner shard.
@@ -58,12 +58,29 @@ fn message(dest: &str, id: u64) -> Arc<Message> {
     })
 }
 
-/// Persist messages with `ids` into queue `dest`.
-fn insert(dest: &str, ids: &[u64]) -> Request {
+fn key(dest: &str) -> QueueKey {
+    QueueKey::queue(DestinationName::parse(dest).unwrap())
+}
+
+/// Persist message `id` into queue `dest`.
+fn insert(dest: &str, id: u64) -> Request {
     Request::Insert {
-        key: QueueKey::queue(DestinationName::parse(dest).unwrap()),
+        key: key(dest),
         shard: 0,
-        messages: ids.iter().map(|&id| message(dest, id)).collect(),
+        message: message(dest, id),
+    }
+}
+
+/// A COMMIT of persistent sends, each (queue, id), answered to `session` as `token`.
+fn commit(sends: &[(&str, u64)], session: SessionTx, token: Token) -> Request {
+    Request::Commit {
+        sends: sends
+            .iter()
+            .map(|&(dest, id)| (key(dest), 0, message(dest, id)))
+            .collect(),
+        deletes: Vec::new(),
+        session,
+        token,
     }
 }
 
@@ -115,24 +132,19 @@ fn queue_depths(w: &Writer) -> Vec<(String, i64)> {
 #[test]
 fn one_failing_request_is_rejected_alone_and_the_rest_of_its_batch_commits() {
     let (mut w, mut rx) = writer(None);
-    w.process(vec![insert("/queue/a", &[1])]);
+    w.process(vec![insert("/queue/a", 1)]);
     let (session, mut answers) = unbounded_channel();
     w.process(vec![
-        insert("/queue/a", &[2]),
-        // Id 1 is taken: the primary key rejects this request, after its first row (id 5)
-        // was written, which must be undone with it.
-        insert("/queue/b", &[5, 1]),
-        Request::Commit {
-            sends: vec![(
-                QueueKey::queue(DestinationName::parse("/queue/a").unwrap()),
-                0,
-                message("/queue/a", 3),
-            )],
-            deletes: Vec::new(),
-            session,
-            token: Token(7),
-        },
-        insert("/queue/a", &[4]),
+        insert("/queue/a", 2),
+        // Id 1 is taken: the primary key rejects this COMMIT at its second send, after its
+        // first row (id 5) was written, which must be undone with it.
+        commit(
+            &[("/queue/b", 5), ("/queue/b", 1)],
+            session.clone(),
+            Token(6),
+        ),
+        commit(&[("/queue/a", 3)], session, Token(7)),
+        insert("/queue/a", 4),
     ]);
     let a = "/queue/a".to_string();
     assert_eq!(
@@ -140,11 +152,17 @@ fn one_failing_request_is_rejected_alone_and_the_rest_of_its_batch_commits() {
         [
             (a.clone(), 1, vec![], true),
             (a.clone(), 1, vec![], true),
-            ("/queue/b".into(), 2, vec![], false),
             (a.clone(), 0, vec![3], true),
             (a.clone(), 1, vec![], true),
         ]
     );
+    assert!(matches!(
+        answers.try_recv(),
+        Ok(ToSession::Committed {
+            token: Token(6),
+            result: Err(_)
+        })
+    ));
     assert!(matches!(
         answers.try_recv(),
         Ok(ToSession::Committed {
@@ -176,11 +194,11 @@ fn a_lost_lease_still_fails_the_whole_batch() {
     let (mut w, mut rx) = writer(Some(fence));
     let take = "UPDATE broker_lease SET holder = ?1, epoch = ?2 WHERE id = 1";
     w.conn.execute(take, params!["me", 3]).unwrap();
-    w.process(vec![insert("/queue/a", &[1])]);
+    w.process(vec![insert("/queue/a", 1)]);
     w.conn.execute(take, params!["other", 4]).unwrap();
     // A batch with a failing request is retried without it; not when the lease is gone.
-    w.process(vec![insert("/queue/a", &[2]), insert("/queue/a", &[1])]);
-    w.process(vec![insert("/queue/a", &[3])]);
+    w.process(vec![insert("/queue/a", 2), insert("/queue/a", 1)]);
+    w.process(vec![insert("/queue/a", 3)]);
     let a = "/queue/a".to_string();
     assert_eq!(
         stored(&mut rx),
@@ -208,13 +226,13 @@ fn a_failed_fsync_stops_the_writer_for_good_and_steps_down() {
     let (mut w, mut rx) = writer(Some(fence));
     let take = "UPDATE broker_lease SET holder = ?1, epoch = ?2 WHERE id = 1";
     w.conn.execute(take, params!["me", 3]).unwrap();
-    w.process(vec![insert("/queue/a", &[1])]);
+    w.process(vec![insert("/queue/a", 1)]);
     w.faults.fail_commit.store(true, Ordering::SeqCst);
-    w.process(vec![insert("/queue/a", &[2])]);
+    w.process(vec![insert("/queue/a", 2)]);
     // The fault is gone, but after a failed fsync nothing may be written through this
     // connection again (a retry could "succeed" on pages the OS already dropped).
     w.faults.fail_commit.store(false, Ordering::SeqCst);
-    w.process(vec![insert("/queue/a", &[3])]);
+    w.process(vec![insert("/queue/a", 3)]);
     let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
     assert_eq!(ok, [true, false, false]);
     let why = failed.lock().unwrap().clone().expect("the broker was told");
@@ -225,10 +243,10 @@ fn a_failed_fsync_stops_the_writer_for_good_and_steps_down() {
 #[test]
 fn a_rolled_back_insert_does_not_hide_its_destination_from_later_ones() {
     let (mut w, mut rx) = writer(None);
-    w.process(vec![insert("/queue/old", &[1])]);
+    w.process(vec![insert("/queue/old", 1)]);
     // Fails (id 1 is taken) after recording /queue/new in `destinations`; rolled back.
-    w.process(vec![insert("/queue/new", &[1])]);
-    w.process(vec![insert("/queue/new", &[2])]);
+    w.process(vec![insert("/queue/new", 1)]);
+    w.process(vec![insert("/queue/new", 2)]);
     let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
     assert_eq!(ok, [true, false, true]);
     assert_eq!(
@@ -261,13 +279,13 @@ fn a_failed_write_while_applying_stops_the_writer_without_a_second_pass() {
     let (fence, failed) = failure_fence();
     let (mut w, mut rx) = writer(Some(fence));
     take_lease(&w);
-    w.process(vec![insert("/queue/a", &[1])]);
+    w.process(vec![insert("/queue/a", 1)]);
     w.faults.fail_write.store(true, Ordering::SeqCst);
-    w.process(vec![insert("/queue/a", &[2]), insert("/queue/b", &[3])]);
+    w.process(vec![insert("/queue/a", 2), insert("/queue/b", 3)]);
     // A write failed: the batch is not applied again request by request on this
     // connection, and nothing is written through it any more, fault or not.
     w.faults.fail_write.store(false, Ordering::SeqCst);
-    w.process(vec![insert("/queue/a", &[4])]);
+    w.process(vec![insert("/queue/a", 4)]);
     let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
     assert_eq!(ok, [true, false, false, false]);
     let why = failed.lock().unwrap().clone().expect("the broker was told");
@@ -289,8 +307,8 @@ fn a_failed_read_fails_its_request_and_the_writer_goes_on() {
         after: MessageId(0),
         limit: 10,
     };
-    w.process(vec![insert("/queue/a", &[1]), page_in]);
-    w.process(vec![insert("/queue/a", &[2])]);
+    w.process(vec![insert("/queue/a", 1), page_in]);
+    w.process(vec![insert("/queue/a", 2)]);
     let mut answers = Vec::new();
     while let Ok(cmd) = rx.try_recv() {
         match cmd {
@@ -331,9 +349,9 @@ mod real_sqlite {
         let mut m = (*message(dest, id)).clone();
         m.body = Bytes::from(vec![b'x'; 8 << 20]);
         Request::Insert {
-            key: QueueKey::queue(DestinationName::parse(dest).unwrap()),
+            key: key(dest),
             shard: 0,
-            messages: vec![Arc::new(m)],
+            message: Arc::new(m),
         }
     }
 
@@ -353,12 +371,12 @@ mod real_sqlite {
     fn a_failed_fsync_at_commit_is_fail_stop_and_nothing_of_its_batch_is_visible() {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, mut rx, failed) = file_writer(dir.path());
-        w.process(vec![insert("/queue/a", &[1])]);
+        w.process(vec![insert("/queue/a", 1)]);
         std::fs::write(dir.path().join(FSYNC_TRIGGER), b"").unwrap();
-        w.process(vec![insert("/queue/a", &[2])]);
+        w.process(vec![insert("/queue/a", 2)]);
         assert!(!dir.path().join(FSYNC_TRIGGER).exists(), "the fault fired");
         // The next fsync would succeed; the writer must not use it.
-        w.process(vec![insert("/queue/a", &[3])]);
+        w.process(vec![insert("/queue/a", 3)]);
         let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
         assert_eq!(ok, [true, false, false]);
         let why = failed.lock().unwrap().clone().expect("the broker was told");
@@ -370,13 +388,13 @@ mod real_sqlite {
     fn a_failed_write_while_a_large_insert_spills_is_fail_stop_before_commit() {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, mut rx, failed) = file_writer(dir.path());
-        w.process(vec![insert("/queue/a", &[1])]);
+        w.process(vec![insert("/queue/a", 1)]);
         // 8 MiB do not fit SQLite's default 2 MB page cache: the insert writes pages to
         // the WAL while it runs, and the first of those writes fails.
         std::fs::write(dir.path().join(WRITE_TRIGGER), b"").unwrap();
         w.process(vec![big("/queue/a", 2)]);
         assert!(!dir.path().join(WRITE_TRIGGER).exists(), "the fault fired");
-        w.process(vec![insert("/queue/a", &[3])]);
+        w.process(vec![insert("/queue/a", 3)]);
         let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
         assert_eq!(ok, [true, false, false]);
         let why = failed.lock().unwrap().clone().expect("the broker was told");
