@@ -158,9 +158,10 @@ impl Ctx {
         self.deletes.len()
     }
 
-    /// Answers `token` (a receipt) with `ToSession::Committed` once everything this shard
-    /// sent the store writer so far, and the deletes pending now, is committed (the writer
-    /// commits in order), and returns true; returns false without a store (answer it now).
+    /// Answers `token` (a receipt) with `ToSession::Done` (or `Failed`) once everything this
+    /// shard sent the store writer so far, and the deletes pending now, is committed (the
+    /// writer commits in order), and returns true; returns false without a store (answer it
+    /// now).
     pub fn after_store(&mut self, tx: &SessionTx, token: Token) -> bool {
         if self.store.is_none() {
             return false;
@@ -236,15 +237,7 @@ impl Ctx {
         let shard = self.router.owner_of(&dlq);
         match (&self.store, self.persists(m)) {
             (Some(_), true) => self.request(Request::Move { message, to, shard }),
-            _ => self.router.post(
-                shard,
-                ToOwner::Stored {
-                    key: to,
-                    staged: 0,
-                    adopted: vec![message],
-                    result: Ok(()),
-                },
-            ),
+            _ => self.router.post(shard, ToOwner::Adopt { key: to, message }),
         }
         log::info!(
             "dead-lettered message={} from={} to={} reason={reason:?}",

@@ -270,22 +270,12 @@ impl Queue {
         }
     }
 
-    /// The store writer committed `staged` pending SENDs (or failed to), and/or committed
-    /// `adopted` messages into this queue.
-    pub fn stored(
-        &mut self,
-        staged: usize,
-        adopted: Vec<StoredMessage>,
-        result: Result<(), Arc<str>>,
-        ctx: &mut Ctx,
-    ) {
-        let mut left = staged;
-        for s in self.staging.iter_mut().filter(|s| s.pending) {
-            if left == 0 {
-                break;
-            }
+    /// The store committed the oldest pending staged SEND (or failed to: then it is not
+    /// enqueued and its producer gets an ERROR). Staged messages no longer waiting for a
+    /// commit ahead of them enter the queue, in order.
+    pub fn stored(&mut self, result: Result<(), Arc<str>>, ctx: &mut Ctx) {
+        if let Some(s) = self.staging.iter_mut().find(|s| s.pending) {
             s.pending = false;
-            left -= 1;
             if let Err(reason) = &result {
                 // Not stored: the producer gets an ERROR, the message is not in the queue.
                 if let Some(a) = s.answer.take() {
@@ -315,14 +305,19 @@ impl Queue {
             let full = self.full(ctx);
             self.blocked.accept(s.answer, full);
         }
-        for m in adopted {
-            let e = Entry {
-                message: m.message,
-                redelivery_count: m.redelivery_count,
-            };
-            self.bytes += e.weight();
-            self.admit(e, ctx);
-        }
+        self.after_change(ctx);
+    }
+
+    /// A message handed to this queue from elsewhere (`ToOwner::Adopt`: a COMMIT's send, a
+    /// dead letter), already stored if it is persistent. It is admitted like a stored SEND;
+    /// nothing waits for it to be accepted.
+    pub fn adopt(&mut self, message: StoredMessage, ctx: &mut Ctx) {
+        let e = Entry {
+            message: message.message,
+            redelivery_count: message.redelivery_count,
+        };
+        self.bytes += e.weight();
+        self.admit(e, ctx);
         self.after_change(ctx);
     }
 

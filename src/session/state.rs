@@ -197,13 +197,18 @@ impl Session {
                 let receipt = token.and_then(|t| self.receipts.take(t));
                 self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
             }
-            ToSession::Committed { token, result } => match result {
-                Ok(()) => self.committed(token),
-                Err(reason) => {
-                    let receipt = self.receipts.take(token);
-                    self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
-                }
-            },
+            ToSession::Committed {
+                token,
+                result: Ok(()),
+            } => self.committed(token),
+            ToSession::Committed {
+                token,
+                result: Err(reason),
+            }
+            | ToSession::Failed { token, reason } => {
+                let receipt = self.receipts.take(token);
+                self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
+            }
             ToSession::Done { token } => self.complete(token),
             ToSession::LimitReached { name, max, token } => {
                 let receipt = token.and_then(|t| self.receipts.take(t));

@@ -188,9 +188,8 @@ impl Session {
 
     /// The store transaction of a COMMIT is on disk: post what remains of it.
     pub(super) fn committed(&mut self, token: Token) {
+        // Every COMMIT that posts a store transaction holds its pending part until then.
         let Some(pending) = self.transactions.commits.remove(&token) else {
-            // A durable subscription's record is on disk: its SUBSCRIBE's receipt may go.
-            self.complete(token);
             return;
         };
         let more = pending.topic_sends.len() + pending.settles.len();

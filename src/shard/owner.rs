@@ -220,13 +220,12 @@ impl Owner {
                 }
                 debug!("shard={} session={} gone", self.ctx.shard, session.0);
             }
-            ToOwner::Stored {
-                key,
-                staged,
-                adopted,
-                result,
-            } => {
-                self.with_queue(&key, true, |q, ctx| q.stored(staged, adopted, result, ctx));
+            ToOwner::Stored { key, result } => {
+                self.with_queue(&key, true, |q, ctx| q.stored(result, ctx));
+                self.forget_if_idle(&key);
+            }
+            ToOwner::Adopt { key, message } => {
+                self.with_queue(&key, true, |q, ctx| q.adopt(message, ctx));
                 self.forget_if_idle(&key);
             }
             ToOwner::PagedIn {

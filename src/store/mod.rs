@@ -146,15 +146,16 @@ pub type StoreTx = std::sync::mpsc::Sender<Request>;
 #[derive(Debug)]
 pub enum Request {
     /// Persist a persistent SEND an owner staged for `key`; the owner gets
-    /// [`crate::message::ToOwner::Stored`] with `staged = 1` after the commit.
+    /// [`crate::message::ToOwner::Stored`] after the commit.
     Insert {
         key: QueueKey,
         shard: usize,
         message: Arc<Message>,
     },
     /// Acked (or expired, or purged from memory): forget these rows. Each `reply` (an ACK
-    /// that asked for a RECEIPT) is answered with `ToSession::Committed` once the delete is
-    /// committed, so the RECEIPT promises the message will not come back after a crash.
+    /// that asked for a RECEIPT) is answered with `ToSession::Done` (or `Failed`) once the
+    /// delete is committed, so the RECEIPT promises the message will not come back after a
+    /// crash.
     Delete {
         ids: Vec<MessageId>,
         reply: Vec<(SessionTx, Token)>,
@@ -162,14 +163,16 @@ pub enum Request {
     /// A stored message came back for redelivery: remember its count across restarts.
     Redelivered { id: MessageId, count: u32 },
     /// Move a message into another queue (a dead-letter queue): a stored row changes its
-    /// destination and headers in place; then the target owner adopts it.
+    /// destination and headers in place; then the target owner adopts it
+    /// ([`crate::message::ToOwner::Adopt`]).
     Move {
         message: StoredMessage,
         to: QueueKey,
         shard: usize,
     },
     /// A STOMP COMMIT: insert the persistent `sends` and delete `deletes` in one transaction,
-    /// then hand each send to its queue's owner and answer the session.
+    /// then hand each send to its queue's owner (`ToOwner::Adopt`) and answer the session
+    /// (`ToSession::Committed`).
     Commit {
         sends: Vec<(QueueKey, usize, Arc<Message>)>,
         deletes: Vec<MessageId>,
@@ -194,7 +197,8 @@ pub enum Request {
         priority: u8,
         upto: MessageId,
     },
-    /// Record a durable subscription (idempotent); answer `reply` after the commit.
+    /// Record a durable subscription (idempotent); answer `reply` after the commit
+    /// (`ToSession::Done` or `Failed`).
     DurableSubscribe {
         durable: DurableName,
         topic: DestinationName,

@@ -23,7 +23,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::apply::{apply_one, Known, Outcome};
 use super::failure::{fail_stop, failed, is_io_failure};
 use super::{Request, StoreTx};
-use crate::message::{Router, StoredMessage, ToOwner, ToSession};
+use crate::message::{Router, SessionTx, StoredMessage, ToOwner, ToSession, Token};
 
 /// How often stored messages that expired on disk (never paged in) are deleted.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -411,28 +411,14 @@ impl Writer {
                 Err(e) => (Err(e), Outcome::None),
             };
             match req {
-                Request::Insert { key, shard, .. } => self.router.post(
-                    shard,
-                    ToOwner::Stored {
-                        key,
-                        staged: 1,
-                        adopted: Vec::new(),
-                        result: ok,
-                    },
-                ),
+                Request::Insert { key, shard, .. } => {
+                    self.router.post(shard, ToOwner::Stored { key, result: ok })
+                }
                 Request::Move { message, to, shard } => {
                     // Even if the row could not be moved, the message is handed over: it stays
                     // stored under its old queue and reappears there after a restart (at least
                     // once, never lost).
-                    self.router.post(
-                        shard,
-                        ToOwner::Stored {
-                            key: to,
-                            staged: 0,
-                            adopted: vec![message],
-                            result: Ok(()),
-                        },
-                    );
+                    self.router.post(shard, ToOwner::Adopt { key: to, message });
                 }
                 Request::Commit {
                     sends,
@@ -442,19 +428,11 @@ impl Writer {
                 } => {
                     if ok.is_ok() {
                         for (key, shard, message) in sends {
-                            let adopted = vec![StoredMessage {
+                            let message = StoredMessage {
                                 message,
                                 redelivery_count: 0,
-                            }];
-                            self.router.post(
-                                shard,
-                                ToOwner::Stored {
-                                    key,
-                                    staged: 0,
-                                    adopted,
-                                    result: Ok(()),
-                                },
-                            );
+                            };
+                            self.router.post(shard, ToOwner::Adopt { key, message });
                         }
                     }
                     let _ = session.send(ToSession::Committed { token, result: ok });
@@ -497,17 +475,9 @@ impl Writer {
                     },
                 ),
                 Request::DurableSubscribe {
-                    reply: Some((session, token)),
-                    ..
-                } => {
-                    let _ = session.send(ToSession::Committed { token, result: ok });
-                }
-                Request::Delete { reply, .. } => {
-                    for (session, token) in reply {
-                        let result = ok.clone();
-                        let _ = session.send(ToSession::Committed { token, result });
-                    }
-                }
+                    reply: Some(reply), ..
+                } => answer_receipts(vec![reply], ok),
+                Request::Delete { reply, .. } => answer_receipts(reply, ok),
                 Request::DurableSubscribe { reply: None, .. }
                 | Request::DurableUnsubscribe { .. }
                 | Request::Redelivered { .. }
@@ -517,6 +487,20 @@ impl Writer {
                 | Request::Stop => {}
             }
         }
+    }
+}
+
+/// Answers each of `receipts` (a session and its frame's token) with what the commit they
+/// waited for came to: `ToSession::Done`, or `ToSession::Failed` with the error.
+fn answer_receipts(receipts: Vec<(SessionTx, Token)>, result: Result<(), Arc<str>>) {
+    for (session, token) in receipts {
+        let _ = session.send(match &result {
+            Ok(()) => ToSession::Done { token },
+            Err(reason) => ToSession::Failed {
+                token,
+                reason: reason.clone(),
+            },
+        });
     }
 }
 

@@ -84,19 +84,16 @@ fn commit(sends: &[(&str, u64)], session: SessionTx, token: Token) -> Request {
     }
 }
 
-/// Every `Stored` answer posted so far: (queue, staged, adopted ids, committed).
-fn stored(rx: &mut UnboundedReceiver<ToOwner>) -> Vec<(String, usize, Vec<u64>, bool)> {
+/// Every `Stored` and `Adopt` posted so far: (queue, the adopted message's id, committed).
+fn stored(rx: &mut UnboundedReceiver<ToOwner>) -> Vec<(String, Option<u64>, bool)> {
     let mut out = Vec::new();
     while let Ok(cmd) = rx.try_recv() {
-        if let ToOwner::Stored {
-            key,
-            staged,
-            adopted,
-            result,
-        } = cmd
-        {
-            let adopted = adopted.iter().map(|m| m.message.id.0).collect();
-            out.push((key.to_string(), staged, adopted, result.is_ok()));
+        match cmd {
+            ToOwner::Stored { key, result } => out.push((key.to_string(), None, result.is_ok())),
+            ToOwner::Adopt { key, message } => {
+                out.push((key.to_string(), Some(message.message.id.0), true))
+            }
+            _ => {}
         }
     }
     out
@@ -150,10 +147,10 @@ fn one_failing_request_is_rejected_alone_and_the_rest_of_its_batch_commits() {
     assert_eq!(
         stored(&mut rx),
         [
-            (a.clone(), 1, vec![], true),
-            (a.clone(), 1, vec![], true),
-            (a.clone(), 0, vec![3], true),
-            (a.clone(), 1, vec![], true),
+            (a.clone(), None, true),
+            (a.clone(), None, true),
+            (a.clone(), Some(3), true),
+            (a.clone(), None, true),
         ]
     );
     assert!(matches!(
@@ -203,10 +200,10 @@ fn a_lost_lease_still_fails_the_whole_batch() {
     assert_eq!(
         stored(&mut rx),
         [
-            (a.clone(), 1, vec![], true),
-            (a.clone(), 1, vec![], false),
-            (a.clone(), 1, vec![], false),
-            (a.clone(), 1, vec![], false),
+            (a.clone(), None, true),
+            (a.clone(), None, false),
+            (a.clone(), None, false),
+            (a.clone(), None, false),
         ]
     );
     assert!(stepped_down.load(Ordering::SeqCst));
@@ -233,7 +230,7 @@ fn a_failed_fsync_stops_the_writer_for_good_and_steps_down() {
     // connection again (a retry could "succeed" on pages the OS already dropped).
     w.faults.fail_commit.store(false, Ordering::SeqCst);
     w.process(vec![insert("/queue/a", 3)]);
-    let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
+    let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.2).collect();
     assert_eq!(ok, [true, false, false]);
     let why = failed.lock().unwrap().clone().expect("the broker was told");
     assert!(why.contains("injected fsync failure"), "{why}");
@@ -247,7 +244,7 @@ fn a_rolled_back_insert_does_not_hide_its_destination_from_later_ones() {
     // Fails (id 1 is taken) after recording /queue/new in `destinations`; rolled back.
     w.process(vec![insert("/queue/new", 1)]);
     w.process(vec![insert("/queue/new", 2)]);
-    let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
+    let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.2).collect();
     assert_eq!(ok, [true, false, true]);
     assert_eq!(
         queue_depths(&w),
@@ -286,7 +283,7 @@ fn a_failed_write_while_applying_stops_the_writer_without_a_second_pass() {
     // connection, and nothing is written through it any more, fault or not.
     w.faults.fail_write.store(false, Ordering::SeqCst);
     w.process(vec![insert("/queue/a", 4)]);
-    let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
+    let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.2).collect();
     assert_eq!(ok, [true, false, false, false]);
     let why = failed.lock().unwrap().clone().expect("the broker was told");
     assert!(why.contains("while applying the insert"), "{why}");
@@ -377,7 +374,7 @@ mod real_sqlite {
         assert!(!dir.path().join(FSYNC_TRIGGER).exists(), "the fault fired");
         // The next fsync would succeed; the writer must not use it.
         w.process(vec![insert("/queue/a", 3)]);
-        let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
+        let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.2).collect();
         assert_eq!(ok, [true, false, false]);
         let why = failed.lock().unwrap().clone().expect("the broker was told");
         assert!(why.contains("at COMMIT"), "{why}");
@@ -395,7 +392,7 @@ mod real_sqlite {
         w.process(vec![big("/queue/a", 2)]);
         assert!(!dir.path().join(WRITE_TRIGGER).exists(), "the fault fired");
         w.process(vec![insert("/queue/a", 3)]);
-        let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.3).collect();
+        let ok: Vec<bool> = stored(&mut rx).into_iter().map(|s| s.2).collect();
         assert_eq!(ok, [true, false, false]);
         let why = failed.lock().unwrap().clone().expect("the broker was told");
         assert!(why.contains("while applying the insert"), "{why}");
