@@ -13,11 +13,13 @@
 //! - every stored message of the level with id ≤ `max_loaded` is in memory (or delivered),
 //! - every stored message with id > `max_loaded` is on disk only and counted in `unloaded`.
 //!
-//! Page-ins read `id > max_loaded` in id order through the store writer, which announces
-//! every committed row before it answers a later page-in; so a page-in never returns a row
-//! the queue already holds, and never misses one. A stored message that arrives late with an
-//! id ≤ `max_loaded` (ids are allocated before the commit, so commits can finish out of id
-//! order) goes to memory, which keeps the invariant.
+//! Page-ins read `id > max_loaded` in id order through the store writer. Every stored row
+//! reaches its queue through the reply of the request that committed it (`ToOwner::Stored`
+//! for a staged SEND, `ToOwner::Adopt` for a COMMIT's send or a dead letter), and the writer
+//! runs replies in commit order, so each row is announced before the answer of any later
+//! page-in: a page-in never returns a row the queue already holds, and never misses one. A
+//! stored message that arrives late with an id ≤ `max_loaded` (ids are allocated before the
+//! commit, so commits can finish out of id order) goes to memory, which keeps the invariant.
 //!
 //! # Delivery marks
 //!

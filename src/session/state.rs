@@ -29,12 +29,11 @@ use super::receipts::Receipts;
 use super::send::ProducerWindow;
 use super::services::{ClientIds, Connections, Services};
 use super::subscriptions::Subscriptions;
-use super::transactions::Transactions;
+use super::transactions::{StoreCommit, Transactions};
 use crate::codec::{Command, Frame, Version};
 use crate::config::Config;
 use crate::limits::MAX_WRITE_BUFFER_BYTES;
 use crate::message::{IdAllocator, SessionId, SessionTx, ToOwner, ToSession};
-use crate::store::Request;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +54,8 @@ pub enum Phase {
 pub enum Post {
     /// To shard `.0`'s owner loop.
     Owner(usize, ToOwner),
-    /// To the store writer (a COMMIT's store transaction).
-    Store(Request),
+    /// To the store writer: a COMMIT's store transaction (only with a store).
+    Store(StoreCommit),
 }
 
 /// One connection's protocol state.
@@ -300,9 +299,9 @@ impl Session {
         self.posts.push(Post::Owner(shard, cmd));
     }
 
-    /// Queues a request for the store writer.
-    pub(super) fn post_store(&mut self, request: Request) {
-        self.posts.push(Post::Store(request));
+    /// Queues a COMMIT's store transaction for the store writer.
+    pub(super) fn post_store(&mut self, commit: StoreCommit) {
+        self.posts.push(Post::Store(commit));
     }
 }
 

@@ -1,6 +1,7 @@
 //! The owner loop of one shard: holds the destinations whose name hashes to this shard (and
-//! the queues of durable subscriptions to its topics) and applies the commands sessions and
-//! the store writer send them. Runs only on its shard's thread, so destinations need no locks.
+//! the queues of durable subscriptions to its topics) and applies the commands sessions send
+//! them and the store's replies post to them. Runs only on its shard's thread, so
+//! destinations need no locks.
 
 use foldhash::HashMap;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use log::debug;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::destination::{Answer, Consumer, Ctx, Entry, Queue, Topic};
+use crate::destination::{receipts_reply, Answer, Consumer, Ctx, Entry, Queue, Topic};
 use crate::message::{
     AckMode, DestinationName, DestinationStats, DurableName, Inspect, Kind, Message, MessageId,
     QueueKey, SessionId, SessionTx, SubId, ToOwner, ToSession, Token,
@@ -371,7 +372,7 @@ impl Owner {
                 self.ctx.request(Request::DurableSubscribe {
                     durable: d,
                     topic: destination,
-                    reply: token.map(|t| (tx.clone(), t)),
+                    reply: token.map(|t| receipts_reply(vec![(tx.clone(), t)])),
                 });
                 Attached::Queue(key)
             }
@@ -614,8 +615,7 @@ mod tests {
             fence: None,
             durability: Durability::Fsync,
         };
-        let (writer_tx, writer) =
-            spawn_writer_with_faults(conn, router.clone(), config, faults.clone()).unwrap();
+        let (writer_tx, writer) = spawn_writer_with_faults(conn, config, faults.clone()).unwrap();
         // Counts the page-ins the queue asks for on their way to the writer.
         let page_ins = Arc::new(AtomicUsize::new(0));
         let (store, requests) = std::sync::mpsc::channel::<Request>();

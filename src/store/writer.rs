@@ -2,8 +2,9 @@
 //!
 //! It blocks for one request, takes every other request already waiting (up to
 //! `max_batch`), applies them all in one SQLite transaction, commits once, and only then
-//! answers them, in the order they arrived. While one commit is being fsynced the next batch
-//! accumulates, so the cost of an fsync is shared by everyone who was waiting for it.
+//! answers them, in the order they arrived, each through the [`super::Reply`] its caller handed it.
+//! While one commit is being fsynced the next batch accumulates, so the cost of an fsync is
+//! shared by everyone who was waiting for it.
 //!
 //! One failing request does not fail its batch: the transaction is rolled back and applied
 //! again with each request in a savepoint, so only the requests that fail again are rolled
@@ -20,10 +21,9 @@ use std::time::Duration;
 use log::{error, info, warn};
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::apply::{apply_one, Known, Outcome};
+use super::apply::{apply_one, Known};
 use super::failure::{fail_stop, failed, is_io_failure};
-use super::{Request, StoreTx};
-use crate::message::{Router, SessionTx, StoredMessage, ToOwner, ToSession, Token};
+use super::{Page, Request, StoreTx};
 
 /// How often stored messages that expired on disk (never paged in) are deleted.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -60,13 +60,12 @@ pub struct Fence {
     pub on_store_failure: Box<dyn Fn(String) + Send>,
 }
 
-/// Starts the writer thread on `conn`. Answers to owners go through `router`.
+/// Starts the writer thread on `conn`.
 pub fn spawn_writer(
     conn: Connection,
-    router: Arc<Router>,
     config: WriterConfig,
 ) -> std::io::Result<(StoreTx, JoinHandle<()>)> {
-    start(Writer::new(conn, router, config))
+    start(Writer::new(conn, config))
 }
 
 /// Faults a test injects into a running writer (compiled only in tests).
@@ -108,11 +107,10 @@ impl Faults {
 #[cfg(test)]
 pub(crate) fn spawn_writer_with_faults(
     conn: Connection,
-    router: Arc<Router>,
     config: WriterConfig,
     faults: Arc<Faults>,
 ) -> std::io::Result<(StoreTx, JoinHandle<()>)> {
-    let mut writer = Writer::new(conn, router, config);
+    let mut writer = Writer::new(conn, config);
     writer.faults = faults;
     start(writer)
 }
@@ -127,7 +125,6 @@ fn start(writer: Writer) -> std::io::Result<(StoreTx, JoinHandle<()>)> {
 
 struct Writer {
     conn: Connection,
-    router: Arc<Router>,
     config: WriterConfig,
     /// Destinations whose `destinations` row is committed (changed only after a commit).
     known: HashSet<String>,
@@ -138,8 +135,9 @@ struct Writer {
     faults: Arc<Faults>,
 }
 
-/// One request of a committed batch: its outcome, or the error it alone was rolled back for.
-type Applied = Result<Outcome, String>;
+/// One request of a committed batch: what it read (a page-in), or the error it alone was
+/// rolled back for.
+type Applied = Result<Option<Page>, String>;
 
 /// How one transaction over a batch ended.
 enum Pass {
@@ -150,10 +148,9 @@ enum Pass {
 }
 
 impl Writer {
-    fn new(conn: Connection, router: Arc<Router>, config: WriterConfig) -> Self {
+    fn new(conn: Connection, config: WriterConfig) -> Self {
         Writer {
             conn,
-            router,
             config,
             known: HashSet::new(),
             stopped: None,
@@ -203,7 +200,7 @@ impl Writer {
         if let Err(e) = &result {
             error!("store: commit of {} requests failed: {e}", batch.len());
         }
-        self.answer(batch, result);
+        answer(batch, result);
     }
 
     /// Applies the batch and commits it (see `apply_in_transaction`).
@@ -218,17 +215,15 @@ impl Writer {
         // that asked for a RECEIPT does promise something, so its delete is fsynced.
         let skip_fsync = self.config.durability == crate::config::Durability::Fsync
             && batch.iter().all(|r| {
-                matches!(
-                    r,
-                    Request::Delete { reply, .. } if reply.is_empty()
-                ) || matches!(
-                    r,
-                    Request::Redelivered { .. }
-                        | Request::Mark { .. }
-                        | Request::PageIn { .. }
-                        | Request::SweepExpired
-                        | Request::Stop
-                )
+                matches!(r, Request::Delete { reply: None, .. })
+                    || matches!(
+                        r,
+                        Request::Redelivered { .. }
+                            | Request::Mark { .. }
+                            | Request::PageIn { .. }
+                            | Request::SweepExpired
+                            | Request::Stop
+                    )
             });
         let fence = self.config.fence.as_ref();
         if skip_fsync {
@@ -391,116 +386,46 @@ impl Writer {
         self.known.extend(added);
         Ok(Pass::Committed(applied))
     }
-
-    /// Answers every request of a batch, in arrival order: each with its own result when the
-    /// batch committed, all with the batch's error when nothing did.
-    fn answer(&self, batch: Vec<Request>, result: Result<Vec<Applied>, String>) {
-        let results: Vec<Result<Outcome, Arc<str>>> = match result {
-            Ok(applied) => applied
-                .into_iter()
-                .map(|a| a.map_err(|e| Arc::from(format!("store write failed: {e}"))))
-                .collect(),
-            Err(e) => {
-                let e = Arc::<str>::from(format!("store commit failed: {e}"));
-                batch.iter().map(|_| Err(e.clone())).collect()
-            }
-        };
-        for (req, result) in batch.into_iter().zip(results) {
-            let (ok, outcome) = match result {
-                Ok(outcome) => (Ok(()), outcome),
-                Err(e) => (Err(e), Outcome::None),
-            };
-            match req {
-                Request::Insert { key, shard, .. } => {
-                    self.router.post(shard, ToOwner::Stored { key, result: ok })
-                }
-                Request::Move { message, to, shard } => {
-                    // Even if the row could not be moved, the message is handed over: it stays
-                    // stored under its old queue and reappears there after a restart (at least
-                    // once, never lost).
-                    self.router.post(shard, ToOwner::Adopt { key: to, message });
-                }
-                Request::Commit {
-                    sends,
-                    session,
-                    token,
-                    ..
-                } => {
-                    if ok.is_ok() {
-                        for (key, shard, message) in sends {
-                            let message = StoredMessage {
-                                message,
-                                redelivery_count: 0,
-                            };
-                            self.router.post(shard, ToOwner::Adopt { key, message });
-                        }
-                    }
-                    let _ = session.send(ToSession::Committed { token, result: ok });
-                }
-                Request::PageIn {
-                    key,
-                    shard,
-                    priority,
-                    ..
-                } => {
-                    // A failed page-in is answered as such (not as "nothing found"), so the
-                    // queue backs off instead of asking again at once.
-                    let (messages, exhausted) = match outcome {
-                        Outcome::PagedIn(m, e) => (m, e),
-                        Outcome::None => (Vec::new(), false),
-                    };
-                    self.router.post(
-                        shard,
-                        ToOwner::PagedIn {
-                            key,
-                            priority,
-                            messages,
-                            exhausted,
-                            result: ok,
-                        },
-                    );
-                }
-                Request::Mark {
-                    key,
-                    shard,
-                    priority,
-                    upto,
-                } => self.router.post(
-                    shard,
-                    ToOwner::Marked {
-                        key,
-                        priority,
-                        upto,
-                        result: ok,
-                    },
-                ),
-                Request::DurableSubscribe {
-                    reply: Some(reply), ..
-                } => answer_receipts(vec![reply], ok),
-                Request::Delete { reply, .. } => answer_receipts(reply, ok),
-                Request::DurableSubscribe { reply: None, .. }
-                | Request::DurableUnsubscribe { .. }
-                | Request::Redelivered { .. }
-                | Request::SweepExpired
-                | Request::Purge { .. }
-                | Request::DeleteDestination { .. }
-                | Request::Stop => {}
-            }
-        }
-    }
 }
 
-/// Answers each of `receipts` (a session and its frame's token) with what the commit they
-/// waited for came to: `ToSession::Done`, or `ToSession::Failed` with the error.
-fn answer_receipts(receipts: Vec<(SessionTx, Token)>, result: Result<(), Arc<str>>) {
-    for (session, token) in receipts {
-        let _ = session.send(match &result {
-            Ok(()) => ToSession::Done { token },
-            Err(reason) => ToSession::Failed {
-                token,
-                reason: reason.clone(),
-            },
-        });
+/// Answers every request of a batch, in arrival order: each with its own result when the
+/// batch committed, all with the batch's error when nothing did.
+fn answer(batch: Vec<Request>, result: Result<Vec<Applied>, String>) {
+    let results: Vec<Result<Option<Page>, Arc<str>>> = match result {
+        Ok(applied) => applied
+            .into_iter()
+            .map(|a| a.map_err(|e| Arc::from(format!("store write failed: {e}"))))
+            .collect(),
+        Err(e) => {
+            let e = Arc::<str>::from(format!("store commit failed: {e}"));
+            batch.iter().map(|_| Err(e.clone())).collect()
+        }
+    };
+    for (req, result) in batch.into_iter().zip(results) {
+        let done = result.as_ref().map(|_| ()).map_err(Arc::clone);
+        match req {
+            Request::Insert { reply, .. }
+            | Request::Move { reply, .. }
+            | Request::Commit { reply, .. }
+            | Request::Mark { reply, .. }
+            | Request::Delete {
+                reply: Some(reply), ..
+            }
+            | Request::DurableSubscribe {
+                reply: Some(reply), ..
+            } => reply.send(done),
+            // A failed page-in is answered as such (not as "nothing found"), so the queue
+            // backs off instead of asking again at once. One that committed read a page.
+            Request::PageIn { reply, .. } => reply.send(result.map(Option::unwrap_or_default)),
+            Request::Delete { reply: None, .. }
+            | Request::DurableSubscribe { reply: None, .. }
+            | Request::DurableUnsubscribe { .. }
+            | Request::Redelivered { .. }
+            | Request::SweepExpired
+            | Request::Purge { .. }
+            | Request::DeleteDestination { .. }
+            | Request::Stop => {}
+        }
     }
 }
 
