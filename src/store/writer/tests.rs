@@ -126,11 +126,6 @@ impl Answers {
     }
 }
 
-/// `(what, committed)` pairs as [`Answers::take`] returns them.
-fn answered(v: &[(&str, bool)]) -> Vec<(String, bool)> {
-    v.iter().map(|(what, ok)| (what.to_string(), *ok)).collect()
-}
-
 /// (destination, message id) of every stored row.
 fn rows(w: &Writer) -> Vec<(String, u64)> {
     let mut stmt = w
@@ -143,8 +138,9 @@ fn rows(w: &Writer) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn owned(v: &[(&str, u64)]) -> Vec<(String, u64)> {
-    v.iter().map(|(d, id)| (d.to_string(), *id)).collect()
+/// Pairs as [`rows`] and [`Answers::take`] return them: (destination, id), (what, committed).
+fn owned<T: Copy>(v: &[(&str, T)]) -> Vec<(String, T)> {
+    v.iter().map(|(s, t)| (s.to_string(), *t)).collect()
 }
 
 fn queue_depths(w: &Writer) -> Vec<(String, i64)> {
@@ -172,7 +168,7 @@ fn one_failing_request_is_rejected_alone_and_the_rest_of_its_batch_commits() {
     ]);
     assert_eq!(
         a.take(),
-        answered(&[
+        owned(&[
             ("insert 1", true),
             ("insert 2", true),
             ("commit 5 1", false),
@@ -211,7 +207,7 @@ fn a_lost_lease_still_fails_the_whole_batch() {
     w.process(vec![a.insert("/queue/a", 3)]);
     assert_eq!(
         a.take(),
-        answered(&[
+        owned(&[
             ("insert 1", true),
             ("insert 2", false),
             ("insert 1", false),
@@ -310,7 +306,7 @@ fn a_failed_read_fails_its_request_and_the_writer_goes_on() {
     w.process(vec![a.insert("/queue/a", 2)]);
     assert_eq!(
         a.take(),
-        answered(&[("insert 1", true), ("page-in", false), ("insert 2", true)])
+        owned(&[("insert 1", true), ("page-in", false), ("insert 2", true)])
     );
     assert_eq!(*failed.lock().unwrap(), None);
     assert_eq!(rows(&w), owned(&[("/queue/a", 1), ("/queue/a", 2)]));
