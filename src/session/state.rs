@@ -61,8 +61,8 @@ pub enum Post {
 /// One connection's protocol state.
 pub struct Session {
     pub(super) id: SessionId,
-    /// The reply address commands carry (owners and the store writer answer through it);
-    /// the session itself never sends on it.
+    /// The reply address commands carry (owners and store replies answer through it); the
+    /// session itself never sends on it.
     pub(super) tx: SessionTx,
     pub(super) config: Arc<Config>,
     pub(super) ids: Arc<IdAllocator>,
@@ -173,7 +173,7 @@ impl Session {
         result
     }
 
-    /// Handles one answer from an owner shard or the store writer.
+    /// Handles one answer from an owner shard or a store request's reply.
     pub fn handle_answer(&mut self, answer: ToSession) {
         match answer {
             ToSession::Deliver {
