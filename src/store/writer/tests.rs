@@ -220,17 +220,9 @@ fn a_lost_lease_still_fails_the_whole_batch() {
 
 #[test]
 fn a_failed_fsync_stops_the_writer_for_good_and_steps_down() {
-    let failed = Arc::new(std::sync::Mutex::new(None::<String>));
-    let seen = failed.clone();
-    let fence = Fence {
-        holds: Box::new(|c| lease_is(c, "me", 3)),
-        epoch: 3,
-        on_fenced: Box::new(|_| panic!("the lease is still ours")),
-        on_store_failure: Box::new(move |why| *seen.lock().unwrap() = Some(why)),
-    };
+    let (fence, failed) = failure_fence();
     let (mut w, a) = writer(Some(fence));
-    let take = "UPDATE broker_lease SET holder = ?1, epoch = ?2 WHERE id = 1";
-    w.conn.execute(take, params!["me", 3]).unwrap();
+    take_lease(&w);
     w.process(vec![a.insert("/queue/a", 1)]);
     w.faults.fail_commit.store(true, Ordering::SeqCst);
     w.process(vec![a.insert("/queue/a", 2)]);
