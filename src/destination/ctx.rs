@@ -1,14 +1,20 @@
 //! What destinations need from their shard: the store, the router (to hand messages to other
 //! shards' destinations, e.g. a dead-letter queue), the id allocator and the policy config.
+//!
+//! Every store request that has an answer gets its [`Reply`] here: what a commit means for a
+//! destination (a staged SEND stored, a page read, a message adopted by a dead-letter queue, a
+//! receipt that may go) is decided on this side, and posted from the store writer thread in
+//! commit order.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{DeadLetterStrategy, DestinationConfig};
 use crate::message::{
-    IdAllocator, Message, MessageId, QueueKey, Router, SessionTx, StoredMessage, ToOwner, Token,
+    IdAllocator, Message, MessageId, QueueKey, Router, SessionTx, StoredMessage, ToOwner,
+    ToSession, Token,
 };
-use crate::store::{Request, StoreTx};
+use crate::store::{Page, Reply, Request, StoreTx};
 
 use super::Entry;
 use crate::message::{DestinationName, Kind};
@@ -99,12 +105,17 @@ impl Ctx {
         m.persistent && self.store.is_some()
     }
 
-    /// Asks the store writer to persist `m` for `key` (answered with `ToOwner::Stored`).
-    pub fn insert(&self, key: &QueueKey, m: Arc<Message>) {
+    /// Asks the store writer to persist `message`, staged by queue `key` (answered with
+    /// `ToOwner::Stored`).
+    pub fn insert(&self, key: &QueueKey, message: Arc<Message>) {
+        let answer = key.clone();
         self.request(Request::Insert {
             key: key.clone(),
-            shard: self.shard,
-            messages: vec![m],
+            message,
+            reply: self.reply_here(move |result| ToOwner::Stored {
+                key: answer,
+                result,
+            }),
         });
     }
 
@@ -133,23 +144,54 @@ impl Ctx {
     /// Asks the store to remember that stored messages of `key` at `priority` up to `upto`
     /// may be delivered from now on (answered with `ToOwner::Marked`).
     pub fn mark(&self, key: &QueueKey, priority: u8, upto: MessageId) {
+        let answer = key.clone();
         self.request(Request::Mark {
             key: key.clone(),
-            shard: self.shard,
             priority,
             upto,
+            reply: self.reply_here(move |result| ToOwner::Marked {
+                key: answer,
+                priority,
+                upto,
+                result,
+            }),
         });
     }
 
-    /// Asks for the next stored messages of `key` at `priority` above `after`.
+    /// Asks for the next stored messages of `key` at `priority` above `after` (answered with
+    /// `ToOwner::PagedIn`).
     pub fn page_in(&self, key: &QueueKey, priority: u8, after: MessageId, limit: usize) {
+        let answer = key.clone();
         self.request(Request::PageIn {
             key: key.clone(),
-            shard: self.shard,
             priority,
             after,
             limit,
+            reply: self.reply_here(move |result: Result<Page, Arc<str>>| {
+                let (page, result) = match result {
+                    Ok(page) => (page, Ok(())),
+                    Err(e) => (Default::default(), Err(e)),
+                };
+                ToOwner::PagedIn {
+                    key: answer,
+                    priority,
+                    messages: page.messages,
+                    exhausted: page.exhausted,
+                    result,
+                }
+            }),
         });
+    }
+
+    /// A reply that posts what `answer` makes of the store's result to this shard's owner
+    /// loop (from the store writer thread, so in commit order).
+    fn reply_here<T: 'static>(
+        &self,
+        answer: impl FnOnce(Result<T, Arc<str>>) -> ToOwner + Send + 'static,
+    ) -> Reply<T> {
+        let router = self.router.clone();
+        let shard = self.shard;
+        Reply::new(move |result| router.post(shard, answer(result)))
     }
 
     /// Deletes batched and not yet sent to the store writer.
@@ -157,9 +199,10 @@ impl Ctx {
         self.deletes.len()
     }
 
-    /// Answers `token` (a receipt) with `ToSession::Committed` once everything this shard
-    /// sent the store writer so far, and the deletes pending now, is committed (the writer
-    /// commits in order), and returns true; returns false without a store (answer it now).
+    /// Answers `token` (a receipt) with `ToSession::Done` (or `Failed`) once everything this
+    /// shard sent the store writer so far, and the deletes pending now, is committed (the
+    /// writer commits in order), and returns true; returns false without a store (answer it
+    /// now).
     pub fn after_store(&mut self, tx: &SessionTx, token: Token) -> bool {
         if self.store.is_none() {
             return false;
@@ -172,7 +215,8 @@ impl Ctx {
     pub fn flush(&mut self) {
         if !self.deletes.is_empty() || !self.delete_replies.is_empty() {
             let ids = std::mem::take(&mut self.deletes);
-            let reply = std::mem::take(&mut self.delete_replies);
+            let waiting = std::mem::take(&mut self.delete_replies);
+            let reply = (!waiting.is_empty()).then(|| receipts_reply(waiting));
             self.request(Request::Delete { ids, reply });
         }
     }
@@ -233,17 +277,26 @@ impl Ctx {
         };
         let to = QueueKey::queue(dlq.clone());
         let shard = self.router.owner_of(&dlq);
-        match (&self.store, self.persists(m)) {
-            (Some(_), true) => self.request(Request::Move { message, to, shard }),
-            _ => self.router.post(
-                shard,
-                ToOwner::Stored {
-                    key: to,
-                    staged: 0,
-                    adopted: vec![message],
-                    result: Ok(()),
-                },
-            ),
+        if self.persists(m) {
+            let (router, key, adopted) = (self.router.clone(), to.clone(), message.clone());
+            self.request(Request::Move {
+                message,
+                to,
+                // Even if the row could not be moved, the message is handed over: it stays
+                // stored under its old queue and reappears there after a restart (at least
+                // once, never lost).
+                reply: Reply::new(move |_| {
+                    router.post(
+                        shard,
+                        ToOwner::Adopt {
+                            key,
+                            message: adopted,
+                        },
+                    )
+                }),
+            });
+        } else {
+            self.router.post(shard, ToOwner::Adopt { key: to, message });
         }
         log::info!(
             "dead-lettered message={} from={} to={} reason={reason:?}",
@@ -289,6 +342,22 @@ impl Ctx {
             let _ = store.send(r);
         }
     }
+}
+
+/// A reply that answers each of `receipts` (a session and its frame's token) once the store
+/// committed what they wait for: `ToSession::Done`, or `ToSession::Failed` with the error.
+pub fn receipts_reply(receipts: Vec<(SessionTx, Token)>) -> Reply {
+    Reply::new(move |result| {
+        for (session, token) in receipts {
+            let _ = session.send(match &result {
+                Ok(()) => ToSession::Done { token },
+                Err(reason) => ToSession::Failed {
+                    token,
+                    reason: reason.clone(),
+                },
+            });
+        }
+    })
 }
 
 /// True when `m` has an expiry at or before `now`.

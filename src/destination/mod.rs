@@ -8,6 +8,6 @@ mod queue;
 mod topic;
 
 pub use consumer::{Answer, Consumer, Entry};
-pub use ctx::{expired, Accounts, Ctx};
+pub use ctx::{expired, receipts_reply, Accounts, Ctx};
 pub use queue::Queue;
 pub use topic::Topic;

@@ -1,6 +1,8 @@
 //! A queue: each message to exactly one consumer, round-robin among consumers with credit,
 //! highest priority first and FIFO within a priority. Also the queue behind each durable
-//! topic subscription.
+//! topic subscription. This file holds the queue and how messages enter, wait and leave it;
+//! `queue/paging.rs` reads stored messages back into memory and `queue/marks.rs` keeps the
+//! delivery marks.
 //!
 //! # Paging
 //!
@@ -13,26 +15,16 @@
 //! - every stored message of the level with id ≤ `max_loaded` is in memory (or delivered),
 //! - every stored message with id > `max_loaded` is on disk only and counted in `unloaded`.
 //!
-//! Page-ins read `id > max_loaded` in id order through the store writer, which announces
-//! every committed row before it answers a later page-in; so a page-in never returns a row
-//! the queue already holds, and never misses one. A stored message that arrives late with an
-//! id ≤ `max_loaded` (ids are allocated before the commit, so commits can finish out of id
-//! order) goes to memory, which keeps the invariant.
-//!
-//! # Delivery marks
-//!
-//! A consumer may receive a stored message and the broker crash before its ACK is committed;
-//! after the restart the message is delivered again, and must say so (`redelivered:true`,
-//! as ActiveMQ's `persistJMSRedelivered` does). So before a level delivers a stored message
-//! for the first time, its id must be under the level's *delivery mark* in the store
-//! (`Request::Mark`); the next start marks every row under a mark redelivered
-//! (`store::settle_delivery_marks`). A new mark covers the consumers' prefetch (at least
-//! `limits::DELIVERY_MARK_AHEAD_MIN`) ahead: the next that many messages in memory, or, when
-//! memory holds fewer and nothing of the level is on disk, also the ids of the next arrivals
-//! up to that many. So one mark serves a prefetch's worth of deliveries, and after a crash at
-//! most that many messages per level that were never delivered come back marked (JMS allows
-//! a false "redelivered", never a missing one). The mark is written without its own fsync (like redelivery counts):
-//! a kill -9 cannot undo it, a power loss can lose the flag but no message.
+//! Page-ins read `id > max_loaded` in id order through the store writer. Every stored row
+//! reaches its queue through the reply of the request that committed it (`ToOwner::Stored`
+//! for a staged SEND, `ToOwner::Adopt` for a COMMIT's send or a dead letter), and the writer
+//! runs replies in commit order, so each row is announced before the answer of any later
+//! page-in: a page-in never returns a row the queue already holds, and never misses one. A
+//! stored message that arrives late with an id ≤ `max_loaded` (ids are allocated before the
+//! commit, so commits can finish out of id order) goes to memory, which keeps the invariant.
+
+mod marks;
+mod paging;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -60,7 +52,7 @@ struct Level {
     /// `Queue::paged_in`).
     retry_at: Option<std::time::Instant>,
     /// The level's delivery mark as committed: stored messages with ids up to here may be
-    /// delivered (see "Delivery marks" in the module docs).
+    /// delivered (see `queue/marks.rs`).
     marked: MessageId,
     /// A delivery mark request is on its way.
     marking: bool,
@@ -270,22 +262,12 @@ impl Queue {
         }
     }
 
-    /// The store writer committed `staged` pending SENDs (or failed to), and/or committed
-    /// `adopted` messages into this queue.
-    pub fn stored(
-        &mut self,
-        staged: usize,
-        adopted: Vec<StoredMessage>,
-        result: Result<(), Arc<str>>,
-        ctx: &mut Ctx,
-    ) {
-        let mut left = staged;
-        for s in self.staging.iter_mut().filter(|s| s.pending) {
-            if left == 0 {
-                break;
-            }
+    /// The store committed the oldest pending staged SEND (or failed to: then it is not
+    /// enqueued and its producer gets an ERROR). Staged messages no longer waiting for a
+    /// commit ahead of them enter the queue, in order.
+    pub fn stored(&mut self, result: Result<(), Arc<str>>, ctx: &mut Ctx) {
+        if let Some(s) = self.staging.iter_mut().find(|s| s.pending) {
             s.pending = false;
-            left -= 1;
             if let Err(reason) = &result {
                 // Not stored: the producer gets an ERROR, the message is not in the queue.
                 if let Some(a) = s.answer.take() {
@@ -315,118 +297,20 @@ impl Queue {
             let full = self.full(ctx);
             self.blocked.accept(s.answer, full);
         }
-        for m in adopted {
-            let e = Entry {
-                message: m.message,
-                redelivery_count: m.redelivery_count,
-            };
-            self.bytes += e.weight();
-            self.admit(e, ctx);
-        }
         self.after_change(ctx);
     }
 
-    /// The answer to a page-in request. A failed one is retried after a backoff that doubles
-    /// with each failure in a row (`limits::PAGE_IN_RETRY_FIRST` up to `PAGE_IN_RETRY_MAX`),
-    /// by the next dispatch or owner tick after it: asking again at once would spin the store
-    /// writer and flood the log for as long as the store fails. One log line per attempt.
-    pub fn paged_in(
-        &mut self,
-        priority: u8,
-        messages: Vec<StoredMessage>,
-        exhausted: bool,
-        result: Result<(), Arc<str>>,
-        ctx: &mut Ctx,
-    ) {
-        let now = now_ms();
-        let level = &mut self.levels[priority.min(9) as usize];
-        level.paging = false;
-        if let Err(reason) = result {
-            level.failures = level.failures.saturating_add(1);
-            let delay = crate::limits::PAGE_IN_RETRY_FIRST
-                .saturating_mul(1 << (level.failures - 1).min(16))
-                .min(crate::limits::PAGE_IN_RETRY_MAX);
-            level.retry_at = Some(std::time::Instant::now() + delay);
-            log::warn!(
-                "page-in failed queue={} priority={priority} failures={} retry_in_ms={}: {reason}",
-                self.key,
-                level.failures,
-                delay.as_millis()
-            );
-            return;
-        }
-        if level.failures > 0 {
-            log::info!(
-                "page-in recovered queue={} priority={priority} after {} failures",
-                self.key,
-                level.failures
-            );
-            level.failures = 0;
-            level.retry_at = None;
-        }
-        level.unloaded = level.unloaded.saturating_sub(messages.len() as u64);
-        if exhausted {
-            // Every row stored before the read was announced before this answer; whatever
-            // was counted but not found is gone (e.g. purged while on disk).
-            level.unloaded = 0;
-        }
-        for m in messages {
-            level.max_loaded = level.max_loaded.max(m.message.id);
-            let e = Entry {
-                message: m.message,
-                redelivery_count: m.redelivery_count,
-            };
-            if expired(&e.message, now) {
-                self.counters.expired += 1;
-                ctx.expire(&self.key, e);
-                continue;
-            }
-            self.bytes += e.weight();
-            if e.message.expires != 0 {
-                self.expiring += 1;
-            }
-            level.insert_sorted(e);
-        }
-        self.dispatch(ctx);
-    }
-
-    /// The answer to a delivery mark request: the level may deliver stored messages up to
-    /// `upto` (or, when the mark could not be written, asks again after a backoff).
-    pub fn marked(
-        &mut self,
-        priority: u8,
-        upto: MessageId,
-        result: Result<(), Arc<str>>,
-        ctx: &mut Ctx,
-    ) {
-        let level = &mut self.levels[priority.min(9) as usize];
-        level.marking = false;
-        match result {
-            Ok(()) => {
-                level.marked = level.marked.max(upto);
-                if level.failures == 0 {
-                    level.retry_at = None;
-                }
-            }
-            Err(reason) => {
-                let delay = crate::limits::PAGE_IN_RETRY_FIRST;
-                level.retry_at = Some(std::time::Instant::now() + delay);
-                log::warn!(
-                    "delivery mark failed queue={} priority={priority} retry_in_ms={}: {reason}",
-                    self.key,
-                    delay.as_millis()
-                );
-            }
-        }
-        self.dispatch(ctx);
-    }
-
-    /// Asks again for levels whose page-in failed, once their backoff has passed (the owner
-    /// calls this every tick, so a failed level is retried even when nothing else happens).
-    pub fn retry_page_in(&mut self, ctx: &mut Ctx) {
-        if self.levels.iter().any(|l| l.retry_at.is_some()) {
-            self.dispatch(ctx);
-        }
+    /// A message handed to this queue from elsewhere (`ToOwner::Adopt`: a COMMIT's send, a
+    /// dead letter), already stored if it is persistent. It is admitted like a stored SEND;
+    /// nothing waits for it to be accepted.
+    pub fn adopt(&mut self, message: StoredMessage, ctx: &mut Ctx) {
+        let e = Entry {
+            message: message.message,
+            redelivery_count: message.redelivery_count,
+        };
+        self.bytes += e.weight();
+        self.admit(e, ctx);
+        self.after_change(ctx);
     }
 
     /// Adds a consumer and delivers to it what it has credit for.
@@ -629,74 +513,5 @@ impl Queue {
                 }
             }
         }
-    }
-
-    /// True when the head of level `p` may be delivered now: it is not stored, or came back
-    /// before (its redelivery count is stored), or its id is under the level's delivery
-    /// mark. Asks the store for the next mark (one at a time; `marked` resumes dispatch) when
-    /// the head is past the current one, then returning false, or past its middle.
-    fn delivery_marked(&mut self, p: usize, ctx: &mut Ctx) -> bool {
-        let level = &self.levels[p];
-        let head = level.mem.front().expect("level is not empty");
-        if head.redelivery_count > 0 || !ctx.persists(&head.message) {
-            return true;
-        }
-        let id = head.message.id;
-        let covered = id <= level.marked;
-        if covered && (id <= level.remark_after || level.marking) {
-            return true;
-        }
-        if level.marking
-            || level
-                .retry_at
-                .is_some_and(|t| std::time::Instant::now() < t)
-        {
-            return covered;
-        }
-        let ahead: u64 = self
-            .consumers
-            .iter()
-            .map(|c| u64::from(c.prefetch()))
-            .sum::<u64>()
-            .max(crate::limits::DELIVERY_MARK_AHEAD_MIN);
-        let waiting = level.mem.len() as u64;
-        let (upto, remark_after) = if ahead <= waiting || level.unloaded > 0 {
-            let k = ahead.min(waiting) as usize;
-            (
-                level.mem[k - 1].message.id,
-                level.mem[(k - 1) / 2].message.id,
-            )
-        } else {
-            // Everything in memory is covered, and so are the next arrivals up to `ahead`
-            // (at most that many of this level's among the next ids).
-            let last = ctx.ids.last().0;
-            let extra = ahead - waiting;
-            (MessageId(last + extra), MessageId(last + extra / 2))
-        };
-        let level = &mut self.levels[p];
-        level.marking = true;
-        level.remark_after = remark_after;
-        ctx.mark(&self.key, p as u8, upto.max(id));
-        // Past the middle of the old mark, the next one is asked for ahead of time and the
-        // head still goes out under the old one.
-        covered
-    }
-
-    /// Reads the next stored messages of level `p` when memory runs low.
-    fn request_page_in(&mut self, p: usize, ctx: &mut Ctx) {
-        let over = self.full(ctx);
-        let batch = ctx.config.page_batch;
-        let level = &mut self.levels[p];
-        if level.unloaded == 0 || level.paging || over || level.mem.len() >= batch / 2 {
-            return;
-        }
-        if level
-            .retry_at
-            .is_some_and(|t| std::time::Instant::now() < t)
-        {
-            return;
-        }
-        level.paging = true;
-        ctx.page_in(&self.key, p as u8, level.max_loaded, batch);
     }
 }

@@ -192,8 +192,8 @@ impl fmt::Display for QueueKey {
     }
 }
 
-/// A message as read back from the store (recovery, page-in) or handed over by the store
-/// writer after a commit, with its redelivery count.
+/// A message as read back from the store (recovery, page-in) or handed to a queue
+/// ([`ToOwner::Adopt`]), with its redelivery count.
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
     pub message: Arc<Message>,
@@ -272,16 +272,23 @@ pub enum ToOwner {
     Barrier { session: SessionId, token: Token },
     /// The session is gone: drop its consumers, requeue its unacked messages.
     Goodbye { session: SessionId },
-    /// From the store writer: `staged` of this queue's pending persistent SENDs are committed
-    /// (or failed), and `adopted` messages were committed into it by someone else (a COMMIT,
-    /// a move to a dead-letter queue). Posted in commit order.
+    /// The answer to one persistent SEND this queue staged (its `store::Request::Insert`):
+    /// the oldest of its staged SENDs still waiting is committed, or failed and is not
+    /// enqueued. Posted from the store writer thread, in commit order.
     Stored {
         key: QueueKey,
-        staged: usize,
-        adopted: Vec<StoredMessage>,
         result: Result<(), Arc<str>>,
     },
-    /// From the store writer: the answer to a page-in request. When `result` is an error,
+    /// A message handed to a queue that did not stage it: a COMMIT's send, once the COMMIT's
+    /// store transaction is on disk, or a dead letter, once its row moved (or at once when it
+    /// is not stored). The one way a message enters a queue from elsewhere
+    /// (`Queue::adopt`). A stored one is posted from the store writer thread in commit order,
+    /// so no later page-in reads it a second time.
+    Adopt {
+        key: QueueKey,
+        message: StoredMessage,
+    },
+    /// The answer to a page-in request, posted from the store writer thread. When `result` is an error,
     /// nothing was read (`messages` is empty).
     PagedIn {
         key: QueueKey,
@@ -290,8 +297,9 @@ pub enum ToOwner {
         exhausted: bool,
         result: Result<(), Arc<str>>,
     },
-    /// From the store writer: the delivery mark of `key` at `priority` is `upto` (or could
-    /// not be written); dispatch of stored messages above the old mark may go on.
+    /// The answer to a delivery mark request, posted from the store writer thread: the mark
+    /// of `key` at `priority` is `upto` (or could not be written); dispatch of stored
+    /// messages above the old mark may go on.
     Marked {
         key: QueueKey,
         priority: u8,
@@ -337,7 +345,8 @@ pub enum Inspect {
     },
 }
 
-/// What an owner shard (or the store writer) tells a session.
+/// What an owner shard tells a session (or a store request's reply does, from the store
+/// writer thread).
 #[derive(Debug)]
 pub enum ToSession {
     /// A message for one of the session's subscriptions; `redelivery_count` > 0 means it was
@@ -355,14 +364,21 @@ pub enum ToSession {
         token: Option<Token>,
         reason: Arc<str>,
     },
-    /// A COMMIT's store transaction finished: its persistent sends and acks are on disk and
-    /// its messages were handed to their owners.
+    /// A COMMIT's store transaction finished, and only that: on `Ok`, its persistent queue
+    /// sends and its acks are on disk and its queue sends were handed to their owners (the
+    /// session then posts the rest of the COMMIT); on `Err`, none of it happened and the
+    /// session fails with an ERROR.
     Committed {
         token: Token,
         result: Result<(), Arc<str>>,
     },
-    /// The command carrying `token` has taken effect.
+    /// The command carrying `token` has taken effect (for an ACK, a DISCONNECT's barrier or a
+    /// durable SUBSCRIBE that waited for the store: its deletes or record are on disk).
     Done { token: Token },
+    /// The store could not commit what the command carrying `token` waited for (the deletes
+    /// of acked messages, a durable subscription's record): the session fails with an ERROR
+    /// carrying its receipt.
+    Failed { token: Token, reason: Arc<str> },
     /// A SUBSCRIBE would have gone past a broker-wide limit (`name`, at `max`): nothing was
     /// created, and the session fails with an ERROR (carrying the receipt, if any).
     LimitReached {

@@ -27,3 +27,4 @@ pub use error::Error;
 pub use services::{ClientIds, ConnectionInfo, Connections, Services, SubscriptionInfo};
 pub use state::{Phase, Post, Session};
 pub use task::{run, SessionContext};
+pub use transactions::StoreCommit;

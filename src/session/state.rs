@@ -29,12 +29,11 @@ use super::receipts::Receipts;
 use super::send::ProducerWindow;
 use super::services::{ClientIds, Connections, Services};
 use super::subscriptions::Subscriptions;
-use super::transactions::Transactions;
+use super::transactions::{StoreCommit, Transactions};
 use crate::codec::{Command, Frame, Version};
 use crate::config::Config;
 use crate::limits::MAX_WRITE_BUFFER_BYTES;
 use crate::message::{IdAllocator, SessionId, SessionTx, ToOwner, ToSession};
-use crate::store::Request;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,15 +54,15 @@ pub enum Phase {
 pub enum Post {
     /// To shard `.0`'s owner loop.
     Owner(usize, ToOwner),
-    /// To the store writer (a COMMIT's store transaction).
-    Store(Request),
+    /// To the store writer: a COMMIT's store transaction (only with a store).
+    Store(StoreCommit),
 }
 
 /// One connection's protocol state.
 pub struct Session {
     pub(super) id: SessionId,
-    /// The reply address commands carry (owners and the store writer answer through it);
-    /// the session itself never sends on it.
+    /// The reply address commands carry (owners and store replies answer through it); the
+    /// session itself never sends on it.
     pub(super) tx: SessionTx,
     pub(super) config: Arc<Config>,
     pub(super) ids: Arc<IdAllocator>,
@@ -174,7 +173,7 @@ impl Session {
         result
     }
 
-    /// Handles one answer from an owner shard or the store writer.
+    /// Handles one answer from an owner shard or a store request's reply.
     pub fn handle_answer(&mut self, answer: ToSession) {
         match answer {
             ToSession::Deliver {
@@ -197,13 +196,18 @@ impl Session {
                 let receipt = token.and_then(|t| self.receipts.take(t));
                 self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
             }
-            ToSession::Committed { token, result } => match result {
-                Ok(()) => self.committed(token),
-                Err(reason) => {
-                    let receipt = self.receipts.take(token);
-                    self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
-                }
-            },
+            ToSession::Committed {
+                token,
+                result: Ok(()),
+            } => self.committed(token),
+            ToSession::Committed {
+                token,
+                result: Err(reason),
+            }
+            | ToSession::Failed { token, reason } => {
+                let receipt = self.receipts.take(token);
+                self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
+            }
             ToSession::Done { token } => self.complete(token),
             ToSession::LimitReached { name, max, token } => {
                 let receipt = token.and_then(|t| self.receipts.take(t));
@@ -295,9 +299,9 @@ impl Session {
         self.posts.push(Post::Owner(shard, cmd));
     }
 
-    /// Queues a request for the store writer.
-    pub(super) fn post_store(&mut self, request: Request) {
-        self.posts.push(Post::Store(request));
+    /// Queues a COMMIT's store transaction for the store writer.
+    pub(super) fn post_store(&mut self, commit: StoreCommit) {
+        self.posts.push(Post::Store(commit));
     }
 }
 

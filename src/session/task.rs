@@ -13,11 +13,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::state::{Phase, Post, Session};
-use super::{Error, Services};
+use super::{Error, Services, StoreCommit};
 use crate::clock::now_ms;
 use crate::codec::Decoder;
 use crate::limits::{INITIAL_READ_BUFFER_BYTES, READ_CHUNK_BYTES};
-use crate::message::SessionId;
+use crate::message::{Router, SessionId, StoredMessage, ToOwner, ToSession};
+use crate::store::{Reply, Request};
 
 /// Owner answers taken from the channel in one go before the driver writes again.
 const ANSWER_BATCH: usize = 256;
@@ -186,13 +187,49 @@ fn post(session: &mut Session, services: &Services) {
     for p in session.take_posts() {
         match p {
             Post::Owner(shard, cmd) => services.router.post(shard, cmd),
-            Post::Store(request) => {
+            Post::Store(commit) => {
                 // The session queues store requests only when the services have a store.
                 if let Some(store) = &services.store {
-                    let _ = store.send(request);
+                    let _ = store.send(commit_request(commit, &services.router));
                 }
             }
         }
+    }
+}
+
+/// A COMMIT's store transaction with its reply. Once it is committed, the reply hands each
+/// queue send to its owner (`ToOwner::Adopt`) and then tells the session. It runs on the
+/// store writer thread, in commit order, so a queue adopts a send before any later page-in
+/// can read its row; and before the session hears `Committed`, so nothing the session posts
+/// after it overtakes the sends.
+fn commit_request(commit: StoreCommit, router: &Arc<Router>) -> Request {
+    let StoreCommit {
+        sends,
+        deletes,
+        session,
+        token,
+    } = commit;
+    let inserts = sends
+        .iter()
+        .map(|(key, _, message)| (key.clone(), message.clone()))
+        .collect();
+    let router = router.clone();
+    let reply = Reply::new(move |result: Result<(), Arc<str>>| {
+        if result.is_ok() {
+            for (key, shard, message) in sends {
+                let message = StoredMessage {
+                    message,
+                    redelivery_count: 0,
+                };
+                router.post(shard, ToOwner::Adopt { key, message });
+            }
+        }
+        let _ = session.send(ToSession::Committed { token, result });
+    });
+    Request::Commit {
+        sends: inserts,
+        deletes,
+        reply,
     }
 }
 

@@ -1,8 +1,8 @@
 //! BEGIN, COMMIT and ABORT: transactions are buffered in the session, within
 //! `max_transactions_per_connection`, `max_transaction_frames` and `max_transaction_bytes`
 //! (charged to the global memory account until they end). A COMMIT writes its persistent
-//! queue SENDs and its acked stored messages in one store transaction, then posts the rest;
-//! an ABORT drops the SENDs and puts acked deliveries back in flight.
+//! queue SENDs and its acked stored messages in one store transaction ([`StoreCommit`]), then
+//! posts the rest; an ABORT drops the SENDs and puts acked deliveries back in flight.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,8 +15,7 @@ use super::state::{required, Session};
 use crate::codec::Frame;
 use crate::limits::Limits;
 use crate::message::Kind;
-use crate::message::{Message, QueueKey, Token};
-use crate::store::Request;
+use crate::message::{Message, MessageId, QueueKey, SessionTx, Token};
 
 /// One SEND/ACK/NACK buffered in an open transaction.
 #[derive(Debug)]
@@ -33,6 +32,21 @@ impl TxOp {
             TxOp::Settle(_) => 0,
         }
     }
+}
+
+/// A COMMIT's store transaction, as the session asks for it ([`super::Post::Store`]): the
+/// driver sends it to the store writer as a `store::Request::Commit` whose reply, once it is
+/// committed, hands each queue send to its owner (`ToOwner::Adopt`) and then answers
+/// `session` with `ToSession::Committed`.
+#[derive(Debug)]
+pub struct StoreCommit {
+    /// The COMMIT's queue sends with the shard that owns each queue (the persistent ones are
+    /// inserted).
+    pub sends: Vec<(QueueKey, usize, Arc<Message>)>,
+    /// Stored messages the COMMIT's ACKs delete.
+    pub deletes: Vec<MessageId>,
+    pub session: SessionTx,
+    pub token: Token,
 }
 
 /// What a COMMIT still has to do once its store transaction is on disk.
@@ -134,7 +148,7 @@ impl Session {
     }
 
     /// COMMIT: with a store, persistent sends to queues and deletes of acked stored messages
-    /// go to disk in ONE store transaction; the writer then hands the queue sends to their
+    /// go to disk in ONE store transaction; its reply then hands the queue sends to their
     /// owners, and the session posts topic sends and the acks. Without a store, everything is
     /// posted at once.
     pub(super) fn on_commit(&mut self, frame: &Frame) -> Result<(), Error> {
@@ -177,7 +191,7 @@ impl Session {
             None => self.receipts.new_token(),
         };
         self.transactions.commits.insert(token, pending);
-        self.post_store(Request::Commit {
+        self.post_store(StoreCommit {
             sends,
             deletes,
             session: self.tx.clone(),
@@ -188,9 +202,8 @@ impl Session {
 
     /// The store transaction of a COMMIT is on disk: post what remains of it.
     pub(super) fn committed(&mut self, token: Token) {
+        // Every COMMIT that posts a store transaction holds its pending part until then.
         let Some(pending) = self.transactions.commits.remove(&token) else {
-            // A durable subscription's record is on disk: its SUBSCRIBE's receipt may go.
-            self.complete(token);
             return;
         };
         let more = pending.topic_sends.len() + pending.settles.len();

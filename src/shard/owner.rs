@@ -1,6 +1,11 @@
 //! The owner loop of one shard: holds the destinations whose name hashes to this shard (and
-//! the queues of durable subscriptions to its topics) and applies the commands sessions and
-//! the store writer send them. Runs only on its shard's thread, so destinations need no locks.
+//! the queues of durable subscriptions to its topics) and applies the commands sessions send
+//! them and the store's replies post to them. Runs only on its shard's thread, so
+//! destinations need no locks. `owner/durable.rs` keeps durable subscriptions' queues;
+//! `owner/inspect.rs` answers the admin endpoint.
+
+mod durable;
+mod inspect;
 
 use foldhash::HashMap;
 use std::sync::Arc;
@@ -11,10 +16,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::destination::{Answer, Consumer, Ctx, Entry, Queue, Topic};
 use crate::message::{
-    AckMode, DestinationName, DestinationStats, DurableName, Inspect, Kind, Message, MessageId,
-    QueueKey, SessionId, SessionTx, SubId, ToOwner, ToSession, Token,
+    AckMode, DestinationName, DurableName, Kind, Message, MessageId, QueueKey, SessionId,
+    SessionTx, SubId, ToOwner, ToSession, Token,
 };
-use crate::store::Request;
+use durable::durable_key;
 
 /// Commands handled before the loop yields to other tasks on the shard.
 const COMMAND_BATCH: usize = 512;
@@ -220,13 +225,12 @@ impl Owner {
                 }
                 debug!("shard={} session={} gone", self.ctx.shard, session.0);
             }
-            ToOwner::Stored {
-                key,
-                staged,
-                adopted,
-                result,
-            } => {
-                self.with_queue(&key, true, |q, ctx| q.stored(staged, adopted, result, ctx));
+            ToOwner::Stored { key, result } => {
+                self.with_queue(&key, true, |q, ctx| q.stored(result, ctx));
+                self.forget_if_idle(&key);
+            }
+            ToOwner::Adopt { key, message } => {
+                self.with_queue(&key, true, |q, ctx| q.adopt(message, ctx));
                 self.forget_if_idle(&key);
             }
             ToOwner::PagedIn {
@@ -266,76 +270,6 @@ impl Owner {
         true
     }
 
-    fn inspect(&mut self, q: Inspect) {
-        match q {
-            Inspect::Stats { reply } => {
-                let mut out: Vec<DestinationStats> =
-                    self.queues.values().map(Queue::stats).collect();
-                out.extend(self.topics.values().map(Topic::stats));
-                let _ = reply.send(out);
-            }
-            Inspect::Browse {
-                key,
-                offset,
-                limit,
-                reply,
-            } => {
-                let _ = reply.send(self.queues.get(&key).map(|q| q.browse(offset, limit)));
-            }
-            Inspect::Purge { key, reply } => {
-                let mut purged = None;
-                self.with_queue(&key, false, |q, ctx| {
-                    let keep = q.unacked_ids();
-                    purged = Some(q.purge());
-                    ctx.request(Request::Purge {
-                        key: q.key().clone(),
-                        keep,
-                    });
-                });
-                self.forget_if_idle(&key);
-                let _ = reply.send(purged);
-            }
-            Inspect::Delete { key, reply } => {
-                let result = match self.queues.get(&key) {
-                    _ if key.destination.kind() == Kind::Topic && key.subscription.is_none() => {
-                        match self.topics.get(&key.destination) {
-                            Some(t) if t.subscriber_count() > 0 || !t.durables.is_empty() => {
-                                Err("topic has subscribers or durable subscriptions".to_string())
-                            }
-                            _ => {
-                                self.topics.remove(&key.destination);
-                                Ok(0)
-                            }
-                        }
-                    }
-                    Some(q) if q.consumer_count() > 0 => {
-                        Err(format!("queue has {} consumers", q.consumer_count()))
-                    }
-                    _ => {
-                        let mut n = 0;
-                        if let Some(mut q) = self.queues.remove(&key) {
-                            if key.subscription.is_some() {
-                                self.ctx.remove_durable();
-                            }
-                            let before = q.bytes();
-                            n = q.purge();
-                            self.ctx.charge(before, q.bytes());
-                        }
-                        if let Some(name) = &key.subscription {
-                            if let Some(t) = self.topics.get_mut(&key.destination) {
-                                t.durables.retain(|k| k.subscription.as_ref() != Some(name));
-                            }
-                        }
-                        self.ctx
-                            .request(Request::DeleteDestination { key: key.clone() });
-                        Ok(n)
-                    }
-                };
-                let _ = reply.send(result);
-            }
-        }
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn subscribe(
         &mut self,
@@ -356,24 +290,11 @@ impl Owner {
             (Kind::Queue, _) => Attached::Queue(QueueKey::queue(destination)),
             (Kind::Topic, None) => Attached::Topic(destination),
             (Kind::Topic, Some(d)) => {
-                if !self.queues.contains_key(&durable_key(&d, &destination))
-                    && !self.ctx.add_durable(false)
-                {
-                    let _ = tx.send(ToSession::LimitReached {
-                        name: "max_durable_subscriptions",
-                        max: self.ctx.config.max_durable_subscriptions,
-                        token,
-                    });
+                let Some(key) = self.subscribe_durable(d, destination, &tx, token) else {
                     return;
-                }
-                let key = self.durable(&d, &destination);
+                };
                 // The SUBSCRIBE's receipt waits for the subscription's record to be on disk.
                 answered = self.ctx.store.is_some();
-                self.ctx.request(Request::DurableSubscribe {
-                    durable: d,
-                    topic: destination,
-                    reply: token.map(|t| (tx.clone(), t)),
-                });
                 Attached::Queue(key)
             }
         };
@@ -439,40 +360,6 @@ impl Owner {
                 }
             }
         }
-    }
-
-    /// The queue of durable subscription `d` to `topic`, created (and registered with the
-    /// topic) if new.
-    fn durable(&mut self, d: &DurableName, topic: &DestinationName) -> QueueKey {
-        let key = durable_key(d, topic);
-        if !self.queues.contains_key(&key) {
-            self.queues.insert(key.clone(), Queue::new(key.clone()));
-        }
-        let t = self
-            .topics
-            .entry(topic.clone())
-            .or_insert_with(|| Topic::new(topic.clone()));
-        if !t.durables.contains(&key) {
-            t.durables.push(key.clone());
-        }
-        key
-    }
-
-    /// Deletes durable subscription `d` of `topic` and everything it holds.
-    fn destroy_durable(&mut self, d: DurableName, topic: DestinationName) {
-        let key = durable_key(&d, &topic);
-        if let Some(mut q) = self.queues.remove(&key) {
-            self.ctx.remove_durable();
-            let before = q.bytes();
-            q.purge();
-            self.ctx.charge(before, q.bytes());
-        }
-        if let Some(t) = self.topics.get_mut(&topic) {
-            t.durables.retain(|k| *k != key);
-        }
-        self.forget_topic_if_idle(&topic);
-        self.ctx
-            .request(Request::DurableUnsubscribe { durable: d, topic });
     }
 
     /// Runs `f` on the queue `key` (created first when `create`), charging its change in
@@ -567,14 +454,6 @@ impl Owner {
     }
 }
 
-/// The queue key of durable subscription `d` to `topic`.
-fn durable_key(d: &DurableName, topic: &DestinationName) -> QueueKey {
-    QueueKey {
-        destination: topic.clone(),
-        subscription: Some(d.key()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -586,7 +465,7 @@ mod tests {
     use crate::config::DestinationConfig;
     use crate::config::Durability;
     use crate::message::{IdAllocator, Router};
-    use crate::store::{spawn_writer_with_faults, Faults, WriterConfig};
+    use crate::store::{spawn_writer_with_faults, Faults, Request, WriterConfig};
 
     /// A store whose page-ins fail at first must be asked again only a few times (not in a
     /// loop as fast as the writer answers), and must deliver once it works again.
@@ -615,8 +494,7 @@ mod tests {
             fence: None,
             durability: Durability::Fsync,
         };
-        let (writer_tx, writer) =
-            spawn_writer_with_faults(conn, router.clone(), config, faults.clone()).unwrap();
+        let (writer_tx, writer) = spawn_writer_with_faults(conn, config, faults.clone()).unwrap();
         // Counts the page-ins the queue asks for on their way to the writer.
         let page_ins = Arc::new(AtomicUsize::new(0));
         let (store, requests) = std::sync::mpsc::channel::<Request>();

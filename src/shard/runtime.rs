@@ -137,7 +137,7 @@ impl Broker {
             durability: config.durability,
         };
         let (store_tx, writer) =
-            store::spawn_writer(conn, router.clone(), writer_config).map_err(StartError::Thread)?;
+            store::spawn_writer(conn, writer_config).map_err(StartError::Thread)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (idle_tx, idle) = std::sync::mpsc::channel();
         let config = Arc::new(config);

@@ -8,29 +8,21 @@ use std::sync::Arc;
 use log::info;
 use rusqlite::{params, Connection};
 
-use super::{headers_to_json, message_from_row, Request};
+use super::{headers_to_json, message_from_row, Page, Request};
 use crate::message::Kind;
 use crate::message::{Message, QueueKey, StoredMessage};
 
-/// What applying one request produced, to be answered after the commit.
-pub(super) enum Outcome {
-    None,
-    PagedIn(Vec<StoredMessage>, bool),
-}
-
+/// Applies one request inside the writer's transaction. Returns what a page-in read (None
+/// for every other request), for its reply after the commit.
 pub(super) fn apply_one(
     tx: &Connection,
     known: &mut Known<'_>,
     req: &Request,
     now: i64,
     epoch: Option<i64>,
-) -> Result<Outcome, rusqlite::Error> {
+) -> Result<Option<Page>, rusqlite::Error> {
     match req {
-        Request::Insert { key, messages, .. } => {
-            for m in messages {
-                insert(tx, known, key, m, now, epoch)?;
-            }
-        }
+        Request::Insert { key, message, .. } => insert(tx, known, key, message, now, epoch)?,
         Request::Delete { ids, .. } => {
             let mut stmt = tx.prepare_cached("DELETE FROM messages WHERE message_id = ?1")?;
             for id in ids {
@@ -67,7 +59,7 @@ pub(super) fn apply_one(
             }
         }
         Request::Commit { sends, deletes, .. } => {
-            for (key, _, m) in sends {
+            for (key, m) in sends {
                 if m.persistent {
                     insert(tx, known, key, m, now, epoch)?;
                 }
@@ -98,7 +90,7 @@ pub(super) fn apply_one(
                 after.0 as i64,
                 *limit as i64,
             ])?;
-            let mut out = Vec::with_capacity(*limit);
+            let mut messages = Vec::with_capacity(*limit);
             while let Some(row) = rows.next()? {
                 let headers: String = row.get(4)?;
                 let message = message_from_row(
@@ -110,13 +102,16 @@ pub(super) fn apply_one(
                     row.get(5)?,
                 );
                 let redelivery_count = row.get::<_, i64>(3)?.max(0) as u32;
-                out.push(StoredMessage {
+                messages.push(StoredMessage {
                     message: Arc::new(message),
                     redelivery_count,
                 });
             }
-            let exhausted = out.len() < *limit;
-            return Ok(Outcome::PagedIn(out, exhausted));
+            let exhausted = messages.len() < *limit;
+            return Ok(Some(Page {
+                messages,
+                exhausted,
+            }));
         }
         Request::Mark {
             key,
@@ -201,7 +196,7 @@ pub(super) fn apply_one(
         }
         Request::Stop => {}
     }
-    Ok(Outcome::None)
+    Ok(None)
 }
 
 /// A destination (or durable subscription) is gone: so are its delivery marks.

@@ -1,16 +1,20 @@
 //! The store: persistent messages and durable subscriptions in one SQLite file
-//! (`data_dir/stompbox.db`, WAL mode).
+//! (`data_dir/stompbox.db`, WAL mode). A leaf: it knows SQL and rows, not queues, sessions or
+//! shards.
 //!
 //! One thread, the store writer (`writer.rs`), owns the only write connection. Owner shards
 //! and sessions send it [`Request`]s; it takes everything waiting, applies it in ONE
-//! transaction, commits, and then answers each request (group commit: the fsync is shared by
-//! the whole batch). Every row that appears in a queue is announced to that queue's owner by
-//! the writer, in commit order, which is what keeps paging exact (see
-//! `destination/queue.rs`). Reads at start (`recover`) use their own connection.
+//! transaction, commits, and then answers each request through the [`Reply`] its caller put
+//! in it, in arrival order (group commit: the fsync is shared by the whole batch). What an
+//! answer means is the caller's business: a queue's owner hands stored rows to the queue from
+//! its replies, which run on the writer thread in commit order, and that is what keeps paging
+//! exact (see `destination/queue.rs`). Reads at start (`recover`) use their own connection.
 //! `writer.rs` is the group-commit protocol (batches, savepoints, fencing, answers);
-//! `apply.rs` is what each request reads or writes in SQL.
+//! `failure.rs` decides what a failed write means (fail-stop or not); `apply.rs` is what each
+//! request reads or writes in SQL.
 
 mod apply;
+mod failure;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 mod schema;
@@ -29,7 +33,7 @@ pub(crate) use writer::{spawn_writer_with_faults, Faults};
 
 use crate::config::Durability;
 use crate::message::DestinationName;
-use crate::message::{DurableName, Message, MessageId, QueueKey, SessionTx, StoredMessage, Token};
+use crate::message::{DurableName, Message, MessageId, QueueKey, StoredMessage};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -140,63 +144,96 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
 /// by producer windows, deletes by deliveries, page-ins by one outstanding per queue level.
 pub type StoreTx = std::sync::mpsc::Sender<Request>;
 
-/// What the store writer is asked to do.
+/// How the store writer answers one request: called once, on the writer thread, after the
+/// request's batch committed (`Ok`, with what the request read) or failed (`Err`, with the
+/// text a client's ERROR carries), in the order the requests arrived. The caller builds it
+/// and decides what the answer means (tell an owner, hand a message to a queue, answer a
+/// session); the store only calls it. It runs while the writer waits, so it must only post
+/// and never block. A request the writer never takes (it stopped) drops its reply uncalled.
+pub struct Reply<T = ()>(Box<dyn FnOnce(Result<T, Arc<str>>) + Send>);
+
+impl<T> Reply<T> {
+    /// A reply that calls `answer`.
+    pub fn new(answer: impl FnOnce(Result<T, Arc<str>>) + Send + 'static) -> Self {
+        Reply(Box::new(answer))
+    }
+
+    /// Answers the request (the store writer does, after its commit).
+    fn send(self, result: Result<T, Arc<str>>) {
+        (self.0)(result)
+    }
+}
+
+impl<T> std::fmt::Debug for Reply<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reply")
+    }
+}
+
+/// What a page-in read: stored messages in id order, and whether that was all there is.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub messages: Vec<StoredMessage>,
+    /// Fewer than the limit were found: nothing else of that level is stored above them.
+    pub exhausted: bool,
+}
+
+/// What the store writer is asked to do. A request that has an answer carries its own
+/// [`Reply`].
 #[derive(Debug)]
 pub enum Request {
-    /// Persist messages an owner staged for `key`; the owner gets [`crate::message::ToOwner::Stored`]
-    /// with `staged = messages.len()` after the commit.
+    /// Persist a persistent SEND an owner staged for `key`; `reply` after the commit.
     Insert {
         key: QueueKey,
-        shard: usize,
-        messages: Vec<Arc<Message>>,
+        message: Arc<Message>,
+        reply: Reply,
     },
-    /// Acked (or expired, or purged from memory): forget these rows. Each `reply` (an ACK
-    /// that asked for a RECEIPT) is answered with `ToSession::Committed` once the delete is
-    /// committed, so the RECEIPT promises the message will not come back after a crash.
+    /// Acked (or expired, or purged from memory): forget these rows. A `reply` means someone
+    /// waits for the delete to be on disk (an ACK's or DISCONNECT's RECEIPT promises the
+    /// message will not come back after a crash): then the batch is fsynced.
     Delete {
         ids: Vec<MessageId>,
-        reply: Vec<(SessionTx, Token)>,
+        reply: Option<Reply>,
     },
     /// A stored message came back for redelivery: remember its count across restarts.
     Redelivered { id: MessageId, count: u32 },
-    /// Move a message into another queue (a dead-letter queue): a stored row changes its
-    /// destination and headers in place; then the target owner adopts it.
+    /// Move a stored message into another queue (a dead-letter queue): its row changes its
+    /// destination and headers in place. `reply` after the commit, even a failed one (the
+    /// caller hands the message over either way).
     Move {
         message: StoredMessage,
         to: QueueKey,
-        shard: usize,
+        reply: Reply,
     },
-    /// A STOMP COMMIT: insert the persistent `sends` and delete `deletes` in one transaction,
-    /// then hand each send to its queue's owner and answer the session.
+    /// A STOMP COMMIT: insert the persistent ones of `sends` and delete `deletes` in one
+    /// transaction; `reply` after the commit (the caller hands the sends to their queues).
     Commit {
-        sends: Vec<(QueueKey, usize, Arc<Message>)>,
+        sends: Vec<(QueueKey, Arc<Message>)>,
         deletes: Vec<MessageId>,
-        session: SessionTx,
-        token: Token,
+        reply: Reply,
     },
     /// Read up to `limit` stored messages of `key` at `priority` with ids above `after`.
     PageIn {
         key: QueueKey,
-        shard: usize,
         priority: u8,
         after: MessageId,
         limit: usize,
+        reply: Reply<Page>,
     },
     /// Before `key` first delivers stored messages of `priority` with ids up to `upto`:
     /// remember that they may have been delivered, so that after a crash they come back
-    /// marked redelivered (see [`settle_delivery_marks`]). Answered with
-    /// [`crate::message::ToOwner::Marked`].
+    /// marked redelivered (see [`settle_delivery_marks`]).
     Mark {
         key: QueueKey,
-        shard: usize,
         priority: u8,
         upto: MessageId,
+        reply: Reply,
     },
-    /// Record a durable subscription (idempotent); answer `reply` after the commit.
+    /// Record a durable subscription (idempotent); `reply` after the commit.
     DurableSubscribe {
         durable: DurableName,
         topic: DestinationName,
-        reply: Option<(SessionTx, Token)>,
+        reply: Option<Reply>,
     },
     /// Delete a durable subscription and its stored messages.
     DurableUnsubscribe {

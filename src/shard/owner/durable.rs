@@ -1,0 +1,79 @@
+//! Durable topic subscriptions on their topic's owner: each is a queue of its own, keyed by
+//! the topic and `client_id:name`, that the topic copies every published message into, and a
+//! row in the store.
+
+use super::Owner;
+use crate::destination::{receipts_reply, Queue, Topic};
+use crate::message::{DestinationName, DurableName, QueueKey, SessionTx, ToSession, Token};
+use crate::store::Request;
+
+impl Owner {
+    /// The queue of durable subscription `d` to `topic` for a SUBSCRIBE, recorded in the
+    /// store, whose reply answers `token` once the record is on disk. None, once the session
+    /// is told, when `max_durable_subscriptions` are there already and `d` is new.
+    pub(super) fn subscribe_durable(
+        &mut self,
+        d: DurableName,
+        topic: DestinationName,
+        tx: &SessionTx,
+        token: Option<Token>,
+    ) -> Option<QueueKey> {
+        if !self.queues.contains_key(&durable_key(&d, &topic)) && !self.ctx.add_durable(false) {
+            let _ = tx.send(ToSession::LimitReached {
+                name: "max_durable_subscriptions",
+                max: self.ctx.config.max_durable_subscriptions,
+                token,
+            });
+            return None;
+        }
+        let key = self.durable(&d, &topic);
+        self.ctx.request(Request::DurableSubscribe {
+            durable: d,
+            topic,
+            reply: token.map(|t| receipts_reply(vec![(tx.clone(), t)])),
+        });
+        Some(key)
+    }
+
+    /// The queue of durable subscription `d` to `topic`, created (and registered with the
+    /// topic) if new.
+    pub(super) fn durable(&mut self, d: &DurableName, topic: &DestinationName) -> QueueKey {
+        let key = durable_key(d, topic);
+        if !self.queues.contains_key(&key) {
+            self.queues.insert(key.clone(), Queue::new(key.clone()));
+        }
+        let t = self
+            .topics
+            .entry(topic.clone())
+            .or_insert_with(|| Topic::new(topic.clone()));
+        if !t.durables.contains(&key) {
+            t.durables.push(key.clone());
+        }
+        key
+    }
+
+    /// Deletes durable subscription `d` of `topic` and everything it holds.
+    pub(super) fn destroy_durable(&mut self, d: DurableName, topic: DestinationName) {
+        let key = durable_key(&d, &topic);
+        if let Some(mut q) = self.queues.remove(&key) {
+            self.ctx.remove_durable();
+            let before = q.bytes();
+            q.purge();
+            self.ctx.charge(before, q.bytes());
+        }
+        if let Some(t) = self.topics.get_mut(&topic) {
+            t.durables.retain(|k| *k != key);
+        }
+        self.forget_topic_if_idle(&topic);
+        self.ctx
+            .request(Request::DurableUnsubscribe { durable: d, topic });
+    }
+}
+
+/// The queue key of durable subscription `d` to `topic`.
+pub(super) fn durable_key(d: &DurableName, topic: &DestinationName) -> QueueKey {
+    QueueKey {
+        destination: topic.clone(),
+        subscription: Some(d.key()),
+    }
+}

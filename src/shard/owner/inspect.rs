@@ -1,0 +1,80 @@
+//! The admin endpoint's questions to an owner (`ToOwner::Inspect`): statistics, browsing,
+//! purging and deleting destinations, answered on the owner's thread so destinations stay
+//! lock-free.
+
+use super::Owner;
+use crate::destination::{Queue, Topic};
+use crate::message::{DestinationStats, Inspect, Kind};
+use crate::store::Request;
+
+impl Owner {
+    pub(super) fn inspect(&mut self, q: Inspect) {
+        match q {
+            Inspect::Stats { reply } => {
+                let mut out: Vec<DestinationStats> =
+                    self.queues.values().map(Queue::stats).collect();
+                out.extend(self.topics.values().map(Topic::stats));
+                let _ = reply.send(out);
+            }
+            Inspect::Browse {
+                key,
+                offset,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.queues.get(&key).map(|q| q.browse(offset, limit)));
+            }
+            Inspect::Purge { key, reply } => {
+                let mut purged = None;
+                self.with_queue(&key, false, |q, ctx| {
+                    let keep = q.unacked_ids();
+                    purged = Some(q.purge());
+                    ctx.request(Request::Purge {
+                        key: q.key().clone(),
+                        keep,
+                    });
+                });
+                self.forget_if_idle(&key);
+                let _ = reply.send(purged);
+            }
+            Inspect::Delete { key, reply } => {
+                let result = match self.queues.get(&key) {
+                    _ if key.destination.kind() == Kind::Topic && key.subscription.is_none() => {
+                        match self.topics.get(&key.destination) {
+                            Some(t) if t.subscriber_count() > 0 || !t.durables.is_empty() => {
+                                Err("topic has subscribers or durable subscriptions".to_string())
+                            }
+                            _ => {
+                                self.topics.remove(&key.destination);
+                                Ok(0)
+                            }
+                        }
+                    }
+                    Some(q) if q.consumer_count() > 0 => {
+                        Err(format!("queue has {} consumers", q.consumer_count()))
+                    }
+                    _ => {
+                        let mut n = 0;
+                        if let Some(mut q) = self.queues.remove(&key) {
+                            if key.subscription.is_some() {
+                                self.ctx.remove_durable();
+                            }
+                            let before = q.bytes();
+                            n = q.purge();
+                            self.ctx.charge(before, q.bytes());
+                        }
+                        if let Some(name) = &key.subscription {
+                            if let Some(t) = self.topics.get_mut(&key.destination) {
+                                t.durables.retain(|k| k.subscription.as_ref() != Some(name));
+                            }
+                        }
+                        self.ctx
+                            .request(Request::DeleteDestination { key: key.clone() });
+                        Ok(n)
+                    }
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The writer's unit tests: batches driven one by one with `Writer::process`, on an
+//! in-memory store (or, with `fault-injection`, a file behind the failing VFS).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+
+use bytes::Bytes;
+use rusqlite::params;
+
+use super::*;
+use crate::message::DestinationName;
+use crate::message::{Message, MessageId, QueueKey};
+use crate::store::Reply;
+
+/// The lease module's check, as a test writes it: the row names `holder` at `epoch`.
+fn lease_is(c: &Connection, holder: &str, epoch: i64) -> Result<bool, rusqlite::Error> {
+    c.query_row(
+        "SELECT holder = ?1 AND epoch = ?2 FROM broker_lease WHERE id = 1",
+        rusqlite::params![holder, epoch],
+        |r| r.get::<_, Option<bool>>(0),
+    )
+    .map(|b| b.unwrap_or(false))
+}
+
+/// A writer on a fresh in-memory store, driven batch by batch with `process`, and what its
+/// requests are answered.
+fn writer(fence: Option<Fence>) -> (Writer, Answers) {
+    let mut conn = Connection::open_in_memory().unwrap();
+    crate::store::migrate(&mut conn).unwrap();
+    writer_on(conn, fence)
+}
+
+/// A writer on `conn`, as [`writer`].
+fn writer_on(conn: Connection, fence: Option<Fence>) -> (Writer, Answers) {
+    let config = WriterConfig {
+        max_batch: 64,
+        sweep_expired: false,
+        fence,
+        durability: crate::config::Durability::Fsync,
+    };
+    (Writer::new(conn, config), Answers::new())
+}
+
+fn message(dest: &str, id: u64) -> Arc<Message> {
+    Arc::new(Message {
+        id: MessageId(id),
+        destination: DestinationName::parse(dest).unwrap(),
+        headers: Vec::new(),
+        body: Bytes::from_static(b"body"),
+        priority: 4,
+        persistent: true,
+        expires: 0,
+    })
+}
+
+fn key(dest: &str) -> QueueKey {
+    QueueKey::queue(DestinationName::parse(dest).unwrap())
+}
+
+/// Builds requests whose replies record, in the order the writer calls them, what each
+/// request was and whether it committed.
+struct Answers {
+    tx: Sender<(String, bool)>,
+    rx: Receiver<(String, bool)>,
+}
+
+impl Answers {
+    fn new() -> Self {
+        let (tx, rx) = channel();
+        Answers { tx, rx }
+    }
+
+    /// A reply that records `what` and whether its request committed.
+    fn reply<T: 'static>(&self, what: String) -> Reply<T> {
+        let tx = self.tx.clone();
+        Reply::new(move |result: Result<T, Arc<str>>| {
+            let _ = tx.send((what, result.is_ok()));
+        })
+    }
+
+    /// Persist message `id` into queue `dest` (answered as `insert <id>`).
+    fn insert(&self, dest: &str, id: u64) -> Request {
+        self.insert_message(message(dest, id))
+    }
+
+    fn insert_message(&self, message: Arc<Message>) -> Request {
+        Request::Insert {
+            key: QueueKey::queue(message.destination.clone()),
+            reply: self.reply(format!("insert {}", message.id)),
+            message,
+        }
+    }
+
+    /// A COMMIT of persistent sends, each (queue, id) (answered as `commit <ids>`).
+    fn commit(&self, sends: &[(&str, u64)]) -> Request {
+        let ids: Vec<String> = sends.iter().map(|(_, id)| id.to_string()).collect();
+        Request::Commit {
+            sends: sends
+                .iter()
+                .map(|&(dest, id)| (key(dest), message(dest, id)))
+                .collect(),
+            deletes: Vec::new(),
+            reply: self.reply(format!("commit {}", ids.join(" "))),
+        }
+    }
+
+    /// A page-in of `dest` at priority 4 (answered as `page-in`).
+    fn page_in(&self, dest: &str) -> Request {
+        Request::PageIn {
+            key: key(dest),
+            priority: 4,
+            after: MessageId(0),
+            limit: 10,
+            reply: self.reply("page-in".into()),
+        }
+    }
+
+    /// Every answer since the last call: (what, committed).
+    fn take(&self) -> Vec<(String, bool)> {
+        self.rx.try_iter().collect()
+    }
+
+    /// Whether each request answered since the last call committed.
+    fn committed(&self) -> Vec<bool> {
+        self.take().into_iter().map(|(_, ok)| ok).collect()
+    }
+}
+
+/// (destination, message id) of every stored row.
+fn rows(w: &Writer) -> Vec<(String, u64)> {
+    let mut stmt = w
+        .conn
+        .prepare("SELECT destination, message_id FROM messages ORDER BY message_id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Pairs as [`rows`] and [`Answers::take`] return them: (destination, id), (what, committed).
+fn owned<T: Copy>(v: &[(&str, T)]) -> Vec<(String, T)> {
+    v.iter().map(|(s, t)| (s.to_string(), *t)).collect()
+}
+
+fn queue_depths(w: &Writer) -> Vec<(String, i64)> {
+    let mut stmt = w
+        .conn
+        .prepare("SELECT destination, messages FROM queue_depths ORDER BY destination")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn one_failing_request_is_rejected_alone_and_the_rest_of_its_batch_commits() {
+    let (mut w, a) = writer(None);
+    w.process(vec![a.insert("/queue/a", 1)]);
+    w.process(vec![
+        a.insert("/queue/a", 2),
+        // Id 1 is taken: the primary key rejects this COMMIT at its second send, after its
+        // first row (id 5) was written, which must be undone with it.
+        a.commit(&[("/queue/b", 5), ("/queue/b", 1)]),
+        a.commit(&[("/queue/a", 3)]),
+        a.insert("/queue/a", 4),
+    ]);
+    assert_eq!(
+        a.take(),
+        owned(&[
+            ("insert 1", true),
+            ("insert 2", true),
+            ("commit 5 1", false),
+            ("commit 3", true),
+            ("insert 4", true),
+        ])
+    );
+    assert_eq!(
+        rows(&w),
+        owned(&[
+            ("/queue/a", 1),
+            ("/queue/a", 2),
+            ("/queue/a", 3),
+            ("/queue/a", 4)
+        ])
+    );
+}
+
+#[test]
+fn a_lost_lease_still_fails_the_whole_batch() {
+    let stepped_down = Arc::new(AtomicBool::new(false));
+    let flag = stepped_down.clone();
+    let fence = Fence {
+        holds: Box::new(|c| lease_is(c, "me", 3)),
+        epoch: 3,
+        on_fenced: Box::new(move |_| flag.store(true, Ordering::SeqCst)),
+        on_store_failure: Box::new(|_| panic!("no I/O failure expected")),
+    };
+    let (mut w, a) = writer(Some(fence));
+    let take = "UPDATE broker_lease SET holder = ?1, epoch = ?2 WHERE id = 1";
+    w.conn.execute(take, params!["me", 3]).unwrap();
+    w.process(vec![a.insert("/queue/a", 1)]);
+    w.conn.execute(take, params!["other", 4]).unwrap();
+    // A batch with a failing request is retried without it; not when the lease is gone.
+    w.process(vec![a.insert("/queue/a", 2), a.insert("/queue/a", 1)]);
+    w.process(vec![a.insert("/queue/a", 3)]);
+    assert_eq!(
+        a.take(),
+        owned(&[
+            ("insert 1", true),
+            ("insert 2", false),
+            ("insert 1", false),
+            ("insert 3", false),
+        ])
+    );
+    assert!(stepped_down.load(Ordering::SeqCst));
+    assert_eq!(rows(&w), owned(&[("/queue/a", 1)]));
+}
+
+#[test]
+fn a_failed_fsync_stops_the_writer_for_good_and_steps_down() {
+    let (fence, failed) = failure_fence();
+    let (mut w, a) = writer(Some(fence));
+    take_lease(&w);
+    w.process(vec![a.insert("/queue/a", 1)]);
+    w.faults.fail_commit.store(true, Ordering::SeqCst);
+    w.process(vec![a.insert("/queue/a", 2)]);
+    // The fault is gone, but after a failed fsync nothing may be written through this
+    // connection again (a retry could "succeed" on pages the OS already dropped).
+    w.faults.fail_commit.store(false, Ordering::SeqCst);
+    w.process(vec![a.insert("/queue/a", 3)]);
+    assert_eq!(a.committed(), [true, false, false]);
+    let why = failed.lock().unwrap().clone().expect("the broker was told");
+    assert!(why.contains("injected fsync failure"), "{why}");
+    assert_eq!(rows(&w), owned(&[("/queue/a", 1)]));
+}
+
+#[test]
+fn a_rolled_back_insert_does_not_hide_its_destination_from_later_ones() {
+    let (mut w, a) = writer(None);
+    w.process(vec![a.insert("/queue/old", 1)]);
+    // Fails (id 1 is taken) after recording /queue/new in `destinations`; rolled back.
+    w.process(vec![a.insert("/queue/new", 1)]);
+    w.process(vec![a.insert("/queue/new", 2)]);
+    assert_eq!(a.committed(), [true, false, true]);
+    assert_eq!(
+        queue_depths(&w),
+        [("/queue/new".to_string(), 1), ("/queue/old".to_string(), 1)]
+    );
+}
+
+/// A fence for "me" at epoch 3 that records the store failure it is told of (and must not
+/// be fenced), with the lease row set to match.
+fn failure_fence() -> (Fence, Arc<std::sync::Mutex<Option<String>>>) {
+    let failed = Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = failed.clone();
+    let fence = Fence {
+        holds: Box::new(|c| lease_is(c, "me", 3)),
+        epoch: 3,
+        on_fenced: Box::new(|_| panic!("the lease is still ours")),
+        on_store_failure: Box::new(move |why| *seen.lock().unwrap() = Some(why)),
+    };
+    (fence, failed)
+}
+
+fn take_lease(w: &Writer) {
+    let take = "UPDATE broker_lease SET holder = 'me', epoch = 3 WHERE id = 1";
+    w.conn.execute(take, []).unwrap();
+}
+
+#[test]
+fn a_failed_write_while_applying_stops_the_writer_without_a_second_pass() {
+    let (fence, failed) = failure_fence();
+    let (mut w, a) = writer(Some(fence));
+    take_lease(&w);
+    w.process(vec![a.insert("/queue/a", 1)]);
+    w.faults.fail_write.store(true, Ordering::SeqCst);
+    w.process(vec![a.insert("/queue/a", 2), a.insert("/queue/b", 3)]);
+    // A write failed: the batch is not applied again request by request on this
+    // connection, and nothing is written through it any more, fault or not.
+    w.faults.fail_write.store(false, Ordering::SeqCst);
+    w.process(vec![a.insert("/queue/a", 4)]);
+    assert_eq!(a.committed(), [true, false, false, false]);
+    let why = failed.lock().unwrap().clone().expect("the broker was told");
+    assert!(why.contains("while applying the insert"), "{why}");
+    assert!(why.contains("injected write failure"), "{why}");
+    assert_eq!(rows(&w), owned(&[("/queue/a", 1)]));
+}
+
+#[test]
+fn a_failed_read_fails_its_request_and_the_writer_goes_on() {
+    let (fence, failed) = failure_fence();
+    let (mut w, a) = writer(Some(fence));
+    take_lease(&w);
+    w.faults.fail_page_in.store(true, Ordering::SeqCst);
+    w.process(vec![a.insert("/queue/a", 1), a.page_in("/queue/a")]);
+    w.process(vec![a.insert("/queue/a", 2)]);
+    assert_eq!(
+        a.take(),
+        owned(&[("insert 1", true), ("page-in", false), ("insert 2", true)])
+    );
+    assert_eq!(*failed.lock().unwrap(), None);
+    assert_eq!(rows(&w), owned(&[("/queue/a", 1), ("/queue/a", 2)]));
+}
+
+/// With the fault-injection VFS: SQLite itself meets the failed system call, so these
+/// check what SQLite does with it (the error code, the rollback) and what the writer does
+/// with that.
+#[cfg(feature = "fault-injection")]
+mod real_sqlite {
+    use super::*;
+    use crate::store::faults::{FSYNC_TRIGGER, WRITE_TRIGGER};
+
+    type Failed = Arc<std::sync::Mutex<Option<String>>>;
+
+    /// A writer on a file in `dir`, opened through the fault-injection VFS.
+    fn file_writer(dir: &std::path::Path) -> (Writer, Answers, Failed) {
+        let path = dir.join(crate::config::DB_FILE);
+        let conn = crate::store::open_writer(&path, crate::config::Durability::Fsync).unwrap();
+        let (fence, failed) = failure_fence();
+        let (w, a) = writer_on(conn, Some(fence));
+        take_lease(&w);
+        (w, a, failed)
+    }
+
+    /// Persist an 8 MiB message `id` into `dest`.
+    fn big(a: &Answers, dest: &str, id: u64) -> Request {
+        let mut m = (*message(dest, id)).clone();
+        m.body = Bytes::from(vec![b'x'; 8 << 20]);
+        a.insert_message(Arc::new(m))
+    }
+
+    /// Rows as a fresh connection sees them: what is really in the file.
+    fn rows_on_disk(dir: &std::path::Path) -> Vec<(String, u64)> {
+        let conn = Connection::open(dir.join(crate::config::DB_FILE)).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT destination, message_id FROM messages ORDER BY message_id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_fsync_at_commit_is_fail_stop_and_nothing_of_its_batch_is_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, a, failed) = file_writer(dir.path());
+        w.process(vec![a.insert("/queue/a", 1)]);
+        std::fs::write(dir.path().join(FSYNC_TRIGGER), b"").unwrap();
+        w.process(vec![a.insert("/queue/a", 2)]);
+        assert!(!dir.path().join(FSYNC_TRIGGER).exists(), "the fault fired");
+        // The next fsync would succeed; the writer must not use it.
+        w.process(vec![a.insert("/queue/a", 3)]);
+        assert_eq!(a.committed(), [true, false, false]);
+        let why = failed.lock().unwrap().clone().expect("the broker was told");
+        assert!(why.contains("at COMMIT"), "{why}");
+        assert_eq!(rows_on_disk(dir.path()), owned(&[("/queue/a", 1)]));
+    }
+
+    #[test]
+    fn a_failed_write_while_a_large_insert_spills_is_fail_stop_before_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, a, failed) = file_writer(dir.path());
+        w.process(vec![a.insert("/queue/a", 1)]);
+        // 8 MiB do not fit SQLite's default 2 MB page cache: the insert writes pages to
+        // the WAL while it runs, and the first of those writes fails.
+        std::fs::write(dir.path().join(WRITE_TRIGGER), b"").unwrap();
+        w.process(vec![big(&a, "/queue/a", 2)]);
+        assert!(!dir.path().join(WRITE_TRIGGER).exists(), "the fault fired");
+        w.process(vec![a.insert("/queue/a", 3)]);
+        assert_eq!(a.committed(), [true, false, false]);
+        let why = failed.lock().unwrap().clone().expect("the broker was told");
+        assert!(why.contains("while applying the insert"), "{why}");
+        assert_eq!(rows_on_disk(dir.path()), owned(&[("/queue/a", 1)]));
+    }
+}
