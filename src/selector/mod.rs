@@ -1,8 +1,8 @@
 //! JMS message selectors: the `selector` header of SUBSCRIBE.
 //!
 //! The grammar is JMS 1.1 §3.8 (a subset of SQL-92) as ActiveMQ implements it
-//! (`SelectorParser.jj`), parsed once per subscription with nom ([`parse`]) into an [`Expr`]
-//! tree that [`eval`] evaluates per message without allocating.
+//! (`SelectorParser.jj`), parsed once per subscription with nom (`parse.rs`) into an [`Expr`]
+//! tree that `eval.rs` evaluates per message without allocating.
 //!
 //! - Comparisons `= <> < > <= >=`, `AND OR NOT`, parentheses, arithmetic `+ - * / %`,
 //!   `[NOT] LIKE 'pattern' [ESCAPE 'c']` with `%` and `_`, `[NOT] IN ('a', …)`,
