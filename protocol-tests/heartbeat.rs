@@ -134,8 +134,11 @@ fn client_heart_beats_keep_the_connection_open() {
     ) else {
         return;
     };
-    let (mut c, _) = connect_with_heart_beat(&broker, Some("100,0"));
-    let until = Instant::now() + Duration::from_millis(1200);
+    // The client promises a beat every 400 ms (dead after 600 ms of silence) and sends one
+    // every ~40 ms for 2 s: without them counting, the broker would close it mid-way; with
+    // them, a loaded machine needs a 600 ms stall of this thread to break the test.
+    let (mut c, _) = connect_with_heart_beat(&broker, Some("400,0"));
+    let until = Instant::now() + Duration::from_millis(2000);
     let mut crlf = false;
     while Instant::now() < until {
         // Both EOL forms count as heart-beats in 1.2.
