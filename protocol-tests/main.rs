@@ -8,6 +8,7 @@ mod support;
 
 mod ack;
 mod connect;
+mod consumers;
 mod frames;
 mod heartbeat;
 mod hostile;
@@ -15,5 +16,6 @@ mod load;
 mod prefetch;
 mod queue;
 mod receipt;
+mod selector;
 mod topic;
 mod transaction;

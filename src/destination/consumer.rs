@@ -10,7 +10,9 @@
 use foldhash::HashMap;
 use std::sync::Arc;
 
-use crate::message::{AckMode, Message, MessageId, SessionId, SessionTx, SubId, ToSession};
+use crate::message::{
+    AckMode, ConsumerOptions, Message, MessageId, SessionId, SessionTx, SubId, ToSession,
+};
 
 /// A message waiting in a destination, or held by a consumer.
 #[derive(Debug, Clone)]
@@ -18,6 +20,10 @@ pub struct Entry {
     pub message: Arc<Message>,
     /// How often it was delivered and came back (NACK, unsubscribe, disconnect, ABORT).
     pub redelivery_count: u32,
+    /// The queue's consumer generation at which no consumer would take it (selectors,
+    /// exclusivity, groups), so dispatch passes over it without asking again until the
+    /// consumers change (0 = not known).
+    pub passed_at: u32,
 }
 
 impl Entry {
@@ -26,6 +32,7 @@ impl Entry {
         Entry {
             message,
             redelivery_count: 0,
+            passed_at: 0,
         }
     }
 
@@ -41,8 +48,7 @@ pub struct Consumer {
     pub session: SessionId,
     pub sub: SubId,
     tx: SessionTx,
-    ack: AckMode,
-    prefetch: u32,
+    options: ConsumerOptions,
     /// Deliveries not yet acked (client modes) or not yet written (auto mode).
     outstanding: u32,
     /// Deliveries not yet acked or written: what goes back if the consumer goes away.
@@ -51,13 +57,12 @@ pub struct Consumer {
 
 impl Consumer {
     /// A consumer with full credit.
-    pub fn new(session: SessionId, sub: SubId, tx: SessionTx, ack: AckMode, prefetch: u32) -> Self {
+    pub fn new(session: SessionId, sub: SubId, tx: SessionTx, options: ConsumerOptions) -> Self {
         Consumer {
             session,
             sub,
             tx,
-            ack,
-            prefetch,
+            options,
             outstanding: 0,
             unacked: HashMap::default(),
         }
@@ -71,7 +76,39 @@ impl Consumer {
     /// Auto-ack: deliveries it still holds were never written to the client, so they go back
     /// unchanged (not counted as redelivered) when it leaves.
     pub fn is_auto(&self) -> bool {
-        self.ack == AckMode::Auto
+        self.options.ack == AckMode::Auto
+    }
+
+    /// Whether it takes `message` at all, credit aside: its selector is true for it and, with
+    /// `activemq.noLocal`, its own connection (`from`) did not send it.
+    pub fn wants(&self, message: &Message, from: Option<SessionId>) -> bool {
+        if self.options.no_local && from == Some(self.session) {
+            return false;
+        }
+        self.options
+            .selector
+            .as_ref()
+            .is_none_or(|s| s.matches(message))
+    }
+
+    /// Its selector.
+    pub fn selector(&self) -> Option<&Arc<crate::selector::Selector>> {
+        self.options.selector.as_ref()
+    }
+
+    /// It has a selector.
+    pub fn selective(&self) -> bool {
+        self.options.selector.is_some()
+    }
+
+    /// `activemq.exclusive`.
+    pub fn exclusive(&self) -> bool {
+        self.options.exclusive
+    }
+
+    /// `activemq.priority`.
+    pub fn priority(&self) -> i8 {
+        self.options.priority
     }
 
     /// Ids of the deliveries awaiting ACK/NACK (or, in auto mode, their write).
@@ -86,12 +123,12 @@ impl Consumer {
 
     /// May another message be sent now?
     pub fn has_credit(&self) -> bool {
-        self.outstanding < self.prefetch
+        self.outstanding < self.options.prefetch
     }
 
     /// How many deliveries it may hold at once.
     pub fn prefetch(&self) -> u32 {
-        self.prefetch
+        self.options.prefetch
     }
 
     /// Sends `entry`. On failure (the session is gone) the entry is handed back.

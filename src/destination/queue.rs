@@ -23,17 +23,20 @@
 //! stored message that arrives late with an id ≤ `max_loaded` (ids are allocated before the
 //! commit, so commits can finish out of id order) goes to memory, which keeps the invariant.
 
+mod dispatch;
 mod marks;
 mod paging;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use foldhash::HashMap;
+
 use super::consumer::{Answer, Blocked, Consumer, Entry};
 use super::ctx::{expired, Ctx};
-use crate::clock::now_ms;
 use crate::message::{BrowsedMessage, Counters, DestinationStats};
-use crate::message::{MessageId, QueueKey, SessionId, StoredMessage, SubId, ToSession};
+use crate::message::{Message, MessageId, QueueKey, SessionId, StoredMessage, SubId, ToSession};
+use crate::selector::Selector;
 
 /// One priority level.
 #[derive(Debug, Default)]
@@ -92,9 +95,23 @@ pub struct Queue {
     key: QueueKey,
     levels: [Level; 10],
     staging: VecDeque<Staged>,
+    /// Attached consumers, highest `activemq.priority` first (in arrival order among equals).
     consumers: Vec<Consumer>,
     /// Where the next round-robin search starts.
     cursor: usize,
+    /// Bumped whenever consumers come or go: an entry no consumer would take is marked with
+    /// it (`Entry::passed_at`) and passed over until the consumers change.
+    consumers_gen: u32,
+    /// Some consumer has a selector or is exclusive, or their priorities differ: dispatch
+    /// asks each consumer (`queue/dispatch.rs`) instead of taking the next with credit.
+    selective: bool,
+    /// A message with `JMSXGroupID` was seen: groups are pinned to consumers from now on.
+    grouped: bool,
+    /// Message group → the consumer it is pinned to.
+    groups: HashMap<Arc<str>, (SessionId, SubId)>,
+    /// For the queue of a durable subscription with a selector: its topic copies it only the
+    /// messages this is true for.
+    filter: Option<Arc<Selector>>,
     /// Bytes held in memory: waiting, staged and unacked messages.
     bytes: u64,
     /// In-memory waiting messages with an expiry (so sweeps can skip queues without any).
@@ -112,6 +129,11 @@ impl Queue {
             staging: VecDeque::new(),
             consumers: Vec::new(),
             cursor: 0,
+            consumers_gen: 1,
+            selective: false,
+            grouped: false,
+            groups: HashMap::default(),
+            filter: None,
             bytes: 0,
             expiring: 0,
             blocked: Blocked::default(),
@@ -185,6 +207,21 @@ impl Queue {
             level.unloaded = n;
         }
         q
+    }
+
+    /// Whether the topic of this durable subscription's queue copies `message` into it.
+    pub fn wants(&self, message: &Message) -> bool {
+        self.filter.as_ref().is_none_or(|s| s.matches(message))
+    }
+
+    /// The durable subscription's selector.
+    pub fn filter(&self) -> Option<&Arc<Selector>> {
+        self.filter.as_ref()
+    }
+
+    /// Sets the durable subscription's selector.
+    pub fn set_filter(&mut self, filter: Option<Arc<Selector>>) {
+        self.filter = filter;
     }
 
     /// The queue's key.
@@ -307,15 +344,21 @@ impl Queue {
         let e = Entry {
             message: message.message,
             redelivery_count: message.redelivery_count,
+            passed_at: 0,
         };
         self.bytes += e.weight();
         self.admit(e, ctx);
         self.after_change(ctx);
     }
 
-    /// Adds a consumer and delivers to it what it has credit for.
+    /// Adds a consumer (after those of higher or equal priority) and delivers to it what it
+    /// has credit for.
     pub fn subscribe(&mut self, consumer: Consumer, ctx: &mut Ctx) {
-        self.consumers.push(consumer);
+        let at = self
+            .consumers
+            .partition_point(|c| c.priority() >= consumer.priority());
+        self.consumers.insert(at, consumer);
+        self.consumers_changed();
         self.dispatch(ctx);
     }
 
@@ -323,7 +366,7 @@ impl Queue {
     pub fn unsubscribe(&mut self, session: SessionId, sub: SubId, ctx: &mut Ctx) {
         if let Some(pos) = self.consumers.iter().position(|c| c.is(session, sub)) {
             let consumer = self.consumers.remove(pos);
-            self.cursor = 0;
+            self.consumers_changed();
             self.take_back(consumer, ctx);
         }
         self.after_change(ctx);
@@ -335,7 +378,7 @@ impl Queue {
             .into_iter()
             .partition(|c| c.session == session);
         self.consumers = kept;
-        self.cursor = 0;
+        self.consumers_changed();
         for c in gone {
             self.take_back(c, ctx);
         }
@@ -418,6 +461,9 @@ impl Queue {
         if e.message.expires != 0 {
             self.expiring += 1;
         }
+        if !self.grouped && dispatch::group_of(&e.message).is_some() {
+            self.grouped = true;
+        }
         level.insert_sorted(e);
     }
 
@@ -461,57 +507,5 @@ impl Queue {
         self.dispatch(ctx);
         let full = self.full(ctx);
         self.blocked.release(full);
-    }
-
-    /// Hands waiting messages to consumers with credit, round-robin, highest priority first.
-    /// A level whose head is still on disk stops dispatch until its page-in arrives, so
-    /// priority order holds while paging.
-    fn dispatch(&mut self, ctx: &mut Ctx) {
-        let now = now_ms();
-        while !self.consumers.is_empty() {
-            let Some(p) = (0..10).rev().find(|&p| {
-                let l = &self.levels[p];
-                !l.mem.is_empty() || l.unloaded > 0
-            }) else {
-                return;
-            };
-            self.request_page_in(p, ctx);
-            if self.levels[p].mem.is_empty() {
-                return;
-            }
-            let n = self.consumers.len();
-            let Some(idx) = (0..n)
-                .map(|i| (self.cursor + i) % n)
-                .find(|&i| self.consumers[i].has_credit())
-            else {
-                return;
-            };
-            if !self.delivery_marked(p, ctx) {
-                return;
-            }
-            let entry = self.levels[p].mem.pop_front().expect("level is not empty");
-            if entry.message.expires != 0 {
-                self.expiring -= 1;
-                if expired(&entry.message, now) {
-                    self.bytes -= entry.weight();
-                    self.counters.expired += 1;
-                    ctx.expire(&self.key, entry);
-                    continue;
-                }
-            }
-            match self.consumers[idx].deliver(entry) {
-                Ok(()) => {
-                    self.cursor = (idx + 1) % n;
-                    self.counters.delivered += 1;
-                }
-                Err(entry) => {
-                    // The session is gone; its Goodbye is on the way. Stop using it now.
-                    self.levels[p].mem.push_front(entry);
-                    let dead = self.consumers.remove(idx);
-                    self.cursor = 0;
-                    self.take_back(dead, ctx);
-                }
-            }
-        }
     }
 }

@@ -144,13 +144,23 @@ impl Topic {
         self.blocked.release(full);
     }
 
-    /// Publishes to every current non-durable subscriber (none: the message is dropped, as in
-    /// JMS) and answers the producer when `answer` is given.
-    pub fn send(&mut self, entry: Entry, answer: Option<Answer>, ctx: &mut Ctx) {
+    /// Publishes to every current non-durable subscriber that wants it (its selector, and
+    /// `activemq.noLocal` against `from`, the producer's session); none: the message is
+    /// dropped, as in JMS. Answers the producer when `answer` is given.
+    pub fn send(
+        &mut self,
+        entry: Entry,
+        from: Option<SessionId>,
+        answer: Option<Answer>,
+        ctx: &mut Ctx,
+    ) {
         self.counters.enqueued += 1;
         let weight = entry.weight();
         let mut dead = Vec::new();
         for (i, s) in self.subscribers.iter_mut().enumerate() {
+            if !s.consumer.wants(&entry.message, from) {
+                continue;
+            }
             s.pending.push_back(entry.clone());
             self.bytes += weight;
             if !drain(s, &mut self.bytes, &mut self.counters) {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::selector::Subject;
+use crate::selector::{Selector, Subject};
 
 mod name;
 mod stats;
@@ -89,6 +89,37 @@ impl AckMode {
             "client" => Some(AckMode::Client),
             "client-individual" => Some(AckMode::ClientIndividual),
             _ => None,
+        }
+    }
+}
+
+/// What a SUBSCRIBE asks of its consumer: ack mode, prefetch and ActiveMQ's consumer options.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    pub ack: AckMode,
+    pub prefetch: u32,
+    /// `selector`: only messages it is true for.
+    pub selector: Option<Arc<Selector>>,
+    /// `activemq.exclusive`: while it is attached, a queue delivers to it alone (the first
+    /// exclusive consumer attached; another takes over when it leaves).
+    pub exclusive: bool,
+    /// `activemq.priority`: a queue serves consumers of higher priority first and turns to
+    /// lower ones only while those have no credit (default 0).
+    pub priority: i8,
+    /// `activemq.noLocal`: a topic subscriber does not receive what its own connection sent.
+    pub no_local: bool,
+}
+
+impl ConsumerOptions {
+    /// Plain options: `ack`, `prefetch`, nothing else.
+    pub fn new(ack: AckMode, prefetch: u32) -> Self {
+        ConsumerOptions {
+            ack,
+            prefetch,
+            selector: None,
+            exclusive: false,
+            priority: 0,
+            no_local: false,
         }
     }
 }
@@ -236,8 +267,7 @@ pub enum ToOwner {
         session: SessionId,
         sub: SubId,
         destination: DestinationName,
-        ack: AckMode,
-        prefetch: u32,
+        options: ConsumerOptions,
         /// Set for a durable topic subscription.
         durable: Option<DurableName>,
         token: Option<Token>,
@@ -310,7 +340,8 @@ pub enum ToOwner {
     /// (with their topic) that this shard owns.
     Recover {
         queues: Vec<(QueueKey, [u64; 10])>,
-        durables: Vec<(DurableName, DestinationName)>,
+        /// Durable subscriptions: name, topic and selector text.
+        durables: Vec<(DurableName, DestinationName, Option<String>)>,
     },
     /// A question from the admin endpoint.
     Inspect(Inspect),

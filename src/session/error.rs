@@ -4,6 +4,7 @@
 
 use crate::codec::{Command, Frame, ParseError, Version};
 use crate::message::NameError;
+use crate::selector::SelectorError;
 
 /// A session-level error. Each one is fatal for the connection: the session sends the ERROR
 /// frame (with `receipt-id` when the offending frame asked for a receipt) and closes.
@@ -75,6 +76,9 @@ pub enum Error {
     /// The store could not write: the frame had no effect.
     #[error("store failure")]
     Store(String),
+    /// SUBSCRIBE's `selector` does not parse: the selector and where it went wrong.
+    #[error("invalid selector")]
+    Selector(String, SelectorError),
     /// A subscriber held its topic over the memory limit too long.
     #[error("slow consumer")]
     SlowConsumer(String),
@@ -102,6 +106,7 @@ impl Error {
             Error::MissingHeader(cmd, h) => format!("missing required header {h} on {cmd}"),
             Error::InvalidHeader(h, v, _) => format!("invalid {h} header {v:?}"),
             Error::Limit(name, max) => format!("limit exceeded: {name} ({max})"),
+            Error::Selector(_, e) => e.to_string(),
             other => other.to_string(),
         }
     }
@@ -131,6 +136,10 @@ impl Error {
             Error::DurableQueue(d) => format!("{d} is a queue; durable subscriptions (activemq.subscriptionName, durable-subscription-name, durable:true) are for /topic/ destinations."),
             Error::DurableWithoutClientId => "A durable subscription (activemq.subscriptionName or durable-subscription-name) needs a client-id header on CONNECT.".into(),
             Error::SlowConsumer(d) => format!("This connection's subscription to {d} kept the topic over its memory limit for longer than slow_consumer_timeout_ms, holding up its producers, so it was disconnected. Read faster, use a smaller prefetch with client acks, or a durable subscription (which pages to disk)."),
+            Error::Selector(text, e) => {
+                let caret = " ".repeat(e.position - 1);
+                format!("The selector of this SUBSCRIBE is not valid JMS selector syntax: {e}.\n\n  {text}\n  {caret}^")
+            }
             Error::Store(reason) => format!("The broker could not store the message or transaction, so it was not accepted: {reason}. Retry it."),
         }
     }

@@ -15,7 +15,8 @@ use super::state::{required, Session};
 use crate::codec::{Command, Frame, Version};
 use crate::limits::MAX_PREFETCH;
 use crate::message::{AckMode, DurableName, Message, SubId, ToOwner, Token};
-use crate::message::{DestinationName, Kind};
+use crate::message::{ConsumerOptions, DestinationName, Kind};
+use crate::selector::Selector;
 
 /// A live subscription as its session sees it.
 #[derive(Debug)]
@@ -83,6 +84,7 @@ impl Session {
                 )
             })?,
         };
+        let options = consumer_options(frame, ack)?;
         let durable = self.durable_name(frame, &destination, Some(&sub_id))?;
         let prefetch = self.prefetch(frame, &destination, durable.is_some())?;
         let sub = SubId(self.subs.next);
@@ -118,8 +120,10 @@ impl Session {
             session: self.id,
             sub,
             destination,
-            ack,
-            prefetch,
+            options: ConsumerOptions {
+                prefetch,
+                ..options
+            },
             durable,
             token,
         };
@@ -269,6 +273,49 @@ impl Session {
             }
         }
     }
+}
+
+/// ActiveMQ's consumer options on a SUBSCRIBE: `selector`, `activemq.exclusive`,
+/// `activemq.priority` and `activemq.noLocal` (Artemis spells it `no-local`). Prefetch is
+/// set by the caller.
+fn consumer_options(frame: &Frame, ack: AckMode) -> Result<ConsumerOptions, Error> {
+    let selector = match frame.get("selector") {
+        // ActiveMQ treats an empty selector as none; so do we.
+        Some(text) if !text.trim().is_empty() => Some(Arc::new(
+            Selector::parse(text).map_err(|e| Error::Selector(text.to_string(), e))?,
+        )),
+        _ => None,
+    };
+    let flag = |name: &'static str| -> Result<bool, Error> {
+        match frame.get(name) {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(Error::InvalidHeader(
+                name,
+                v.to_string(),
+                "expected true or false",
+            )),
+        }
+    };
+    let priority = match frame.get("activemq.priority") {
+        None => 0,
+        Some(v) => v.trim().parse::<i8>().map_err(|_| {
+            Error::InvalidHeader(
+                "activemq.priority",
+                v.to_string(),
+                "expected an integer from -128 to 127",
+            )
+        })?,
+    };
+    Ok(ConsumerOptions {
+        ack,
+        prefetch: 0,
+        selector,
+        exclusive: flag("activemq.exclusive")?,
+        priority,
+        no_local: flag("activemq.noLocal")? || flag("no-local")?,
+    })
 }
 
 fn has_durable_header(frame: &Frame) -> bool {

@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::destination::{Answer, Consumer, Ctx, Entry, Queue, Topic};
 use crate::message::{
-    AckMode, DestinationName, DurableName, Kind, Message, MessageId, QueueKey, SessionId,
+    ConsumerOptions, DestinationName, DurableName, Kind, Message, MessageId, QueueKey, SessionId,
     SessionTx, SubId, ToOwner, ToSession, Token,
 };
 use durable::durable_key;
@@ -148,12 +148,11 @@ impl Owner {
                 session,
                 sub,
                 destination,
-                ack,
-                prefetch,
+                options,
                 durable,
                 token,
             } => {
-                self.subscribe(session, sub, destination, ack, prefetch, durable, token);
+                self.subscribe(session, sub, destination, options, durable, token);
             }
             ToOwner::Unsubscribe {
                 session,
@@ -253,15 +252,25 @@ impl Owner {
                 self.with_queue(&key, false, |q, ctx| q.marked(priority, upto, result, ctx));
             }
             ToOwner::Recover { queues, durables } => {
-                for (d, topic) in durables {
+                let mut filters = Vec::new();
+                for (d, topic, selector) in durables {
                     if !self.queues.contains_key(&durable_key(&d, &topic)) {
                         self.ctx.add_durable(true);
                     }
-                    self.durable(&d, &topic);
+                    let key = self.durable(&d, &topic);
+                    filters.push((
+                        key,
+                        selector.as_deref().and_then(durable::recovered_selector),
+                    ));
                 }
                 for (key, counts) in queues {
                     self.queues
                         .insert(key.clone(), Queue::recovered(key, counts));
+                }
+                for (key, filter) in filters {
+                    if let Some(q) = self.queues.get_mut(&key) {
+                        q.set_filter(filter);
+                    }
                 }
             }
             ToOwner::Inspect(q) => self.inspect(q),
@@ -276,21 +285,21 @@ impl Owner {
         session: SessionId,
         sub: SubId,
         destination: DestinationName,
-        ack: AckMode,
-        prefetch: u32,
+        options: ConsumerOptions,
         durable: Option<DurableName>,
         token: Option<Token>,
     ) {
         let Some(tx) = self.sessions.get(&session).map(|s| s.tx.clone()) else {
             return;
         };
-        let consumer = Consumer::new(session, sub, tx.clone(), ack, prefetch);
+        let consumer = Consumer::new(session, sub, tx.clone(), options);
         let mut answered = false;
         let target = match (destination.kind(), durable) {
             (Kind::Queue, _) => Attached::Queue(QueueKey::queue(destination)),
             (Kind::Topic, None) => Attached::Topic(destination),
             (Kind::Topic, Some(d)) => {
-                let Some(key) = self.subscribe_durable(d, destination, &tx, token) else {
+                let selector = consumer.selector().cloned();
+                let Some(key) = self.subscribe_durable(d, destination, selector, &tx, token) else {
                     return;
                 };
                 // The SUBSCRIBE's receipt waits for the subscription's record to be on disk.
@@ -333,15 +342,23 @@ impl Owner {
                     }
                     return;
                 };
-                let durables = topic.durables.clone();
+                let from = answer.as_ref().map(|a| a.session);
+                let durables: Vec<QueueKey> = topic
+                    .durables
+                    .iter()
+                    .filter(|key| self.queues.get(*key).is_none_or(|q| q.wants(&message)))
+                    .cloned()
+                    .collect();
                 if durables.is_empty() {
                     self.with_topic(&name, false, |t, ctx| {
-                        t.send(Entry::new(message), answer, ctx)
+                        t.send(Entry::new(message), from, answer, ctx)
                     });
                     return;
                 }
                 let copy = message.clone();
-                self.with_topic(&name, false, |t, ctx| t.send(Entry::new(copy), None, ctx));
+                self.with_topic(&name, false, |t, ctx| {
+                    t.send(Entry::new(copy), from, None, ctx)
+                });
                 // Each durable subscription holds its own copy (its own stored row); the
                 // producer is answered with the last one, which is stored last.
                 let last = durables.len() - 1;
@@ -464,6 +481,7 @@ mod tests {
     use super::*;
     use crate::config::DestinationConfig;
     use crate::config::Durability;
+    use crate::message::AckMode;
     use crate::message::{IdAllocator, Router};
     use crate::store::{spawn_writer_with_faults, Faults, Request, WriterConfig};
 
@@ -534,8 +552,7 @@ mod tests {
             session,
             sub: SubId(1),
             destination: queue,
-            ack: AckMode::Auto,
-            prefetch: 100,
+            options: ConsumerOptions::new(AckMode::Auto, 100),
             durable: None,
             token: None,
         });

@@ -124,8 +124,8 @@ impl Broker {
         for (key, counts) in recovered.queues {
             queues[router.owner_of(&key.destination)].push((key, counts));
         }
-        for (d, topic) in recovered.durables {
-            durables[router.owner_of(&topic)].push((d, topic));
+        for (d, topic, selector) in recovered.durables {
+            durables[router.owner_of(&topic)].push((d, topic, selector));
         }
         for (shard, (queues, durables)) in queues.into_iter().zip(durables).enumerate() {
             router.post(shard, ToOwner::Recover { queues, durables });

@@ -132,18 +132,25 @@ pub(super) fn apply_one(
                 upto.0 as i64
             ])?;
         }
-        Request::DurableSubscribe { durable, topic, .. } => {
+        Request::DurableSubscribe {
+            durable,
+            topic,
+            selector,
+            ..
+        } => {
             record_destination(tx, known, topic.as_str(), Kind::Topic, now)?;
             tx.prepare_cached(
-                "INSERT INTO durable_subscriptions (client_id, name, destination, created_at)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (client_id, name) DO UPDATE SET destination = excluded.destination",
+                "INSERT INTO durable_subscriptions (client_id, name, destination, created_at, selector)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (client_id, name)
+                 DO UPDATE SET destination = excluded.destination, selector = excluded.selector",
             )?
             .execute(params![
                 &*durable.client_id,
                 &*durable.name,
                 topic.as_str(),
-                now
+                now,
+                selector.as_deref()
             ])?;
         }
         Request::DurableUnsubscribe { durable, topic } => {

@@ -233,6 +233,8 @@ pub enum Request {
     DurableSubscribe {
         durable: DurableName,
         topic: DestinationName,
+        /// Its selector's text, if it has one.
+        selector: Option<Arc<str>>,
         reply: Option<Reply>,
     },
     /// Delete a durable subscription and its stored messages.
@@ -259,7 +261,8 @@ pub struct Recovered {
     /// Queues with stored messages, with counts per priority.
     pub queues: Vec<(QueueKey, [u64; 10])>,
     /// Durable subscriptions and their topics.
-    pub durables: Vec<(DurableName, DestinationName)>,
+    /// Durable subscriptions: name, topic and selector text.
+    pub durables: Vec<(DurableName, DestinationName, Option<String>)>,
 }
 
 /// At start, before [`recover`]: the delivery marks left by the previous broker (which
@@ -334,12 +337,13 @@ pub fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
         counts[priority.clamp(0, 9) as usize] += count as u64;
     }
     let mut stmt =
-        conn.prepare("SELECT client_id, name, destination FROM durable_subscriptions")?;
+        conn.prepare("SELECT client_id, name, destination, selector FROM durable_subscriptions")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let client_id: String = row.get(0)?;
         let name: String = row.get(1)?;
         let topic: String = row.get(2)?;
+        let selector: Option<String> = row.get(3)?;
         if let Ok(topic) = DestinationName::parse(&topic) {
             out.durables.push((
                 DurableName {
@@ -347,6 +351,7 @@ pub fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
                     name: Arc::from(name),
                 },
                 topic,
+                selector,
             ));
         }
     }

@@ -23,7 +23,7 @@ pub const MIGRATIONS: &[&str] = &[
         client_id   TEXT NOT NULL,                 -- CONNECT client-id
         name        TEXT NOT NULL,                 -- activemq.subscriptionName
         destination TEXT NOT NULL,                 -- the topic
-        selector    TEXT,
+        selector    TEXT,                          -- its JMS selector, if any
         created_at  INTEGER NOT NULL,
         PRIMARY KEY (client_id, name)
     );

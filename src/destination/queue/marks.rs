@@ -53,13 +53,14 @@ impl Queue {
         self.dispatch(ctx);
     }
 
-    /// True when the head of level `p` may be delivered now: it is not stored, or came back
-    /// before (its redelivery count is stored), or its id is under the level's delivery
-    /// mark. Asks the store for the next mark (one at a time; `marked` resumes dispatch) when
-    /// the head is past the current one, then returning false, or past its middle.
-    pub(super) fn delivery_marked(&mut self, p: usize, ctx: &mut Ctx) -> bool {
+    /// True when entry `i` of level `p` (the head, unless selective dispatch looks past it)
+    /// may be delivered now: it is not stored, or came back before (its redelivery count is
+    /// stored), or its id is under the level's delivery mark. Asks the store for the next
+    /// mark (one at a time; `marked` resumes dispatch) when the entry is past the current
+    /// one, then returning false, or past its middle.
+    pub(super) fn delivery_marked(&mut self, p: usize, i: usize, ctx: &mut Ctx) -> bool {
         let level = &self.levels[p];
-        let head = level.mem.front().expect("level is not empty");
+        let head = &level.mem[i];
         if head.redelivery_count > 0 || !ctx.persists(&head.message) {
             return true;
         }

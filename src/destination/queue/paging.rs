@@ -60,6 +60,7 @@ impl Queue {
             let e = Entry {
                 message: m.message,
                 redelivery_count: m.redelivery_count,
+                passed_at: 0,
             };
             if expired(&e.message, now) {
                 self.counters.expired += 1;
@@ -69,6 +70,9 @@ impl Queue {
             self.bytes += e.weight();
             if e.message.expires != 0 {
                 self.expiring += 1;
+            }
+            if !self.grouped && super::dispatch::group_of(&e.message).is_some() {
+                self.grouped = true;
             }
             level.insert_sorted(e);
         }

@@ -2,22 +2,36 @@
 //! the topic and `client_id:name`, that the topic copies every published message into, and a
 //! row in the store.
 
+use std::sync::Arc;
+
 use super::Owner;
 use crate::destination::{receipts_reply, Queue, Topic};
 use crate::message::{DestinationName, DurableName, QueueKey, SessionTx, ToSession, Token};
+use crate::selector::Selector;
 use crate::store::Request;
 
 impl Owner {
     /// The queue of durable subscription `d` to `topic` for a SUBSCRIBE, recorded in the
     /// store, whose reply answers `token` once the record is on disk. None, once the session
     /// is told, when `max_durable_subscriptions` are there already and `d` is new.
+    ///
+    /// A SUBSCRIBE whose selector differs from the one the subscription has (none counts as
+    /// one) deletes it with everything it holds and starts it afresh, as ActiveMQ does: the
+    /// messages kept so far were chosen by the old selector.
     pub(super) fn subscribe_durable(
         &mut self,
         d: DurableName,
         topic: DestinationName,
+        selector: Option<Arc<Selector>>,
         tx: &SessionTx,
         token: Option<Token>,
     ) -> Option<QueueKey> {
+        let text = |s: Option<&Arc<Selector>>| s.map(|s| s.text().to_string());
+        if let Some(q) = self.queues.get(&durable_key(&d, &topic)) {
+            if text(q.filter()) != text(selector.as_ref()) {
+                self.destroy_durable(d.clone(), topic.clone());
+            }
+        }
         if !self.queues.contains_key(&durable_key(&d, &topic)) && !self.ctx.add_durable(false) {
             let _ = tx.send(ToSession::LimitReached {
                 name: "max_durable_subscriptions",
@@ -27,9 +41,13 @@ impl Owner {
             return None;
         }
         let key = self.durable(&d, &topic);
+        if let Some(q) = self.queues.get_mut(&key) {
+            q.set_filter(selector.clone());
+        }
         self.ctx.request(Request::DurableSubscribe {
             durable: d,
             topic,
+            selector: selector.map(|s| Arc::from(s.text())),
             reply: token.map(|t| receipts_reply(vec![(tx.clone(), t)])),
         });
         Some(key)
@@ -75,5 +93,17 @@ pub(super) fn durable_key(d: &DurableName, topic: &DestinationName) -> QueueKey 
     QueueKey {
         destination: topic.clone(),
         subscription: Some(d.key()),
+    }
+}
+
+/// A stored durable subscription's selector, parsed again at recovery. It parsed when it was
+/// stored; if this version refuses it, the subscription keeps everything rather than nothing.
+pub(super) fn recovered_selector(text: &str) -> Option<Arc<Selector>> {
+    match Selector::parse(text) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            log::warn!("stored durable subscription selector {text:?} no longer parses ({e}); keeping every message for it");
+            None
+        }
     }
 }
