@@ -372,7 +372,13 @@ fn api_endpoints_answer_on_the_master() {
     );
     assert_eq!(missing.status, 404);
     assert!(missing.json()["error"].is_string());
-    let bad = get(admin, "/api/messages?destination=orders");
+    // A name without a leading / is a queue, as on the wire: a missing one is 404.
+    let unprefixed = get(
+        admin,
+        &format!("/api/messages?destination={}", unique("none")),
+    );
+    assert_eq!(unprefixed.status, 404);
+    let bad = get(admin, "/api/messages?destination=/queu/orders");
     assert_eq!(bad.status, 400);
     assert!(bad.json()["error"]
         .as_str()
