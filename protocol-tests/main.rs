@@ -16,6 +16,7 @@ mod load;
 mod prefetch;
 mod queue;
 mod receipt;
+mod redelivery;
 mod selector;
 mod topic;
 mod transaction;

@@ -9,10 +9,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod host;
+mod policy;
 
 pub use host::{AllowedHost, Authority, Host};
+pub use policy::{Policy, PolicyEntry};
 
 use crate::limits::Limits;
+use crate::message::DestinationName;
 
 /// The database file inside `data_dir`.
 pub const DB_FILE: &str = "stompbox.db";
@@ -182,6 +185,17 @@ pub struct DestinationConfig {
     /// A message that came back (NACK, consumer gone) more often than this goes to the
     /// dead-letter queue (ActiveMQ's default: 6).
     pub max_redeliveries: u32,
+    /// Wait before a message that came back is delivered again (ms); 0 = at once, as
+    /// ActiveMQ's STOMP does without its redelivery plugin.
+    pub redelivery_delay_ms: u64,
+    /// Each further redelivery waits this many times longer than the one before (1 = the
+    /// same delay every time; ActiveMQ's client uses 5 with exponential back-off on).
+    pub redelivery_backoff_multiplier: f64,
+    /// Longest redelivery delay (ms); 0 = no cap.
+    pub max_redelivery_delay_ms: u64,
+    /// A NACK sends the message straight to the dead-letter queue (ActiveMQ's STOMP
+    /// behaviour) instead of redelivering it until `max_redeliveries`.
+    pub nack_to_dlq: bool,
     /// `shared`: one `/queue/ActiveMQ.DLQ`; `individual`: `/queue/ActiveMQ.DLQ.Queue.NAME`
     /// (and `.Topic.NAME`) per destination.
     pub dead_letter_strategy: DeadLetterStrategy,
@@ -197,6 +211,9 @@ pub struct DestinationConfig {
     /// `client-id`, so without a cap clients could create them without end. A SUBSCRIBE that
     /// would create one more is an ERROR; re-attaching to an existing one always works.
     pub max_durable_subscriptions: usize,
+    /// Per-destination policies by wildcard pattern (see [`PolicyEntry`]): each setting
+    /// from the most specific matching entry that sets it, else from the defaults above.
+    pub policy: Vec<PolicyEntry>,
 }
 
 /// Where dead letters go.
@@ -210,12 +227,29 @@ pub enum DeadLetterStrategy {
 }
 
 impl DestinationConfig {
-    /// The time to live for messages to `destination` sent without `expires` (0 = none).
-    pub fn ttl_for(&self, destination: &str) -> u64 {
-        self.ttl_ms
-            .get(destination)
-            .copied()
-            .unwrap_or(self.default_ttl_ms)
+    /// The time to live for messages to `destination` sent without `expires` (0 = none):
+    /// its `ttl_ms` entry, else its policy's.
+    pub fn ttl_for(&self, destination: &DestinationName) -> u64 {
+        match self.ttl_ms.get(destination.as_str()) {
+            Some(ttl) => *ttl,
+            None if self.policy.is_empty() => self.default_ttl_ms,
+            None => self.policy_for(destination).ttl_ms,
+        }
+    }
+
+    /// Everything that applies to `destination`: the defaults, overridden by the matching
+    /// `policy` entries.
+    pub fn policy_for(&self, destination: &DestinationName) -> Policy {
+        let defaults = Policy {
+            max_redeliveries: self.max_redeliveries,
+            redelivery_delay_ms: self.redelivery_delay_ms,
+            redelivery_backoff_multiplier: self.redelivery_backoff_multiplier,
+            max_redelivery_delay_ms: self.max_redelivery_delay_ms,
+            nack_to_dlq: self.nack_to_dlq,
+            ttl_ms: self.default_ttl_ms,
+            expired_to_dlq: self.expired_to_dlq,
+        };
+        policy::resolve(&defaults, &self.policy, destination)
     }
 }
 
@@ -259,10 +293,15 @@ impl Default for DestinationConfig {
             topic_prefetch: crate::limits::DEFAULT_TOPIC_PREFETCH,
             durable_prefetch: crate::limits::DEFAULT_DURABLE_PREFETCH,
             max_redeliveries: 6,
+            redelivery_delay_ms: 0,
+            redelivery_backoff_multiplier: 1.0,
+            max_redelivery_delay_ms: 0,
+            nack_to_dlq: false,
             dead_letter_strategy: DeadLetterStrategy::Shared,
             expired_to_dlq: false,
             default_ttl_ms: 0,
             ttl_ms: BTreeMap::new(),
+            policy: Vec::new(),
             max_durable_subscriptions: 10_000,
         }
     }
@@ -294,6 +333,17 @@ impl Config {
         }
         if self.heart_beat.min_interval_ms == 0 {
             return bad("heart_beat.min_interval_ms must be > 0".into());
+        }
+        let d = &self.destinations;
+        if !(d.redelivery_backoff_multiplier.is_finite() && d.redelivery_backoff_multiplier >= 1.0)
+        {
+            return bad(format!(
+                "destinations.redelivery_backoff_multiplier must be >= 1 (got {})",
+                d.redelivery_backoff_multiplier
+            ));
+        }
+        for entry in &d.policy {
+            policy::check(entry).map_err(ConfigError::Invalid)?;
         }
         let l = &self.limits;
         if l.max_body_bytes > l.max_frame_bytes {

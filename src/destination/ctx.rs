@@ -6,10 +6,11 @@
 //! receipt that may go) is decided on this side, and posted from the store writer thread in
 //! commit order.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::config::{DeadLetterStrategy, DestinationConfig};
+use crate::config::{DeadLetterStrategy, DestinationConfig, Policy};
 use crate::message::{
     IdAllocator, Message, MessageId, QueueKey, Router, SessionTx, StoredMessage, ToOwner,
     ToSession, Token,
@@ -45,6 +46,9 @@ pub struct Ctx {
     deletes: Vec<MessageId>,
     /// Receipted ACKs answered once `deletes` are committed.
     delete_replies: Vec<(SessionTx, Token)>,
+    /// Queues holding messages that become ready at a time (redelivery delays), by that
+    /// time in ms: the owner wakes for the earliest (`next_wake`, `take_due`).
+    timers: BTreeMap<u64, Vec<QueueKey>>,
 }
 
 impl Ctx {
@@ -67,6 +71,7 @@ impl Ctx {
             durables: accounts.durables,
             deletes: Vec::new(),
             delete_replies: Vec::new(),
+            timers: BTreeMap::new(),
         }
     }
 
@@ -307,19 +312,61 @@ impl Ctx {
         Ok(())
     }
 
-    /// Decides what happens to an entry coming back for redelivery: it is counted, and either
-    /// returned (Some) or dead-lettered after `max_redeliveries` (None).
-    pub fn redeliver(&self, origin: &QueueKey, mut e: Entry) -> Option<Entry> {
+    /// The policy of `destination` (`[destinations]` defaults and matching
+    /// `[[destinations.policy]]` entries).
+    pub fn policy(&self, destination: &DestinationName) -> Policy {
+        self.config.policy_for(destination)
+    }
+
+    /// Decides what happens to an entry coming back for redelivery (`nack`: the client
+    /// refused it): it is counted, and either returned with the delay before it may go out
+    /// again in ms (Some), or dead-lettered (None) after its policy's `max_redeliveries`, or
+    /// at once on a NACK when the policy says `nack_to_dlq`.
+    pub fn redeliver(&self, origin: &QueueKey, mut e: Entry, nack: bool) -> Option<(Entry, u64)> {
+        let policy = self.policy(&origin.destination);
+        if nack && policy.nack_to_dlq {
+            return self
+                .dead_letter(
+                    origin,
+                    e,
+                    "NACKed, and the destination's policy is nack_to_dlq",
+                )
+                .err()
+                .map(|e| (e, 0));
+        }
         e.redelivery_count += 1;
-        if e.redelivery_count > self.config.max_redeliveries {
+        if e.redelivery_count > policy.max_redeliveries {
             let reason = format!(
                 "delivery failed more than max_redeliveries ({}) times",
-                self.config.max_redeliveries
+                policy.max_redeliveries
             );
-            return self.dead_letter(origin, e, &reason).err();
+            return self.dead_letter(origin, e, &reason).err().map(|e| (e, 0));
         }
         self.redelivered(&e);
-        Some(e)
+        let delay = policy.redelivery_delay(e.redelivery_count);
+        Some((e, delay))
+    }
+
+    /// Wakes the owner at `at` (ms since the epoch) for `key`'s delayed messages.
+    pub fn wake_at(&mut self, at: u64, key: &QueueKey) {
+        let keys = self.timers.entry(at).or_default();
+        if !keys.contains(key) {
+            keys.push(key.clone());
+        }
+    }
+
+    /// When the owner should wake next for delayed messages.
+    pub fn next_wake(&self) -> Option<u64> {
+        self.timers.keys().next().copied()
+    }
+
+    /// Queues with delayed messages due at `now`.
+    pub fn take_due(&mut self, now: u64) -> Vec<QueueKey> {
+        let later = self.timers.split_off(&(now + 1));
+        let due = std::mem::replace(&mut self.timers, later);
+        let mut keys: Vec<QueueKey> = due.into_values().flatten().collect();
+        keys.dedup();
+        keys
     }
 
     /// Handles an expired entry: dead-lettered or dropped, per `expired_to_dlq`.

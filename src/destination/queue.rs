@@ -23,11 +23,12 @@
 //! stored message that arrives late with an id ≤ `max_loaded` (ids are allocated before the
 //! commit, so commits can finish out of id order) goes to memory, which keeps the invariant.
 
+mod delayed;
 mod dispatch;
 mod marks;
 mod paging;
 
-use std::collections::VecDeque;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use foldhash::HashMap;
@@ -109,6 +110,8 @@ pub struct Queue {
     grouped: bool,
     /// Message group → the consumer it is pinned to.
     groups: HashMap<Arc<str>, (SessionId, SubId)>,
+    /// Redeliveries waiting out their redelivery delay (`queue/delayed.rs`).
+    delayed: BinaryHeap<delayed::Delayed>,
     /// For the queue of a durable subscription with a selector: its topic copies it only the
     /// messages this is true for.
     filter: Option<Arc<Selector>>,
@@ -134,6 +137,7 @@ impl Queue {
             grouped: false,
             groups: HashMap::default(),
             filter: None,
+            delayed: BinaryHeap::new(),
             bytes: 0,
             expiring: 0,
             blocked: Blocked::default(),
@@ -229,13 +233,15 @@ impl Queue {
         &self.key
     }
 
-    /// Messages waiting: in memory plus stored on disk only (not counting unacked ones).
+    /// Messages waiting: in memory (redeliveries waiting out their delay included) plus
+    /// stored on disk only (not counting unacked ones).
     pub fn depth(&self) -> u64 {
         self.levels
             .iter()
             .map(|l| l.mem.len() as u64 + l.unloaded)
             .sum::<u64>()
             + self.staging.len() as u64
+            + self.delayed.len() as u64
     }
 
     /// Consumers attached.
@@ -401,7 +407,7 @@ impl Queue {
     pub fn nack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId], ctx: &mut Ctx) {
         if let Some(c) = self.consumers.iter_mut().find(|c| c.is(session, sub)) {
             let back = c.settle(ids);
-            self.requeue(back, ctx);
+            self.requeue(back, true, ctx);
         }
         self.after_change(ctx);
     }
@@ -434,6 +440,9 @@ impl Queue {
                 self.bytes -= e.weight();
             }
             level.unloaded = 0;
+        }
+        for d in self.delayed.drain() {
+            self.bytes -= d.entry.weight();
         }
         self.expiring = 0;
         // Sends still waiting for their commit are purged too (answered, never enqueued).
@@ -474,7 +483,7 @@ impl Queue {
         let auto = consumer.is_auto();
         let entries = consumer.into_unacked();
         if !auto {
-            return self.requeue(entries, ctx);
+            return self.requeue(entries, false, ctx);
         }
         for e in entries {
             if e.message.expires != 0 {
@@ -484,12 +493,20 @@ impl Queue {
         }
     }
 
-    fn requeue(&mut self, entries: Vec<Entry>, ctx: &mut Ctx) {
+    /// Deliveries coming back (`nack`: refused by the client) are counted and go back to
+    /// their level, after their policy's redelivery delay if it has one, or to the
+    /// dead-letter queue.
+    fn requeue(&mut self, entries: Vec<Entry>, nack: bool, ctx: &mut Ctx) {
+        let now = crate::clock::now_ms();
         for e in entries {
             let weight = e.weight();
-            match ctx.redeliver(&self.key, e) {
-                Some(e) => {
+            match ctx.redeliver(&self.key, e, nack) {
+                Some((e, delay)) => {
                     self.counters.redelivered += 1;
+                    if delay > 0 {
+                        self.delay(e, now + delay, ctx);
+                        continue;
+                    }
                     if e.message.expires != 0 {
                         self.expiring += 1;
                     }

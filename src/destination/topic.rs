@@ -237,8 +237,10 @@ impl Topic {
                 settled.sort_by_key(|e| std::cmp::Reverse(e.message.id));
                 for e in settled {
                     let weight = e.weight();
-                    match ctx.redeliver(&self.key, e) {
-                        Some(e) => {
+                    // A topic subscriber's backlog is its own: a redelivery delay does
+                    // not apply here (durable subscriptions, which are queues, have it).
+                    match ctx.redeliver(&self.key, e, true) {
+                        Some((e, _delay)) => {
                             self.counters.redelivered += 1;
                             s.pending.push_front(e);
                         }

@@ -67,6 +67,15 @@ impl DestinationName {
         &self.full
     }
 
+    /// The name after its `/queue/` or `/topic/` prefix: what wildcards match.
+    pub fn name(&self) -> &str {
+        let prefix = match self.kind {
+            Kind::Queue => "/queue/".len(),
+            Kind::Topic => "/topic/".len(),
+        };
+        &self.full[prefix..]
+    }
+
     /// The index of the shard that owns this destination: a stable hash of the name modulo the
     /// shard count (FNV-1a: fixed, so every shard computes the same owner).
     pub fn owner(&self, shards: usize) -> usize {

@@ -30,6 +30,28 @@ pub fn is_wildcard(name: &str) -> bool {
     name.split('.').any(|s| s == "*" || s == ">")
 }
 
+/// Whether `name` matches the wildcard `pattern` (both without prefix), without building a
+/// [`Pattern`]: for config entries checked now and then.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    let mut parts = name.split('.');
+    for segment in pattern.split('.') {
+        match segment {
+            ">" => return true,
+            "*" => {
+                if parts.next().is_none() {
+                    return false;
+                }
+            }
+            exact => {
+                if parts.next() != Some(exact) {
+                    return false;
+                }
+            }
+        }
+    }
+    parts.next().is_none()
+}
+
 impl Pattern {
     /// The pattern `name` spells; a name without wildcards is a pattern that matches itself.
     pub fn new(name: &str) -> Pattern {

@@ -120,7 +120,7 @@ impl Session {
                     "expected ms since the epoch, 0 for never",
                 )
             })?,
-            None => match self.config.destinations.ttl_for(destination.as_str()) {
+            None => match self.config.destinations.ttl_for(&destination) {
                 0 => 0,
                 ttl => now_ms + ttl,
             },

@@ -27,6 +27,14 @@ const COMMAND_BATCH: usize = 512;
 /// How often expired in-memory messages are swept out and parked producers re-checked.
 const TICK: Duration = Duration::from_secs(1);
 
+/// Sleeps until `at` (ms since the epoch, the wall clock messages are stamped with); at
+/// once when it has passed.
+async fn sleep_until_ms(at: Option<u64>) {
+    let now = crate::clock::now_ms();
+    let ms = at.map_or(0, |at| at.saturating_sub(now));
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
 /// What a subscription is attached to.
 #[derive(Debug, Clone)]
 enum Attached {
@@ -69,6 +77,7 @@ impl Owner {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let wake = self.ctx.next_wake();
             tokio::select! {
                 cmd = mailbox.recv() => {
                     let Some(cmd) = cmd else { break };
@@ -89,7 +98,17 @@ impl Owner {
                     tokio::task::yield_now().await;
                 }
                 _ = tick.tick() => self.tick(),
+                _ = sleep_until_ms(wake), if wake.is_some() => self.wake(),
             }
+        }
+        self.ctx.flush();
+    }
+
+    /// Delayed messages are due: they enter their queues.
+    fn wake(&mut self) {
+        let now = crate::clock::now_ms();
+        for key in self.ctx.take_due(now) {
+            self.with_queue(&key, false, |q, ctx| q.release_delayed(now, ctx));
         }
         self.ctx.flush();
     }
