@@ -65,6 +65,7 @@ fuzz-check:
 bench:
 	$(CARGO) bench --bench codec
 	$(CARGO) bench --bench session
+	$(CARGO) bench --bench selector
 	bash scripts/bench.sh
 
 ci: lint test
