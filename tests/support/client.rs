@@ -62,7 +62,8 @@ pub struct Client {
     /// The negotiated version ("1.0" until CONNECTED says otherwise); decides header decoding
     /// and how [`Client::ack`] names a message.
     pub version: String,
-    /// Heart-beat EOLs received between frames so far.
+    /// Heart-beat EOLs received between frames so far (not the EOLs the spec lets a frame end
+    /// with after its NUL: see [`super::frame`]).
     pub eols: usize,
     /// When the last byte arrived.
     pub last_byte: Instant,
