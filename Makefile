@@ -5,6 +5,7 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all build release run test test-deps sqlite-deps test-rust lint fmt bench fuzz-check ci clean
+.PHONY: test-against-activemq
 
 all: build
 
@@ -67,6 +68,15 @@ bench:
 	$(CARGO) bench --bench session
 	$(CARGO) bench --bench selector
 	bash scripts/bench.sh
+
+# The protocol suite against ActiveMQ Classic 5.17 from Debian's `activemq` package (installed
+# when missing): scripts/activemq/run.sh starts a private broker on loopback, runs
+# `cargo test --test protocol` at it and always stops it. Not part of `test`. Tests that need our
+# own broker are excluded by name (protocol-tests/not-applicable.txt); where ActiveMQ differs,
+# the tests assert what it does (docs/compatibility.md). TESTS=queue:: runs only the tests whose
+# names contain it.
+test-against-activemq:
+	bash scripts/activemq/run.sh $(TESTS)
 
 ci: lint test
 

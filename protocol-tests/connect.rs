@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{assert_mentions, queue, Broker, Frame, WAIT};
+use crate::support::{assert_mentions, queue, target, Broker, Frame, Target, WAIT};
 
 #[test]
 fn connect_1_2_answers_connected_with_version_session_server_and_heart_beat() {
@@ -89,6 +89,12 @@ fn no_common_version_is_an_error_listing_supported_versions() {
     let mut c = broker.raw();
     c.send_frame(&Frame::new("CONNECT").header("accept-version", "2.0,3.1"));
     let e = c.expect_error_and_close(None);
+    if target() == Target::ActiveMq {
+        // ActiveMQ lists them in the message only (docs/compatibility.md).
+        assert_eq!(e.get("version"), None, "{e:?}");
+        assert_mentions(&e, &["1.2, 1.1, 1.0"]);
+        return;
+    }
     let mut versions: Vec<&str> = e.must("version").split(',').collect();
     versions.sort_unstable();
     assert_eq!(versions, ["1.0", "1.1", "1.2"], "{e:?}");
@@ -104,7 +110,11 @@ fn frame_before_connect_is_an_error() {
             .header("receipt", "r1")
             .body("too early"),
     );
-    c.expect_error_and_close(None);
+    c.expect_refusal(None);
+    if target() == Target::ActiveMq {
+        // The connection it kept open still takes the CONNECT.
+        c.connect("1.2");
+    }
 }
 
 #[test]
@@ -112,7 +122,7 @@ fn second_connect_is_an_error() {
     let broker = Broker::under_test();
     let mut c = broker.connect("1.2");
     c.send_frame(&Frame::new("CONNECT").header("accept-version", "1.2"));
-    let e = c.expect_error_and_close(None);
+    let e = c.expect_refusal(None);
     assert_mentions(&e, &["connect"]);
 }
 
@@ -121,7 +131,7 @@ fn second_stomp_frame_is_an_error() {
     let broker = Broker::under_test();
     let mut c = broker.connect("1.1");
     c.send_frame(&Frame::new("STOMP").header("accept-version", "1.1"));
-    c.expect_error_and_close(None);
+    c.expect_refusal(None);
 }
 
 #[test]

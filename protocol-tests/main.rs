@@ -20,3 +20,18 @@ mod redelivery;
 mod selector;
 mod topic;
 mod transaction;
+
+/// Each line of `not-applicable.txt` names one test, once, and says why it needs our broker:
+/// the ActiveMQ run prints the reasons, and skips by the names.
+#[test]
+fn not_applicable_declarations_name_each_test_once_with_a_reason() {
+    let mut seen = std::collections::HashSet::new();
+    for (test, why) in support::target::not_applicable_tests() {
+        assert!(
+            test.contains("::"),
+            "{test}: not a test path (module::test)"
+        );
+        assert!(!why.is_empty(), "{test} is declared without a reason");
+        assert!(seen.insert(test), "{test} is declared twice");
+    }
+}

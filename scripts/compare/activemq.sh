@@ -6,6 +6,8 @@
 # selector pool, what ActiveMQ recommends for many connections) for the idle connections.
 # JVM heap as the upstream 5.17 `bin/env` sets it (-Xms64M -Xmx1G); broker memory limits are
 # left at their defaults (no <systemUsage>); JMX off as in Debian's shipped activemq.xml.
+# scripts/activemq/run.sh (the protocol suite against ActiveMQ) uses activemq_available and
+# activemq_launch with a config of its own.
 
 AMQ_HOME=/usr/share/activemq
 AMQ_PID=
@@ -23,12 +25,12 @@ activemq_available() {
         apt_install activemq || true
     fi
     if [ ! -f "$AMQ_HOME/bin/activemq.jar" ]; then
-        echo "bench.sh: ActiveMQ not available ($AMQ_HOME/bin/activemq.jar missing," \
+        echo "$ME: ActiveMQ not available ($AMQ_HOME/bin/activemq.jar missing," \
             "apt-get install activemq failed)" >&2
         return 1
     fi
     if [ -z "$(activemq_java)" ]; then
-        echo "bench.sh: ActiveMQ not available (no java)" >&2
+        echo "$ME: ActiveMQ not available (no java)" >&2
         return 1
     fi
 }
@@ -70,20 +72,28 @@ activemq_prepare() {
   </broker>
 </beans>
 EOF
+}
+
+activemq_start() {
+    activemq_launch "$1" -Xms64M -Xmx1G
+}
+
+# activemq_launch DIR JVM_FLAG...: starts the broker of DIR/conf/activemq.xml in the background
+# as a child of this shell, logging (log4j, configured here) to BROKER_LOG; its data and temp
+# files go to DIR. Sets AMQ_PID and LAUNCH_PID (the java process) and BROKER_CMD.
+activemq_launch() {
+    local dir=$1
+    shift
     cat >"$dir/conf/log4j.properties" <<'EOF'
 log4j.rootLogger=INFO, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender
 log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
 log4j.appender.stdout.layout.ConversionPattern=%d{HH:mm:ss,SSS} %-5p %m%n
 EOF
-}
-
-activemq_start() {
-    local dir=$1
     # The JVM flags of Debian's /usr/bin/activemq launcher, minus its daemon plumbing.
     local java
     java=$(activemq_java)
-    local args=(-Xms64M -Xmx1G
+    local args=("$@"
         --add-reads=java.xml=java.logging
         --add-opens java.base/java.security=ALL-UNNAMED
         --add-opens java.base/java.net=ALL-UNNAMED

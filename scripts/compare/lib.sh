@@ -1,4 +1,5 @@
-# Helpers shared by scripts/bench.sh and the broker drivers next to this file (sourced, not run).
+# Helpers shared by scripts/bench.sh, scripts/activemq/run.sh and the broker drivers next to this
+# file (sourced, not run). Messages name the script that sourced them ($ME).
 #
 # A driver is a file scripts/compare/NAME.sh that defines:
 #   NAME_available         0 when the broker can run here (installing it first when missing);
@@ -15,6 +16,8 @@
 #   NAME_pid               the broker process to read RSS from (valid once the port accepts)
 #   NAME_stop              stops everything NAME_prepare and NAME_start launched; idempotent,
 #                          safe at any point (also from the EXIT trap)
+
+ME=${ME:-${0##*/}}
 
 # True while PID runs (a zombie, exited but not yet reaped, does not count). No fork: it runs
 # every few milliseconds while a broker starts.
@@ -41,7 +44,7 @@ stop_pid() {
             sleep 0.1
         done
         if alive "$pid"; then
-            echo "bench.sh: process $pid ignored SIGTERM for ${grace}s; killing it" >&2
+            echo "$ME: process $pid ignored SIGTERM for ${grace}s; killing it" >&2
             kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
@@ -65,7 +68,7 @@ free_port() {
             return 0
         fi
     done
-    echo "bench.sh: no free port found" >&2
+    echo "$ME: no free port found" >&2
     return 1
 }
 
@@ -101,15 +104,17 @@ json_str() {
 }
 
 # apt_install PACKAGE...: installs Debian packages, running `apt-get update` first only if the
-# plain install fails (a stale package index). Quiet unless it fails.
+# plain install fails (a stale package index). Root runs apt-get itself, anyone else through
+# sudo. Quiet unless it fails.
 apt_install() {
-    command -v apt-get >/dev/null || { echo "bench.sh: no apt-get to install $*" >&2; return 1; }
-    local log
+    command -v apt-get >/dev/null || { echo "$ME: no apt-get to install $*" >&2; return 1; }
+    local log apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
+    [ "$(id -u)" -eq 0 ] || apt=(sudo "${apt[@]}")
     log=$(mktemp)
-    echo "bench.sh: installing $* (apt-get)" >&2
-    if DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >"$log" 2>&1 ||
-        { DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$log" 2>&1 &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$log" 2>&1; }; then
+    echo "$ME: installing $* (apt-get)" >&2
+    if "${apt[@]}" install -y -q "$@" >"$log" 2>&1 ||
+        { "${apt[@]}" update -q >>"$log" 2>&1 &&
+            "${apt[@]}" install -y -q "$@" >>"$log" 2>&1; }; then
         rm -f "$log"
         return 0
     fi

@@ -139,19 +139,36 @@ impl Broker {
         }
     }
 
-    /// Our broker with `config` as its config file. `None` (after printing why) when
-    /// `STOMP_ADDR` is set, since another broker's config cannot be chosen from here.
+    /// Our broker with `config` as its config file, for a test that needs our config (a limit,
+    /// a timeout) and so cannot apply to another broker. `None` (after printing the declared
+    /// reason) when `STOMP_ADDR` is set. The test must be declared in
+    /// `protocol-tests/not-applicable.txt` with that reason ([`super::target::not_applicable`]),
+    /// which is checked against every target: the external run excludes it by name.
+    #[track_caller]
     pub fn own_with_config(test: &str, config: &str) -> Option<Broker> {
+        let why = super::target::not_applicable();
         if Broker::is_external() {
-            eprintln!("skipping {test}: it needs the broker's own config, and {STOMP_ADDR} is set");
+            eprintln!("not applicable to the broker at {STOMP_ADDR}: {test}: {why}");
             return None;
         }
         Some(Broker::start_with_config(config))
     }
 
-    /// Our own broker (not `STOMP_ADDR`), for tests of process behaviour such as SIGTERM.
+    /// Our own broker (not `STOMP_ADDR`), for tests of process behaviour such as SIGTERM;
+    /// declared like [`Broker::own_with_config`].
+    #[track_caller]
     pub fn own(test: &str) -> Option<Broker> {
         Broker::own_with_config(test, "")
+    }
+
+    /// Ours with `config` as its config file, or the broker at `STOMP_ADDR` as it is: for a test
+    /// whose config only lets our broker do what the test asks of any broker (accept 100 ms
+    /// heart-beats, say), so the test holds for an external broker without it.
+    pub fn under_test_with_config(config: &str) -> Broker {
+        match Broker::is_external() {
+            true => Broker::under_test(),
+            false => Broker::start_with_config(config),
+        }
     }
 
     /// True when the protocol suite runs against an external broker.

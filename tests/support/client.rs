@@ -12,7 +12,8 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::frame::{connect_frame, parse, send_frame, Frame, Parsed};
-use super::WAIT;
+use super::target::{target, Target};
+use super::{QUIET, WAIT};
 
 /// Granularity of blocking reads: no read blocks longer, so deadlines hold.
 const POLL: Duration = Duration::from_millis(20);
@@ -62,7 +63,8 @@ pub struct Client {
     /// The negotiated version ("1.0" until CONNECTED says otherwise); decides header decoding
     /// and how [`Client::ack`] names a message.
     pub version: String,
-    /// Heart-beat EOLs received between frames so far.
+    /// Heart-beat EOLs received between frames so far (not the EOLs the spec lets a frame end
+    /// with after its NUL: see [`super::frame`]).
     pub eols: usize,
     /// When the last byte arrived.
     pub last_byte: Instant,
@@ -70,6 +72,8 @@ pub struct Client {
     /// The last frames received (short form), for failure messages.
     history: VecDeque<String>,
     closed: bool,
+    /// Whether a CONNECTED arrived (the connection may send frames other than CONNECT).
+    connected: bool,
     next_receipt: u64,
 }
 
@@ -95,6 +99,7 @@ impl Client {
             pending: VecDeque::new(),
             history: VecDeque::new(),
             closed: false,
+            connected: false,
             next_receipt: 0,
         })
     }
@@ -359,6 +364,7 @@ impl Client {
                 self.start += consumed;
                 if frame.command == "CONNECTED" {
                     self.version = frame.get("version").unwrap_or("1.0").to_string();
+                    self.connected = true;
                 }
                 if self.history.len() == HISTORY {
                     self.history.pop_front();
@@ -588,6 +594,84 @@ impl Client {
             "after {e:?} the broker must close the connection; it stayed open for {WAIT:?}"
         );
         e
+    }
+
+    /// Expects the ERROR for a frame the broker refused to carry out (a required header
+    /// missing, an unknown ack id or transaction, a frame before or a second CONNECT), with a
+    /// `message` header and `receipt-id:<receipt>` if the frame had a receipt. Our broker then
+    /// closes the connection, as the spec requires ([`Client::expect_error_and_close`]).
+    /// ActiveMQ keeps it open and serving (`docs/compatibility.md`, "ERROR does not close the
+    /// connection"): against it this asserts that nothing else arrives and, once connected,
+    /// that a receipted SEND still succeeds.
+    #[track_caller]
+    pub fn expect_refusal(&mut self, receipt: Option<&str>) -> Frame {
+        if target() != Target::ActiveMq {
+            return self.expect_error_and_close(receipt);
+        }
+        let e = self.expect("ERROR", WAIT);
+        assert!(
+            e.get("message").is_some_and(|m| !m.is_empty()),
+            "ERROR without a `message` header: {e:?}"
+        );
+        if let Some(id) = receipt {
+            assert_eq!(
+                e.get("receipt-id"),
+                Some(id),
+                "ERROR must copy the offending frame's receipt: {e:?}"
+            );
+        }
+        self.expect_silence(QUIET);
+        if self.connected {
+            let dest = format!("/queue/{}", super::unique("after-refusal"));
+            self.send_sync(&dest, "the connection still serves", &[]);
+        }
+        e
+    }
+
+    /// Expects one or more ERROR frames with a `message` header, then the close: how ActiveMQ
+    /// answers a fatal error when frames it had already read follow the offending one (it
+    /// answers those too before the close takes effect; `docs/compatibility.md`). Returns the
+    /// ERRORs.
+    #[track_caller]
+    pub fn expect_errors_and_close(&mut self) -> Vec<Frame> {
+        let mut errors = vec![self.expect("ERROR", WAIT)];
+        while let Some(f) = self.next_frame(WAIT) {
+            assert_eq!(
+                f.command, "ERROR",
+                "after {:?} only more ERRORs and the close may come: {f:?}",
+                errors[0]
+            );
+            errors.push(f);
+        }
+        assert!(
+            self.closed,
+            "after {} ERRORs the broker must close the connection; it stayed open for {WAIT:?}",
+            errors.len()
+        );
+        for e in &errors {
+            assert!(
+                e.get("message").is_some_and(|m| !m.is_empty()),
+                "ERROR without a `message` header: {e:?}"
+            );
+        }
+        errors
+    }
+
+    /// [`Client::expect_error_and_close`] without a receipt, for an error the broker finds
+    /// while the client is still writing (an endless line, too many headers). ActiveMQ goes on
+    /// reading until its close takes effect and may answer those bytes with more ERRORs
+    /// (`docs/compatibility.md`), which this allows against it. Returns the first ERROR.
+    #[track_caller]
+    pub fn expect_error_and_close_mid_stream(&mut self) -> Frame {
+        match target() {
+            Target::ActiveMq => self.expect_errors_and_close().swap_remove(0),
+            _ => self.expect_error_and_close(None),
+        }
+    }
+
+    /// True once a CONNECTED arrived on this connection.
+    pub fn is_connected(&self) -> bool {
+        self.connected
     }
 
     /// True once the broker closed the connection (as seen by a read).

@@ -188,6 +188,8 @@ fn unescape(raw: &str, version: &str) -> Result<String, String> {
 pub(crate) enum Parsed {
     /// Need more bytes. `eols` heart-beat EOLs at the front were consumed already.
     Incomplete { eols: usize, consumed: usize },
+    /// A whole frame; `consumed` covers the EOLs behind its NUL that were buffered with it,
+    /// which end the frame (`NULL *(EOL)` in the spec's grammar) and are not heart-beats.
     Frame {
         frame: Frame,
         eols: usize,
@@ -195,8 +197,9 @@ pub(crate) enum Parsed {
     },
 }
 
-/// Parses one frame from `buf` (leading EOLs are skipped and counted). `version` decides
-/// header decoding. A frame the broker should never have sent is an `Err` with the reason.
+/// Parses one frame from `buf` (leading EOLs are skipped and counted as heart-beats; EOLs right
+/// behind the NUL, as far as buffered, end the frame). `version` decides header decoding. A
+/// frame the broker should never have sent is an `Err` with the reason.
 pub(crate) fn parse(buf: &[u8], version: &str) -> Result<Parsed, String> {
     let mut i = 0;
     let mut eols = 0;
@@ -279,6 +282,17 @@ pub(crate) fn parse(buf: &[u8], version: &str) -> Result<Parsed, String> {
             Some(n) => (buf[body_start..body_start + n].to_vec(), body_start + n + 1),
         },
     };
+    // `frame = command EOL *(header EOL) EOL *OCTET NULL *(EOL)`: EOLs sent with the frame,
+    // right behind its NUL, belong to it (ActiveMQ ends every frame with NUL and LF). One that
+    // arrives in a later read cannot be told from a heart-beat, and is counted as one.
+    let mut end = end;
+    loop {
+        match (buf.get(end), buf.get(end + 1)) {
+            (Some(b'\n'), _) => end += 1,
+            (Some(b'\r'), Some(b'\n')) => end += 2,
+            _ => break,
+        }
+    }
     Ok(Parsed::Frame {
         frame: Frame {
             command,

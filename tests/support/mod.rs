@@ -13,6 +13,7 @@
 //! | [`http`] | the admin endpoint over raw HTTP; `/metrics` samples |
 //! | [`store`] | read-only SQLite, one-number queries, the `sqlite3` shell |
 //! | [`net`] | free ports, refused ports, a reproducible random sequence |
+//! | [`target`] | which broker the protocol suite tests ([`target::Target`]), and the tests that need ours |
 //!
 //! Nothing here uses the broker's crate: tests speak bytes to the process a user runs
 //! (including crash recovery), not the library. Every read has a deadline, so a broker that
@@ -36,6 +37,7 @@ pub mod http;
 pub mod net;
 pub mod pair;
 pub mod store;
+pub mod target;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +50,7 @@ pub use {
     broker::{Broker, Memory},
     client::{assert_mentions, Client, ConnectError, Fill, ReadError},
     frame::{bodies, connect_frame, escape, send_frame, Frame},
+    target::{target, Target},
 };
 
 /// How long a test waits for something the broker must do. Generous: tests run in parallel
