@@ -1,7 +1,7 @@
 //! The SUBSCRIBE `selector` header: JMS selectors over message headers, on queues, topics and
 //! durable topic subscriptions; an invalid one is an ERROR naming the position.
 
-use crate::support::{bodies, queue, topic, Broker, Frame, QUIET, WAIT};
+use crate::support::{bodies, queue, target, topic, Broker, Frame, Target, QUIET, WAIT};
 
 #[test]
 fn a_queue_consumer_with_a_selector_receives_only_matching_messages_in_order() {
@@ -55,12 +55,22 @@ fn two_selective_consumers_split_a_queue_by_header() {
     let broker = Broker::under_test();
     let q = queue("sel-split");
     let mut even = broker.connect("1.2");
-    even.subscribe(&q, "e", "auto", &[("selector", "n % 2 = 0")]);
+    even.subscribe(
+        &q,
+        "e",
+        "auto",
+        &[("selector", "parity = 'even' AND n >= 0")],
+    );
     let mut odd = broker.connect("1.2");
-    odd.subscribe(&q, "o", "auto", &[("selector", "n % 2 = 1")]);
+    odd.subscribe(&q, "o", "auto", &[("selector", "parity = 'odd'")]);
     let mut producer = broker.connect("1.2");
     for n in 0..20 {
-        producer.send(&q, &n.to_string(), &[("n", &n.to_string())]);
+        let parity = if n % 2 == 0 { "even" } else { "odd" };
+        producer.send(
+            &q,
+            &n.to_string(),
+            &[("n", &n.to_string()), ("parity", parity)],
+        );
     }
     let evens: Vec<String> = (0..20).step_by(2).map(|n| n.to_string()).collect();
     let odds: Vec<String> = (1..20).step_by(2).map(|n| n.to_string()).collect();
@@ -91,7 +101,13 @@ fn topic_subscribers_each_get_what_their_selector_matches() {
             &[("price", price), ("country", country)],
         );
     }
-    assert_eq!(bodies(&cheap.receive(2, WAIT)), ["UK5", "IE9.5"]);
+    if target() == Target::ActiveMq {
+        // ActiveMQ reads "9.5" as a long to compare it with 10, fails, and calls it false
+        // (docs/compatibility.md: selectors).
+        assert_eq!(bodies(&cheap.receive(1, WAIT)), ["UK5"]);
+    } else {
+        assert_eq!(bodies(&cheap.receive(2, WAIT)), ["UK5", "IE9.5"]);
+    }
     assert_eq!(bodies(&all.receive(4, WAIT)).len(), 4);
     assert_eq!(bodies(&uk.receive(3, WAIT)), ["UK5", "IE9.5", "UK20"]);
     cheap.expect_silence(QUIET);
@@ -128,7 +144,13 @@ fn an_invalid_selector_is_an_error_naming_the_position() {
             .header("selector", "color = 'red' AND")
             .header("receipt", "r1"),
     );
-    let e = c.expect_error_and_close(Some("r1"));
+    let e = c.expect_refusal(Some("r1"));
+    if target() == Target::ActiveMq {
+        // ActiveMQ's `message` is the selector itself (the body a Java stack trace), and the
+        // connection stays open (docs/compatibility.md).
+        assert_eq!(e.get("message"), Some("color = 'red' AND"), "{e:?}");
+        return;
+    }
     let message = e.must("message");
     assert!(message.contains("selector"), "{e:?}");
     assert!(message.contains("position 18"), "{e:?}");
