@@ -23,8 +23,8 @@ use criterion::{Criterion, Throughput};
 use stompbox::config::Config;
 use stompbox::destination::Ctx;
 use stompbox::message::{
-    AckMode, ConsumerOptions, DestinationName, IdAllocator, Message, MessageId, Router,
-    SessionId, SubId, ToOwner, ToSession,
+    AckMode, ConsumerOptions, DestinationName, IdAllocator, Message, MessageId, Router, SessionId,
+    SubId, ToOwner, ToSession,
 };
 use stompbox::selector::Selector;
 use stompbox::shard::Owner;
@@ -159,26 +159,16 @@ fn queue_run(selective: bool, messages: &[Arc<Message>]) {
                 token: None,
             });
         }
-        // Each consumer acks what it got, as a client-individual client would.
-        for (c, inbox) in inboxes.iter_mut().enumerate() {
-            let mut ids = Vec::new();
-            while let Ok(answer) = inbox.try_recv() {
-                if let ToSession::Deliver { message, .. } = answer {
-                    ids.push(message.id);
-                }
-            }
-            delivered += ids.len();
-            if !ids.is_empty() {
-                owner.handle(ToOwner::Ack {
-                    session: SessionId(c as u64 + 1),
-                    sub: SubId(1),
-                    ids,
-                    token: None,
-                });
-            }
-        }
+        delivered += ack_all(&mut owner, &mut inboxes);
         while mailbox.try_recv().is_ok() {}
     }
+    delivered += ack_all(&mut owner, &mut inboxes);
+    assert_eq!(delivered, messages.len(), "every message delivered once");
+}
+
+/// Each consumer acks what it got, as a client-individual client would; returns how many.
+fn ack_all(owner: &mut Owner, inboxes: &mut [UnboundedReceiver<ToSession>]) -> usize {
+    let mut delivered = 0;
     for (c, inbox) in inboxes.iter_mut().enumerate() {
         let mut ids = Vec::new();
         while let Ok(answer) = inbox.try_recv() {
@@ -196,7 +186,7 @@ fn queue_run(selective: bool, messages: &[Arc<Message>]) {
             });
         }
     }
-    assert_eq!(delivered, messages.len(), "every message delivered once");
+    delivered
 }
 
 fn queue(c: &mut Criterion) {

@@ -116,38 +116,31 @@ impl Parser_ {
     }
 
     fn or<'s>(&self, i: &'s str, depth: usize) -> Res<'s, Node> {
-        let start = skip_ws(i);
-        let (mut rest, (first, mut height)) = self.and(start, depth)?;
-        let mut terms = vec![first];
-        while let Some(after) = keyword(rest, "OR") {
-            let at = skip_ws(after);
-            let (r, (term, h)) = self.and(at, depth)?;
-            check(at, &term, &[Kind::Bool], "expected a condition after OR")?;
-            terms.push(term);
-            height = height.max(h);
-            rest = r;
-        }
-        if terms.len() == 1 {
-            return Ok((rest, (terms.pop().expect("one term"), height)));
-        }
-        check(
-            start,
-            &terms[0],
-            &[Kind::Bool],
-            "expected a condition before OR",
-        )?;
-        self.deep(start, height + 1)?;
-        Ok((rest, (Expr::Or(terms), height + 1)))
+        self.logical(i, depth, "OR", Self::and, Expr::Or)
     }
 
     fn and<'s>(&self, i: &'s str, depth: usize) -> Res<'s, Node> {
+        self.logical(i, depth, "AND", Self::not, Expr::And)
+    }
+
+    /// `operand ( keyword operand )*`, flattened into one n-ary node, so a long chain of ORs
+    /// (or ANDs) is one level deep.
+    fn logical<'s>(
+        &self,
+        i: &'s str,
+        depth: usize,
+        keyword_text: &'static str,
+        operand: for<'a> fn(&Self, &'a str, usize) -> Res<'a, Node>,
+        node: fn(Vec<Expr>) -> Expr,
+    ) -> Res<'s, Node> {
         let start = skip_ws(i);
-        let (mut rest, (first, mut height)) = self.not(start, depth)?;
+        let (mut rest, (first, mut height)) = operand(self, start, depth)?;
         let mut terms = vec![first];
-        while let Some(after) = keyword(rest, "AND") {
+        while let Some(after) = keyword(rest, keyword_text) {
             let at = skip_ws(after);
-            let (r, (term, h)) = self.not(at, depth)?;
-            check(at, &term, &[Kind::Bool], "expected a condition after AND")?;
+            let (r, (term, h)) = operand(self, at, depth)?;
+            let reason = format!("expected a condition after {keyword_text}");
+            check(at, &term, &[Kind::Bool], &reason)?;
             terms.push(term);
             height = height.max(h);
             rest = r;
@@ -155,14 +148,10 @@ impl Parser_ {
         if terms.len() == 1 {
             return Ok((rest, (terms.pop().expect("one term"), height)));
         }
-        check(
-            start,
-            &terms[0],
-            &[Kind::Bool],
-            "expected a condition before AND",
-        )?;
+        let reason = format!("expected a condition before {keyword_text}");
+        check(start, &terms[0], &[Kind::Bool], &reason)?;
         self.deep(start, height + 1)?;
-        Ok((rest, (Expr::And(terms), height + 1)))
+        Ok((rest, (node(terms), height + 1)))
     }
 
     fn not<'s>(&self, i: &'s str, depth: usize) -> Res<'s, Node> {
