@@ -7,6 +7,7 @@
 mod support;
 
 mod ack;
+mod browse;
 mod connect;
 mod consumers;
 mod frames;

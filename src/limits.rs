@@ -140,3 +140,9 @@ pub fn tune_allocator() {
 /// chains of arithmetic). Parsing and evaluation recurse once per level, so this bounds their
 /// stack use; real selectors nest a handful of levels.
 pub const SELECTOR_MAX_DEPTH: usize = 100;
+
+/// Most messages one `browser:true` SUBSCRIBE is shown (ActiveMQ's `maxBrowsePageSize` is
+/// 400), and most bytes of them: the browse is written in one go, so it must not be the whole
+/// queue. Messages paged out to disk are not shown either.
+pub const BROWSE_MAX_MESSAGES: usize = 400;
+pub const BROWSE_MAX_BYTES: u64 = 64 * 1024 * 1024;

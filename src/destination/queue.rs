@@ -196,6 +196,26 @@ impl Queue {
             .collect()
     }
 
+    /// What a `browser:true` subscription sees: waiting messages held in memory, in
+    /// dispatch order, that `selector` matches and that have not expired, up to
+    /// `limits::BROWSE_MAX_MESSAGES` and `BROWSE_MAX_BYTES`.
+    pub fn browse_for(&self, selector: Option<&Selector>, now: u64) -> Vec<(Arc<Message>, u32)> {
+        let mut bytes = 0;
+        self.levels
+            .iter()
+            .rev()
+            .flat_map(|l| l.mem.iter())
+            .filter(|e| !expired(&e.message, now))
+            .filter(|e| selector.is_none_or(|s| s.matches(&*e.message)))
+            .take_while(|e| {
+                bytes += e.weight();
+                bytes <= crate::limits::BROWSE_MAX_BYTES
+            })
+            .take(crate::limits::BROWSE_MAX_MESSAGES)
+            .map(|e| (e.message.clone(), e.redelivery_count))
+            .collect()
+    }
+
     /// Ids of delivered, unacked messages (a purge keeps them).
     pub fn unacked_ids(&self) -> Vec<MessageId> {
         self.consumers

@@ -272,6 +272,15 @@ pub enum ToOwner {
         durable: Option<DurableName>,
         token: Option<Token>,
     },
+    /// `browser:true`: answer `token`, then send the session copies of the queue's waiting
+    /// messages (those `selector` matches) as [`ToSession::Browsed`], consuming nothing.
+    Browse {
+        session: SessionId,
+        sub: SubId,
+        destination: DestinationName,
+        selector: Option<Arc<Selector>>,
+        token: Option<Token>,
+    },
     /// Remove a consumer; its unacked messages go back to the queue. With `destroy`, a durable
     /// subscription is deleted with its pending messages.
     Unsubscribe {
@@ -386,6 +395,12 @@ pub enum ToSession {
         sub: SubId,
         message: Arc<Message>,
         redelivery_count: u32,
+    },
+    /// What a browser subscription sees: copies of waiting messages with their redelivery
+    /// counts, in dispatch order; the session writes them and then ActiveMQ's `browser:end`.
+    Browsed {
+        sub: SubId,
+        messages: Vec<(Arc<Message>, u32)>,
     },
     /// A SEND was accepted: the producer window reopens by one; `token` is its receipt.
     Accepted { token: Option<Token> },

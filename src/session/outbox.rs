@@ -180,6 +180,27 @@ impl Session {
         }
     }
 
+    /// Writes what a browser subscription was shown, then ActiveMQ's end marker: a MESSAGE
+    /// with `browser:end`, `message-id:0` and no body.
+    pub(super) fn write_browsed(&mut self, sub: SubId, messages: Vec<(Arc<Message>, u32)>) {
+        let Some(destination) = self.subs.live.get(&sub).map(|s| s.destination.clone()) else {
+            return;
+        };
+        for (m, count) in messages {
+            self.write_message(sub, &m, count);
+        }
+        let end = Arc::new(Message {
+            id: MessageId(0),
+            destination,
+            headers: vec![("browser".to_string(), "end".to_string())],
+            body: Default::default(),
+            priority: 4,
+            persistent: false,
+            expires: 0,
+        });
+        self.write_message(sub, &end, 0);
+    }
+
     /// Encodes a MESSAGE frame straight into the write buffer (no intermediate [`Frame`]),
     /// giving a client-mode delivery its ack id; a subscription whose SUBSCRIBE's RECEIPT is
     /// not written yet holds the delivery instead.
@@ -199,6 +220,7 @@ impl Session {
             return;
         }
         let in_flight = match sub.ack {
+            _ if sub.browser => None,
             AckMode::Auto => None,
             AckMode::Client | AckMode::ClientIndividual => Some(self.acks.track(sub_id, m)),
         };
@@ -224,6 +246,8 @@ impl Session {
             Some(f) => {
                 sub.in_flight.insert(f.seq, f);
             }
+            // A browsed copy: nothing to consume when it is written.
+            None if sub.browser => {}
             None => {
                 // Consumed once these bytes reach the socket (see `wrote`).
                 let end = o.end();

@@ -181,6 +181,7 @@ impl Session {
                 message,
                 redelivery_count,
             } => self.write_message(sub, &message, redelivery_count),
+            ToSession::Browsed { sub, messages } => self.write_browsed(sub, messages),
             ToSession::Accepted { token } => {
                 self.window.unanswered_sends = self.window.unanswered_sends.saturating_sub(1);
                 if let Some(t) = token {

@@ -31,6 +31,8 @@ pub(super) struct Sub {
     /// Until the SUBSCRIBE's RECEIPT (this token) is written, deliveries wait here, so the
     /// RECEIPT always comes before the subscription's first MESSAGE.
     pub held: Option<(Token, Vec<HeldDelivery>)>,
+    /// `browser:true`: its MESSAGEs are copies, consumed by nobody and acked by no one.
+    pub browser: bool,
 }
 
 /// A delivery held until its subscription's RECEIPT: the message and its redelivery count.
@@ -85,6 +87,19 @@ impl Session {
             })?,
         };
         let options = consumer_options(frame, ack)?;
+        let browser = match frame.get("browser") {
+            Some(v) if v.eq_ignore_ascii_case("true") => {
+                if destination.kind() != Kind::Queue {
+                    return Err(Error::InvalidHeader(
+                        "browser",
+                        v.to_string(),
+                        "only a queue can be browsed",
+                    ));
+                }
+                true
+            }
+            _ => false,
+        };
         let durable = self.durable_name(frame, &destination, Some(&sub_id))?;
         let prefetch = self.prefetch(frame, &destination, durable.is_some())?;
         let sub = SubId(self.subs.next);
@@ -103,6 +118,7 @@ impl Session {
         };
         let s = Sub {
             id: sub_id,
+            browser,
             destination: destination.clone(),
             ack,
             in_flight: BTreeMap::new(),
@@ -116,6 +132,17 @@ impl Session {
             s.held = Some((t, Vec::new()));
         }
         let shard = self.owner_of(&destination);
+        if browser {
+            let cmd = ToOwner::Browse {
+                session: self.id,
+                sub,
+                destination,
+                selector: options.selector,
+                token,
+            };
+            self.post(shard, cmd);
+            return Ok(());
+        }
         let cmd = ToOwner::Subscribe {
             session: self.id,
             sub,

@@ -173,6 +173,27 @@ impl Owner {
             } => {
                 self.subscribe(session, sub, destination, options, durable, token);
             }
+            ToOwner::Browse {
+                session,
+                sub,
+                destination,
+                selector,
+                token,
+            } => {
+                let Some(tx) = self.sessions.get(&session).map(|s| s.tx.clone()) else {
+                    return true;
+                };
+                let now = crate::clock::now_ms();
+                let messages = self
+                    .queues
+                    .get(&QueueKey::queue(destination))
+                    .map(|q| q.browse_for(selector.as_deref(), now))
+                    .unwrap_or_default();
+                if let Some(token) = token {
+                    let _ = tx.send(ToSession::Done { token });
+                }
+                let _ = tx.send(ToSession::Browsed { sub, messages });
+            }
             ToOwner::Unsubscribe {
                 session,
                 sub,
