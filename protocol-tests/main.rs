@@ -10,6 +10,7 @@ mod ack;
 mod browse;
 mod connect;
 mod consumers;
+mod durable;
 mod frames;
 mod heartbeat;
 mod hostile;

@@ -272,6 +272,14 @@ pub enum ToOwner {
         durable: Option<DurableName>,
         token: Option<Token>,
     },
+    /// Delete durable subscription `durable` if this shard holds it (the UNSUBSCRIBE named no
+    /// topic, so every shard is asked); each answers `token`, or refuses while a consumer is
+    /// attached to it ([`ToSession::DurableInUse`]).
+    DestroyDurable {
+        session: SessionId,
+        durable: DurableName,
+        token: Option<Token>,
+    },
     /// `browser:true`: answer `token`, then send the session copies of the queue's waiting
     /// messages (those `selector` matches) as [`ToSession::Browsed`], consuming nothing.
     Browse {
@@ -396,6 +404,8 @@ pub enum ToSession {
         message: Arc<Message>,
         redelivery_count: u32,
     },
+    /// A durable subscription cannot be deleted while a consumer is attached to it.
+    DurableInUse { name: String, token: Option<Token> },
     /// What a browser subscription sees: copies of waiting messages with their redelivery
     /// counts, in dispatch order; the session writes them and then ActiveMQ's `browser:end`.
     Browsed {

@@ -73,6 +73,9 @@ pub enum Error {
     /// A durable subscription without a CONNECT `client-id`.
     #[error("durable subscription needs a client-id")]
     DurableWithoutClientId,
+    /// UNSUBSCRIBE would delete a durable subscription a consumer is attached to.
+    #[error("durable consumer is in use")]
+    DurableInUse(String),
     /// The store could not write: the frame had no effect.
     #[error("store failure")]
     Store(String),
@@ -140,6 +143,7 @@ impl Error {
                 let caret = " ".repeat(e.position - 1);
                 format!("The selector of this SUBSCRIBE is not valid JMS selector syntax: {e}.\n\n  {text}\n  {caret}^")
             }
+            Error::DurableInUse(name) => format!("Durable subscription {name:?} has a consumer attached; UNSUBSCRIBE that consumer (or let its connection close) before deleting the subscription."),
             Error::Store(reason) => format!("The broker could not store the message or transaction, so it was not accepted: {reason}. Retry it."),
         }
     }

@@ -67,7 +67,7 @@ pub struct Session {
     pub(super) config: Arc<Config>,
     pub(super) ids: Arc<IdAllocator>,
     /// Number of shards, to find a destination's owner.
-    shards: usize,
+    pub(super) shards: usize,
     /// False when the broker runs without a store (tests): a COMMIT posts at once.
     pub(super) has_store: bool,
     pub(super) client_ids: Arc<ClientIds>,
@@ -213,6 +213,10 @@ impl Session {
             ToSession::LimitReached { name, max, token } => {
                 let receipt = token.and_then(|t| self.receipts.take(t));
                 self.fail(&Error::Limit(name, max), receipt.as_deref());
+            }
+            ToSession::DurableInUse { name, token } => {
+                let receipt = token.and_then(|t| self.receipts.take(t));
+                self.fail(&Error::DurableInUse(name), receipt.as_deref());
             }
             ToSession::SlowConsumer { destination } => {
                 self.fail(&Error::SlowConsumer(destination.to_string()), None);

@@ -182,6 +182,9 @@ impl Session {
             // its topic, to find the shard that holds it.
             None => match (frame.get("destination"), has_durable_header(frame)) {
                 (Some(d), true) => (None, DestinationName::parse(d)?),
+                // Without a topic (ActiveMQ's clients send only the name), every shard is
+                // asked; the one holding it deletes it.
+                (None, true) => return self.destroy_durable_anywhere(frame, sub_id),
                 _ => return Err(Error::UnknownSubscription(sub_id.to_string())),
             },
         };
@@ -228,6 +231,24 @@ impl Session {
         }
     }
 
+    /// UNSUBSCRIBE of a durable subscription named without its topic: every shard is asked
+    /// to delete it, and the RECEIPT waits for all of them.
+    fn destroy_durable_anywhere(&mut self, frame: &Frame, sub_id: &str) -> Result<(), Error> {
+        let Some(durable) = self.durable_spec(frame, Some(sub_id))? else {
+            return Err(Error::UnknownSubscription(sub_id.to_string()));
+        };
+        let token = self.receipt_token(frame, self.shards);
+        for shard in 0..self.shards {
+            let cmd = ToOwner::DestroyDurable {
+                session: self.id,
+                durable: durable.clone(),
+                token,
+            };
+            self.post(shard, cmd);
+        }
+        Ok(())
+    }
+
     /// The durable subscription a SUBSCRIBE or UNSUBSCRIBE names: ActiveMQ's
     /// `activemq.subscriptionName`, Artemis' `durable-subscription-name`, or RabbitMQ's
     /// `durable:true` (named by the subscription `id`). It hangs off the CONNECT `client-id`
@@ -236,6 +257,20 @@ impl Session {
         &self,
         frame: &Frame,
         destination: &DestinationName,
+        sub_id: Option<&str>,
+    ) -> Result<Option<DurableName>, Error> {
+        let named = self.durable_spec(frame, sub_id)?;
+        if named.is_some() && destination.kind() != Kind::Topic {
+            return Err(Error::DurableQueue(destination.to_string()));
+        }
+        Ok(named)
+    }
+
+    /// The durable subscription's name from the frame's durable headers (see
+    /// `durable_name`), whatever its destination.
+    fn durable_spec(
+        &self,
+        frame: &Frame,
         sub_id: Option<&str>,
     ) -> Result<Option<DurableName>, Error> {
         let explicit = frame
@@ -249,9 +284,6 @@ impl Session {
             },
             _ => return Ok(None),
         };
-        if destination.kind() != Kind::Topic {
-            return Err(Error::DurableQueue(destination.to_string()));
-        }
         let client_id = match (&self.client_id, explicit) {
             (Some(c), _) => c.as_str(),
             (None, None) => "",

@@ -173,6 +173,25 @@ impl Owner {
             } => {
                 self.subscribe(session, sub, destination, options, durable, token);
             }
+            ToOwner::DestroyDurable {
+                session,
+                durable,
+                token,
+            } => {
+                let key = durable.key();
+                let topics: Vec<DestinationName> = self
+                    .queues
+                    .keys()
+                    .filter(|k| k.subscription.as_deref() == Some(&*key))
+                    .map(|k| k.destination.clone())
+                    .collect();
+                for topic in topics {
+                    if !self.destroy_durable_unless_in_use(session, durable.clone(), topic, token) {
+                        return true;
+                    }
+                }
+                self.done(session, token);
+            }
             ToOwner::Browse {
                 session,
                 sub,
@@ -217,7 +236,9 @@ impl Owner {
                     None => {}
                 }
                 if let Some(d) = destroy {
-                    self.destroy_durable(d, destination);
+                    if !self.destroy_durable_unless_in_use(session, d, destination, token) {
+                        return true;
+                    }
                 }
                 self.done(session, token);
             }

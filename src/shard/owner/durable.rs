@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use super::Owner;
 use crate::destination::{receipts_reply, Queue, Topic};
-use crate::message::{DestinationName, DurableName, QueueKey, SessionTx, ToSession, Token};
+use crate::message::{
+    DestinationName, DurableName, QueueKey, SessionId, SessionTx, ToSession, Token,
+};
 use crate::selector::Selector;
 use crate::store::Request;
 
@@ -68,6 +70,33 @@ impl Owner {
             t.durables.push(key.clone());
         }
         key
+    }
+
+    /// Deletes durable subscription `d` of `topic` (for `session`'s UNSUBSCRIBE) unless a
+    /// consumer is attached to it: then the session is told, with `token`, and false returned
+    /// (ActiveMQ: "Durable consumer is in use").
+    pub(super) fn destroy_durable_unless_in_use(
+        &mut self,
+        session: SessionId,
+        d: DurableName,
+        topic: DestinationName,
+        token: Option<Token>,
+    ) -> bool {
+        let in_use = self
+            .queues
+            .get(&durable_key(&d, &topic))
+            .is_some_and(|q| q.consumer_count() > 0);
+        if in_use {
+            if let Some(s) = self.sessions.get(&session) {
+                let _ = s.tx.send(ToSession::DurableInUse {
+                    name: d.key().to_string(),
+                    token,
+                });
+            }
+            return false;
+        }
+        self.destroy_durable(d, topic);
+        true
     }
 
     /// Deletes durable subscription `d` of `topic` and everything it holds.
