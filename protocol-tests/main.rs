@@ -8,6 +8,7 @@ mod support;
 
 mod ack;
 mod browse;
+mod composite;
 mod connect;
 mod consumers;
 mod durable;

@@ -63,16 +63,43 @@ impl Session {
     pub(super) fn on_send(&mut self, frame: &mut Frame, now_ms: u64) -> Result<(), Error> {
         let transaction = frame.get("transaction").map(str::to_owned);
         let receipt = frame.get("receipt").map(str::to_owned);
-        let message = Arc::new(self.message(frame, now_ms)?);
+        let destinations = composite(required(frame, "destination")?)?;
+        let explicit_expiry = frame.get("expires").is_some();
+        let first = self.message(frame, destinations[0].clone(), now_ms)?;
+        // A composite destination (`/queue/a,/topic/b`): one copy per destination, each a
+        // message of its own (its own id, its own stored row), as in ActiveMQ.
+        let mut messages = Vec::with_capacity(destinations.len());
+        for destination in &destinations[1..] {
+            let expires = match explicit_expiry {
+                true => first.expires,
+                false => match self.config.destinations.ttl_for(destination) {
+                    0 => 0,
+                    ttl => now_ms + ttl,
+                },
+            };
+            messages.push(Arc::new(Message {
+                id: self.ids.next(),
+                destination: destination.clone(),
+                expires,
+                ..first.clone()
+            }));
+        }
+        messages.insert(0, Arc::new(first));
         match transaction {
             Some(tx) => {
-                self.transactions
-                    .push(&tx, TxOp::Send(message), &self.config.limits)?;
+                for message in messages {
+                    self.transactions
+                        .push(&tx, TxOp::Send(message), &self.config.limits)?;
+                }
                 self.register_receipt(receipt.as_deref(), 0);
             }
             None => {
-                let token = self.register_receipt(receipt.as_deref(), 1);
-                self.post_send(message, token);
+                let token = self.register_receipt(receipt.as_deref(), messages.len());
+                // Every copy is tracked by the RECEIPT's token, or by one token of their own.
+                let token = Some(token.unwrap_or_else(|| self.receipts.new_token()));
+                for message in messages {
+                    self.post_send(message, token);
+                }
             }
         }
         Ok(())
@@ -95,8 +122,12 @@ impl Session {
 
     /// Builds the message a SEND carries, with a fresh id. Takes the frame's headers (and
     /// body) instead of copying them, so call it last.
-    fn message(&self, frame: &mut Frame, now_ms: u64) -> Result<Message, Error> {
-        let destination = DestinationName::parse(required(frame, "destination")?)?;
+    fn message(
+        &self,
+        frame: &mut Frame,
+        destination: DestinationName,
+        now_ms: u64,
+    ) -> Result<Message, Error> {
         let priority = match frame.get("priority") {
             None => 4,
             Some(v) => v
@@ -143,6 +174,35 @@ impl Session {
             expires,
         })
     }
+}
+
+/// The destinations a SEND's `destination` names: one, or a comma-separated composite
+/// (`/queue/a,/topic/b`), whose parts may also be written ActiveMQ's way (`queue://a`,
+/// `topic://b`) or as a plain queue name. Each part is named once; duplicates are refused.
+fn composite(header: &str) -> Result<Vec<DestinationName>, Error> {
+    if !header.contains(',') {
+        return Ok(vec![DestinationName::parse(header)?]);
+    }
+    let mut out: Vec<DestinationName> = Vec::new();
+    for part in header.split(',') {
+        let part = part.trim();
+        let name = if let Some(n) = part.strip_prefix("queue://") {
+            DestinationName::parse(&format!("/queue/{n}"))?
+        } else if let Some(n) = part.strip_prefix("topic://") {
+            DestinationName::parse(&format!("/topic/{n}"))?
+        } else {
+            DestinationName::parse(part)?
+        };
+        if out.contains(&name) {
+            return Err(Error::InvalidHeader(
+                "destination",
+                header.to_string(),
+                "a composite destination names each destination once",
+            ));
+        }
+        out.push(name);
+    }
+    Ok(out)
 }
 
 /// Headers of a SEND that the broker sets itself on the MESSAGE (`priority`, `expires` and
