@@ -1,6 +1,6 @@
 //! Composite destinations: one SEND to several destinations (`/queue/a,/topic/b`).
 
-use crate::support::{queue, target, topic, Broker, Frame, Target, QUIET, WAIT};
+use crate::support::{bodies, queue, target, topic, Broker, Frame, Target, QUIET, WAIT};
 
 #[test]
 fn a_composite_send_reaches_every_destination_named() {
@@ -47,4 +47,27 @@ fn a_composite_send_in_a_transaction_reaches_every_destination_at_commit() {
     let mut want = vec![a.as_str(), b.as_str()];
     want.sort();
     assert_eq!(destinations, want, "{got:?}");
+}
+
+#[test]
+fn a_receipted_persistent_composite_send_survives_kill_9_in_every_part() {
+    let Some(mut broker) =
+        Broker::own("a_receipted_persistent_composite_send_survives_kill_9_in_every_part")
+    else {
+        return;
+    };
+    let (a, b) = (queue("composite-kill-a"), queue("composite-kill-b"));
+    let mut producer = broker.connect("1.2");
+    for n in 0..50 {
+        producer.send_persistent(&format!("{a},{b}"), &n.to_string(), &[]);
+    }
+    // The last RECEIPT promised every part of every SEND is on disk.
+    broker.crash_and_restart();
+    let expected: Vec<String> = (0..50).map(|n| n.to_string()).collect();
+    for q in [&a, &b] {
+        let mut c = broker.connect("1.2");
+        c.subscribe(q, "s", "auto", &[]);
+        assert_eq!(bodies(&c.receive(50, WAIT)), expected, "{q}");
+        c.expect_silence(QUIET);
+    }
 }
