@@ -23,6 +23,7 @@ mod redelivery;
 mod selector;
 mod topic;
 mod transaction;
+mod wildcard;
 
 /// Each line of `not-applicable.txt` names one test, once, and says why it needs our broker:
 /// the ActiveMQ run prints the reasons, and skips by the names.

@@ -8,6 +8,8 @@
 //! unchanged.
 
 use foldhash::HashMap;
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::message::{
@@ -49,10 +51,15 @@ pub struct Consumer {
     pub sub: SubId,
     tx: SessionTx,
     options: ConsumerOptions,
-    /// Deliveries not yet acked (client modes) or not yet written (auto mode).
-    outstanding: u32,
+    /// Deliveries not yet acked (client modes) or not yet written (auto mode). Shared by the
+    /// siblings of a wildcard subscription on one shard ([`Consumer::sibling`]): its prefetch
+    /// bounds what it holds across all the queues it is attached to there.
+    outstanding: Rc<Cell<u32>>,
     /// Deliveries not yet acked or written: what goes back if the consumer goes away.
     unacked: HashMap<MessageId, Entry>,
+    /// One of the siblings of a wildcard subscription: its queue may forget it while it
+    /// holds nothing (the subscription attaches again when the queue comes back).
+    wildcard: bool,
 }
 
 impl Consumer {
@@ -63,9 +70,30 @@ impl Consumer {
             sub,
             tx,
             options,
-            outstanding: 0,
+            outstanding: Rc::new(Cell::new(0)),
             unacked: HashMap::default(),
+            wildcard: false,
         }
+    }
+
+    /// Another attachment of the same wildcard subscription (to another queue on this
+    /// shard): same session, options and credit, its own deliveries.
+    pub fn sibling(&self) -> Consumer {
+        Consumer {
+            session: self.session,
+            sub: self.sub,
+            tx: self.tx.clone(),
+            options: self.options.clone(),
+            outstanding: self.outstanding.clone(),
+            unacked: HashMap::default(),
+            wildcard: true,
+        }
+    }
+
+    /// An attachment of a wildcard subscription that holds no delivery here: its queue may
+    /// be forgotten as if it had no consumer.
+    pub fn is_idle_wildcard(&self) -> bool {
+        self.wildcard && self.unacked.is_empty()
     }
 
     /// True if `(session, sub)` names this consumer.
@@ -116,14 +144,15 @@ impl Consumer {
         self.unacked.keys().copied()
     }
 
-    /// Deliveries not yet acked (client modes) or not yet written (auto mode).
+    /// Deliveries not yet acked (client modes) or not yet written (auto mode), here (a
+    /// wildcard subscription's siblings count theirs apart; their credit is shared).
     pub fn outstanding(&self) -> u32 {
-        self.outstanding
+        self.unacked.len() as u32
     }
 
     /// May another message be sent now?
     pub fn has_credit(&self) -> bool {
-        self.outstanding < self.options.prefetch
+        self.outstanding.get() < self.options.prefetch
     }
 
     /// How many deliveries it may hold at once.
@@ -141,7 +170,7 @@ impl Consumer {
         if self.tx.send(msg).is_err() {
             return Err(entry);
         }
-        self.outstanding += 1;
+        self.outstanding.set(self.outstanding.get() + 1);
         self.unacked.insert(entry.message.id, entry);
         Ok(())
     }
@@ -153,15 +182,20 @@ impl Consumer {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(e) = self.unacked.remove(id) {
-                self.outstanding = self.outstanding.saturating_sub(1);
+                self.outstanding
+                    .set(self.outstanding.get().saturating_sub(1));
                 out.push(e);
             }
         }
         out
     }
 
-    /// Everything still unacked, oldest first (the consumer is leaving).
+    /// Everything still unacked, oldest first (the consumer is leaving; its siblings, if
+    /// any, get the credit back).
     pub fn into_unacked(self) -> Vec<Entry> {
+        let held = self.unacked.len() as u32;
+        self.outstanding
+            .set(self.outstanding.get().saturating_sub(held));
         let mut out: Vec<Entry> = self.unacked.into_values().collect();
         out.sort_by_key(|e| e.message.id);
         out

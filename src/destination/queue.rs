@@ -269,9 +269,24 @@ impl Queue {
         self.consumers.len()
     }
 
-    /// Nothing waiting, staged, unacked or parked, and no consumers: the owner may drop it.
+    /// Nothing waiting, staged, unacked or parked, and no consumers but wildcard
+    /// subscriptions holding nothing here (they attach again when it comes back): the owner
+    /// may drop it.
     pub fn is_idle(&self) -> bool {
-        self.depth() == 0 && self.consumers.is_empty() && self.blocked.is_empty()
+        self.depth() == 0
+            && self.consumers.iter().all(Consumer::is_idle_wildcard)
+            && self.blocked.is_empty()
+    }
+
+    /// The subscriptions attached (each wildcard subscription's attachment among them).
+    pub fn consumer_ids(&self) -> impl Iterator<Item = (SessionId, SubId)> + '_ {
+        self.consumers.iter().map(|c| (c.session, c.sub))
+    }
+
+    /// Hands waiting messages to consumers with credit: a wildcard subscription got credit
+    /// back from another queue.
+    pub fn redispatch(&mut self, ctx: &mut Ctx) {
+        self.after_change(ctx);
     }
 
     /// Over its own limit; or, while all destinations together are over the global limit,

@@ -131,6 +131,19 @@ impl Topic {
         self.bytes >= ctx.config.memory_limit_bytes || (self.bytes > 0 && ctx.over_global_limit())
     }
 
+    /// Whether a producer's answer must wait here: over the memory limit, or holding
+    /// earlier answers (which go first).
+    pub fn holds(&self, ctx: &Ctx) -> bool {
+        self.full(ctx) || !self.blocked.is_empty()
+    }
+
+    /// Answers (or parks, while [`Topic::holds`]) a producer whose message went out through
+    /// this topic and others.
+    pub fn accept(&mut self, answer: Answer, ctx: &Ctx) {
+        let full = self.full(ctx);
+        self.blocked.accept(Some(answer), full);
+    }
+
     /// Bytes this destination holds in memory (the owner charges changes to the global
     /// memory account).
     pub fn bytes(&self) -> u64 {

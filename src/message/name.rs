@@ -76,6 +76,12 @@ impl DestinationName {
         &self.full[prefix..]
     }
 
+    /// A `*` or `>` segment: a subscription to every destination of its kind whose name
+    /// matches (see `message/wildcard.rs`), on every shard; nothing can be sent to it.
+    pub fn is_wildcard(&self) -> bool {
+        super::wildcard::is_wildcard(self.name())
+    }
+
     /// The index of the shard that owns this destination: a stable hash of the name modulo the
     /// shard count (FNV-1a: fixed, so every shard computes the same owner).
     pub fn owner(&self, shards: usize) -> usize {

@@ -20,6 +20,9 @@ pub(super) struct InFlight {
     pub ack_id: String,
     /// Stored: a transactional ACK deletes its row in the COMMIT's store transaction.
     pub persistent: bool,
+    /// The shard whose owner delivered it, for a wildcard subscription (attached on every
+    /// shard); None: the owner of the subscription's destination.
+    pub shard: Option<usize>,
 }
 
 /// An ACK or NACK of some deliveries of one subscription.
@@ -33,8 +36,18 @@ pub(super) struct Settle {
 }
 
 impl Settle {
-    fn ids(&self) -> Vec<MessageId> {
-        self.taken.iter().map(|f| f.id).collect()
+    /// The deliveries' ids, by the shard whose owner delivered them (`subscription_owner`
+    /// where they do not say), in order of first appearance.
+    fn ids_by_shard(&self, subscription_owner: usize) -> Vec<(usize, Vec<MessageId>)> {
+        let mut out: Vec<(usize, Vec<MessageId>)> = Vec::with_capacity(1);
+        for f in &self.taken {
+            let shard = f.shard.unwrap_or(subscription_owner);
+            match out.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, ids)) => ids.push(f.id),
+                None => out.push((shard, vec![f.id])),
+            }
+        }
+        out
     }
 
     /// The stored ones among the deliveries.
@@ -57,7 +70,7 @@ impl Acks {
     /// Gives a delivery of `m` on `sub` its ack id and delivery order. The ack id is the
     /// message-id (clients that put either in `id` are served, as with Artemis), unless that
     /// message is already in flight on another subscription here: then `<message-id>-<sub>`.
-    pub fn track(&mut self, sub: SubId, m: &Message) -> InFlight {
+    pub fn track(&mut self, sub: SubId, m: &Message, shard: Option<usize>) -> InFlight {
         let mut digits = [0u8; 20];
         // Digits are ASCII.
         let id = std::str::from_utf8(decimal(m.id.0, &mut digits)).unwrap_or_default();
@@ -74,6 +87,7 @@ impl Acks {
             seq,
             ack_id,
             persistent: m.persistent,
+            shard,
         }
     }
 
@@ -136,28 +150,39 @@ impl Session {
         Ok(())
     }
 
-    /// Posts an ACK or NACK to the owner of its destination.
+    /// Posts an ACK or NACK to the owner of its destination (for a wildcard subscription,
+    /// to the owner of each delivery's destination; `token` then waits for each of them).
     pub(super) fn post_settle(&mut self, s: Settle, token: Option<Token>) {
-        let shard = self.owner_of(&s.destination);
+        let owner = self.owner_of(&s.destination);
         let session = self.id;
-        let ids = s.ids();
+        let mut parts = s.ids_by_shard(owner);
+        if parts.is_empty() {
+            // An ACK whose deliveries were taken by an earlier cumulative one: still
+            // answered by the owner, after what came before it.
+            parts.push((owner, Vec::new()));
+        }
+        if let Some(t) = token {
+            self.receipts.add_effects(t, parts.len() - 1);
+        }
         let Settle { sub, nack, .. } = s;
-        let cmd = if nack {
-            ToOwner::Nack {
-                session,
-                sub,
-                ids,
-                token,
-            }
-        } else {
-            ToOwner::Ack {
-                session,
-                sub,
-                ids,
-                token,
-            }
-        };
-        self.post(shard, cmd);
+        for (shard, ids) in parts {
+            let cmd = if nack {
+                ToOwner::Nack {
+                    session,
+                    sub,
+                    ids,
+                    token,
+                }
+            } else {
+                ToOwner::Ack {
+                    session,
+                    sub,
+                    ids,
+                    token,
+                }
+            };
+            self.post(shard, cmd);
+        }
     }
 
     /// Puts the deliveries of an aborted ACK/NACK back in flight, under their old ack ids.

@@ -85,6 +85,10 @@ pub enum Error {
     /// A subscriber held its topic over the memory limit too long.
     #[error("slow consumer")]
     SlowConsumer(String),
+    /// A wildcard destination where one destination is needed (SEND, a durable or browsing
+    /// subscription): the destination and why.
+    #[error("wildcard destination not allowed here")]
+    Wildcard(String, &'static str),
 }
 
 impl Error {
@@ -144,6 +148,7 @@ impl Error {
                 format!("The selector of this SUBSCRIBE is not valid JMS selector syntax: {e}.\n\n  {text}\n  {caret}^")
             }
             Error::DurableInUse(name) => format!("Durable subscription {name:?} has a consumer attached; UNSUBSCRIBE that consumer (or let its connection close) before deleting the subscription."),
+            Error::Wildcard(d, why) => format!("{d} is a wildcard destination (a * or > segment matches many destinations): {why}."),
             Error::Store(reason) => format!("The broker could not store the message or transaction, so it was not accepted: {reason}. Retry it."),
         }
     }

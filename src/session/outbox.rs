@@ -39,9 +39,10 @@ pub(super) struct Outbox {
     written: u64,
     /// Auto-ack deliveries not yet entirely written to the socket, in stream order: the
     /// stream offset just past the MESSAGE frame, its subscription and message.
-    unwritten: VecDeque<(u64, SubId, MessageId)>,
+    /// The shard is the one whose owner delivered it, for a wildcard subscription.
+    unwritten: VecDeque<(u64, SubId, MessageId, Option<usize>)>,
     /// Auto-ack deliveries written since the last [`Session::flush_credits`]: consumed.
-    written_auto: HashMap<SubId, Vec<MessageId>>,
+    written_auto: HashMap<(SubId, Option<usize>), Vec<MessageId>>,
     /// Commands held back until the stream up to their offset is written, in order, with
     /// their shard (see the module comment).
     deferred: VecDeque<(u64, usize, ToOwner)>,
@@ -76,7 +77,7 @@ impl Outbox {
 
     /// True while an auto-ack delivery of `sub` is encoded but not entirely written.
     pub fn has_unwritten(&self, sub: SubId) -> bool {
-        self.unwritten.iter().any(|(_, u, _)| *u == sub)
+        self.unwritten.iter().any(|(_, u, ..)| *u == sub)
     }
 
     /// Encodes `frame` for a peer speaking `version`.
@@ -140,12 +141,12 @@ impl Session {
     pub fn wrote(&mut self, n: usize) {
         let o = &mut self.outbox;
         o.written += n as u64;
-        while let Some(&(end, sub, id)) = o.unwritten.front() {
+        while let Some(&(end, sub, id, shard)) = o.unwritten.front() {
             if end > o.written {
                 break;
             }
             o.unwritten.pop_front();
-            o.written_auto.entry(sub).or_default().push(id);
+            o.written_auto.entry((sub, shard)).or_default().push(id);
         }
         if o.deferred.front().is_some_and(|(at, ..)| *at <= o.written) {
             // Acks of what was written go first: the owner must see them before an
@@ -163,12 +164,12 @@ impl Session {
         if self.outbox.written_auto.is_empty() {
             return;
         }
-        for (sub, ids) in std::mem::take(&mut self.outbox.written_auto) {
+        for ((sub, shard), ids) in std::mem::take(&mut self.outbox.written_auto) {
             // Unsubscribed after its last write: the owner holds nothing of it.
             let Some(destination) = self.subs.destination_of(sub).cloned() else {
                 continue;
             };
-            let shard = self.owner_of(&destination);
+            let shard = shard.unwrap_or_else(|| self.owner_of(&destination));
             let cmd = ToOwner::Ack {
                 session: self.id,
                 sub,
@@ -219,10 +220,13 @@ impl Session {
             held.push((m.clone(), redelivery_count));
             return;
         }
+        // A wildcard subscription's deliveries come from every shard: each is acked to the
+        // owner of its own destination.
+        let shard = sub.wildcard.then(|| m.destination.owner(self.shards));
         let in_flight = match sub.ack {
             _ if sub.browser => None,
             AckMode::Auto => None,
-            AckMode::Client | AckMode::ClientIndividual => Some(self.acks.track(sub_id, m)),
+            AckMode::Client | AckMode::ClientIndividual => Some(self.acks.track(sub_id, m, shard)),
         };
         let frame = MessageFrame {
             subscription: &sub.id,
@@ -251,7 +255,7 @@ impl Session {
             None => {
                 // Consumed once these bytes reach the socket (see `wrote`).
                 let end = o.end();
-                o.unwritten.push_back((end, sub_id, m.id));
+                o.unwritten.push_back((end, sub_id, m.id, shard));
             }
         }
     }

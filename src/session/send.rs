@@ -180,6 +180,17 @@ impl Session {
 /// (`/queue/a,/topic/b`), whose parts may also be written ActiveMQ's way (`queue://a`,
 /// `topic://b`) or as a plain queue name. Each part is named once; duplicates are refused.
 fn composite(header: &str) -> Result<Vec<DestinationName>, Error> {
+    let parts = composite_parts(header)?;
+    if let Some(w) = parts.iter().find(|d| d.is_wildcard()) {
+        return Err(Error::Wildcard(
+            w.to_string(),
+            "a SEND names the destinations it goes to; wildcards are for SUBSCRIBE",
+        ));
+    }
+    Ok(parts)
+}
+
+fn composite_parts(header: &str) -> Result<Vec<DestinationName>, Error> {
     if !header.contains(',') {
         return Ok(vec![DestinationName::parse(header)?]);
     }

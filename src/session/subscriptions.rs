@@ -33,6 +33,9 @@ pub(super) struct Sub {
     pub held: Option<(Token, Vec<HeldDelivery>)>,
     /// `browser:true`: its MESSAGEs are copies, consumed by nobody and acked by no one.
     pub browser: bool,
+    /// A wildcard destination: attached on every shard, so its deliveries are acked to the
+    /// owner of each message's own destination.
+    pub wildcard: bool,
 }
 
 /// A delivery held until its subscription's RECEIPT: the message and its redelivery count.
@@ -101,6 +104,19 @@ impl Session {
             _ => false,
         };
         let durable = self.durable_name(frame, &destination, Some(&sub_id))?;
+        let wildcard = destination.is_wildcard();
+        if wildcard && durable.is_some() {
+            return Err(Error::Wildcard(
+                destination.to_string(),
+                "a durable subscription needs one topic",
+            ));
+        }
+        if wildcard && browser {
+            return Err(Error::Wildcard(
+                destination.to_string(),
+                "a browser shows one queue",
+            ));
+        }
         let prefetch = self.prefetch(frame, &destination, durable.is_some())?;
         let sub = SubId(self.subs.next);
         self.subs.next += 1;
@@ -123,16 +139,19 @@ impl Session {
             ack,
             in_flight: BTreeMap::new(),
             held: None,
+            wildcard,
         };
         self.subs.live.insert(sub, s);
         self.connections
             .update(self.id.0, |c| c.subscriptions.push(info));
-        let token = self.receipt_token(frame, 1);
+        // A wildcard subscription is attached on every shard; its RECEIPT waits for all.
+        let shards = self.shards_of(&destination);
+        let token = self.receipt_token(frame, shards.len());
         if let (Some(t), Some(s)) = (token, self.subs.live.get_mut(&sub)) {
             s.held = Some((t, Vec::new()));
         }
-        let shard = self.owner_of(&destination);
         if browser {
+            let shard = self.owner_of(&destination);
             let cmd = ToOwner::Browse {
                 session: self.id,
                 sub,
@@ -143,19 +162,33 @@ impl Session {
             self.post(shard, cmd);
             return Ok(());
         }
-        let cmd = ToOwner::Subscribe {
-            session: self.id,
-            sub,
-            destination,
-            options: ConsumerOptions {
-                prefetch,
-                ..options
-            },
-            durable,
-            token,
+        let options = ConsumerOptions {
+            prefetch,
+            ..options
         };
-        self.post(shard, cmd);
+        for shard in shards {
+            let cmd = ToOwner::Subscribe {
+                session: self.id,
+                sub,
+                destination: destination.clone(),
+                options: options.clone(),
+                durable: durable.clone(),
+                token,
+            };
+            self.post(shard, cmd);
+        }
         Ok(())
+    }
+
+    /// The shards holding subscriptions to `destination`: its owner, or every shard for a
+    /// wildcard.
+    fn shards_of(&self, destination: &DestinationName) -> std::ops::Range<usize> {
+        if destination.is_wildcard() {
+            0..self.shards
+        } else {
+            let owner = self.owner_of(destination);
+            owner..owner + 1
+        }
     }
 
     pub(super) fn on_unsubscribe(&mut self, frame: &Frame) -> Result<(), Error> {
@@ -195,21 +228,23 @@ impl Session {
             true => self.durable_name(frame, &destination, Some(sub_id))?,
             false => None,
         };
-        let token = self.receipt_token(frame, 1);
-        let shard = self.owner_of(&destination);
-        let cmd = ToOwner::Unsubscribe {
-            session: self.id,
-            sub,
-            destination,
-            destroy,
-            token,
-        };
-        // Deliveries already encoded for it are written (and consumed) first.
-        let end = self.outbox.end();
-        if end > self.outbox.written() {
-            self.outbox.defer(end, shard, cmd);
-        } else {
-            self.post(shard, cmd);
+        let shards = self.shards_of(&destination);
+        let token = self.receipt_token(frame, shards.len());
+        for shard in shards {
+            let cmd = ToOwner::Unsubscribe {
+                session: self.id,
+                sub,
+                destination: destination.clone(),
+                destroy: destroy.clone(),
+                token,
+            };
+            // Deliveries already encoded for it are written (and consumed) first.
+            let end = self.outbox.end();
+            if end > self.outbox.written() {
+                self.outbox.defer(end, shard, cmd);
+            } else {
+                self.post(shard, cmd);
+            }
         }
         Ok(())
     }

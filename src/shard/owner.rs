@@ -6,6 +6,7 @@
 
 mod durable;
 mod inspect;
+mod wildcards;
 
 use foldhash::HashMap;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::message::{
     SessionTx, SubId, ToOwner, ToSession, Token,
 };
 use durable::durable_key;
+use wildcards::{with_topic_in, Wildcards};
 
 /// Commands handled before the loop yields to other tasks on the shard.
 const COMMAND_BATCH: usize = 512;
@@ -40,6 +42,10 @@ async fn sleep_until_ms(at: Option<u64>) {
 enum Attached {
     Queue(QueueKey),
     Topic(DestinationName),
+    /// A wildcard subscription to queues (`owner/wildcards.rs`).
+    WildQueue,
+    /// A wildcard subscription to topics, by its pattern.
+    WildTopic(DestinationName),
 }
 
 /// A session known to this shard.
@@ -59,6 +65,7 @@ pub struct Owner {
     queues: HashMap<QueueKey, Queue>,
     topics: HashMap<DestinationName, Topic>,
     sessions: HashMap<SessionId, SessionEntry>,
+    wild: Wildcards,
 }
 
 impl Owner {
@@ -69,6 +76,7 @@ impl Owner {
             queues: HashMap::default(),
             topics: HashMap::default(),
             sessions: HashMap::default(),
+            wild: Wildcards::default(),
         }
     }
 
@@ -130,6 +138,7 @@ impl Owner {
         for name in names {
             self.with_topic(&name, false, |t, ctx| t.tick(ctx));
         }
+        self.tick_wild_topics();
         self.ctx.flush();
     }
 
@@ -233,6 +242,10 @@ impl Owner {
                         self.with_topic(&name, false, |t, ctx| t.unsubscribe(session, sub, ctx));
                         self.forget_topic_if_idle(&name);
                     }
+                    Some((sub, Attached::WildQueue)) => self.unsubscribe_wild_queues(session, sub),
+                    Some((sub, Attached::WildTopic(pattern))) => {
+                        self.unsubscribe_wild_topic(session, sub, &pattern)
+                    }
                     None => {}
                 }
                 if let Some(d) = destroy {
@@ -271,7 +284,7 @@ impl Owner {
                 let Some(entry) = self.sessions.remove(&session) else {
                     return true;
                 };
-                for (_, target) in entry.subs {
+                for (sub, target) in entry.subs {
                     match target {
                         Attached::Queue(key) => {
                             self.with_queue(&key, false, |q, ctx| q.goodbye(session, ctx));
@@ -280,6 +293,10 @@ impl Owner {
                         Attached::Topic(name) => {
                             self.with_topic(&name, false, |t, ctx| t.goodbye(session, ctx));
                             self.forget_topic_if_idle(&name);
+                        }
+                        Attached::WildQueue => self.unsubscribe_wild_queues(session, sub),
+                        Attached::WildTopic(pattern) => {
+                            self.unsubscribe_wild_topic(session, sub, &pattern)
                         }
                     }
                 }
@@ -354,6 +371,14 @@ impl Owner {
             return;
         };
         let consumer = Consumer::new(session, sub, tx.clone(), options);
+        if destination.is_wildcard() {
+            // Durable and browsing wildcard subscriptions are refused by the session.
+            if let Some(token) = token {
+                let _ = tx.send(ToSession::Done { token });
+            }
+            self.subscribe_wildcard(consumer, destination);
+            return;
+        }
         let mut answered = false;
         let target = match (destination.kind(), durable) {
             (Kind::Queue, _) => Attached::Queue(QueueKey::queue(destination)),
@@ -382,6 +407,9 @@ impl Owner {
                 self.with_queue(&key, true, |q, ctx| q.subscribe(consumer, ctx))
             }
             Attached::Topic(name) => self.with_topic(&name, true, |t, _| t.subscribe(consumer)),
+            Attached::WildQueue | Attached::WildTopic(_) => {
+                unreachable!("wildcard subscriptions are attached by subscribe_wildcard")
+            }
         }
     }
 
@@ -396,21 +424,29 @@ impl Owner {
                 });
             }
             Kind::Topic => {
+                let from = answer.as_ref().map(|a| a.session);
+                let patterns = self.wild.topics_matching(&name);
                 let Some(topic) = self.topics.get(&name) else {
-                    // Nobody subscribed: dropped, as JMS topics do.
-                    if let Some(a) = answer {
-                        let _ = a.tx.send(ToSession::Accepted { token: a.token });
+                    self.publish_wild(&patterns, &message, from);
+                    match answer {
+                        Some(a) if !patterns.is_empty() => {
+                            self.accept_fanned_out(&name, &patterns, a)
+                        }
+                        // Nobody subscribed: dropped, as JMS topics do.
+                        Some(a) => {
+                            let _ = a.tx.send(ToSession::Accepted { token: a.token });
+                        }
+                        None => {}
                     }
                     return;
                 };
-                let from = answer.as_ref().map(|a| a.session);
                 let durables: Vec<QueueKey> = topic
                     .durables
                     .iter()
                     .filter(|key| self.queues.get(*key).is_none_or(|q| q.wants(&message)))
                     .cloned()
                     .collect();
-                if durables.is_empty() {
+                if durables.is_empty() && patterns.is_empty() {
                     self.with_topic(&name, false, |t, ctx| {
                         t.send(Entry::new(message), from, answer, ctx)
                     });
@@ -420,10 +456,17 @@ impl Owner {
                 self.with_topic(&name, false, |t, ctx| {
                     t.send(Entry::new(copy), from, None, ctx)
                 });
+                self.publish_wild(&patterns, &message, from);
+                let mut answer = answer;
+                if durables.is_empty() {
+                    if let Some(a) = answer.take() {
+                        self.accept_fanned_out(&name, &patterns, a);
+                    }
+                    return;
+                }
                 // Each durable subscription holds its own copy (its own stored row); the
                 // producer is answered with the last one, which is stored last.
                 let last = durables.len() - 1;
-                let mut answer = answer;
                 for (i, key) in durables.into_iter().enumerate() {
                     let copy = if i == 0 {
                         message.clone()
@@ -445,6 +488,7 @@ impl Owner {
     fn with_queue(&mut self, key: &QueueKey, create: bool, f: impl FnOnce(&mut Queue, &mut Ctx)) {
         if create && !self.queues.contains_key(key) {
             self.queues.insert(key.clone(), Queue::new(key.clone()));
+            self.attach_wildcards_to(key, None);
         }
         if let Some(q) = self.queues.get_mut(key) {
             let before = q.bytes();
@@ -461,14 +505,7 @@ impl Owner {
         create: bool,
         f: impl FnOnce(&mut Topic, &mut Ctx),
     ) {
-        if create && !self.topics.contains_key(name) {
-            self.topics.insert(name.clone(), Topic::new(name.clone()));
-        }
-        if let Some(t) = self.topics.get_mut(name) {
-            let before = t.bytes();
-            f(t, &mut self.ctx);
-            self.ctx.charge(before, t.bytes());
-        }
+        with_topic_in(&mut self.topics, &mut self.ctx, name, create, f);
     }
 
     /// ACK (`nack` false) or NACK deliveries of one subscription, wherever it is attached.
@@ -482,6 +519,13 @@ impl Owner {
                 false => t.ack(session, sub, ids, ctx),
                 true => t.nack(session, sub, ids, ctx),
             }),
+            Some(Attached::WildQueue) => self.settle_wild_queues(session, sub, ids, nack),
+            Some(Attached::WildTopic(pattern)) => {
+                self.with_wild_topic(&pattern, false, |t, ctx| match nack {
+                    false => t.ack(session, sub, ids, ctx),
+                    true => t.nack(session, sub, ids, ctx),
+                })
+            }
             None => {}
         }
     }
@@ -497,7 +541,9 @@ impl Owner {
     /// names cannot grow the shard's memory. Durable subscriptions' queues stay.
     fn forget_if_idle(&mut self, key: &QueueKey) {
         if key.subscription.is_none() && self.queues.get(key).is_some_and(Queue::is_idle) {
-            self.queues.remove(key);
+            if let Some(q) = self.queues.remove(key) {
+                self.detach_wildcards_from(key, q.consumer_ids().collect());
+            }
         }
     }
 
