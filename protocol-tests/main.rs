@@ -7,6 +7,7 @@
 mod support;
 
 mod ack;
+mod advisory;
 mod browse;
 mod composite;
 mod connect;

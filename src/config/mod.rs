@@ -214,6 +214,9 @@ pub struct DestinationConfig {
     /// Per-destination policies by wildcard pattern (see [`PolicyEntry`]): each setting
     /// from the most specific matching entry that sets it, else from the defaults above.
     pub policy: Vec<PolicyEntry>,
+    /// Publish ActiveMQ's advisory messages (`/topic/ActiveMQ.Advisory.…`: consumers,
+    /// connections, expired and dead-lettered messages), as ActiveMQ's `advisorySupport`.
+    pub advisories: bool,
 }
 
 /// Where dead letters go.
@@ -303,6 +306,7 @@ impl Default for DestinationConfig {
             ttl_ms: BTreeMap::new(),
             policy: Vec::new(),
             max_durable_subscriptions: 10_000,
+            advisories: true,
         }
     }
 }

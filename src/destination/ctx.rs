@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{DeadLetterStrategy, DestinationConfig, Policy};
+use crate::message::advisory::Event;
 use crate::message::{
     IdAllocator, Message, MessageId, QueueKey, Router, SessionTx, StoredMessage, ToOwner,
     ToSession, Token,
@@ -309,6 +310,12 @@ impl Ctx {
             origin,
             dlq
         );
+        self.advise(Event::DeadLettered {
+            destination: &origin.destination,
+            message_id: m.id,
+            dlq: &dlq,
+            reason,
+        });
         Ok(())
     }
 
@@ -371,6 +378,10 @@ impl Ctx {
 
     /// Handles an expired entry: dead-lettered or dropped, per `expired_to_dlq`.
     pub fn expire(&mut self, origin: &QueueKey, e: Entry) {
+        self.advise(Event::Expired {
+            destination: &origin.destination,
+            message_id: e.message.id,
+        });
         let e = if self.config.expired_to_dlq {
             match self.dead_letter(origin, e, "expired") {
                 Ok(()) => return,
@@ -380,6 +391,18 @@ impl Ctx {
             e
         };
         self.delete(&e.message);
+    }
+
+    /// Publishes the advisory of `event` (unless advisories are off) through its topic's
+    /// owner.
+    pub fn advise(&self, event: Event<'_>) {
+        if !self.config.advisories {
+            return;
+        }
+        if let Some(message) = event.message(self.ids.next()) {
+            let shard = self.router.owner_of(&message.destination);
+            self.router.post(shard, ToOwner::Publish { message });
+        }
     }
 
     /// Sends a request to the store writer (dropped when there is no store).

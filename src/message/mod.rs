@@ -17,6 +17,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::selector::{Selector, Subject};
 
+pub mod advisory;
 mod name;
 mod stats;
 pub mod wildcard;
@@ -362,6 +363,8 @@ pub enum ToOwner {
     },
     /// A question from the admin endpoint.
     Inspect(Inspect),
+    /// Publish a message nobody waits an answer for (an advisory, `message/advisory.rs`).
+    Publish { message: Arc<Message> },
     /// Stop the owner loop (process shutdown).
     Stop,
 }

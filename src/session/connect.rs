@@ -6,6 +6,7 @@ use super::error::Error;
 use super::services::ConnectionInfo;
 use super::state::{Phase, Session};
 use crate::codec::{Command, Frame, Version};
+use crate::message::advisory::Event;
 
 /// The broker's name and version for the CONNECTED `server` header.
 pub const SERVER: &str = concat!("stompbox/", env!("CARGO_PKG_VERSION"));
@@ -71,6 +72,14 @@ impl Session {
             .header("server", SERVER)
             .header("heart-beat", format!("{},{}", hb.send_ms, hb.expect_ms));
         self.outbox.write_frame(&connected, version);
+        self.announced = true;
+        let (peer, client_id) = (self.peer.clone(), self.client_id.clone());
+        self.advise(Event::ConnectionAdded {
+            connection: self.id.0,
+            client_id: client_id.as_deref(),
+            peer: &peer,
+            version: version.as_str(),
+        });
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ use super::transactions::{StoreCommit, Transactions};
 use crate::codec::{Command, Frame, Version};
 use crate::config::Config;
 use crate::limits::MAX_WRITE_BUFFER_BYTES;
+use crate::message::advisory::Event;
 use crate::message::{IdAllocator, SessionId, SessionTx, ToOwner, ToSession};
 
 /// Where a connection is in its life.
@@ -90,6 +91,8 @@ pub struct Session {
     pub(super) transactions: Transactions,
     pub(super) receipts: Receipts,
     pub(super) window: ProducerWindow,
+    /// Its connection advisory was published: the one of its end follows at close.
+    pub(super) announced: bool,
 }
 
 impl Session {
@@ -119,6 +122,7 @@ impl Session {
             transactions: Transactions::new(services.memory.clone()),
             receipts: Receipts::default(),
             window: ProducerWindow::default(),
+            announced: false,
         }
     }
 
@@ -236,6 +240,15 @@ impl Session {
     /// aborted implicitly (their buffered work is simply dropped).
     pub fn close(&mut self) {
         self.connections.remove(self.id.0);
+        if std::mem::take(&mut self.announced) {
+            let peer = self.peer.clone();
+            let client_id = self.client_id.clone();
+            self.advise(Event::ConnectionRemoved {
+                connection: self.id.0,
+                client_id: client_id.as_deref(),
+                peer: &peer,
+            });
+        }
         if let Some(id) = self.client_id.take() {
             self.client_ids.release(&id);
         }
@@ -302,6 +315,19 @@ impl Session {
             self.posts.push(Post::Owner(shard, hello));
         }
         self.posts.push(Post::Owner(shard, cmd));
+    }
+
+    /// Publishes the advisory of `event` (unless advisories are off) through its topic's
+    /// owner; no answer is waited for.
+    pub(super) fn advise(&mut self, event: Event<'_>) {
+        if !self.config.destinations.advisories {
+            return;
+        }
+        if let Some(message) = event.message(self.ids.next()) {
+            let shard = self.owner_of(&message.destination);
+            self.posts
+                .push(Post::Owner(shard, ToOwner::Publish { message }));
+        }
     }
 
     /// Queues a COMMIT's store transaction for the store writer.

@@ -16,6 +16,7 @@ use log::debug;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::destination::{Answer, Consumer, Ctx, Entry, Queue, Topic};
+use crate::message::advisory::{self, ConsumerInfo, Event};
 use crate::message::{
     ConsumerOptions, DestinationName, DurableName, Kind, Message, MessageId, QueueKey, SessionId,
     SessionTx, SubId, ToOwner, ToSession, Token,
@@ -42,10 +43,21 @@ async fn sleep_until_ms(at: Option<u64>) {
 enum Attached {
     Queue(QueueKey),
     Topic(DestinationName),
-    /// A wildcard subscription to queues (`owner/wildcards.rs`).
-    WildQueue,
+    /// A wildcard subscription to queues (`owner/wildcards.rs`), by its pattern.
+    WildQueue(DestinationName),
     /// A wildcard subscription to topics, by its pattern.
     WildTopic(DestinationName),
+}
+
+/// The destination a subscription attached as `target` consumes from (a durable
+/// subscription's: its topic; a wildcard subscription's: its pattern).
+fn destination_of(target: &Attached) -> DestinationName {
+    match target {
+        Attached::Queue(key) => key.destination.clone(),
+        Attached::Topic(name) | Attached::WildQueue(name) | Attached::WildTopic(name) => {
+            name.clone()
+        }
+    }
 }
 
 /// A session known to this shard.
@@ -233,20 +245,8 @@ impl Owner {
                     let attached = self.sessions.get_mut(&session)?.subs.remove(&sub)?;
                     Some((sub, attached))
                 });
-                match target {
-                    Some((sub, Attached::Queue(key))) => {
-                        self.with_queue(&key, false, |q, ctx| q.unsubscribe(session, sub, ctx));
-                        self.forget_if_idle(&key);
-                    }
-                    Some((sub, Attached::Topic(name))) => {
-                        self.with_topic(&name, false, |t, ctx| t.unsubscribe(session, sub, ctx));
-                        self.forget_topic_if_idle(&name);
-                    }
-                    Some((sub, Attached::WildQueue)) => self.unsubscribe_wild_queues(session, sub),
-                    Some((sub, Attached::WildTopic(pattern))) => {
-                        self.unsubscribe_wild_topic(session, sub, &pattern)
-                    }
-                    None => {}
+                if let Some((sub, target)) = target {
+                    self.detach(session, sub, &target, false);
                 }
                 if let Some(d) = destroy {
                     if !self.destroy_durable_unless_in_use(session, d, destination, token) {
@@ -285,20 +285,7 @@ impl Owner {
                     return true;
                 };
                 for (sub, target) in entry.subs {
-                    match target {
-                        Attached::Queue(key) => {
-                            self.with_queue(&key, false, |q, ctx| q.goodbye(session, ctx));
-                            self.forget_if_idle(&key);
-                        }
-                        Attached::Topic(name) => {
-                            self.with_topic(&name, false, |t, ctx| t.goodbye(session, ctx));
-                            self.forget_topic_if_idle(&name);
-                        }
-                        Attached::WildQueue => self.unsubscribe_wild_queues(session, sub),
-                        Attached::WildTopic(pattern) => {
-                            self.unsubscribe_wild_topic(session, sub, &pattern)
-                        }
-                    }
+                    self.detach(session, sub, &target, true);
                 }
                 debug!("shard={} session={} gone", self.ctx.shard, session.0);
             }
@@ -352,6 +339,7 @@ impl Owner {
                 }
             }
             ToOwner::Inspect(q) => self.inspect(q),
+            ToOwner::Publish { message } => self.send(message, None),
             ToOwner::Stop => return false,
         }
         true
@@ -376,7 +364,15 @@ impl Owner {
             if let Some(token) = token {
                 let _ = tx.send(ToSession::Done { token });
             }
-            self.subscribe_wildcard(consumer, destination);
+            let selector = consumer.selector().cloned();
+            self.subscribe_wildcard(consumer, destination.clone());
+            let info = ConsumerInfo {
+                connection: session.0,
+                subscription: sub.0,
+                selector: selector.as_ref().map(|s| s.text()),
+                durable: None,
+            };
+            self.advise_consumer(&destination, info, true);
             return;
         }
         let mut answered = false;
@@ -402,15 +398,113 @@ impl Owner {
                 let _ = tx.send(ToSession::Done { token });
             }
         }
-        match target {
-            Attached::Queue(key) => {
-                self.with_queue(&key, true, |q, ctx| q.subscribe(consumer, ctx))
-            }
-            Attached::Topic(name) => self.with_topic(&name, true, |t, _| t.subscribe(consumer)),
-            Attached::WildQueue | Attached::WildTopic(_) => {
+        let selector = consumer.selector().cloned();
+        match &target {
+            Attached::Queue(key) => self.with_queue(key, true, |q, ctx| q.subscribe(consumer, ctx)),
+            Attached::Topic(name) => self.with_topic(name, true, |t, _| t.subscribe(consumer)),
+            Attached::WildQueue(_) | Attached::WildTopic(_) => {
                 unreachable!("wildcard subscriptions are attached by subscribe_wildcard")
             }
         }
+        let durable = match &target {
+            Attached::Queue(key) => key.subscription.clone(),
+            _ => None,
+        };
+        let info = ConsumerInfo {
+            connection: session.0,
+            subscription: sub.0,
+            selector: selector.as_ref().map(|s| s.text()),
+            durable: durable.as_deref(),
+        };
+        self.advise_consumer(&destination_of(&target), info, true);
+    }
+
+    /// Publishes a consumer advisory for `destination` (its topic or queue, or a wildcard
+    /// pattern), with the number of consumers it has now.
+    fn advise_consumer(
+        &self,
+        destination: &DestinationName,
+        consumer: ConsumerInfo<'_>,
+        added: bool,
+    ) {
+        if !self.ctx.config.advisories || advisory::is_advisory(destination) {
+            return;
+        }
+        // A wildcard subscription is on every shard; the pattern's owner speaks for it.
+        if destination.is_wildcard() && self.ctx.router.owner_of(destination) != self.ctx.shard {
+            return;
+        }
+        let count = self.consumer_count(destination);
+        self.ctx.advise(match added {
+            true => Event::ConsumerAdded {
+                destination,
+                consumer,
+                count,
+            },
+            false => Event::ConsumerRemoved {
+                destination,
+                consumer,
+                count,
+            },
+        });
+    }
+
+    /// Consumers of `destination` on this shard: a queue's; a topic's subscribers and its
+    /// durable subscriptions with a consumer attached; a wildcard pattern's subscriptions.
+    fn consumer_count(&self, destination: &DestinationName) -> usize {
+        if destination.is_wildcard() {
+            return self.wild.pattern_consumers(destination);
+        }
+        match destination.kind() {
+            Kind::Queue => self
+                .queues
+                .get(&QueueKey::queue(destination.clone()))
+                .map_or(0, Queue::consumer_count),
+            Kind::Topic => self.topics.get(destination).map_or(0, |t| {
+                t.subscriber_count()
+                    + t.durables
+                        .iter()
+                        .filter(|k| self.queues.get(*k).is_some_and(|q| q.consumer_count() > 0))
+                        .count()
+            }),
+        }
+    }
+
+    /// The consumer advisory of a subscription that ended (`sub` of `session`, attached to
+    /// `target`).
+    fn advise_consumer_removed(&self, session: SessionId, sub: SubId, target: &Attached) {
+        let destination = destination_of(target);
+        let info = ConsumerInfo {
+            connection: session.0,
+            subscription: sub.0,
+            selector: None,
+            durable: None,
+        };
+        self.advise_consumer(&destination, info, false);
+    }
+
+    /// Ends subscription `sub` of `session` (all of the session's consumers there when
+    /// `goodbye`): what it held unacked goes back, and its consumer advisory is published.
+    fn detach(&mut self, session: SessionId, sub: SubId, target: &Attached, goodbye: bool) {
+        match target {
+            Attached::Queue(key) => {
+                self.with_queue(key, false, |q, ctx| match goodbye {
+                    true => q.goodbye(session, ctx),
+                    false => q.unsubscribe(session, sub, ctx),
+                });
+                self.forget_if_idle(key);
+            }
+            Attached::Topic(name) => {
+                self.with_topic(name, false, |t, ctx| match goodbye {
+                    true => t.goodbye(session, ctx),
+                    false => t.unsubscribe(session, sub, ctx),
+                });
+                self.forget_topic_if_idle(name);
+            }
+            Attached::WildQueue(_) => self.unsubscribe_wild_queues(session, sub),
+            Attached::WildTopic(pattern) => self.unsubscribe_wild_topic(session, sub, pattern),
+        }
+        self.advise_consumer_removed(session, sub, target);
     }
 
     /// Enqueues or publishes one message; `answer` is who to tell once it is accepted.
@@ -519,7 +613,7 @@ impl Owner {
                 false => t.ack(session, sub, ids, ctx),
                 true => t.nack(session, sub, ids, ctx),
             }),
-            Some(Attached::WildQueue) => self.settle_wild_queues(session, sub, ids, nack),
+            Some(Attached::WildQueue(_)) => self.settle_wild_queues(session, sub, ids, nack),
             Some(Attached::WildTopic(pattern)) => {
                 self.with_wild_topic(&pattern, false, |t, ctx| match nack {
                     false => t.ack(session, sub, ids, ctx),

@@ -25,6 +25,8 @@ use crate::message::{DestinationName, Kind, MessageId, QueueKey, SessionId, SubI
 
 /// One wildcard subscription to queues, on this shard.
 struct WildQueue {
+    /// The subscription's destination, e.g. `/queue/orders.>`.
+    name: DestinationName,
     pattern: Pattern,
     /// Never attached itself: what each attachment is a [`Consumer::sibling`] of.
     template: Consumer,
@@ -43,6 +45,14 @@ pub(super) struct Wildcards {
 }
 
 impl Wildcards {
+    /// Wildcard subscriptions of this shard with destination `pattern`.
+    pub fn pattern_consumers(&self, pattern: &DestinationName) -> usize {
+        match pattern.kind() {
+            Kind::Topic => self.topics.get(pattern).map_or(0, Topic::subscriber_count),
+            Kind::Queue => self.queues.values().filter(|w| w.name == *pattern).count(),
+        }
+    }
+
     /// The patterns of topic subscriptions that `topic` matches (no allocation while there
     /// are none).
     pub fn topics_matching(&self, topic: &DestinationName) -> Vec<DestinationName> {
@@ -82,6 +92,7 @@ impl Owner {
                 self.wild.queues.insert(
                     (session, sub),
                     WildQueue {
+                        name: pattern.clone(),
                         pattern: p,
                         template: consumer,
                         attached: HashSet::default(),
@@ -90,7 +101,7 @@ impl Owner {
                 for key in matching {
                     self.attach_wildcards_to(&key, Some((session, sub)));
                 }
-                Attached::WildQueue
+                Attached::WildQueue(pattern)
             }
         };
         if let Some(s) = self.sessions.get_mut(&session) {

@@ -1,0 +1,170 @@
+//! Advisory topics (`/topic/ActiveMQ.Advisory.…`): consumers starting and stopping,
+//! connections, expired and dead-lettered messages, as JSON MESSAGEs a STOMP client reads.
+//!
+//! ActiveMQ 5.17 as Debian packages it delivers none of its advisories to a STOMP subscriber
+//! (they are Java objects; asked for `transformation:jms-advisory-json` it closes the
+//! connection, its JSON libraries not being installed), so against it these tests only check
+//! that the subscription is accepted (docs/compatibility.md, Advisories).
+
+use crate::support::{now_ms, queue, target, topic, unique, Broker, Client, Frame, Target, WAIT};
+
+/// The advisory's JSON body.
+fn json(m: &Frame) -> serde_json::Value {
+    assert_eq!(m.get("type"), Some("Advisory"), "{m:?}");
+    assert_eq!(m.get("content-type"), Some("application/json"), "{m:?}");
+    serde_json::from_str(&m.text()).unwrap_or_else(|e| panic!("{e}: {m:?}"))
+}
+
+/// Subscribes `c` to advisory topic `name` (after `ActiveMQ.Advisory.`); false against
+/// ActiveMQ, which sends none.
+fn listen(c: &mut Client, name: &str) -> bool {
+    c.subscribe(
+        &format!("/topic/ActiveMQ.Advisory.{name}"),
+        "adv",
+        "auto",
+        &[],
+    );
+    target() != Target::ActiveMq
+}
+
+#[test]
+fn consumer_advisories_count_the_consumers_of_a_queue() {
+    let broker = Broker::under_test();
+    let q = queue("adv-q");
+    let mut adv = broker.connect("1.2");
+    if !listen(
+        &mut adv,
+        &format!("Consumer.Queue.{}", &q["/queue/".len()..]),
+    ) {
+        return;
+    }
+    let mut a = broker.connect("1.2");
+    a.subscribe(&q, "a", "auto", &[("selector", "region = 'eu'")]);
+    let m = adv.expect_message();
+    assert_eq!(m.get("consumerCount"), Some("1"), "{m:?}");
+    let body = json(&m);
+    assert_eq!(body["event"], "consumer-added");
+    assert_eq!(body["destination"], q.as_str());
+    assert_eq!(body["selector"], "region = 'eu'");
+    let mut b = broker.connect("1.2");
+    b.subscribe(&q, "b", "client", &[]);
+    assert_eq!(adv.expect_message().get("consumerCount"), Some("2"));
+    b.request(Frame::new("UNSUBSCRIBE").header("id", "b"));
+    let m = adv.expect_message();
+    assert_eq!(m.get("consumerCount"), Some("1"), "{m:?}");
+    assert_eq!(json(&m)["event"], "consumer-removed");
+    // A connection that goes away takes its consumers with it.
+    a.abort();
+    let m = adv.expect_message();
+    assert_eq!(m.get("consumerCount"), Some("0"), "{m:?}");
+    assert_eq!(json(&m)["event"], "consumer-removed");
+}
+
+#[test]
+fn consumer_advisories_of_topics_durable_and_wildcard_subscriptions_reach_a_wildcard_listener() {
+    let broker = Broker::under_test();
+    let t = topic("adv-t");
+    let mut adv = broker.connect("1.2");
+    if !listen(&mut adv, "Consumer.Topic.>") {
+        return;
+    }
+    let client_id = unique("adv-client");
+    let mut c = broker.connect_with("1.2", &[("client-id", &client_id)]);
+    c.subscribe(&t, "plain", "auto", &[]);
+    c.subscribe(&t, "durable", "auto", &[("activemq.subscriptionName", "d")]);
+    let pattern = format!("{t}.>");
+    c.subscribe(&pattern, "wild", "auto", &[]);
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        let m = adv.expect_message();
+        events.push((m.get("consumerCount").map(str::to_string), json(&m)));
+    }
+    assert_eq!(events[0].0.as_deref(), Some("1"));
+    assert_eq!(events[0].1["destination"], t.as_str());
+    assert_eq!(events[1].0.as_deref(), Some("2"), "the durable one counts");
+    assert_eq!(
+        events[1].1["durable_subscription"],
+        format!("{client_id}:d").as_str()
+    );
+    // The wildcard subscription is announced once, for its pattern.
+    assert_eq!(events[2].1["destination"], pattern.as_str());
+    assert_eq!(events[2].0.as_deref(), Some("1"));
+    adv.expect_silence(crate::support::QUIET);
+}
+
+#[test]
+fn connection_advisories_announce_connections_and_their_end() {
+    let broker = Broker::under_test();
+    let mut adv = broker.connect("1.2");
+    if !listen(&mut adv, "Connection") {
+        return;
+    }
+    let client_id = unique("adv-conn");
+    let c = broker.connect_with("1.2", &[("client-id", &client_id)]);
+    let added = loop {
+        // Other tests' connections are announced too on a shared broker.
+        let body = json(&adv.expect_message());
+        if body["client_id"] == client_id.as_str() {
+            break body;
+        }
+    };
+    assert_eq!(added["event"], "connection-added");
+    assert_eq!(added["version"], "1.2");
+    c.disconnect();
+    let removed = loop {
+        let body = json(&adv.expect_message());
+        if body["client_id"] == client_id.as_str() {
+            break body;
+        }
+    };
+    assert_eq!(removed["event"], "connection-removed");
+    assert_eq!(removed["connection_id"], added["connection_id"]);
+}
+
+#[test]
+fn an_expired_message_is_announced() {
+    let broker = Broker::under_test();
+    let q = queue("adv-exp");
+    let mut adv = broker.connect("1.2");
+    if !listen(
+        &mut adv,
+        &format!("Expired.Queue.{}", &q["/queue/".len()..]),
+    ) {
+        return;
+    }
+    let mut producer = broker.connect("1.2");
+    let expires = (now_ms() + 200).to_string();
+    producer.send_sync(&q, "short-lived", &[("expires", &expires)]);
+    // Nobody consumes it: the queue's sweep finds it expired within a second or so.
+    let m = adv.expect_frame(WAIT);
+    let body = json(&m);
+    assert_eq!(body["event"], "message-expired");
+    assert_eq!(body["destination"], q.as_str());
+}
+
+#[test]
+fn a_dead_lettered_message_is_announced() {
+    let broker = Broker::under_test();
+    let q = queue("adv-dlq");
+    let mut adv = broker.connect("1.2");
+    if !listen(
+        &mut adv,
+        &format!("MessageDLQd.Queue.{}", &q["/queue/".len()..]),
+    ) {
+        return;
+    }
+    let mut producer = broker.connect("1.2");
+    producer.send_sync(&q, "poison", &[]);
+    let mut c = broker.connect("1.2");
+    c.subscribe(&q, "s", "client-individual", &[]);
+    // Delivered once and redelivered max_redeliveries (6) times, each refused.
+    for _ in 0..7 {
+        let m = c.expect_body("poison");
+        c.nack(&m);
+    }
+    let m = adv.expect_frame(WAIT);
+    let body = json(&m);
+    assert_eq!(body["event"], "message-dead-lettered");
+    assert_eq!(body["destination"], q.as_str());
+    assert_eq!(body["dead_letter_queue"], "/queue/ActiveMQ.DLQ");
+}

@@ -1,0 +1,256 @@
+//! Advisory messages: ActiveMQ's event topics under `ActiveMQ.Advisory.`, which a STOMP client
+//! subscribes to like any topic (wildcards included, e.g. `/topic/ActiveMQ.Advisory.Consumer.>`).
+//! Each advisory is a non-persistent message with `type:Advisory`, a JSON body
+//! (`content-type:application/json`) and, for consumer events, ActiveMQ's `consumerCount`
+//! header. `docs/compatibility.md` (Advisories) documents every field.
+//!
+//! Owners publish consumer, expiry and dead-letter events; sessions publish connection events.
+//! The advisory topic's owner fans it out, and drops it when nobody listens. Nothing is
+//! published about the advisory topics themselves, so advisories cannot feed on each other.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::{DestinationName, Kind, Message, MessageId};
+
+/// The name prefix of every advisory topic.
+pub const PREFIX: &str = "ActiveMQ.Advisory.";
+
+/// Whether `destination` is an advisory topic (no advisories are published about those).
+pub fn is_advisory(destination: &DestinationName) -> bool {
+    destination.kind() == Kind::Topic && destination.name().starts_with(PREFIX)
+}
+
+/// A consumer as its advisory describes it.
+#[derive(Debug, Clone)]
+pub struct ConsumerInfo<'a> {
+    /// The connection (session number, as in `connection_id` of connection advisories).
+    pub connection: u64,
+    /// The subscription's number on its connection.
+    pub subscription: u32,
+    pub selector: Option<&'a str>,
+    /// `client_id:name` of a durable subscription.
+    pub durable: Option<&'a str>,
+}
+
+/// Something that happened, worth an advisory.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// A consumer started on `destination` (a wildcard pattern for wildcard subscriptions);
+    /// `count` consumers are there now.
+    ConsumerAdded {
+        destination: &'a DestinationName,
+        consumer: ConsumerInfo<'a>,
+        count: usize,
+    },
+    /// A consumer stopped; `count` remain.
+    ConsumerRemoved {
+        destination: &'a DestinationName,
+        consumer: ConsumerInfo<'a>,
+        count: usize,
+    },
+    /// A client connected.
+    ConnectionAdded {
+        connection: u64,
+        client_id: Option<&'a str>,
+        peer: &'a str,
+        version: &'a str,
+    },
+    /// A client's connection ended.
+    ConnectionRemoved {
+        connection: u64,
+        client_id: Option<&'a str>,
+        peer: &'a str,
+    },
+    /// A message expired in `destination` before it was consumed.
+    Expired {
+        destination: &'a DestinationName,
+        message_id: MessageId,
+    },
+    /// A message of `destination` went to dead-letter queue `dlq`.
+    DeadLettered {
+        destination: &'a DestinationName,
+        message_id: MessageId,
+        dlq: &'a DestinationName,
+        reason: &'a str,
+    },
+}
+
+/// `Queue` or `Topic`, as advisory topic names spell kinds.
+fn kind(d: &DestinationName) -> &'static str {
+    match d.kind() {
+        Kind::Queue => "Queue",
+        Kind::Topic => "Topic",
+    }
+}
+
+fn consumer_json(event: &str, d: &DestinationName, c: &ConsumerInfo<'_>, count: usize) -> Value {
+    json!({
+        "event": event,
+        "destination": d.as_str(),
+        "connection_id": c.connection,
+        "consumer_id": format!("{}:{}", c.connection, c.subscription),
+        "selector": c.selector,
+        "durable_subscription": c.durable,
+        "consumer_count": count,
+    })
+}
+
+impl Event<'_> {
+    /// The advisory topic this event is published to, or None when its destination is an
+    /// advisory topic itself.
+    pub fn topic(&self) -> Option<DestinationName> {
+        let name = match self {
+            Event::ConsumerAdded { destination, .. }
+            | Event::ConsumerRemoved { destination, .. } => {
+                if is_advisory(destination) {
+                    return None;
+                }
+                format!("Consumer.{}.{}", kind(destination), destination.name())
+            }
+            Event::ConnectionAdded { .. } | Event::ConnectionRemoved { .. } => {
+                "Connection".to_string()
+            }
+            Event::Expired { destination, .. } => {
+                if is_advisory(destination) {
+                    return None;
+                }
+                format!("Expired.{}.{}", kind(destination), destination.name())
+            }
+            Event::DeadLettered { destination, .. } => {
+                format!("MessageDLQd.{}.{}", kind(destination), destination.name())
+            }
+        };
+        DestinationName::parse(&format!("/topic/{PREFIX}{name}")).ok()
+    }
+
+    fn body(&self, now: u64) -> Value {
+        let mut v = match self {
+            Event::ConsumerAdded {
+                destination,
+                consumer,
+                count,
+            } => consumer_json("consumer-added", destination, consumer, *count),
+            Event::ConsumerRemoved {
+                destination,
+                consumer,
+                count,
+            } => consumer_json("consumer-removed", destination, consumer, *count),
+            Event::ConnectionAdded {
+                connection,
+                client_id,
+                peer,
+                version,
+            } => json!({
+                "event": "connection-added",
+                "connection_id": connection,
+                "client_id": client_id,
+                "peer": peer,
+                "version": version,
+            }),
+            Event::ConnectionRemoved {
+                connection,
+                client_id,
+                peer,
+            } => json!({
+                "event": "connection-removed",
+                "connection_id": connection,
+                "client_id": client_id,
+                "peer": peer,
+            }),
+            Event::Expired {
+                destination,
+                message_id,
+            } => json!({
+                "event": "message-expired",
+                "destination": destination.as_str(),
+                "message_id": message_id.0.to_string(),
+            }),
+            Event::DeadLettered {
+                destination,
+                message_id,
+                dlq,
+                reason,
+            } => json!({
+                "event": "message-dead-lettered",
+                "destination": destination.as_str(),
+                "message_id": message_id.0.to_string(),
+                "dead_letter_queue": dlq.as_str(),
+                "reason": reason,
+            }),
+        };
+        v["time"] = json!(now);
+        v
+    }
+
+    /// The advisory message (id `id`), or None when nothing is published about this event.
+    pub fn message(&self, id: MessageId) -> Option<Arc<Message>> {
+        let destination = self.topic()?;
+        let now = crate::clock::now_ms();
+        let mut headers = vec![
+            ("type".to_string(), "Advisory".to_string()),
+            ("content-type".to_string(), "application/json".to_string()),
+            ("timestamp".to_string(), now.to_string()),
+        ];
+        if let Event::ConsumerAdded { count, .. } | Event::ConsumerRemoved { count, .. } = self {
+            headers.push(("consumerCount".to_string(), count.to_string()));
+        }
+        Some(Arc::new(Message {
+            id,
+            destination,
+            headers,
+            body: Bytes::from(self.body(now).to_string()),
+            priority: 4,
+            persistent: false,
+            expires: 0,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_advisories_go_to_the_destinations_own_topic_and_count_consumers() {
+        let q = DestinationName::parse("/queue/orders.eu").unwrap();
+        let e = Event::ConsumerAdded {
+            destination: &q,
+            consumer: ConsumerInfo {
+                connection: 7,
+                subscription: 2,
+                selector: Some("x = 1"),
+                durable: None,
+            },
+            count: 3,
+        };
+        let m = e.message(MessageId(1)).unwrap();
+        assert_eq!(
+            m.destination.as_str(),
+            "/topic/ActiveMQ.Advisory.Consumer.Queue.orders.eu"
+        );
+        assert!(m.headers.contains(&("consumerCount".into(), "3".into())));
+        let body: Value = serde_json::from_slice(&m.body).unwrap();
+        assert_eq!(body["event"], "consumer-added");
+        assert_eq!(body["consumer_id"], "7:2");
+        assert_eq!(body["selector"], "x = 1");
+    }
+
+    #[test]
+    fn nothing_is_published_about_advisory_topics() {
+        let t = DestinationName::parse("/topic/ActiveMQ.Advisory.Consumer.Queue.x").unwrap();
+        let e = Event::ConsumerAdded {
+            destination: &t,
+            consumer: ConsumerInfo {
+                connection: 1,
+                subscription: 1,
+                selector: None,
+                durable: None,
+            },
+            count: 1,
+        };
+        assert!(e.message(MessageId(1)).is_none());
+    }
+}
