@@ -18,6 +18,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::selector::{Selector, Subject};
 
 mod name;
+pub mod schedule;
 mod stats;
 pub mod wildcard;
 
@@ -360,6 +361,8 @@ pub enum ToOwner {
         /// Durable subscriptions: name, topic and selector text.
         durables: Vec<(DurableName, DestinationName, Option<String>)>,
     },
+    /// Scheduled delivery (`AMQ_SCHEDULED_*`): see [`schedule::ScheduleCmd`].
+    Schedule(schedule::ScheduleCmd),
     /// A question from the admin endpoint.
     Inspect(Inspect),
     /// Stop the owner loop (process shutdown).

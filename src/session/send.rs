@@ -9,6 +9,7 @@ use super::state::{required, Session};
 use super::transactions::TxOp;
 use crate::codec::Frame;
 use crate::limits::{Limits, PRODUCER_WINDOW};
+use crate::message::schedule::{Schedule, ScheduleCmd};
 use crate::message::DestinationName;
 use crate::message::{Message, ToOwner, Token};
 
@@ -66,6 +67,10 @@ impl Session {
         let destinations = composite(required(frame, "destination")?)?;
         let explicit_expiry = frame.get("expires").is_some();
         let first = self.message(frame, destinations[0].clone(), now_ms)?;
+        // An invalid AMQ_SCHEDULED_* header refuses the SEND here, naming the header; a
+        // valid schedule is read again where the message is posted (`post_send`).
+        Schedule::parse(&first.headers)
+            .map_err(|e| Error::InvalidHeader(e.header, e.value, e.why))?;
         // A composite destination (`/queue/a,/topic/b`): one copy per destination, each a
         // message of its own (its own id, its own stored row), as in ActiveMQ.
         let mut messages = Vec::with_capacity(destinations.len());
@@ -105,19 +110,27 @@ impl Session {
         Ok(())
     }
 
-    /// Posts a SEND; it is tracked by `token` (or a fresh one) until its owner answers.
+    /// Posts a SEND; it is tracked by `token` (or a fresh one) until its owner answers. A
+    /// scheduled one (`AMQ_SCHEDULED_*`, valid since `on_send` checked it) goes to its
+    /// owner's schedules: at the SEND, or at the COMMIT of its transaction.
     pub(super) fn post_send(&mut self, message: Arc<Message>, token: Option<Token>) {
         let shard = self.owner_of(&message.destination);
         let token = token.unwrap_or_else(|| self.receipts.new_token());
         self.window.posted(token, message.weight());
-        self.post(
-            shard,
-            ToOwner::Send {
+        let cmd = match Schedule::parse(&message.headers) {
+            Ok(Some(schedule)) => ToOwner::Schedule(ScheduleCmd::Add {
+                session: self.id,
+                message,
+                schedule,
+                token: Some(token),
+            }),
+            _ => ToOwner::Send {
                 session: self.id,
                 message,
                 token: Some(token),
             },
-        );
+        };
+        self.post(shard, cmd);
     }
 
     /// Builds the message a SEND carries, with a fresh id. Takes the frame's headers (and
