@@ -249,6 +249,58 @@ const BROKER_OWNED: [&str; 12] = [
 #[cfg(test)]
 mod tests {
     use super::super::testing::{send, subscribe, Pair};
+    use crate::codec::Command;
+
+    /// A scheduled SEND is receipted at once (it is held by its destination's owner) and not
+    /// delivered before its time, while an unscheduled one behind it is.
+    #[test]
+    fn a_scheduled_send_is_receipted_and_held_back() {
+        let mut pair = Pair::new();
+        let mut consumer = pair.client("1.2");
+        consumer.send(subscribe("/queue/sched", "auto", &[]));
+        let mut producer = pair.client("1.2");
+        producer.send(
+            send("/queue/sched", "later")
+                .header("AMQ_SCHEDULED_DELAY", "3600000")
+                .header("receipt", "r"),
+        );
+        producer.send(send("/queue/sched", "now"));
+        pair.pump(&mut [&mut consumer, &mut producer]);
+        let receipts = producer.frames();
+        assert_eq!(receipts[0].get("receipt-id"), Some("r"), "{receipts:?}");
+        let frames = consumer.frames();
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(&frames[0].body[..], b"now");
+    }
+
+    /// An invalid schedule header is an ERROR naming it, and nothing is posted.
+    #[test]
+    fn an_invalid_schedule_header_is_an_error_naming_it() {
+        let mut pair = Pair::new();
+        let mut producer = pair.client("1.2");
+        producer.send(
+            send("/queue/sched", "m")
+                .header("AMQ_SCHEDULED_PERIOD", "-1")
+                .header("receipt", "bad"),
+        );
+        let frames = producer.frames();
+        assert_eq!(frames[0].command, Command::Error, "{frames:?}");
+        assert_eq!(frames[0].get("receipt-id"), Some("bad"));
+        assert!(
+            frames[0]
+                .get("message")
+                .is_some_and(|m| m.contains("AMQ_SCHEDULED_PERIOD")),
+            "{frames:?}"
+        );
+        let posted = pair.take_commands();
+        assert!(
+            !posted.iter().any(|c| matches!(
+                c,
+                crate::message::ToOwner::Send { .. } | crate::message::ToOwner::Schedule(_)
+            )),
+            "{posted:?}"
+        );
+    }
 
     /// ActiveMQ's clients read `expires`, `priority` and `timestamp` on every MESSAGE, and
     /// `persistent:true` on persistent ones; the broker writes them once each, from the
