@@ -438,8 +438,9 @@ pub enum ToSession {
     /// of acked messages, a durable subscription's record): the session fails with an ERROR
     /// carrying its receipt.
     Failed { token: Token, reason: Arc<str> },
-    /// A SUBSCRIBE would have gone past a broker-wide limit (`name`, at `max`): nothing was
-    /// created, and the session fails with an ERROR (carrying the receipt, if any).
+    /// A SUBSCRIBE (or a scheduled SEND) would have gone past a broker-wide limit (`name`, at
+    /// `max`): nothing was created, and the session fails with an ERROR (carrying the receipt,
+    /// if any).
     LimitReached {
         name: &'static str,
         max: usize,

@@ -47,6 +47,11 @@ impl ProducerWindow {
         self.unanswered_sends += 1;
     }
 
+    /// True while a SEND tracked by `token` is unanswered.
+    pub fn tracks(&self, token: Token) -> bool {
+        self.sends.contains_key(&token)
+    }
+
     /// One SEND tracked by `token` was answered.
     pub fn answered(&mut self, token: Token) {
         if let Some((n, bytes)) = self.sends.get_mut(&token) {

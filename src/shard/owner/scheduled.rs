@@ -64,25 +64,20 @@ impl Owner {
                 let Some(producer) = self.sessions.get(&session).map(|s| s.tx.clone()) else {
                     return;
                 };
-                let refuse = |reason: String| {
-                    let _ = producer.send(ToSession::Rejected {
-                        token,
-                        reason: Arc::from(reason),
-                    });
+                // A scheduled message is held in memory until its last delivery: refused
+                // (an ERROR naming the limit) rather than held back by flow control.
+                let refuse = |name: &'static str, max: u64| {
+                    let max = usize::try_from(max).unwrap_or(usize::MAX);
+                    let _ = producer.send(ToSession::LimitReached { name, max, token });
                 };
                 if self.ctx.over_global_limit() {
-                    refuse(format!(
-                        "memory is over global_memory_limit_bytes ({}); a scheduled message \
-                         is held in memory until it is delivered",
-                        self.ctx.config.global_memory_limit_bytes
-                    ));
+                    let max = self.ctx.config.global_memory_limit_bytes;
+                    refuse("global_memory_limit_bytes", max);
                     return;
                 }
                 if !self.ctx.add_scheduled(false) {
-                    refuse(format!(
-                        "max_scheduled_messages ({}) are pending",
-                        self.ctx.config.max_scheduled_messages
-                    ));
+                    let max = self.ctx.config.max_scheduled_messages as u64;
+                    refuse("max_scheduled_messages", max);
                     return;
                 }
                 self.ctx.charge(0, message.weight());
