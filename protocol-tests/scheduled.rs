@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::process::Command;
 
 use crate::support::store::sqlite3_cli;
-use crate::support::{assert_mentions, queue, target, topic, Broker, Frame, Target, QUIET, WAIT};
+use crate::support::{
+    assert_mentions, bodies, queue, target, topic, unique, Broker, Frame, Target, QUIET, WAIT,
+};
 
 /// A delay no broker passes before handling the next frame on the same connection.
 const DELAY_MS: &str = "1500";
@@ -372,4 +374,27 @@ fn a_scheduled_send_over_max_scheduled_messages_is_an_error() {
     // Unscheduled messages still go.
     let mut other = broker.connect("1.2");
     other.send_sync(&q, "plain", &[]);
+}
+
+/// A durable subscription whose consumer is away when a persistent schedule delivers to its
+/// topic keeps that delivery, as it keeps any message published while it is away.
+#[test]
+fn a_durable_subscription_keeps_a_scheduled_delivery_made_while_it_is_away() {
+    let broker = Broker::under_test();
+    let t = topic("sched-durable");
+    let client_id = unique("sched-durable");
+    let client = [("client-id", client_id.as_str())];
+    let name = [("activemq.subscriptionName", "later")];
+    let mut c = broker.connect_with("1.2", &client);
+    c.subscribe(&t, "later", "auto", &name);
+    c.disconnect();
+    let mut producer = broker.connect("1.2");
+    producer.send_persistent(&t, "scheduled", &[("AMQ_SCHEDULED_DELAY", "0")]);
+    producer.send_persistent(&t, "marker", &[]);
+    let mut c = broker.connect_with("1.2", &client);
+    c.subscribe(&t, "later", "auto", &name);
+    let mut got = bodies(&c.receive(2, WAIT));
+    got.sort();
+    assert_eq!(got, ["marker", "scheduled"]);
+    c.expect_silence(QUIET);
 }
