@@ -398,3 +398,21 @@ fn a_durable_subscription_keeps_a_scheduled_delivery_made_while_it_is_away() {
     assert_eq!(got, ["marker", "scheduled"]);
     c.expect_silence(QUIET);
 }
+
+/// A wildcard subscription (`/topic/PREFIX.>`) gets a persistent scheduled delivery to a
+/// topic it matches, after an unscheduled message sent later.
+#[test]
+fn a_wildcard_subscription_gets_a_scheduled_delivery() {
+    let broker = Broker::under_test();
+    let prefix = unique("sched-wild");
+    let mut subscriber = broker.connect("1.2");
+    subscriber.subscribe(&format!("/topic/{prefix}.>"), "w", "auto", &[]);
+    let t = format!("/topic/{prefix}.orders");
+    let mut producer = broker.connect("1.2");
+    producer.send_persistent(&t, "delayed", &[("AMQ_SCHEDULED_DELAY", DELAY_MS)]);
+    producer.send_sync(&t, "marker", &[]);
+    subscriber.expect_body("marker");
+    let m = subscriber.expect_body("delayed");
+    assert_eq!(m.get("destination"), Some(t.as_str()), "{m:?}");
+    subscriber.expect_silence(QUIET);
+}

@@ -6,8 +6,8 @@
 
 mod durable;
 mod inspect;
-mod wildcards;
 mod scheduled;
+mod wildcards;
 
 use foldhash::HashMap;
 use std::sync::Arc;

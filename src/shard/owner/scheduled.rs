@@ -239,7 +239,8 @@ impl Owner {
     }
 
     /// A committed delivery of a stored schedule enters its destination: the queues of
-    /// `copies` adopt their rows, a topic's other subscribers get it in memory.
+    /// `copies` adopt their rows, a topic's other subscribers (wildcard ones too) get it in
+    /// memory.
     fn deliver_stored(&mut self, message: Arc<Message>, copies: Vec<(QueueKey, MessageId)>) {
         if message.destination.kind() == Kind::Topic {
             let name = message.destination.clone();
@@ -247,6 +248,8 @@ impl Owner {
             self.with_topic(&name, false, |t, ctx| {
                 t.send(Entry::new(m), None, None, ctx)
             });
+            let patterns = self.wild.topics_matching(&name);
+            self.publish_wild(&patterns, &message, None);
         }
         for (key, id) in copies {
             let copy = if id == message.id {
