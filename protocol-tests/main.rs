@@ -21,6 +21,7 @@ mod prefetch;
 mod queue;
 mod receipt;
 mod redelivery;
+mod scheduled;
 mod selector;
 mod topic;
 mod transaction;

@@ -654,3 +654,46 @@ fn median_max(samples: &[Duration]) -> (Duration, Duration) {
     };
     (median, s[n - 1])
 }
+
+/// A persistent scheduled SEND receipted by the master is delivered by the standby after the
+/// master's kill -9 (the schedule is a row of the shared store), once per occurrence.
+#[test]
+fn a_schedule_receipted_by_the_master_is_delivered_by_the_standby_after_kill9() {
+    let _serial = serial();
+    let mut pair = Pair::start(None);
+    let dest = "/queue/ha.scheduled";
+    let mut producer = pair.brokers[0].connect("1.2");
+    producer.send_sync(
+        dest,
+        "scheduled",
+        &[
+            ("persistent", "true"),
+            ("AMQ_SCHEDULED_DELAY", "1000"),
+            ("AMQ_SCHEDULED_PERIOD", "100"),
+            ("AMQ_SCHEDULED_REPEAT", "1"),
+        ],
+    );
+    pair.brokers[0].kill9();
+    pair.brokers[1].wait_master(WAIT);
+    let mut consumer = pair.brokers[1].connect("1.2");
+    consumer.subscribe(dest, "s", "client-individual", &[]);
+    let got = consumer.receive(2, WAIT);
+    let ids: std::collections::HashSet<&str> = got.iter().map(|m| m.must("message-id")).collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "two deliveries, each its own message: {got:?}"
+    );
+    for m in &got {
+        assert_eq!(m.text(), "scheduled");
+        consumer.ack(m);
+    }
+    consumer.expect_silence(Duration::from_millis(300));
+    let db = pair.db();
+    eventually(WAIT, || {
+        match count(&db, "SELECT count(*) FROM scheduled", []) {
+            0 => Ok(()),
+            n => Err(format!("{n} schedules left")),
+        }
+    });
+}

@@ -58,8 +58,8 @@ fn documented_queries_run_against_a_live_broker_and_depths_match() {
     let queries = documented_queries();
     assert_eq!(
         queries.len(),
-        10,
-        "docs/sqlite.md should have ten numbered queries"
+        11,
+        "docs/sqlite.md should have eleven numbered queries"
     );
     let db = broker.db_path();
     let conn = broker.db();

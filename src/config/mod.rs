@@ -211,6 +211,10 @@ pub struct DestinationConfig {
     /// `client-id`, so without a cap clients could create them without end. A SUBSCRIBE that
     /// would create one more is an ERROR; re-attaching to an existing one always works.
     pub max_durable_subscriptions: usize,
+    /// Most scheduled messages (`AMQ_SCHEDULED_DELAY`, `AMQ_SCHEDULED_PERIOD`) pending at
+    /// once, broker-wide. Each is held in memory until its last delivery (and charged to
+    /// `global_memory_limit_bytes`); a scheduled SEND over the cap is an ERROR.
+    pub max_scheduled_messages: usize,
     /// Per-destination policies by wildcard pattern (see [`PolicyEntry`]): each setting
     /// from the most specific matching entry that sets it, else from the defaults above.
     pub policy: Vec<PolicyEntry>,
@@ -307,6 +311,7 @@ impl Default for DestinationConfig {
             policy: Vec::new(),
             max_durable_subscriptions: 10_000,
             advisories: true,
+            max_scheduled_messages: 100_000,
         }
     }
 }

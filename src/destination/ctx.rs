@@ -29,6 +29,8 @@ pub struct Accounts {
     pub memory: Arc<AtomicU64>,
     /// Durable subscriptions (`max_durable_subscriptions`).
     pub durables: Arc<AtomicUsize>,
+    /// Pending scheduled messages (`max_scheduled_messages`).
+    pub scheduled: Arc<AtomicUsize>,
 }
 
 /// One shard's context for its destinations.
@@ -43,6 +45,8 @@ pub struct Ctx {
     global: Arc<AtomicU64>,
     /// Durable subscriptions on every shard (`max_durable_subscriptions`).
     durables: Arc<AtomicUsize>,
+    /// Pending scheduled messages on every shard (`max_scheduled_messages`).
+    scheduled: Arc<AtomicUsize>,
     /// Acked stored messages, deleted in one request at the end of the owner's batch.
     deletes: Vec<MessageId>,
     /// Receipted ACKs answered once `deletes` are committed.
@@ -70,6 +74,7 @@ impl Ctx {
             config,
             global: accounts.memory,
             durables: accounts.durables,
+            scheduled: accounts.scheduled,
             deletes: Vec::new(),
             delete_replies: Vec::new(),
             timers: BTreeMap::new(),
@@ -85,6 +90,22 @@ impl Ctx {
             return false;
         }
         true
+    }
+
+    /// Counts one more pending scheduled message, unless `max_scheduled_messages` are there
+    /// already (then false). `recovered` ones are always counted.
+    pub fn add_scheduled(&self, recovered: bool) -> bool {
+        let n = self.scheduled.fetch_add(1, Ordering::Relaxed);
+        if !recovered && n >= self.config.max_scheduled_messages {
+            self.scheduled.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// One pending scheduled message fewer (its last delivery is done, or it was refused).
+    pub fn remove_scheduled(&self) {
+        self.scheduled.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// One durable subscription fewer.
@@ -191,7 +212,7 @@ impl Ctx {
 
     /// A reply that posts what `answer` makes of the store's result to this shard's owner
     /// loop (from the store writer thread, so in commit order).
-    fn reply_here<T: 'static>(
+    pub fn reply_here<T: 'static>(
         &self,
         answer: impl FnOnce(Result<T, Arc<str>>) -> ToOwner + Send + 'static,
     ) -> Reply<T> {

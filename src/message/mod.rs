@@ -19,6 +19,7 @@ use crate::selector::{Selector, Subject};
 
 pub mod advisory;
 mod name;
+pub mod schedule;
 mod stats;
 pub mod wildcard;
 
@@ -361,6 +362,8 @@ pub enum ToOwner {
         /// Durable subscriptions: name, topic and selector text.
         durables: Vec<(DurableName, DestinationName, Option<String>)>,
     },
+    /// Scheduled delivery (`AMQ_SCHEDULED_*`): see [`schedule::ScheduleCmd`].
+    Schedule(schedule::ScheduleCmd),
     /// A question from the admin endpoint.
     Inspect(Inspect),
     /// Publish a message nobody waits an answer for (an advisory, `message/advisory.rs`).
@@ -438,8 +441,9 @@ pub enum ToSession {
     /// of acked messages, a durable subscription's record): the session fails with an ERROR
     /// carrying its receipt.
     Failed { token: Token, reason: Arc<str> },
-    /// A SUBSCRIBE would have gone past a broker-wide limit (`name`, at `max`): nothing was
-    /// created, and the session fails with an ERROR (carrying the receipt, if any).
+    /// A SUBSCRIBE (or a scheduled SEND) would have gone past a broker-wide limit (`name`, at
+    /// `max`): nothing was created, and the session fails with an ERROR (carrying the receipt,
+    /// if any).
     LimitReached {
         name: &'static str,
         max: usize,

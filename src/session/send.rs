@@ -9,6 +9,7 @@ use super::state::{required, Session};
 use super::transactions::TxOp;
 use crate::codec::Frame;
 use crate::limits::{Limits, PRODUCER_WINDOW};
+use crate::message::schedule::{Schedule, ScheduleCmd};
 use crate::message::DestinationName;
 use crate::message::{Message, ToOwner, Token};
 
@@ -46,6 +47,11 @@ impl ProducerWindow {
         self.unanswered_sends += 1;
     }
 
+    /// True while a SEND tracked by `token` is unanswered.
+    pub fn tracks(&self, token: Token) -> bool {
+        self.sends.contains_key(&token)
+    }
+
     /// One SEND tracked by `token` was answered.
     pub fn answered(&mut self, token: Token) {
         if let Some((n, bytes)) = self.sends.get_mut(&token) {
@@ -66,6 +72,10 @@ impl Session {
         let destinations = composite(required(frame, "destination")?)?;
         let explicit_expiry = frame.get("expires").is_some();
         let first = self.message(frame, destinations[0].clone(), now_ms)?;
+        // An invalid AMQ_SCHEDULED_* header refuses the SEND here, naming the header; a
+        // valid schedule is read again where the message is posted (`post_send`).
+        Schedule::parse(&first.headers)
+            .map_err(|e| Error::InvalidHeader(e.header, e.value, e.why))?;
         // A composite destination (`/queue/a,/topic/b`): one copy per destination, each a
         // message of its own (its own id, its own stored row), as in ActiveMQ.
         let mut messages = Vec::with_capacity(destinations.len());
@@ -105,19 +115,27 @@ impl Session {
         Ok(())
     }
 
-    /// Posts a SEND; it is tracked by `token` (or a fresh one) until its owner answers.
+    /// Posts a SEND; it is tracked by `token` (or a fresh one) until its owner answers. A
+    /// scheduled one (`AMQ_SCHEDULED_*`, valid since `on_send` checked it) goes to its
+    /// owner's schedules: at the SEND, or at the COMMIT of its transaction.
     pub(super) fn post_send(&mut self, message: Arc<Message>, token: Option<Token>) {
         let shard = self.owner_of(&message.destination);
         let token = token.unwrap_or_else(|| self.receipts.new_token());
         self.window.posted(token, message.weight());
-        self.post(
-            shard,
-            ToOwner::Send {
+        let cmd = match Schedule::parse(&message.headers) {
+            Ok(Some(schedule)) => ToOwner::Schedule(ScheduleCmd::Add {
+                session: self.id,
+                message,
+                schedule,
+                token: Some(token),
+            }),
+            _ => ToOwner::Send {
                 session: self.id,
                 message,
                 token: Some(token),
             },
-        );
+        };
+        self.post(shard, cmd);
     }
 
     /// Builds the message a SEND carries, with a fresh id. Takes the frame's headers (and
@@ -236,6 +254,58 @@ const BROKER_OWNED: [&str; 12] = [
 #[cfg(test)]
 mod tests {
     use super::super::testing::{send, subscribe, Pair};
+    use crate::codec::Command;
+
+    /// A scheduled SEND is receipted at once (it is held by its destination's owner) and not
+    /// delivered before its time, while an unscheduled one behind it is.
+    #[test]
+    fn a_scheduled_send_is_receipted_and_held_back() {
+        let mut pair = Pair::new();
+        let mut consumer = pair.client("1.2");
+        consumer.send(subscribe("/queue/sched", "auto", &[]));
+        let mut producer = pair.client("1.2");
+        producer.send(
+            send("/queue/sched", "later")
+                .header("AMQ_SCHEDULED_DELAY", "3600000")
+                .header("receipt", "r"),
+        );
+        producer.send(send("/queue/sched", "now"));
+        pair.pump(&mut [&mut consumer, &mut producer]);
+        let receipts = producer.frames();
+        assert_eq!(receipts[0].get("receipt-id"), Some("r"), "{receipts:?}");
+        let frames = consumer.frames();
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(&frames[0].body[..], b"now");
+    }
+
+    /// An invalid schedule header is an ERROR naming it, and nothing is posted.
+    #[test]
+    fn an_invalid_schedule_header_is_an_error_naming_it() {
+        let mut pair = Pair::new();
+        let mut producer = pair.client("1.2");
+        producer.send(
+            send("/queue/sched", "m")
+                .header("AMQ_SCHEDULED_PERIOD", "-1")
+                .header("receipt", "bad"),
+        );
+        let frames = producer.frames();
+        assert_eq!(frames[0].command, Command::Error, "{frames:?}");
+        assert_eq!(frames[0].get("receipt-id"), Some("bad"));
+        assert!(
+            frames[0]
+                .get("message")
+                .is_some_and(|m| m.contains("AMQ_SCHEDULED_PERIOD")),
+            "{frames:?}"
+        );
+        let posted = pair.take_commands();
+        assert!(
+            !posted.iter().any(|c| matches!(
+                c,
+                crate::message::ToOwner::Send { .. } | crate::message::ToOwner::Schedule(_)
+            )),
+            "{posted:?}"
+        );
+    }
 
     /// ActiveMQ's clients read `expires`, `priority` and `timestamp` on every MESSAGE, and
     /// `persistent:true` on persistent ones; the broker writes them once each, from the

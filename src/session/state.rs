@@ -215,6 +215,12 @@ impl Session {
             }
             ToSession::Done { token } => self.complete(token),
             ToSession::LimitReached { name, max, token } => {
+                // A scheduled SEND over a limit is answered this way too: it no longer holds
+                // the producer window.
+                if let Some(t) = token.filter(|t| self.window.tracks(*t)) {
+                    self.window.unanswered_sends = self.window.unanswered_sends.saturating_sub(1);
+                    self.window.answered(t);
+                }
                 let receipt = token.and_then(|t| self.receipts.take(t));
                 self.fail(&Error::Limit(name, max), receipt.as_deref());
             }

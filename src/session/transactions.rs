@@ -14,6 +14,7 @@ use super::error::Error;
 use super::state::{required, Session};
 use crate::codec::Frame;
 use crate::limits::Limits;
+use crate::message::schedule::Schedule;
 use crate::message::Kind;
 use crate::message::{Message, MessageId, QueueKey, SessionTx, Token};
 
@@ -52,6 +53,7 @@ pub struct StoreCommit {
 /// What a COMMIT still has to do once its store transaction is on disk.
 #[derive(Debug)]
 struct PendingCommit {
+    /// Topic sends and scheduled sends: posted once the store transaction is on disk.
     topic_sends: Vec<Arc<Message>>,
     settles: Vec<Settle>,
 }
@@ -172,6 +174,10 @@ impl Session {
         let mut deletes = Vec::new();
         for op in ops {
             match op {
+                // A scheduled SEND is scheduled once the COMMIT is on disk, like a topic's.
+                TxOp::Send(m) if matches!(Schedule::parse(&m.headers), Ok(Some(_))) => {
+                    pending.topic_sends.push(m)
+                }
                 TxOp::Send(m) if m.destination.kind() == Kind::Queue => {
                     let key = QueueKey::queue(m.destination.clone());
                     let shard = self.owner_of(&m.destination);

@@ -6,6 +6,7 @@
 
 mod durable;
 mod inspect;
+mod scheduled;
 mod wildcards;
 
 use foldhash::HashMap;
@@ -78,6 +79,8 @@ pub struct Owner {
     topics: HashMap<DestinationName, Topic>,
     sessions: HashMap<SessionId, SessionEntry>,
     wild: Wildcards,
+    /// Scheduled messages for destinations this shard owns (`owner/scheduled.rs`).
+    schedules: scheduled::Schedules,
 }
 
 impl Owner {
@@ -89,6 +92,7 @@ impl Owner {
             topics: HashMap::default(),
             sessions: HashMap::default(),
             wild: Wildcards::default(),
+            schedules: Default::default(),
         }
     }
 
@@ -97,7 +101,10 @@ impl Owner {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let wake = self.ctx.next_wake();
+            let wake = match (self.ctx.next_wake(), self.schedules.next_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 cmd = mailbox.recv() => {
                     let Some(cmd) = cmd else { break };
@@ -124,12 +131,13 @@ impl Owner {
         self.ctx.flush();
     }
 
-    /// Delayed messages are due: they enter their queues.
+    /// Delayed messages are due: they enter their queues; and so are scheduled ones.
     fn wake(&mut self) {
         let now = crate::clock::now_ms();
         for key in self.ctx.take_due(now) {
             self.with_queue(&key, false, |q, ctx| q.release_delayed(now, ctx));
         }
+        self.fire_due(now);
         self.ctx.flush();
     }
 
@@ -338,6 +346,7 @@ impl Owner {
                     }
                 }
             }
+            ToOwner::Schedule(cmd) => self.schedule(cmd),
             ToOwner::Inspect(q) => self.inspect(q),
             ToOwner::Publish { message } => self.send(message, None),
             ToOwner::Stop => return false,

@@ -20,6 +20,7 @@ use super::owner::Owner;
 use crate::codec::{encode, Version};
 use crate::config::Config;
 use crate::destination::{Accounts, Ctx};
+use crate::message::schedule::ScheduleCmd;
 use crate::message::{IdAllocator, Router, SessionId, ToOwner};
 use crate::session::{self, ClientIds, Connections, Services, SessionContext};
 use crate::store::{self, Fence, Request, StoreError, StoreTx, WriterConfig};
@@ -127,8 +128,21 @@ impl Broker {
         for (d, topic, selector) in recovered.durables {
             durables[router.owner_of(&topic)].push((d, topic, selector));
         }
+        let mut scheduled: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+        let recovered_schedules = recovered.scheduled.len();
+        for pending in recovered.scheduled {
+            scheduled[router.owner_of(&pending.destination)].push(pending);
+        }
         for (shard, (queues, durables)) in queues.into_iter().zip(durables).enumerate() {
             router.post(shard, ToOwner::Recover { queues, durables });
+        }
+        for (shard, pending) in scheduled.into_iter().enumerate() {
+            if !pending.is_empty() {
+                router.post(shard, ToOwner::Schedule(ScheduleCmd::Recovered(pending)));
+            }
+        }
+        if recovered_schedules > 0 {
+            info!("store: {recovered_schedules} scheduled messages pending");
         }
         let writer_config = WriterConfig {
             max_batch: config.store_max_batch,
@@ -158,6 +172,7 @@ impl Broker {
             connections: AtomicUsize::new(0),
             memory,
             durables: Arc::default(),
+            scheduled: Arc::default(),
         });
         let mut threads = Vec::with_capacity(shards);
         for (shard, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
@@ -234,6 +249,8 @@ struct Shared {
     memory: Arc<AtomicU64>,
     /// Durable subscriptions on all shards (`max_durable_subscriptions`).
     durables: Arc<std::sync::atomic::AtomicUsize>,
+    /// Pending scheduled messages on all shards (`max_scheduled_messages`).
+    scheduled: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Releases a connection slot when the connection ends.
@@ -276,6 +293,7 @@ fn run_shard(
             Accounts {
                 memory: shared.memory.clone(),
                 durables: shared.durables.clone(),
+                scheduled: shared.scheduled.clone(),
             },
         );
         let owner = tokio::task::spawn_local(Owner::new(ctx).run(mailbox));

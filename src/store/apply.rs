@@ -6,11 +6,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use log::info;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{headers_to_json, message_from_row, Page, Request};
+use crate::message::schedule::occurrence;
 use crate::message::Kind;
-use crate::message::{Message, QueueKey, StoredMessage};
+use crate::message::{Message, MessageId, QueueKey, StoredMessage};
 
 /// Applies one request inside the writer's transaction. Returns what a page-in read (None
 /// for every other request), for its reply after the commit.
@@ -132,6 +133,44 @@ pub(super) fn apply_one(
                 upto.0 as i64
             ])?;
         }
+        Request::Schedule {
+            pending, message, ..
+        } => {
+            record_destination(
+                tx,
+                known,
+                pending.destination.as_str(),
+                pending.destination.kind(),
+                now,
+            )?;
+            tx.prepare_cached(
+                "INSERT INTO scheduled (schedule_id, destination, next_at, period_ms,
+                                        repeats_left, priority, expires_at, created_at,
+                                        headers, body, epoch)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                pending.id.0 as i64,
+                pending.destination.as_str(),
+                pending.next_at as i64,
+                pending.period_ms as i64,
+                pending.repeats_left as i64,
+                message.priority as i64,
+                (message.expires != 0).then_some(message.expires as i64),
+                now,
+                headers_to_json(&message.headers),
+                &message.body[..],
+                epoch,
+            ])?;
+        }
+        Request::Fire {
+            schedule,
+            now: at,
+            id,
+            copies,
+            next,
+            ..
+        } => return fire(tx, known, *schedule, *at, *id, copies, *next, now, epoch),
         Request::DurableSubscribe {
             durable,
             topic,
@@ -204,6 +243,86 @@ pub(super) fn apply_one(
         Request::Stop => {}
     }
     Ok(None)
+}
+
+/// One delivery of a stored schedule (see `Request::Fire`): the row is read, its delivery
+/// inserted into each queue of `copies`, and the row moved on or deleted, all in the
+/// caller's transaction.
+#[allow(clippy::too_many_arguments)]
+fn fire(
+    tx: &Connection,
+    known: &mut Known<'_>,
+    schedule: MessageId,
+    at: u64,
+    id: MessageId,
+    copies: &[(QueueKey, MessageId)],
+    next: Option<(u64, u64)>,
+    now: i64,
+    epoch: Option<i64>,
+) -> Result<Option<Page>, rusqlite::Error> {
+    let row = tx
+        .prepare_cached(
+            "SELECT destination, priority, expires_at, headers, body
+               FROM scheduled WHERE schedule_id = ?1",
+        )?
+        .query_row([schedule.0 as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((destination, priority, expires_at, headers, body)) = row else {
+        return Ok(Some(Page::default()));
+    };
+    let Ok(destination) = crate::message::DestinationName::parse(&destination) else {
+        return Ok(Some(Page::default()));
+    };
+    let mut template = message_from_row(
+        &QueueKey::queue(destination),
+        schedule.0 as i64,
+        priority,
+        expires_at,
+        &headers,
+        body,
+    );
+    template.persistent = true;
+    let message = Arc::new(occurrence(&template, id, at));
+    for (key, copy) in copies {
+        let m = Message {
+            id: *copy,
+            ..(*message).clone()
+        };
+        insert(tx, known, key, &m, now, epoch)?;
+    }
+    match next {
+        Some((next_at, repeats_left)) => {
+            tx.prepare_cached(
+                "UPDATE scheduled SET next_at = ?2, repeats_left = ?3, epoch = ?4
+                  WHERE schedule_id = ?1",
+            )?
+            .execute(params![
+                schedule.0 as i64,
+                next_at as i64,
+                repeats_left as i64,
+                epoch
+            ])?;
+        }
+        None => {
+            tx.prepare_cached("DELETE FROM scheduled WHERE schedule_id = ?1")?
+                .execute([schedule.0 as i64])?;
+        }
+    }
+    Ok(Some(Page {
+        messages: vec![StoredMessage {
+            message,
+            redelivery_count: 0,
+        }],
+        exhausted: true,
+    }))
 }
 
 /// A destination (or durable subscription) is gone: so are its delivery marks.

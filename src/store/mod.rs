@@ -32,6 +32,7 @@ pub use writer::{spawn_writer, Fence, WriterConfig};
 pub(crate) use writer::{spawn_writer_with_faults, Faults};
 
 use crate::config::Durability;
+use crate::message::schedule::Pending;
 use crate::message::DestinationName;
 use crate::message::{DurableName, Message, MessageId, QueueKey, StoredMessage};
 
@@ -229,6 +230,27 @@ pub enum Request {
         upto: MessageId,
         reply: Reply,
     },
+    /// Keep a persistent scheduled SEND until it is due: a `scheduled` row for `pending`
+    /// (its id, destination, first time, period and repeats) holding `message`; `reply` after
+    /// the commit.
+    Schedule {
+        pending: Pending,
+        message: Arc<Message>,
+        reply: Reply,
+    },
+    /// One delivery of stored schedule `schedule` at `now`, in one transaction: insert it as a
+    /// message into each queue of `copies` under the id given there (none for a topic without
+    /// durable subscriptions), and move the schedule on to `next` (time, repeats left) or
+    /// delete it after its last delivery. The reply's page holds the delivered message, with
+    /// id `id` (empty when the schedule is gone).
+    Fire {
+        schedule: MessageId,
+        now: u64,
+        id: MessageId,
+        copies: Vec<(QueueKey, MessageId)>,
+        next: Option<(u64, u64)>,
+        reply: Reply<Page>,
+    },
     /// Record a durable subscription (idempotent); `reply` after the commit.
     DurableSubscribe {
         durable: DurableName,
@@ -263,6 +285,8 @@ pub struct Recovered {
     /// Durable subscriptions and their topics.
     /// Durable subscriptions: name, topic and selector text.
     pub durables: Vec<(DurableName, DestinationName, Option<String>)>,
+    /// Stored schedules, with their messages.
+    pub scheduled: Vec<Pending>,
 }
 
 /// At start, before [`recover`]: the delivery marks left by the previous broker (which
@@ -302,7 +326,9 @@ pub fn settle_delivery_marks(conn: &mut Connection) -> Result<usize, StoreError>
 pub fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
     let mut out = Recovered {
         max_id: conn.query_row(
-            "SELECT coalesce(max(message_id), 0) FROM messages",
+            // A schedule's id is its SEND's message id: ids continue above both.
+            "SELECT max((SELECT coalesce(max(message_id), 0) FROM messages),
+                        (SELECT coalesce(max(schedule_id), 0) FROM scheduled))",
             [],
             |r| r.get::<_, i64>(0),
         )? as u64,
@@ -335,6 +361,36 @@ pub fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
         }
         let counts = &mut out.queues.last_mut().expect("pushed above").1;
         counts[priority.clamp(0, 9) as usize] += count as u64;
+    }
+    let mut stmt = conn.prepare(
+        "SELECT schedule_id, destination, next_at, period_ms, repeats_left,
+                priority, expires_at, headers, body
+           FROM scheduled ORDER BY next_at",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let dest: String = row.get(1)?;
+        let Ok(destination) = DestinationName::parse(&dest) else {
+            log::warn!("store: skipping a schedule of unknown destination {dest:?}");
+            continue;
+        };
+        let headers: String = row.get(7)?;
+        let message = message_from_row(
+            &QueueKey::queue(destination.clone()),
+            row.get(0)?,
+            row.get(5)?,
+            row.get(6)?,
+            &headers,
+            row.get(8)?,
+        );
+        out.scheduled.push(Pending {
+            id: message.id,
+            destination,
+            next_at: row.get::<_, i64>(2)?.max(0) as u64,
+            period_ms: row.get::<_, i64>(3)?.max(0) as u64,
+            repeats_left: row.get::<_, i64>(4)?.max(0) as u64,
+            message: Arc::new(message),
+        });
     }
     let mut stmt =
         conn.prepare("SELECT client_id, name, destination, selector FROM durable_subscriptions")?;

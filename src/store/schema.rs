@@ -103,6 +103,37 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (destination, subscription, priority)
     );
     "#,
+    // 5: scheduled delivery (AMQ_SCHEDULED_*). A persistent scheduled SEND is a row here, not
+    // in `messages`, until it is due: page-ins and `queue_depths` never see it early. Each
+    // delivery inserts a new `messages` row and moves `next_at` on (or deletes the row after
+    // the last) in one transaction, so a crash neither loses nor repeats a delivery.
+    r#"
+    CREATE TABLE scheduled (
+        schedule_id  INTEGER PRIMARY KEY,          -- the SEND's message id (scheduledJobId)
+        destination  TEXT NOT NULL,                -- '/queue/orders', '/topic/news'
+        next_at      INTEGER NOT NULL,             -- next delivery, ms since the epoch
+        period_ms    INTEGER NOT NULL DEFAULT 0,   -- between deliveries
+        repeats_left INTEGER NOT NULL DEFAULT 0 CHECK (repeats_left >= 0),  -- after the next
+        priority     INTEGER NOT NULL DEFAULT 4 CHECK (priority BETWEEN 0 AND 9),
+        expires_at   INTEGER,                      -- as the SEND gave it; NULL = never
+        created_at   INTEGER NOT NULL,             -- ms since the epoch
+        headers      TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(headers)),
+        body         BLOB NOT NULL,
+        epoch        INTEGER                       -- lease epoch of the master that wrote it
+    );
+    CREATE INDEX scheduled_next ON scheduled (next_at);
+
+    CREATE VIEW scheduled_messages AS
+        SELECT destination,
+               schedule_id                                          AS message_id,
+               strftime('%Y-%m-%dT%H:%M:%fZ', next_at / 1000.0, 'unixepoch') AS next_delivery,
+               next_at                                              AS next_delivery_ms,
+               period_ms,
+               repeats_left,
+               length(body)                                         AS body_bytes
+          FROM scheduled
+         ORDER BY next_at;
+    "#,
 ];
 
 /// Applies every migration newer than the file's `user_version`.
@@ -152,6 +183,10 @@ mod tests {
         assert_eq!(v as usize, MIGRATIONS.len());
         let n: i64 = conn
             .query_row("SELECT count(*) FROM queue_depths", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM scheduled_messages", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
     }

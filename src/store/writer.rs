@@ -408,6 +408,7 @@ fn answer(batch: Vec<Request>, result: Result<Vec<Applied>, String>) {
             | Request::Move { reply, .. }
             | Request::Commit { reply, .. }
             | Request::Mark { reply, .. }
+            | Request::Schedule { reply, .. }
             | Request::Delete {
                 reply: Some(reply), ..
             }
@@ -416,7 +417,9 @@ fn answer(batch: Vec<Request>, result: Result<Vec<Applied>, String>) {
             } => reply.send(done),
             // A failed page-in is answered as such (not as "nothing found"), so the queue
             // backs off instead of asking again at once. One that committed read a page.
-            Request::PageIn { reply, .. } => reply.send(result.map(Option::unwrap_or_default)),
+            Request::PageIn { reply, .. } | Request::Fire { reply, .. } => {
+                reply.send(result.map(Option::unwrap_or_default))
+            }
             Request::Delete { reply: None, .. }
             | Request::DurableSubscribe { reply: None, .. }
             | Request::DurableUnsubscribe { .. }
@@ -460,6 +463,10 @@ fn describe(req: &Request) -> String {
         Request::DurableUnsubscribe { durable, .. } => {
             format!("durable unsubscribe {}", durable.key())
         }
+        Request::Schedule { pending, .. } => {
+            format!("schedule {} of {}", pending.id, pending.destination)
+        }
+        Request::Fire { schedule, .. } => format!("delivery of schedule {schedule}"),
         Request::Purge { key, .. } => format!("purge of {key}"),
         Request::DeleteDestination { key } => format!("delete of destination {key}"),
         Request::SweepExpired => "expiry sweep".into(),

@@ -376,3 +376,120 @@ mod real_sqlite {
         assert_eq!(rows_on_disk(dir.path()), owned(&[("/queue/a", 1)]));
     }
 }
+
+/// A stored schedule of `id` for `dest`, due at `next_at`, with `repeats_left`.
+fn schedule(a: &Answers, dest: &str, id: u64, next_at: u64, repeats_left: u64) -> Request {
+    let mut m = (*message(dest, id)).clone();
+    m.headers = vec![
+        ("AMQ_SCHEDULED_DELAY".into(), "10".into()),
+        ("timestamp".into(), "1000".into()),
+    ];
+    let message = Arc::new(m);
+    Request::Schedule {
+        pending: crate::message::schedule::Pending {
+            id: MessageId(id),
+            destination: DestinationName::parse(dest).unwrap(),
+            next_at,
+            period_ms: 100,
+            repeats_left,
+            message: message.clone(),
+        },
+        message,
+        reply: a.reply(format!("schedule {id}")),
+    }
+}
+
+/// One delivery of schedule `id` as message `as_id` into `dest`, moving on to `next`.
+fn fire(a: &Answers, dest: &str, id: u64, as_id: u64, next: Option<(u64, u64)>) -> Request {
+    Request::Fire {
+        schedule: MessageId(id),
+        now: 5_000,
+        id: MessageId(as_id),
+        copies: vec![(key(dest), MessageId(as_id))],
+        next,
+        reply: a.reply(format!("fire {id}")),
+    }
+}
+
+fn scheduled_rows(w: &Writer) -> Vec<(i64, i64, i64)> {
+    let mut stmt = w
+        .conn
+        .prepare("SELECT message_id, next_delivery_ms, repeats_left FROM scheduled_messages")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_schedule_is_no_message_until_each_delivery_moves_it_on_in_one_transaction() {
+    let (mut w, a) = writer(None);
+    w.process(vec![schedule(&a, "/queue/s", 1, 2_000, 1)]);
+    assert_eq!(a.committed(), [true]);
+    assert_eq!(scheduled_rows(&w), [(1, 2_000, 1)]);
+    assert!(rows(&w).is_empty(), "not a message before its time");
+    assert_eq!(queue_depths(&w), owned(&[("/queue/s", 0)]));
+
+    w.process(vec![fire(&a, "/queue/s", 1, 2, Some((5_100, 0)))]);
+    assert_eq!(a.committed(), [true]);
+    assert_eq!(rows(&w), owned(&[("/queue/s", 2)]));
+    assert_eq!(scheduled_rows(&w), [(1, 5_100, 0)]);
+    let headers: String = w
+        .conn
+        .query_row(
+            "SELECT headers FROM messages WHERE message_id = 2",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let headers: serde_json::Value = serde_json::from_str(&headers).unwrap();
+    assert_eq!(headers["scheduledJobId"], "1");
+    assert_eq!(headers["timestamp"], "5000");
+    assert!(headers.get("AMQ_SCHEDULED_DELAY").is_none(), "{headers}");
+
+    w.process(vec![fire(&a, "/queue/s", 1, 3, None)]);
+    assert_eq!(rows(&w), owned(&[("/queue/s", 2), ("/queue/s", 3)]));
+    assert!(
+        scheduled_rows(&w).is_empty(),
+        "deleted after its last delivery"
+    );
+    // A schedule that is gone delivers nothing.
+    w.process(vec![fire(&a, "/queue/s", 1, 4, None)]);
+    assert_eq!(rows(&w).len(), 2);
+}
+
+#[test]
+fn a_failed_delivery_leaves_neither_the_message_nor_a_moved_schedule() {
+    let (mut w, a) = writer(None);
+    w.process(vec![schedule(&a, "/queue/s", 1, 2_000, 3)]);
+    a.take();
+    // Message id 7 exists already: the delivery's insert fails, and with it the whole
+    // delivery (its own savepoint), so the schedule stays as it was.
+    w.process(vec![a.insert("/queue/other", 7)]);
+    w.process(vec![fire(&a, "/queue/s", 1, 7, Some((9_000, 2)))]);
+    assert_eq!(a.committed(), [true, false]);
+    assert_eq!(rows(&w), owned(&[("/queue/other", 7)]));
+    assert_eq!(scheduled_rows(&w), [(1, 2_000, 3)]);
+}
+
+#[test]
+fn recovery_reads_schedules_and_continues_ids_above_them() {
+    let (mut w, a) = writer(None);
+    w.process(vec![
+        a.insert("/queue/q", 3),
+        schedule(&a, "/queue/s", 9, 2_000, 0),
+    ]);
+    let recovered = crate::store::recover(&w.conn).unwrap();
+    assert_eq!(recovered.max_id, 9);
+    assert_eq!(recovered.scheduled.len(), 1);
+    let p = &recovered.scheduled[0];
+    assert_eq!((p.id, p.next_at, p.period_ms), (MessageId(9), 2_000, 100));
+    assert_eq!(p.destination.as_str(), "/queue/s");
+    assert_eq!(&p.message.body[..], b"body");
+    assert!(p.message.persistent);
+    assert!(recovered
+        .queues
+        .iter()
+        .all(|(k, _)| k.destination.as_str() != "/queue/s"));
+}
