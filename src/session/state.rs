@@ -17,6 +17,7 @@
 //! | `acks.rs` | ack ids for three protocol versions, ACK/NACK resolution |
 //! | `transactions.rs` | BEGIN/COMMIT/ABORT: buffers, limits, the COMMIT's store transaction |
 //! | `receipts.rs` | tokens, RECEIPT ordering, DISCONNECT, the ERROR that waits for receipts |
+//! | `temp.rs` | temporary destinations: `/temp-queue/NAME` bound to a broker-wide name |
 //! | `outbox.rs` | the write buffer, MESSAGE writing, stream offsets (auto-ack, deferred commands) |
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use super::receipts::Receipts;
 use super::send::ProducerWindow;
 use super::services::{ClientIds, Connections, Services};
 use super::subscriptions::Subscriptions;
+use super::temp::Temps;
 use super::transactions::{StoreCommit, Transactions};
 use crate::codec::{Command, Frame, Version};
 use crate::config::Config;
@@ -90,6 +92,7 @@ pub struct Session {
     pub(super) transactions: Transactions,
     pub(super) receipts: Receipts,
     pub(super) window: ProducerWindow,
+    pub(super) temps: Temps,
 }
 
 impl Session {
@@ -119,6 +122,7 @@ impl Session {
             transactions: Transactions::new(services.memory.clone()),
             receipts: Receipts::default(),
             window: ProducerWindow::default(),
+            temps: Temps::default(),
         }
     }
 
@@ -196,6 +200,17 @@ impl Session {
                 }
                 let receipt = token.and_then(|t| self.receipts.take(t));
                 self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
+            }
+            ToSession::NoSuchTemp { destination, token } => {
+                self.window.unanswered_sends = self.window.unanswered_sends.saturating_sub(1);
+                if let Some(t) = token {
+                    self.window.answered(t);
+                }
+                let receipt = token.and_then(|t| self.receipts.take(t));
+                self.fail(
+                    &Error::NoSuchTemp(destination.to_string()),
+                    receipt.as_deref(),
+                );
             }
             ToSession::Committed {
                 token,
