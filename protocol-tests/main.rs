@@ -21,6 +21,7 @@ mod queue;
 mod receipt;
 mod redelivery;
 mod selector;
+mod temp;
 mod topic;
 mod transaction;
 
