@@ -215,31 +215,9 @@ fn a_temp_queue_is_deleted_with_its_messages_when_its_connection_closes() {
     }
     owner.disconnect();
 
-    let mut late = broker.connect("1.2");
-    let receipt = late.receipt_id();
-    let send = Frame::new("SEND")
-        .header("destination", name.as_str())
-        .header("receipt", receipt.as_str())
-        .body("too late");
-    late.send_frame(&send);
-    let e = if target() == Target::ActiveMq {
-        // ActiveMQ deletes it a moment after the close: retry until it is gone.
-        let mut e = late.expect_frame(WAIT);
-        while e.command == "RECEIPT" {
-            std::thread::sleep(QUIET);
-            late.send_frame(&send);
-            e = late.expect_frame(WAIT);
-        }
-        assert_eq!(e.command, "ERROR", "{e:?}");
-        e
-    } else {
-        late.expect_error_and_close(Some(&receipt))
-    };
-    let id = &name["/remote-temp-queue/".len()..];
-    assert!(
-        e.must("message").contains(id),
-        "names the destination: {e:?}"
-    );
+    // Ours deletes it before the close that follows the DISCONNECT's RECEIPT; ActiveMQ a
+    // moment after.
+    expect_gone(&broker, &name, target() == Target::ActiveMq);
     if let Some(after) = listed(&broker) {
         assert!(!after, "/api/destinations no longer lists {name}");
     }
@@ -254,6 +232,55 @@ fn a_temp_queue_is_deleted_with_its_messages_when_its_connection_closes() {
             .unwrap();
         assert_eq!(rows, 0, "temporary destinations are never stored");
     }
+}
+
+#[test]
+fn a_temp_queue_is_deleted_when_its_connection_drops_without_disconnect() {
+    let broker = Broker::under_test();
+    let requests = queue("temp-dropped");
+    let mut responder = responder_on(&broker, &requests);
+    let mut owner = broker.connect("1.2");
+    owner.subscribe("/temp-queue/dropped", "d", "client-individual", &[]);
+    let name = remote_name(&mut owner, &mut responder, &requests, "/temp-queue/dropped");
+    responder.send_sync(&name, "unacked", &[]);
+    owner.expect_body("unacked");
+    owner.abort();
+    // Either broker notices the drop a moment later.
+    expect_gone(&broker, &name, true);
+}
+
+/// A SEND to `name` from a new connection is an ERROR naming it (after RECEIPTs, while
+/// `retry` and it still exists).
+fn expect_gone(broker: &Broker, name: &str, retry: bool) {
+    let mut late = broker.connect("1.2");
+    let deadline = std::time::Instant::now() + WAIT;
+    let e = loop {
+        let receipt = late.receipt_id();
+        let send = Frame::new("SEND")
+            .header("destination", name)
+            .header("receipt", receipt.as_str())
+            .body("too late");
+        late.send_frame(&send);
+        if !retry {
+            break late.expect_refusal(Some(&receipt));
+        }
+        let f = late.expect_frame(WAIT);
+        if f.command == "RECEIPT" && std::time::Instant::now() < deadline {
+            std::thread::sleep(QUIET);
+            continue;
+        }
+        assert_eq!(
+            f.command, "ERROR",
+            "{name} still exists after {WAIT:?}: {f:?}"
+        );
+        assert_eq!(f.get("receipt-id"), Some(receipt.as_str()), "{f:?}");
+        break f;
+    };
+    let id = &name["/remote-temp-queue/".len()..];
+    assert!(
+        e.must("message").contains(id),
+        "names the destination: {e:?}"
+    );
 }
 
 #[test]
