@@ -64,7 +64,7 @@ impl Session {
     pub(super) fn on_send(&mut self, frame: &mut Frame, now_ms: u64) -> Result<(), Error> {
         let transaction = frame.get("transaction").map(str::to_owned);
         let receipt = frame.get("receipt").map(str::to_owned);
-        let destinations = self.composite(required(frame, "destination")?.to_string())?;
+        let destinations = self.composite(required(frame, "destination")?)?;
         self.resolve_reply_to(&mut frame.headers.0)?;
         let explicit_expiry = frame.get("expires").is_some();
         let first = self.message(frame, destinations[0].clone(), now_ms)?;
@@ -111,9 +111,9 @@ impl Session {
     /// (`/queue/a,/topic/b`), whose parts may also be written ActiveMQ's way (`queue://a`,
     /// `topic://b`) or as a plain queue name, or name this connection's temporary
     /// destinations (`/temp-queue/NAME`). Each part is named once; duplicates are refused.
-    fn composite(&mut self, header: String) -> Result<Vec<DestinationName>, Error> {
+    fn composite(&mut self, header: &str) -> Result<Vec<DestinationName>, Error> {
         if !header.contains(',') {
-            return Ok(vec![self.destination(&header)?]);
+            return Ok(vec![self.destination(header)?]);
         }
         let mut out: Vec<DestinationName> = Vec::new();
         for part in header.split(',') {
