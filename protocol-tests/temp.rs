@@ -249,6 +249,25 @@ fn a_temp_queue_is_deleted_when_its_connection_drops_without_disconnect() {
     expect_gone(&broker, &name, true);
 }
 
+#[test]
+fn a_temp_queue_is_deleted_when_its_connection_misses_its_heart_beats() {
+    let broker = Broker::under_test();
+    let requests = queue("temp-heart-beat");
+    let mut responder = responder_on(&broker, &requests);
+    // It promises a heart-beat every second, sends one request at once, then falls silent.
+    let mut owner = broker.raw();
+    let connected = owner.handshake(
+        &Frame::new("CONNECT")
+            .header("accept-version", "1.2")
+            .header("host", "localhost")
+            .header("heart-beat", "1000,0"),
+    );
+    assert_eq!(connected.command, "CONNECTED", "{connected:?}");
+    let name = remote_name(&mut owner, &mut responder, &requests, "/temp-queue/silent");
+    owner.expect_closed_maybe_error(WAIT);
+    expect_gone(&broker, &name, true);
+}
+
 /// A SEND to `name` from a new connection is an ERROR naming it (after RECEIPTs, while
 /// `retry` and it still exists).
 fn expect_gone(broker: &Broker, name: &str, retry: bool) {
