@@ -23,6 +23,7 @@ mod receipt;
 mod redelivery;
 mod scheduled;
 mod selector;
+mod temp;
 mod topic;
 mod transaction;
 mod wildcard;

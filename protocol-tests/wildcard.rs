@@ -314,3 +314,31 @@ fn transactional_acks_of_a_queue_wildcard_take_effect_at_commit_on_every_shard()
     assert_eq!(m.text(), "after", "a committed ACK did not hold: {m:?}");
     again.expect_silence(QUIET);
 }
+
+#[test]
+fn a_catch_all_queue_wildcard_does_not_read_another_connections_temp_queue() {
+    if target() == Target::ActiveMq {
+        // A catch-all wildcard on the shared ActiveMQ would take other tests' messages.
+        return;
+    }
+    let broker = Broker::under_test();
+    let requests = format!("/queue/{}.requests", root("wtemp"));
+    let mut thief = broker.connect("1.2");
+    // Temporary queues' names are one segment: `*` would match them if anything did.
+    thief.subscribe("/queue/*", "all", "auto", &[]);
+    thief.subscribe("/queue/>", "rest", "auto", &[]);
+    let mut requester = broker.connect("1.2");
+    requester.subscribe("/temp-queue/replies", "r", "auto", &[]);
+    requester.send_sync(
+        &requests,
+        "question",
+        &[("reply-to", "/temp-queue/replies")],
+    );
+    // The request queue has two segments: `>` takes it, as it should.
+    let request = thief.expect_body("question");
+    let reply_to = request.must("reply-to").to_string();
+    let mut responder = broker.connect("1.2");
+    responder.send_sync(&reply_to, "answer", &[]);
+    requester.expect_body("answer");
+    thief.expect_silence(QUIET);
+}

@@ -22,6 +22,11 @@ pub struct Limits {
     pub max_header_line_bytes: usize,
     /// Most live subscriptions on one connection.
     pub max_subscriptions_per_connection: usize,
+    /// Most temporary destinations (`/temp-queue/NAME`, `/temp-topic/NAME`) one connection
+    /// creates. Each is a queue or topic that lives until the connection closes, so without a
+    /// cap one connection could make the broker keep a destination per name it sends;
+    /// ActiveMQ has none, and request/reply clients use one or a handful.
+    pub max_temp_destinations_per_connection: usize,
     /// Most client connections the broker holds at once; more are refused with an ERROR.
     pub max_connections: usize,
     /// Most frames (SEND, ACK, NACK) buffered in one open transaction; a transaction is held in
@@ -53,6 +58,7 @@ impl Default for Limits {
             max_headers: 1000,
             max_header_line_bytes: 10 * 1024,
             max_subscriptions_per_connection: 1000,
+            max_temp_destinations_per_connection: 100,
             max_connections: 10_000,
             max_transaction_frames: 10_000,
             max_transactions_per_connection: 100,

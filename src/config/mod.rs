@@ -369,6 +369,10 @@ impl Config {
                 "limits.max_subscriptions_per_connection",
                 l.max_subscriptions_per_connection,
             ),
+            (
+                "limits.max_temp_destinations_per_connection",
+                l.max_temp_destinations_per_connection,
+            ),
         ] {
             if v == 0 {
                 return bad(format!("{name} must be > 0"));

@@ -129,7 +129,10 @@ pub(super) fn resolve(
     for entry in entries {
         // Entries were checked when the config was loaded; one that fails here is skipped.
         let Ok(c) = compile(entry) else { continue };
-        if c.kind != destination.kind() || !wildcard::matches(c.name, name) {
+        // Temporary destinations take the defaults: their names are made up by the broker, and
+        // ActiveMQ's `queue=">"` entries do not match them either (it needs `tempQueue`).
+        if c.kind != destination.kind() || destination.is_temp() || !wildcard::matches(c.name, name)
+        {
             continue;
         }
         let mut take = |field: usize| {

@@ -258,8 +258,8 @@ impl Ctx {
             DeadLetterStrategy::Shared => "/queue/ActiveMQ.DLQ".to_string(),
             DeadLetterStrategy::Individual => {
                 let (kind, rest) = match origin.kind() {
-                    Kind::Queue => ("Queue", &origin.as_str()["/queue/".len()..]),
-                    Kind::Topic => ("Topic", &origin.as_str()["/topic/".len()..]),
+                    Kind::Queue => ("Queue", origin.name()),
+                    Kind::Topic => ("Topic", origin.name()),
                 };
                 format!("/queue/ActiveMQ.DLQ.{kind}.{rest}")
             }

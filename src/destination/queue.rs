@@ -311,6 +311,12 @@ impl Queue {
         self.blocked.release(full);
     }
 
+    /// Answers every parked producer: the queue is being deleted (a temporary queue whose
+    /// connection closed), and their SENDs were accepted before that.
+    pub fn release_producers(&mut self) {
+        self.blocked.release(false);
+    }
+
     /// A new message. Persistent ones are stored first; the producer is answered once the
     /// message is in the queue (and held back while the queue is over its memory limit).
     pub fn send(&mut self, entry: Entry, answer: Option<Answer>, ctx: &mut Ctx) {

@@ -112,6 +112,12 @@ impl Topic {
         }
     }
 
+    /// Answers every parked producer: the topic is being deleted (a temporary topic whose
+    /// connection closed), and their SENDs were accepted before that.
+    pub fn release_producers(&mut self) {
+        self.blocked.release(false);
+    }
+
     /// Non-durable subscribers attached.
     pub fn subscriber_count(&self) -> usize {
         self.subscribers.len()

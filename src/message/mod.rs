@@ -24,6 +24,7 @@ mod stats;
 pub mod wildcard;
 
 pub use name::{DestinationName, Kind, NameError};
+pub use name::{REMOTE_TEMP_QUEUE, REMOTE_TEMP_TOPIC, TEMP_QUEUE, TEMP_TOPIC};
 pub use stats::{BrowsedMessage, Counters, DestinationStats};
 
 /// A broker-wide unique message id, also the `message_id` primary key of stored messages.
@@ -264,6 +265,13 @@ pub enum ToOwner {
         message: Arc<Message>,
         token: Option<Token>,
     },
+    /// Session `session` created the temporary destination `destination` (on its first use of
+    /// `/temp-queue/NAME` or `/temp-topic/NAME`): SENDs may reach it until the session's
+    /// [`ToOwner::Goodbye`] deletes it with its messages. Posted before anything that names it.
+    CreateTemp {
+        session: SessionId,
+        destination: DestinationName,
+    },
     /// Register a consumer.
     Subscribe {
         session: SessionId,
@@ -319,7 +327,8 @@ pub enum ToOwner {
     },
     /// Answer `token` once everything this session sent before it is done.
     Barrier { session: SessionId, token: Token },
-    /// The session is gone: drop its consumers, requeue its unacked messages.
+    /// The session is gone: drop its consumers, requeue its unacked messages, and delete its
+    /// temporary destinations with their messages.
     Goodbye { session: SessionId },
     /// The answer to one persistent SEND this queue staged (its `store::Request::Insert`):
     /// the oldest of its staged SENDs still waiting is committed, or failed and is not
@@ -425,6 +434,13 @@ pub enum ToSession {
     Rejected {
         token: Option<Token>,
         reason: Arc<str>,
+    },
+    /// A SEND named a temporary destination that does not exist (its connection closed, or
+    /// never made it): nothing was sent; the producer window reopens, and the session fails
+    /// with an ERROR naming `destination` (carrying the receipt, if any).
+    NoSuchTemp {
+        destination: DestinationName,
+        token: Option<Token>,
     },
     /// A COMMIT's store transaction finished, and only that: on `Ok`, its persistent queue
     /// sends and its acks are on disk and its queue sends were handed to their owners (the

@@ -82,6 +82,12 @@ pub enum Error {
     /// SUBSCRIBE's `selector` does not parse: the selector and where it went wrong.
     #[error("invalid selector")]
     Selector(String, SelectorError),
+    /// SEND to a temporary destination that does not exist (its connection closed).
+    #[error("temporary destination does not exist")]
+    NoSuchTemp(String),
+    /// SUBSCRIBE to a temporary destination this connection did not create.
+    #[error("temporary destination belongs to another connection")]
+    ForeignTemp(String),
     /// A subscriber held its topic over the memory limit too long.
     #[error("slow consumer")]
     SlowConsumer(String),
@@ -114,6 +120,7 @@ impl Error {
             Error::InvalidHeader(h, v, _) => format!("invalid {h} header {v:?}"),
             Error::Limit(name, max) => format!("limit exceeded: {name} ({max})"),
             Error::Selector(_, e) => e.to_string(),
+            Error::NoSuchTemp(d) | Error::ForeignTemp(d) => format!("{other}: {d}", other = self),
             other => other.to_string(),
         }
     }
@@ -149,6 +156,8 @@ impl Error {
             }
             Error::DurableInUse(name) => format!("Durable subscription {name:?} has a consumer attached; UNSUBSCRIBE that consumer (or let its connection close) before deleting the subscription."),
             Error::Wildcard(d, why) => format!("{d} is a wildcard destination (a * or > segment matches many destinations): {why}."),
+            Error::NoSuchTemp(d) => format!("{d} was a temporary destination; it was deleted when the connection that created it closed (or never existed), with its messages. Nothing was sent. A reply to a requester that has gone away has nowhere to go."),
+            Error::ForeignTemp(d) => format!("{d} is a temporary destination of another connection (or no longer exists): others may SEND to it, as to a reply-to, but only the connection that created it may SUBSCRIBE."),
             Error::Store(reason) => format!("The broker could not store the message or transaction, so it was not accepted: {reason}. Retry it."),
         }
     }

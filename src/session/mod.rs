@@ -18,6 +18,7 @@ mod services;
 mod state;
 mod subscriptions;
 mod task;
+mod temp;
 #[cfg(test)]
 mod testing;
 mod transactions;

@@ -228,9 +228,12 @@ impl Session {
             AckMode::Auto => None,
             AckMode::Client | AckMode::ClientIndividual => Some(self.acks.track(sub_id, m, shard)),
         };
+        // A temporary destination of this connection shows the name it knows it by.
+        let destination = self.temps.local_name(&m.destination);
+        let headers = self.temps.show(&m.headers);
         let frame = MessageFrame {
             subscription: &sub.id,
-            destination: m.destination.as_str(),
+            destination: destination.unwrap_or(m.destination.as_str()),
             message_id: m.id.0,
             ack: match (&in_flight, self.version) {
                 (Some(f), Version::V1_2) => Some(&f.ack_id),
@@ -240,7 +243,7 @@ impl Session {
             expires: m.expires,
             priority: m.priority,
             persistent: m.persistent,
-            headers: &m.headers,
+            headers: &headers,
             body: &m.body,
         };
         let o = &mut self.outbox;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::error::Error;
 use super::state::{required, Session};
+use super::temp::in_memory_only;
 use super::transactions::TxOp;
 use crate::codec::Frame;
 use crate::limits::{Limits, PRODUCER_WINDOW};
@@ -69,7 +70,8 @@ impl Session {
     pub(super) fn on_send(&mut self, frame: &mut Frame, now_ms: u64) -> Result<(), Error> {
         let transaction = frame.get("transaction").map(str::to_owned);
         let receipt = frame.get("receipt").map(str::to_owned);
-        let destinations = composite(required(frame, "destination")?)?;
+        let destinations = self.composite(required(frame, "destination")?)?;
+        self.resolve_reply_to(&mut frame.headers.0)?;
         let explicit_expiry = frame.get("expires").is_some();
         let first = self.message(frame, destinations[0].clone(), now_ms)?;
         // An invalid AMQ_SCHEDULED_* header refuses the SEND here, naming the header; a
@@ -87,14 +89,14 @@ impl Session {
                     ttl => now_ms + ttl,
                 },
             };
-            messages.push(Arc::new(Message {
+            messages.push(Arc::new(in_memory_only(Message {
                 id: self.ids.next(),
                 destination: destination.clone(),
                 expires,
                 ..first.clone()
-            }));
+            })));
         }
-        messages.insert(0, Arc::new(first));
+        messages.insert(0, Arc::new(in_memory_only(first)));
         match transaction {
             Some(tx) => {
                 for message in messages {
@@ -113,6 +115,48 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// The destinations a SEND's `destination` names: one, or a comma-separated composite
+    /// (`/queue/a,/topic/b`), whose parts may also be written ActiveMQ's way (`queue://a`,
+    /// `topic://b`) or as a plain queue name, or name this connection's temporary
+    /// destinations (`/temp-queue/NAME`). Each part is named once; duplicates are refused.
+    /// A wildcard is refused: a SEND names the destinations it goes to.
+    fn composite(&mut self, header: &str) -> Result<Vec<DestinationName>, Error> {
+        let parts = self.composite_parts(header)?;
+        if let Some(w) = parts.iter().find(|d| d.is_wildcard()) {
+            return Err(Error::Wildcard(
+                w.to_string(),
+                "a SEND names the destinations it goes to; wildcards are for SUBSCRIBE",
+            ));
+        }
+        Ok(parts)
+    }
+
+    fn composite_parts(&mut self, header: &str) -> Result<Vec<DestinationName>, Error> {
+        if !header.contains(',') {
+            return Ok(vec![self.destination(header)?]);
+        }
+        let mut out: Vec<DestinationName> = Vec::new();
+        for part in header.split(',') {
+            let part = part.trim();
+            let name = if let Some(n) = part.strip_prefix("queue://") {
+                DestinationName::parse(&format!("/queue/{n}"))?
+            } else if let Some(n) = part.strip_prefix("topic://") {
+                DestinationName::parse(&format!("/topic/{n}"))?
+            } else {
+                self.destination(part)?
+            };
+            if out.contains(&name) {
+                return Err(Error::InvalidHeader(
+                    "destination",
+                    header.to_string(),
+                    "a composite destination names each destination once",
+                ));
+            }
+            out.push(name);
+        }
+        Ok(out)
     }
 
     /// Posts a SEND; it is tracked by `token` (or a fresh one) until its owner answers. A
@@ -192,46 +236,6 @@ impl Session {
             expires,
         })
     }
-}
-
-/// The destinations a SEND's `destination` names: one, or a comma-separated composite
-/// (`/queue/a,/topic/b`), whose parts may also be written ActiveMQ's way (`queue://a`,
-/// `topic://b`) or as a plain queue name. Each part is named once; duplicates are refused.
-fn composite(header: &str) -> Result<Vec<DestinationName>, Error> {
-    let parts = composite_parts(header)?;
-    if let Some(w) = parts.iter().find(|d| d.is_wildcard()) {
-        return Err(Error::Wildcard(
-            w.to_string(),
-            "a SEND names the destinations it goes to; wildcards are for SUBSCRIBE",
-        ));
-    }
-    Ok(parts)
-}
-
-fn composite_parts(header: &str) -> Result<Vec<DestinationName>, Error> {
-    if !header.contains(',') {
-        return Ok(vec![DestinationName::parse(header)?]);
-    }
-    let mut out: Vec<DestinationName> = Vec::new();
-    for part in header.split(',') {
-        let part = part.trim();
-        let name = if let Some(n) = part.strip_prefix("queue://") {
-            DestinationName::parse(&format!("/queue/{n}"))?
-        } else if let Some(n) = part.strip_prefix("topic://") {
-            DestinationName::parse(&format!("/topic/{n}"))?
-        } else {
-            DestinationName::parse(part)?
-        };
-        if out.contains(&name) {
-            return Err(Error::InvalidHeader(
-                "destination",
-                header.to_string(),
-                "a composite destination names each destination once",
-            ));
-        }
-        out.push(name);
-    }
-    Ok(out)
 }
 
 /// Headers of a SEND that the broker sets itself on the MESSAGE (`priority`, `expires` and

@@ -17,6 +17,7 @@
 //! | `acks.rs` | ack ids for three protocol versions, ACK/NACK resolution |
 //! | `transactions.rs` | BEGIN/COMMIT/ABORT: buffers, limits, the COMMIT's store transaction |
 //! | `receipts.rs` | tokens, RECEIPT ordering, DISCONNECT, the ERROR that waits for receipts |
+//! | `temp.rs` | temporary destinations: `/temp-queue/NAME` bound to a broker-wide name |
 //! | `outbox.rs` | the write buffer, MESSAGE writing, stream offsets (auto-ack, deferred commands) |
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use super::receipts::Receipts;
 use super::send::ProducerWindow;
 use super::services::{ClientIds, Connections, Services};
 use super::subscriptions::Subscriptions;
+use super::temp::Temps;
 use super::transactions::{StoreCommit, Transactions};
 use crate::codec::{Command, Frame, Version};
 use crate::config::Config;
@@ -93,6 +95,7 @@ pub struct Session {
     pub(super) window: ProducerWindow,
     /// Its connection advisory was published: the one of its end follows at close.
     pub(super) announced: bool,
+    pub(super) temps: Temps,
 }
 
 impl Session {
@@ -123,6 +126,7 @@ impl Session {
             receipts: Receipts::default(),
             window: ProducerWindow::default(),
             announced: false,
+            temps: Temps::default(),
         }
     }
 
@@ -200,6 +204,17 @@ impl Session {
                 }
                 let receipt = token.and_then(|t| self.receipts.take(t));
                 self.fail(&Error::Store(reason.to_string()), receipt.as_deref());
+            }
+            ToSession::NoSuchTemp { destination, token } => {
+                self.window.unanswered_sends = self.window.unanswered_sends.saturating_sub(1);
+                if let Some(t) = token {
+                    self.window.answered(t);
+                }
+                let receipt = token.and_then(|t| self.receipts.take(t));
+                self.fail(
+                    &Error::NoSuchTemp(destination.to_string()),
+                    receipt.as_deref(),
+                );
             }
             ToSession::Committed {
                 token,

@@ -66,7 +66,10 @@ impl Subscriptions {
 impl Session {
     pub(super) fn on_subscribe(&mut self, frame: &Frame) -> Result<(), Error> {
         let dest = required(frame, "destination")?;
-        let destination = DestinationName::parse(dest)?;
+        let destination = self.destination(dest)?;
+        if destination.is_temp() && !self.temps.owns(&destination) {
+            return Err(Error::ForeignTemp(dest.to_string()));
+        }
         let sub_id = match frame.get("id") {
             Some(id) => id.to_string(),
             None if self.version == Version::V1_0 => dest.to_string(),
@@ -297,6 +300,13 @@ impl Session {
         let named = self.durable_spec(frame, sub_id)?;
         if named.is_some() && destination.kind() != Kind::Topic {
             return Err(Error::DurableQueue(destination.to_string()));
+        }
+        if named.is_some() && destination.is_temp() {
+            return Err(Error::InvalidHeader(
+                "destination",
+                destination.to_string(),
+                "a temporary topic cannot have a durable subscription (it ends with its connection)",
+            ));
         }
         Ok(named)
     }

@@ -10,7 +10,7 @@ use super::services::{ClientIds, Connections, Services};
 use super::state::{Post, Session};
 use crate::codec::{Command, Decoder, Frame, Version};
 use crate::config::Config;
-use crate::destination::Ctx;
+use crate::destination::{Accounts, Ctx};
 use crate::message::{IdAllocator, Router, SessionId, ToOwner, ToSession};
 use crate::shard::Owner;
 
@@ -50,7 +50,10 @@ impl Pair {
             None,
             services.ids.clone(),
             Arc::new(config.destinations.clone()),
-            Default::default(),
+            Accounts {
+                memory: services.memory.clone(),
+                ..Default::default()
+            },
         );
         Pair {
             owner: Owner::new(ctx),
@@ -58,6 +61,13 @@ impl Pair {
             services,
             next: 0,
         }
+    }
+
+    /// Bytes the destinations hold, as the global memory account counts them.
+    pub fn memory(&self) -> u64 {
+        self.services
+            .memory
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A session that has not seen CONNECT.
@@ -109,7 +119,8 @@ impl Pair {
                 c.session.flush_credits();
                 c.post();
             }
-            if !moved {
+            // Credits flushed above (acks of auto-ack deliveries written) may have posted more.
+            if !moved && self.mailbox.is_empty() {
                 return;
             }
         }

@@ -178,7 +178,11 @@ impl Session {
                 TxOp::Send(m) if matches!(Schedule::parse(&m.headers), Ok(Some(_))) => {
                     pending.topic_sends.push(m)
                 }
-                TxOp::Send(m) if m.destination.kind() == Kind::Queue => {
+                // A temporary queue's sends are never stored; posted after the commit, like
+                // topic sends, they are refused if it was deleted meanwhile.
+                TxOp::Send(m)
+                    if m.destination.kind() == Kind::Queue && !m.destination.is_temp() =>
+                {
                     let key = QueueKey::queue(m.destination.clone());
                     let shard = self.owner_of(&m.destination);
                     sends.push((key, shard, m));

@@ -2,11 +2,12 @@
 //! the queues of durable subscriptions to its topics) and applies the commands sessions send
 //! them and the store's replies post to them. Runs only on its shard's thread, so
 //! destinations need no locks. `owner/durable.rs` keeps durable subscriptions' queues;
-//! `owner/inspect.rs` answers the admin endpoint.
+//! `owner/temp.rs` temporary destinations; `owner/inspect.rs` answers the admin endpoint.
 
 mod durable;
 mod inspect;
 mod scheduled;
+mod temp;
 mod wildcards;
 
 use foldhash::HashMap;
@@ -66,6 +67,8 @@ struct SessionEntry {
     tx: SessionTx,
     /// Its subscriptions on this shard.
     subs: HashMap<SubId, Attached>,
+    /// The temporary destinations it created that this shard owns: deleted at its Goodbye.
+    temps: Vec<DestinationName>,
     /// Its ACKs queued store deletes that no receipt has waited for yet: the next receipt
     /// (of an ACK or a DISCONNECT) waits for their commit, as a RECEIPT implies that every
     /// earlier frame took effect.
@@ -81,6 +84,10 @@ pub struct Owner {
     wild: Wildcards,
     /// Scheduled messages for destinations this shard owns (`owner/scheduled.rs`).
     schedules: scheduled::Schedules,
+    /// The temporary destinations this shard owns that exist, by the session that created
+    /// them. A SEND to one not here is refused; its queue or topic may come and go meanwhile
+    /// like any other (it is idle), but it exists until its session's Goodbye.
+    temps: HashMap<DestinationName, SessionId>,
 }
 
 impl Owner {
@@ -93,6 +100,7 @@ impl Owner {
             sessions: HashMap::default(),
             wild: Wildcards::default(),
             schedules: Default::default(),
+            temps: HashMap::default(),
         }
     }
 
@@ -171,10 +179,15 @@ impl Owner {
                     SessionEntry {
                         tx,
                         subs: HashMap::default(),
+                        temps: Vec::new(),
                         unconfirmed_deletes: false,
                     },
                 );
             }
+            ToOwner::CreateTemp {
+                session,
+                destination,
+            } => self.create_temp(session, destination),
             ToOwner::Send {
                 session,
                 message,
@@ -183,6 +196,13 @@ impl Owner {
                 let Some(producer) = self.sessions.get(&session).map(|s| s.tx.clone()) else {
                     return true;
                 };
+                if message.destination.is_temp() && !self.temps.contains_key(&message.destination) {
+                    let _ = producer.send(ToSession::NoSuchTemp {
+                        destination: message.destination.clone(),
+                        token,
+                    });
+                    return true;
+                }
                 self.send(
                     message,
                     Some(Answer {
@@ -295,6 +315,9 @@ impl Owner {
                 for (sub, target) in entry.subs {
                     self.detach(session, sub, &target, true);
                 }
+                for destination in entry.temps {
+                    self.delete_temp(&destination);
+                }
                 debug!("shard={} session={} gone", self.ctx.shard, session.0);
             }
             ToOwner::Stored { key, result } => {
@@ -302,6 +325,10 @@ impl Owner {
                 self.forget_if_idle(&key);
             }
             ToOwner::Adopt { key, message } => {
+                if key.destination.is_temp() && !self.temps.contains_key(&key.destination) {
+                    // A deleted temporary queue is not brought back by a late hand-over.
+                    return true;
+                }
                 self.with_queue(&key, true, |q, ctx| q.adopt(message, ctx));
                 self.forget_if_idle(&key);
             }
@@ -642,8 +669,12 @@ impl Owner {
 
     /// Drops a queue that holds nothing (it is re-created on next use), so a stream of one-off
     /// names cannot grow the shard's memory. Durable subscriptions' queues stay.
+    /// Temporary queues stay until their session's Goodbye (they are few per session).
     fn forget_if_idle(&mut self, key: &QueueKey) {
-        if key.subscription.is_none() && self.queues.get(key).is_some_and(Queue::is_idle) {
+        if key.subscription.is_none()
+            && !self.temps.contains_key(&key.destination)
+            && self.queues.get(key).is_some_and(Queue::is_idle)
+        {
             if let Some(q) = self.queues.remove(key) {
                 self.detach_wildcards_from(key, q.consumer_ids().collect());
             }
@@ -651,7 +682,7 @@ impl Owner {
     }
 
     fn forget_topic_if_idle(&mut self, name: &DestinationName) {
-        if self.topics.get(name).is_some_and(Topic::is_idle) {
+        if !self.temps.contains_key(name) && self.topics.get(name).is_some_and(Topic::is_idle) {
             self.topics.remove(name);
         }
     }

@@ -57,7 +57,8 @@ impl Wildcards {
     /// are none).
     pub fn topics_matching(&self, topic: &DestinationName) -> Vec<DestinationName> {
         let mut out = Vec::new();
-        if !self.topic_patterns.is_empty() {
+        // A temporary topic belongs to its connection: no wildcard reads it.
+        if !self.topic_patterns.is_empty() && !topic.is_temp() {
             self.topic_patterns
                 .for_each_match(topic.name(), |p| out.push(p.clone()));
         }
@@ -85,6 +86,7 @@ impl Owner {
                     .queues
                     .keys()
                     .filter(|k| k.subscription.is_none() && k.destination.kind() == Kind::Queue)
+                    .filter(|k| !k.destination.is_temp())
                     .filter(|k| p.matches(k.destination.name()))
                     .cloned()
                     .collect();
@@ -112,9 +114,11 @@ impl Owner {
     /// Attaches to the new queue `key` the wildcard subscriptions that match it (or only
     /// `only`).
     pub(super) fn attach_wildcards_to(&mut self, key: &QueueKey, only: Option<(SessionId, SubId)>) {
+        // A temporary queue belongs to its connection: no wildcard reads it.
         if self.wild.queue_patterns.is_empty()
             || key.subscription.is_some()
             || key.destination.kind() != Kind::Queue
+            || key.destination.is_temp()
         {
             return;
         }
