@@ -152,3 +152,9 @@ pub const SELECTOR_MAX_DEPTH: usize = 100;
 /// queue. Messages paged out to disk are not shown either.
 pub const BROWSE_MAX_MESSAGES: usize = 400;
 pub const BROWSE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Body bytes past which the store writer closes a batch (group commit): one transaction
+/// holds SQLite's write lock while it writes, and the lease renewal needs that lock too, so a
+/// batch of many 10 MiB messages must not hold it for seconds. Small messages never reach
+/// it (1,024 requests of 1 KiB are 1 MiB).
+pub const STORE_BATCH_BYTES: usize = 16 * 1024 * 1024;

@@ -142,7 +142,9 @@ pub fn run(
         let fenced_tx = events_tx.clone();
         let failed_tx = events_tx.clone();
         let holder = me.holder.clone();
+        let renewal_waiting = Arc::new(AtomicBool::new(false));
         let fence = Fence {
+            renewal_waiting: renewal_waiting.clone(),
             holds: Box::new(move |conn| lease::holds(conn, &holder, epoch)),
             epoch,
             on_fenced: Box::new(move |why| {
@@ -175,6 +177,7 @@ pub fn run(
             epoch,
             config.clone(),
             renewing.clone(),
+            renewal_waiting,
             events_tx.clone(),
         );
         let (reason, give_up_lease) = loop {
@@ -285,13 +288,15 @@ fn wait_for_file_lock(path: PathBuf, events: Sender<Event>, delay: Duration) {
 /// Renews the lease every `renew_interval_ms` on a connection of its own. Finding another
 /// holder or epoch is a step-down at once. An error (a busy or failing disk) is retried until
 /// less than one renew interval is left on the lease this broker last wrote; then it steps
-/// down, before that lease can expire under it.
+/// down, before that lease can expire under it. While it waits for the write lock it sets
+/// `waiting`, and the store writer holds its next transaction back until it is through.
 fn spawn_renewer(
     db: PathBuf,
     me: Identity,
     epoch: u64,
     config: Config,
     running: Arc<AtomicBool>,
+    waiting: Arc<AtomicBool>,
     events: Sender<Event>,
 ) {
     let interval = Duration::from_millis(config.lease.renew_interval_ms);
@@ -319,7 +324,12 @@ fn spawn_renewer(
                     return;
                 }
                 let attempt = std::time::Instant::now();
-                match lease::renew(&mut conn, &me, epoch, ttl) {
+                // The store writer lets this renewal take the write lock before its next
+                // transaction (a busy writer would otherwise starve it).
+                waiting.store(true, Ordering::SeqCst);
+                let renewed = lease::renew(&mut conn, &me, epoch, ttl);
+                waiting.store(false, Ordering::SeqCst);
+                match renewed {
                     Ok(true) => {
                         valid_until = attempt + Duration::from_millis(ttl);
                         pause = interval;

@@ -275,6 +275,20 @@ pub enum Request {
     Stop,
 }
 
+impl Request {
+    /// Body bytes it writes: what bounds a batch (`limits::STORE_BATCH_BYTES`).
+    pub fn bytes(&self) -> usize {
+        match self {
+            Request::Insert { message, .. } | Request::Schedule { message, .. } => {
+                message.body.len()
+            }
+            Request::Move { message, .. } => message.message.body.len(),
+            Request::Commit { sends, .. } => sends.iter().map(|(_, m)| m.body.len()).sum(),
+            _ => 0,
+        }
+    }
+}
+
 /// What the broker finds in the store at start.
 #[derive(Debug, Default)]
 pub struct Recovered {

@@ -24,6 +24,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::apply::{apply_one, Known};
 use super::failure::{fail_stop, failed, is_io_failure};
 use super::{Page, Request, StoreTx};
+use crate::limits::STORE_BATCH_BYTES;
 
 /// How often stored messages that expired on disk (never paged in) are deleted.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -58,7 +59,14 @@ pub struct Fence {
     pub epoch: u64,
     pub on_fenced: Box<dyn Fn(String) + Send>,
     pub on_store_failure: Box<dyn Fn(String) + Send>,
+    /// Set by the lease renewer while it waits for the write lock: the writer lets it go
+    /// before starting its next transaction.
+    pub renewal_waiting: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Longest the writer waits for a lease renewal to take the write lock before it writes
+/// anyway (a renewer stuck on a broken disk must not stop the writer).
+const RENEWAL_YIELD_MAX: Duration = Duration::from_secs(1);
 
 /// Starts the writer thread on `conn`.
 pub fn spawn_writer(
@@ -175,12 +183,8 @@ impl Writer {
             if batch.is_empty() {
                 continue;
             }
-            while batch.len() < self.config.max_batch {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
-            }
+            self.fill(&mut batch, &rx);
+            self.yield_to_renewal();
             let stop = batch.iter().any(|r| matches!(r, Request::Stop));
             self.process(batch);
             if stop {
@@ -188,6 +192,39 @@ impl Writer {
             }
         }
         info!("store writer stopped");
+    }
+
+    /// Adds what is queued to `batch`, up to `max_batch` requests or
+    /// [`STORE_BATCH_BYTES`] of bodies, so one transaction never holds the write lock long.
+    fn fill(&self, batch: &mut Vec<Request>, rx: &Receiver<Request>) {
+        let mut bytes: usize = batch.iter().map(Request::bytes).sum();
+        while batch.len() < self.config.max_batch && bytes < STORE_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(r) => {
+                    bytes += r.bytes();
+                    batch.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The lease renewer is waiting for SQLite's write lock: let it go first (for up to
+    /// [`RENEWAL_YIELD_MAX`]). Otherwise a writer that starts its next transaction as soon as
+    /// one commits can keep the lock, and a busy master steps down because its own writes
+    /// starved its lease.
+    fn yield_to_renewal(&self) {
+        let Some(fence) = &self.config.fence else {
+            return;
+        };
+        let until = std::time::Instant::now() + RENEWAL_YIELD_MAX;
+        while fence
+            .renewal_waiting
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Applies one batch, commits it and answers its requests.

@@ -196,6 +196,7 @@ fn a_lost_lease_still_fails_the_whole_batch() {
         epoch: 3,
         on_fenced: Box::new(move |_| flag.store(true, Ordering::SeqCst)),
         on_store_failure: Box::new(|_| panic!("no I/O failure expected")),
+        renewal_waiting: Arc::default(),
     };
     let (mut w, a) = writer(Some(fence));
     let take = "UPDATE broker_lease SET holder = ?1, epoch = ?2 WHERE id = 1";
@@ -260,6 +261,7 @@ fn failure_fence() -> (Fence, Arc<std::sync::Mutex<Option<String>>>) {
         epoch: 3,
         on_fenced: Box::new(|_| panic!("the lease is still ours")),
         on_store_failure: Box::new(move |why| *seen.lock().unwrap() = Some(why)),
+        renewal_waiting: Arc::default(),
     };
     (fence, failed)
 }
@@ -492,4 +494,72 @@ fn recovery_reads_schedules_and_continues_ids_above_them() {
         .queues
         .iter()
         .all(|(k, _)| k.destination.as_str() != "/queue/s"));
+}
+
+/// 50 producers of 10 MiB persistent messages queue a gigabyte at once: one transaction must
+/// not write it all while holding SQLite's write lock (the lease renewal needs it too). A
+/// batch closes once it holds `STORE_BATCH_BYTES` of bodies; small messages fill it by count.
+#[test]
+fn a_batch_closes_at_its_byte_bound_however_many_requests_wait() {
+    let (w, a) = writer(None);
+    let (tx, rx) = channel();
+    let big = Bytes::from(vec![7u8; 10 * 1024 * 1024]);
+    for id in 1..=50 {
+        let m = Arc::new(Message {
+            body: big.clone(),
+            ..(*message("/queue/big", id)).clone()
+        });
+        tx.send(Request::Insert {
+            key: key("/queue/big"),
+            message: m,
+            reply: a.reply(id.to_string()),
+        })
+        .unwrap();
+    }
+    let first = rx.recv().unwrap();
+    let mut batch = vec![first];
+    w.fill(&mut batch, &rx);
+    // 10 MiB each: the second reaches 20 MiB, past the 16 MiB bound.
+    assert_eq!(batch.len(), 2);
+
+    let (tx, rx) = channel();
+    for id in 100..200 {
+        tx.send(Request::Insert {
+            key: key("/queue/small"),
+            message: message("/queue/small", id),
+            reply: a.reply(id.to_string()),
+        })
+        .unwrap();
+    }
+    let mut rest = vec![rx.recv().unwrap()];
+    w.fill(&mut rest, &rx);
+    assert_eq!(rest.len(), 64, "small ones fill a batch up to max_batch");
+}
+
+/// While the lease renewer waits for the write lock, the writer does not start its next
+/// transaction: it goes once the renewal is through.
+#[test]
+fn the_writer_lets_a_waiting_lease_renewal_go_first() {
+    let waiting = Arc::new(AtomicBool::new(true));
+    let fence = Fence {
+        holds: Box::new(|_| Ok(true)),
+        epoch: 1,
+        on_fenced: Box::new(|_| panic!("not fenced")),
+        on_store_failure: Box::new(|_| panic!("no I/O failure expected")),
+        renewal_waiting: waiting.clone(),
+    };
+    let (w, _a) = writer(Some(fence));
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let renewer = {
+        let (order, waiting) = (order.clone(), waiting.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            order.lock().unwrap().push("renewed");
+            waiting.store(false, Ordering::SeqCst);
+        })
+    };
+    w.yield_to_renewal();
+    order.lock().unwrap().push("writer");
+    renewer.join().unwrap();
+    assert_eq!(*order.lock().unwrap(), ["renewed", "writer"]);
 }
