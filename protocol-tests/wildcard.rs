@@ -342,3 +342,55 @@ fn a_catch_all_queue_wildcard_does_not_read_another_connections_temp_queue() {
     requester.expect_body("answer");
     thief.expect_silence(QUIET);
 }
+
+#[test]
+fn a_nacked_message_of_a_topic_wildcard_is_dead_lettered_from_its_own_topic() {
+    if target() == Target::ActiveMq {
+        // ActiveMQ drops a non-persistent topic message it cannot deliver; ours go to the
+        // DLQ (docs/compatibility.md, Redelivery and dead letters).
+        return;
+    }
+    let broker = Broker::under_test();
+    let r = root("wnack");
+    let topic = format!("/topic/{r}.prices");
+    let mut dlq = broker.connect("1.2");
+    dlq.subscribe("/queue/ActiveMQ.DLQ", "dlq", "auto", &[]);
+    let mut c = broker.connect("1.2");
+    c.subscribe(&format!("/topic/{r}.>"), "w", "client-individual", &[]);
+    let mut producer = broker.connect("1.2");
+    producer.send_sync(&topic, "poison", &[]);
+    // Delivered once and redelivered max_redeliveries (6) times, each refused.
+    for _ in 0..7 {
+        let m = c.expect_body("poison");
+        c.nack(&m);
+    }
+    let dead = dlq.expect_body("poison");
+    assert_eq!(
+        dead.get("original-destination"),
+        Some(topic.as_str()),
+        "{dead:?}"
+    );
+}
+
+#[test]
+fn a_dropped_connection_returns_a_message_once_to_its_queue_with_wildcard_and_plain_consumers() {
+    let broker = Broker::under_test();
+    let r = root("wdrop");
+    let q = format!("/queue/{r}.jobs");
+    let mut c = broker.connect("1.2");
+    let one = [("activemq.prefetchSize", "1")];
+    c.subscribe(&format!("/queue/{r}.>"), "w", "client-individual", &one);
+    c.subscribe(&q, "p", "client-individual", &one);
+    let mut producer = broker.connect("1.2");
+    producer.send_sync(&q, "job", &[]);
+    c.expect_body("job");
+    c.abort();
+    // Back in its queue once: not bounced between the dying connection's consumers.
+    let mut next = broker.connect("1.2");
+    next.subscribe(&q, "n", "auto", &[]);
+    let m = next.expect_body("job");
+    assert_eq!(m.get("redelivered"), Some("true"), "{m:?}");
+    if target() != Target::ActiveMq {
+        assert_eq!(m.get("redelivery-count"), Some("1"), "{m:?}");
+    }
+}

@@ -434,23 +434,39 @@ impl Queue {
 
     /// Acked: the messages are done.
     pub fn ack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId], ctx: &mut Ctx) {
-        if let Some(c) = self.consumers.iter_mut().find(|c| c.is(session, sub)) {
-            for e in c.settle(ids) {
-                self.bytes -= e.weight();
-                self.counters.acked += 1;
-                ctx.delete(&e.message);
-            }
-        }
+        self.settle_only(session, sub, ids, false, ctx);
         self.after_change(ctx);
     }
 
     /// Nacked: the messages come back for redelivery (or go to the dead-letter queue).
     pub fn nack(&mut self, session: SessionId, sub: SubId, ids: &[MessageId], ctx: &mut Ctx) {
-        if let Some(c) = self.consumers.iter_mut().find(|c| c.is(session, sub)) {
-            let back = c.settle(ids);
-            self.requeue(back, true, ctx);
-        }
+        self.settle_only(session, sub, ids, true, ctx);
         self.after_change(ctx);
+    }
+
+    /// ACK (`nack` false) or NACK without dispatching what the freed credit allows: a
+    /// wildcard subscription's credit is shared by its queues, which then take turns
+    /// ([`Queue::redispatch`]).
+    pub fn settle_only(
+        &mut self,
+        session: SessionId,
+        sub: SubId,
+        ids: &[MessageId],
+        nack: bool,
+        ctx: &mut Ctx,
+    ) {
+        let Some(c) = self.consumers.iter_mut().find(|c| c.is(session, sub)) else {
+            return;
+        };
+        let settled = c.settle(ids);
+        if nack {
+            return self.requeue(settled, true, ctx);
+        }
+        for e in settled {
+            self.bytes -= e.weight();
+            self.counters.acked += 1;
+            ctx.delete(&e.message);
+        }
     }
 
     /// Drops (or dead-letters) expired in-memory messages.

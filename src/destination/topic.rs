@@ -258,7 +258,10 @@ impl Topic {
                     let weight = e.weight();
                     // A topic subscriber's backlog is its own: a redelivery delay does
                     // not apply here (durable subscriptions, which are queues, have it).
-                    match ctx.redeliver(&self.key, e, true) {
+                    // Its own topic's policy and dead-letter queue (a wildcard
+                    // subscription's backlog holds messages of many topics).
+                    let origin = QueueKey::queue(e.message.destination.clone());
+                    match ctx.redeliver(&origin, e, true) {
                         Some((e, _delay)) => {
                             self.counters.redelivered += 1;
                             s.pending.push_front(e);

@@ -537,7 +537,7 @@ impl Owner {
                 });
                 self.forget_topic_if_idle(name);
             }
-            Attached::WildQueue(_) => self.unsubscribe_wild_queues(session, sub),
+            Attached::WildQueue(_) => self.unsubscribe_wild_queues(session, sub, goodbye),
             Attached::WildTopic(pattern) => self.unsubscribe_wild_topic(session, sub, pattern),
         }
         self.advise_consumer_removed(session, sub, target);

@@ -32,6 +32,9 @@ struct WildQueue {
     template: Consumer,
     /// The queues of this shard it is attached to.
     attached: HashSet<QueueKey>,
+    /// Which of them is offered freed credit first, next time: they take turns, so one
+    /// queue with a backlog cannot starve the others.
+    turn: usize,
 }
 
 /// The wildcard subscriptions of one shard.
@@ -98,6 +101,7 @@ impl Owner {
                         pattern: p,
                         template: consumer,
                         attached: HashSet::default(),
+                        turn: 0,
                     },
                 );
                 for key in matching {
@@ -205,17 +209,22 @@ impl Owner {
         ids: &[MessageId],
         nack: bool,
     ) {
-        let Some(w) = self.wild.queues.get(&(session, sub)) else {
+        let Some(w) = self.wild.queues.get_mut(&(session, sub)) else {
             return;
         };
-        let keys: Vec<QueueKey> = w.attached.iter().cloned().collect();
+        let mut keys: Vec<QueueKey> = w.attached.iter().cloned().collect();
+        if !keys.is_empty() {
+            let first = w.turn % keys.len();
+            keys.rotate_left(first);
+            w.turn = w.turn.wrapping_add(1);
+        }
         for key in &keys {
-            self.with_queue(key, false, |q, ctx| match nack {
-                false => q.ack(session, sub, ids, ctx),
-                true => q.nack(session, sub, ids, ctx),
+            self.with_queue(key, false, |q, ctx| {
+                q.settle_only(session, sub, ids, nack, ctx)
             });
         }
-        // Credit freed on one queue may serve the others, wherever it came from.
+        // Credit freed on one queue may serve the others, wherever it came from; they take
+        // turns at it.
         for key in &keys {
             self.with_queue(key, false, |q, ctx| q.redispatch(ctx));
             self.forget_if_idle(key);
@@ -224,7 +233,14 @@ impl Owner {
 
     /// Ends wildcard subscription `sub` to queues on this shard: every attachment goes, and
     /// what it held goes back to its queue.
-    pub(super) fn unsubscribe_wild_queues(&mut self, session: SessionId, sub: SubId) {
+    /// With `goodbye` (the connection is gone) all of its session's consumers leave each
+    /// queue at once, so what one returns is not offered to another of the dying session.
+    pub(super) fn unsubscribe_wild_queues(
+        &mut self,
+        session: SessionId,
+        sub: SubId,
+        goodbye: bool,
+    ) {
         let Some(w) = self.wild.queues.remove(&(session, sub)) else {
             return;
         };
@@ -232,7 +248,10 @@ impl Owner {
             .queue_patterns
             .remove(&w.pattern, |s| *s == (session, sub));
         for key in w.attached {
-            self.with_queue(&key, false, |q, ctx| q.unsubscribe(session, sub, ctx));
+            self.with_queue(&key, false, |q, ctx| match goodbye {
+                true => q.goodbye(session, ctx),
+                false => q.unsubscribe(session, sub, ctx),
+            });
             self.forget_if_idle(&key);
         }
     }
@@ -382,5 +401,57 @@ mod tests {
             token: None,
         });
         assert!(matches!(rx.try_recv(), Ok(ToSession::Deliver { .. })));
+    }
+
+    /// A queue with a backlog does not keep a wildcard subscription's credit to itself: the
+    /// queues it is attached to take turns at each ACK.
+    #[test]
+    fn a_busy_queue_does_not_starve_the_other_queues_of_a_wildcard_subscription() {
+        let mut owner = owner();
+        let (tx, mut rx) = unbounded_channel();
+        let (session, sub) = (SessionId(1), SubId(1));
+        owner.handle(ToOwner::Hello { session, tx });
+        owner.handle(ToOwner::Subscribe {
+            session,
+            sub,
+            destination: DestinationName::parse("/queue/f.*").unwrap(),
+            options: ConsumerOptions::new(AckMode::ClientIndividual, 1),
+            durable: None,
+            token: None,
+        });
+        let send = |owner: &mut Owner, to: &str| {
+            let m = message(owner, to);
+            owner.handle(ToOwner::Send {
+                session,
+                message: m,
+                token: None,
+            });
+        };
+        for _ in 0..100 {
+            send(&mut owner, "/queue/f.busy");
+        }
+        send(&mut owner, "/queue/f.quiet");
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            // Past the producer's answers (Accepted) to the next delivery.
+            let message = loop {
+                match rx.try_recv() {
+                    Ok(ToSession::Deliver { message, .. }) => break message,
+                    Ok(_) => continue,
+                    Err(e) => panic!("no delivery: {e}"),
+                }
+            };
+            order.push(message.destination.to_string());
+            owner.handle(ToOwner::Ack {
+                session,
+                sub,
+                ids: vec![message.id],
+                token: None,
+            });
+        }
+        assert!(
+            order.iter().any(|d| d == "/queue/f.quiet"),
+            "f.quiet waited behind f.busy: {order:?}"
+        );
     }
 }
