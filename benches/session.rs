@@ -51,6 +51,7 @@ impl Bench {
             client_ids: Arc::new(ClientIds::default()),
             connections: Arc::new(Connections::default()),
             memory: Arc::new(AtomicU64::new(0)),
+            virtual_topics: Default::default(),
         };
         let (tx, answers) = unbounded_channel();
         let mut session = Session::new(SessionId(1), &services, tx);

@@ -26,6 +26,7 @@ mod selector;
 mod temp;
 mod topic;
 mod transaction;
+mod virtual_topic;
 mod wildcard;
 
 /// Each line of `not-applicable.txt` names one test, once, and says why it needs our broker:

@@ -49,7 +49,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use stompbox::codec::{Command, Decoder, Frame};
 use stompbox::config::{Config, DestinationConfig};
-use stompbox::destination::Ctx;
+use stompbox::destination::{Accounts, Ctx};
 use stompbox::limits::{Limits, MAX_PREFETCH, MAX_WRITE_BUFFER_BYTES};
 use stompbox::message::{
     DestinationName, DestinationStats, IdAllocator, Inspect, Kind, QueueKey, Router, SessionId,
@@ -220,6 +220,7 @@ impl Broker {
             client_ids: Arc::new(ClientIds::default()),
             connections: Arc::new(Connections::default()),
             memory: Default::default(),
+            virtual_topics: Default::default(),
         };
         let ctx = Ctx::new(
             0,
@@ -227,7 +228,10 @@ impl Broker {
             None,
             services.ids.clone(),
             Arc::new(config.destinations.clone()),
-            Default::default(),
+            Accounts {
+                virtual_topics: services.virtual_topics.clone(),
+                ..Default::default()
+            },
         );
         Broker {
             owner: Owner::new(ctx),

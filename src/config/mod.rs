@@ -218,6 +218,13 @@ pub struct DestinationConfig {
     /// Per-destination policies by wildcard pattern (see [`PolicyEntry`]): each setting
     /// from the most specific matching entry that sets it, else from the defaults above.
     pub policy: Vec<PolicyEntry>,
+    /// Topic names starting with this are virtual topics: a SEND to one also goes to each of
+    /// its consumer queues (ActiveMQ's `VirtualTopic.`); empty: no virtual topics.
+    pub virtual_topic_prefix: String,
+    /// What a virtual topic's consumer queue puts before the topic's name: `.`-separated
+    /// segments, `*` for any one (ActiveMQ's `Consumer.*.`, as in
+    /// `/queue/Consumer.billing.VirtualTopic.Orders`).
+    pub virtual_topic_consumer_prefix: String,
     /// Publish ActiveMQ's advisory messages (`/topic/ActiveMQ.Advisory.…`: consumers,
     /// connections, expired and dead-lettered messages), as ActiveMQ's `advisorySupport`.
     pub advisories: bool,
@@ -234,6 +241,14 @@ pub enum DeadLetterStrategy {
 }
 
 impl DestinationConfig {
+    /// Where virtual topics and their consumer queues are.
+    pub fn virtual_topics(&self) -> crate::message::virtual_topic::Naming<'_> {
+        crate::message::virtual_topic::Naming {
+            topic_prefix: &self.virtual_topic_prefix,
+            consumer_prefix: &self.virtual_topic_consumer_prefix,
+        }
+    }
+
     /// The time to live for messages to `destination` sent without `expires` (0 = none):
     /// its `ttl_ms` entry, else its policy's.
     pub fn ttl_for(&self, destination: &DestinationName) -> u64 {
@@ -311,6 +326,8 @@ impl Default for DestinationConfig {
             policy: Vec::new(),
             max_durable_subscriptions: 10_000,
             advisories: true,
+            virtual_topic_prefix: "VirtualTopic.".into(),
+            virtual_topic_consumer_prefix: "Consumer.*.".into(),
             max_scheduled_messages: 100_000,
         }
     }
@@ -394,6 +411,14 @@ impl Config {
         }
         if d.page_batch == 0 || self.store_max_batch == 0 {
             return bad("destinations.page_batch and store_max_batch must be > 0".into());
+        }
+        let cp = &d.virtual_topic_consumer_prefix;
+        if !d.virtual_topic_prefix.is_empty()
+            && (!cp.ends_with('.') || cp.len() < 2 || cp.contains('>') || cp.starts_with('.'))
+        {
+            return bad(format!(
+                "destinations.virtual_topic_consumer_prefix {cp:?}: expected segments ending with '.', e.g. \"Consumer.*.\" (no '>')"
+            ));
         }
         for name in d.ttl_ms.keys() {
             if let Err(e) = crate::message::DestinationName::parse(name) {

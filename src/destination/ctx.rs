@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::config::{DeadLetterStrategy, DestinationConfig, Policy};
 use crate::message::advisory::Event;
+use crate::message::virtual_topic::VirtualTopics;
 use crate::message::{
     IdAllocator, Message, MessageId, QueueKey, Router, SessionTx, StoredMessage, ToOwner,
     ToSession, Token,
@@ -31,6 +32,9 @@ pub struct Accounts {
     pub durables: Arc<AtomicUsize>,
     /// Pending scheduled messages (`max_scheduled_messages`).
     pub scheduled: Arc<AtomicUsize>,
+    /// The consumer queues of virtual topics (`message/virtual_topic.rs`), which sessions
+    /// read on SEND.
+    pub virtual_topics: Arc<VirtualTopics>,
 }
 
 /// One shard's context for its destinations.
@@ -47,6 +51,8 @@ pub struct Ctx {
     durables: Arc<AtomicUsize>,
     /// Pending scheduled messages on every shard (`max_scheduled_messages`).
     scheduled: Arc<AtomicUsize>,
+    /// The consumer queues of virtual topics, shared with every shard and session.
+    pub virtual_topics: Arc<VirtualTopics>,
     /// Acked stored messages, deleted in one request at the end of the owner's batch.
     deletes: Vec<MessageId>,
     /// Receipted ACKs answered once `deletes` are committed.
@@ -75,6 +81,7 @@ impl Ctx {
             global: accounts.memory,
             durables: accounts.durables,
             scheduled: accounts.scheduled,
+            virtual_topics: accounts.virtual_topics,
             deletes: Vec::new(),
             delete_replies: Vec::new(),
             timers: BTreeMap::new(),

@@ -21,6 +21,7 @@ pub mod advisory;
 mod name;
 pub mod schedule;
 mod stats;
+pub mod virtual_topic;
 pub mod wildcard;
 
 pub use name::{DestinationName, Kind, NameError};

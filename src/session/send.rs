@@ -70,7 +70,8 @@ impl Session {
     pub(super) fn on_send(&mut self, frame: &mut Frame, now_ms: u64) -> Result<(), Error> {
         let transaction = frame.get("transaction").map(str::to_owned);
         let receipt = frame.get("receipt").map(str::to_owned);
-        let destinations = self.composite(required(frame, "destination")?)?;
+        let mut destinations = self.composite(required(frame, "destination")?)?;
+        let fanned = self.virtual_topic_queues(&destinations);
         self.resolve_reply_to(&mut frame.headers.0)?;
         let explicit_expiry = frame.get("expires").is_some();
         let first = self.message(frame, destinations[0].clone(), now_ms)?;
@@ -81,7 +82,9 @@ impl Session {
         // A composite destination (`/queue/a,/topic/b`): one copy per destination, each a
         // message of its own (its own id, its own stored row), as in ActiveMQ.
         let mut messages = Vec::with_capacity(destinations.len());
-        for destination in &destinations[1..] {
+        let virtual_from = destinations.len();
+        destinations.extend(fanned.iter().map(|(q, _)| q.clone()));
+        for (i, destination) in destinations.iter().enumerate().skip(1) {
             let expires = match explicit_expiry {
                 true => first.expires,
                 false => match self.config.destinations.ttl_for(destination) {
@@ -89,10 +92,17 @@ impl Session {
                     ttl => now_ms + ttl,
                 },
             };
+            let mut headers = first.headers.clone();
+            if let Some((_, topic)) = i.checked_sub(virtual_from).map(|v| &fanned[v]) {
+                // A virtual topic's copy says where it was sent (ActiveMQ's
+                // setOriginalDestination).
+                headers.push(("original-destination".to_string(), topic.to_string()));
+            }
             messages.push(Arc::new(in_memory_only(Message {
                 id: self.ids.next(),
                 destination: destination.clone(),
                 expires,
+                headers,
                 ..first.clone()
             })));
         }
@@ -115,6 +125,25 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// The consumer queues of the virtual topics among `destinations` that they do not name
+    /// already, each with its topic: a SEND to `/topic/VirtualTopic.Orders` also goes to
+    /// every `/queue/Consumer.<group>.VirtualTopic.Orders` (`message/virtual_topic.rs`).
+    fn virtual_topic_queues(
+        &self,
+        destinations: &[DestinationName],
+    ) -> Vec<(DestinationName, DestinationName)> {
+        let naming = self.config.destinations.virtual_topics();
+        let mut out = Vec::new();
+        for topic in destinations.iter().filter(|d| naming.is_virtual(d)) {
+            for queue in self.virtual_topics.queues_of(topic) {
+                if !destinations.contains(&queue) && !out.iter().any(|(q, _)| *q == queue) {
+                    out.push((queue, topic.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// The destinations a SEND's `destination` names: one, or a comma-separated composite

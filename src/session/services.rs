@@ -22,6 +22,8 @@ pub struct Services {
     /// The global memory account (`global_memory_limit_bytes`) that destinations charge;
     /// sessions charge their open transactions' buffered SENDs to it.
     pub memory: Arc<std::sync::atomic::AtomicU64>,
+    /// Virtual topics' consumer queues: a SEND to a virtual topic goes to each.
+    pub virtual_topics: Arc<crate::message::virtual_topic::VirtualTopics>,
 }
 
 /// Live connections and their subscriptions, for the admin API. Touched on CONNECT,

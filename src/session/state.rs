@@ -69,6 +69,8 @@ pub struct Session {
     pub(super) tx: SessionTx,
     pub(super) config: Arc<Config>,
     pub(super) ids: Arc<IdAllocator>,
+    /// Virtual topics' consumer queues, which a SEND to a virtual topic also goes to.
+    pub(super) virtual_topics: Arc<crate::message::virtual_topic::VirtualTopics>,
     /// Number of shards, to find a destination's owner.
     pub(super) shards: usize,
     /// False when the broker runs without a store (tests): a COMMIT posts at once.
@@ -108,6 +110,7 @@ impl Session {
             tx,
             config: services.config.clone(),
             ids: services.ids.clone(),
+            virtual_topics: services.virtual_topics.clone(),
             shards,
             has_store: services.store.is_some(),
             client_ids: services.client_ids.clone(),

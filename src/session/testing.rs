@@ -43,6 +43,7 @@ impl Pair {
             client_ids: Arc::new(ClientIds::default()),
             connections: Arc::new(Connections::default()),
             memory: Default::default(),
+            virtual_topics: Default::default(),
         };
         let ctx = Ctx::new(
             0,
@@ -52,6 +53,7 @@ impl Pair {
             Arc::new(config.destinations.clone()),
             Accounts {
                 memory: services.memory.clone(),
+                virtual_topics: services.virtual_topics.clone(),
                 ..Default::default()
             },
         );

@@ -17,12 +17,13 @@ use std::time::Duration;
 use log::debug;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::destination::{Answer, Consumer, Ctx, Entry, Queue, Topic};
+use crate::destination::{receipts_reply, Answer, Consumer, Ctx, Entry, Queue, Topic};
 use crate::message::advisory::{self, ConsumerInfo, Event};
 use crate::message::{
     ConsumerOptions, DestinationName, DurableName, Kind, Message, MessageId, QueueKey, SessionId,
     SessionTx, SubId, ToOwner, ToSession, Token,
 };
+use crate::store::Request;
 use durable::durable_key;
 use wildcards::{with_topic_in, Wildcards};
 
@@ -413,7 +414,11 @@ impl Owner {
         }
         let mut answered = false;
         let target = match (destination.kind(), durable) {
-            (Kind::Queue, _) => Attached::Queue(QueueKey::queue(destination)),
+            (Kind::Queue, _) => {
+                // The SUBSCRIBE's receipt waits for a new consumer queue's record.
+                answered = self.register_virtual_consumer_queue(&destination, &tx, token);
+                Attached::Queue(QueueKey::queue(destination))
+            }
             (Kind::Topic, None) => Attached::Topic(destination),
             (Kind::Topic, Some(d)) => {
                 let selector = consumer.selector().cloned();
@@ -453,6 +458,30 @@ impl Owner {
             durable: durable.as_deref(),
         };
         self.advise_consumer(&destination_of(&target), info, true);
+    }
+
+    /// A SUBSCRIBE to a virtual topic's consumer queue (`Consumer.A.VirtualTopic.Orders`)
+    /// creates it for good: from now on every SEND to the topic also goes to it (the sending
+    /// sessions read the registry), and its `destinations` row brings it back after a
+    /// restart, until an operator deletes it.
+    /// Returns true when the store answers `token` once the record is on disk.
+    fn register_virtual_consumer_queue(
+        &self,
+        queue: &DestinationName,
+        tx: &SessionTx,
+        token: Option<Token>,
+    ) -> bool {
+        let Some(topic) = self.ctx.config.virtual_topics().topic_of(queue) else {
+            return false;
+        };
+        if !self.ctx.virtual_topics.add(topic, queue) || self.ctx.store.is_none() {
+            return false;
+        }
+        self.ctx.request(Request::RecordDestination {
+            destination: queue.clone(),
+            reply: token.map(|t| receipts_reply(vec![(tx.clone(), t)])),
+        });
+        true
     }
 
     /// Publishes a consumer advisory for `destination` (its topic or queue, or a wildcard

@@ -21,7 +21,8 @@ use crate::codec::{encode, Version};
 use crate::config::Config;
 use crate::destination::{Accounts, Ctx};
 use crate::message::schedule::ScheduleCmd;
-use crate::message::{IdAllocator, Router, SessionId, ToOwner};
+use crate::message::virtual_topic::VirtualTopics;
+use crate::message::{DestinationName, IdAllocator, Router, SessionId, ToOwner};
 use crate::session::{self, ClientIds, Connections, Services, SessionContext};
 use crate::store::{self, Fence, Request, StoreError, StoreTx, WriterConfig};
 use crate::transport::proxy;
@@ -128,6 +129,16 @@ impl Broker {
         for (d, topic, selector) in recovered.durables {
             durables[router.owner_of(&topic)].push((d, topic, selector));
         }
+        // Virtual topics' consumer queues exist until deleted: read back from the store.
+        let virtual_topics = Arc::new(VirtualTopics::default());
+        let naming = config.destinations.virtual_topics();
+        for name in &recovered.queue_names {
+            if let Ok(queue) = DestinationName::parse(name) {
+                if let Some(topic) = naming.topic_of(&queue) {
+                    virtual_topics.add(topic, &queue);
+                }
+            }
+        }
         let mut scheduled: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
         let recovered_schedules = recovered.scheduled.len();
         for pending in recovered.scheduled {
@@ -164,6 +175,7 @@ impl Broker {
             client_ids: Arc::new(ClientIds::default()),
             connections: Arc::new(Connections::default()),
             memory: memory.clone(),
+            virtual_topics: virtual_topics.clone(),
         });
         let shared = Arc::new(Shared {
             config,
@@ -173,6 +185,7 @@ impl Broker {
             memory,
             durables: Arc::default(),
             scheduled: Arc::default(),
+            virtual_topics,
         });
         let mut threads = Vec::with_capacity(shards);
         for (shard, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
@@ -251,6 +264,8 @@ struct Shared {
     durables: Arc<std::sync::atomic::AtomicUsize>,
     /// Pending scheduled messages on all shards (`max_scheduled_messages`).
     scheduled: Arc<std::sync::atomic::AtomicUsize>,
+    /// Virtual topics' consumer queues.
+    virtual_topics: Arc<VirtualTopics>,
 }
 
 /// Releases a connection slot when the connection ends.
@@ -294,6 +309,7 @@ fn run_shard(
                 memory: shared.memory.clone(),
                 durables: shared.durables.clone(),
                 scheduled: shared.scheduled.clone(),
+                virtual_topics: shared.virtual_topics.clone(),
             },
         );
         let owner = tokio::task::spawn_local(Owner::new(ctx).run(mailbox));

@@ -214,6 +214,9 @@ pub(super) fn apply_one(
                 keep
             ])?;
         }
+        Request::RecordDestination { destination, .. } => {
+            record_destination(tx, known, destination.as_str(), destination.kind(), now)?;
+        }
         Request::DeleteDestination { key } => {
             tx.prepare_cached("DELETE FROM messages WHERE destination = ?1 AND subscription = ?2")?
                 .execute(params![key.destination.as_str(), key.subscription_str()])?;

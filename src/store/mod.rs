@@ -251,6 +251,12 @@ pub enum Request {
         next: Option<(u64, u64)>,
         reply: Reply<Page>,
     },
+    /// Remember that `destination` exists (a virtual topic's consumer queue, which exists
+    /// until deleted): its `destinations` row.
+    RecordDestination {
+        destination: DestinationName,
+        reply: Option<Reply>,
+    },
     /// Record a durable subscription (idempotent); `reply` after the commit.
     DurableSubscribe {
         durable: DurableName,
@@ -301,6 +307,9 @@ pub struct Recovered {
     pub durables: Vec<(DurableName, DestinationName, Option<String>)>,
     /// Stored schedules, with their messages.
     pub scheduled: Vec<Pending>,
+    /// Queues the `destinations` table names (those that ever stored a message, and virtual
+    /// topics' consumer queues, which exist until deleted).
+    pub queue_names: Vec<String>,
 }
 
 /// At start, before [`recover`]: the delivery marks left by the previous broker (which
@@ -406,6 +415,10 @@ pub fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
             message: Arc::new(message),
         });
     }
+    out.queue_names = conn
+        .prepare("SELECT name FROM destinations WHERE kind = 'queue'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     let mut stmt =
         conn.prepare("SELECT client_id, name, destination, selector FROM durable_subscriptions")?;
     let mut rows = stmt.query([])?;

@@ -451,6 +451,9 @@ fn answer(batch: Vec<Request>, result: Result<Vec<Applied>, String>) {
             }
             | Request::DurableSubscribe {
                 reply: Some(reply), ..
+            }
+            | Request::RecordDestination {
+                reply: Some(reply), ..
             } => reply.send(done),
             // A failed page-in is answered as such (not as "nothing found"), so the queue
             // backs off instead of asking again at once. One that committed read a page.
@@ -464,6 +467,7 @@ fn answer(batch: Vec<Request>, result: Result<Vec<Applied>, String>) {
             | Request::SweepExpired
             | Request::Purge { .. }
             | Request::DeleteDestination { .. }
+            | Request::RecordDestination { reply: None, .. }
             | Request::Stop => {}
         }
     }
@@ -506,6 +510,7 @@ fn describe(req: &Request) -> String {
         Request::Fire { schedule, .. } => format!("delivery of schedule {schedule}"),
         Request::Purge { key, .. } => format!("purge of {key}"),
         Request::DeleteDestination { key } => format!("delete of destination {key}"),
+        Request::RecordDestination { destination, .. } => format!("record of {destination}"),
         Request::SweepExpired => "expiry sweep".into(),
         Request::Stop => "stop".into(),
     }

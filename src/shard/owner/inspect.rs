@@ -68,6 +68,12 @@ impl Owner {
                                 t.durables.retain(|k| k.subscription.as_ref() != Some(name));
                             }
                         }
+                        if key.subscription.is_none() {
+                            let naming = self.ctx.config.virtual_topics();
+                            if let Some(topic) = naming.topic_of(&key.destination) {
+                                self.ctx.virtual_topics.remove(&topic, &key.destination);
+                            }
+                        }
                         self.ctx
                             .request(Request::DeleteDestination { key: key.clone() });
                         Ok(n)
