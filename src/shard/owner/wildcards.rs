@@ -314,7 +314,7 @@ pub(super) fn with_topic_in(
 mod tests {
     use std::sync::Arc;
 
-    use tokio::sync::mpsc::unbounded_channel;
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
     use super::*;
     use crate::config::DestinationConfig;
@@ -345,22 +345,32 @@ mod tests {
         })
     }
 
-    /// A wildcard consumer that keeps up with a stream of one-off queue names leaves no
-    /// queue (and no attachment) behind: the shard does not grow with the names.
-    #[test]
-    fn queues_a_wildcard_subscription_emptied_are_forgotten_with_their_attachments() {
+    /// An owner with one session subscribed to `pattern`, and that session's mailbox.
+    fn subscribed(
+        pattern: &str,
+        ack: AckMode,
+        prefetch: u32,
+    ) -> (Owner, UnboundedReceiver<ToSession>, SessionId, SubId) {
         let mut owner = owner();
-        let (tx, mut rx) = unbounded_channel();
+        let (tx, rx) = unbounded_channel();
         let (session, sub) = (SessionId(1), SubId(1));
         owner.handle(ToOwner::Hello { session, tx });
         owner.handle(ToOwner::Subscribe {
             session,
             sub,
-            destination: DestinationName::parse("/queue/w.>").unwrap(),
-            options: ConsumerOptions::new(AckMode::Auto, 10),
+            destination: DestinationName::parse(pattern).unwrap(),
+            options: ConsumerOptions::new(ack, prefetch),
             durable: None,
             token: None,
         });
+        (owner, rx, session, sub)
+    }
+
+    /// A wildcard consumer that keeps up with a stream of one-off queue names leaves no
+    /// queue (and no attachment) behind: the shard does not grow with the names.
+    #[test]
+    fn queues_a_wildcard_subscription_emptied_are_forgotten_with_their_attachments() {
+        let (mut owner, mut rx, session, sub) = subscribed("/queue/w.>", AckMode::Auto, 10);
         let mut delivered = 0;
         for i in 0..1000 {
             let m = message(&owner, &format!("/queue/w.once{i}"));
@@ -407,18 +417,8 @@ mod tests {
     /// queues it is attached to take turns at each ACK.
     #[test]
     fn a_busy_queue_does_not_starve_the_other_queues_of_a_wildcard_subscription() {
-        let mut owner = owner();
-        let (tx, mut rx) = unbounded_channel();
-        let (session, sub) = (SessionId(1), SubId(1));
-        owner.handle(ToOwner::Hello { session, tx });
-        owner.handle(ToOwner::Subscribe {
-            session,
-            sub,
-            destination: DestinationName::parse("/queue/f.*").unwrap(),
-            options: ConsumerOptions::new(AckMode::ClientIndividual, 1),
-            durable: None,
-            token: None,
-        });
+        let (mut owner, mut rx, session, sub) =
+            subscribed("/queue/f.*", AckMode::ClientIndividual, 1);
         let send = |owner: &mut Owner, to: &str| {
             let m = message(owner, to);
             owner.handle(ToOwner::Send {
