@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{headers_to_json, message_from_row, Page, Request};
 use crate::message::schedule::occurrence;
 use crate::message::Kind;
-use crate::message::{Message, MessageId, QueueKey, StoredMessage};
+use crate::message::{DestinationName, Message, MessageId, QueueKey, StoredMessage};
 
 /// Applies one request inside the writer's transaction. Returns what a page-in read (None
 /// for every other request), for its reply after the commit.
@@ -38,13 +38,7 @@ pub(super) fn apply_one(
         }
         Request::Move { message, to, .. } => {
             if message.message.persistent {
-                record_destination(
-                    tx,
-                    known,
-                    &to.destination.to_string(),
-                    to.destination.kind(),
-                    now,
-                )?;
+                record_destination(tx, known, &to.destination, now)?;
                 tx.prepare_cached(
                     "UPDATE messages SET destination = ?2, subscription = ?3, headers = ?4,
                             redelivery_count = ?5, epoch = ?6, expires_at = NULL WHERE message_id = ?1",
@@ -136,13 +130,7 @@ pub(super) fn apply_one(
         Request::Schedule {
             pending, message, ..
         } => {
-            record_destination(
-                tx,
-                known,
-                pending.destination.as_str(),
-                pending.destination.kind(),
-                now,
-            )?;
+            record_destination(tx, known, &pending.destination, now)?;
             tx.prepare_cached(
                 "INSERT INTO scheduled (schedule_id, destination, next_at, period_ms,
                                         repeats_left, priority, expires_at, created_at,
@@ -177,7 +165,7 @@ pub(super) fn apply_one(
             selector,
             ..
         } => {
-            record_destination(tx, known, topic.as_str(), Kind::Topic, now)?;
+            record_destination(tx, known, topic, now)?;
             tx.prepare_cached(
                 "INSERT INTO durable_subscriptions (client_id, name, destination, created_at, selector)
                  VALUES (?1, ?2, ?3, ?4, ?5)
@@ -215,7 +203,7 @@ pub(super) fn apply_one(
             ])?;
         }
         Request::RecordDestination { destination, .. } => {
-            record_destination(tx, known, destination.as_str(), destination.kind(), now)?;
+            record_destination(tx, known, destination, now)?;
         }
         Request::DeleteDestination { key } => {
             tx.prepare_cached("DELETE FROM messages WHERE destination = ?1 AND subscription = ?2")?
@@ -343,13 +331,7 @@ fn insert(
     now: i64,
     epoch: Option<i64>,
 ) -> Result<(), rusqlite::Error> {
-    record_destination(
-        tx,
-        known,
-        key.destination.as_str(),
-        key.destination.kind(),
-        now,
-    )?;
+    record_destination(tx, known, &key.destination, now)?;
     let expires = if m.expires == 0 {
         None
     } else {
@@ -377,14 +359,14 @@ fn insert(
 fn record_destination(
     tx: &Connection,
     known: &mut Known<'_>,
-    name: &str,
-    kind: Kind,
+    destination: &DestinationName,
     now: i64,
 ) -> Result<(), rusqlite::Error> {
+    let name = destination.as_str();
     if known.contains(name) {
         return Ok(());
     }
-    let kind = match kind {
+    let kind = match destination.kind() {
         Kind::Queue => "queue",
         Kind::Topic => "topic",
     };
