@@ -52,6 +52,7 @@ impl Bench {
             connections: Arc::new(Connections::default()),
             memory: Arc::new(AtomicU64::new(0)),
             virtual_topics: Default::default(),
+            frames: Default::default(),
         };
         let (tx, answers) = unbounded_channel();
         let mut session = Session::new(SessionId(1), &services, tx);

@@ -574,6 +574,31 @@ fn subscribe_to_an_invalid_destination_is_an_error() {
 
 // --- limits ------------------------------------------------------------------------------------
 
+/// RabbitMQ's own STOMP suite sends 16 MiB bodies, and ActiveMQ takes up to 100 MiB by default
+/// (`maxDataLength`): the default limits take them too, persistent, and deliver them whole.
+#[test]
+fn a_sixteen_mib_body_is_taken_by_default_and_delivered_whole() {
+    let broker = Broker::under_test();
+    let mut c = broker.connect("1.2");
+    let q = queue("sixteen-mib");
+    c.subscribe(&q, "s", "client", &[]);
+    let body: Vec<u8> = (0..16 * 1024 * 1024)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    c.request(
+        Frame::new("SEND")
+            .header("destination", q.as_str())
+            .header("persistent", "true")
+            .header("content-length", body.len().to_string())
+            .body(&body),
+    );
+    let m = c.expect_message();
+    assert_eq!(m.body.len(), body.len());
+    assert!(m.body == body, "the 16 MiB body came back changed");
+    c.ack(&m);
+    c.disconnect();
+}
+
 const SMALL_LIMITS: &str = "[limits]\nmax_frame_bytes = 4096\nmax_body_bytes = 1024\n\
                             max_headers = 16\nmax_header_line_bytes = 256\n";
 

@@ -598,7 +598,8 @@ fn burst_wave() -> usize {
 /// Producers in [`fifty_producers_of_ten_mib_frames_are_held_within_the_memory_bound`].
 const BIG_PRODUCERS: usize = 50;
 
-/// The body of each of their frames: `max_body_bytes`, the largest a client may send.
+/// The body of each of their frames (the default `max_body_bytes` was 10 MiB when this test
+/// was written; larger frames are charged to the large-frames budget, tested below).
 const BIG_BODY: usize = 10 * 1024 * 1024;
 
 /// Frames each producer tries to send, persistent and not in turn.
@@ -607,6 +608,12 @@ const BIG_FRAMES_EACH: usize = 4;
 /// The test broker's `global_memory_limit_bytes`: low enough that the producers' frames go
 /// past it (about half of the 50 first frames are not persistent and stay in memory).
 const BIG_GLOBAL_LIMIT_KIB: u64 = 128 * 1024;
+
+/// The test broker's `frame_stall_timeout_ms`: the producers stopped in the middle of a frame
+/// (once held) are closed this soon after the drain lets the broker read them again, and give
+/// back the large-frames budget their frames hold (with the default 30 s, the drain would
+/// wait that long for the frames queued behind them).
+const BIG_STALL: Duration = Duration::from_secs(1);
 
 /// A producer that could write nothing for this long is held by flow control.
 const BIG_HELD: Duration = Duration::from_secs(3);
@@ -633,7 +640,9 @@ fn fifty_producers_of_ten_mib_frames_are_held_within_the_memory_bound() {
     let Some(broker) = Broker::own_with_config(
         "fifty_producers_of_ten_mib_frames_are_held_within_the_memory_bound",
         &format!(
-            "[destinations]\nglobal_memory_limit_bytes = {}\n",
+            "[limits]\nframe_stall_timeout_ms = {}\n\
+             [destinations]\nglobal_memory_limit_bytes = {}\n",
+            BIG_STALL.as_millis(),
             BIG_GLOBAL_LIMIT_KIB * 1024
         ),
     ) else {
@@ -737,6 +746,11 @@ fn fifty_producers_of_ten_mib_frames_are_held_within_the_memory_bound() {
             }
         });
         for a in answered {
+            // A producer stopped in the middle of a frame holds large-frames budget that
+            // the others' frames wait for; once that frame stalls it is closed with an ERROR.
+            if a == "ERROR frame stalled" && p.stopped_mid_frame() {
+                continue;
+            }
             let id = a
                 .strip_prefix("RECEIPT ")
                 .unwrap_or_else(|| panic!("not a RECEIPT: {a}"));
@@ -749,6 +763,200 @@ fn fifty_producers_of_ten_mib_frames_are_held_within_the_memory_bound() {
     consumer.disconnect();
     drop(producers);
     assert_serves(&broker);
+}
+
+// --- the large-frames budget ------------------------------------------------------------------
+
+/// Producers in [`sixteen_producers_of_sixteen_mib_frames_share_the_large_frames_budget`].
+const BUDGET_PRODUCERS: usize = 16;
+
+/// Their bodies: the size RabbitMQ's STOMP suite sends.
+const BUDGET_BODY: usize = 16 * 1024 * 1024;
+
+/// The test broker's `large_frames_budget_bytes`: room for one of those frames at a time.
+const BUDGET_KIB: u64 = 24 * 1024;
+
+/// The test broker's `producer_window_bytes`, each connection's own allowance.
+const BUDGET_WINDOW_KIB: u64 = 1024;
+
+/// What the broker may hold besides its baseline, the budget and the connections' own
+/// allowances: the store writer's copy of the message it writes (SQLite copies a bound blob),
+/// SQLite's page cache, allocator slack.
+const BUDGET_SLACK_KIB: u64 = 40 * 1024;
+
+/// Sixteen producers send a 16 MiB persistent frame each, all at once, to a broker whose
+/// large-frames budget holds one such frame. Without a budget each connection grows its read
+/// buffer to its frame as the bytes come, and the broker holds all of them at once (256 MiB
+/// and more); with it, a connection whose frame does not fit waits unread, its bytes in the
+/// kernel's socket buffers and its client's. Every frame is still taken (each is receipted
+/// and delivered whole), a well-behaved client is served throughout, and the broker's peak
+/// stays within its baseline, the budget, each connection's own allowance and slack.
+#[test]
+fn sixteen_producers_of_sixteen_mib_frames_share_the_large_frames_budget() {
+    let Some(broker) = Broker::own_with_config(
+        "sixteen_producers_of_sixteen_mib_frames_share_the_large_frames_budget",
+        &format!(
+            "[limits]\nmax_body_bytes = {BUDGET_BODY}\nmax_frame_bytes = {}\n\
+             large_frames_budget_bytes = {}\nproducer_window_bytes = {}\n\
+             [destinations]\nmemory_limit_bytes = 1048576\n",
+            BUDGET_BODY + 64 * 1024,
+            BUDGET_KIB * 1024,
+            BUDGET_WINDOW_KIB * 1024
+        ),
+    ) else {
+        return;
+    };
+    let watch = Watch::start(&broker);
+    let baseline = watch.memory.expect("our broker's memory");
+    let q = queue("budget");
+    let well_behaved = RoundTrips::start(&broker);
+    let spec = || BigFrames {
+        body: BUDGET_BODY,
+        frames: 1,
+        persistent: |_, _| true,
+    };
+    let producers: Vec<BigProducer> = (0..BUDGET_PRODUCERS)
+        .map(|n| BigProducer::sending(broker.addr(), &q, n, spec()))
+        .collect();
+    // Every frame is taken and stored, one budget's worth at a time.
+    eventually(6 * WAIT, || {
+        let answered: Vec<Vec<String>> = producers.iter().map(BigProducer::answers).collect();
+        let receipted = answered
+            .iter()
+            .enumerate()
+            .filter(|(n, a)| a.contains(&format!("RECEIPT p{n}-0")))
+            .count();
+        match receipted {
+            BUDGET_PRODUCERS => Ok(()),
+            _ if answered.iter().flatten().any(|a| !a.starts_with("RECEIPT")) => {
+                panic!("a producer was refused: {answered:?}")
+            }
+            _ => Err(format!(
+                "{receipted} of {BUDGET_PRODUCERS} frames receipted"
+            )),
+        }
+    });
+    let trips = well_behaved.stop();
+    let peak = broker.memory().expect("memory").peak_kib;
+    let bound = baseline.peak_kib
+        + BUDGET_KIB
+        + BUDGET_PRODUCERS as u64 * (BUDGET_WINDOW_KIB + 256)
+        + BUDGET_SLACK_KIB;
+    eprintln!(
+        "{BUDGET_PRODUCERS} frames of 16 MiB at once: broker peak {} MiB (bound {} MiB, \
+         baseline {} MiB); {trips} round trips by the well-behaved client meanwhile",
+        peak / 1024,
+        bound / 1024,
+        baseline.peak_kib / 1024
+    );
+    assert!(
+        peak <= bound,
+        "peak {} MiB over the bound {} MiB: the budget ({} MiB), each connection's window, slack",
+        peak / 1024,
+        bound / 1024,
+        BUDGET_KIB / 1024
+    );
+    let mut consumer = broker.connect("1.2");
+    consumer.subscribe(&q, "drain", "client", &[]);
+    let mut delivered = std::collections::BTreeSet::new();
+    while delivered.len() < BUDGET_PRODUCERS {
+        let m = consumer.expect_message();
+        assert_eq!(
+            m.body.len(),
+            BUDGET_BODY,
+            "{} came back cut",
+            m.must("x-id")
+        );
+        consumer.ack(&m);
+        delivered.insert(m.must("x-id").to_string());
+    }
+    consumer.disconnect();
+    drop(producers);
+    assert_serves(&broker);
+}
+
+/// The limits of the two tests below: a budget that holds one frame of up to 1 MiB.
+fn one_frame_budget(stall_ms: u64) -> String {
+    format!(
+        "[limits]\nmax_body_bytes = 1048576\nmax_frame_bytes = 1114112\n\
+         large_frames_budget_bytes = 1114112\nframe_stall_timeout_ms = {stall_ms}\n"
+    )
+}
+
+/// The head and the first `sent` body bytes of a persistent SEND of `body` bytes to `q`.
+fn large_send_start(q: &str, receipt: &str, body: usize, sent: usize) -> Vec<u8> {
+    let mut bytes = format!(
+        "SEND\ndestination:{q}\npersistent:true\nreceipt:{receipt}\ncontent-length:{body}\n\n"
+    )
+    .into_bytes();
+    bytes.resize(bytes.len() + sent, b'x');
+    bytes
+}
+
+/// While one connection holds the whole large-frames budget with a frame it has not finished,
+/// another connection's large frame waits unread (no RECEIPT), small frames are served as
+/// ever, and the waiting frame is taken once the first one is finished.
+#[test]
+fn a_large_frame_waits_for_the_budget_and_small_frames_never_do() {
+    let Some(broker) = Broker::own_with_config(
+        "a_large_frame_waits_for_the_budget_and_small_frames_never_do",
+        &one_frame_budget(0),
+    ) else {
+        return;
+    };
+    let q = queue("budget-wait");
+    let body = 1024 * 1024;
+    let mut holder = broker.connect("1.2");
+    holder.send_raw(&large_send_start(&q, "held", body, 512 * 1024));
+    let mut waiter = broker.connect("1.2");
+    let mut second = large_send_start(&q, "waited", body, body);
+    second.push(0);
+    waiter.send_raw(&second);
+    waiter.expect_silence(QUIET);
+    let mut small = broker.connect("1.2");
+    for i in 0..10 {
+        small.send_sync(&q, &format!("small {i}"), &[]);
+    }
+    // The holder finishes its frame: both large frames are taken.
+    let mut rest = vec![b'x'; body - 512 * 1024];
+    rest.push(0);
+    holder.send_raw(&rest);
+    holder.await_receipt("held", WAIT);
+    waiter.await_receipt("waited", WAIT);
+    let mut consumer = broker.connect("1.2");
+    consumer.subscribe(&q, "s", "auto", &[]);
+    let sizes: Vec<usize> = (0..12)
+        .map(|_| consumer.expect_message().body.len())
+        .collect();
+    assert_eq!(sizes.iter().filter(|&&n| n == body).count(), 2, "{sizes:?}");
+}
+
+/// A client that stops in the middle of a large frame is closed with an ERROR saying so once
+/// `frame_stall_timeout_ms` passes without a byte of it, and the budget it held goes to the
+/// frame that waited for it. Nothing of the stalled frame is stored.
+#[test]
+fn a_large_frame_that_stalls_is_an_error_and_gives_back_its_budget() {
+    let Some(broker) = Broker::own_with_config(
+        "a_large_frame_that_stalls_is_an_error_and_gives_back_its_budget",
+        &one_frame_budget(500),
+    ) else {
+        return;
+    };
+    let q = queue("budget-stall");
+    let body = 1024 * 1024;
+    let mut staller = broker.connect("1.2");
+    staller.send_raw(&large_send_start(&q, "stalled", body, 300 * 1024));
+    let mut waiter = broker.connect("1.2");
+    let mut whole = large_send_start(&q, "waited", body, body);
+    whole.push(0);
+    waiter.send_raw(&whole);
+    let e = staller.expect_error_and_close(Some("stalled"));
+    assert_mentions(&e, &["frame_stall_timeout_ms"]);
+    waiter.await_receipt("waited", WAIT);
+    let mut consumer = broker.connect("1.2");
+    consumer.subscribe(&q, "s", "auto", &[]);
+    assert_eq!(consumer.expect_message().body.len(), body);
+    consumer.expect_silence(QUIET);
 }
 
 /// A well-behaved client doing request/response round trips on a queue of its own, in a
@@ -847,20 +1055,40 @@ fn round_trip(c: &mut Client, q: &str, n: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// A producer of 10 MiB SENDs (`x-id` and `receipt` `p{n}-{i}`), persistent and not in
-/// turn, on a raw socket: a writer thread that writes until it has sent them all or is
+/// A producer of large SENDs (`x-id` and `receipt` `p{n}-{i}`, see [`BigFrames`]) on a raw
+/// socket: a writer thread that writes until it has sent them all or is
 /// stopped, and a reader thread that collects what the broker answers.
 struct BigProducer {
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<Vec<String>>>>,
     /// Bytes written so far (frames whole or not).
     progress: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the writer was stopped in the middle of a frame.
+    mid_frame: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stream: TcpStream,
     answers: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// What a [`BigProducer`] sends: `frames` SENDs of `body` bytes, persistent when
+/// `persistent(n, i)` says so for producer `n`'s frame `i`.
+struct BigFrames {
+    body: usize,
+    frames: usize,
+    persistent: fn(usize, usize) -> bool,
+}
+
 impl BigProducer {
+    /// The producers of [`fifty_producers_of_ten_mib_frames_are_held_within_the_memory_bound`].
     fn start(addr: SocketAddr, dest: &str, n: usize) -> BigProducer {
+        let spec = BigFrames {
+            body: BIG_BODY,
+            frames: BIG_FRAMES_EACH,
+            persistent: |n, i| (n + i).is_multiple_of(2),
+        };
+        BigProducer::sending(addr, dest, n, spec)
+    }
+
+    fn sending(addr: SocketAddr, dest: &str, n: usize, spec: BigFrames) -> BigProducer {
         use std::sync::atomic::Ordering::SeqCst;
         let mut c = Client::open(addr);
         c.connect("1.2");
@@ -873,18 +1101,21 @@ impl BigProducer {
         std::thread::spawn(move || read_answers(c, seen));
         let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mid_frame = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (wrote, stopped, dest) = (progress.clone(), stop.clone(), dest.to_string());
+        let cut = mid_frame.clone();
         let writer = std::thread::spawn(move || {
             let mut written = Vec::new();
-            for i in 0..BIG_FRAMES_EACH {
+            for i in 0..spec.frames {
                 let id = format!("p{n}-{i}");
                 let mut frame = format!(
                     "SEND\ndestination:{dest}\npersistent:{}\nx-id:{id}\nreceipt:{id}\n\
-                     content-length:{BIG_BODY}\n\n",
-                    (n + i).is_multiple_of(2)
+                     content-length:{}\n\n",
+                    (spec.persistent)(n, i),
+                    spec.body
                 )
                 .into_bytes();
-                frame.resize(frame.len() + BIG_BODY, b'x');
+                frame.resize(frame.len() + spec.body, b'x');
                 frame.push(0);
                 let mut at = 0;
                 while at < frame.len() {
@@ -897,6 +1128,7 @@ impl BigProducer {
                             if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
                         {
                             if stopped.load(SeqCst) {
+                                cut.store(at > 0, SeqCst);
                                 return written;
                             }
                         }
@@ -913,9 +1145,15 @@ impl BigProducer {
             writer: std::sync::Mutex::new(Some(writer)),
             progress,
             stop,
+            mid_frame,
             stream: s,
             answers,
         }
+    }
+
+    /// True when the writer was stopped in the middle of a frame.
+    fn stopped_mid_frame(&self) -> bool {
+        self.mid_frame.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Bytes written so far.

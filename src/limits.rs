@@ -10,12 +10,28 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Largest whole frame (command, headers and body). RabbitMQ caps at 4 MiB, ActiveMQ's sample
-    /// connector at 10 MiB; 10 MiB plus room for headers fits both kinds of clients.
+    /// Largest whole frame (command, headers and body): the largest body plus room for
+    /// headers.
     pub max_frame_bytes: usize,
-    /// Largest body. ActiveMQ's `maxDataLength` is 100 MiB, which lets one client pin a lot of
-    /// memory; 10 MiB is the same order as RabbitMQ and ActiveMQ's shipped config.
+    /// Largest body: ActiveMQ's default `maxDataLength`, 100 MiB, so nothing ActiveMQ takes by
+    /// default is refused (RabbitMQ's own STOMP test suite sends 16 MiB bodies). Large frames
+    /// cannot pin memory per connection: beyond a small allowance each, they are charged to
+    /// `large_frames_budget_bytes`, shared by all connections.
     pub max_body_bytes: usize,
+    /// Bytes all connections together may hold of large frames: read buffers grown past four
+    /// read chunks (256 KiB) for a frame, and posted SENDs past `producer_window_bytes`, from
+    /// the frame's first byte until its destination takes it. A connection that would need
+    /// more than is free stops reading until others give some back (`session/frame_budget.rs`),
+    /// so a thousand connections sending 100 MiB frames hold this much, not 100 GiB. At least
+    /// `max_frame_bytes`, so every frame fits; 256 MiB lets two of the largest frames, or
+    /// sixteen of 16 MiB, be read at once.
+    pub large_frames_budget_bytes: usize,
+    /// A connection in the middle of a frame it holds large-frames budget for is closed with
+    /// an ERROR when no byte arrives for this long (ms), so a client that stops mid-frame
+    /// (crashed without closing, or hostile) cannot keep the budget other large frames wait
+    /// for. Counted only while the broker reads the connection; nginx's `client_body_timeout`
+    /// is 60 s. 0 = never.
+    pub frame_stall_timeout_ms: u64,
     /// Most headers in one frame. ActiveMQ allows 1000; real clients send fewer than 30.
     pub max_headers: usize,
     /// Longest single header line (name, colon and value). ActiveMQ allows 10 KiB.
@@ -53,8 +69,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_frame_bytes: 10 * 1024 * 1024 + 64 * 1024,
-            max_body_bytes: 10 * 1024 * 1024,
+            max_frame_bytes: 100 * 1024 * 1024 + 64 * 1024,
+            max_body_bytes: 100 * 1024 * 1024,
+            large_frames_budget_bytes: 256 * 1024 * 1024,
+            frame_stall_timeout_ms: 30_000,
             max_headers: 1000,
             max_header_line_bytes: 10 * 1024,
             max_subscriptions_per_connection: 1000,

@@ -46,6 +46,15 @@ fn metrics_families_are_present_and_move_when_messages_flow() {
     );
     assert_eq!(before.value("stompbox_lease_epoch", &[]), Some(1.0));
     assert_eq!(before.value("stompbox_connections", &[]), Some(0.0));
+    // The default large-frames budget, none of it held at rest.
+    assert_eq!(
+        before.value("stompbox_large_frames_budget_bytes", &[]),
+        Some(268_435_456.0)
+    );
+    assert_eq!(
+        before.value("stompbox_large_frames_held_bytes", &[]),
+        Some(0.0)
+    );
     assert_eq!(
         before.value("stompbox_messages_enqueued_total", &dest(&work)),
         None
@@ -860,6 +869,9 @@ fn admin_allowed_hosts_admits_the_names_listed() {
 const FAMILIES: &[&str] = &[
     "stompbox_connections",
     "stompbox_connections_accepted_total",
+    "stompbox_large_frames_budget_bytes",
+    "stompbox_large_frames_held_bytes",
+    "stompbox_large_frame_stalls_total",
     "stompbox_messages_enqueued_total",
     "stompbox_messages_delivered_total",
     "stompbox_messages_acked_total",

@@ -221,6 +221,7 @@ impl Broker {
             connections: Arc::new(Connections::default()),
             memory: Default::default(),
             virtual_topics: Default::default(),
+            frames: Default::default(),
         };
         let ctx = Ctx::new(
             0,

@@ -49,6 +49,22 @@ pub fn install() -> Option<PrometheusHandle> {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_gauge!("stompbox_connections", "Client connections currently open");
+    describe_gauge!(
+        "stompbox_large_frames_budget_bytes",
+        Unit::Bytes,
+        "The large-frames budget all connections share (limits.large_frames_budget_bytes)"
+    );
+    describe_gauge!(
+        "stompbox_large_frames_held_bytes",
+        Unit::Bytes,
+        "Bytes of the large-frames budget held by connections (or granted to waiting ones)"
+    );
+    describe_counter!(
+        "stompbox_large_frame_stalls_total",
+        "Connections closed for stalling in the middle of a large frame"
+    );
+    // Listed from the start, so a dashboard sees zero rather than nothing.
+    metrics::counter!("stompbox_large_frame_stalls_total").increment(0);
     describe_counter!(
         "stompbox_connections_accepted_total",
         "Client connections accepted"
@@ -205,6 +221,8 @@ pub async fn render(State(state): State<Arc<AdminState>>) -> Response {
     match state.services() {
         Some(services) => {
             gauge!("stompbox_connections").set(services.connections.len() as f64);
+            gauge!("stompbox_large_frames_budget_bytes").set(services.frames.total_bytes() as f64);
+            gauge!("stompbox_large_frames_held_bytes").set(services.frames.used_bytes() as f64);
             if let Ok(s) = super::api::all_stats(&services).await {
                 stats = s;
             }

@@ -87,6 +87,10 @@ enum State {
     },
 }
 
+/// Bodies at least this large that end the read buffer are split off it, not copied (see
+/// `Decoder::take_body`): past two read chunks, where the reader sizes its buffer to the frame.
+const SPLIT_BODY_BYTES: usize = 128 * 1024;
+
 /// A streaming STOMP decoder for one connection.
 #[derive(Debug)]
 pub struct Decoder {
@@ -144,6 +148,15 @@ impl Decoder {
                 .filter(|&total| total > buf.len())
                 .map(|total| total - buf.len()),
             _ => None,
+        }
+    }
+
+    /// True while a frame whose size is not known yet is being read: its header block (until
+    /// its `content-length` is parsed), or a body without `content-length`.
+    pub fn length_unknown(&self) -> bool {
+        match self.state {
+            State::Head { scanned, .. } => scanned > 0,
+            State::Body { content_length, .. } => content_length.is_none(),
         }
     }
 
@@ -357,9 +370,21 @@ impl Decoder {
         // the whole buffer allocation alive as long as the message lives (a 10-byte message
         // queued for a day pinning a 64 KiB read chunk, a stored message dropped from memory
         // still pinned by the bytes read after it), memory the limits never see. Copying
-        // costs one memcpy of the body, once.
-        let body = Bytes::copy_from_slice(&buf[head_len..head_len + kept]);
-        buf.advance(head_len + body_len + 1);
+        // costs one memcpy of the body, once. A large body that ends the buffer is split off
+        // instead: the reader sized the buffer for exactly its frame, so the allocation is
+        // the frame and the slice pins only its header bytes, and a 100 MiB body is not held
+        // twice while it is copied.
+        let frame_len = head_len + body_len + 1;
+        let body = if kept >= SPLIT_BODY_BYTES && buf.len() == frame_len {
+            let mut frame = buf.split_to(frame_len);
+            frame.advance(head_len);
+            frame.truncate(kept);
+            frame.freeze()
+        } else {
+            let body = Bytes::copy_from_slice(&buf[head_len..head_len + kept]);
+            buf.advance(frame_len);
+            body
+        };
         Ok(Some(Frame {
             command,
             headers,
@@ -493,6 +518,26 @@ mod tests {
         let mut buf = BytesMut::from(&b"SEND\na:b\n\nabc"[..]);
         assert!(d.decode(&mut buf).unwrap().is_none());
         assert_eq!(d.missing(&buf), None);
+    }
+
+    #[test]
+    fn a_large_body_is_the_same_whether_split_off_or_copied() {
+        let mut d = Decoder::new(Limits::default());
+        let body: Vec<u8> = (0..SPLIT_BODY_BYTES + 7).map(|i| (i % 251) as u8).collect();
+        let mut frame = format!("SEND\ncontent-length:{}\n\n", body.len()).into_bytes();
+        frame.extend_from_slice(&body);
+        frame.push(0);
+        // The frame ends the buffer: split off.
+        let mut buf = BytesMut::from(&frame[..]);
+        let f = d.decode(&mut buf).unwrap().expect("a frame");
+        assert_eq!(&f.body[..], &body[..]);
+        assert!(buf.is_empty());
+        // The next frame's first bytes follow it: copied, and they stay.
+        let mut buf = BytesMut::from(&frame[..]);
+        buf.extend_from_slice(b"SEN");
+        let f = d.decode(&mut buf).unwrap().expect("a frame");
+        assert_eq!(&f.body[..], &body[..]);
+        assert_eq!(&buf[..], b"SEN");
     }
 
     #[test]

@@ -378,6 +378,13 @@ impl Config {
                 l.max_body_bytes, l.max_frame_bytes
             ));
         }
+        if l.large_frames_budget_bytes < l.max_frame_bytes {
+            return bad(format!(
+                "limits.large_frames_budget_bytes ({}) is less than limits.max_frame_bytes ({}): \
+                 the largest frame could never be read",
+                l.large_frames_budget_bytes, l.max_frame_bytes
+            ));
+        }
         for (name, v) in [
             ("limits.max_headers", l.max_headers),
             ("limits.max_header_line_bytes", l.max_header_line_bytes),
@@ -499,6 +506,16 @@ mod tests {
             toml::from_str::<Config>("[admin]\nallowed_hosts = [\"http://broker-a\"]").unwrap_err();
         assert!(err.to_string().contains("HOST:PORT"), "{err}");
         assert!(err.to_string().contains("allowed_hosts"), "{err}");
+    }
+
+    #[test]
+    fn a_large_frames_budget_smaller_than_the_largest_frame_is_rejected() {
+        let mut c: Config =
+            toml::from_str("[limits]\nlarge_frames_budget_bytes = 1048576").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("large_frames_budget_bytes"), "{err}");
+        c.limits.large_frames_budget_bytes = c.limits.max_frame_bytes;
+        c.validate().expect("a budget of one largest frame is enough");
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub enum Error {
     /// Nothing received from the client for longer than the negotiated heart-beat × grace.
     #[error("heart-beat timeout")]
     HeartBeatTimeout(u64),
+    /// A large frame (one holding large-frames budget) got no byte for
+    /// `limits.frame_stall_timeout_ms`.
+    #[error("frame stalled")]
+    FrameStalled(u64),
     /// The broker is shutting down.
     #[error("broker shutting down")]
     ShuttingDown,
@@ -145,6 +149,7 @@ impl Error {
             Error::TooManyConnections(max) => format!("The broker already holds its limit of {max} connections. Try again later or another broker."),
             Error::ConnectTimeout(ms) => format!("No CONNECT frame arrived within {ms} ms of connecting."),
             Error::HeartBeatTimeout(ms) => format!("Nothing was received from the client for {ms} ms, longer than the negotiated heart-beat allows."),
+            Error::FrameStalled(ms) => format!("No byte of the large frame being read arrived for {ms} ms (limits.frame_stall_timeout_ms); the memory it held is needed by other large frames."),
             Error::ShuttingDown => "The broker is shutting down. Reconnect to another broker or retry shortly.".into(),
             Error::ClientIdInUse(id) => format!("Another live connection uses client-id {id:?}. Client ids are unique per broker, since durable subscriptions belong to them."),
             Error::DurableQueue(d) => format!("{d} is a queue; durable subscriptions (activemq.subscriptionName, durable-subscription-name, durable:true) are for /topic/ destinations."),

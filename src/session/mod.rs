@@ -5,12 +5,14 @@
 //! `outbox.rs`; the table in `state.rs` says which owns what). All of it is sans-IO: frames,
 //! owner answers and `now` in; bytes to write and commands to post out. `task.rs` alone does
 //! I/O, time and posting. `error.rs` is the catalogue of ERROR frames, `auth.rs` the
-//! authentication hook, `services.rs` what sessions share with the rest of the broker.
+//! authentication hook, `services.rs` what sessions share with the rest of the broker, `frame_budget.rs` the
+//! broker-wide budget for large frames.
 
 mod acks;
 mod auth;
 mod connect;
 mod error;
+mod frame_budget;
 mod outbox;
 mod receipts;
 mod send;
@@ -25,6 +27,7 @@ mod transactions;
 
 pub use connect::{HeartBeat, SERVER};
 pub use error::Error;
+pub use frame_budget::{FrameBudget, Share};
 pub use services::{ClientIds, ConnectionInfo, Connections, Services, SubscriptionInfo};
 pub use state::{Phase, Post, Session};
 pub use task::{run, SessionContext};

@@ -48,6 +48,11 @@ impl ProducerWindow {
         self.unanswered_sends += 1;
     }
 
+    /// Bytes of the SENDs posted and not yet answered.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// True while a SEND tracked by `token` is unanswered.
     pub fn tracks(&self, token: Token) -> bool {
         self.sends.contains_key(&token)

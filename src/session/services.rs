@@ -24,6 +24,8 @@ pub struct Services {
     pub memory: Arc<std::sync::atomic::AtomicU64>,
     /// Virtual topics' consumer queues: a SEND to a virtual topic goes to each.
     pub virtual_topics: Arc<crate::message::virtual_topic::VirtualTopics>,
+    /// The budget for large frames (`limits.large_frames_budget_bytes`) all connections share.
+    pub frames: Arc<super::FrameBudget>,
 }
 
 /// Live connections and their subscriptions, for the admin API. Touched on CONNECT,

@@ -165,6 +165,14 @@ impl Session {
             && self.outbox.len() < MAX_WRITE_BUFFER_BYTES
     }
 
+    /// Bytes of SENDs posted and not yet taken by their destinations beyond the producer
+    /// window (one frame larger than the window is let through): what the session holds of
+    /// the large-frames budget (`session/frame_budget.rs`).
+    pub fn sends_past_window(&self) -> u64 {
+        let window = self.config.limits.producer_window_bytes as u64;
+        self.window.bytes().saturating_sub(window)
+    }
+
     /// Should the driver pull more owner answers? Not while the write buffer is full.
     pub fn wants_answers(&self) -> bool {
         self.outbox.len() < MAX_WRITE_BUFFER_BYTES

@@ -64,10 +64,41 @@ where
     // Bytes already read but not yet decoded (a PROXY header's tail, or frames left when the
     // session stopped reading mid-buffer).
     let mut pending = !rbuf.is_empty();
+    // What this connection holds of the large-frames budget.
+    let mut share = ctx.services.frames.share();
+    let max_frame = config.limits.max_frame_bytes;
+    let stall_timeout = Duration::from_millis(config.limits.frame_stall_timeout_ms);
+    // Since when a frame holding budget has been read with no byte arriving.
+    let mut stalled_since: Option<Instant> = None;
     loop {
         if pending && session.wants_read() {
             pending = pump(&mut decoder, &mut rbuf, &mut session, &ctx.peer, conn);
-            size_read_buffer(&mut rbuf, &mut allocated, &decoder);
+        }
+        // The read buffer is sized for what comes next, once the budget covers it and the
+        // SENDs past the producer window; until then the socket is not read.
+        let (resize, charge) = plan_read_buffer(&rbuf, allocated, &decoder, max_frame);
+        let covered = share.cover(charge + session.sends_past_window());
+        let reading = session.wants_read() && covered;
+        match reading && charge > 0 && !stall_timeout.is_zero() {
+            true => _ = stalled_since.get_or_insert_with(Instant::now),
+            false => stalled_since = None,
+        }
+        if covered {
+            match resize {
+                Some(Resize::Exactly(size)) => {
+                    allocated = size;
+                    let mut resized = BytesMut::with_capacity(size);
+                    resized.extend_from_slice(&rbuf);
+                    rbuf = resized;
+                }
+                // In place when it can: frames already taken off the buffer's front leave
+                // room, as most reads of small frames find.
+                Some(Resize::Chunk) => {
+                    rbuf.reserve(READ_CHUNK_BYTES);
+                    allocated = allocated.max(rbuf.capacity());
+                }
+                None => {}
+            }
         }
         if writing.is_empty() && session.has_output() {
             writing = session.take_output();
@@ -86,8 +117,8 @@ where
             grace,
             connect_timeout,
         )
-        .min(closing_since.map_or(far_future(), |t| t + linger));
-        let reading = session.wants_read();
+        .min(closing_since.map_or(far_future(), |t| t + linger))
+        .min(stalled_since.map_or(far_future(), |t| t + stall_timeout));
         let answering = session.wants_answers();
         tokio::select! {
             r = reader.read_buf(&mut rbuf), if reading => {
@@ -98,8 +129,8 @@ where
                     }
                     Ok(_) => {
                         last_read = Instant::now();
+                        stalled_since = None;
                         pending = pump(&mut decoder, &mut rbuf, &mut session, &ctx.peer, conn);
-                        size_read_buffer(&mut rbuf, &mut allocated, &decoder);
                     }
                 }
             }
@@ -128,6 +159,8 @@ where
                     }
                 }
             }
+            // Budget freed for this connection's frame: size its buffer and read on.
+            _ = share.granted(), if !covered => {}
             _ = shutdown.changed(), if closing_since.is_none() => {
                 session.fail(&Error::ShuttingDown, None);
                 closing_since = Some(Instant::now());
@@ -141,6 +174,13 @@ where
                     // An ERROR waited this long for earlier receipts: send it without them.
                     session.give_up_waiting();
                     closing_since = Some(now);
+                }
+                if stalled_since.is_some_and(|t| now >= t + stall_timeout) {
+                    info!("conn={conn} peer={} large frame stalled", ctx.peer);
+                    metrics::counter!("stompbox_large_frame_stalls_total").increment(1);
+                    let ms = stall_timeout.as_millis() as u64;
+                    session.fail(&Error::FrameStalled(ms), decoder.receipt());
+                    stalled_since = None;
                 }
                 match session.phase() {
                     Phase::Connecting if now >= started + connect_timeout => {
@@ -271,35 +311,56 @@ fn pump(
     }
 }
 
-/// Sizes the read buffer for what comes next. A frame whose `content-length` is known gets
-/// room for exactly the rest of it, so the reads that finish it never pull in the next frame:
-/// a producer that flow control then stops reading has nothing of its next frame here, and a
-/// 10 MiB frame costs a 10 MiB buffer, not the 16 MiB that doubling would reach. Otherwise
-/// the buffer grows a chunk at a time. A buffer grown for a large frame is given back once
-/// that frame is out, so an idle or held connection keeps a chunk, not its largest frame.
-/// `allocated` is the size of the allocation behind `rbuf`, kept up to date here.
-fn size_read_buffer(rbuf: &mut BytesMut, allocated: &mut usize, decoder: &Decoder) {
+/// How the read buffer changes before the next read.
+enum Resize {
+    /// To exactly this many bytes (the rest of a frame of known length, or one chunk again).
+    Exactly(usize),
+    /// By a chunk more room.
+    Chunk,
+}
+
+/// Bytes of read buffer each connection has without charge to the large-frames budget: the
+/// most a buffer of small frames reaches (one chunk of data and a chunk of room, which the
+/// allocator may round up to double).
+const READ_ALLOWANCE_BYTES: usize = 4 * READ_CHUNK_BYTES;
+
+/// Plans the read buffer for what comes next: its new size, if it should change, and the
+/// bytes charged for it to the large-frames budget (`session/frame_budget.rs`).
+///
+/// A frame whose `content-length` is known gets room for exactly the rest of it, so the reads
+/// that finish it never pull in the next frame: a producer that flow control then stops
+/// reading has nothing of its next frame here, and a 10 MiB frame costs a 10 MiB buffer, not
+/// the 16 MiB that doubling would reach; the whole frame is charged before any more of it is
+/// read. Otherwise the buffer grows a chunk at a time, and once a frame of unknown length
+/// outgrows a chunk it is charged `max_frame` (charging it piece by piece could leave
+/// connections each holding part of the budget and waiting for more). A buffer grown for a
+/// large frame is given back once that frame is out, so an idle or held connection keeps a
+/// chunk, not its largest frame. `allocated` is the size of the allocation behind `rbuf`
+/// (its `capacity()` shrinks as frames are taken off its front).
+fn plan_read_buffer(
+    rbuf: &BytesMut,
+    allocated: usize,
+    decoder: &Decoder,
+    max_frame: usize,
+) -> (Option<Resize>, u64) {
     let spare = rbuf.capacity() - rbuf.len();
-    match decoder.missing(rbuf) {
-        Some(missing) if missing > spare => {
-            *allocated = rbuf.len() + missing;
-            let mut grown = BytesMut::with_capacity(*allocated);
-            grown.extend_from_slice(rbuf);
-            *rbuf = grown;
+    let resize = match decoder.missing(rbuf) {
+        Some(missing) if missing > spare => Some(Resize::Exactly(rbuf.len() + missing)),
+        Some(_) => None,
+        None if allocated > 2 * READ_CHUNK_BYTES && rbuf.len() <= READ_CHUNK_BYTES => {
+            Some(Resize::Exactly(READ_CHUNK_BYTES))
         }
-        Some(_) => {}
-        None if *allocated > 2 * READ_CHUNK_BYTES && rbuf.len() <= READ_CHUNK_BYTES => {
-            *allocated = READ_CHUNK_BYTES;
-            let mut smaller = BytesMut::with_capacity(*allocated);
-            smaller.extend_from_slice(rbuf);
-            *rbuf = smaller;
-        }
-        None if spare < 1024 => {
-            rbuf.reserve(READ_CHUNK_BYTES);
-            *allocated = (*allocated).max(rbuf.capacity());
-        }
-        None => {}
-    }
+        None if spare < 1024 => Some(Resize::Chunk),
+        None => None,
+    };
+    let charge = match resize {
+        Some(Resize::Exactly(size)) => size.saturating_sub(READ_ALLOWANCE_BYTES),
+        _ if decoder.length_unknown() && rbuf.len() > READ_CHUNK_BYTES => allocated
+            .max(max_frame)
+            .saturating_sub(READ_ALLOWANCE_BYTES),
+        _ => allocated.saturating_sub(READ_ALLOWANCE_BYTES),
+    };
+    (resize, charge as u64)
 }
 
 /// The client→broker window: the promised interval times the grace factor.

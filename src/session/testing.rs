@@ -44,6 +44,7 @@ impl Pair {
             connections: Arc::new(Connections::default()),
             memory: Default::default(),
             virtual_topics: Default::default(),
+            frames: Default::default(),
         };
         let ctx = Ctx::new(
             0,

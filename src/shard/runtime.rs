@@ -23,7 +23,7 @@ use crate::destination::{Accounts, Ctx};
 use crate::message::schedule::ScheduleCmd;
 use crate::message::virtual_topic::VirtualTopics;
 use crate::message::{DestinationName, IdAllocator, Router, SessionId, ToOwner};
-use crate::session::{self, ClientIds, Connections, Services, SessionContext};
+use crate::session::{self, ClientIds, Connections, FrameBudget, Services, SessionContext};
 use crate::store::{self, Fence, Request, StoreError, StoreTx, WriterConfig};
 use crate::transport::proxy;
 use bytes::BytesMut;
@@ -176,6 +176,9 @@ impl Broker {
             connections: Arc::new(Connections::default()),
             memory: memory.clone(),
             virtual_topics: virtual_topics.clone(),
+            frames: Arc::new(FrameBudget::new(
+                config.limits.large_frames_budget_bytes as u64,
+            )),
         });
         let shared = Arc::new(Shared {
             config,
