@@ -71,3 +71,27 @@ fn a_receipted_persistent_composite_send_survives_kill_9_in_every_part() {
         c.expect_silence(QUIET);
     }
 }
+
+/// ActiveMQ consumes from each part of a composite SUBSCRIBE; we refuse it with an ERROR that
+/// says what to do instead, rather than read it as one queue named `a,/queue/b` that no SEND
+/// could ever reach (docs/compatibility.md).
+#[test]
+fn a_composite_subscribe_is_refused_with_what_to_do_instead() {
+    let broker = Broker::under_test();
+    let (a, b) = (queue("composite-sub-a"), queue("composite-sub-b"));
+    let mut c = broker.connect("1.2");
+    let subscribe = Frame::new("SUBSCRIBE")
+        .header("destination", format!("{a},{b}"))
+        .header("id", "both");
+    if target() == Target::ActiveMq {
+        c.request(subscribe);
+        let mut producer = broker.connect("1.2");
+        producer.send_sync(&a, "from a", &[]);
+        producer.send_sync(&b, "from b", &[]);
+        assert_eq!(bodies(&c.receive(2, WAIT)).len(), 2);
+        return;
+    }
+    c.send_frame(&subscribe.header("receipt", "r1"));
+    let e = c.expect_error_and_close(Some("r1"));
+    crate::support::assert_mentions(&e, &["composite"]);
+}

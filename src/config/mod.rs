@@ -515,7 +515,8 @@ mod tests {
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("large_frames_budget_bytes"), "{err}");
         c.limits.large_frames_budget_bytes = c.limits.max_frame_bytes;
-        c.validate().expect("a budget of one largest frame is enough");
+        c.validate()
+            .expect("a budget of one largest frame is enough");
     }
 
     #[test]

@@ -66,6 +66,17 @@ impl Subscriptions {
 impl Session {
     pub(super) fn on_subscribe(&mut self, frame: &Frame) -> Result<(), Error> {
         let dest = required(frame, "destination")?;
+        // A comma names a composite destination (`/queue/a,/queue/b`), which a SEND takes;
+        // subscribing to one is refused rather than read as one oddly named queue that no
+        // SEND could reach (ActiveMQ consumes from each part; docs/compatibility.md).
+        if dest.contains(',') {
+            return Err(Error::InvalidHeader(
+                "destination",
+                dest.to_string(),
+                "a composite destination is for SEND; SUBSCRIBE to each destination \
+                 (or to a wildcard) with an id of its own",
+            ));
+        }
         let destination = self.destination(dest)?;
         if destination.is_temp() && !self.temps.owns(&destination) {
             return Err(Error::ForeignTemp(dest.to_string()));
