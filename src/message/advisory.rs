@@ -4,7 +4,8 @@
 //! (`content-type:application/json`) and, for consumer events, ActiveMQ's `consumerCount`
 //! header. `docs/compatibility.md` (Advisories) documents every field.
 //!
-//! Owners publish consumer, expiry and dead-letter events; sessions publish connection events.
+//! Owners publish destination, consumer, expiry and dead-letter events; sessions publish
+//! connection events.
 //! The advisory topic's owner fans it out, and drops it when nobody listens. Nothing is
 //! published about the advisory topics themselves, so advisories cannot feed on each other.
 
@@ -69,6 +70,15 @@ pub enum Event<'a> {
         destination: &'a DestinationName,
         message_id: MessageId,
     },
+    /// `destination` came into being: its first use, or its first use after it was forgotten
+    /// (not when it comes back from being kept idle, nor at recovery).
+    DestinationAdded { destination: &'a DestinationName },
+    /// `destination` is gone: deleted by an operator, forgotten once idle (`reason` `idle`),
+    /// or a temporary one whose connection closed.
+    DestinationRemoved {
+        destination: &'a DestinationName,
+        reason: &'a str,
+    },
     /// A message of `destination` went to dead-letter queue `dlq`.
     DeadLettered {
         destination: &'a DestinationName,
@@ -84,6 +94,27 @@ fn kind(d: &DestinationName) -> &'static str {
         Kind::Queue => "Queue",
         Kind::Topic => "Topic",
     }
+}
+
+/// `Queue`, `Topic`, `TempQueue` or `TempTopic`: the topic of `d`'s destination advisories.
+fn destination_topic(d: &DestinationName) -> &'static str {
+    match (d.kind(), d.is_temp()) {
+        (Kind::Queue, false) => "Queue",
+        (Kind::Topic, false) => "Topic",
+        (Kind::Queue, true) => "TempQueue",
+        (Kind::Topic, true) => "TempTopic",
+    }
+}
+
+/// The body of a destination advisory; `operation_type` is ActiveMQ's
+/// `DestinationInfo.operationType` (0 = add, 1 = remove), for code ported from it.
+fn destination_json(event: &str, d: &DestinationName, operation_type: u8) -> Value {
+    json!({
+        "event": event,
+        "destination": d.as_str(),
+        "temporary": d.is_temp(),
+        "operation_type": operation_type,
+    })
 }
 
 fn consumer_json(event: &str, d: &DestinationName, c: &ConsumerInfo<'_>, count: usize) -> Value {
@@ -112,6 +143,13 @@ impl Event<'_> {
             }
             Event::ConnectionAdded { .. } | Event::ConnectionRemoved { .. } => {
                 "Connection".to_string()
+            }
+            Event::DestinationAdded { destination }
+            | Event::DestinationRemoved { destination, .. } => {
+                if is_advisory(destination) {
+                    return None;
+                }
+                destination_topic(destination).to_string()
             }
             Event::Expired { destination, .. } => {
                 if is_advisory(destination) {
@@ -160,6 +198,17 @@ impl Event<'_> {
                 "client_id": client_id,
                 "peer": peer,
             }),
+            Event::DestinationAdded { destination } => {
+                destination_json("destination-added", destination, 0)
+            }
+            Event::DestinationRemoved {
+                destination,
+                reason,
+            } => {
+                let mut v = destination_json("destination-removed", destination, 1);
+                v["reason"] = json!(reason);
+                v
+            }
             Event::Expired {
                 destination,
                 message_id,
@@ -236,6 +285,45 @@ mod tests {
         assert_eq!(body["event"], "consumer-added");
         assert_eq!(body["consumer_id"], "7:2");
         assert_eq!(body["selector"], "x = 1");
+    }
+
+    #[test]
+    fn destination_advisories_go_to_the_topic_of_their_kind() {
+        for (name, topic) in [
+            ("/queue/orders", "/topic/ActiveMQ.Advisory.Queue"),
+            ("/topic/prices", "/topic/ActiveMQ.Advisory.Topic"),
+            (
+                "/remote-temp-queue/ID:x-1:1",
+                "/topic/ActiveMQ.Advisory.TempQueue",
+            ),
+            (
+                "/remote-temp-topic/ID:x-1:1",
+                "/topic/ActiveMQ.Advisory.TempTopic",
+            ),
+        ] {
+            let d = DestinationName::parse(name).unwrap();
+            let added = Event::DestinationAdded { destination: &d };
+            let m = added.message(MessageId(1)).unwrap();
+            assert_eq!(m.destination.as_str(), topic);
+            let body: Value = serde_json::from_slice(&m.body).unwrap();
+            assert_eq!(body["event"], "destination-added");
+            assert_eq!(body["destination"], name);
+            assert_eq!(body["operation_type"], 0);
+            assert_eq!(body["temporary"], d.is_temp());
+            let removed = Event::DestinationRemoved {
+                destination: &d,
+                reason: "idle",
+            };
+            let body: Value =
+                serde_json::from_slice(&removed.message(MessageId(2)).unwrap().body).unwrap();
+            assert_eq!(body["event"], "destination-removed");
+            assert_eq!(body["operation_type"], 1);
+            assert_eq!(body["reason"], "idle");
+        }
+        let t = DestinationName::parse("/topic/ActiveMQ.Advisory.Queue").unwrap();
+        assert!(Event::DestinationAdded { destination: &t }
+            .message(MessageId(1))
+            .is_none());
     }
 
     #[test]
