@@ -588,13 +588,50 @@ fn the_console_is_served_at_the_root() {
     assert!(page.body.contains("X-Stompbox-Request"));
 }
 
-/// `/metrics` lists only destinations that exist now: a forgotten one (idle, or purged empty)
-/// disappears, and when it is re-created its counters start again from zero, which
-/// Prometheus' `rate()`/`increase()` read as a counter reset. (Before the fix, the exporter
-/// kept the last gauges, and `Counter::absolute` kept the old maximum, stalling the counter.)
+/// An emptied destination stays listed, with its counters, in `/api/destinations` and
+/// `/metrics` while it is idle (`idle_timeout_ms`, 5 minutes by default): a purge, or a
+/// consumer draining it, does not make what it did disappear.
+#[test]
+fn an_emptied_destination_stays_listed_with_its_counters() {
+    let broker = Broker::start();
+    let admin = broker.admin_addr();
+    let queue = format!("/queue/{}", unique("emptied"));
+    let q = dest(&queue);
+    let mut producer = broker.connect("1.2");
+    for i in 0..3 {
+        producer.send_sync(&queue, &format!("m{i}"), &[]);
+    }
+    ok_json(post(admin, &format!("/api/purge?destination={queue}")));
+    let listed = row(&destinations(admin), &queue, "").clone();
+    assert_eq!(
+        (&listed["depth"], &listed["consumers"], &listed["enqueued"]),
+        (&0.into(), &0.into(), &3.into()),
+        "{listed}"
+    );
+    let metrics = Metrics::scrape(admin);
+    assert_eq!(metrics.value("stompbox_depth", &q), Some(0.0));
+    assert_eq!(
+        metrics.value("stompbox_messages_enqueued_total", &q),
+        Some(3.0)
+    );
+    // It answers as an empty queue: browsing shows nothing, a purge purges nothing.
+    let page = ok_json(get(admin, &format!("/api/messages?destination={queue}")));
+    assert!(bodies(&page).is_empty(), "{page}");
+    let purged = ok_json(post(admin, &format!("/api/purge?destination={queue}")));
+    assert_eq!(purged["purged"], 0);
+    // Used again, it carries on counting.
+    producer.send_sync(&queue, "again", &[]);
+    assert_eq!(row(&destinations(admin), &queue, "")["enqueued"], 4);
+}
+
+/// `/metrics` lists only destinations that exist now: once idle past `idle_timeout_ms`
+/// (short here) a destination is forgotten, and its metrics go with it; when it is re-created
+/// its counters start again from zero, which Prometheus' `rate()`/`increase()` read as a
+/// counter reset. (Before the fix, the exporter kept the last gauges, and
+/// `Counter::absolute` kept the old maximum, stalling the counter.)
 #[test]
 fn metrics_of_a_forgotten_destination_are_not_stale() {
-    let broker = Broker::start();
+    let broker = Broker::start_with_config("[destinations]\nidle_timeout_ms = 1\n");
     let admin = broker.admin_addr();
     let queue = format!("/queue/{}", unique("forgotten"));
     let q = dest(&queue);
@@ -607,12 +644,20 @@ fn metrics_of_a_forgotten_destination_are_not_stale() {
         Some(3.0)
     );
     ok_json(post(admin, &format!("/api/purge?destination={queue}")));
-    assert!(
-        find(&destinations(admin), &queue, "").is_none(),
-        "purged empty: forgotten"
-    );
-    let depth = Metrics::scrape(admin).value("stompbox_depth", &q);
+    eventually(WAIT, || match find(&destinations(admin), &queue, "") {
+        None => Ok(()),
+        Some(row) => Err(format!(
+            "purged empty, still listed after idle_timeout_ms: {row}"
+        )),
+    });
+    let metrics = Metrics::scrape(admin);
+    let depth = metrics.value("stompbox_depth", &q);
     assert!(matches!(depth, None | Some(0.0)), "stale depth {depth:?}");
+    let enqueued = metrics.value("stompbox_messages_enqueued_total", &q);
+    assert!(
+        matches!(enqueued, None | Some(0.0)),
+        "stale counter {enqueued:?}"
+    );
     for i in 0..2 {
         producer.send_sync(&queue, &format!("again {i}"), &[]);
     }

@@ -86,9 +86,9 @@ fn describe() {
 }
 
 /// Per-destination families, rendered at scrape time straight from the owners' snapshots:
-/// only destinations that exist now appear, and each counter is the destination's own total
-/// (it restarts at 0 if an idle destination was forgotten and re-created, which Prometheus
-/// reads as a counter reset).
+/// only destinations that exist now appear (idle ones while kept, `idle_timeout_ms`), and each
+/// counter is the destination's own total (it restarts at 0 if an idle destination was
+/// forgotten and re-created, which Prometheus reads as a counter reset).
 const DESTINATION_FAMILIES: &[(&str, &str, &str)] = &[
     (
         "stompbox_messages_enqueued_total",

@@ -225,9 +225,24 @@ pub struct DestinationConfig {
     /// segments, `*` for any one (ActiveMQ's `Consumer.*.`, as in
     /// `/queue/Consumer.billing.VirtualTopic.Orders`).
     pub virtual_topic_consumer_prefix: String,
-    /// Publish ActiveMQ's advisory messages (`/topic/ActiveMQ.Advisory.…`: consumers,
-    /// connections, expired and dead-lettered messages), as ActiveMQ's `advisorySupport`.
+    /// Publish ActiveMQ's advisory messages (`/topic/ActiveMQ.Advisory.…`: destinations,
+    /// consumers, connections, expired and dead-lettered messages), as ActiveMQ's
+    /// `advisorySupport`.
     pub advisories: bool,
+    /// A queue or topic that is idle (nothing waiting, no consumers) stays listed, with its
+    /// counters, in `/api/destinations`, `/metrics` and the console until it has been idle
+    /// this long (checked once a second), so what it did can still be seen (and `rate()` over
+    /// its counters still works) after it drained. Default 5 minutes: several scrapes and a
+    /// look at the console, while one-off names still go. 0 = forgotten as soon as idle.
+    /// ActiveMQ keeps destinations forever unless `gcInactiveDestinations` (then 60 s,
+    /// `inactiveTimoutBeforeGC`). Durable subscriptions and virtual topics' consumer queues
+    /// stay until deleted; temporary destinations go with their connection.
+    pub idle_timeout_ms: u64,
+    /// Most idle destinations kept listed, broker-wide (each shard keeps its share,
+    /// `max_idle_destinations / shards` rounded up); beyond it the longest idle are forgotten
+    /// early. One costs its name and counters (about 250 bytes plus the name), no buffers, so
+    /// a client sending to endless one-off names cannot grow memory without bound.
+    pub max_idle_destinations: usize,
 }
 
 /// Where dead letters go.
@@ -329,6 +344,8 @@ impl Default for DestinationConfig {
             virtual_topic_prefix: "VirtualTopic.".into(),
             virtual_topic_consumer_prefix: "Consumer.*.".into(),
             max_scheduled_messages: 100_000,
+            idle_timeout_ms: 5 * 60 * 1000,
+            max_idle_destinations: 10_000,
         }
     }
 }

@@ -253,6 +253,17 @@ impl Queue {
         &self.key
     }
 
+    /// Its running totals.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Carries on the totals of the destination it re-creates (one kept while idle, see
+    /// `shard/owner/idle.rs`).
+    pub fn resume_counters(&mut self, counters: Counters) {
+        self.counters = counters;
+    }
+
     /// Messages waiting: in memory (redeliveries waiting out their delay included) plus
     /// stored on disk only (not counting unacked ones).
     pub fn depth(&self) -> u64 {

@@ -118,6 +118,17 @@ impl Topic {
         self.blocked.release(false);
     }
 
+    /// Its running totals.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Carries on the totals of the destination it re-creates (one kept while idle, see
+    /// `shard/owner/idle.rs`).
+    pub fn resume_counters(&mut self, counters: Counters) {
+        self.counters = counters;
+    }
+
     /// Non-durable subscribers attached.
     pub fn subscriber_count(&self) -> usize {
         self.subscribers.len()

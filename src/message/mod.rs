@@ -365,8 +365,8 @@ pub enum ToOwner {
         upto: MessageId,
         result: Result<(), Arc<str>>,
     },
-    /// At start: queues with stored messages (counts per priority) and durable subscriptions
-    /// (with their topic) that this shard owns.
+    /// At start: queues with stored messages (counts per priority), virtual topics' consumer
+    /// queues, and durable subscriptions (with their topic) that this shard owns.
     Recover {
         queues: Vec<(QueueKey, [u64; 10])>,
         /// Durable subscriptions: name, topic and selector text.

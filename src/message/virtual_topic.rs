@@ -74,6 +74,13 @@ impl VirtualTopics {
         map.entry(topic).or_default().insert(queue.to_string())
     }
 
+    /// Whether `queue` is a consumer queue of `topic`.
+    pub fn contains(&self, topic: &DestinationName, queue: &DestinationName) -> bool {
+        let map = self.queues.read().unwrap_or_else(|e| e.into_inner());
+        map.get(topic)
+            .is_some_and(|set| set.contains(queue.as_str()))
+    }
+
     /// Forgets `queue` (an operator deleted it).
     pub fn remove(&self, topic: &DestinationName, queue: &DestinationName) {
         let mut map = self.queues.write().unwrap_or_else(|e| e.into_inner());

@@ -4,10 +4,12 @@
 //! destinations need no locks. `owner/durable.rs` keeps durable subscriptions' queues;
 //! `owner/temp.rs` temporary destinations; `owner/wildcards.rs` wildcard subscriptions;
 //! `owner/scheduled.rs` scheduled messages; `owner/advisories.rs` consumer advisories;
+//! `owner/idle.rs` idle destinations kept listed, and destination advisories;
 //! `owner/inspect.rs` answers the admin endpoint.
 
 mod advisories;
 mod durable;
+mod idle;
 mod inspect;
 mod scheduled;
 mod temp;
@@ -82,6 +84,8 @@ pub struct Owner {
     /// them. A SEND to one not here is refused; its queue or topic may come and go meanwhile
     /// like any other (it is idle), but it exists until its session's Goodbye.
     temps: HashMap<DestinationName, SessionId>,
+    /// Queues and topics dropped as idle, still listed with their counters (`owner/idle.rs`).
+    idle: idle::IdleDestinations,
 }
 
 impl Owner {
@@ -95,6 +99,7 @@ impl Owner {
             wild: Wildcards::default(),
             schedules: Default::default(),
             temps: HashMap::default(),
+            idle: Default::default(),
         }
     }
 
@@ -144,8 +149,8 @@ impl Owner {
     }
 
     /// Once a second: sweep expired messages, let producers parked on a full global memory
-    /// account go once other destinations (maybe on other shards) have shrunk, and retry
-    /// failed page-ins whose backoff has passed.
+    /// account go once other destinations (maybe on other shards) have shrunk, retry
+    /// failed page-ins whose backoff has passed, and forget destinations idle for too long.
     fn tick(&mut self) {
         let now = crate::clock::now_ms();
         let keys: Vec<QueueKey> = self.queues.keys().cloned().collect();
@@ -161,6 +166,7 @@ impl Owner {
             self.with_topic(&name, false, |t, ctx| t.tick(ctx));
         }
         self.tick_wild_topics();
+        self.sweep_idle(std::time::Instant::now());
         self.ctx.flush();
     }
 
@@ -351,7 +357,7 @@ impl Owner {
                     if !self.queues.contains_key(&durable_key(&d, &topic)) {
                         self.ctx.add_durable(true);
                     }
-                    let key = self.durable(&d, &topic);
+                    let key = self.durable(&d, &topic, true);
                     filters.push((
                         key,
                         selector.as_deref().and_then(durable::recovered_selector),
@@ -515,6 +521,7 @@ impl Owner {
                 let from = answer.as_ref().map(|a| a.session);
                 let patterns = self.wild.topics_matching(&name);
                 let Some(topic) = self.topics.get(&name) else {
+                    self.published_to_nobody(&name);
                     self.publish_wild(&patterns, &message, from);
                     match answer {
                         Some(a) if !patterns.is_empty() => {
@@ -571,11 +578,17 @@ impl Owner {
         }
     }
 
-    /// Runs `f` on the queue `key` (created first when `create`), charging its change in
-    /// memory to the global account.
+    /// Runs `f` on the queue `key` (created first when `create`: with the counters it had if
+    /// it was kept idle, else announced), charging its change in memory to the global account.
     fn with_queue(&mut self, key: &QueueKey, create: bool, f: impl FnOnce(&mut Queue, &mut Ctx)) {
         if create && !self.queues.contains_key(key) {
-            self.queues.insert(key.clone(), Queue::new(key.clone()));
+            let mut q = Queue::new(key.clone());
+            if key.subscription.is_none() {
+                if let Some(counters) = self.came_into_being(key) {
+                    q.resume_counters(counters);
+                }
+            }
+            self.queues.insert(key.clone(), q);
             self.attach_wildcards_to(key, None);
         }
         if let Some(q) = self.queues.get_mut(key) {
@@ -585,15 +598,34 @@ impl Owner {
         }
     }
 
-    /// Runs `f` on the topic `name` (created first when `create`), charging its change in
-    /// memory to the global account.
+    /// Runs `f` on the topic `name` (created first when `create`: with the counters it had if
+    /// it was kept idle, else announced), charging its change in memory to the global
+    /// account.
     fn with_topic(
         &mut self,
         name: &DestinationName,
         create: bool,
         f: impl FnOnce(&mut Topic, &mut Ctx),
     ) {
-        with_topic_in(&mut self.topics, &mut self.ctx, name, create, f);
+        if create && !self.topics.contains_key(name) {
+            self.create_topic(name, false);
+        }
+        with_topic_in(&mut self.topics, &mut self.ctx, name, false, f);
+    }
+
+    /// Creates topic `name`, with the counters it had if it was kept idle; else announced,
+    /// unless `recovered` (nobody can listen yet).
+    fn create_topic(&mut self, name: &DestinationName, recovered: bool) {
+        let key = QueueKey::queue(name.clone());
+        let mut t = Topic::new(name.clone());
+        let kept = match recovered {
+            true => self.idle.remove(&key),
+            false => self.came_into_being(&key),
+        };
+        if let Some(counters) = kept {
+            t.resume_counters(counters);
+        }
+        self.topics.insert(name.clone(), t);
     }
 
     /// ACK (`nack` false) or NACK deliveries of one subscription, wherever it is attached.
@@ -626,23 +658,39 @@ impl Owner {
     }
 
     /// Drops a queue that holds nothing (it is re-created on next use), so a stream of one-off
-    /// names cannot grow the shard's memory. Durable subscriptions' queues stay.
-    /// Temporary queues stay until their session's Goodbye (they are few per session).
+    /// names cannot grow the shard's memory; its name and counters stay listed a while
+    /// (`owner/idle.rs`). Durable subscriptions' queues and virtual topics' consumer queues
+    /// stay until deleted. Temporary queues stay until their session's Goodbye (they are few
+    /// per session).
     fn forget_if_idle(&mut self, key: &QueueKey) {
         if key.subscription.is_none()
             && !self.temps.contains_key(&key.destination)
             && self.queues.get(key).is_some_and(Queue::is_idle)
+            && !self.is_virtual_consumer_queue(&key.destination)
         {
             if let Some(q) = self.queues.remove(key) {
                 self.detach_wildcards_from(key, q.consumer_ids().collect());
+                self.keep_idle(key.clone(), q.counters());
             }
         }
     }
 
     fn forget_topic_if_idle(&mut self, name: &DestinationName) {
         if !self.temps.contains_key(name) && self.topics.get(name).is_some_and(Topic::is_idle) {
-            self.topics.remove(name);
+            if let Some(t) = self.topics.remove(name) {
+                self.keep_idle(QueueKey::queue(name.clone()), t.counters());
+            }
         }
+    }
+
+    /// Whether `queue` is a consumer queue of a virtual topic, created by a SUBSCRIBE: it
+    /// exists until an operator deletes it, as its `destinations` row says.
+    fn is_virtual_consumer_queue(&self, queue: &DestinationName) -> bool {
+        self.ctx
+            .config
+            .virtual_topics()
+            .topic_of(queue)
+            .is_some_and(|topic| self.ctx.virtual_topics.contains(&topic, queue))
     }
 
     /// Answers `token` once the store deletes `session`'s ACKs queued (`deleted`: this frame

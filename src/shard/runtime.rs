@@ -2,6 +2,7 @@
 //! runtime with its owner loop, its listener (bound with `SO_REUSEPORT`, so the kernel spreads
 //! connections over shards) and the sessions it accepted. Beside them, one store writer thread.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,7 +23,7 @@ use crate::config::Config;
 use crate::destination::{Accounts, Ctx};
 use crate::message::schedule::ScheduleCmd;
 use crate::message::virtual_topic::VirtualTopics;
-use crate::message::{DestinationName, IdAllocator, Router, SessionId, ToOwner};
+use crate::message::{DestinationName, IdAllocator, QueueKey, Router, SessionId, ToOwner};
 use crate::session::{self, ClientIds, Connections, FrameBudget, Services, SessionContext};
 use crate::store::{self, Fence, Request, StoreError, StoreTx, WriterConfig};
 use crate::transport::proxy;
@@ -132,10 +133,16 @@ impl Broker {
         // Virtual topics' consumer queues exist until deleted: read back from the store.
         let virtual_topics = Arc::new(VirtualTopics::default());
         let naming = config.destinations.virtual_topics();
+        // They are listed while they exist, also when empty.
+        let stored: HashSet<QueueKey> = queues.iter().flatten().map(|(k, _)| k.clone()).collect();
         for name in &recovered.queue_names {
             if let Ok(queue) = DestinationName::parse(name) {
                 if let Some(topic) = naming.topic_of(&queue) {
                     virtual_topics.add(topic, &queue);
+                    let key = QueueKey::queue(queue);
+                    if !stored.contains(&key) {
+                        queues[router.owner_of(&key.destination)].push((key, [0; 10]));
+                    }
                 }
             }
         }

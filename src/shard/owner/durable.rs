@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::Owner;
-use crate::destination::{receipts_reply, Queue, Topic};
+use crate::destination::{receipts_reply, Queue};
 use crate::message::{
     DestinationName, DurableName, QueueKey, SessionId, SessionTx, ToSession, Token,
 };
@@ -42,7 +42,7 @@ impl Owner {
             });
             return None;
         }
-        let key = self.durable(&d, &topic);
+        let key = self.durable(&d, &topic, false);
         if let Some(q) = self.queues.get_mut(&key) {
             q.set_filter(selector.clone());
         }
@@ -57,17 +57,24 @@ impl Owner {
 
     /// The queue of durable subscription `d` to `topic`, created (and registered with the
     /// topic) if new.
-    pub(super) fn durable(&mut self, d: &DurableName, topic: &DestinationName) -> QueueKey {
+    /// `recovered`: at recovery, when a new topic is not announced.
+    pub(super) fn durable(
+        &mut self,
+        d: &DurableName,
+        topic: &DestinationName,
+        recovered: bool,
+    ) -> QueueKey {
         let key = durable_key(d, topic);
         if !self.queues.contains_key(&key) {
             self.queues.insert(key.clone(), Queue::new(key.clone()));
         }
-        let t = self
-            .topics
-            .entry(topic.clone())
-            .or_insert_with(|| Topic::new(topic.clone()));
-        if !t.durables.contains(&key) {
-            t.durables.push(key.clone());
+        if !self.topics.contains_key(topic) {
+            self.create_topic(topic, recovered);
+        }
+        if let Some(t) = self.topics.get_mut(topic) {
+            if !t.durables.contains(&key) {
+                t.durables.push(key.clone());
+            }
         }
         key
     }

@@ -1,7 +1,9 @@
 //! The admin endpoint's questions to an owner (`ToOwner::Inspect`): statistics, browsing,
 //! purging and deleting destinations, answered on the owner's thread so destinations stay
-//! lock-free.
+//! lock-free. Destinations kept while idle (`owner/idle.rs`) are listed, browse and purge as
+//! empty, and a delete forgets them at once.
 
+use super::idle::DELETED;
 use super::Owner;
 use crate::destination::{Queue, Topic};
 use crate::message::{DestinationStats, Inspect, Kind};
@@ -14,6 +16,7 @@ impl Owner {
                 let mut out: Vec<DestinationStats> =
                     self.queues.values().map(Queue::stats).collect();
                 out.extend(self.topics.values().map(Topic::stats));
+                out.extend(self.idle.stats());
                 let _ = reply.send(out);
             }
             Inspect::Browse {
@@ -22,10 +25,15 @@ impl Owner {
                 limit,
                 reply,
             } => {
-                let _ = reply.send(self.queues.get(&key).map(|q| q.browse(offset, limit)));
+                let page = match self.queues.get(&key) {
+                    Some(q) => Some(q.browse(offset, limit)),
+                    // Kept while idle: listed, so it answers, with nothing waiting.
+                    None => self.idle.contains(&key).then(Vec::new),
+                };
+                let _ = reply.send(page);
             }
             Inspect::Purge { key, reply } => {
-                let mut purged = None;
+                let mut purged = self.idle.contains(&key).then_some(0);
                 self.with_queue(&key, false, |q, ctx| {
                     let keep = q.unacked_ids();
                     purged = Some(q.purge());
@@ -45,7 +53,10 @@ impl Owner {
                                 Err("topic has subscribers or durable subscriptions".to_string())
                             }
                             _ => {
-                                self.topics.remove(&key.destination);
+                                let held = self.topics.remove(&key.destination).is_some();
+                                if self.idle.remove(&key).is_some() || held {
+                                    self.advise_removed(&key.destination, DELETED);
+                                }
                                 Ok(0)
                             }
                         }
@@ -55,6 +66,7 @@ impl Owner {
                     }
                     _ => {
                         let mut n = 0;
+                        let mut existed = self.idle.remove(&key).is_some();
                         if let Some(mut q) = self.queues.remove(&key) {
                             if key.subscription.is_some() {
                                 self.ctx.remove_durable();
@@ -62,6 +74,10 @@ impl Owner {
                             let before = q.bytes();
                             n = q.purge();
                             self.ctx.charge(before, q.bytes());
+                            existed = true;
+                        }
+                        if existed && key.subscription.is_none() {
+                            self.advise_removed(&key.destination, DELETED);
                         }
                         if let Some(name) = &key.subscription {
                             if let Some(t) = self.topics.get_mut(&key.destination) {

@@ -2,9 +2,12 @@
 //! `ToOwner::CreateTemp`, deleted with their messages at its `ToOwner::Goodbye`. In between
 //! they are ordinary queues and topics (held in memory only: their messages are never
 //! persistent, see `session/temp.rs`), charged to the global memory account like any other.
+//! Their creation and deletion are announced on `ActiveMQ.Advisory.TempQueue` / `TempTopic`
+//! (`owner/idle.rs`); they are never kept listed once deleted.
 
 use log::debug;
 
+use super::idle::CONNECTION_CLOSED;
 use super::Owner;
 use crate::message::{DestinationName, Kind, QueueKey, SessionId};
 
@@ -33,6 +36,7 @@ impl Owner {
     /// (their SENDs were accepted before the delete), and later SENDs to it are refused.
     pub(super) fn delete_temp(&mut self, destination: &DestinationName) {
         self.temps.remove(destination);
+        self.advise_removed(destination, CONNECTION_CLOSED);
         match destination.kind() {
             Kind::Queue => {
                 let key = QueueKey::queue(destination.clone());

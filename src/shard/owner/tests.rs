@@ -126,3 +126,265 @@ fn a_failing_page_in_is_retried_with_backoff_and_delivers_once_the_store_recover
     forward.join().unwrap();
     writer.join().unwrap();
 }
+
+/// An owner of one shard with `config`, no store, and the mailbox its advisories are posted to.
+fn owner_with(config: DestinationConfig) -> (Owner, tokio::sync::mpsc::UnboundedReceiver<ToOwner>) {
+    let (owner_tx, mailbox) = unbounded_channel();
+    let ctx = Ctx::new(
+        0,
+        Arc::new(Router::new(vec![owner_tx])),
+        None,
+        Arc::new(IdAllocator::new(0)),
+        Arc::new(config),
+        Default::default(),
+    );
+    (Owner::new(ctx), mailbox)
+}
+
+fn idle_config(idle_timeout_ms: u64, max_idle_destinations: usize) -> DestinationConfig {
+    DestinationConfig {
+        idle_timeout_ms,
+        max_idle_destinations,
+        ..DestinationConfig::default()
+    }
+}
+
+/// A session of `owner`, and its mailbox.
+fn hello(
+    owner: &mut Owner,
+    n: u64,
+) -> (SessionId, tokio::sync::mpsc::UnboundedReceiver<ToSession>) {
+    let (tx, rx) = unbounded_channel();
+    let session = SessionId(n);
+    owner.handle(ToOwner::Hello { session, tx });
+    (session, rx)
+}
+
+fn send_to(owner: &mut Owner, session: SessionId, destination: &str) {
+    let message = Arc::new(Message {
+        id: owner.ctx.ids.next(),
+        destination: DestinationName::parse(destination).unwrap(),
+        headers: Vec::new(),
+        body: Default::default(),
+        priority: 4,
+        persistent: false,
+        expires: 0,
+    });
+    owner.handle(ToOwner::Send {
+        session,
+        message,
+        token: None,
+    });
+}
+
+fn subscribe_to(owner: &mut Owner, session: SessionId, sub: u32, destination: &str) {
+    owner.handle(ToOwner::Subscribe {
+        session,
+        sub: SubId(sub),
+        destination: DestinationName::parse(destination).unwrap(),
+        options: ConsumerOptions::new(AckMode::Auto, 100),
+        durable: None,
+        token: None,
+    });
+}
+
+fn unsubscribe_from(owner: &mut Owner, session: SessionId, sub: u32, destination: &str) {
+    owner.handle(ToOwner::Unsubscribe {
+        session,
+        sub: Some(SubId(sub)),
+        destination: DestinationName::parse(destination).unwrap(),
+        destroy: None,
+        token: None,
+    });
+}
+
+/// ACKs what `rx` has been handed for subscription `sub` (an auto-ack session does that once
+/// the MESSAGE is written).
+fn ack_delivered(
+    owner: &mut Owner,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<ToSession>,
+    session: SessionId,
+    sub: u32,
+) {
+    while let Ok(answer) = rx.try_recv() {
+        if let ToSession::Deliver { message, .. } = answer {
+            owner.handle(ToOwner::Ack {
+                session,
+                sub: SubId(sub),
+                ids: vec![message.id],
+                token: None,
+            });
+        }
+    }
+}
+
+/// What the admin API lists: destination → stats.
+fn listed(
+    owner: &mut Owner,
+) -> std::collections::BTreeMap<String, crate::message::DestinationStats> {
+    let (reply, mut rx) = tokio::sync::oneshot::channel();
+    owner.inspect(crate::message::Inspect::Stats { reply });
+    let stats = rx.try_recv().expect("answered at once");
+    stats
+        .into_iter()
+        .map(|s| (s.destination.clone(), s))
+        .collect()
+}
+
+/// The destination advisories posted so far: (event, destination, reason).
+fn destination_advisories(
+    mailbox: &mut tokio::sync::mpsc::UnboundedReceiver<ToOwner>,
+) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    while let Ok(cmd) = mailbox.try_recv() {
+        let ToOwner::Publish { message } = cmd else {
+            continue;
+        };
+        let kind = message.destination.name().to_string();
+        if ![
+            "ActiveMQ.Advisory.Queue",
+            "ActiveMQ.Advisory.Topic",
+            "ActiveMQ.Advisory.TempQueue",
+            "ActiveMQ.Advisory.TempTopic",
+        ]
+        .contains(&kind.as_str())
+        {
+            continue;
+        }
+        let body: serde_json::Value = serde_json::from_slice(&message.body).unwrap();
+        out.push((
+            body["event"].as_str().unwrap().to_string(),
+            body["destination"].as_str().unwrap().to_string(),
+            body["reason"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    out
+}
+
+/// A queue that drained and lost its consumer is no longer held (no buffers, no consumers),
+/// but it is listed with its counters until it has been idle for `idle_timeout_ms`; used
+/// again in between, it carries on counting.
+#[test]
+fn an_emptied_queue_stays_listed_with_its_counters_until_idle_past_the_timeout() {
+    let (mut owner, _mailbox) = owner_with(idle_config(60_000, 100));
+    let (session, mut rx) = hello(&mut owner, 1);
+    send_to(&mut owner, session, "/queue/kept");
+    send_to(&mut owner, session, "/queue/kept");
+    subscribe_to(&mut owner, session, 1, "/queue/kept");
+    ack_delivered(&mut owner, &mut rx, session, 1);
+    unsubscribe_from(&mut owner, session, 1, "/queue/kept");
+    let key = QueueKey::queue(DestinationName::parse("/queue/kept").unwrap());
+    assert!(!owner.queues.contains_key(&key), "no longer held");
+    let row = &listed(&mut owner)["/queue/kept"];
+    assert_eq!((row.kind, row.depth, row.consumers), ("queue", 0, 0));
+    assert_eq!((row.counters.enqueued, row.counters.acked), (2, 2));
+
+    // Used again: the same counters go on.
+    send_to(&mut owner, session, "/queue/kept");
+    assert_eq!(listed(&mut owner)["/queue/kept"].counters.enqueued, 3);
+    subscribe_to(&mut owner, session, 2, "/queue/kept");
+    ack_delivered(&mut owner, &mut rx, session, 2);
+    unsubscribe_from(&mut owner, session, 2, "/queue/kept");
+
+    let now = Instant::now();
+    owner.sweep_idle(now);
+    assert_eq!(listed(&mut owner)["/queue/kept"].counters.acked, 3);
+    owner.sweep_idle(now + Duration::from_millis(60_001));
+    assert!(!listed(&mut owner).contains_key("/queue/kept"));
+    // Created again after that: its counters start from zero.
+    send_to(&mut owner, session, "/queue/kept");
+    assert_eq!(listed(&mut owner)["/queue/kept"].counters.enqueued, 1);
+}
+
+/// Beyond `max_idle_destinations` the longest idle are forgotten first, so one-off names
+/// cannot grow the shard; `idle_timeout_ms = 0` forgets at once, as before.
+#[test]
+fn the_longest_idle_destinations_are_forgotten_beyond_max_idle_destinations() {
+    let (mut owner, mut mailbox) = owner_with(idle_config(60_000, 3));
+    let (session, _rx) = hello(&mut owner, 1);
+    for i in 0..1000 {
+        let q = format!("/queue/once{i}");
+        subscribe_to(&mut owner, session, 1, &q);
+        unsubscribe_from(&mut owner, session, 1, &q);
+    }
+    let names: Vec<String> = listed(&mut owner).into_keys().collect();
+    assert_eq!(
+        names,
+        ["/queue/once997", "/queue/once998", "/queue/once999"]
+    );
+    assert!(owner.queues.is_empty());
+    let advisories = destination_advisories(&mut mailbox);
+    let removed: Vec<_> = advisories
+        .iter()
+        .filter(|(e, _, _)| e == "destination-removed")
+        .collect();
+    assert_eq!(removed.len(), 997);
+    assert_eq!(removed[0].1, "/queue/once0");
+    assert_eq!(removed[0].2, "idle");
+
+    let (mut owner, _mailbox) = owner_with(idle_config(0, 3));
+    let (session, _rx) = hello(&mut owner, 1);
+    subscribe_to(&mut owner, session, 1, "/queue/gone");
+    unsubscribe_from(&mut owner, session, 1, "/queue/gone");
+    assert!(listed(&mut owner).is_empty());
+}
+
+/// A topic published to without subscribers is listed while idle, counting what was sent;
+/// one whose subscribers left stays listed with its counters.
+#[test]
+fn a_topic_is_listed_while_idle_with_its_counters() {
+    let (mut owner, mut mailbox) = owner_with(idle_config(60_000, 100));
+    let (session, _rx) = hello(&mut owner, 1);
+    send_to(&mut owner, session, "/topic/nobody");
+    send_to(&mut owner, session, "/topic/nobody");
+    subscribe_to(&mut owner, session, 1, "/topic/nobody");
+    send_to(&mut owner, session, "/topic/nobody");
+    unsubscribe_from(&mut owner, session, 1, "/topic/nobody");
+    let row = &listed(&mut owner)["/topic/nobody"];
+    assert_eq!((row.kind, row.consumers), ("topic", 0));
+    assert_eq!(row.counters.enqueued, 3);
+    assert!(owner.topics.is_empty());
+    // Announced once, when first used; not when its subscriber came and went.
+    assert_eq!(
+        destination_advisories(&mut mailbox),
+        [(
+            "destination-added".to_string(),
+            "/topic/nobody".to_string(),
+            String::new()
+        )]
+    );
+}
+
+/// Destination advisories: a queue is announced when created and when deleted by an operator
+/// (at once, though kept idle); nothing is announced about advisory topics.
+#[test]
+fn destination_advisories_announce_creation_and_deletion() {
+    let (mut owner, mut mailbox) = owner_with(idle_config(60_000, 100));
+    let (session, mut rx) = hello(&mut owner, 1);
+    send_to(&mut owner, session, "/queue/announced");
+    subscribe_to(&mut owner, session, 1, "/queue/announced");
+    ack_delivered(&mut owner, &mut rx, session, 1);
+    unsubscribe_from(&mut owner, session, 1, "/queue/announced");
+    subscribe_to(&mut owner, session, 2, "/topic/ActiveMQ.Advisory.Queue");
+    let (reply, mut rx) = tokio::sync::oneshot::channel();
+    owner.inspect(crate::message::Inspect::Delete {
+        key: QueueKey::queue(DestinationName::parse("/queue/announced").unwrap()),
+        reply,
+    });
+    assert_eq!(rx.try_recv().unwrap(), Ok(0));
+    assert!(!listed(&mut owner).contains_key("/queue/announced"));
+    let e = |event: &str, reason: &str| {
+        (
+            event.to_string(),
+            "/queue/announced".to_string(),
+            reason.to_string(),
+        )
+    };
+    assert_eq!(
+        destination_advisories(&mut mailbox),
+        [
+            e("destination-added", ""),
+            e("destination-removed", "deleted")
+        ]
+    );
+}

@@ -367,7 +367,8 @@ mod tests {
     }
 
     /// A wildcard consumer that keeps up with a stream of one-off queue names leaves no
-    /// queue (and no attachment) behind: the shard does not grow with the names.
+    /// queue (and no attachment) behind: the shard does not grow with the names beyond what
+    /// it keeps listed while idle (`owner/idle.rs`, capped).
     #[test]
     fn queues_a_wildcard_subscription_emptied_are_forgotten_with_their_attachments() {
         let (mut owner, mut rx, session, sub) = subscribed("/queue/w.>", AckMode::Auto, 10);
@@ -403,6 +404,19 @@ mod tests {
             "{} attachments left",
             w.attached.len()
         );
+        // They are listed while idle, as names and counters only.
+        assert_eq!(owner.idle.len(), 1000);
+        // Another wildcard subscription attaches to none of them.
+        owner.handle(ToOwner::Subscribe {
+            session,
+            sub: SubId(2),
+            destination: DestinationName::parse("/queue/w.*").unwrap(),
+            options: ConsumerOptions::new(AckMode::Auto, 10),
+            durable: None,
+            token: None,
+        });
+        assert!(owner.wild.queues[&(session, SubId(2))].attached.is_empty());
+        assert!(owner.queues.is_empty());
         // A name that comes back is attached again.
         let m = message(&owner, "/queue/w.once7");
         owner.handle(ToOwner::Send {
@@ -411,6 +425,7 @@ mod tests {
             token: None,
         });
         assert!(matches!(rx.try_recv(), Ok(ToSession::Deliver { .. })));
+        assert_eq!(owner.idle.len(), 999);
     }
 
     /// A queue with a backlog does not keep a wildcard subscription's credit to itself: the
