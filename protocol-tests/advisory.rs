@@ -1,5 +1,6 @@
-//! Advisory topics (`/topic/ActiveMQ.Advisory.…`): consumers starting and stopping,
-//! connections, expired and dead-lettered messages, as JSON MESSAGEs a STOMP client reads.
+//! Advisory topics (`/topic/ActiveMQ.Advisory.…`): destinations created and removed, consumers
+//! starting and stopping, connections, expired and dead-lettered messages, as JSON MESSAGEs a
+//! STOMP client reads.
 //!
 //! ActiveMQ 5.17 as Debian packages it delivers none of its advisories to a STOMP subscriber
 //! (they are Java objects; asked for `transformation:jms-advisory-json` it closes the
@@ -167,4 +168,121 @@ fn a_dead_lettered_message_is_announced() {
     assert_eq!(body["event"], "message-dead-lettered");
     assert_eq!(body["destination"], q.as_str());
     assert_eq!(body["dead_letter_queue"], "/queue/ActiveMQ.DLQ");
+}
+
+/// The next advisory on `adv` about `destination` (a shared broker announces other tests'
+/// destinations too), as its JSON body.
+fn about(adv: &mut Client, destination: &str) -> serde_json::Value {
+    loop {
+        let body = json(&adv.expect_message());
+        if body["destination"] == destination {
+            return body;
+        }
+    }
+}
+
+/// Deletes `destination` through our admin API (None for an external broker, whose admin
+/// API is not ours).
+fn delete(broker: &Broker, destination: &str) -> Option<()> {
+    if Broker::is_external() {
+        return None;
+    }
+    let path = format!("/api/delete?destination={destination}");
+    let r = crate::support::http::post(broker.admin_addr(), &path);
+    assert_eq!(r.status, 200, "{}", r.body);
+    Some(())
+}
+
+#[test]
+fn queue_advisories_announce_a_queue_created_and_deleted() {
+    let broker = Broker::under_test();
+    let q = queue("adv-created");
+    let mut adv = broker.connect("1.2");
+    if !listen(&mut adv, "Queue") {
+        return;
+    }
+    let mut producer = broker.connect("1.2");
+    producer.send_sync(&q, "first use", &[]);
+    let added = about(&mut adv, &q);
+    assert_eq!(added["event"], "destination-added");
+    assert_eq!(added["operation_type"], 0);
+    assert_eq!(added["temporary"], false);
+    // Used again while it exists: not announced again.
+    let mut c = broker.connect("1.2");
+    c.subscribe(&q, "s", "auto", &[]);
+    c.expect_body("first use");
+    c.request(Frame::new("UNSUBSCRIBE").header("id", "s"));
+    producer.send_sync(&q, "second", &[]);
+    if delete(&broker, &q).is_none() {
+        return;
+    }
+    let removed = about(&mut adv, &q);
+    assert_eq!(removed["event"], "destination-removed", "{removed}");
+    assert_eq!(removed["operation_type"], 1);
+    assert_eq!(removed["reason"], "deleted");
+}
+
+#[test]
+fn topic_advisories_announce_a_topic_created_and_deleted() {
+    let broker = Broker::under_test();
+    let t = topic("adv-created");
+    let mut adv = broker.connect("1.2");
+    if !listen(&mut adv, "Topic") {
+        return;
+    }
+    let mut c = broker.connect("1.2");
+    c.subscribe(&t, "s", "auto", &[]);
+    let added = about(&mut adv, &t);
+    assert_eq!(added["event"], "destination-added");
+    c.request(Frame::new("UNSUBSCRIBE").header("id", "s"));
+    if delete(&broker, &t).is_none() {
+        return;
+    }
+    let removed = about(&mut adv, &t);
+    assert_eq!(removed["event"], "destination-removed", "{removed}");
+    assert_eq!(removed["reason"], "deleted");
+}
+
+/// Forgotten once idle past `idle_timeout_ms`: announced as removed, `reason` `idle`.
+#[test]
+fn an_idle_queue_forgotten_is_announced() {
+    let Some(broker) = Broker::own_with_config(
+        "an_idle_queue_forgotten_is_announced",
+        "[destinations]\nidle_timeout_ms = 1\n",
+    ) else {
+        return;
+    };
+    let q = queue("adv-idle");
+    let mut adv = broker.connect("1.2");
+    listen(&mut adv, "Queue");
+    let mut c = broker.connect("1.2");
+    c.subscribe(&q, "s", "auto", &[]);
+    assert_eq!(about(&mut adv, &q)["event"], "destination-added");
+    c.request(Frame::new("UNSUBSCRIBE").header("id", "s"));
+    let removed = about(&mut adv, &q);
+    assert_eq!(removed["event"], "destination-removed", "{removed}");
+    assert_eq!(removed["reason"], "idle");
+}
+
+#[test]
+fn temp_queue_advisories_announce_a_temp_queue_and_its_end_with_the_connection() {
+    let broker = Broker::under_test();
+    let mut adv = broker.connect("1.2");
+    if !listen(&mut adv, "TempQueue") {
+        return;
+    }
+    let requests = queue("adv-temp-requests");
+    let mut responder = broker.connect("1.2");
+    responder.subscribe(&requests, "r", "auto", &[]);
+    let mut requester = broker.connect("1.2");
+    requester.subscribe("/temp-queue/replies", "replies", "auto", &[]);
+    requester.send_sync(&requests, "who", &[("reply-to", "/temp-queue/replies")]);
+    let name = responder.expect_body("who").must("reply-to").to_string();
+    let added = about(&mut adv, &name);
+    assert_eq!(added["event"], "destination-added");
+    assert_eq!(added["temporary"], true);
+    requester.disconnect();
+    let removed = about(&mut adv, &name);
+    assert_eq!(removed["event"], "destination-removed", "{removed}");
+    assert_eq!(removed["reason"], "connection-closed");
 }

@@ -12,6 +12,7 @@ mod browse;
 mod composite;
 mod connect;
 mod consumers;
+mod destinations;
 mod durable;
 mod frames;
 mod heartbeat;

@@ -121,3 +121,43 @@ fn a_deleted_consumer_queue_no_longer_receives() {
     assert_eq!(kept.expect_message().text(), "probe");
     kept.expect_silence(QUIET);
 }
+
+/// A consumer queue exists until deleted: listed while empty and without consumers, also
+/// after a plain queue idle as long has been forgotten (`idle_timeout_ms = 1`), and after a
+/// restart.
+#[test]
+fn a_consumer_queue_stays_listed_while_idle_and_after_a_restart() {
+    let Some(mut broker) = Broker::own_with_config(
+        "a_consumer_queue_stays_listed_while_idle_and_after_a_restart",
+        "[destinations]\nidle_timeout_ms = 1\n",
+    ) else {
+        return;
+    };
+    let (_, queue) = names();
+    let plain = format!("/queue/{}", unique("vt-plain"));
+    let listed = |broker: &Broker, name: &str| {
+        let json = broker
+            .admin_get("/api/destinations")
+            .expect("our admin API");
+        json.contains(&format!("\"destination\":\"{name}\""))
+    };
+    let mut c = broker.connect("1.2");
+    c.subscribe(&queue("idle"), "v", "auto", &[]);
+    c.subscribe(&plain, "p", "auto", &[]);
+    c.request(Frame::new("UNSUBSCRIBE").header("id", "v"));
+    c.request(Frame::new("UNSUBSCRIBE").header("id", "p"));
+    crate::support::eventually(WAIT, || match listed(&broker, &plain) {
+        false => Ok(()),
+        true => Err("the plain queue is still listed"),
+    });
+    assert!(
+        listed(&broker, &queue("idle")),
+        "the consumer queue is listed"
+    );
+    c.disconnect();
+    broker.crash_and_restart();
+    assert!(
+        listed(&broker, &queue("idle")),
+        "the consumer queue is listed after a restart"
+    );
+}
