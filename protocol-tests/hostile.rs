@@ -959,6 +959,141 @@ fn a_large_frame_that_stalls_is_an_error_and_gives_back_its_budget() {
     consumer.expect_silence(QUIET);
 }
 
+/// Largest frame in the budget tests below of frames without `content-length`.
+const UNKNOWN_MAX_FRAME: usize = 3 * 1024 * 1024 + 64 * 1024;
+
+/// Limits with a budget of `frames` of the largest frame and no stall timeout.
+fn budget_of(frames: usize) -> String {
+    format!(
+        "[limits]\nmax_body_bytes = {}\nmax_frame_bytes = {UNKNOWN_MAX_FRAME}\n\
+         large_frames_budget_bytes = {}\nframe_stall_timeout_ms = 0\n",
+        3 * 1024 * 1024,
+        frames * UNKNOWN_MAX_FRAME
+    )
+}
+
+/// Writes `bytes` from a thread in 16 KiB pieces, as a network delivers a large frame.
+fn write_in_pieces(c: &Client, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
+    let mut w = c.writer();
+    std::thread::spawn(move || {
+        for piece in bytes.chunks(16 * 1024) {
+            if w.write_all(piece).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })
+}
+
+/// A persistent SEND of `body` bytes without `content-length`.
+fn unknown_length_send(q: &str, receipt: &str, body: usize) -> Vec<u8> {
+    let mut bytes =
+        format!("SEND\ndestination:{q}\npersistent:true\nreceipt:{receipt}\n\n").into_bytes();
+    bytes.resize(bytes.len() + body, b'x');
+    bytes.push(0);
+    bytes
+}
+
+/// Frames without `content-length` are charged the largest frame once they outgrow a chunk,
+/// and never more while they are read: with a budget of one largest frame, or of two and
+/// three such frames at once, arriving in network-sized pieces, every frame is taken (a
+/// charge that grew mid-frame left connections holding the budget and waiting for more).
+#[test]
+fn frames_without_content_length_share_the_budget_without_deadlock() {
+    for (frames, senders) in [(1, 1), (2, 3)] {
+        let Some(broker) = Broker::own_with_config(
+            "frames_without_content_length_share_the_budget_without_deadlock",
+            &budget_of(frames),
+        ) else {
+            return;
+        };
+        let q = queue("unknown-length");
+        let body = 3 * 1024 * 1024 - 4096;
+        let mut clients: Vec<Client> = (0..senders).map(|_| broker.connect("1.2")).collect();
+        let writers: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| write_in_pieces(c, unknown_length_send(&q, &format!("r{i}"), body)))
+            .collect();
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.await_receipt(&format!("r{i}"), 3 * WAIT);
+        }
+        for w in writers {
+            w.join().expect("writer");
+        }
+        let mut consumer = broker.connect("1.2");
+        consumer.subscribe(&q, "s", "auto", &[]);
+        for _ in 0..senders {
+            assert_eq!(consumer.expect_message().body.len(), body);
+        }
+    }
+}
+
+/// A connection that has not sent CONNECT takes no share of the budget: a frame outgrowing
+/// the small-frame allowance before CONNECT is an ERROR, and a connected client's large frame
+/// is taken meanwhile.
+#[test]
+fn nothing_before_connect_takes_the_large_frames_budget() {
+    let Some(broker) = Broker::own_with_config(
+        "nothing_before_connect_takes_the_large_frames_budget",
+        &budget_of(1),
+    ) else {
+        return;
+    };
+    let q = queue("before-connect");
+    let mut anonymous = broker.raw();
+    anonymous.send_raw(format!("SEND\ndestination:{q}\ncontent-length:3000000\n\nxx").as_bytes());
+    let e = anonymous.expect_error_and_close(None);
+    assert_mentions(&e, &["before CONNECT"]);
+    let mut c = broker.connect("1.2");
+    let mut frame =
+        format!("SEND\ndestination:{q}\nreceipt:w\ncontent-length:1000000\n\n").into_bytes();
+    frame.resize(frame.len() + 1_000_000, b'y');
+    frame.push(0);
+    c.send_raw(&frame);
+    c.await_receipt("w", WAIT);
+}
+
+/// A client waiting for the budget is not read, so its heart-beats wait in the socket: it is
+/// not taken for dead (ERROR heart-beat timeout) while it waits, and its frame is taken once
+/// the budget is free.
+#[test]
+fn a_client_waiting_for_the_budget_is_not_taken_for_dead() {
+    let Some(broker) = Broker::own_with_config(
+        "a_client_waiting_for_the_budget_is_not_taken_for_dead",
+        &budget_of(1),
+    ) else {
+        return;
+    };
+    let q = queue("budget-heart-beat");
+    let mut holder = broker.connect("1.2");
+    let held = 3_000_000;
+    holder.send_raw(&large_send_start(&q, "h", held, 100_000));
+    let mut waiter = broker.raw();
+    waiter.send_raw(b"CONNECT\naccept-version:1.2\nhost:localhost\nheart-beat:1000,0\n\n\0");
+    assert_eq!(waiter.expect_frame(WAIT).command, "CONNECTED");
+    let mut frame = large_send_start(&q, "w", 1_000_000, 1_000_000);
+    frame.push(0);
+    let mut w = waiter.writer();
+    let beats = std::thread::spawn(move || {
+        let _ = w.write_all(&frame);
+        // Heart-beats for 3 s, twice the 1.5 s the broker allows between them.
+        for _ in 0..12 {
+            if w.write_all(b"\n").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    beats.join().expect("heart-beats");
+    waiter.expect_silence(QUIET);
+    let mut rest = vec![b'x'; held - 100_000];
+    rest.push(0);
+    holder.send_raw(&rest);
+    holder.await_receipt("h", WAIT);
+    waiter.await_receipt("w", WAIT);
+}
+
 /// A well-behaved client doing request/response round trips on a queue of its own, in a
 /// thread, until stopped: SEND with a receipt, then its RECEIPT and the MESSAGE back.
 struct RoundTrips {

@@ -18,8 +18,9 @@ pub struct Limits {
     /// cannot pin memory per connection: beyond a small allowance each, they are charged to
     /// `large_frames_budget_bytes`, shared by all connections.
     pub max_body_bytes: usize,
-    /// Bytes all connections together may hold of large frames: read buffers grown past four
-    /// read chunks (256 KiB) for a frame, and posted SENDs past `producer_window_bytes`, from
+    /// Bytes all connections together may hold of large frames: read buffers grown past 256 KiB
+    /// for a frame of known length (past 64 KiB for one without `content-length`, charged as
+    /// the largest frame), and posted SENDs past `producer_window_bytes`, from
     /// the frame's first byte until its destination takes it. A connection that would need
     /// more than is free stops reading until others give some back (`session/frame_budget.rs`),
     /// so a thousand connections sending 100 MiB frames hold this much, not 100 GiB. At least

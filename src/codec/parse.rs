@@ -370,12 +370,13 @@ impl Decoder {
         // the whole buffer allocation alive as long as the message lives (a 10-byte message
         // queued for a day pinning a 64 KiB read chunk, a stored message dropped from memory
         // still pinned by the bytes read after it), memory the limits never see. Copying
-        // costs one memcpy of the body, once. A large body that ends the buffer is split off
-        // instead: the reader sized the buffer for exactly its frame, so the allocation is
-        // the frame and the slice pins only its header bytes, and a 100 MiB body is not held
-        // twice while it is copied.
+        // costs one memcpy of the body, once. A large body that ends a buffer hardly larger
+        // than its frame is split off instead (the reader sizes the buffer to a frame of
+        // known length): the slice pins only its header bytes and that slack, and a 100 MiB
+        // body is not held twice while it is copied.
         let frame_len = head_len + body_len + 1;
-        let body = if kept >= SPLIT_BODY_BYTES && buf.len() == frame_len {
+        let tight = buf.capacity() <= frame_len + crate::limits::READ_CHUNK_BYTES;
+        let body = if kept >= SPLIT_BODY_BYTES && buf.len() == frame_len && tight {
             let mut frame = buf.split_to(frame_len);
             frame.advance(head_len);
             frame.truncate(kept);

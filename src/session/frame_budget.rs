@@ -1,7 +1,7 @@
 //! The broker-wide budget for large frames (`limits.large_frames_budget_bytes`).
 //!
-//! Each connection reads small frames out of a buffer of its own (up to four read chunks,
-//! 256 KiB) and may have `producer_window_bytes` of SENDs on their way to destinations; both
+//! Each connection reads small frames out of a buffer of its own (frames of known length up
+//! to 256 KiB, frames without `content-length` up to a 64 KiB chunk) and may have `producer_window_bytes` of SENDs on their way to destinations; both
 //! are per-connection allowances. Anything beyond them — a read buffer grown for a frame
 //! larger than that, and posted SENDs past the window (one frame larger than the window is
 //! always let through) — is charged to this budget, shared by every connection. A connection
@@ -9,17 +9,23 @@
 //! some back, so the memory that large frames take is bounded broker-wide, not per connection:
 //! 10,000 connections each sending a 100 MiB frame hold at most the budget, not a terabyte.
 //!
-//! No deadlock: a frame's whole size is charged before more of it is read (its
-//! `content-length`, or `max_frame_bytes` when the client did not give one), so a connection
-//! never waits for budget in the middle of a frame it holds budget for; every connection that
-//! holds budget finishes its frame (or is closed) and gives it back when the destination has
-//! taken the SEND. Waiters are served first come, first served (tokio's semaphore is fair), so
-//! a large frame is not starved by a stream of smaller ones. `max_frame_bytes` may not exceed
-//! the budget (checked in config), so every frame fits eventually.
+//! How it avoids waiting while holding: a frame is charged its whole size before more of it
+//! is read (its `content-length`, or, for a frame of unknown length that outgrows a chunk,
+//! `max_frame_bytes` and a chunk), and that charge never rises while the frame is read, so a
+//! connection never waits for budget in the middle of a frame it holds budget for. Waiters
+//! are served first come, first served (tokio's semaphore is fair), so a large frame is not
+//! starved by a stream of smaller ones. `max_frame_bytes` may not exceed the budget (checked
+//! in config), so every frame fits eventually, and no connection asks for more than the
+//! whole budget. Nothing before CONNECT is charged (a larger frame there is an ERROR), and a
+//! closing connection gives its share back at once.
 //!
-//! What it does not stop: a client that announces a large frame and then sends it slowly
-//! holds its share until it finishes or its connection ends; small frames are never held up
-//! by the budget, so such clients delay only other large frames.
+//! What it does not stop (docs/architecture.md, "Large frames share one budget"):
+//! - a client that announces a large frame and sends it slowly holds its share until it
+//!   finishes, or until `frame_stall_timeout_ms` without a byte closes it;
+//! - a SEND held by flow control keeps its charge while held, so large non-persistent
+//!   producers parked on a full destination hold budget that other large frames wait for;
+//!   if that destination's consumer must itself send a large frame before it acknowledges,
+//!   it waits until the budget frees (persistent messages are never parked: they go to disk).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -97,7 +103,10 @@ impl Share {
     /// once (and a waiting request dropped); a shortfall is taken if it is free now, or asked
     /// for (see [`Share::granted`]). True when the share covers `bytes`.
     pub fn cover(&mut self, bytes: u64) -> bool {
-        let want = kib(bytes);
+        // No connection asks for more than the whole budget (one that holds all of it may
+        // hold a little more than it is charged: one frame larger than the budget, sent past
+        // a producer window, is let through like any other).
+        let want = kib(bytes).min(self.budget.total_kib);
         if want <= self.held_kib {
             self.pending = None;
             let surplus = self.held_kib - want;

@@ -124,8 +124,14 @@ impl Session {
                 let token = self.register_receipt(receipt.as_deref(), messages.len());
                 // Every copy is tracked by the RECEIPT's token, or by one token of their own.
                 let token = Some(token.unwrap_or_else(|| self.receipts.new_token()));
-                for message in messages {
-                    self.post_send(message, token);
+                for (i, message) in messages.into_iter().enumerate() {
+                    // The copies share the first one's body: its bytes weigh once in the
+                    // window (and in the large-frames budget it charges).
+                    let weight = match i {
+                        0 => message.weight(),
+                        _ => message.weight() - message.body.len() as u64,
+                    };
+                    self.post_weighed(message, token, weight);
                 }
             }
         }
@@ -197,9 +203,15 @@ impl Session {
     /// scheduled one (`AMQ_SCHEDULED_*`, valid since `on_send` checked it) goes to its
     /// owner's schedules: at the SEND, or at the COMMIT of its transaction.
     pub(super) fn post_send(&mut self, message: Arc<Message>, token: Option<Token>) {
+        let weight = message.weight();
+        self.post_weighed(message, token, weight);
+    }
+
+    /// [`Session::post_send`], the message counting `weight` bytes in the producer window.
+    fn post_weighed(&mut self, message: Arc<Message>, token: Option<Token>, weight: u64) {
         let shard = self.owner_of(&message.destination);
         let token = token.unwrap_or_else(|| self.receipts.new_token());
-        self.window.posted(token, message.weight());
+        self.window.posted(token, weight);
         let cmd = match Schedule::parse(&message.headers) {
             Ok(Some(schedule)) => ToOwner::Schedule(ScheduleCmd::Add {
                 session: self.id,

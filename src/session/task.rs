@@ -75,29 +75,44 @@ where
             pending = pump(&mut decoder, &mut rbuf, &mut session, &ctx.peer, conn);
         }
         // The read buffer is sized for what comes next, once the budget covers it and the
-        // SENDs past the producer window; until then the socket is not read.
-        let (resize, charge) = plan_read_buffer(&rbuf, allocated, &decoder, max_frame);
-        let covered = share.cover(charge + session.sends_past_window());
-        let reading = session.wants_read() && covered;
+        // SENDs past the producer window; until then the socket is not read. A closing
+        // connection reads no more and gives its share back.
+        let ending = session.phase() == Phase::Closing || session.failing();
+        let wants = session.wants_read() && !ending;
+        let (resize, mut charge) = plan_read_buffer(&rbuf, allocated, &decoder, max_frame, wants);
+        if charge > 0 && session.phase() == Phase::Connecting {
+            // Nothing before CONNECT may take a share: a CONNECT fits the allowance.
+            session.fail(
+                &Error::Limit("frame size before CONNECT", READ_ALLOWANCE_BYTES),
+                decoder.receipt(),
+            );
+            charge = 0;
+        }
+        let covered = match ending || session.phase() == Phase::Connecting {
+            true => share.cover(0),
+            false => share.cover(charge + session.sends_past_window()),
+        };
+        let reading = wants && covered && session.phase() != Phase::Closing;
         match reading && charge > 0 && !stall_timeout.is_zero() {
             true => _ = stalled_since.get_or_insert_with(Instant::now),
             false => stalled_since = None,
         }
-        if covered {
-            match resize {
-                Some(Resize::Exactly(size)) => {
-                    allocated = size;
-                    let mut resized = BytesMut::with_capacity(size);
-                    resized.extend_from_slice(&rbuf);
-                    rbuf = resized;
-                }
-                // In place when it can: frames already taken off the buffer's front leave
-                // room, as most reads of small frames find.
-                Some(Resize::Chunk) => {
-                    rbuf.reserve(READ_CHUNK_BYTES);
-                    allocated = allocated.max(rbuf.capacity());
-                }
-                None => {}
+        // Silence is the client's fault only while we read it, or while we stopped because
+        // it does not read what we write; not while flow control or the budget holds it.
+        let unjudged = !reading && session.wants_answers();
+        if unjudged {
+            last_read = Instant::now();
+        }
+        if let (true, Some(size)) = (covered, resize) {
+            // A buffer that grows does so in place when it can (frames taken off its front
+            // leave room, as most reads of small frames find), else exactly as planned; one
+            // cut back gets a new, smaller allocation.
+            let grows = size > READ_CHUNK_BYTES || allocated <= 2 * READ_CHUNK_BYTES;
+            if !(grows && size <= READ_ALLOWANCE_BYTES && rbuf.try_reclaim(size - rbuf.len())) {
+                allocated = size;
+                let mut resized = BytesMut::with_capacity(size);
+                resized.extend_from_slice(&rbuf);
+                rbuf = resized;
             }
         }
         if writing.is_empty() && session.has_output() {
@@ -188,6 +203,9 @@ where
                     }
                     Phase::Connected | Phase::Disconnecting => {
                         let hb = session.heart_beat();
+                        if unjudged {
+                            last_read = now;
+                        }
                         let silence = now - last_read;
                         if hb.expect_ms > 0 && silence >= expect_window(hb.expect_ms, grace) {
                             info!("conn={conn} peer={} heart-beat timeout", ctx.peer);
@@ -311,56 +329,56 @@ fn pump(
     }
 }
 
-/// How the read buffer changes before the next read.
-enum Resize {
-    /// To exactly this many bytes (the rest of a frame of known length, or one chunk again).
-    Exactly(usize),
-    /// By a chunk more room.
-    Chunk,
-}
-
-/// Bytes of read buffer each connection has without charge to the large-frames budget: the
-/// most a buffer of small frames reaches (one chunk of data and a chunk of room, which the
-/// allocator may round up to double).
+/// Bytes of read buffer each connection has without charge to the large-frames budget: room
+/// for small frames, which never wait for the budget (frames of known length up to this
+/// size, frames without `content-length` up to a chunk).
 const READ_ALLOWANCE_BYTES: usize = 4 * READ_CHUNK_BYTES;
 
-/// Plans the read buffer for what comes next: its new size, if it should change, and the
-/// bytes charged for it to the large-frames budget (`session/frame_budget.rs`).
+/// Plans the read buffer for what comes next: the size to give it, if it should change, and
+/// the bytes charged for it to the large-frames budget (`session/frame_budget.rs`). It only
+/// grows while the session `wants` to read.
 ///
 /// A frame whose `content-length` is known gets room for exactly the rest of it, so the reads
 /// that finish it never pull in the next frame: a producer that flow control then stops
 /// reading has nothing of its next frame here, and a 10 MiB frame costs a 10 MiB buffer, not
 /// the 16 MiB that doubling would reach; the whole frame is charged before any more of it is
-/// read. Otherwise the buffer grows a chunk at a time, and once a frame of unknown length
-/// outgrows a chunk it is charged `max_frame` (charging it piece by piece could leave
-/// connections each holding part of the budget and waiting for more). A buffer grown for a
-/// large frame is given back once that frame is out, so an idle or held connection keeps a
-/// chunk, not its largest frame. `allocated` is the size of the allocation behind `rbuf`
-/// (its `capacity()` shrinks as frames are taken off its front).
+/// read. A frame of unknown length (a header block being read, a body without
+/// `content-length`) grows by doubling, never past `max_frame` and a chunk of room, and once
+/// it outgrows a chunk it is charged that ceiling at once: charged piece by piece, frames
+/// could each hold part of the budget and wait for more. The charge of a frame never rises
+/// while it is read, so a connection never waits for budget in the middle of a frame it
+/// holds budget for. A buffer grown for a large frame is given back once that frame is out,
+/// so an idle or held connection keeps a chunk, not its largest frame. `allocated` is the
+/// size of the allocation behind `rbuf` (its `capacity()` shrinks as frames are taken off
+/// its front).
 fn plan_read_buffer(
     rbuf: &BytesMut,
     allocated: usize,
     decoder: &Decoder,
     max_frame: usize,
-) -> (Option<Resize>, u64) {
-    let spare = rbuf.capacity() - rbuf.len();
+    wants: bool,
+) -> (Option<usize>, u64) {
+    let len = rbuf.len();
+    let spare = rbuf.capacity() - len;
+    let unknown = decoder.length_unknown() && len > READ_CHUNK_BYTES;
+    let ceiling = max_frame + READ_CHUNK_BYTES;
     let resize = match decoder.missing(rbuf) {
-        Some(missing) if missing > spare => Some(Resize::Exactly(rbuf.len() + missing)),
+        Some(missing) if wants && missing > spare => Some(len + missing),
         Some(_) => None,
-        None if allocated > 2 * READ_CHUNK_BYTES && rbuf.len() <= READ_CHUNK_BYTES => {
-            Some(Resize::Exactly(READ_CHUNK_BYTES))
+        None if allocated > 2 * READ_CHUNK_BYTES && len <= READ_CHUNK_BYTES => {
+            Some(READ_CHUNK_BYTES)
         }
-        None if spare < 1024 => Some(Resize::Chunk),
+        None if wants && spare < 1024 && unknown => {
+            Some(ceiling.min(2 * len.max(allocated)).max(len + 1024))
+        }
+        None if wants && spare < 1024 => Some(len + READ_CHUNK_BYTES),
         None => None,
     };
-    let charge = match resize {
-        Some(Resize::Exactly(size)) => size.saturating_sub(READ_ALLOWANCE_BYTES),
-        _ if decoder.length_unknown() && rbuf.len() > READ_CHUNK_BYTES => allocated
-            .max(max_frame)
-            .saturating_sub(READ_ALLOWANCE_BYTES),
-        _ => allocated.saturating_sub(READ_ALLOWANCE_BYTES),
+    let charge = match unknown {
+        true => ceiling.max(allocated),
+        false => resize.unwrap_or(allocated),
     };
-    (resize, charge as u64)
+    (resize, charge.saturating_sub(READ_ALLOWANCE_BYTES) as u64)
 }
 
 /// The client→broker window: the promised interval times the grace factor.
