@@ -418,3 +418,34 @@ fn temp_destinations_per_connection_are_capped() {
     let mut other = broker.connect("1.2");
     other.send_sync("/temp-queue/t0", "fine", &[]);
 }
+
+/// A message scheduled for a temporary queue whose connection then closes does not bring the
+/// queue back when its delay is up: nobody could ever consume it there.
+#[test]
+fn a_scheduled_message_does_not_bring_back_a_closed_temp_queue() {
+    let Some(broker) = Broker::own("a_scheduled_message_does_not_bring_back_a_closed_temp_queue")
+    else {
+        return;
+    };
+    let requests = queue("temp-scheduled");
+    let mut responder = responder_on(&broker, &requests);
+    let mut owner = broker.connect("1.2");
+    let name = remote_name(&mut owner, &mut responder, &requests, "/temp-queue/later");
+    responder.send_sync(&name, "too late", &[("AMQ_SCHEDULED_DELAY", "300")]);
+    owner.disconnect();
+    // A probe scheduled after it, to a plain queue: once it arrives, the other's delay is up.
+    let probe = queue("temp-scheduled-probe");
+    let mut watcher = broker.connect("1.2");
+    watcher.subscribe(&probe, "p", "auto", &[]);
+    responder.send_sync(&probe, "probe", &[("AMQ_SCHEDULED_DELAY", "300")]);
+    watcher.expect_body("probe");
+    std::thread::sleep(QUIET);
+    let listed = broker
+        .admin_get("/api/destinations")
+        .expect("our admin API");
+    assert!(
+        !listed.contains(&format!("\"{name}\"")),
+        "{name} came back: {listed}"
+    );
+    expect_gone(&broker, &name, false);
+}

@@ -222,6 +222,7 @@ impl Broker {
             memory: Default::default(),
             virtual_topics: Default::default(),
             frames: Default::default(),
+            advisory_listeners: Default::default(),
         };
         let ctx = Ctx::new(
             0,
@@ -231,6 +232,7 @@ impl Broker {
             Arc::new(config.destinations.clone()),
             Accounts {
                 virtual_topics: services.virtual_topics.clone(),
+                advisory_listeners: services.advisory_listeners.clone(),
                 ..Default::default()
             },
         );

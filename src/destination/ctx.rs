@@ -35,6 +35,9 @@ pub struct Accounts {
     /// The consumer queues of virtual topics (`message/virtual_topic.rs`), which sessions
     /// read on SEND.
     pub virtual_topics: Arc<VirtualTopics>,
+    /// Live subscriptions that may receive advisories (`advisory::may_listen`), counted by
+    /// sessions: while there are none, no advisory is built.
+    pub advisory_listeners: Arc<AtomicUsize>,
 }
 
 /// One shard's context for its destinations.
@@ -53,6 +56,8 @@ pub struct Ctx {
     scheduled: Arc<AtomicUsize>,
     /// The consumer queues of virtual topics, shared with every shard and session.
     pub virtual_topics: Arc<VirtualTopics>,
+    /// Subscriptions that may receive advisories, on every shard.
+    advisory_listeners: Arc<AtomicUsize>,
     /// Acked stored messages, deleted in one request at the end of the owner's batch.
     deletes: Vec<MessageId>,
     /// Receipted ACKs answered once `deletes` are committed.
@@ -82,6 +87,7 @@ impl Ctx {
             durables: accounts.durables,
             scheduled: accounts.scheduled,
             virtual_topics: accounts.virtual_topics,
+            advisory_listeners: accounts.advisory_listeners,
             deletes: Vec::new(),
             delete_replies: Vec::new(),
             timers: BTreeMap::new(),
@@ -424,7 +430,9 @@ impl Ctx {
     /// Publishes the advisory of `event` (unless advisories are off) through its topic's
     /// owner.
     pub fn advise(&self, event: Event<'_>) {
-        if !self.config.advisories {
+        // Nobody could receive it: not built (one-off destinations would otherwise cost two
+        // advisory messages each, posted to one shard).
+        if !self.config.advisories || self.advisory_listeners.load(Ordering::Relaxed) == 0 {
             return;
         }
         if let Some(message) = event.message(self.ids.next()) {

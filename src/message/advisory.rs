@@ -6,8 +6,10 @@
 //!
 //! Owners publish destination, consumer, expiry and dead-letter events; sessions publish
 //! connection events.
-//! The advisory topic's owner fans it out, and drops it when nobody listens. Nothing is
-//! published about the advisory topics themselves, so advisories cannot feed on each other.
+//! None is built while no subscription could receive one (sessions count them:
+//! [`may_listen`], [`Listening`]); the advisory topic's owner fans it out, and drops it when
+//! nobody listens there. Nothing is published about the advisory topics themselves, so
+//! advisories cannot feed on each other.
 
 use std::sync::Arc;
 
@@ -22,6 +24,44 @@ pub const PREFIX: &str = "ActiveMQ.Advisory.";
 /// Whether `destination` is an advisory topic (no advisories are published about those).
 pub fn is_advisory(destination: &DestinationName) -> bool {
     destination.kind() == Kind::Topic && destination.name().starts_with(PREFIX)
+}
+
+/// Whether a subscription to `destination` may receive advisories: an advisory topic, or a
+/// wildcard topic pattern whose first two segments can match `ActiveMQ.Advisory` (a little
+/// more than that, which only costs building advisories nobody receives).
+pub fn may_listen(destination: &DestinationName) -> bool {
+    if destination.kind() != Kind::Topic {
+        return false;
+    }
+    if is_advisory(destination) {
+        return true;
+    }
+    if !destination.is_wildcard() {
+        return false;
+    }
+    let mut segments = destination.name().split('.');
+    matches!(
+        (segments.next(), segments.next()),
+        (Some(">"), _) | (Some("ActiveMQ" | "*"), Some("Advisory" | "*" | ">"))
+    )
+}
+
+/// One subscription counted in the advisory listeners while it lives.
+#[derive(Debug)]
+pub struct Listening(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Listening {
+    /// Counts one more listener in `listeners`.
+    pub fn start(listeners: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Listening {
+        listeners.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Listening(listeners.clone())
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A consumer as its advisory describes it.
@@ -261,6 +301,28 @@ impl Event<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn who_may_listen_to_advisories() {
+        let listens = |d: &str| may_listen(&DestinationName::parse(d).unwrap());
+        for yes in [
+            "/topic/ActiveMQ.Advisory.Queue",
+            "/topic/ActiveMQ.Advisory.>",
+            "/topic/ActiveMQ.*.Consumer.>",
+            "/topic/>",
+            "/topic/*.Advisory.Topic",
+        ] {
+            assert!(listens(yes), "{yes}");
+        }
+        for no in [
+            "/topic/orders.>",
+            "/queue/ActiveMQ.Advisory.Queue",
+            "/topic/ActiveMQ.DLQ.*",
+            "/topic/news",
+        ] {
+            assert!(!listens(no), "{no}");
+        }
+    }
 
     #[test]
     fn consumer_advisories_go_to_the_destinations_own_topic_and_count_consumers() {

@@ -24,6 +24,9 @@ pub struct Services {
     pub memory: Arc<std::sync::atomic::AtomicU64>,
     /// Virtual topics' consumer queues: a SEND to a virtual topic goes to each.
     pub virtual_topics: Arc<crate::message::virtual_topic::VirtualTopics>,
+    /// Live subscriptions that may receive advisories (`advisory::may_listen`): owners build
+    /// advisories only while there are some.
+    pub advisory_listeners: Arc<std::sync::atomic::AtomicUsize>,
     /// The budget for large frames (`limits.large_frames_budget_bytes`) all connections share.
     pub frames: Arc<super::FrameBudget>,
 }

@@ -71,6 +71,8 @@ pub struct Session {
     pub(super) ids: Arc<IdAllocator>,
     /// Virtual topics' consumer queues, which a SEND to a virtual topic also goes to.
     pub(super) virtual_topics: Arc<crate::message::virtual_topic::VirtualTopics>,
+    /// Subscriptions that may receive advisories, counted for the owners.
+    pub(super) advisory_listeners: Arc<std::sync::atomic::AtomicUsize>,
     /// Number of shards, to find a destination's owner.
     pub(super) shards: usize,
     /// False when the broker runs without a store (tests): a COMMIT posts at once.
@@ -111,6 +113,7 @@ impl Session {
             config: services.config.clone(),
             ids: services.ids.clone(),
             virtual_topics: services.virtual_topics.clone(),
+            advisory_listeners: services.advisory_listeners.clone(),
             shards,
             has_store: services.store.is_some(),
             client_ids: services.client_ids.clone(),

@@ -36,6 +36,8 @@ pub(super) struct Sub {
     /// A wildcard destination: attached on every shard, so its deliveries are acked to the
     /// owner of each message's own destination.
     pub wildcard: bool,
+    /// Counted among the advisory listeners while it lives (`advisory::may_listen`).
+    pub _listening: Option<crate::message::advisory::Listening>,
 }
 
 /// A delivery held until its subscription's RECEIPT: the message and its redelivery count.
@@ -154,6 +156,8 @@ impl Session {
             in_flight: BTreeMap::new(),
             held: None,
             wildcard,
+            _listening: crate::message::advisory::may_listen(&destination)
+                .then(|| crate::message::advisory::Listening::start(&self.advisory_listeners)),
         };
         self.subs.live.insert(sub, s);
         self.connections

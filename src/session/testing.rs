@@ -45,6 +45,7 @@ impl Pair {
             memory: Default::default(),
             virtual_topics: Default::default(),
             frames: Default::default(),
+            advisory_listeners: Default::default(),
         };
         let ctx = Ctx::new(
             0,
@@ -55,6 +56,7 @@ impl Pair {
             Accounts {
                 memory: services.memory.clone(),
                 virtual_topics: services.virtual_topics.clone(),
+                advisory_listeners: services.advisory_listeners.clone(),
                 ..Default::default()
             },
         );

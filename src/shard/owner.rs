@@ -670,7 +670,10 @@ impl Owner {
         {
             if let Some(q) = self.queues.remove(key) {
                 self.detach_wildcards_from(key, q.consumer_ids().collect());
-                self.keep_idle(key.clone(), q.counters());
+                // A temporary queue outside `temps` outlived its connection: not kept.
+                if !key.destination.is_temp() {
+                    self.keep_idle(key.clone(), q.counters());
+                }
             }
         }
     }
@@ -678,7 +681,9 @@ impl Owner {
     fn forget_topic_if_idle(&mut self, name: &DestinationName) {
         if !self.temps.contains_key(name) && self.topics.get(name).is_some_and(Topic::is_idle) {
             if let Some(t) = self.topics.remove(name) {
-                self.keep_idle(QueueKey::queue(name.clone()), t.counters());
+                if !name.is_temp() {
+                    self.keep_idle(QueueKey::queue(name.clone()), t.counters());
+                }
             }
         }
     }

@@ -183,6 +183,7 @@ impl Broker {
             connections: Arc::new(Connections::default()),
             memory: memory.clone(),
             virtual_topics: virtual_topics.clone(),
+            advisory_listeners: Arc::default(),
             frames: Arc::new(FrameBudget::new(
                 config.limits.large_frames_budget_bytes as u64,
             )),
@@ -320,6 +321,7 @@ fn run_shard(
                 durables: shared.durables.clone(),
                 scheduled: shared.scheduled.clone(),
                 virtual_topics: shared.virtual_topics.clone(),
+                advisory_listeners: shared.services.advisory_listeners.clone(),
             },
         );
         let owner = tokio::task::spawn_local(Owner::new(ctx).run(mailbox));

@@ -27,8 +27,11 @@ impl Owner {
             } => {
                 let page = match self.queues.get(&key) {
                     Some(q) => Some(q.browse(offset, limit)),
-                    // Kept while idle: listed, so it answers, with nothing waiting.
-                    None => self.idle.contains(&key).then(Vec::new),
+                    // A queue kept while idle: listed, so it answers, with nothing waiting (a
+                    // topic, idle or not, has nothing to browse).
+                    None => (key.destination.kind() == crate::message::Kind::Queue
+                        && self.idle.contains(&key))
+                    .then(Vec::new),
                 };
                 let _ = reply.send(page);
             }

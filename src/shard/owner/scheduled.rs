@@ -64,6 +64,13 @@ impl Owner {
                 let Some(producer) = self.sessions.get(&session).map(|s| s.tx.clone()) else {
                     return;
                 };
+                if message.destination.is_temp() && !self.temps.contains_key(&message.destination) {
+                    let _ = producer.send(ToSession::NoSuchTemp {
+                        destination: message.destination.clone(),
+                        token,
+                    });
+                    return;
+                }
                 // A scheduled message is held in memory until its last delivery: refused
                 // (an ERROR naming the limit) rather than held back by flow control.
                 let refuse = |name: &'static str, max: u64| {
@@ -177,6 +184,12 @@ impl Owner {
 
     /// One delivery of `p` at `now`.
     fn fire(&mut self, p: Pending, now: u64) {
+        // A temporary destination whose connection closed is gone with its schedules: a
+        // delivery must not bring it back (nobody could ever consume it).
+        if p.destination.is_temp() && !self.temps.contains_key(&p.destination) {
+            self.finished(&p);
+            return;
+        }
         let next = (p.repeats_left > 0).then(|| Pending {
             next_at: now.saturating_add(p.period_ms),
             repeats_left: p.repeats_left - 1,

@@ -127,8 +127,17 @@ fn a_failing_page_in_is_retried_with_backoff_and_delivers_once_the_store_recover
     writer.join().unwrap();
 }
 
-/// An owner of one shard with `config`, no store, and the mailbox its advisories are posted to.
+/// An owner of one shard with `config`, no store, and the mailbox its advisories are posted to
+/// (a session elsewhere listens to advisories).
 fn owner_with(config: DestinationConfig) -> (Owner, tokio::sync::mpsc::UnboundedReceiver<ToOwner>) {
+    owner_listened(config, 1)
+}
+
+/// [`owner_with`], with `listeners` subscriptions to advisories on the broker.
+fn owner_listened(
+    config: DestinationConfig,
+    listeners: usize,
+) -> (Owner, tokio::sync::mpsc::UnboundedReceiver<ToOwner>) {
     let (owner_tx, mailbox) = unbounded_channel();
     let ctx = Ctx::new(
         0,
@@ -136,9 +145,26 @@ fn owner_with(config: DestinationConfig) -> (Owner, tokio::sync::mpsc::Unbounded
         None,
         Arc::new(IdAllocator::new(0)),
         Arc::new(config),
-        Default::default(),
+        crate::destination::Accounts {
+            advisory_listeners: Arc::new(std::sync::atomic::AtomicUsize::new(listeners)),
+            ..Default::default()
+        },
     );
     (Owner::new(ctx), mailbox)
+}
+
+/// While nobody subscribes to advisories, none is built: one-off destinations cost no
+/// advisory messages.
+#[test]
+fn no_advisory_is_built_while_nobody_listens() {
+    let (mut owner, mut mailbox) = owner_listened(idle_config(60_000, 2), 0);
+    let (session, _rx) = hello(&mut owner, 1);
+    for i in 0..10 {
+        send_to(&mut owner, session, &format!("/topic/once{i}"));
+        send_to(&mut owner, session, &format!("/queue/once{i}"));
+    }
+    assert!(destination_advisories(&mut mailbox).is_empty());
+    assert!(mailbox.try_recv().is_err(), "nothing was posted");
 }
 
 fn idle_config(idle_timeout_ms: u64, max_idle_destinations: usize) -> DestinationConfig {
