@@ -414,3 +414,131 @@ fn destination_advisories_announce_creation_and_deletion() {
         ]
     );
 }
+
+/// A wildcard subscription to queues (client-individual, a selector, a prefetch of 100)
+/// receives every persistent message of a queue that is emptied by its ACKs (so forgotten as
+/// idle) and re-created by the next message, however the store's replies, the SENDs and the
+/// ACKs interleave: 40 seeded interleavings of SENDs, store replies (Stored, Marked), ACKs,
+/// batch flushes and ticks, with the SUBSCRIBE before, among or after the SENDs (the bridge
+/// of a network connector subscribes like this).
+#[test]
+fn a_wildcard_subscription_gets_every_persistent_message_of_a_queue_forgotten_between_them() {
+    const TOTAL: usize = 50;
+    for seed in 1..=40u64 {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        let (owner_tx, mut mailbox) = unbounded_channel();
+        let router = Arc::new(Router::new(vec![owner_tx]));
+        let config = WriterConfig {
+            max_batch: 64,
+            sweep_expired: false,
+            fence: None,
+            durability: Durability::Fsync,
+        };
+        let (writer_tx, writer) =
+            spawn_writer_with_faults(conn, config, Arc::new(Faults::default())).unwrap();
+        let (store, requests) = std::sync::mpsc::channel::<Request>();
+        let forward = std::thread::spawn(move || {
+            for r in requests {
+                let _ = writer_tx.send(r);
+            }
+            let _ = writer_tx.send(Request::Stop);
+        });
+        let ctx = Ctx::new(
+            0,
+            router,
+            Some(store),
+            Arc::new(IdAllocator::new(0)),
+            Arc::new(DestinationConfig::default()),
+            Default::default(),
+        );
+        let mut owner = Owner::new(ctx);
+        let (session, mut rx) = hello(&mut owner, 1);
+        let (producer, _prx) = hello(&mut owner, 2);
+        let selector = crate::selector::Selector::parse(
+            "\"stompbox-broker-path\" IS NULL OR (\"stompbox-broker-path\" NOT LIKE '%')",
+        )
+        .unwrap();
+        let mut options = ConsumerOptions::new(AckMode::ClientIndividual, 100);
+        options.selector = Some(Arc::new(selector));
+        let mut options = Some(options);
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let (mut sent, mut got) = (0, Vec::new());
+        let mut held = std::collections::VecDeque::new();
+        let subscribe_at = (seed as usize * 7) % (TOTAL + 1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < TOTAL && Instant::now() < deadline {
+            if sent >= subscribe_at {
+                if let Some(options) = options.take() {
+                    owner.handle(ToOwner::Subscribe {
+                        session,
+                        sub: SubId(1),
+                        destination: DestinationName::parse("/queue/orders.>").unwrap(),
+                        options,
+                        durable: None,
+                        token: None,
+                    });
+                }
+            }
+            match next() % 7 {
+                6 => owner.tick(),
+                0 | 1 if sent < TOTAL => {
+                    let message = Arc::new(Message {
+                        id: owner.ctx.ids.next(),
+                        destination: DestinationName::parse("/queue/orders.eu").unwrap(),
+                        headers: Vec::new(),
+                        body: Default::default(),
+                        priority: 4,
+                        persistent: true,
+                        expires: 0,
+                    });
+                    owner.handle(ToOwner::Send {
+                        session: producer,
+                        message,
+                        token: None,
+                    });
+                    sent += 1;
+                }
+                2 => {
+                    if let Ok(cmd) = mailbox.try_recv() {
+                        owner.handle(cmd);
+                    }
+                }
+                3 => {
+                    if let Some(id) = held.pop_front() {
+                        owner.handle(ToOwner::Ack {
+                            session,
+                            sub: SubId(1),
+                            ids: vec![id],
+                            token: None,
+                        });
+                    }
+                }
+                4 => owner.ctx.flush(),
+                _ => std::thread::sleep(Duration::from_micros(next() % 300)),
+            }
+            while let Ok(answer) = rx.try_recv() {
+                if let ToSession::Deliver { message, .. } = answer {
+                    got.push(message.id);
+                    held.push_back(message.id);
+                }
+            }
+        }
+        assert_eq!(
+            got.len(),
+            TOTAL,
+            "seed {seed}: {} of {TOTAL} delivered; queues {:?}",
+            got.len(),
+            owner.queues.keys().collect::<Vec<_>>(),
+        );
+        drop(owner);
+        forward.join().unwrap();
+        writer.join().unwrap();
+    }
+}
