@@ -931,6 +931,33 @@ fn a_large_frame_waits_for_the_budget_and_small_frames_never_do() {
     assert_eq!(sizes.iter().filter(|&&n| n == body).count(), 2, "{sizes:?}");
 }
 
+/// A client whose connection drops in the middle of a large frame gives back the budget it
+/// held: the frame that waited for it is taken, and nothing of the cut frame is stored.
+#[test]
+fn a_connection_dropped_mid_frame_gives_back_its_budget() {
+    let Some(broker) = Broker::own_with_config(
+        "a_connection_dropped_mid_frame_gives_back_its_budget",
+        &one_frame_budget(0),
+    ) else {
+        return;
+    };
+    let q = queue("budget-drop");
+    let body = 1024 * 1024;
+    let mut dropped = broker.connect("1.2");
+    dropped.send_raw(&large_send_start(&q, "cut", body, 512 * 1024));
+    let mut waiter = broker.connect("1.2");
+    let mut whole = large_send_start(&q, "waited", body, body);
+    whole.push(0);
+    waiter.send_raw(&whole);
+    waiter.expect_silence(QUIET);
+    dropped.abort();
+    waiter.await_receipt("waited", WAIT);
+    let mut consumer = broker.connect("1.2");
+    consumer.subscribe(&q, "s", "auto", &[]);
+    assert_eq!(consumer.expect_message().body.len(), body);
+    consumer.expect_silence(QUIET);
+}
+
 /// A client that stops in the middle of a large frame is closed with an ERROR saying so once
 /// `frame_stall_timeout_ms` passes without a byte of it, and the budget it held goes to the
 /// frame that waited for it. Nothing of the stalled frame is stored.

@@ -186,8 +186,9 @@ fn hello(
     (session, rx)
 }
 
-fn send_to(owner: &mut Owner, session: SessionId, destination: &str) {
-    let message = Arc::new(Message {
+/// An empty non-persistent message to `destination`, with the owner's next id.
+pub(super) fn plain_message(owner: &Owner, destination: &str) -> Arc<Message> {
+    Arc::new(Message {
         id: owner.ctx.ids.next(),
         destination: DestinationName::parse(destination).unwrap(),
         headers: Vec::new(),
@@ -195,7 +196,11 @@ fn send_to(owner: &mut Owner, session: SessionId, destination: &str) {
         priority: 4,
         persistent: false,
         expires: 0,
-    });
+    })
+}
+
+fn send_to(owner: &mut Owner, session: SessionId, destination: &str) {
+    let message = plain_message(owner, destination);
     owner.handle(ToOwner::Send {
         session,
         message,

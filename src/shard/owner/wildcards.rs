@@ -318,7 +318,7 @@ mod tests {
 
     use super::*;
     use crate::config::DestinationConfig;
-    use crate::message::{AckMode, ConsumerOptions, IdAllocator, Message, Router, ToOwner};
+    use crate::message::{AckMode, ConsumerOptions, IdAllocator, Router, ToOwner};
 
     fn owner() -> Owner {
         let (owner_tx, _mailbox) = unbounded_channel();
@@ -333,17 +333,7 @@ mod tests {
         Owner::new(ctx)
     }
 
-    fn message(owner: &Owner, destination: &str) -> Arc<Message> {
-        Arc::new(Message {
-            id: owner.ctx.ids.next(),
-            destination: DestinationName::parse(destination).unwrap(),
-            headers: Vec::new(),
-            body: Default::default(),
-            priority: 4,
-            persistent: false,
-            expires: 0,
-        })
-    }
+    use super::super::tests::plain_message as message;
 
     /// An owner with one session subscribed to `pattern`, and that session's mailbox.
     fn subscribed(
