@@ -202,6 +202,11 @@ impl Connection {
                     self.flush().await?;
                 }
             }
+            // A flush reads while the socket is not writable: what it read may hold a whole
+            // frame, and the socket may have nothing more to wake us with.
+            if let Some(frame) = self.decoder.decode(&mut self.rbuf)? {
+                return Ok(Some(frame));
+            }
             let wake = [
                 deadline,
                 self.send_every.map(|e| self.last_write + e),
@@ -275,6 +280,48 @@ fn parse_heart_beat(value: &str) -> Option<(Duration, Duration)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A frame that arrives while the client is flushing a large write is read into the
+    /// buffer by the flush; the read that follows must return it rather than wait for more
+    /// bytes that never come. (A network bridge stalled on this: its ACKs were being flushed
+    /// when the last MESSAGE of a stream arrived.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_frame_read_during_a_flush_is_returned() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"CONNECT"));
+            s.write_all(b"CONNECTED\nversion:1.2\n\n\0").await.unwrap();
+            // The client is now writing more than the socket buffers hold: send the one
+            // frame it waits for, then let its write drain, and send nothing more.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            s.write_all(b"MESSAGE\ndestination:/queue/a\nmessage-id:1\nsubscription:s\n\nhi\0")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            while s.read(&mut buf).await.unwrap() > 0 {}
+        });
+        let mut conn = Connection::open(&addr, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let big = Frame::new(Command::Send)
+            .header("destination", "/queue/big")
+            .with_body(vec![b'x'; 64 * 1024 * 1024]);
+        conn.queue(&big);
+        let frame = tokio::time::timeout(Duration::from_secs(20), conn.read_frame(None))
+            .await
+            .expect("the MESSAGE read during the flush is returned")
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.command, Command::Message);
+        assert_eq!(&frame.body[..], b"hi");
+        drop(conn);
+        server.await.unwrap();
+    }
 
     #[test]
     fn heart_beat_header() {
