@@ -36,6 +36,7 @@ pub mod destination;
 pub mod lease;
 pub mod limits;
 pub mod message;
+pub mod network;
 pub mod role;
 pub mod selector;
 pub mod session;

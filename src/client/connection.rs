@@ -48,6 +48,7 @@ pub struct Connection {
     last_read: Instant,
     /// The CONNECTED `server` header, if any.
     server: Option<String>,
+    broker_name: Option<String>,
 }
 
 impl Connection {
@@ -74,6 +75,7 @@ impl Connection {
             last_write: now,
             last_read: now,
             server: None,
+            broker_name: None,
         };
         let (cx, cy) = options.heart_beat;
         let mut connect = Frame::new(Command::Connect)
@@ -111,6 +113,9 @@ impl Connection {
         };
         conn.decoder.set_version(conn.version);
         conn.server = reply.get("server").map(str::to_string);
+        conn.broker_name = reply
+            .get(crate::message::network::BROKER_NAME)
+            .map(str::to_string);
         if let Some((sx, sy)) = reply.get("heart-beat").and_then(parse_heart_beat) {
             // Spec 1.2 "Heart-beating": each side's interval is the larger of what one
             // offers and the other wants, and zero on either side disables that direction.
@@ -132,6 +137,11 @@ impl Connection {
     /// The broker's `server` header from CONNECTED.
     pub fn server(&self) -> Option<&str> {
         self.server.as_deref()
+    }
+
+    /// The broker's name in a network of brokers (stompbox's CONNECTED says it).
+    pub fn broker_name(&self) -> Option<&str> {
+        self.broker_name.as_deref()
     }
 
     /// Appends `frame` to the write buffer. Nothing is written until [`Connection::write`]

@@ -40,6 +40,15 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// A delivery of `frame`, as if received on a first connection (for tests).
+    #[cfg(test)]
+    pub(crate) fn for_test(frame: Frame) -> Delivery {
+        Delivery {
+            frame,
+            generation: 0,
+        }
+    }
+
     /// The first value of header `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.frame.get(name)
@@ -107,6 +116,11 @@ impl Client {
     /// The broker's `server` header.
     pub fn server(&self) -> Option<&str> {
         self.conn.as_ref().and_then(Connection::server)
+    }
+
+    /// The broker's name in a network of brokers, when it says it (stompbox does).
+    pub fn broker_name(&self) -> Option<&str> {
+        self.conn.as_ref().and_then(Connection::broker_name)
     }
 
     /// How many times the client reconnected after a failure.

@@ -9,9 +9,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod host;
+mod network;
 mod policy;
 
 pub use host::{AllowedHost, Authority, Host};
+pub use network::NetworkConnector;
 pub use policy::{Policy, PolicyEntry};
 
 use crate::limits::Limits;
@@ -85,6 +87,12 @@ pub struct Config {
     pub limits: Limits,
     /// Destination memory and prefetch defaults.
     pub destinations: DestinationConfig,
+    /// This broker's name in a network of brokers: what messages it forwards carry in their
+    /// broker path, so they never come back to it. Unique in a network; a master/slave pair
+    /// shares one (it is one broker to its peers). ActiveMQ's default is `localhost` too.
+    pub broker_name: String,
+    /// Network connectors (`[[network]]`): bridges that forward messages to other brokers.
+    pub network: Vec<NetworkConnector>,
 }
 
 /// Master/slave lease timing (see docs/ha.md).
@@ -308,6 +316,8 @@ impl Default for Config {
             heart_beat: HeartBeatConfig::default(),
             limits: Limits::default(),
             destinations: DestinationConfig::default(),
+            broker_name: "localhost".into(),
+            network: Vec::new(),
         }
     }
 }
@@ -390,6 +400,7 @@ impl Config {
         for entry in &d.policy {
             policy::check(entry).map_err(ConfigError::Invalid)?;
         }
+        network::check(&self.broker_name, &self.network).map_err(ConfigError::Invalid)?;
         let l = &self.limits;
         if l.max_body_bytes > l.max_frame_bytes {
             return bad(format!(

@@ -19,6 +19,7 @@ use crate::selector::{Selector, Subject};
 
 pub mod advisory;
 mod name;
+pub mod network;
 pub mod schedule;
 mod stats;
 pub mod virtual_topic;

@@ -70,6 +70,12 @@ impl Session {
             .header("version", version.as_str())
             .header("session", format!("session-{}", self.id.0))
             .header("server", SERVER)
+            // Who we are in a network of brokers: a bridge connecting here learns which
+            // messages not to send us (those whose broker path already names us).
+            .header(
+                crate::message::network::BROKER_NAME,
+                &self.config.broker_name,
+            )
             .header("heart-beat", format!("{},{}", hb.send_ms, hb.expect_ms));
         self.outbox.write_frame(&connected, version);
         self.announced = true;

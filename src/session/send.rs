@@ -73,6 +73,14 @@ impl ProducerWindow {
 
 impl Session {
     pub(super) fn on_send(&mut self, frame: &mut Frame, now_ms: u64) -> Result<(), Error> {
+        // A message that already passed through this broker came round a loop of bridges:
+        // taken (its RECEIPT says so, and the bridge that sent it lets it go) and dropped,
+        // as ActiveMQ drops a message whose broker path holds its own id.
+        let path = frame.get(crate::message::network::BROKER_PATH);
+        if path.is_some_and(|p| crate::message::network::path_holds(p, &self.config.broker_name)) {
+            self.receipt_now(frame);
+            return Ok(());
+        }
         let transaction = frame.get("transaction").map(str::to_owned);
         let receipt = frame.get("receipt").map(str::to_owned);
         let mut destinations = self.composite(required(frame, "destination")?)?;

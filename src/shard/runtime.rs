@@ -87,6 +87,8 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     idle: std::sync::mpsc::Receiver<usize>,
     threads: Vec<JoinHandle<()>>,
+    /// The network bridges' thread, when `[[network]]` connectors are configured.
+    network: Option<JoinHandle<()>>,
 }
 
 impl Broker {
@@ -210,6 +212,17 @@ impl Broker {
             threads.push(handle);
         }
         info!("listening stomp={stomp_addr} shards={shards}");
+        // Bridges connect to this broker like clients: to loopback when it listens on all
+        // addresses.
+        let mut local = stomp_addr;
+        if local.ip().is_unspecified() {
+            local.set_ip(match local {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let network = crate::network::spawn(&shared.config, local, shutdown_rx.clone())
+            .map_err(StartError::Thread)?;
         Ok(Broker {
             stomp_addr,
             router,
@@ -219,6 +232,7 @@ impl Broker {
             shutdown,
             idle,
             threads,
+            network,
         })
     }
 
@@ -237,6 +251,12 @@ impl Broker {
     /// threads, then let the store writer commit what is left and stop. Consumes the broker.
     pub fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // The bridges end their connections here first, like any client.
+        if let Some(network) = self.network {
+            if network.join().is_err() {
+                error!("the network bridges' thread panicked during shutdown");
+            }
+        }
         // Owners keep serving until every shard's sessions are gone: a closing session still
         // posts Goodbye to other shards.
         for _ in 0..self.threads.len() {

@@ -109,11 +109,17 @@ impl Broker {
     }
 
     /// This broker on STOMP and admin ports chosen now and kept across restarts.
-    pub fn on_fixed_ports(mut self) -> Broker {
+    pub fn on_fixed_ports(self) -> Broker {
         let ports = free_ports(2);
+        self.on_ports(ports[0], ports[1])
+    }
+
+    /// This broker on these STOMP and admin ports (from `free_ports`), kept across restarts:
+    /// for brokers whose configs name each other before either runs.
+    pub fn on_ports(mut self, stomp: u16, admin: u16) -> Broker {
         self.fixed = Some((
-            SocketAddr::from(([127, 0, 0, 1], ports[0])),
-            SocketAddr::from(([127, 0, 0, 1], ports[1])),
+            SocketAddr::from(([127, 0, 0, 1], stomp)),
+            SocketAddr::from(([127, 0, 0, 1], admin)),
         ));
         self
     }
