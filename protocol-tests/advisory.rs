@@ -75,10 +75,18 @@ fn consumer_advisories_of_topics_durable_and_wildcard_subscriptions_reach_a_wild
     c.subscribe(&t, "durable", "auto", &[("activemq.subscriptionName", "d")]);
     let pattern = format!("{t}.>");
     c.subscribe(&pattern, "wild", "auto", &[]);
+    // A new advisory subscriber is first told of the consumers that exist (other tests'
+    // topics on a shared broker): only this test's topic counts here.
     let mut events = Vec::new();
-    for _ in 0..3 {
+    while events.len() < 3 {
         let m = adv.expect_message();
-        events.push((m.get("consumerCount").map(str::to_string), json(&m)));
+        let body = json(&m);
+        if body["destination"]
+            .as_str()
+            .is_some_and(|d| d.starts_with(t.as_str()))
+        {
+            events.push((m.get("consumerCount").map(str::to_string), body));
+        }
     }
     assert_eq!(events[0].0.as_deref(), Some("1"));
     assert_eq!(events[0].1["destination"], t.as_str());
@@ -90,7 +98,76 @@ fn consumer_advisories_of_topics_durable_and_wildcard_subscriptions_reach_a_wild
     // The wildcard subscription is announced once, for its pattern.
     assert_eq!(events[2].1["destination"], pattern.as_str());
     assert_eq!(events[2].0.as_deref(), Some("1"));
+    while let Some(m) = adv.next_frame(crate::support::QUIET) {
+        let body = json(&m);
+        let d = body["destination"].as_str().unwrap_or_default();
+        assert!(
+            !d.starts_with(t.as_str()),
+            "one advisory per consumer: {m:?}"
+        );
+    }
+}
+
+#[test]
+fn a_new_advisory_subscriber_is_told_of_the_consumers_that_exist() {
+    let broker = Broker::under_test();
+    let q = queue("adv-replay");
+    let name = &q["/queue/".len()..];
+    let mut a = broker.connect("1.2");
+    a.subscribe(&q, "a", "auto", &[("selector", "region = 'eu'")]);
+    let mut b = broker.connect("1.2");
+    b.subscribe(&q, "b", "client", &[]);
+    // A consumer of a queue of the same prefix is not about this queue.
+    b.subscribe(&format!("{q}.other"), "c", "auto", &[]);
+    let mut adv = broker.connect("1.2");
+    if !listen(&mut adv, &format!("Consumer.Queue.{name}")) {
+        return;
+    }
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let m = adv.expect_message();
+        assert_eq!(m.get("consumerCount"), Some("2"), "{m:?}");
+        let body = json(&m);
+        assert_eq!(body["event"], "consumer-added");
+        assert_eq!(body["destination"], q.as_str());
+        seen.push(body["selector"].clone());
+    }
+    assert!(seen.contains(&serde_json::Value::Null), "{seen:?}");
+    assert!(seen.contains(&"region = 'eu'".into()), "{seen:?}");
     adv.expect_silence(crate::support::QUIET);
+    // Then changes, as before.
+    a.request(Frame::new("UNSUBSCRIBE").header("id", "a"));
+    let m = adv.expect_message();
+    assert_eq!(json(&m)["event"], "consumer-removed");
+    assert_eq!(m.get("consumerCount"), Some("1"), "{m:?}");
+}
+
+#[test]
+fn a_network_bridge_subscription_says_whose_consumers_it_stands_for() {
+    let broker = Broker::under_test();
+    let q = queue("adv-path");
+    let mut adv = broker.connect("1.2");
+    if !listen(
+        &mut adv,
+        &format!("Consumer.Queue.{}", &q["/queue/".len()..]),
+    ) {
+        return;
+    }
+    let mut bridge = broker.connect("1.2");
+    bridge.subscribe(
+        &q,
+        "n",
+        "client-individual",
+        &[("stompbox-broker-path", "b,c")],
+    );
+    let body = json(&adv.expect_message());
+    assert_eq!(body["broker_path"], "b,c");
+    let mut plain = broker.connect("1.2");
+    plain.subscribe(&q, "p", "auto", &[]);
+    assert_eq!(
+        json(&adv.expect_message())["broker_path"],
+        serde_json::Value::Null
+    );
 }
 
 #[test]

@@ -139,6 +139,11 @@ impl Consumer {
         self.options.priority
     }
 
+    /// The brokers a network bridge's subscription stands for (`stompbox-broker-path`).
+    pub fn broker_path(&self) -> Option<&Arc<str>> {
+        self.options.broker_path.as_ref()
+    }
+
     /// Ids of the deliveries awaiting ACK/NACK (or, in auto mode, their write).
     pub fn unacked_ids(&self) -> impl Iterator<Item = MessageId> + '_ {
         self.unacked.keys().copied()

@@ -202,6 +202,28 @@ impl Topic {
         self.blocked.accept(answer, full);
     }
 
+    /// Publishes to one subscriber, `sub` of `session`, if it is here (an advisory replayed
+    /// to a new advisory subscriber, `ToOwner::PublishTo`).
+    pub fn send_to(&mut self, entry: Entry, session: SessionId, sub: SubId, ctx: &mut Ctx) {
+        let Some(i) = self
+            .subscribers
+            .iter()
+            .position(|s| s.consumer.is(session, sub))
+        else {
+            return;
+        };
+        self.counters.enqueued += 1;
+        let weight = entry.weight();
+        let s = &mut self.subscribers[i];
+        s.pending.push_back(entry);
+        self.bytes += weight;
+        if !drain(s, &mut self.bytes, &mut self.counters) {
+            self.remove_dead(vec![i]);
+        }
+        let full = self.full(ctx);
+        self.blocked.release(full);
+    }
+
     /// Adds a subscriber; it sees messages published from now on.
     pub fn subscribe(&mut self, consumer: Consumer) {
         self.subscribers.push(Subscriber {

@@ -74,6 +74,8 @@ pub struct ConsumerInfo<'a> {
     pub selector: Option<&'a str>,
     /// `client_id:name` of a durable subscription.
     pub durable: Option<&'a str>,
+    /// For a network bridge's subscription: the brokers whose consumers it stands for.
+    pub broker_path: Option<&'a str>,
 }
 
 /// Something that happened, worth an advisory.
@@ -166,6 +168,7 @@ fn consumer_json(event: &str, d: &DestinationName, c: &ConsumerInfo<'_>, count: 
         "selector": c.selector,
         "durable_subscription": c.durable,
         "consumer_count": count,
+        "broker_path": c.broker_path,
     })
 }
 
@@ -334,6 +337,7 @@ mod tests {
                 subscription: 2,
                 selector: Some("x = 1"),
                 durable: None,
+                broker_path: None,
             },
             count: 3,
         };
@@ -398,6 +402,7 @@ mod tests {
                 subscription: 1,
                 selector: None,
                 durable: None,
+                broker_path: None,
             },
             count: 1,
         };

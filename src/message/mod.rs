@@ -113,6 +113,10 @@ pub struct ConsumerOptions {
     pub priority: i8,
     /// `activemq.noLocal`: a topic subscriber does not receive what its own connection sent.
     pub no_local: bool,
+    /// `stompbox-broker-path` on a network bridge's SUBSCRIBE: the brokers whose consumers
+    /// this subscription stands for (nearest first), carried in its consumer advisories so
+    /// that demand does not echo round a loop of bridges (`crate::message::network`).
+    pub broker_path: Option<Arc<str>>,
 }
 
 impl ConsumerOptions {
@@ -125,6 +129,7 @@ impl ConsumerOptions {
             exclusive: false,
             priority: 0,
             no_local: false,
+            broker_path: None,
         }
     }
 }
@@ -379,6 +384,14 @@ pub enum ToOwner {
     Inspect(Inspect),
     /// Publish a message nobody waits an answer for (an advisory, `message/advisory.rs`).
     Publish { message: Arc<Message> },
+    /// Publish an advisory to one subscriber only, `sub` of `session`, attached to the topic
+    /// or to a wildcard pattern matching it: the consumers that existed when it subscribed
+    /// to consumer advisories (`session/subscriptions.rs`, as ActiveMQ replays them).
+    PublishTo {
+        message: Arc<Message>,
+        session: SessionId,
+        sub: SubId,
+    },
     /// Stop the owner loop (process shutdown).
     Stop,
 }

@@ -58,6 +58,14 @@ pub struct SubscriptionInfo {
     pub prefetch: u32,
     /// `client_id:name` for a durable subscription.
     pub durable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// A network bridge's subscription: the brokers whose consumers it stands for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_path: Option<String>,
+    /// The broker's number for it on its connection (the `consumer_id` of its advisories).
+    #[serde(skip)]
+    pub number: u32,
 }
 
 impl Connections {

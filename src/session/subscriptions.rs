@@ -14,6 +14,7 @@ use super::services::SubscriptionInfo;
 use super::state::{required, Session};
 use crate::codec::{Command, Frame, Version};
 use crate::limits::MAX_PREFETCH;
+use crate::message::advisory::{self, ConsumerInfo, Event};
 use crate::message::{AckMode, DurableName, Message, SubId, ToOwner, Token};
 use crate::message::{ConsumerOptions, DestinationName, Kind};
 use crate::selector::Selector;
@@ -147,6 +148,9 @@ impl Session {
             },
             prefetch,
             durable: durable.as_ref().map(|d| d.key().to_string()),
+            selector: options.selector.as_ref().map(|s| s.text().to_string()),
+            broker_path: options.broker_path.as_deref().map(str::to_string),
+            number: sub.0,
         };
         let s = Sub {
             id: sub_id,
@@ -156,8 +160,8 @@ impl Session {
             in_flight: BTreeMap::new(),
             held: None,
             wildcard,
-            _listening: crate::message::advisory::may_listen(&destination)
-                .then(|| crate::message::advisory::Listening::start(&self.advisory_listeners)),
+            _listening: advisory::may_listen(&destination)
+                .then(|| advisory::Listening::start(&self.advisory_listeners)),
         };
         self.subs.live.insert(sub, s);
         self.connections
@@ -195,7 +199,67 @@ impl Session {
             };
             self.post(shard, cmd);
         }
+        if self.config.destinations.advisories && advisory::may_listen(&destination) {
+            self.replay_consumers(sub, &destination);
+        }
         Ok(())
+    }
+
+    /// A new subscriber to consumer advisories first receives a `consumer-added` advisory for
+    /// each consumer that exists (ActiveMQ does the same), so that a network bridge learns
+    /// its peer's demand when it links, not only the changes after.
+    ///
+    /// Read from the live connections registry, which sessions update before they post a
+    /// SUBSCRIBE or UNSUBSCRIBE to the owners; the advisories are posted after this
+    /// subscription's SUBSCRIBE, and each shard's mailbox is one queue. So a consumer missing
+    /// here has its `consumer-added` delivered live, and one listed here that goes away has
+    /// its `consumer-removed` delivered after the replayed one. A replayed consumer may also
+    /// be announced live: subscribers key consumers by `consumer_id`.
+    fn replay_consumers(&mut self, sub: SubId, pattern: &DestinationName) {
+        let mut consumers: Vec<(DestinationName, SubscriptionInfo, u64)> = Vec::new();
+        for c in self.connections.list() {
+            for s in c.subscriptions {
+                let Ok(d) = DestinationName::parse(&s.destination) else {
+                    continue;
+                };
+                if !advisory::is_advisory(&d) {
+                    consumers.push((d, s, c.id));
+                }
+            }
+        }
+        let mut counts: std::collections::HashMap<&DestinationName, usize> = Default::default();
+        for (d, _, _) in &consumers {
+            *counts.entry(d).or_default() += 1;
+        }
+        for (d, s, connection) in &consumers {
+            let event = Event::ConsumerAdded {
+                destination: d,
+                consumer: ConsumerInfo {
+                    connection: *connection,
+                    subscription: s.number,
+                    selector: s.selector.as_deref(),
+                    durable: s.durable.as_deref(),
+                    broker_path: s.broker_path.as_deref(),
+                },
+                count: counts.get(d).copied().unwrap_or(1),
+            };
+            let Some(topic) = event.topic() else { continue };
+            if !crate::message::wildcard::matches(pattern.name(), topic.name()) {
+                continue;
+            }
+            if let Some(message) = event.message(self.ids.next()) {
+                let shard = self.owner_of(&message.destination);
+                let session = self.id;
+                self.post(
+                    shard,
+                    ToOwner::PublishTo {
+                        message,
+                        session,
+                        sub,
+                    },
+                );
+            }
+        }
     }
 
     /// The shards holding subscriptions to `destination`: its owner, or every shard for a
@@ -434,6 +498,10 @@ fn consumer_options(frame: &Frame, ack: AckMode) -> Result<ConsumerOptions, Erro
         exclusive: flag("activemq.exclusive")?,
         priority,
         no_local: flag("activemq.noLocal")? || flag("no-local")?,
+        broker_path: frame
+            .get(crate::message::network::BROKER_PATH)
+            .filter(|p| !p.is_empty())
+            .map(Arc::from),
     })
 }
 

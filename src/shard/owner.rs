@@ -376,6 +376,11 @@ impl Owner {
             ToOwner::Schedule(cmd) => self.schedule(cmd),
             ToOwner::Inspect(q) => self.inspect(q),
             ToOwner::Publish { message } => self.send(message, None),
+            ToOwner::PublishTo {
+                message,
+                session,
+                sub,
+            } => self.publish_to(message, session, sub),
             ToOwner::Stop => return false,
         }
         true
@@ -401,12 +406,14 @@ impl Owner {
                 let _ = tx.send(ToSession::Done { token });
             }
             let selector = consumer.selector().cloned();
+            let path = consumer.broker_path().cloned();
             self.subscribe_wildcard(consumer, destination.clone());
             let info = ConsumerInfo {
                 connection: session.0,
                 subscription: sub.0,
                 selector: selector.as_ref().map(|s| s.text()),
                 durable: None,
+                broker_path: path.as_deref(),
             };
             self.advise_consumer(&destination, info, true);
             return;
@@ -439,6 +446,7 @@ impl Owner {
             }
         }
         let selector = consumer.selector().cloned();
+        let path = consumer.broker_path().cloned();
         match &target {
             Attached::Queue(key) => self.with_queue(key, true, |q, ctx| q.subscribe(consumer, ctx)),
             Attached::Topic(name) => self.with_topic(name, true, |t, _| t.subscribe(consumer)),
@@ -455,6 +463,7 @@ impl Owner {
             subscription: sub.0,
             selector: selector.as_ref().map(|s| s.text()),
             durable: durable.as_deref(),
+            broker_path: path.as_deref(),
         };
         self.advise_consumer(&destination_of(&target), info, true);
     }

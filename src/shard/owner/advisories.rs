@@ -2,10 +2,12 @@
 //! publishes them when a subscription starts or ends on one of its destinations, with the
 //! number of consumers the destination has then.
 
+use std::sync::Arc;
+
 use super::{Attached, Owner};
-use crate::destination::Queue;
+use crate::destination::{Entry, Queue};
 use crate::message::advisory::{self, ConsumerInfo, Event};
-use crate::message::{DestinationName, Kind, QueueKey, SessionId, SubId};
+use crate::message::{DestinationName, Kind, Message, QueueKey, SessionId, SubId};
 
 /// The destination a subscription attached as `target` consumes from (a durable
 /// subscription's: its topic; a wildcard subscription's: its pattern).
@@ -70,6 +72,24 @@ impl Owner {
         }
     }
 
+    /// Publishes `message` (to a topic) to one subscriber, `sub` of `session`, whether it
+    /// subscribed to the topic or to a pattern matching it; nobody else receives it.
+    pub(super) fn publish_to(&mut self, message: Arc<Message>, session: SessionId, sub: SubId) {
+        let name = message.destination.clone();
+        if name.kind() != Kind::Topic {
+            return;
+        }
+        let entry = Entry::new(message);
+        if self.topics.contains_key(&name) {
+            let e = entry.clone();
+            self.with_topic(&name, false, |t, ctx| t.send_to(e, session, sub, ctx));
+        }
+        for p in self.wild.topics_matching(&name) {
+            let e = entry.clone();
+            self.with_wild_topic(&p, false, |t, ctx| t.send_to(e, session, sub, ctx));
+        }
+    }
+
     /// The consumer advisory of a subscription that ended (`sub` of `session`, attached to
     /// `target`).
     pub(super) fn advise_consumer_removed(
@@ -84,6 +104,7 @@ impl Owner {
             subscription: sub.0,
             selector: None,
             durable: None,
+            broker_path: None,
         };
         self.advise_consumer(&destination, info, false);
     }
