@@ -112,9 +112,10 @@ fn a_peer_killed_in_the_middle_of_the_stream_loses_nothing() {
         got.insert(m.text());
         consumer.ack(&m);
     }
-    // At-least-once: a message forwarded as the link failed may come twice, no more.
+    // At-least-once: only a message in flight as the link failed (the bridge's window, its
+    // prefetch: 100 by default) may come twice.
     assert!(
-        deliveries <= total + 2,
+        deliveries <= total + 100,
         "{deliveries} deliveries of {total} messages"
     );
     eventually(WAIT, || match stored(&a, q) {
@@ -201,8 +202,12 @@ fn network_connector_mistakes_are_config_errors() {
             "uri",
         ),
         (
-            "broker_name = \"a\"\n[[network]]\nuri = \"static:(tcp://h:1)\"\n",
+            "broker_name = \"a\"\n[[network]]\nuri = \"static:(tcp://h:1)\"\ndemand = false\n",
             "static_included",
+        ),
+        (
+            "broker_name = \"a\"\n[[network]]\nuri = \"static:(tcp://h:1)\"\nexcluded = [\"/bogus/orders\"]\n",
+            "excluded",
         ),
         (
             "broker_name = \"a,b\"\n[[network]]\nuri = \"static:(tcp://h:1)\"\nstatic_included = [\"/queue/x\"]\n",
@@ -214,5 +219,274 @@ fn network_connector_mistakes_are_config_errors() {
         std::fs::write(&path, config).unwrap();
         let e = stompbox::config::Config::load(&path).expect_err(config);
         assert!(e.to_string().contains(names), "{e} does not name {names}");
+    }
+}
+
+/// `destination`'s entry in `broker`'s `/api/destinations`.
+fn destination_stats(broker: &Broker, destination: &str) -> Option<serde_json::Value> {
+    let list: serde_json::Value =
+        serde_json::from_str(&broker.admin_get("/api/destinations")?).ok()?;
+    list.as_array()?
+        .iter()
+        .find(|d| d["destination"] == destination && d["subscription"] == "")
+        .cloned()
+}
+
+/// The number `field` of `destination` in `broker`'s `/api/destinations` (0 when unlisted).
+fn stat(broker: &Broker, destination: &str, field: &str) -> u64 {
+    destination_stats(broker, destination)
+        .and_then(|d| d[field].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn demand_moves_a_queue_only_while_the_peer_has_a_consumer_for_it() {
+    let b = named("b");
+    let a = bridged("a", &b, &[], "");
+    let q = format!("/queue/{}", unique("demand"));
+    let mut producer = a.connect("1.2");
+    for n in 0..20 {
+        producer.send_persistent(&q, &format!("early {n}"), &[]);
+    }
+    // No consumer on B: nothing crosses.
+    std::thread::sleep(QUIET * 2);
+    assert_eq!(stored(&a, &q), 20, "all still on the source");
+    assert_eq!(stat(&b, &q, "enqueued"), 0, "nothing reached the peer");
+    // A consumer appears on B: what waits, and what follows, flows to it.
+    let mut consumer = b.connect("1.2");
+    consumer.subscribe(&q, "c", "client-individual", &[]);
+    for n in 0..20 {
+        let m = consumer.expect_message();
+        assert_eq!(m.text(), format!("early {n}"));
+        assert_eq!(m.get("stompbox-broker-path"), Some("a"));
+        consumer.ack(&m);
+    }
+    for n in 0..10 {
+        producer.send_persistent(&q, &format!("later {n}"), &[]);
+        let m = consumer.expect_message();
+        assert_eq!(m.text(), format!("later {n}"));
+        consumer.ack(&m);
+    }
+    eventually(WAIT, || match stored(&a, &q) {
+        0 => Ok(()),
+        n => Err(format!("{n} still stored on the source")),
+    });
+    // It leaves: the bridge's subscription on A goes, and new messages stay on A.
+    consumer.disconnect();
+    eventually(WAIT, || match stat(&a, &q, "consumers") {
+        0 => Ok(()),
+        n => Err(format!("{n} consumers still on the source's queue")),
+    });
+    for n in 0..10 {
+        producer.send_persistent(&q, &format!("after {n}"), &[]);
+    }
+    std::thread::sleep(QUIET * 2);
+    assert_eq!(stored(&a, &q), 10, "kept on the source once demand is gone");
+    assert_eq!(
+        stat(&b, &q, "enqueued"),
+        30,
+        "the peer got only what it had demand for"
+    );
+}
+
+#[test]
+fn local_consumers_come_before_the_network() {
+    let b = named("b");
+    let a = bridged("a", &b, &[], "");
+    let q = format!("/queue/{}", unique("local-first"));
+    let mut remote = b.connect("1.2");
+    remote.subscribe(&q, "r", "client-individual", &[]);
+    let mut local = a.connect("1.2");
+    local.subscribe(&q, "l", "client-individual", &[]);
+    // The bridge's subscription on A is there (priority -1) before anything is sent.
+    eventually(WAIT, || match stat(&a, &q, "consumers") {
+        2 => Ok(()),
+        n => Err(format!("{n} consumers on the source's queue")),
+    });
+    let mut producer = a.connect("1.2");
+    for n in 0..50 {
+        producer.send_persistent(&q, &format!("m{n}"), &[]);
+    }
+    for n in 0..50 {
+        let m = local.expect_message();
+        assert_eq!(m.text(), format!("m{n}"));
+        local.ack(&m);
+    }
+    remote.expect_silence(QUIET);
+    assert_eq!(stat(&b, &q, "enqueued"), 0);
+}
+
+#[test]
+fn topic_demand_sends_each_message_once_and_honours_the_remote_selectors() {
+    let b = named("b");
+    let a = bridged("a", &b, &[], "");
+    let t = format!("/topic/{}", unique("prices"));
+    let mut eu = b.connect("1.2");
+    eu.subscribe(&t, "eu", "auto", &[("selector", "region = 'eu'")]);
+    let mut eu2 = b.connect("1.2");
+    eu2.subscribe(&t, "eu2", "auto", &[("selector", "region = 'eu'")]);
+    let mut all = b.connect("1.2");
+    all.subscribe(
+        &t,
+        "all",
+        "auto",
+        &[("selector", "region IN ('eu', 'asia')")],
+    );
+    eventually(WAIT, || match stat(&a, &t, "consumers") {
+        1 => Ok(()),
+        n => Err(format!(
+            "{n} consumers of the source's topic (want the one conduit)"
+        )),
+    });
+    let mut producer = a.connect("1.2");
+    for (n, region) in ["eu", "us", "asia", "us", "eu"].iter().enumerate() {
+        producer.send_sync(&t, &format!("p{n}"), &[("region", region)]);
+    }
+    for c in [&mut eu, &mut eu2] {
+        assert_eq!(c.expect_message().text(), "p0");
+        assert_eq!(c.expect_message().text(), "p4");
+        c.expect_silence(QUIET);
+    }
+    for want in ["p0", "p2", "p4"] {
+        assert_eq!(all.expect_message().text(), want);
+    }
+    all.expect_silence(QUIET);
+    // Once each, and only what some subscriber there selects.
+    assert_eq!(stat(&b, &t, "enqueued"), 3);
+}
+
+/// Brokers named `names`, on ports chosen now, each with one connector `net` to the brokers
+/// `links[i]` names (indexes), with `extra` connector settings.
+fn network(names: &[&str], links: &[&[usize]], extra: &str) -> Vec<Broker> {
+    let ports = support::net::free_ports(names.len() * 2);
+    let stomp = |i: usize| ports[2 * i];
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let peers: Vec<String> = links[i]
+                .iter()
+                .map(|&p| format!("tcp://127.0.0.1:{}", stomp(p)))
+                .collect();
+            let connector = match peers.is_empty() {
+                true => String::new(),
+                false => format!(
+                    "\n[[network]]\nname = \"net\"\n\
+                     uri = \"static:({})?initialReconnectDelay=100&maxReconnectDelay=500\"\n{extra}",
+                    peers.join(",")
+                ),
+            };
+            let mut b = Broker::new(&format!("broker_name = \"{name}\"\n{connector}"))
+                .on_ports(stomp(i), ports[2 * i + 1]);
+            b.start_again();
+            b
+        })
+        .collect()
+}
+
+#[test]
+fn demand_crosses_a_line_of_three_within_the_ttl() {
+    // A → B → C, by demand only: C's consumer is B's demand, which B's bridge on A sees
+    // one hop further.
+    let line = network(&["a", "b", "c"], &[&[1], &[2], &[]], "network_ttl = 2\n");
+    let (a, b, c) = (&line[0], &line[1], &line[2]);
+    let q = format!("/queue/{}", unique("line"));
+    let mut consumer = c.connect("1.2");
+    consumer.subscribe(&q, "c", "client-individual", &[]);
+    eventually(WAIT, || match stat(a, &q, "consumers") {
+        1 => Ok(()),
+        n => Err(format!("{n} consumers on A (want the bridge's)")),
+    });
+    let mut producer = a.connect("1.2");
+    for n in 0..200 {
+        let persistent = if n % 2 == 0 { "true" } else { "false" };
+        producer.send_sync(&q, &format!("m{n}"), &[("persistent", persistent)]);
+    }
+    for n in 0..200 {
+        let m = consumer.expect_message();
+        assert_eq!(m.text(), format!("m{n}"), "once each, in order");
+        assert_eq!(m.get("stompbox-broker-path"), Some("a,b"));
+        consumer.ack(&m);
+    }
+    consumer.expect_silence(QUIET);
+    eventually(WAIT, || match (stored(a, &q), stored(b, &q)) {
+        (0, 0) => Ok(()),
+        n => Err(format!("{n:?} still stored on A and B")),
+    });
+    assert_eq!(stat(b, &q, "enqueued"), 200);
+    assert_eq!(stat(c, &q, "enqueued"), 200);
+}
+
+#[test]
+fn demand_stops_at_the_ttl() {
+    // The same line with TTL 1: C's demand does not reach A, so nothing leaves A.
+    let line = network(&["a", "b", "c"], &[&[1], &[2], &[]], "network_ttl = 1\n");
+    let (a, b, c) = (&line[0], &line[1], &line[2]);
+    let q = format!("/queue/{}", unique("line1"));
+    let mut consumer = c.connect("1.2");
+    consumer.subscribe(&q, "c", "client-individual", &[]);
+    eventually(WAIT, || match stat(b, &q, "consumers") {
+        1 => Ok(()),
+        n => Err(format!("{n} consumers on B (want C's bridge's)")),
+    });
+    let mut producer = a.connect("1.2");
+    for n in 0..10 {
+        producer.send_persistent(&q, &format!("m{n}"), &[]);
+    }
+    consumer.expect_silence(QUIET * 2);
+    assert_eq!(stored(a, &q), 10, "kept on A");
+    assert_eq!(stat(b, &q, "enqueued"), 0);
+}
+
+#[test]
+fn a_full_mesh_of_three_delivers_each_topic_message_once_to_each_subscriber() {
+    // Each broker bridges to both others, TTL 1 (ActiveMQ's advice for a full mesh).
+    let mesh = network(&["a", "b", "c"], &[&[1, 2], &[0, 2], &[0, 1]], "");
+    let t = format!("/topic/{}", unique("mesh"));
+    let mut subscribers: Vec<_> = mesh
+        .iter()
+        .map(|b| {
+            let mut s = b.connect("1.2");
+            s.subscribe(&t, "s", "auto", &[]);
+            s
+        })
+        .collect();
+    // Each broker's topic has its subscriber and one bridge per other broker.
+    for b in &mesh {
+        eventually(WAIT, || match stat(b, &t, "consumers") {
+            3 => Ok(()),
+            n => Err(format!("{n} consumers of {}'s topic", b.name())),
+        });
+    }
+    let per_broker = 20;
+    for (i, b) in mesh.iter().enumerate() {
+        let mut p = b.connect("1.2");
+        for n in 0..per_broker {
+            p.send_sync(&t, &format!("{i}-{n}"), &[]);
+        }
+    }
+    for s in subscribers.iter_mut() {
+        let mut got: Vec<String> = s
+            .receive(3 * per_broker, WAIT)
+            .iter()
+            .map(|m| m.text())
+            .collect();
+        s.expect_silence(QUIET);
+        got.sort();
+        let mut want: Vec<String> = (0..3)
+            .flat_map(|i| (0..per_broker).map(move |n| format!("{i}-{n}")))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "each message once");
+    }
+    // Nothing circulates: each topic saw its own messages and one copy of each other's.
+    std::thread::sleep(QUIET);
+    for b in &mesh {
+        assert_eq!(
+            stat(b, &t, "enqueued"),
+            3 * per_broker as u64,
+            "{}",
+            b.name()
+        );
     }
 }

@@ -171,6 +171,32 @@ impl Client {
         self.wait_receipt(n).await
     }
 
+    /// Sends `frame` with a `receipt` header and returns its number without waiting: the
+    /// RECEIPT arrives later, and [`Client::confirmed`] reaches the number (receipts are
+    /// answered in order). For a pipeline of receipted SENDs (a network bridge); not replayed
+    /// by a failover client.
+    pub async fn send_numbered(&mut self, mut frame: Frame) -> Result<u64, ClientError> {
+        let n = self.alloc_receipt();
+        frame.headers.push("receipt", receipt_id(n));
+        self.write(&frame).await?;
+        self.poll_incoming().await?;
+        Ok(n)
+    }
+
+    /// The highest receipt number the broker confirmed on the current connection.
+    pub fn confirmed(&self) -> u64 {
+        self.confirmed
+    }
+
+    /// Reads one frame: the MESSAGE it was, or `None` for anything else (a RECEIPT, which
+    /// moves [`Client::confirmed`]). Waits for a frame; cancel-safe.
+    pub async fn next(&mut self) -> Result<Option<Delivery>, ClientError> {
+        if let Some(d) = self.inbox.pop_front() {
+            return Ok(Some(d));
+        }
+        self.read_one(None).await
+    }
+
     /// Writes buffered frames now.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         loop {

@@ -13,7 +13,7 @@ mod network;
 mod policy;
 
 pub use host::{AllowedHost, Authority, Host};
-pub use network::NetworkConnector;
+pub use network::{DemandFilter, NetworkConnector};
 pub use policy::{Policy, PolicyEntry};
 
 use crate::limits::Limits;

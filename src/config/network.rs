@@ -19,12 +19,29 @@ pub struct NetworkConnector {
     /// `staticallyIncludedDestinations`): full names, wildcards allowed, e.g.
     /// `"/queue/orders.>"`.
     pub static_included: Vec<String>,
+    /// Forward by demand (ActiveMQ's default): a destination's messages go to the peer while
+    /// the peer has consumers for it, learnt from its consumer advisories. On by default;
+    /// `false` leaves only `static_included`.
+    pub demand: bool,
+    /// Destinations forwarded by demand (ActiveMQ's `dynamicallyIncludedDestinations`),
+    /// wildcards allowed; empty: every queue and topic (never advisory or temporary ones).
+    pub dynamic_included: Vec<String>,
+    /// Destinations never forwarded by demand (ActiveMQ's `excludedDestinations`), wildcards
+    /// allowed; they win over `dynamic_included`.
+    pub excluded: Vec<String>,
+    /// A bridge's subscription for a peer's queue consumers has priority -1, so this broker's
+    /// own consumers are served first; with this, -1 less per further hop the demand came
+    /// from, so nearer brokers are preferred (ActiveMQ's `decreaseNetworkConsumerPriority`).
+    pub decrease_network_consumer_priority: bool,
     /// Network hops a message may make (ActiveMQ's `networkTTL`, default 1): a message that
     /// already crossed this many is not forwarded again.
     pub network_ttl: u32,
     /// Messages a bridge takes from a local destination before the peer has receipted them
     /// (ActiveMQ's `prefetchSize`, 1000 there; see docs/network.md for why ours is smaller).
     pub prefetch: u32,
+    /// Heart-beats on the link to the peer, both ways, in ms (0: none): a peer that goes
+    /// silent for twice this is taken for dead and the link is made again. 10 s by default.
+    pub heart_beat_ms: u64,
     /// `login` and `passcode` the bridges send to their peers.
     pub login: Option<String>,
     pub passcode: Option<String>,
@@ -36,6 +53,11 @@ impl Default for NetworkConnector {
             name: "bridge".into(),
             uri: String::new(),
             static_included: Vec::new(),
+            demand: true,
+            dynamic_included: Vec::new(),
+            excluded: Vec::new(),
+            decrease_network_consumer_priority: false,
+            heart_beat_ms: 10_000,
             network_ttl: 1,
             prefetch: 100,
             login: None,
@@ -62,6 +84,44 @@ impl NetworkConnector {
             })
             .collect()
     }
+
+    /// `dynamic_included` and `excluded`, parsed (checked by [`check`]).
+    pub fn demand_filter(&self) -> Result<DemandFilter, String> {
+        let parse = |key: &str, list: &[String]| -> Result<Vec<DestinationName>, String> {
+            list.iter()
+                .map(|d| {
+                    DestinationName::parse(d)
+                        .map_err(|e| format!("network {:?}: {key} {d:?}: {e}", self.name))
+                })
+                .collect()
+        };
+        Ok(DemandFilter {
+            included: parse("dynamic_included", &self.dynamic_included)?,
+            excluded: parse("excluded", &self.excluded)?,
+        })
+    }
+}
+
+/// Which destinations a connector forwards by demand.
+#[derive(Debug, Clone, Default)]
+pub struct DemandFilter {
+    pub included: Vec<DestinationName>,
+    pub excluded: Vec<DestinationName>,
+}
+
+impl DemandFilter {
+    /// Whether demand for `d` (a destination, or a peer consumer's wildcard pattern) is
+    /// forwarded: a queue or topic that is not advisory or temporary, matching an included
+    /// pattern (when there are any) and no excluded one.
+    pub fn admits(&self, d: &DestinationName) -> bool {
+        let covers = |p: &DestinationName| {
+            p.kind() == d.kind() && crate::message::wildcard::matches(p.name(), d.name())
+        };
+        !d.is_temp()
+            && !crate::message::advisory::is_advisory(d)
+            && (self.included.is_empty() || self.included.iter().any(covers))
+            && !self.excluded.iter().any(covers)
+    }
 }
 
 /// Checks every connector and the broker name they need.
@@ -87,10 +147,11 @@ pub fn check(broker_name: &str, connectors: &[NetworkConnector]) -> Result<(), S
                 c.name
             ));
         }
-        if statics.is_empty() {
+        c.demand_filter()?;
+        if statics.is_empty() && !c.demand {
             return Err(format!(
-                "network {:?}: static_included is empty; demand forwarding is not built yet \
-                 (issue 11), so this connector would forward nothing",
+                "network {:?}: static_included is empty and demand = false: this connector \
+                 would forward nothing",
                 c.name
             ));
         }

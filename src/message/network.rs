@@ -10,6 +10,22 @@ pub const BROKER_NAME: &str = "broker-name";
 /// (ActiveMQ's `brokerPath`). A message sent by a client has none.
 pub const BROKER_PATH: &str = "stompbox-broker-path";
 
+/// On a forwarded SEND: `<broker-name>:<message-id>` of the message on the broker that
+/// forwards it, the same on every resend; the receiving broker's duplicate filter keys on it.
+pub const NETWORK_ID: &str = "stompbox-network-id";
+
+/// On a forwarded SEND: `true` when the forwarding broker had handed this message to its
+/// bridge before (the link failed before the peer's RECEIPT): a possible duplicate.
+pub const NETWORK_REDELIVERED: &str = "stompbox-network-redelivered";
+
+/// The number of brokers `path` (a [`BROKER_PATH`] value) names.
+pub fn path_len(path: Option<&str>) -> usize {
+    match path {
+        Some(p) if !p.is_empty() => p.split(',').count(),
+        _ => 0,
+    }
+}
+
 /// True when `path` (a [`BROKER_PATH`] value) names `broker`.
 pub fn path_holds(path: &str, broker: &str) -> bool {
     path.split(',').any(|b| b == broker)

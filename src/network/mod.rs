@@ -18,12 +18,21 @@
 //! messages with fewer hops than the connector's `network_ttl` that have not passed through
 //! the peer, and a broker drops (after its RECEIPT) a message whose path names itself.
 //!
-//! What is built (issue 11, first part): static forwarding (`static_included`) of queues and
-//! topics, the connector URIs of `uri.rs`, reconnect forever with back-off. Demand forwarding,
-//! duplex bridges, the duplicate filter and observability are to come (docs/network.md).
+//! Demand: a bridge subscribes to its peer's consumer advisories (`ActiveMQ.Advisory.Consumer.>`,
+//! which the peer first replays for the consumers it has) and holds one local subscription per
+//! destination the peer has consumers for, with the OR of their selectors, while it has any
+//! (`Demand`). Consumers that are themselves bridges carry the brokers they stand for
+//! (`broker_path` in the advisory): demand that names this broker, or that lies beyond the
+//! TTL, is ignored, so it does not echo round a loop.
+//!
+//! Pipelining: up to `prefetch` forwarded SENDs await the peer's RECEIPTs at once (receipts come
+//! in order); each local ACK follows its RECEIPT. Every forwarded SEND carries the message's id
+//! here ([`NETWORK_ID`]) for the peer's duplicate filter, and a resend is marked
+//! ([`NETWORK_REDELIVERED`]).
 
 pub mod uri;
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +45,12 @@ use crate::client::{
     SubscribeOptions,
 };
 use crate::codec::{Command, Frame};
-use crate::config::{Config, NetworkConnector};
-use crate::message::network::{extend_path, forward_selector, BROKER_PATH};
+use crate::config::Config;
+use crate::config::DemandFilter;
+use crate::message::network::{
+    extend_path, forward_selector, path_holds, path_len, BROKER_PATH, NETWORK_ID,
+    NETWORK_REDELIVERED,
+};
 use crate::message::DestinationName;
 use uri::NetworkUri;
 
@@ -50,7 +63,10 @@ const NOT_FORWARDED: &[&str] = &[
     "destination",
     "content-length",
     "redelivered",
+    "redelivery-count",
     BROKER_PATH,
+    NETWORK_ID,
+    NETWORK_REDELIVERED,
 ];
 
 /// One bridge: a connector's link to one peer.
@@ -60,8 +76,11 @@ struct Bridge {
     peer: BrokerUri,
     reconnect: FailoverOptions,
     statics: Vec<DestinationName>,
+    demand: Option<DemandFilter>,
+    decrease_priority: bool,
     ttl: u32,
     prefetch: u32,
+    heart_beat: Duration,
     login: Option<String>,
     passcode: Option<String>,
     broker_name: String,
@@ -79,18 +98,27 @@ pub fn spawn(
     let mut bridges = Vec::new();
     for c in &config.network {
         // Checked when the config was loaded.
-        let (Ok(uri), Ok(statics)) = (c.network_uri(), c.static_destinations()) else {
+        let (Ok(uri), Ok(statics), Ok(filter)) =
+            (c.network_uri(), c.static_destinations(), c.demand_filter())
+        else {
             continue;
         };
         for peer in uri.peers {
-            bridges.push(bridge(
-                config,
-                c,
+            bridges.push(Bridge {
+                connector: c.name.clone(),
                 peer,
-                &uri.reconnect,
-                statics.clone(),
+                reconnect: uri.reconnect.clone(),
+                statics: statics.clone(),
+                demand: c.demand.then(|| filter.clone()),
+                decrease_priority: c.decrease_network_consumer_priority,
+                ttl: c.network_ttl,
+                prefetch: c.prefetch,
+                heart_beat: Duration::from_millis(c.heart_beat_ms),
+                login: c.login.clone(),
+                passcode: c.passcode.clone(),
+                broker_name: config.broker_name.clone(),
                 local,
-            ));
+            });
         }
     }
     if bridges.is_empty() {
@@ -123,28 +151,6 @@ pub fn spawn(
     Ok(Some(handle))
 }
 
-fn bridge(
-    config: &Config,
-    c: &NetworkConnector,
-    peer: BrokerUri,
-    reconnect: &FailoverOptions,
-    statics: Vec<DestinationName>,
-    local: SocketAddr,
-) -> Bridge {
-    Bridge {
-        connector: c.name.clone(),
-        peer,
-        reconnect: reconnect.clone(),
-        statics,
-        ttl: c.network_ttl,
-        prefetch: c.prefetch,
-        login: c.login.clone(),
-        passcode: c.passcode.clone(),
-        broker_name: config.broker_name.clone(),
-        local,
-    }
-}
-
 /// Runs one bridge until shutdown: link, forward until the link fails, pause, link again.
 async fn run(bridge: Bridge, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = Backoff::new(&bridge.reconnect, true);
@@ -175,6 +181,59 @@ async fn run(bridge: Bridge, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// A local subscription that feeds the bridge.
+#[derive(Debug, Clone, PartialEq)]
+struct Route {
+    destination: DestinationName,
+    /// Statically included: held for the whole link.
+    fixed: bool,
+    /// What it was subscribed with (demand routes are replaced when this changes).
+    spec: Option<RouteSpec>,
+}
+
+/// How a demand route subscribes: the peer consumers' selector (their OR; None: all
+/// messages), the hops beyond the peer of the nearest of them, and the path it stands for.
+#[derive(Debug, Clone, PartialEq)]
+struct RouteSpec {
+    selector: Option<String>,
+    hops: usize,
+    path: String,
+}
+
+/// One consumer of the peer's, as its advisory describes it.
+#[derive(Debug, Clone)]
+struct PeerConsumer {
+    selector: Option<String>,
+    /// Brokers beyond the peer it stands for (0: a consumer of the peer's own).
+    hops: usize,
+    path: Option<String>,
+}
+
+/// A forwarded SEND awaiting the peer's RECEIPT.
+#[derive(Debug)]
+struct InFlight {
+    receipt: u64,
+    delivery: Delivery,
+    /// ACK it here once receipted (false: its subscription has ended, and the message was
+    /// taken back by this broker or, for a topic, is gone with it).
+    ack: bool,
+}
+
+/// One link's state: both connections, the routes, the peer's demand, the pipeline.
+struct Link<'a> {
+    bridge: &'a Bridge,
+    here: Client,
+    remote: Client,
+    peer_name: Option<String>,
+    /// Live local subscriptions by id.
+    routes: HashMap<String, Route>,
+    /// The demand route of each destination, by destination.
+    demand_routes: HashMap<DestinationName, String>,
+    /// The peer's consumers per destination, by consumer id.
+    demand: HashMap<DestinationName, HashMap<String, PeerConsumer>>,
+    in_flight: VecDeque<InFlight>,
+}
+
 /// Links to the peer and to this broker, then forwards until something fails. `linked`
 /// turns true once both connections and the subscriptions are up.
 async fn forward(
@@ -185,9 +244,10 @@ async fn forward(
         login: bridge.login.clone(),
         passcode: bridge.passcode.clone(),
         connect_timeout: Duration::from_secs(10),
+        heart_beat: (bridge.heart_beat, bridge.heart_beat),
         ..ConnectOptions::default()
     };
-    let mut remote = Client::connect(&NetworkUri::one_pass(&bridge.peer), remote_options).await?;
+    let remote = Client::connect(&NetworkUri::one_pass(&bridge.peer), remote_options).await?;
     let peer_name = remote.broker_name().map(str::to_string);
     if peer_name.as_deref() == Some(bridge.broker_name.as_str()) {
         return Err(ClientError::Protocol(format!(
@@ -199,53 +259,307 @@ async fn forward(
         addrs: vec![bridge.local.to_string()],
         failover: None,
     };
-    let local_options = ConnectOptions {
-        // Names the bridge on the admin API's connection list.
-        client_id: None,
-        ..ConnectOptions::default()
+    let here = Client::connect(&local_uri, ConnectOptions::default()).await?;
+    let mut link = Link {
+        bridge,
+        here,
+        remote,
+        peer_name,
+        routes: HashMap::new(),
+        demand_routes: HashMap::new(),
+        demand: HashMap::new(),
+        in_flight: VecDeque::new(),
     };
-    let mut here = Client::connect(&local_uri, local_options).await?;
-    let selector = forward_selector(bridge.ttl, peer_name.as_deref());
     for destination in &bridge.statics {
-        let options = SubscribeOptions {
-            ack: AckMode::ClientIndividual,
-            prefetch: Some(bridge.prefetch),
-            headers: vec![("selector".into(), selector.clone())],
-        };
-        here.subscribe(&destination.to_string(), &options).await?;
+        link.open_route(destination, None).await?;
+    }
+    if bridge.demand.is_some() {
+        for advisories in [
+            "/topic/ActiveMQ.Advisory.Consumer.Queue.>",
+            "/topic/ActiveMQ.Advisory.Consumer.Topic.>",
+        ] {
+            link.remote
+                .subscribe(advisories, &SubscribeOptions::default())
+                .await?;
+        }
     }
     *linked = true;
     info!(
-        "network {}: forwarding {} destination(s) to {} ({})",
+        "network {}: linked to {} ({}); forwarding {} destination(s) statically{}",
         bridge.connector,
-        bridge.statics.len(),
         bridge.peer,
-        peer_name
+        link.peer_name
             .as_deref()
-            .unwrap_or("a broker that does not say its name")
-    );
-    loop {
-        let delivery = here.recv().await?;
-        let sent = remote
-            .send_with_receipt(forwarded(&delivery, &bridge.broker_name))
-            .await;
-        if let Err(e) = sent {
-            // The ACKs of what the peer already has may still sit in the client's buffer:
-            // written before the link is given up, or those messages are forwarded twice.
-            let _ = here.flush().await;
-            return Err(e);
+            .unwrap_or("a broker that does not say its name"),
+        bridge.statics.len(),
+        if bridge.demand.is_some() {
+            " and the others by demand"
+        } else {
+            ""
         }
-        here.ack(&delivery, None).await?;
+    );
+    let result = link.pump().await;
+    // The ACKs of what the peer already has may still sit in the client's buffer: written
+    // before the link is given up, or those messages are forwarded twice.
+    link.settle().await.ok();
+    let _ = link.here.flush().await;
+    result
+}
+
+impl Link<'_> {
+    /// Forwards deliveries and follows the peer's demand until a connection fails.
+    async fn pump(&mut self) -> Result<std::convert::Infallible, ClientError> {
+        let window = self.bridge.prefetch.max(1) as usize;
+        loop {
+            self.settle().await?;
+            tokio::select! {
+                d = self.here.recv(), if self.in_flight.len() < window => {
+                    self.forward_one(d?).await?;
+                }
+                m = self.remote.next() => {
+                    if let Some(m) = m? {
+                        self.on_advisory(&m).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// ACKs here what the peer has receipted.
+    async fn settle(&mut self) -> Result<(), ClientError> {
+        let confirmed = self.remote.confirmed();
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|f| f.receipt <= confirmed)
+        {
+            let Some(f) = self.in_flight.pop_front() else {
+                break;
+            };
+            if f.ack {
+                self.here.ack(&f.delivery, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn forward_one(&mut self, delivery: Delivery) -> Result<(), ClientError> {
+        let route = delivery
+            .get("subscription")
+            .and_then(|s| self.routes.get(s));
+        let ack = route.is_some();
+        if route.is_none() && self.is_queue_delivery(&delivery) {
+            // Its subscription ended: this broker took it back (it is redelivered to whoever
+            // consumes the queue now), so it is not forwarded.
+            return Ok(());
+        }
+        let send = forwarded(&delivery, &self.bridge.broker_name);
+        let receipt = self.remote.send_numbered(send).await?;
+        self.in_flight.push_back(InFlight {
+            receipt,
+            delivery,
+            ack,
+        });
+        Ok(())
+    }
+
+    fn is_queue_delivery(&self, d: &Delivery) -> bool {
+        d.get("destination")
+            .and_then(|n| DestinationName::parse(n).ok())
+            .is_some_and(|n| n.kind() == crate::message::Kind::Queue)
+    }
+
+    /// A consumer advisory from the peer: its demand changed.
+    async fn on_advisory(&mut self, m: &Delivery) -> Result<(), ClientError> {
+        let Some(filter) = self.bridge.demand.as_ref() else {
+            return Ok(());
+        };
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(m.body()) else {
+            return Ok(());
+        };
+        let text = |k: &str| body.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let (Some(event), Some(destination), Some(id)) =
+            (text("event"), text("destination"), text("consumer_id"))
+        else {
+            return Ok(());
+        };
+        let Ok(destination) = DestinationName::parse(&destination) else {
+            return Ok(());
+        };
+        match event.as_str() {
+            "consumer-added" => {
+                let path = text("broker_path");
+                let hops = path_len(path.as_deref());
+                let ours = path
+                    .as_deref()
+                    .is_some_and(|p| path_holds(p, &self.bridge.broker_name));
+                let statically = self.bridge.statics.iter().any(|s| covers(s, &destination));
+                if ours
+                    || statically
+                    || !filter.admits(&destination)
+                    || hops + 1 > self.bridge.ttl as usize
+                {
+                    return Ok(());
+                }
+                let consumer = PeerConsumer {
+                    selector: text("selector").filter(|s| !s.trim().is_empty()),
+                    hops,
+                    path,
+                };
+                self.demand
+                    .entry(destination.clone())
+                    .or_default()
+                    .insert(id, consumer);
+            }
+            "consumer-removed" => {
+                let Some(consumers) = self.demand.get_mut(&destination) else {
+                    return Ok(());
+                };
+                if consumers.remove(&id).is_none() {
+                    return Ok(());
+                }
+                if consumers.is_empty() {
+                    self.demand.remove(&destination);
+                }
+            }
+            _ => return Ok(()),
+        }
+        self.follow_demand(&destination).await
+    }
+
+    /// Makes `destination`'s demand route match the peer's consumers of it.
+    async fn follow_demand(&mut self, destination: &DestinationName) -> Result<(), ClientError> {
+        let want = self.demand.get(destination).map(|consumers| {
+            let nearest = consumers.values().min_by_key(|c| c.hops);
+            let hops = nearest.map_or(0, |c| c.hops);
+            let peer = self.peer_name.as_deref().unwrap_or("peer");
+            RouteSpec {
+                selector: either_selector(consumers.values().map(|c| c.selector.as_deref())),
+                hops,
+                path: match nearest.and_then(|c| c.path.as_deref()) {
+                    Some(p) => format!("{peer},{p}"),
+                    None => peer.to_string(),
+                },
+            }
+        });
+        let current = self.demand_routes.get(destination).cloned();
+        let current_spec = current
+            .as_ref()
+            .and_then(|id| self.routes.get(id))
+            .and_then(|r| r.spec.clone());
+        if want == current_spec {
+            return Ok(());
+        }
+        // The new subscription first, then the old one ends: nothing published meanwhile
+        // is missed (a message both take is forwarded twice with one id, which the peer's
+        // duplicate filter drops).
+        match want {
+            Some(spec) => {
+                let id = self.open_route(destination, Some(spec)).await?;
+                self.demand_routes.insert(destination.clone(), id);
+            }
+            None => {
+                self.demand_routes.remove(destination);
+            }
+        }
+        if let Some(old) = current {
+            self.routes.remove(&old);
+            self.here.unsubscribe(&old).await?;
+        }
+        Ok(())
+    }
+
+    /// Subscribes here to `destination`: statically (`spec` None) or for the peer's demand.
+    async fn open_route(
+        &mut self,
+        destination: &DestinationName,
+        spec: Option<RouteSpec>,
+    ) -> Result<String, ClientError> {
+        let hops = spec.as_ref().map_or(0, |s| s.hops);
+        // A message goes on for `hops` more past the peer: it may have made fewer here.
+        let ttl = self.bridge.ttl.saturating_sub(hops as u32).max(1);
+        let mut selector = forward_selector(ttl, self.peer_name.as_deref());
+        let mut headers = Vec::new();
+        if let Some(spec) = &spec {
+            if let Some(s) = &spec.selector {
+                selector = format!("({selector}) AND ({s})");
+            }
+            headers.push((BROKER_PATH.to_string(), spec.path.clone()));
+            if destination.kind() == crate::message::Kind::Queue {
+                // This broker's own consumers first; with decrease_network_consumer_priority,
+                // nearer brokers before farther ones.
+                let priority = match self.bridge.decrease_priority {
+                    true => -1 - hops.min(100) as i64,
+                    false => -1,
+                };
+                headers.push(("activemq.priority".to_string(), priority.to_string()));
+            }
+        }
+        headers.push(("selector".to_string(), selector));
+        let options = SubscribeOptions {
+            ack: AckMode::ClientIndividual,
+            prefetch: Some(self.bridge.prefetch),
+            headers,
+        };
+        let id = self
+            .here
+            .subscribe(&destination.to_string(), &options)
+            .await?;
+        self.routes.insert(
+            id.clone(),
+            Route {
+                destination: destination.clone(),
+                fixed: spec.is_none(),
+                spec,
+            },
+        );
+        Ok(id)
     }
 }
 
-/// The SEND that forwards `delivery`: its destination, headers and body, and a broker path
-/// that ends with this broker.
+/// Whether pattern `p` (or destination) covers `d` (a destination or a pattern).
+fn covers(p: &DestinationName, d: &DestinationName) -> bool {
+    p.kind() == d.kind() && crate::message::wildcard::matches(p.name(), d.name())
+}
+
+/// The selector that takes what any of `selectors` takes: None (everything) when one of
+/// them is None.
+fn either_selector<'a>(selectors: impl Iterator<Item = Option<&'a str>>) -> Option<String> {
+    let mut all: Vec<&str> = Vec::new();
+    for s in selectors {
+        let s = s?;
+        if !all.contains(&s) {
+            all.push(s);
+        }
+    }
+    all.sort_unstable();
+    match all.len() {
+        0 => None,
+        1 => Some(all[0].to_string()),
+        _ => Some(
+            all.iter()
+                .map(|s| format!("({s})"))
+                .collect::<Vec<_>>()
+                .join(" OR "),
+        ),
+    }
+}
+
+/// The SEND that forwards `delivery`: its destination, headers and body, a broker path that
+/// ends with this broker, its id here for the peer's duplicate filter, and the mark of a
+/// possible duplicate when this broker delivered it before.
 fn forwarded(delivery: &Delivery, broker_name: &str) -> Frame {
     let m = &delivery.frame;
     let mut send = Frame::new(Command::Send)
         .header("destination", m.get("destination").unwrap_or_default())
-        .header(BROKER_PATH, extend_path(m.get(BROKER_PATH), broker_name));
+        .header(BROKER_PATH, extend_path(m.get(BROKER_PATH), broker_name))
+        .header(
+            NETWORK_ID,
+            format!("{broker_name}:{}", m.get("message-id").unwrap_or_default()),
+        );
+    if m.get("redelivered") == Some("true") {
+        send = send.header(NETWORK_REDELIVERED, "true");
+    }
     for (name, value) in m.headers.iter() {
         if !NOT_FORWARDED.contains(&name) {
             send.headers.push(name, value);
@@ -284,5 +598,34 @@ mod tests {
             1
         );
         assert_eq!(&f.body[..], b"body");
+        assert_eq!(f.get(NETWORK_ID), Some("b:17"));
+        assert_eq!(f.get(NETWORK_REDELIVERED), None);
+    }
+
+    #[test]
+    fn a_message_delivered_before_is_forwarded_marked() {
+        let message = Frame::new(Command::Message)
+            .header("destination", "/queue/orders")
+            .header("message-id", "17")
+            .header("redelivered", "true")
+            .header("redelivery-count", "1");
+        let f = forwarded(&Delivery::for_test(message), "b");
+        assert_eq!(f.get(NETWORK_REDELIVERED), Some("true"));
+        assert_eq!(f.get("redelivered"), None);
+        assert_eq!(f.get("redelivery-count"), None);
+    }
+
+    #[test]
+    fn the_demand_selector_takes_what_any_consumer_takes() {
+        assert_eq!(either_selector([None, Some("a = 1")].into_iter()), None);
+        assert_eq!(either_selector(std::iter::empty()), None);
+        assert_eq!(
+            either_selector([Some("b = 2"), Some("a = 1"), Some("b = 2")].into_iter()),
+            Some("(a = 1) OR (b = 2)".to_string())
+        );
+        assert_eq!(
+            either_selector([Some("a = 1")].into_iter()),
+            Some("a = 1".to_string())
+        );
     }
 }
