@@ -53,6 +53,7 @@ impl Bench {
             memory: Arc::new(AtomicU64::new(0)),
             virtual_topics: Default::default(),
             frames: Default::default(),
+            network: Default::default(),
             advisory_listeners: Default::default(),
         };
         let (tx, answers) = unbounded_channel();

@@ -490,3 +490,80 @@ fn a_full_mesh_of_three_delivers_each_topic_message_once_to_each_subscriber() {
         );
     }
 }
+
+#[test]
+fn bridges_are_shown_on_the_admin_api_metrics_and_the_network_command() {
+    let b = named("b");
+    let a = bridged("a", &b, &["/queue/static.>"], "");
+    let q = format!("/queue/{}", unique("shown"));
+    let mut consumer = b.connect("1.2");
+    consumer.subscribe(&q, "c", "auto", &[("selector", "kind = 'x'")]);
+    let mut producer = a.connect("1.2");
+    eventually(WAIT, || match stat(&a, &q, "consumers") {
+        1 => Ok(()),
+        n => Err(format!("{n} consumers on A")),
+    });
+    for n in 0..5 {
+        producer.send_persistent(&q, &format!("m{n}"), &[("kind", "x")]);
+        consumer.expect_message();
+    }
+    // Not selected by the peer: waits here, counted as backlog.
+    producer.send_persistent(&q, "not wanted", &[("kind", "y")]);
+    let status = eventually(WAIT, || {
+        let json: serde_json::Value =
+            serde_json::from_str(&a.admin_get("/api/network").ok_or("no answer")?)
+                .map_err(|e| e.to_string())?;
+        let bridge = json[0].clone();
+        match (bridge["forwarded"].as_u64(), bridge["backlog"].as_u64()) {
+            (Some(5), Some(1)) => Ok(bridge),
+            other => Err(format!("{other:?}: {bridge}")),
+        }
+    });
+    assert_eq!(status["connector"], "to-peer");
+    assert_eq!(status["peer_name"], "b");
+    assert_eq!(status["state"], "linked");
+    assert_eq!(status["in_flight"], 0);
+    assert_eq!(status["links"], 1);
+    let routes = status["routes"].as_array().expect("routes");
+    assert!(routes
+        .iter()
+        .any(|r| r["destination"] == "/queue/static.>" && r["kind"] == "static"));
+    assert!(routes.iter().any(|r| r["destination"] == q.as_str()
+        && r["kind"] == "demand"
+        && r["selector"] == "kind = 'x'"));
+    let metrics = a.admin_get("/metrics").expect("metrics");
+    assert!(
+        metrics.contains("stompbox_network_bridge_up{connector=\"to-peer\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stompbox_network_forwarded_total{"),
+        "{metrics}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stompbox"))
+        .args(["network", "--admin", &format!("http://{}", a.admin_addr())])
+        .output()
+        .expect("stompbox network");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("to-peer -> tcp://"), "{text}");
+    assert!(
+        text.contains("(b): linked, 5 forwarded, 0 in flight, 1 waiting"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("demand  {q}  [kind = 'x']")),
+        "{text}"
+    );
+    // A broker with no admin endpoint to ask: a clear error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stompbox"))
+        .args(["network", "--admin", "http://127.0.0.1:1"])
+        .output()
+        .expect("stompbox network");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the broker running"));
+}

@@ -222,6 +222,7 @@ impl Broker {
             memory: Default::default(),
             virtual_topics: Default::default(),
             frames: Default::default(),
+            network: Default::default(),
             advisory_listeners: Default::default(),
         };
         let ctx = Ctx::new(

@@ -136,6 +136,45 @@ pub async fn connections(
     Ok(Json(master(&state)?.connections.list()))
 }
 
+/// The bridges with their backlog: messages waiting here on each route's destinations (a
+/// wildcard route sums the queues it matches).
+pub async fn network_status(services: &Services) -> Vec<crate::network::status::BridgeStatus> {
+    let mut bridges = services.network.list();
+    if bridges.iter().all(|b| b.routes.is_empty()) {
+        return bridges;
+    }
+    let stats = all_stats(services).await.unwrap_or_default();
+    for b in &mut bridges {
+        b.backlog = b
+            .routes
+            .iter()
+            .filter_map(|r| DestinationName::parse(&r.destination).ok())
+            .map(|route| {
+                stats
+                    .iter()
+                    .filter(|s| s.kind == "queue")
+                    .filter(|s| {
+                        DestinationName::parse(&s.destination).is_ok_and(|d| {
+                            d.kind() == route.kind()
+                                && crate::message::wildcard::matches(route.name(), d.name())
+                        })
+                    })
+                    .map(|s| s.depth)
+                    .sum::<u64>()
+            })
+            .sum();
+    }
+    bridges
+}
+
+/// `GET /api/network`.
+pub async fn network(
+    State(state): State<Arc<AdminState>>,
+) -> Result<Json<Vec<crate::network::status::BridgeStatus>>, ApiError> {
+    let services = master(&state)?;
+    Ok(Json(network_status(&services).await))
+}
+
 /// One subscription with the connection it belongs to.
 #[derive(Serialize)]
 pub struct SubscriptionRow {

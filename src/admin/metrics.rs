@@ -83,6 +83,30 @@ fn describe() {
         "1 for this broker's current role (label role)"
     );
     describe_gauge!("stompbox_lease_epoch", "Lease epoch while master");
+    describe_gauge!(
+        "stompbox_network_bridge_up",
+        "1 while a network bridge is linked to its peer (docs/network.md)"
+    );
+    describe_counter!(
+        "stompbox_network_forwarded_total",
+        "Messages a network bridge forwarded and the peer receipted"
+    );
+    describe_counter!(
+        "stompbox_network_links_total",
+        "Links a network bridge made (1 + reconnects)"
+    );
+    describe_gauge!(
+        "stompbox_network_in_flight",
+        "Forwarded SENDs awaiting the peer's RECEIPT"
+    );
+    describe_gauge!(
+        "stompbox_network_routes",
+        "Local subscriptions feeding a network bridge (static and demand)"
+    );
+    describe_gauge!(
+        "stompbox_network_backlog",
+        "Messages waiting here on the queues a network bridge forwards"
+    );
 }
 
 /// Per-destination families, rendered at scrape time straight from the owners' snapshots:
@@ -226,6 +250,7 @@ pub async fn render(State(state): State<Arc<AdminState>>) -> Response {
             if let Ok(s) = super::api::all_stats(&services).await {
                 stats = s;
             }
+            record_network(&super::api::network_status(&services).await);
         }
         None => gauge!("stompbox_connections").set(0.0),
     }
@@ -239,6 +264,24 @@ pub async fn render(State(state): State<Arc<AdminState>>) -> Response {
     let mut body = handle.render();
     render_destinations(&mut body, &stats);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Per-bridge figures, labelled by connector and peer (one series per configured bridge).
+fn record_network(bridges: &[crate::network::status::BridgeStatus]) {
+    use metrics::counter;
+    for b in bridges {
+        let labels = [("connector", b.connector.clone()), ("peer", b.peer.clone())];
+        gauge!("stompbox_network_bridge_up", &labels).set(if b.state == "linked" {
+            1.0
+        } else {
+            0.0
+        });
+        counter!("stompbox_network_forwarded_total", &labels).absolute(b.forwarded);
+        counter!("stompbox_network_links_total", &labels).absolute(b.links);
+        gauge!("stompbox_network_in_flight", &labels).set(b.in_flight as f64);
+        gauge!("stompbox_network_routes", &labels).set(b.routes.len() as f64);
+        gauge!("stompbox_network_backlog", &labels).set(b.backlog as f64);
+    }
 }
 
 #[cfg(test)]

@@ -167,6 +167,7 @@ fn router(state: Arc<AdminState>, guard: Arc<Guard>) -> Router {
         .route("/api/lease", get(lease))
         .route("/api/destinations", get(api::destinations))
         .route("/api/connections", get(api::connections))
+        .route("/api/network", get(api::network))
         .route("/api/subscriptions", get(api::subscriptions))
         .route("/api/messages", get(api::browse))
         .route("/api/purge", axum::routing::post(api::purge))

@@ -1,5 +1,6 @@
 //! Operator commands that read (or, with the broker stopped, change) the store directly:
-//! `stompbox queues` and `stompbox purge`.
+//! `stompbox queues` and `stompbox purge`; and `stompbox network`, which asks a running
+//! broker's admin endpoint.
 
 use std::path::{Path, PathBuf};
 
@@ -122,4 +123,59 @@ fn display_name(dest: &str, sub: &str) -> String {
     } else {
         format!("{dest} [{sub}]")
     }
+}
+
+/// Where `stompbox network` asks.
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// The broker's admin endpoint (config `admin.bind`).
+    #[arg(long, default_value = "http://127.0.0.1:8161")]
+    pub admin: String,
+    /// Print the JSON of `/api/network` instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stompbox network`: the bridges of a running broker, from `GET /api/network`.
+pub fn network(args: &NetworkArgs) -> anyhow::Result<()> {
+    let url = format!("{}/api/network", args.admin.trim_end_matches('/'));
+    let body = ureq::get(&url)
+        .call()
+        .with_context(|| format!("cannot read {url} (is the broker running, and master?)"))?
+        .into_body()
+        .read_to_string()
+        .with_context(|| format!("cannot read the answer of {url}"))?;
+    let bridges: Vec<crate::network::status::BridgeStatus> =
+        serde_json::from_str(&body).with_context(|| format!("{url} did not answer bridges"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&bridges)?);
+        return Ok(());
+    }
+    if bridges.is_empty() {
+        println!("no network connectors (see docs/network.md)");
+        return Ok(());
+    }
+    for b in &bridges {
+        println!(
+            "{} -> {} ({}): {}, {} forwarded, {} in flight, {} waiting, {} link(s)",
+            b.connector,
+            b.peer,
+            b.peer_name.as_deref().unwrap_or("?"),
+            b.state,
+            b.forwarded,
+            b.in_flight,
+            b.backlog,
+            b.links
+        );
+        for r in &b.routes {
+            match &r.selector {
+                Some(s) => println!("  {:<7} {}  [{s}]", r.kind, r.destination),
+                None => println!("  {:<7} {}", r.kind, r.destination),
+            }
+        }
+        if let Some(e) = &b.last_error {
+            println!("  last error: {e}");
+        }
+    }
+    Ok(())
 }

@@ -40,6 +40,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Print the depth of every stored queue (from the store; safe while the broker runs).
     Queues(admin::StoreArgs),
+    /// Print the network bridges of a running broker (from its admin endpoint).
+    Network(admin::NetworkArgs),
     /// Delete every stored message of a queue (the broker must be stopped).
     Purge {
         /// The queue, e.g. /queue/orders (or the topic of a durable subscription).
@@ -104,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => consume::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Queues(args) => admin::queues(&args),
+        Command::Network(args) => admin::network(&args),
         Command::Purge {
             destination,
             subscription,

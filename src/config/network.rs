@@ -67,14 +67,14 @@ impl Default for NetworkConnector {
 }
 
 impl NetworkConnector {
-    /// The parsed URI (checked by [`check`]).
+    /// The parsed URI (checked by `check`).
     pub fn network_uri(&self) -> Result<NetworkUri, String> {
         self.uri
             .parse()
             .map_err(|e| format!("network {:?}: uri: {e}", self.name))
     }
 
-    /// The statically included destinations, parsed (checked by [`check`]).
+    /// The statically included destinations, parsed (checked by `check`).
     pub fn static_destinations(&self) -> Result<Vec<DestinationName>, String> {
         self.static_included
             .iter()
@@ -85,7 +85,7 @@ impl NetworkConnector {
             .collect()
     }
 
-    /// `dynamic_included` and `excluded`, parsed (checked by [`check`]).
+    /// `dynamic_included` and `excluded`, parsed (checked by `check`).
     pub fn demand_filter(&self) -> Result<DemandFilter, String> {
         let parse = |key: &str, list: &[String]| -> Result<Vec<DestinationName>, String> {
             list.iter()

@@ -30,6 +30,7 @@
 //! here ([`NETWORK_ID`]) for the peer's duplicate filter, and a resend is marked
 //! ([`NETWORK_REDELIVERED`]).
 
+pub mod status;
 pub mod uri;
 
 use std::collections::{HashMap, VecDeque};
@@ -52,6 +53,7 @@ use crate::message::network::{
     NETWORK_REDELIVERED,
 };
 use crate::message::DestinationName;
+use status::{BridgeStatus, Bridges, RouteStatus};
 use uri::NetworkUri;
 
 /// Headers of a MESSAGE that a forwarded SEND does not carry: the delivery's own (the peer
@@ -85,6 +87,15 @@ struct Bridge {
     passcode: Option<String>,
     broker_name: String,
     local: SocketAddr,
+    /// Where it reports (its index in `bridges`).
+    status: Arc<Bridges>,
+    index: usize,
+}
+
+impl Bridge {
+    fn report(&self, f: impl FnOnce(&mut BridgeStatus)) {
+        self.status.update(self.index, f);
+    }
 }
 
 /// Starts every configured bridge on a thread of its own (one current-thread runtime for
@@ -94,6 +105,7 @@ pub fn spawn(
     config: &Arc<Config>,
     local: SocketAddr,
     shutdown: watch::Receiver<bool>,
+    status: Arc<Bridges>,
 ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
     let mut bridges = Vec::new();
     for c in &config.network {
@@ -104,7 +116,15 @@ pub fn spawn(
             continue;
         };
         for peer in uri.peers {
+            let index = status.add(BridgeStatus {
+                connector: c.name.clone(),
+                peer: peer.to_string(),
+                state: "connecting".into(),
+                ..BridgeStatus::default()
+            });
             bridges.push(Bridge {
+                status: status.clone(),
+                index,
                 connector: c.name.clone(),
                 peer,
                 reconnect: uri.reconnect.clone(),
@@ -167,6 +187,13 @@ async fn run(bridge: Bridge, mut shutdown: watch::Receiver<bool>) {
             backoff.reset();
         }
         let Err(e) = outcome;
+        bridge.report(|s| {
+            s.state = "waiting".into();
+            s.linked_since = None;
+            s.in_flight = 0;
+            s.routes.clear();
+            s.last_error = Some(e.to_string());
+        });
         let delay = backoff
             .next_delay()
             .unwrap_or(bridge.reconnect.max_reconnect_delay);
@@ -178,6 +205,7 @@ async fn run(bridge: Bridge, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return,
         }
+        bridge.report(|s| s.state = "connecting".into());
     }
 }
 
@@ -284,6 +312,15 @@ async fn forward(
         }
     }
     *linked = true;
+    let peer_name = link.peer_name.clone();
+    let routes = link.route_status();
+    bridge.report(|s| {
+        s.state = "linked".into();
+        s.peer_name = peer_name;
+        s.linked_since = Some(crate::clock::now_ms());
+        s.links += 1;
+        s.routes = routes;
+    });
     info!(
         "network {}: linked to {} ({}); forwarding {} destination(s) statically{}",
         bridge.connector,
@@ -325,9 +362,25 @@ impl Link<'_> {
         }
     }
 
+    /// The routes, for the status.
+    fn route_status(&self) -> Vec<RouteStatus> {
+        let mut v: Vec<RouteStatus> = self
+            .routes
+            .values()
+            .map(|r| RouteStatus {
+                destination: r.destination.to_string(),
+                kind: if r.fixed { "static" } else { "demand" }.into(),
+                selector: r.spec.as_ref().and_then(|s| s.selector.clone()),
+            })
+            .collect();
+        v.sort_by(|a, b| a.destination.cmp(&b.destination));
+        v
+    }
+
     /// ACKs here what the peer has receipted.
     async fn settle(&mut self) -> Result<(), ClientError> {
         let confirmed = self.remote.confirmed();
+        let before = self.in_flight.len();
         while self
             .in_flight
             .front()
@@ -339,6 +392,14 @@ impl Link<'_> {
             if f.ack {
                 self.here.ack(&f.delivery, None).await?;
             }
+        }
+        let done = (before - self.in_flight.len()) as u64;
+        if done > 0 {
+            let in_flight = self.in_flight.len() as u64;
+            self.bridge.report(|s| {
+                s.forwarded += done;
+                s.in_flight = in_flight;
+            });
         }
         Ok(())
     }
@@ -360,6 +421,10 @@ impl Link<'_> {
             delivery,
             ack,
         });
+        // Counted here only when the pipeline starts to fill; `settle` keeps it current.
+        if self.in_flight.len() == 1 {
+            self.bridge.report(|s| s.in_flight = 1);
+        }
         Ok(())
     }
 
@@ -466,6 +531,8 @@ impl Link<'_> {
             self.routes.remove(&old);
             self.here.unsubscribe(&old).await?;
         }
+        let routes = self.route_status();
+        self.bridge.report(|s| s.routes = routes);
         Ok(())
     }
 

@@ -29,6 +29,8 @@ pub struct Services {
     pub advisory_listeners: Arc<std::sync::atomic::AtomicUsize>,
     /// The budget for large frames (`limits.large_frames_budget_bytes`) all connections share.
     pub frames: Arc<super::FrameBudget>,
+    /// The network bridges' status, for the admin endpoint.
+    pub network: Arc<crate::network::status::Bridges>,
 }
 
 /// Live connections and their subscriptions, for the admin API. Touched on CONNECT,

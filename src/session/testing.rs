@@ -45,6 +45,7 @@ impl Pair {
             memory: Default::default(),
             virtual_topics: Default::default(),
             frames: Default::default(),
+            network: Default::default(),
             advisory_listeners: Default::default(),
         };
         let ctx = Ctx::new(

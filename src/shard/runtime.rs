@@ -189,6 +189,7 @@ impl Broker {
             frames: Arc::new(FrameBudget::new(
                 config.limits.large_frames_budget_bytes as u64,
             )),
+            network: Arc::default(),
         });
         let shared = Arc::new(Shared {
             config,
@@ -221,8 +222,13 @@ impl Broker {
                 SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
             });
         }
-        let network = crate::network::spawn(&shared.config, local, shutdown_rx.clone())
-            .map_err(StartError::Thread)?;
+        let network = crate::network::spawn(
+            &shared.config,
+            local,
+            shutdown_rx.clone(),
+            shared.services.network.clone(),
+        )
+        .map_err(StartError::Thread)?;
         Ok(Broker {
             stomp_addr,
             router,

@@ -1,0 +1,77 @@
+//! What the bridges tell operators: one [`BridgeStatus`] per bridge, updated by the bridge as
+//! it links, forwards and fails, read by the admin endpoint (`/api/network`, `/metrics`, the
+//! console) and `stompbox network`. Updated once per link change and per batch of receipts,
+//! never per message on the broker's own threads.
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// One bridge as operators see it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BridgeStatus {
+    /// The connector's `name`.
+    pub connector: String,
+    /// The peer as configured (`tcp://b:61613`, or a pair's `failover:(…)`).
+    pub peer: String,
+    /// The peer's `broker_name`, once linked.
+    pub peer_name: Option<String>,
+    /// `connecting`, `linked` or `waiting` (to reconnect after a failure).
+    pub state: String,
+    /// When the current link came up (ms since the epoch).
+    pub linked_since: Option<u64>,
+    /// Links made since the broker started (reconnects + 1 while linked).
+    pub links: u64,
+    /// Messages the peer receipted (forwarded for good).
+    pub forwarded: u64,
+    /// Forwarded SENDs awaiting the peer's RECEIPT.
+    pub in_flight: u64,
+    /// The local subscriptions that feed the bridge.
+    pub routes: Vec<RouteStatus>,
+    /// Messages waiting here on the routes' destinations (filled in by the admin endpoint
+    /// from the destinations' depth; for a topic, 0).
+    pub backlog: u64,
+    /// The last failure of the link, if any.
+    pub last_error: Option<String>,
+}
+
+/// One local subscription of a bridge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteStatus {
+    /// The destination or wildcard pattern.
+    pub destination: String,
+    /// `static` (statically included) or `demand` (the peer has consumers for it).
+    pub kind: String,
+    /// The peer consumers' selector, for a demand route with one.
+    pub selector: Option<String>,
+}
+
+/// Every bridge of this broker.
+#[derive(Debug, Default)]
+pub struct Bridges(Mutex<Vec<BridgeStatus>>);
+
+impl Bridges {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<BridgeStatus>> {
+        // A poisoned lock means a panic while updating a status: still readable.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a bridge; returns its index for [`Bridges::update`].
+    pub fn add(&self, status: BridgeStatus) -> usize {
+        let mut v = self.lock();
+        v.push(status);
+        v.len() - 1
+    }
+
+    /// Changes bridge `i`'s status.
+    pub fn update(&self, i: usize, f: impl FnOnce(&mut BridgeStatus)) {
+        if let Some(s) = self.lock().get_mut(i) {
+            f(s);
+        }
+    }
+
+    /// Every bridge, in config order.
+    pub fn list(&self) -> Vec<BridgeStatus> {
+        self.lock().clone()
+    }
+}
