@@ -66,6 +66,12 @@ fn describe() {
     // Listed from the start, so a dashboard sees zero rather than nothing.
     metrics::counter!("stompbox_large_frame_stalls_total").increment(0);
     describe_counter!(
+        "stompbox_network_duplicates_total",
+        "Forwarded messages dropped (and receipted) as copies of ones accepted before \
+         (the network duplicate filter, docs/network.md)"
+    );
+    metrics::counter!("stompbox_network_duplicates_total").increment(0);
+    describe_counter!(
         "stompbox_connections_accepted_total",
         "Client connections accepted"
     );

@@ -253,6 +253,18 @@ pub struct DestinationConfig {
     /// also 14 series in every `/metrics` scrape, so the default stays modest: 1,000 idle
     /// destinations are about 14,000 series.
     pub max_idle_destinations: usize,
+    /// The network duplicate filter (docs/network.md, "Duplicates"): forwarded messages
+    /// (`stompbox-network-id`) remembered per forwarding broker, on each shard, to drop a copy
+    /// a bridge sends again after a lost RECEIPT. A bridge resends at most what it had in
+    /// flight (its `prefetch` per forwarded destination, 100 by default), so ActiveMQ's
+    /// `maxAuditDepth` of 2048 covers a bridge forwarding ~20 destinations' full windows.
+    /// 0 turns the filter off.
+    pub network_audit_depth: usize,
+    /// Most forwarding brokers the duplicate filter remembers per shard (ActiveMQ's
+    /// `maxProducersToAudit`, 64); beyond it the least recently heard is forgotten. Memory
+    /// is at most about `network_audit_depth × network_audit_producers × 40` bytes per shard
+    /// (5 MB with the defaults), whatever clients send.
+    pub network_audit_producers: usize,
 }
 
 /// Where dead letters go.
@@ -358,6 +370,8 @@ impl Default for DestinationConfig {
             max_scheduled_messages: 100_000,
             idle_timeout_ms: 5 * 60 * 1000,
             max_idle_destinations: 1_000,
+            network_audit_depth: 2048,
+            network_audit_producers: 64,
         }
     }
 }

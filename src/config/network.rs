@@ -129,9 +129,11 @@ pub fn check(broker_name: &str, connectors: &[NetworkConnector]) -> Result<(), S
     if connectors.is_empty() {
         return Ok(());
     }
-    if broker_name.is_empty() || broker_name.contains(',') {
+    if broker_name.is_empty() || broker_name.contains([',', ':']) {
+        // `,` separates the names of a broker path, `:` a network id's broker from its id.
         return Err(format!(
-            "broker_name {broker_name:?}: a network needs a name without commas, unique in it"
+            "broker_name {broker_name:?}: a network needs a name without commas or colons, \
+             unique in it"
         ));
     }
     let mut names = std::collections::HashSet::new();
@@ -163,4 +165,25 @@ pub fn check(broker_name: &str, connectors: &[NetworkConnector]) -> Result<(), S
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A network's broker name holds no `,` (broker paths) nor `:` (network ids).
+    #[test]
+    fn a_broker_name_with_a_comma_or_colon_is_refused() {
+        let connector = NetworkConnector {
+            uri: "static:(tcp://127.0.0.1:61613)".into(),
+            static_included: vec!["/queue/q".into()],
+            ..Default::default()
+        };
+        let connectors = [connector];
+        assert_eq!(check("site-a", &connectors), Ok(()));
+        for bad in ["", "a,b", "a:b"] {
+            let err = check(bad, &connectors).unwrap_err();
+            assert!(err.contains("broker_name"), "{bad:?}: {err}");
+        }
+    }
 }

@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::message::network::arrives_redelivered;
 use crate::message::{
     AckMode, ConsumerOptions, Message, MessageId, SessionId, SessionTx, SubId, ToSession,
 };
@@ -29,11 +30,13 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// A message that was never delivered.
+    /// A message that was never delivered here. One a bridge marks as a possible duplicate
+    /// (`stompbox-network-redelivered: true`: the broker it came from had delivered it
+    /// before) counts as delivered once, so its first delivery says `redelivered:true`.
     pub fn new(message: Arc<Message>) -> Self {
         Entry {
+            redelivery_count: u32::from(arrives_redelivered(&message.headers)),
             message,
-            redelivery_count: 0,
             passed_at: 0,
         }
     }

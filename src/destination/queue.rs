@@ -359,11 +359,14 @@ impl Queue {
 
     /// The store committed the oldest pending staged SEND (or failed to: then it is not
     /// enqueued and its producer gets an ERROR). Staged messages no longer waiting for a
-    /// commit ahead of them enter the queue, in order.
-    pub fn stored(&mut self, result: Result<(), Arc<str>>, ctx: &mut Ctx) {
+    /// commit ahead of them enter the queue, in order. Returns the message that failed, if
+    /// one did.
+    pub fn stored(&mut self, result: Result<(), Arc<str>>, ctx: &mut Ctx) -> Option<Arc<Message>> {
+        let mut failed = None;
         if let Some(s) = self.staging.iter_mut().find(|s| s.pending) {
             s.pending = false;
             if let Err(reason) = &result {
+                failed = Some(s.entry.message.clone());
                 // Not stored: the producer gets an ERROR, the message is not in the queue.
                 if let Some(a) = s.answer.take() {
                     let _ = a.tx.send(ToSession::Rejected {
@@ -393,6 +396,7 @@ impl Queue {
             self.blocked.accept(s.answer, full);
         }
         self.after_change(ctx);
+        failed
     }
 
     /// A message handed to this queue from elsewhere (`ToOwner::Adopt`: a COMMIT's send, a

@@ -18,6 +18,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::selector::{Selector, Subject};
 
 pub mod advisory;
+pub mod audit;
 mod name;
 pub mod network;
 pub mod schedule;
@@ -377,6 +378,9 @@ pub enum ToOwner {
         queues: Vec<(QueueKey, [u64; 10])>,
         /// Durable subscriptions: name, topic and selector text.
         durables: Vec<(DurableName, DestinationName, Option<String>)>,
+        /// The network duplicate filter rebuilt from the stored forwarded messages of this
+        /// shard's destinations (None: start with an empty one).
+        audit: Option<audit::NetworkAudit>,
     },
     /// Scheduled delivery (`AMQ_SCHEDULED_*`): see [`schedule::ScheduleCmd`].
     Schedule(schedule::ScheduleCmd),

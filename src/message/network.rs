@@ -10,13 +10,45 @@ pub const BROKER_NAME: &str = "broker-name";
 /// (ActiveMQ's `brokerPath`). A message sent by a client has none.
 pub const BROKER_PATH: &str = "stompbox-broker-path";
 
-/// On a forwarded SEND: `<broker-name>:<message-id>` of the message on the broker that
-/// forwards it, the same on every resend; the receiving broker's duplicate filter keys on it.
+/// Names a forwarded message for the receiving broker's duplicate filter:
+/// `<broker-name>:<message-id>`, the forwarding broker's name (the *producer* of the audit) and
+/// the id the message had there. Unique per message on the forwarding broker, and the same
+/// on every redelivery of it there, so a copy sent again after a lost RECEIPT carries the
+/// same value and is dropped (`message/audit.rs`). Broker names hold no `:` (config checks),
+/// so the first `:` splits the two parts. A client can set it too: see docs/network.md.
 pub const NETWORK_ID: &str = "stompbox-network-id";
 
-/// On a forwarded SEND: `true` when the forwarding broker had handed this message to its
-/// bridge before (the link failed before the peer's RECEIPT): a possible duplicate.
+/// `true` on a forwarded message the forwarding broker had delivered to its bridge before
+/// (a possible duplicate). A receiving broker that accepts it (its duplicate filter no
+/// longer knew its [`NETWORK_ID`], e.g. after a restart) delivers it marked
+/// `redelivered:true`, as if it had been delivered once here; the header itself stays on
+/// the message, so a consumer and `sqlite3` can see why.
 pub const NETWORK_REDELIVERED: &str = "stompbox-network-redelivered";
+
+/// The producer (forwarding broker) and id parts of a [`NETWORK_ID`] value, split at its
+/// first `:`; None when either part is empty or there is no `:` (then the message is not
+/// audited).
+pub fn split_network_id(value: &str) -> Option<(&str, &str)> {
+    let (producer, id) = value.split_once(':')?;
+    (!producer.is_empty() && !id.is_empty()).then_some((producer, id))
+}
+
+/// The [`NETWORK_ID`] among `headers` (the first, as a repeated header's first value wins).
+pub fn network_id(headers: &[(String, String)]) -> Option<&str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == NETWORK_ID)
+        .map(|(_, v)| v.as_str())
+}
+
+/// True when `headers` mark a forwarded message as a possible duplicate
+/// ([`NETWORK_REDELIVERED`]`: true`).
+pub fn arrives_redelivered(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .find(|(k, _)| k == NETWORK_REDELIVERED)
+        .is_some_and(|(_, v)| v == "true")
+}
 
 /// The number of brokers `path` (a [`BROKER_PATH`] value) names.
 pub fn path_len(path: Option<&str>) -> usize {
@@ -124,6 +156,18 @@ mod tests {
         let odd = forward_selector(3, Some("x_%"));
         assert!(forwarded(&odd, Some("xy1")));
         assert!(!forwarded(&odd, Some("a,x_%")));
+    }
+
+    #[test]
+    fn a_network_id_splits_at_its_first_colon() {
+        assert_eq!(split_network_id("a:17"), Some(("a", "17")));
+        assert_eq!(
+            split_network_id("a:ID:host-1:1:1"),
+            Some(("a", "ID:host-1:1:1"))
+        );
+        for bad in ["a", ":17", "a:", ""] {
+            assert_eq!(split_network_id(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::error::Error;
 use super::state::{required, Session};
 use crate::codec::Frame;
 use crate::limits::Limits;
+use crate::message::network::network_id;
 use crate::message::schedule::Schedule;
 use crate::message::Kind;
 use crate::message::{Message, MessageId, QueueKey, SessionTx, Token};
@@ -53,7 +54,8 @@ pub struct StoreCommit {
 /// What a COMMIT still has to do once its store transaction is on disk.
 #[derive(Debug)]
 struct PendingCommit {
-    /// Topic sends and scheduled sends: posted once the store transaction is on disk.
+    /// Topic sends, scheduled sends and forwarded sends (which their owner's duplicate filter
+    /// must see before they are stored): posted once the store transaction is on disk.
     topic_sends: Vec<Arc<Message>>,
     settles: Vec<Settle>,
 }
@@ -179,9 +181,14 @@ impl Session {
                     pending.topic_sends.push(m)
                 }
                 // A temporary queue's sends are never stored; posted after the commit, like
-                // topic sends, they are refused if it was deleted meanwhile.
+                // topic sends, they are refused if it was deleted meanwhile. A forwarded
+                // message (`stompbox-network-id`) too: its owner's duplicate filter must see
+                // it before it is stored, so its owner stores it, after the rest of the
+                // COMMIT (docs/network.md, "Duplicates").
                 TxOp::Send(m)
-                    if m.destination.kind() == Kind::Queue && !m.destination.is_temp() =>
+                    if m.destination.kind() == Kind::Queue
+                        && !m.destination.is_temp()
+                        && network_id(&m.headers).is_none() =>
                 {
                     let key = QueueKey::queue(m.destination.clone());
                     let shard = self.owner_of(&m.destination);

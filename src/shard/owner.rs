@@ -24,6 +24,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::destination::{receipts_reply, Answer, Consumer, Ctx, Entry, Queue, Topic};
 use crate::message::advisory::ConsumerInfo;
+use crate::message::audit::NetworkAudit;
+use crate::message::network::network_id;
 use crate::message::{
     ConsumerOptions, DestinationName, DurableName, Kind, Message, MessageId, QueueKey, SessionId,
     SessionTx, SubId, ToOwner, ToSession, Token,
@@ -86,12 +88,19 @@ pub struct Owner {
     temps: HashMap<DestinationName, SessionId>,
     /// Queues and topics dropped as idle, still listed with their counters (`owner/idle.rs`).
     idle: idle::IdleDestinations,
+    /// The network duplicate filter of this shard's destinations (`message/audit.rs`).
+    audit: NetworkAudit,
 }
 
 impl Owner {
     /// An owner with no destinations yet.
     pub fn new(ctx: Ctx) -> Self {
+        let audit = NetworkAudit::new(
+            ctx.config.network_audit_depth,
+            ctx.config.network_audit_producers,
+        );
         Owner {
+            audit,
             ctx,
             queues: HashMap::default(),
             topics: HashMap::default(),
@@ -201,6 +210,12 @@ impl Owner {
                         destination: message.destination.clone(),
                         token,
                     });
+                    return true;
+                }
+                if !self.audit_accepts(&message) {
+                    // A copy of a forwarded message accepted before: answered as accepted,
+                    // so the bridge that sent it again can let it go.
+                    let _ = producer.send(ToSession::Accepted { token });
                     return true;
                 }
                 self.send(
@@ -321,7 +336,12 @@ impl Owner {
                 debug!("shard={} session={} gone", self.ctx.shard, session.0);
             }
             ToOwner::Stored { key, result } => {
-                self.with_queue(&key, true, |q, ctx| q.stored(result, ctx));
+                let mut failed = None;
+                self.with_queue(&key, true, |q, ctx| failed = q.stored(result, ctx));
+                if let Some(id) = failed.as_deref().and_then(|m| network_id(&m.headers)) {
+                    // Not accepted after all: a copy sent again must get through.
+                    self.audit.forget(id, &key.destination);
+                }
                 self.forget_if_idle(&key);
             }
             ToOwner::Adopt { key, message } => {
@@ -351,7 +371,14 @@ impl Owner {
             } => {
                 self.with_queue(&key, false, |q, ctx| q.marked(priority, upto, result, ctx));
             }
-            ToOwner::Recover { queues, durables } => {
+            ToOwner::Recover {
+                queues,
+                durables,
+                audit,
+            } => {
+                if let Some(audit) = audit {
+                    self.audit = audit;
+                }
                 let mut filters = Vec::new();
                 for (d, topic, selector) in durables {
                     if !self.queues.contains_key(&durable_key(&d, &topic)) {
@@ -514,6 +541,25 @@ impl Owner {
             Attached::WildTopic(pattern) => self.unsubscribe_wild_topic(session, sub, pattern),
         }
         self.advise_consumer_removed(session, sub, target);
+    }
+
+    /// The network duplicate filter: false when `message` is a forwarded message
+    /// (`stompbox-network-id`) already accepted for its destination, which is then counted
+    /// and dropped; else it is recorded as accepted now. Every SEND that reaches a destination
+    /// passes here on its owner, a transaction's at its COMMIT.
+    fn audit_accepts(&mut self, message: &Message) -> bool {
+        let Some(id) = network_id(&message.headers) else {
+            return true;
+        };
+        if self.audit.record(id, &message.destination) {
+            return true;
+        }
+        metrics::counter!("stompbox_network_duplicates_total").increment(1);
+        debug!(
+            "shard={} dest={} network_id={id} duplicate dropped",
+            self.ctx.shard, message.destination
+        );
+        false
     }
 
     /// Enqueues or publishes one message; `answer` is who to tell once it is accepted.

@@ -21,6 +21,7 @@ use super::owner::Owner;
 use crate::codec::{encode, Version};
 use crate::config::Config;
 use crate::destination::{Accounts, Ctx};
+use crate::message::audit::NetworkAudit;
 use crate::message::schedule::ScheduleCmd;
 use crate::message::virtual_topic::VirtualTopics;
 use crate::message::{DestinationName, IdAllocator, QueueKey, Router, SessionId, ToOwner};
@@ -153,8 +154,27 @@ impl Broker {
         for pending in recovered.scheduled {
             scheduled[router.owner_of(&pending.destination)].push(pending);
         }
-        for (shard, (queues, durables)) in queues.into_iter().zip(durables).enumerate() {
-            router.post(shard, ToOwner::Recover { queues, durables });
+        // The duplicate filter of each shard, from its destinations' stored forwarded
+        // messages in the order they were stored: a bridge's resend of one is still caught.
+        let d = &config.destinations;
+        let mut audits: Vec<_> = (0..shards)
+            .map(|_| NetworkAudit::new(d.network_audit_depth, d.network_audit_producers))
+            .collect();
+        store::recover_network_ids(&conn, |network_id, destination| {
+            audits[router.owner_of(&destination)].record(network_id, &destination);
+        })?;
+        let audits = audits.into_iter().map(Some);
+        for (shard, ((queues, durables), audit)) in
+            queues.into_iter().zip(durables).zip(audits).enumerate()
+        {
+            router.post(
+                shard,
+                ToOwner::Recover {
+                    queues,
+                    durables,
+                    audit,
+                },
+            );
         }
         for (shard, pending) in scheduled.into_iter().enumerate() {
             if !pending.is_empty() {

@@ -9,6 +9,7 @@ use log::info;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{headers_to_json, message_from_row, Page, Request};
+use crate::message::network;
 use crate::message::schedule::occurrence;
 use crate::message::Kind;
 use crate::message::{DestinationName, Message, MessageId, QueueKey, StoredMessage};
@@ -337,10 +338,13 @@ fn insert(
     } else {
         Some(m.expires as i64)
     };
+    // A forwarded message marked as a possible duplicate is stored as delivered once, as it
+    // is held in memory (`destination::Entry::new`), so it stays marked across a restart.
+    let redelivery_count = i64::from(network::arrives_redelivered(&m.headers));
     tx.prepare_cached(
         "INSERT INTO messages (message_id, destination, subscription, priority, expires_at,
-                               redelivery_count, created_at, headers, body, epoch)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9)",
+                               redelivery_count, created_at, headers, body, epoch, network_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         m.id.0 as i64,
@@ -348,10 +352,12 @@ fn insert(
         key.subscription_str(),
         m.priority as i64,
         expires,
+        redelivery_count,
         now,
         headers_to_json(&m.headers),
         &m.body[..],
         epoch,
+        network::network_id(&m.headers),
     ])?;
     Ok(())
 }

@@ -441,6 +441,28 @@ pub fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
     Ok(out)
 }
 
+/// At start: the network ids (`stompbox-network-id`) of the stored forwarded messages, with
+/// their destinations, in the order they were stored (message id), for the duplicate filter
+/// to be rebuilt from (`message::audit`). Reads only rows that have one (a partial index).
+pub fn recover_network_ids(
+    conn: &Connection,
+    mut each: impl FnMut(&str, DestinationName),
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT destination, network_id FROM messages
+          WHERE network_id IS NOT NULL ORDER BY message_id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let destination: String = row.get(0)?;
+        let network_id: String = row.get(1)?;
+        if let Ok(destination) = DestinationName::parse(&destination) {
+            each(&network_id, destination);
+        }
+    }
+    Ok(())
+}
+
 /// Headers as a JSON object (first value of a repeated name wins, as on the wire).
 pub fn headers_to_json(headers: &[(String, String)]) -> String {
     let mut map = serde_json::Map::with_capacity(headers.len());

@@ -134,6 +134,17 @@ pub const MIGRATIONS: &[&str] = &[
           FROM scheduled
          ORDER BY next_at;
     "#,
+    // 6: the network duplicate filter. `network_id` is a forwarded message's
+    // stompbox-network-id header ('<broker>:<message-id>' on the broker it came from), kept
+    // in a column of its own so that a restarted broker rebuilds its audit from the rows that
+    // have one (the partial index) without reading every row's headers. Rows stored before
+    // get theirs from their headers.
+    r#"
+    ALTER TABLE messages ADD COLUMN network_id TEXT;
+    UPDATE messages SET network_id = json_extract(headers, '$."stompbox-network-id"')
+     WHERE json_extract(headers, '$."stompbox-network-id"') IS NOT NULL;
+    CREATE INDEX messages_network_id ON messages (network_id) WHERE network_id IS NOT NULL;
+    "#,
 ];
 
 /// Applies every migration newer than the file's `user_version`.
@@ -215,6 +226,28 @@ mod tests {
             )
             .unwrap();
         assert_eq!(b, 0, "table b must not survive the failed migration");
+    }
+
+    /// A file written before migration 6 gets `network_id` from its rows' headers.
+    #[test]
+    fn migration_6_fills_network_id_from_headers() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn, &MIGRATIONS[..5]).unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO messages (message_id, destination, created_at, headers, body)
+               VALUES (1, '/queue/q', 0, '{"stompbox-network-id":"a:7"}', x''),
+                      (2, '/queue/q', 0, '{"type":"plain"}', x'');"#,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let ids: Vec<Option<String>> = conn
+            .prepare("SELECT network_id FROM messages ORDER BY message_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, [Some("a:7".to_string()), None]);
     }
 
     #[test]

@@ -68,6 +68,7 @@ fn a_failing_page_in_is_retried_with_backoff_and_delivers_once_the_store_recover
     owner.handle(ToOwner::Recover {
         queues: vec![(QueueKey::queue(queue.clone()), counts)],
         durables: Vec::new(),
+        audit: None,
     });
     let (session_tx, mut session_rx) = unbounded_channel();
     let session = SessionId(1);
