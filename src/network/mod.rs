@@ -3,12 +3,12 @@
 //! A bridge is two STOMP client connections ([`crate::client`]): one to this broker's own
 //! listener, one to a peer (or to whichever broker of a master/slave pair serves). It
 //! subscribes locally to the destinations it forwards, with `ack:client-individual` and a
-//! bounded prefetch, and for each message: SENDs it to the peer with a `receipt`, waits for the
-//! RECEIPT (for a persistent message on a stompbox peer: it is on the peer's disk), and only
-//! then ACKs it here. That is store-and-forward: a message leaves this broker's store only once
+//! bounded prefetch, and for each message: SENDs it to the peer with a `receipt`, and ACKs it
+//! here only once the RECEIPT came back (for a persistent message on a stompbox peer: it is on
+//! the peer's disk). That is store-and-forward: a message leaves this broker's store only once
 //! the peer has it, and a link that drops (or a peer killed) loses nothing; what was taken
-//! here and not yet ACKed comes back to the queue and is forwarded again, so a failure can
-//! duplicate at most the message in flight.
+//! here and not yet ACKed comes back to the queue and is forwarded again, marked, and the
+//! peer's duplicate filter (`message/audit.rs`) drops the copies it already has.
 //!
 //! Being a client of its own broker, a bridge gets every guarantee a client has (flow control,
 //! persistence, redelivery, selectors, wildcards) without a second path into the owners.
@@ -21,7 +21,7 @@
 //! Demand: a bridge subscribes to its peer's consumer advisories (`ActiveMQ.Advisory.Consumer.>`,
 //! which the peer first replays for the consumers it has) and holds one local subscription per
 //! destination the peer has consumers for, with the OR of their selectors, while it has any
-//! (`Demand`). Consumers that are themselves bridges carry the brokers they stand for
+//! (`Link::follow_demand`). Consumers that are themselves bridges carry the brokers they stand for
 //! (`broker_path` in the advisory): demand that names this broker, or that lies beyond the
 //! TTL, is ignored, so it does not echo round a loop.
 //!
