@@ -568,3 +568,54 @@ fn bridges_are_shown_on_the_admin_api_metrics_and_the_network_command() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is the broker running"));
 }
+
+#[test]
+fn a_message_the_peer_refuses_is_dead_lettered_here_and_the_rest_flow() {
+    // B takes bodies of at most 1 KiB; A dead-letters after one redelivery.
+    let mut b =
+        Broker::new("broker_name = \"b\"\n[limits]\nmax_body_bytes = 1024\n").on_fixed_ports();
+    b.start_again();
+    let a = {
+        let mut a = Broker::new(&format!(
+            "broker_name = \"a\"\n[destinations]\nmax_redeliveries = 1\n\n[[network]]\nname = \"to-peer\"\n\
+             uri = \"static:(tcp://{})?initialReconnectDelay=100&maxReconnectDelay=500\"\n\
+             static_included = [\"/queue/refused\"]\n",
+            b.addr()
+        ))
+        .on_fixed_ports();
+        a.start_again();
+        a
+    };
+    let q = "/queue/refused";
+    let mut consumer = b.connect("1.2");
+    consumer.subscribe(q, "c", "client-individual", &[]);
+    let mut producer = a.connect("1.2");
+    producer.send_persistent(q, "small 0", &[]);
+    let big = "x".repeat(2048);
+    producer.send_persistent(q, &big, &[("x-big", "yes")]);
+    for n in 1..5 {
+        producer.send_persistent(q, &format!("small {n}"), &[]);
+    }
+    let mut got = BTreeSet::new();
+    while got.len() < 5 {
+        let m = consumer.expect_message();
+        assert_ne!(m.get("x-big"), Some("yes"));
+        got.insert(m.text());
+        consumer.ack(&m);
+    }
+    let want: BTreeSet<String> = (0..5).map(|n| format!("small {n}")).collect();
+    assert_eq!(got, want);
+    // The refused one is in A's dead-letter queue, not lost and not blocking the bridge.
+    let mut dlq = a.connect("1.2");
+    dlq.subscribe("/queue/ActiveMQ.DLQ", "d", "client-individual", &[]);
+    let m = dlq.expect_message();
+    assert_eq!(m.get("x-big"), Some("yes"), "{m:?}");
+    assert_eq!(m.text().len(), 2048);
+    dlq.ack(&m);
+    eventually(WAIT, || match stored(&a, q) {
+        0 => Ok(()),
+        n => Err(format!("{n} still stored on the source")),
+    });
+    producer.send_persistent(q, "after", &[]);
+    assert_eq!(consumer.expect_message().text(), "after");
+}

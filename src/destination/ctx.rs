@@ -362,8 +362,16 @@ impl Ctx {
     /// Decides what happens to an entry coming back for redelivery (`nack`: the client
     /// refused it): it is counted, and either returned with the delay before it may go out
     /// again in ms (Some), or dead-lettered (None) after its policy's `max_redeliveries`, or
-    /// at once on a NACK when the policy says `nack_to_dlq`.
-    pub fn redeliver(&self, origin: &QueueKey, mut e: Entry, nack: bool) -> Option<(Entry, u64)> {
+    /// at once on a NACK when the policy says `nack_to_dlq`. With `may_dead_letter` false (a
+    /// network bridge's link failed: the message was not refused by anyone) it is counted and
+    /// returned, whatever the count.
+    pub fn redeliver(
+        &self,
+        origin: &QueueKey,
+        mut e: Entry,
+        nack: bool,
+        may_dead_letter: bool,
+    ) -> Option<(Entry, u64)> {
         let policy = self.policy(&origin.destination);
         if nack && policy.nack_to_dlq {
             return self
@@ -376,7 +384,7 @@ impl Ctx {
                 .map(|e| (e, 0));
         }
         e.redelivery_count += 1;
-        if e.redelivery_count > policy.max_redeliveries {
+        if may_dead_letter && e.redelivery_count > policy.max_redeliveries {
             let reason = format!(
                 "delivery failed more than max_redeliveries ({}) times",
                 policy.max_redeliveries

@@ -475,7 +475,7 @@ impl Queue {
         };
         let settled = c.settle(ids);
         if nack {
-            return self.requeue(settled, true, ctx);
+            return self.requeue(settled, true, true, ctx);
         }
         for e in settled {
             self.bytes -= e.weight();
@@ -550,12 +550,15 @@ impl Queue {
 
     /// What a leaving consumer held: unacked deliveries come back as redelivered; an auto-ack
     /// consumer's were never written to its client, so they come back as they were, at their
-    /// place (ids order) in the queue, and their stored rows stay.
+    /// place (ids order) in the queue, and their stored rows stay. A network bridge's
+    /// (`broker_path`) come back counted but never dead-lettered for it: its link failed, no
+    /// consumer refused them (a bridge NACKs a message its peer refuses).
     fn take_back(&mut self, consumer: Consumer, ctx: &mut Ctx) {
         let auto = consumer.is_auto();
+        let network = consumer.broker_path().is_some();
         let entries = consumer.into_unacked();
         if !auto {
-            return self.requeue(entries, false, ctx);
+            return self.requeue(entries, false, !network, ctx);
         }
         for e in entries {
             if e.message.expires != 0 {
@@ -568,11 +571,11 @@ impl Queue {
     /// Deliveries coming back (`nack`: refused by the client) are counted and go back to
     /// their level, after their policy's redelivery delay if it has one, or to the
     /// dead-letter queue.
-    fn requeue(&mut self, entries: Vec<Entry>, nack: bool, ctx: &mut Ctx) {
+    fn requeue(&mut self, entries: Vec<Entry>, nack: bool, may_dead_letter: bool, ctx: &mut Ctx) {
         let now = crate::clock::now_ms();
         for e in entries {
             let weight = e.weight();
-            match ctx.redeliver(&self.key, e, nack) {
+            match ctx.redeliver(&self.key, e, nack, may_dead_letter) {
                 Some((e, delay)) => {
                     self.counters.redelivered += 1;
                     if delay > 0 {

@@ -294,7 +294,7 @@ impl Topic {
                     // Its own topic's policy and dead-letter queue (a wildcard
                     // subscription's backlog holds messages of many topics).
                     let origin = QueueKey::queue(e.message.destination.clone());
-                    match ctx.redeliver(&origin, e, true) {
+                    match ctx.redeliver(&origin, e, true, true) {
                         Some((e, _delay)) => {
                             self.counters.redelivered += 1;
                             s.pending.push_front(e);

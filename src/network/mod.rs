@@ -260,6 +260,9 @@ struct Link<'a> {
     /// The peer's consumers per destination, by consumer id.
     demand: HashMap<DestinationName, HashMap<String, PeerConsumer>>,
     in_flight: VecDeque<InFlight>,
+    /// The peer answered a SEND with an ERROR (not a transport failure): it refused the
+    /// first forwarded message it has not receipted.
+    refused: bool,
 }
 
 /// Links to the peer and to this broker, then forwards until something fails. `linked`
@@ -297,6 +300,7 @@ async fn forward(
         demand_routes: HashMap::new(),
         demand: HashMap::new(),
         in_flight: VecDeque::new(),
+        refused: false,
     };
     for destination in &bridge.statics {
         link.open_route(destination, None).await?;
@@ -339,6 +343,9 @@ async fn forward(
     // The ACKs of what the peer already has may still sit in the client's buffer: written
     // before the link is given up, or those messages are forwarded twice.
     link.settle().await.ok();
+    if link.refused {
+        link.nack_refused().await;
+    }
     let _ = link.here.flush().await;
     result
 }
@@ -354,7 +361,7 @@ impl Link<'_> {
                     self.forward_one(d?).await?;
                 }
                 m = self.remote.next() => {
-                    if let Some(m) = m? {
+                    if let Some(m) = m.map_err(|e| self.peer_failed(e))? {
                         self.on_advisory(&m).await?;
                     }
                 }
@@ -375,6 +382,33 @@ impl Link<'_> {
             .collect();
         v.sort_by(|a, b| a.destination.cmp(&b.destination));
         v
+    }
+
+    /// Notes an error from the peer's connection: an ERROR frame (not a transport failure)
+    /// refused the first forwarded SEND it has not receipted (it answers in order).
+    fn peer_failed(&mut self, e: ClientError) -> ClientError {
+        if !e.is_transport() {
+            self.refused = true;
+        }
+        e
+    }
+
+    /// NACKs here the message the peer refused, so that it is redelivered (to local consumers,
+    /// or to the bridge again) and, after the destination's `max_redeliveries`, dead-lettered
+    /// here instead of holding the bridge up; the others in flight come back uncounted when
+    /// the link is dropped.
+    async fn nack_refused(&mut self) {
+        let Some(f) = self.in_flight.iter().find(|f| f.ack) else {
+            return;
+        };
+        warn!(
+            "network {}: {} refused message {} of {}; NACKed here",
+            self.bridge.connector,
+            self.bridge.peer,
+            f.delivery.get("message-id").unwrap_or("?"),
+            f.delivery.get("destination").unwrap_or("?"),
+        );
+        let _ = self.here.nack(&f.delivery, None).await;
     }
 
     /// ACKs here what the peer has receipted.
@@ -415,7 +449,11 @@ impl Link<'_> {
             return Ok(());
         }
         let send = forwarded(&delivery, &self.bridge.broker_name);
-        let receipt = self.remote.send_numbered(send).await?;
+        let receipt = self
+            .remote
+            .send_numbered(send)
+            .await
+            .map_err(|e| self.peer_failed(e))?;
         self.in_flight.push_back(InFlight {
             receipt,
             delivery,
@@ -547,6 +585,13 @@ impl Link<'_> {
         let ttl = self.bridge.ttl.saturating_sub(hops as u32).max(1);
         let mut selector = forward_selector(ttl, self.peer_name.as_deref());
         let mut headers = Vec::new();
+        if spec.is_none() {
+            // A static route stands for the peer too: this broker takes it for a network
+            // consumer (a failed link does not count towards dead-lettering), and a bridge
+            // the other way ignores it as demand.
+            let peer = self.peer_name.as_deref().unwrap_or("peer");
+            headers.push((BROKER_PATH.to_string(), peer.to_string()));
+        }
         if let Some(spec) = &spec {
             if let Some(s) = &spec.selector {
                 selector = format!("({selector}) AND ({s})");
