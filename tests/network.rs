@@ -619,3 +619,75 @@ fn a_message_the_peer_refuses_is_dead_lettered_here_and_the_rest_flow() {
     producer.send_persistent(q, "after", &[]);
     assert_eq!(consumer.expect_message().text(), "after");
 }
+
+#[test]
+fn a_duplex_bridge_carries_demand_and_messages_both_ways_over_one_link() {
+    // Only A has a connector (B could not reach A, say): duplex serves both directions.
+    let b = named("b");
+    let a = bridged("a", &b, &[], "duplex = true\n");
+    let to_b = format!("/queue/{}", unique("to-b"));
+    let to_a = format!("/queue/{}", unique("to-a"));
+    let t = format!("/topic/{}", unique("both"));
+    let mut on_a = a.connect("1.2");
+    on_a.subscribe(&to_a, "q", "client-individual", &[]);
+    let mut topic_a = a.connect("1.2");
+    topic_a.subscribe(&t, "t", "auto", &[]);
+    let mut on_b = b.connect("1.2");
+    on_b.subscribe(&to_b, "q", "client-individual", &[]);
+    let mut topic_b = b.connect("1.2");
+    topic_b.subscribe(&t, "t", "auto", &[]);
+    // Each side's demand reached the other: B holds the reverse routes for A's consumers.
+    eventually(WAIT, || {
+        match (stat(&b, &to_a, "consumers"), stat(&b, &t, "consumers")) {
+            (1, 2) => Ok(()),
+            n => Err(format!("{n:?} consumers on B")),
+        }
+    });
+    eventually(WAIT, || {
+        match (stat(&a, &to_b, "consumers"), stat(&a, &t, "consumers")) {
+            (1, 2) => Ok(()),
+            n => Err(format!("{n:?} consumers on A")),
+        }
+    });
+    let mut pa = a.connect("1.2");
+    let mut pb = b.connect("1.2");
+    for n in 0..20 {
+        pa.send_persistent(&to_b, &format!("ab{n}"), &[]);
+        pb.send_persistent(&to_a, &format!("ba{n}"), &[]);
+        pa.send_sync(&t, &format!("ta{n}"), &[]);
+        pb.send_sync(&t, &format!("tb{n}"), &[]);
+    }
+    for n in 0..20 {
+        let m = on_b.expect_message();
+        assert_eq!(m.text(), format!("ab{n}"));
+        assert_eq!(m.get("stompbox-broker-path"), Some("a"));
+        on_b.ack(&m);
+        let m = on_a.expect_message();
+        assert_eq!(m.text(), format!("ba{n}"));
+        assert_eq!(m.get("stompbox-broker-path"), Some("b"));
+        on_a.ack(&m);
+    }
+    // Each topic subscriber: its own broker's 20 and the other's 20, once each.
+    for (c, name) in [(&mut topic_a, "a"), (&mut topic_b, "b")] {
+        let mut got: Vec<String> = c.receive(40, WAIT).iter().map(|m| m.text()).collect();
+        c.expect_silence(QUIET);
+        got.sort();
+        let mut want: Vec<String> = (0..20)
+            .flat_map(|n| [format!("ta{n}"), format!("tb{n}")])
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "on {name}");
+    }
+    assert_eq!(stat(&a, &t, "enqueued"), 40);
+    assert_eq!(stat(&b, &t, "enqueued"), 40);
+    let status: serde_json::Value =
+        serde_json::from_str(&a.admin_get("/api/network").expect("status")).expect("json");
+    assert_eq!(status[0]["forwarded"], 40, "{status}");
+    assert_eq!(status[0]["received"], 40, "{status}");
+    assert!(
+        status[0]["reverse_routes"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2),
+        "{status}"
+    );
+}

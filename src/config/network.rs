@@ -29,6 +29,10 @@ pub struct NetworkConnector {
     /// Destinations never forwarded by demand (ActiveMQ's `excludedDestinations`), wildcards
     /// allowed; they win over `dynamic_included`.
     pub excluded: Vec<String>,
+    /// The bridge also forwards from the peer to this broker over the same connections
+    /// (ActiveMQ's `duplex`): for a peer that cannot connect here (a hub behind a firewall).
+    /// The peer must be a stompbox broker; it needs no connector of its own.
+    pub duplex: bool,
     /// A bridge's subscription for a peer's queue consumers has priority -1, so this broker's
     /// own consumers are served first; with this, -1 less per further hop the demand came
     /// from, so nearer brokers are preferred (ActiveMQ's `decreaseNetworkConsumerPriority`).
@@ -54,6 +58,7 @@ impl Default for NetworkConnector {
             uri: String::new(),
             static_included: Vec::new(),
             demand: true,
+            duplex: false,
             dynamic_included: Vec::new(),
             excluded: Vec::new(),
             decrease_network_consumer_priority: false,

@@ -79,6 +79,7 @@ struct Bridge {
     reconnect: FailoverOptions,
     statics: Vec<DestinationName>,
     demand: Option<DemandFilter>,
+    duplex: bool,
     decrease_priority: bool,
     ttl: u32,
     prefetch: u32,
@@ -130,6 +131,7 @@ pub fn spawn(
                 reconnect: uri.reconnect.clone(),
                 statics: statics.clone(),
                 demand: c.demand.then(|| filter.clone()),
+                duplex: c.duplex,
                 decrease_priority: c.decrease_network_consumer_priority,
                 ttl: c.network_ttl,
                 prefetch: c.prefetch,
@@ -192,6 +194,7 @@ async fn run(bridge: Bridge, mut shutdown: watch::Receiver<bool>) {
             s.linked_since = None;
             s.in_flight = 0;
             s.routes.clear();
+            s.reverse_routes = None;
             s.last_error = Some(e.to_string());
         });
         let delay = backoff
@@ -209,7 +212,7 @@ async fn run(bridge: Bridge, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// A local subscription that feeds the bridge.
+/// A subscription on a half's source broker that feeds it.
 #[derive(Debug, Clone, PartialEq)]
 struct Route {
     destination: DestinationName,
@@ -219,8 +222,8 @@ struct Route {
     spec: Option<RouteSpec>,
 }
 
-/// How a demand route subscribes: the peer consumers' selector (their OR; None: all
-/// messages), the hops beyond the peer of the nearest of them, and the path it stands for.
+/// How a demand route subscribes: the consumers' selector (their OR; None: all messages),
+/// the hops beyond the destination broker of the nearest of them, and the path it stands for.
 #[derive(Debug, Clone, PartialEq)]
 struct RouteSpec {
     selector: Option<String>,
@@ -228,41 +231,91 @@ struct RouteSpec {
     path: String,
 }
 
-/// One consumer of the peer's, as its advisory describes it.
+/// One consumer of the destination broker's, as its advisory describes it.
 #[derive(Debug, Clone)]
 struct PeerConsumer {
     selector: Option<String>,
-    /// Brokers beyond the peer it stands for (0: a consumer of the peer's own).
+    /// Brokers beyond the destination broker it stands for (0: one of its own consumers).
     hops: usize,
     path: Option<String>,
 }
 
-/// A forwarded SEND awaiting the peer's RECEIPT.
+/// A forwarded SEND awaiting the destination broker's RECEIPT.
 #[derive(Debug)]
 struct InFlight {
     receipt: u64,
     delivery: Delivery,
-    /// ACK it here once receipted (false: its subscription has ended, and the message was
-    /// taken back by this broker or, for a topic, is gone with it).
+    /// ACK it at the source once receipted (false: its subscription has ended, and the
+    /// message was taken back by the source or, for a topic, is gone with it).
     ack: bool,
 }
 
-/// One link's state: both connections, the routes, the peer's demand, the pipeline.
+/// The two connections of a link: this broker's own listener, and the peer.
+const HERE: usize = 0;
+const REMOTE: usize = 1;
+
+/// One direction of a link: from the broker on connection `src` to the one on `dst`. A
+/// bridge has the forward half (here → peer); a duplex bridge also the reverse one.
+#[derive(Debug)]
+struct Half {
+    src: usize,
+    dst: usize,
+    /// The source broker's name: forwarded messages' paths end with it.
+    src_name: String,
+    /// The destination broker's name: messages that passed through it are not sent there.
+    dst_name: Option<String>,
+    /// Live routes (subscriptions on `src`) by subscription id.
+    routes: HashMap<String, Route>,
+    /// The demand route of each destination.
+    demand_routes: HashMap<DestinationName, String>,
+    /// The destination broker's consumers per destination, by consumer id.
+    demand: HashMap<DestinationName, HashMap<String, PeerConsumer>>,
+    /// Subscriptions on `dst` to its consumer advisories.
+    advisories: Vec<String>,
+    in_flight: VecDeque<InFlight>,
+    /// The destination broker answered a SEND with an ERROR (not a transport failure): it
+    /// refused the first forwarded message it has not receipted.
+    refused: bool,
+}
+
+impl Half {
+    fn new(src: usize, dst: usize, src_name: String, dst_name: Option<String>) -> Half {
+        Half {
+            src,
+            dst,
+            src_name,
+            dst_name,
+            routes: HashMap::new(),
+            demand_routes: HashMap::new(),
+            demand: HashMap::new(),
+            advisories: Vec::new(),
+            in_flight: VecDeque::new(),
+            refused: false,
+        }
+    }
+
+    /// The routes, for the status.
+    fn route_status(&self) -> Vec<RouteStatus> {
+        let mut v: Vec<RouteStatus> = self
+            .routes
+            .values()
+            .map(|r| RouteStatus {
+                destination: r.destination.to_string(),
+                kind: if r.fixed { "static" } else { "demand" }.into(),
+                selector: r.spec.as_ref().and_then(|s| s.selector.clone()),
+            })
+            .collect();
+        v.sort_by(|a, b| a.destination.cmp(&b.destination));
+        v
+    }
+}
+
+/// One link's state: both connections and the halves that use them.
 struct Link<'a> {
     bridge: &'a Bridge,
-    here: Client,
-    remote: Client,
+    clients: [Client; 2],
     peer_name: Option<String>,
-    /// Live local subscriptions by id.
-    routes: HashMap<String, Route>,
-    /// The demand route of each destination, by destination.
-    demand_routes: HashMap<DestinationName, String>,
-    /// The peer's consumers per destination, by consumer id.
-    demand: HashMap<DestinationName, HashMap<String, PeerConsumer>>,
-    in_flight: VecDeque<InFlight>,
-    /// The peer answered a SEND with an ERROR (not a transport failure): it refused the
-    /// first forwarded message it has not receipted.
-    refused: bool,
+    halves: Vec<Half>,
 }
 
 /// Links to the peer and to this broker, then forwards until something fails. `linked`
@@ -286,47 +339,69 @@ async fn forward(
             bridge.broker_name
         )));
     }
+    if bridge.duplex && peer_name.is_none() {
+        return Err(ClientError::Protocol(
+            "duplex needs a stompbox peer (its CONNECTED names it), to keep messages from \
+             looping back"
+                .into(),
+        ));
+    }
     let local_uri = BrokerUri {
         addrs: vec![bridge.local.to_string()],
         failover: None,
     };
     let here = Client::connect(&local_uri, ConnectOptions::default()).await?;
+    let mut halves = vec![Half::new(
+        HERE,
+        REMOTE,
+        bridge.broker_name.clone(),
+        peer_name.clone(),
+    )];
+    if bridge.duplex {
+        halves.push(Half::new(
+            REMOTE,
+            HERE,
+            peer_name.clone().unwrap_or_default(),
+            Some(bridge.broker_name.clone()),
+        ));
+    }
     let mut link = Link {
         bridge,
-        here,
-        remote,
+        clients: [here, remote],
         peer_name,
-        routes: HashMap::new(),
-        demand_routes: HashMap::new(),
-        demand: HashMap::new(),
-        in_flight: VecDeque::new(),
-        refused: false,
+        halves,
     };
-    for destination in &bridge.statics {
-        link.open_route(destination, None).await?;
-    }
-    if bridge.demand.is_some() {
-        for advisories in [
-            "/topic/ActiveMQ.Advisory.Consumer.Queue.>",
-            "/topic/ActiveMQ.Advisory.Consumer.Topic.>",
-        ] {
-            link.remote
-                .subscribe(advisories, &SubscribeOptions::default())
-                .await?;
+    for h in 0..link.halves.len() {
+        for destination in &bridge.statics {
+            link.open_route(h, destination, None).await?;
+        }
+        if bridge.demand.is_some() {
+            let dst = link.halves[h].dst;
+            for advisories in [
+                "/topic/ActiveMQ.Advisory.Consumer.Queue.>",
+                "/topic/ActiveMQ.Advisory.Consumer.Topic.>",
+            ] {
+                let id = link.clients[dst]
+                    .subscribe(advisories, &SubscribeOptions::default())
+                    .await?;
+                link.halves[h].advisories.push(id);
+            }
         }
     }
     *linked = true;
     let peer_name = link.peer_name.clone();
-    let routes = link.route_status();
+    let routes = link.halves[0].route_status();
+    let reverse = link.halves.get(1).map(Half::route_status);
     bridge.report(|s| {
         s.state = "linked".into();
         s.peer_name = peer_name;
         s.linked_since = Some(crate::clock::now_ms());
         s.links += 1;
         s.routes = routes;
+        s.reverse_routes = reverse;
     });
     info!(
-        "network {}: linked to {} ({}); forwarding {} destination(s) statically{}",
+        "network {}: linked to {} ({}); forwarding {} destination(s) statically{}{}",
         bridge.connector,
         bridge.peer,
         link.peer_name
@@ -337,143 +412,174 @@ async fn forward(
             " and the others by demand"
         } else {
             ""
-        }
+        },
+        if bridge.duplex { ", both ways" } else { "" }
     );
     let result = link.pump().await;
-    // The ACKs of what the peer already has may still sit in the client's buffer: written
-    // before the link is given up, or those messages are forwarded twice.
-    link.settle().await.ok();
-    if link.refused {
-        link.nack_refused().await;
+    // The ACKs of what the other side already has may still sit in a client's buffer:
+    // written before the link is given up, or those messages are forwarded twice.
+    for h in 0..link.halves.len() {
+        link.settle(h).await.ok();
+        if link.halves[h].refused {
+            link.nack_refused(h).await;
+        }
     }
-    let _ = link.here.flush().await;
+    // A connection dropped with MESSAGEs unread is reset, and a reset can discard the ACKs
+    // the broker has not read yet: DISCONNECT instead, and wait (briefly) for its RECEIPT,
+    // which comes once every earlier frame took effect.
+    let [here, remote] = link.clients;
+    for c in [here, remote] {
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.disconnect()).await;
+    }
     result
 }
 
 impl Link<'_> {
-    /// Forwards deliveries and follows the peer's demand until a connection fails.
+    /// Forwards deliveries and follows demand until a connection fails. Both connections are
+    /// always read (each carries one half's deliveries and the other's receipts and
+    /// advisories); what is in flight is bounded by the routes' prefetch.
     async fn pump(&mut self) -> Result<std::convert::Infallible, ClientError> {
-        let window = self.bridge.prefetch.max(1) as usize;
         loop {
-            self.settle().await?;
-            tokio::select! {
-                d = self.here.recv(), if self.in_flight.len() < window => {
-                    self.forward_one(d?).await?;
+            for h in 0..self.halves.len() {
+                self.settle(h).await?;
+            }
+            let (side, frame) = {
+                let [here, remote] = &mut self.clients;
+                tokio::select! {
+                    m = here.next() => (HERE, m),
+                    m = remote.next() => (REMOTE, m),
                 }
-                m = self.remote.next() => {
-                    if let Some(m) = m.map_err(|e| self.peer_failed(e))? {
-                        self.on_advisory(&m).await?;
+            };
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => {
+                    // An ERROR (not a transport failure) answers a SEND of the half that
+                    // sends to that side.
+                    if !e.is_transport() {
+                        if let Some(h) = self.halves.iter_mut().find(|h| h.dst == side) {
+                            h.refused = true;
+                        }
                     }
+                    return Err(e);
                 }
+            };
+            if let Some(d) = frame {
+                self.on_message(side, d).await?;
             }
         }
     }
 
-    /// The routes, for the status.
-    fn route_status(&self) -> Vec<RouteStatus> {
-        let mut v: Vec<RouteStatus> = self
-            .routes
-            .values()
-            .map(|r| RouteStatus {
-                destination: r.destination.to_string(),
-                kind: if r.fixed { "static" } else { "demand" }.into(),
-                selector: r.spec.as_ref().and_then(|s| s.selector.clone()),
-            })
-            .collect();
-        v.sort_by(|a, b| a.destination.cmp(&b.destination));
-        v
-    }
-
-    /// Notes an error from the peer's connection: an ERROR frame (not a transport failure)
-    /// refused the first forwarded SEND it has not receipted (it answers in order).
-    fn peer_failed(&mut self, e: ClientError) -> ClientError {
-        if !e.is_transport() {
-            self.refused = true;
+    /// A MESSAGE read on connection `side`: an advisory for the half that sends there, or a
+    /// delivery for the half that takes from there.
+    async fn on_message(&mut self, side: usize, d: Delivery) -> Result<(), ClientError> {
+        let sub = d.get("subscription").unwrap_or_default().to_string();
+        if let Some(h) = self
+            .halves
+            .iter()
+            .position(|h| h.dst == side && h.advisories.contains(&sub))
+        {
+            return self.on_advisory(h, &d).await;
         }
-        e
+        match self.halves.iter().position(|h| h.src == side) {
+            Some(h) => self.forward_one(h, d, &sub).await,
+            None => Ok(()),
+        }
     }
 
-    /// NACKs here the message the peer refused, so that it is redelivered (to local consumers,
-    /// or to the bridge again) and, after the destination's `max_redeliveries`, dead-lettered
-    /// here instead of holding the bridge up; the others in flight come back uncounted when
-    /// the link is dropped.
-    async fn nack_refused(&mut self) {
-        let Some(f) = self.in_flight.iter().find(|f| f.ack) else {
-            return;
-        };
-        warn!(
-            "network {}: {} refused message {} of {}; NACKed here",
-            self.bridge.connector,
-            self.bridge.peer,
-            f.delivery.get("message-id").unwrap_or("?"),
-            f.delivery.get("destination").unwrap_or("?"),
-        );
-        let _ = self.here.nack(&f.delivery, None).await;
-    }
-
-    /// ACKs here what the peer has receipted.
-    async fn settle(&mut self) -> Result<(), ClientError> {
-        let confirmed = self.remote.confirmed();
-        let before = self.in_flight.len();
-        while self
+    /// ACKs at half `h`'s source what its destination has receipted.
+    async fn settle(&mut self, h: usize) -> Result<(), ClientError> {
+        let half = &mut self.halves[h];
+        let confirmed = self.clients[half.dst].confirmed();
+        let before = half.in_flight.len();
+        while half
             .in_flight
             .front()
             .is_some_and(|f| f.receipt <= confirmed)
         {
-            let Some(f) = self.in_flight.pop_front() else {
+            let Some(f) = half.in_flight.pop_front() else {
                 break;
             };
             if f.ack {
-                self.here.ack(&f.delivery, None).await?;
+                self.clients[half.src].ack(&f.delivery, None).await?;
             }
         }
-        let done = (before - self.in_flight.len()) as u64;
+        let done = (before - half.in_flight.len()) as u64;
         if done > 0 {
-            let in_flight = self.in_flight.len() as u64;
+            // Written now, not when the source's deliveries happen to pause: an ACK left in
+            // the buffer is lost with the connection, and its message forwarded again.
+            self.clients[half.src].flush().await?;
+        }
+        if done > 0 && h == 0 {
+            let in_flight = half.in_flight.len() as u64;
             self.bridge.report(|s| {
                 s.forwarded += done;
                 s.in_flight = in_flight;
             });
         }
+        if done > 0 && h == 1 {
+            self.bridge.report(|s| s.received += done);
+        }
         Ok(())
     }
 
-    async fn forward_one(&mut self, delivery: Delivery) -> Result<(), ClientError> {
-        let route = delivery
-            .get("subscription")
-            .and_then(|s| self.routes.get(s));
-        let ack = route.is_some();
-        if route.is_none() && self.is_queue_delivery(&delivery) {
-            // Its subscription ended: this broker took it back (it is redelivered to whoever
+    /// NACKs at half `h`'s source the message its destination refused, so that it is
+    /// redelivered (to local consumers, or to the bridge again) and, after the destination's
+    /// `max_redeliveries`, dead-lettered there instead of holding the bridge up; the others
+    /// in flight come back uncounted when the link is dropped.
+    async fn nack_refused(&mut self, h: usize) {
+        let half = &self.halves[h];
+        let Some(f) = half.in_flight.iter().find(|f| f.ack) else {
+            return;
+        };
+        warn!(
+            "network {}: {} refused message {} of {}; NACKed at {}",
+            self.bridge.connector,
+            half.dst_name.as_deref().unwrap_or("the peer"),
+            f.delivery.get("message-id").unwrap_or("?"),
+            f.delivery.get("destination").unwrap_or("?"),
+            half.src_name,
+        );
+        let _ = self.clients[half.src].nack(&f.delivery, None).await;
+    }
+
+    /// Forwards a delivery of half `h`'s subscription `sub`.
+    async fn forward_one(
+        &mut self,
+        h: usize,
+        delivery: Delivery,
+        sub: &str,
+    ) -> Result<(), ClientError> {
+        let half = &mut self.halves[h];
+        let ack = half.routes.contains_key(sub);
+        if !ack && is_queue_delivery(&delivery) {
+            // Its subscription ended: the source took it back (it is redelivered to whoever
             // consumes the queue now), so it is not forwarded.
             return Ok(());
         }
-        let send = forwarded(&delivery, &self.bridge.broker_name);
-        let receipt = self
-            .remote
-            .send_numbered(send)
-            .await
-            .map_err(|e| self.peer_failed(e))?;
-        self.in_flight.push_back(InFlight {
+        let send = forwarded(&delivery, &half.src_name);
+        let receipt = match self.clients[half.dst].send_numbered(send).await {
+            Ok(n) => n,
+            Err(e) => {
+                if !e.is_transport() {
+                    half.refused = true;
+                }
+                return Err(e);
+            }
+        };
+        half.in_flight.push_back(InFlight {
             receipt,
             delivery,
             ack,
         });
         // Counted here only when the pipeline starts to fill; `settle` keeps it current.
-        if self.in_flight.len() == 1 {
+        if h == 0 && half.in_flight.len() == 1 {
             self.bridge.report(|s| s.in_flight = 1);
         }
         Ok(())
     }
 
-    fn is_queue_delivery(&self, d: &Delivery) -> bool {
-        d.get("destination")
-            .and_then(|n| DestinationName::parse(n).ok())
-            .is_some_and(|n| n.kind() == crate::message::Kind::Queue)
-    }
-
-    /// A consumer advisory from the peer: its demand changed.
-    async fn on_advisory(&mut self, m: &Delivery) -> Result<(), ClientError> {
+    /// A consumer advisory from half `h`'s destination broker: its demand changed.
+    async fn on_advisory(&mut self, h: usize, m: &Delivery) -> Result<(), ClientError> {
         let Some(filter) = self.bridge.demand.as_ref() else {
             return Ok(());
         };
@@ -489,15 +595,17 @@ impl Link<'_> {
         let Ok(destination) = DestinationName::parse(&destination) else {
             return Ok(());
         };
+        let half = &mut self.halves[h];
         match event.as_str() {
             "consumer-added" => {
                 let path = text("broker_path");
                 let hops = path_len(path.as_deref());
-                let ours = path
+                // Demand that passed through the source is its own, come back.
+                let echo = path
                     .as_deref()
-                    .is_some_and(|p| path_holds(p, &self.bridge.broker_name));
+                    .is_some_and(|p| path_holds(p, &half.src_name));
                 let statically = self.bridge.statics.iter().any(|s| covers(s, &destination));
-                if ours
+                if echo
                     || statically
                     || !filter.admits(&destination)
                     || hops + 1 > self.bridge.ttl as usize
@@ -509,96 +617,107 @@ impl Link<'_> {
                     hops,
                     path,
                 };
-                self.demand
+                half.demand
                     .entry(destination.clone())
                     .or_default()
                     .insert(id, consumer);
             }
             "consumer-removed" => {
-                let Some(consumers) = self.demand.get_mut(&destination) else {
+                let Some(consumers) = half.demand.get_mut(&destination) else {
                     return Ok(());
                 };
                 if consumers.remove(&id).is_none() {
                     return Ok(());
                 }
                 if consumers.is_empty() {
-                    self.demand.remove(&destination);
+                    half.demand.remove(&destination);
                 }
             }
             _ => return Ok(()),
         }
-        self.follow_demand(&destination).await
+        self.follow_demand(h, &destination).await
     }
 
-    /// Makes `destination`'s demand route match the peer's consumers of it.
-    async fn follow_demand(&mut self, destination: &DestinationName) -> Result<(), ClientError> {
-        let want = self.demand.get(destination).map(|consumers| {
+    /// Makes `destination`'s demand route of half `h` match its destination broker's
+    /// consumers of it.
+    async fn follow_demand(
+        &mut self,
+        h: usize,
+        destination: &DestinationName,
+    ) -> Result<(), ClientError> {
+        let half = &self.halves[h];
+        let want = half.demand.get(destination).map(|consumers| {
             let nearest = consumers.values().min_by_key(|c| c.hops);
             let hops = nearest.map_or(0, |c| c.hops);
-            let peer = self.peer_name.as_deref().unwrap_or("peer");
+            let dst = half.dst_name.as_deref().unwrap_or("peer");
             RouteSpec {
                 selector: either_selector(consumers.values().map(|c| c.selector.as_deref())),
                 hops,
                 path: match nearest.and_then(|c| c.path.as_deref()) {
-                    Some(p) => format!("{peer},{p}"),
-                    None => peer.to_string(),
+                    Some(p) => format!("{dst},{p}"),
+                    None => dst.to_string(),
                 },
             }
         });
-        let current = self.demand_routes.get(destination).cloned();
+        let current = half.demand_routes.get(destination).cloned();
         let current_spec = current
             .as_ref()
-            .and_then(|id| self.routes.get(id))
+            .and_then(|id| half.routes.get(id))
             .and_then(|r| r.spec.clone());
         if want == current_spec {
             return Ok(());
         }
         // The new subscription first, then the old one ends: nothing published meanwhile
-        // is missed (a message both take is forwarded twice with one id, which the peer's
-        // duplicate filter drops).
+        // is missed (a message both take is forwarded twice with one id, which the
+        // destination's duplicate filter drops).
         match want {
             Some(spec) => {
-                let id = self.open_route(destination, Some(spec)).await?;
-                self.demand_routes.insert(destination.clone(), id);
+                let id = self.open_route(h, destination, Some(spec)).await?;
+                self.halves[h].demand_routes.insert(destination.clone(), id);
             }
             None => {
-                self.demand_routes.remove(destination);
+                self.halves[h].demand_routes.remove(destination);
             }
         }
         if let Some(old) = current {
-            self.routes.remove(&old);
-            self.here.unsubscribe(&old).await?;
+            self.halves[h].routes.remove(&old);
+            let src = self.halves[h].src;
+            self.clients[src].unsubscribe(&old).await?;
         }
-        let routes = self.route_status();
-        self.bridge.report(|s| s.routes = routes);
+        let routes = self.halves[h].route_status();
+        self.bridge.report(|s| match h {
+            0 => s.routes = routes,
+            _ => s.reverse_routes = Some(routes),
+        });
         Ok(())
     }
 
-    /// Subscribes here to `destination`: statically (`spec` None) or for the peer's demand.
+    /// Subscribes on half `h`'s source to `destination`: statically (`spec` None) or for
+    /// its destination broker's demand.
     async fn open_route(
         &mut self,
+        h: usize,
         destination: &DestinationName,
         spec: Option<RouteSpec>,
     ) -> Result<String, ClientError> {
+        let half = &self.halves[h];
         let hops = spec.as_ref().map_or(0, |s| s.hops);
-        // A message goes on for `hops` more past the peer: it may have made fewer here.
+        // A message goes on for `hops` more past the destination: it may have made fewer.
         let ttl = self.bridge.ttl.saturating_sub(hops as u32).max(1);
-        let mut selector = forward_selector(ttl, self.peer_name.as_deref());
+        let mut selector = forward_selector(ttl, half.dst_name.as_deref());
         let mut headers = Vec::new();
-        if spec.is_none() {
-            // A static route stands for the peer too: this broker takes it for a network
-            // consumer (a failed link does not count towards dead-lettering), and a bridge
-            // the other way ignores it as demand.
-            let peer = self.peer_name.as_deref().unwrap_or("peer");
-            headers.push((BROKER_PATH.to_string(), peer.to_string()));
-        }
+        // The route stands for the destination broker (and those beyond it): the source
+        // takes it for a network consumer (a failed link does not count towards
+        // dead-lettering), and a bridge the other way ignores it as demand.
+        let dst = half.dst_name.as_deref().unwrap_or("peer").to_string();
+        let path = spec.as_ref().map_or(dst, |s| s.path.clone());
+        headers.push((BROKER_PATH.to_string(), path));
         if let Some(spec) = &spec {
             if let Some(s) = &spec.selector {
                 selector = format!("({selector}) AND ({s})");
             }
-            headers.push((BROKER_PATH.to_string(), spec.path.clone()));
             if destination.kind() == crate::message::Kind::Queue {
-                // This broker's own consumers first; with decrease_network_consumer_priority,
+                // The source's own consumers first; with decrease_network_consumer_priority,
                 // nearer brokers before farther ones.
                 let priority = match self.bridge.decrease_priority {
                     true => -1 - hops.min(100) as i64,
@@ -613,11 +732,11 @@ impl Link<'_> {
             prefetch: Some(self.bridge.prefetch),
             headers,
         };
-        let id = self
-            .here
+        let src = half.src;
+        let id = self.clients[src]
             .subscribe(&destination.to_string(), &options)
             .await?;
-        self.routes.insert(
+        self.halves[h].routes.insert(
             id.clone(),
             Route {
                 destination: destination.clone(),
@@ -627,6 +746,12 @@ impl Link<'_> {
         );
         Ok(id)
     }
+}
+
+fn is_queue_delivery(d: &Delivery) -> bool {
+    d.get("destination")
+        .and_then(|n| DestinationName::parse(n).ok())
+        .is_some_and(|n| n.kind() == crate::message::Kind::Queue)
 }
 
 /// Whether pattern `p` (or destination) covers `d` (a destination or a pattern).

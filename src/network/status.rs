@@ -28,6 +28,10 @@ pub struct BridgeStatus {
     pub in_flight: u64,
     /// The local subscriptions that feed the bridge.
     pub routes: Vec<RouteStatus>,
+    /// A duplex bridge: the subscriptions on the peer that feed this broker.
+    pub reverse_routes: Option<Vec<RouteStatus>>,
+    /// A duplex bridge: messages from the peer that this broker receipted.
+    pub received: u64,
     /// Messages waiting here on the routes' destinations (filled in by the admin endpoint
     /// from the destinations' depth; for a topic, 0).
     pub backlog: u64,
