@@ -500,17 +500,17 @@ fn the_hub_and_spokes_example_forwards_orders_in_prices_out_events_everywhere() 
     }
 }
 
-/// Duplicates a kill -9 of the source broker's master may cause: the producer's SEND in flight
-/// (stored, its RECEIPT lost, sent again to the new master), the bridge's SEND in flight, and
-/// the messages the bridge ACKed at the source whose deletes the killed master had not yet
-/// committed (ACKs without a receipt are committed in the owner's next batch; the bridge
-/// forwards one message per round trip to the peer, so a handful at most).
-const DUPLICATES_PER_SOURCE_KILL: u64 = 6;
-
 /// The network of pairs example (`pair-a-*.toml`, `pair-b-*.toml`): four brokers, two data
 /// dirs. A producer streams receipted persistent SENDs into pair a, a consumer takes them from
 /// pair b; kill -9 of b's master, then of a's master, each in the middle of the stream: every
-/// receipted message is consumed, with a bounded number of duplicates.
+/// receipted message is consumed.
+///
+/// Duplicates: the kill of b's master (the peer) may duplicate [`DUPLICATES_PER_KILL`]. The
+/// kill of a's master (the source) has no bound we can state today: besides the SENDs in
+/// flight, the bridge ACKs each forwarded message at the source without a receipt, so the
+/// deletes the killed master had not committed yet come back with the new master and are
+/// forwarded again (up to ~50 in runs on a 2-core box; docs/network.md, "Failure cases"). The
+/// test reports their number and asserts only that nothing is lost.
 #[test]
 fn the_network_of_pairs_example_survives_a_kill9_of_each_master() {
     let _serial = serial();
@@ -557,17 +557,25 @@ fn the_network_of_pairs_example_survives_a_kill9_of_each_master() {
             pair::WAIT,
             &format!("100 more messages after {name}'s failover"),
         );
+        if name == "b" {
+            let duplicates: u64 = consumer
+                .progress
+                .counts()
+                .values()
+                .map(|&n| u64::from(n - 1))
+                .sum();
+            assert!(
+                duplicates <= DUPLICATES_PER_KILL,
+                "{duplicates} duplicate deliveries across the peer's failover (at most \
+                 {DUPLICATES_PER_KILL})"
+            );
+        }
     }
     producer.stop();
     let duplicates = assert_all_consumed(&producer, &consumer, pair::WAIT);
     consumer.stop();
-    let bound = DUPLICATES_PER_KILL + DUPLICATES_PER_SOURCE_KILL;
-    assert!(
-        duplicates <= bound,
-        "{duplicates} duplicate deliveries across the two failovers (at most {bound})"
-    );
     eprintln!(
-        "network of pairs: {} receipted, all consumed, {duplicates} duplicates",
+        "network of pairs: {} receipted, all consumed; {duplicates} duplicates in all",
         producer.progress.distinct()
     );
     eventually(WAIT, || {
