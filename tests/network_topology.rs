@@ -46,7 +46,7 @@ fn line(ttl_b: u32) -> [Broker; 3] {
 
 /// Persistent and non-persistent messages alternate, so both kinds share the queue's order.
 fn persistent(n: usize) -> bool {
-    n % 2 == 0
+    n.is_multiple_of(2)
 }
 
 #[test]
