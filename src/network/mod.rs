@@ -235,7 +235,11 @@ async fn forward(
             let _ = here.flush().await;
             return Err(e);
         }
+        // Written now: the client sends queued frames only once its read buffer is empty, and
+        // with `prefetch` messages buffered ACKs would wait there; a kill -9 of this broker,
+        // or a link dropped with a reset, then loses them and forwards those messages twice.
         here.ack(&delivery, None).await?;
+        here.flush().await?;
     }
 }
 
