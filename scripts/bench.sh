@@ -13,6 +13,14 @@
 # SQLite commit rate on this disk is measured before each broker and once more at the end,
 # since fsync rates drift.
 #
+# Network of brokers (stompbox only): three brokers a → b → c with static bridges
+# (network_ttl 2): a forwards /queue/bench.hop1.> and /queue/bench.hop2.> to b, b forwards
+# /queue/bench.hop2.> to c. One producer sends to a; one consumer takes the messages on a
+# itself from /queue/bench.hop0.* (bridged nowhere: the single-broker figure of this run), on
+# b from /queue/bench.hop1.* (one bridge) or on c from /queue/bench.hop2.* (two hops). Each
+# destination is bridged only up to its consumer's broker, so no bridge competes with it. The
+# table gives each as a ratio to the single-broker figure.
+#
 # Environment:
 #   BENCH_BROKERS="stompbox activemq rabbitmq"   which brokers, in this order
 #   BENCH_SECONDS=5      length of each timed scenario
@@ -20,6 +28,9 @@
 #                        rounds; the table shows the median (they vary run to run: see the docs)
 #   BENCH_FILL=200000    messages for the persistent 1 KiB fill + drain scenario
 #   BENCH_IDLE=2000      idle connections for the RSS-per-connection scenario (0 skips it)
+#   BENCH_NET=50000      messages per non-persistent network-of-brokers scenario (0 skips them)
+#   BENCH_NET_P=10000    messages per persistent network-of-brokers scenario
+#   BENCH_NET_ONLY=      1: only the network-of-brokers scenarios (no other broker, no baselines)
 #   BENCH_OUT=target/bench-results.jsonl   raw results, one JSON object a line
 #   BENCH_DOC=docs/benchmarks.md           the report (plot: same name, .png); empty: table only
 #   CARGO=cargo
@@ -31,6 +42,9 @@ BENCH_SECONDS=${BENCH_SECONDS:-5}
 BENCH_REPEAT=${BENCH_REPEAT:-3}
 BENCH_FILL=${BENCH_FILL:-200000}
 BENCH_IDLE=${BENCH_IDLE:-2000}
+BENCH_NET=${BENCH_NET:-50000}
+BENCH_NET_P=${BENCH_NET_P:-10000}
+BENCH_NET_ONLY=${BENCH_NET_ONLY:-}
 BENCH_OUT=${BENCH_OUT:-target/bench-results.jsonl}
 BENCH_DOC=${BENCH_DOC-docs/benchmarks.md}
 CARGO=${CARGO:-cargo}
@@ -55,6 +69,7 @@ CURRENT=      # the driver whose broker may be running
 BPID=         # the running broker's process (RSS is read from it)
 RUN=1         # which run of a repeated scenario bench() is recording
 IDLE_PID=     # the idle-connections client, while it runs
+NET_PIDS=()   # the network scenarios' brokers, while they run
 SB_FAILED=0
 # Idle connections need file descriptors (brokers inherit this too); raise the soft limit.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -62,6 +77,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cleanup() {
     trap - EXIT
     stop_pid "$IDLE_PID" 5
+    stop_network
     if [ -n "$CURRENT" ]; then
         "${CURRENT}_stop"
         cp "$BROKER_LOG" "$LOGS/$CURRENT-interrupted.log" 2>/dev/null || true
@@ -90,8 +106,8 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench.sh: load average at start: $LOAD_START (other work skews the figures)" >&2
 
 # bench BROKER KEY LABEL TIMEOUT_S ARGS...: runs one `stompbox bench` scenario against the
-# running broker and records its JSON with the wall time and the broker's RSS after it; on
-# failure records why and returns 1.
+# running broker (STOMP_PORT, BPID) and records its JSON with the wall time and the broker's RSS
+# after it; on failure records why and returns 1.
 bench() {
     local b=$1 key=$2 label=$3 limit=$4
     shift 4
@@ -286,10 +302,99 @@ run_broker() {
     fi
 }
 
-for b in $BENCH_BROKERS; do
-    run_broker "$b"
-done
-sqlite_baseline - sqlite_end
+# The network of brokers a → b → c (see the top of this file), started in $WORK/net.
+start_network() {
+    local dir="$WORK/net" names=(a b c) ports=() admins=() i
+    local statics=('"/queue/bench.hop1.>", "/queue/bench.hop2.>"' '"/queue/bench.hop2.>"')
+    mkdir -p "$dir"
+    for i in 0 1 2; do
+        ports+=("$(free_port)")
+        admins+=("$(free_port)")
+    done
+    for i in 0 1 2; do
+        local n=${names[$i]} conf="$dir/${names[$i]}.toml"
+        mkdir -p "$dir/$n"
+        printf 'broker_name = "%s"\n' "$n" >"$conf"
+        if [ "$i" -lt 2 ]; then
+            printf '\n[[network]]\nname = "to-%s"\nuri = "static:(tcp://127.0.0.1:%s)"\nstatic_included = [%s]\nnetwork_ttl = 2\n' \
+                "${names[$((i + 1))]}" "${ports[$((i + 1))]}" "${statics[$i]}" >>"$conf"
+        fi
+    done
+    # The last broker first: each bridge finds its peer at its first attempt.
+    for i in 2 1 0; do
+        local n=${names[$i]}
+        "$BIN" serve --config "$dir/$n.toml" --bind "127.0.0.1:${ports[$i]}" \
+            --admin-bind "127.0.0.1:${admins[$i]}" --data-dir "$dir/$n" \
+            >"$dir/$n.out" 2>"$dir/$n.log" </dev/null &
+        NET_PIDS+=($!)
+        if ! wait_port "${ports[$i]}" "$!" 60; then
+            echo "bench.sh: network broker $n did not start; last lines of its log:" >&2
+            tail -10 "$dir/$n.log" >&2 || true
+            record stompbox net_start "\"failed\":\"broker $n did not start\""
+            SB_FAILED=1
+            return 1
+        fi
+    done
+    NET_PORTS=("${ports[@]}")
+    # Wait until both bridges have linked (each logs "forwarding" once it has subscribed).
+    for _ in $(seq 1 300); do
+        grep -qs "forwarding" "$dir/a.log" && grep -qs "forwarding" "$dir/b.log" && return 0
+        sleep 0.1
+    done
+    echo "bench.sh: the network's bridges did not link within 30 s" >&2
+    record stompbox net_start "\"failed\":\"bridges did not link within 30 s\""
+    SB_FAILED=1
+    return 1
+}
+
+stop_network() {
+    local pid
+    for pid in "${NET_PIDS[@]}"; do
+        stop_pid "$pid" 15
+    done
+    NET_PIDS=()
+    local n
+    for n in a b c; do
+        cp "$WORK/net/$n.log" "$LOGS/stompbox-net-$n.log" 2>/dev/null || true
+    done
+}
+
+# The network scenarios: each sends to a and consumes on a, b or c; persistent and not.
+run_network() {
+    [ "$BENCH_NET" -gt 0 ] || return 0
+    start_network || { stop_network; return 0; }
+    local limit=$((S * 10 + 300)) kind count flags hop at
+    STOMP_PORT=${NET_PORTS[0]}
+    BPID=${NET_PIDS[2]} # a: started last
+    for kind in np p; do
+        count=$BENCH_NET
+        flags=()
+        if [ "$kind" = p ]; then
+            count=$BENCH_NET_P
+            flags=(--persistent)
+        fi
+        for hop in 0 1 2; do
+            at=${NET_PORTS[$hop]}
+            bench stompbox "net_${kind}_${hop}" \
+                "network: $count $kind 256 B, sent to a, consumed $hop hop(s) away" "$limit" \
+                --destination "/queue/bench.hop$hop.$kind" --consume-url "tcp://127.0.0.1:$at" \
+                --producers 1 --consumers 1 --size 256 --count "$count" --drain-timeout 30s \
+                "${flags[@]}" || true
+        done
+    done
+    stop_network
+}
+
+if [ -n "$BENCH_NET_ONLY" ]; then
+    record stompbox version "\"version\":$(json_str "$(stompbox_version)")"
+    run_network
+else
+    for b in $BENCH_BROKERS; do
+        run_broker "$b"
+    done
+    case " $BENCH_BROKERS " in *" stompbox "*) run_network ;; esac
+    sqlite_baseline - sqlite_end
+fi
 
 record meta run "\"started\":\"$STARTED\"" "\"finished\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"" \
     "\"load_start\":\"$LOAD_START\"" "\"load_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"" \

@@ -313,3 +313,38 @@ fn failover_bench_survives_a_broker_kill_without_loss() {
         "{summary}"
     );
 }
+
+#[test]
+fn bench_sends_to_one_broker_and_consumes_from_its_peer() {
+    // b receives what a's bridge forwards; the bench produces on a and consumes on b.
+    let b = Broker::start_with_config("broker_name = \"b\"\n");
+    let a = Broker::start_with_config(&format!(
+        "broker_name = \"a\"\n\n[[network]]\nname = \"to-b\"\n\
+         uri = \"static:(tcp://{})?initialReconnectDelay=100&maxReconnectDelay=500\"\n\
+         static_included = [\"/queue/bench.net\"]\n",
+        b.addr()
+    ));
+    let summary = bench_json(&[
+        "--url",
+        &url(&a),
+        "--consume-url",
+        &url(&b),
+        "--destination",
+        "/queue/bench.net",
+        "--count",
+        "200",
+        "--persistent",
+        "--drain-timeout",
+        "20s",
+    ]);
+    assert_eq!(summary["produced"], 200, "{summary}");
+    assert_eq!(summary["unique"], 200, "{summary}");
+    assert_eq!(summary["lost"], 0, "{summary}");
+    assert_eq!(summary["duplicated"], 0, "{summary}");
+    assert_eq!(summary["foreign"], 0, "{summary}");
+    // Consumed on b: every message crossed the bridge (a consumer on a would have taken some).
+    assert_eq!(
+        support::network::counter(&b, "/queue/bench.net", "enqueued"),
+        Some(200)
+    );
+}

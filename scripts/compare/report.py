@@ -548,6 +548,49 @@ NOTES = """\
 """
 
 
+NET_KINDS = [("np", "non-persistent"), ("p", "persistent")]
+NET_HOPS = [(0, "one broker (sent and consumed on a)"), (1, "one bridge (a → b)"),
+            (2, "two hops (a → b → c)")]
+
+
+def network_table(by):
+    """stompbox's network scenarios (scripts/bench.sh, run_network): consumed msg/s and the
+    ratio to the single-broker figure of the same run; None when they did not run."""
+    sb = by.get("stompbox", {})
+    if not any(k.startswith("net_") for k in sb):
+        return None
+    out = [["network of brokers (stompbox)", "unit", "consumed", "× one broker", "lost", "dup"]]
+    for kind, kname in NET_KINDS:
+        base = get(sb.get(f"net_{kind}_0"), "consumed_per_s")
+        for hop, hname in NET_HOPS:
+            rec = sb.get(f"net_{kind}_{hop}")
+            if rec is None:
+                continue
+            label = f"{kname} 256 B, {hname}"
+            if rec.get("failed"):
+                out.append([label, "msg/s", "FAILED", "—", "—", "—"])
+                continue
+            v = get(rec, "consumed_per_s")
+            r = v / base if v and base else None
+            out.append([label, "msg/s", fmt(v, "msg/s"), "—" if r is None else f"{r:.2f}×",
+                        f"{rec.get('lost', 0):,}", f"{rec.get('duplicated', 0):,}"])
+    return out
+
+
+def network_target(by):
+    """Issue 11's target: a bridge forwards at >= 50 % of what one broker does."""
+    sb = by.get("stompbox", {})
+    parts, met = [], True
+    for kind, kname in NET_KINDS:
+        base = get(sb.get(f"net_{kind}_0"), "consumed_per_s")
+        one = get(sb.get(f"net_{kind}_1"), "consumed_per_s")
+        if not base or not one:
+            return None
+        parts.append(f"{kname} {one / base:.2f}×")
+        met = met and one / base >= 0.5
+    return ("one bridge forwards ≥ 0.5× one broker's throughput", met, "; ".join(parts))
+
+
 def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, configs):
     mach = machine(meta)
     versions = [by[b]["version"]["version"] for b in order if "version" in by[b]]
@@ -594,6 +637,16 @@ def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, confi
         doc += ["![throughput, latency, memory and startup per broker]"
                 f"({os.path.basename(plot_path)})", ""]
     doc += ["## Issue 5 targets", "", render_targets(ts, md=True), ""]
+    net = network_table(by)
+    if net:
+        doc += ["## Network of brokers", "",
+                "One producer sends to broker a; one consumer takes the messages on a itself,"
+                " on b (one static bridge) or on c (two hops), counted until the last arrived;"
+                " `×` is the ratio to the one-broker figure of this run (docs/network.md).", "",
+                render_md(net), ""]
+        nt = network_target(by)
+        if nt:
+            doc += [render_targets([nt], md=True), ""]
     if notes:
         doc += ["## Lost, duplicated, failed", ""] + [f"- {n}" for n in notes] + [""]
     doc += ["## Details", "",
@@ -655,6 +708,13 @@ def main():
     print()
     print("issue 5 targets:")
     print(render_targets(ts, md=False))
+    net = network_table(by)
+    if net:
+        print()
+        print(render_text(net))
+        nt = network_target(by)
+        if nt:
+            print(render_targets([nt], md=False))
     if notes:
         print()
         print("lost, duplicated, failed:")

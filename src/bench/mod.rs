@@ -136,6 +136,9 @@ pub enum Amount {
 pub struct BenchConfig {
     /// The broker (or failover list).
     pub uri: BrokerUri,
+    /// The broker the consumers connect to, when not `uri` (a network of brokers: produce on
+    /// one, consume on another).
+    pub consume_uri: Option<BrokerUri>,
     /// CONNECT options shared by every client.
     pub connect: ConnectOptions,
     /// The destination, e.g. `/queue/bench` or `/topic/bench`.
@@ -178,5 +181,10 @@ impl BenchConfig {
     /// True when the destination is a topic (every consumer expects every message).
     pub fn is_topic(&self) -> bool {
         self.destination.starts_with("/topic/") || self.destination.starts_with("/exchange/")
+    }
+
+    /// Where the consumers connect: `consume_uri`, else `uri`.
+    pub fn consumer_uri(&self) -> &BrokerUri {
+        self.consume_uri.as_ref().unwrap_or(&self.uri)
     }
 }

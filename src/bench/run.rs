@@ -24,7 +24,7 @@ use super::progress::Progress;
 use super::report::{Latency, Report};
 use super::seen::Seen;
 use super::{sqlite, Amount, BenchConfig, Mode};
-use crate::client::{Client, ClientError, SubscribeOptions};
+use crate::client::{BrokerUri, Client, ClientError, SubscribeOptions};
 
 /// Most first errors kept for the report.
 const MAX_ERRORS_KEPT: usize = 5;
@@ -141,7 +141,7 @@ async fn drive(
     };
 
     // Idle connections first, so they are open during the whole measured run.
-    let idle = connect_all(pool, &config, config.idle_conns, 0, None).await?;
+    let idle = connect_all(pool, &config, &config.uri, config.idle_conns, 0, None).await?;
     report.idle_conns = idle.len();
     if config.mode == Mode::Idle {
         eprintln!("stompbox bench: {} idle connections open", idle.len());
@@ -165,8 +165,17 @@ async fn drive(
         prefetch: config.prefetch,
         headers: Vec::new(),
     };
-    let consumer_clients = connect_all(pool, &config, consumers, 0, Some(subscribe)).await?;
-    let producer_clients = connect_all(pool, &config, producers, consumers, None).await?;
+    let consumer_clients = connect_all(
+        pool,
+        &config,
+        config.consumer_uri(),
+        consumers,
+        0,
+        Some(subscribe),
+    )
+    .await?;
+    let producer_clients =
+        connect_all(pool, &config, &config.uri, producers, consumers, None).await?;
 
     let run_id = run_id();
     let shared = Arc::new(Shared {
@@ -325,21 +334,23 @@ async fn drive(
     Ok(())
 }
 
-/// Connects `n` clients (the `offset`-th onward on the pool's threads), subscribing each when
-/// `subscribe` is given. Fails if any fails: a run with missing clients measures nothing.
+/// Connects `n` clients to `uri` (the `offset`-th onward on the pool's threads), subscribing
+/// each when `subscribe` is given. Fails if any fails: a run with missing clients measures
+/// nothing.
 async fn connect_all(
     pool: &Pool,
     config: &Arc<BenchConfig>,
+    uri: &BrokerUri,
     n: usize,
     offset: usize,
     subscribe: Option<SubscribeOptions>,
 ) -> Result<Vec<Client>, BenchError> {
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
-        let config = config.clone();
+        let (config, uri) = (config.clone(), uri.clone());
         let subscribe = subscribe.clone();
         tasks.push(pool.spawn(offset + i, async move {
-            let mut client = Client::connect(&config.uri, config.connect.clone()).await?;
+            let mut client = Client::connect(&uri, config.connect.clone()).await?;
             if let Some(options) = subscribe {
                 client.subscribe(&config.destination, &options).await?;
             }

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::produce::{parse_duration, ConnectArgs};
 use crate::bench::{Amount, BenchConfig, Mode, SendMode};
-use crate::client::AckMode;
+use crate::client::{AckMode, BrokerUri};
 
 /// Messages sent when neither --count nor --duration is given.
 const DEFAULT_COUNT: u64 = 100_000;
@@ -19,6 +19,10 @@ const DEFAULT_COUNT: u64 = 100_000;
 pub struct BenchArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Broker URI the consumers connect to, when not --url's: send to one broker and consume
+    /// from another to measure a network of brokers (the same --login, --passcode, --vhost).
+    #[arg(long)]
+    pub consume_url: Option<BrokerUri>,
     /// Destination: /queue/NAME or /topic/NAME (every consumer of a topic gets every message).
     #[arg(long, default_value = "/queue/stompbox.bench")]
     pub destination: String,
@@ -95,6 +99,7 @@ impl BenchArgs {
         };
         Ok(BenchConfig {
             uri: self.connect.url.clone(),
+            consume_uri: self.consume_url.clone(),
             connect: self.connect.options(),
             destination: self.destination.clone(),
             mode: self.mode,

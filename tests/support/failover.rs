@@ -2,7 +2,7 @@
 //! consumer thread, each on the raw [`Client`], that reconnect to the next address whenever
 //! their broker fails them, and what they did.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -178,6 +178,66 @@ pub fn spawn_consumer(addrs: Vec<SocketAddr>, destination: &str) -> FailoverClie
     })
 }
 
+/// A failover consumer that records a message only once the previous one's ACK is committed:
+/// it subscribes with `activemq.prefetchSize:1` and ACKs each MESSAGE with a receipt (a
+/// receipted ACK is answered after its delete is committed), holding back a MESSAGE that
+/// arrives before that RECEIPT. It records every delivery, so a failover makes it record at
+/// most one message twice (the one whose ACK was not yet committed): other duplicates are the
+/// brokers' (or a bridge's) doing, not its own window's.
+pub fn spawn_receipted_consumer(addrs: Vec<SocketAddr>, destination: &str) -> FailoverClient {
+    let dest = destination.to_string();
+    FailoverClient::spawn(move |progress, stop| {
+        let mut next = 0;
+        let mut conn: Option<Client> = None;
+        let mut held: VecDeque<Frame> = VecDeque::new();
+        let mut acks: u64 = 0;
+        let subscribe = Frame::new("SUBSCRIBE")
+            .header("id", "0")
+            .header("destination", dest)
+            .header("ack", "client-individual")
+            .header("activemq.prefetchSize", "1");
+        while !stop.load(Ordering::SeqCst) {
+            let Some(c) = conn.as_mut() else {
+                held.clear();
+                conn = connect_any(&addrs, &mut next)
+                    .and_then(|mut c| c.try_send_frame(&subscribe).ok().map(|()| c));
+                match conn {
+                    Some(_) => {
+                        progress.connects.fetch_add(1, Ordering::SeqCst);
+                    }
+                    None => std::thread::sleep(Duration::from_millis(10)),
+                }
+                continue;
+            };
+            let frame = match held.pop_front() {
+                Some(f) => Ok(f),
+                None => c.try_frame(Duration::from_millis(100)),
+            };
+            match frame {
+                Ok(f) if f.command == "MESSAGE" => {
+                    if let Ok(id) = f.text().parse::<u64>() {
+                        progress.record(id);
+                    }
+                    acks += 1;
+                    let receipt = format!("ack-{acks}");
+                    let ack = Frame::new("ACK")
+                        .header("id", f.get("ack").unwrap_or(""))
+                        .header("receipt", receipt.as_str());
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    let acked = c.try_send_frame(&ack).is_ok()
+                        && wait_receipt_holding(c, &receipt, deadline, &mut held);
+                    if !acked {
+                        conn = None;
+                    }
+                }
+                Ok(f) if f.command == "ERROR" => conn = None,
+                Ok(_) | Err(ReadError::Timeout) => {}
+                Err(_) => conn = None,
+            }
+        }
+    })
+}
+
 /// Checks that every id the producer got a RECEIPT for was consumed, waiting up to `timeout`
 /// for stragglers. Returns the number of duplicate deliveries.
 #[track_caller]
@@ -231,6 +291,25 @@ fn wait_receipt(c: &mut Client, receipt: &str, deadline: Instant) -> bool {
         let left = deadline.saturating_duration_since(Instant::now());
         match c.try_frame(left) {
             Ok(f) if f.command == "RECEIPT" && f.get("receipt-id") == Some(receipt) => return true,
+            Ok(f) if f.command == "ERROR" => return false,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Like [`wait_receipt`], keeping the MESSAGE frames that arrive first in `held`.
+fn wait_receipt_holding(
+    c: &mut Client,
+    receipt: &str,
+    deadline: Instant,
+    held: &mut VecDeque<Frame>,
+) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match c.try_frame(left) {
+            Ok(f) if f.command == "RECEIPT" && f.get("receipt-id") == Some(receipt) => return true,
+            Ok(f) if f.command == "MESSAGE" => held.push_back(f),
             Ok(f) if f.command == "ERROR" => return false,
             Ok(_) => {}
             Err(_) => return false,

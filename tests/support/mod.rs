@@ -13,6 +13,7 @@
 //! | [`http`] | the admin endpoint over raw HTTP; `/metrics` samples |
 //! | [`store`] | read-only SQLite, one-number queries, the `sqlite3` shell |
 //! | [`net`] | free ports, refused ports, a reproducible random sequence |
+//! | [`network`] | networks of brokers: `[[network]]` configs, ports chosen up front, stored rows and counters |
 //! | [`target`] | which broker the protocol suite tests ([`target::Target`]), and the tests that need ours |
 //!
 //! Nothing here uses the broker's crate: tests speak bytes to the process a user runs
@@ -35,6 +36,7 @@ pub mod frame;
 pub mod haproxy;
 pub mod http;
 pub mod net;
+pub mod network;
 pub mod pair;
 pub mod store;
 pub mod target;

@@ -1,9 +1,11 @@
 //! Ports and randomness: free loopback ports known before a broker binds them, whether a port
 //! refuses connections, and a reproducible pseudo-random sequence.
 
+use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `n` distinct free loopback ports, each checked by binding it and released together. A
@@ -11,6 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// takeover. They are picked below the kernel's ephemeral range when it leaves room (port 0
 /// would pick inside it): the tests make thousands of outgoing connections, and one of them
 /// could otherwise take a standby's port as its local port before the standby binds it.
+///
+/// A port is handed out once per test process: a port given to one test may stay unbound for
+/// seconds (a standby's, or a broker's that starts after its peers), and a test running in
+/// parallel must not be given it meanwhile.
 pub fn free_ports(n: usize) -> Vec<u16> {
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -28,17 +34,35 @@ pub fn free_ports(n: usize) -> Vec<u16> {
                 break;
             }
             let port = 10_000 + (x % span) as u16;
+            if given().contains(&port) {
+                continue;
+            }
             if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
                 held.push(l);
             }
         }
     }
     while held.len() < n {
-        held.push(TcpListener::bind("127.0.0.1:0").expect("bind port 0"));
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        if !given().contains(&l.local_addr().expect("local addr").port()) {
+            held.push(l);
+        }
     }
-    held.iter()
+    let ports: Vec<u16> = held
+        .iter()
         .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
+        .collect();
+    given().extend(&ports);
+    ports
+}
+
+/// The ports [`free_ports`] handed out in this process.
+fn given() -> std::sync::MutexGuard<'static, HashSet<u16>> {
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    GIVEN
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
 }
 
 /// True when a TCP connect to `addr` is refused (nothing listens there), as opposed to

@@ -36,15 +36,7 @@ impl Pair {
     /// Starts `a` and waits for it to serve as master, then `b` and waits for it to stand by.
     /// `config` is TOML without `bind` and `data_dir`, which come as flags.
     pub fn start(config: Option<&str>) -> Pair {
-        let mut pair = Pair::prepare(config);
-        let [a, b] = &mut pair.brokers;
-        a.spawn();
-        a.wait_line("stompbox listening", START_TIMEOUT);
-        a.wait_master(WAIT);
-        b.spawn();
-        b.wait_line("stompbox admin", START_TIMEOUT);
-        b.wait_not_master(WAIT);
-        pair
+        Pair::prepare(config).start_in_turn()
     }
 
     /// Starts both brokers at the same moment (as an init system would) and waits until one
@@ -65,11 +57,38 @@ impl Pair {
         pair
     }
 
+    /// Like [`Pair::start`], on these `(stomp, admin)` ports (from `free_ports`), for pairs
+    /// whose configs name each other's ports before either starts (a network of pairs).
+    pub fn start_on_ports(config: Option<&str>, ports: [(u16, u16); 2]) -> Pair {
+        Pair::prepare_on(config, Some(ports)).start_in_turn()
+    }
+
+    fn start_in_turn(mut self) -> Pair {
+        let [a, b] = &mut self.brokers;
+        a.spawn();
+        a.wait_line("stompbox listening", START_TIMEOUT);
+        a.wait_master(WAIT);
+        b.spawn();
+        b.wait_line("stompbox admin", START_TIMEOUT);
+        b.wait_not_master(WAIT);
+        self
+    }
+
     fn prepare(config: Option<&str>) -> Pair {
+        Pair::prepare_on(config, None)
+    }
+
+    fn prepare_on(config: Option<&str>, ports: Option<[(u16, u16); 2]>) -> Pair {
         let (dir, data, config) = prepare_dir("stompbox-pair-", config.unwrap_or(""));
-        let broker = |name| Broker::in_dir(name, dir.path(), &data, config.as_deref());
+        let broker = |name, i: usize| {
+            let b = Broker::in_dir(name, dir.path(), &data, config.as_deref());
+            match ports {
+                Some(p) => b.on_ports(p[i].0, p[i].1),
+                None => b.on_fixed_ports(),
+            }
+        };
         Pair {
-            brokers: [broker("a").on_fixed_ports(), broker("b").on_fixed_ports()],
+            brokers: [broker("a", 0), broker("b", 1)],
             dir,
         }
     }
