@@ -691,3 +691,32 @@ fn a_duplex_bridge_carries_demand_and_messages_both_ways_over_one_link() {
         "{status}"
     );
 }
+
+#[test]
+fn messages_sent_after_the_source_restarts_are_not_taken_for_copies() {
+    // A restarted broker may hand out message ids again (ids continue above the largest still
+    // stored, and the queue was drained): the peer's duplicate filter must not drop the new
+    // messages as copies of the old ones.
+    let b = named("b");
+    let mut a = bridged("a", &b, &["/queue/again"], "");
+    let q = "/queue/again";
+    let mut consumer = b.connect("1.2");
+    consumer.subscribe(q, "c", "client-individual", &[]);
+    for round in 0..2 {
+        let mut producer = a.connect("1.2");
+        for n in 0..10 {
+            producer.send_persistent(q, &format!("r{round} m{n}"), &[]);
+        }
+        for n in 0..10 {
+            let m = consumer.expect_message();
+            assert_eq!(m.text(), format!("r{round} m{n}"));
+            consumer.ack(&m);
+        }
+        eventually(WAIT, || match stored(&a, q) {
+            0 => Ok(()),
+            n => Err(format!("{n} still stored on the source")),
+        });
+        a.crash_and_restart();
+    }
+    consumer.expect_silence(QUIET);
+}

@@ -2,7 +2,7 @@
 //!
 //! A bridge is two STOMP client connections ([`crate::client`]): one to this broker's own
 //! listener, one to a peer (or to whichever broker of a master/slave pair serves). It
-//! subscribes locally to the destinations it forwards, with `ack:client-individual` and a
+//! subscribes locally to the destinations it forwards, with `ack:client` (cumulative) and a
 //! bounded prefetch, and for each message: SENDs it to the peer with a `receipt`, and ACKs it
 //! here only once the RECEIPT came back (for a persistent message on a stompbox peer: it is on
 //! the peer's disk). That is store-and-forward: a message leaves this broker's store only once
@@ -491,6 +491,10 @@ impl Link<'_> {
         let half = &mut self.halves[h];
         let confirmed = self.clients[half.dst].confirmed();
         let before = half.in_flight.len();
+        // Routes are `ack:client`, whose ACK is cumulative: one ACK, of the last message the
+        // destination receipted, covers the earlier ones of its route (forwarded in order,
+        // receipted in order).
+        let mut last: Vec<Delivery> = Vec::new();
         while half
             .in_flight
             .front()
@@ -500,8 +504,18 @@ impl Link<'_> {
                 break;
             };
             if f.ack {
-                self.clients[half.src].ack(&f.delivery, None).await?;
+                let sub = f.delivery.get("subscription").map(str::to_string);
+                match last
+                    .iter_mut()
+                    .find(|d| d.get("subscription").map(str::to_string) == sub)
+                {
+                    Some(d) => *d = f.delivery,
+                    None => last.push(f.delivery),
+                }
             }
+        }
+        for d in &last {
+            self.clients[half.src].ack(d, None).await?;
         }
         let done = (before - half.in_flight.len()) as u64;
         if done > 0 {
@@ -522,7 +536,8 @@ impl Link<'_> {
         Ok(())
     }
 
-    /// NACKs at half `h`'s source the message its destination refused, so that it is
+    /// NACKs at half `h`'s source the message its destination refused (cumulative, but the
+    /// earlier ones of its route were receipted and ACKed just before), so that it is
     /// redelivered (to local consumers, or to the bridge again) and, after the destination's
     /// `max_redeliveries`, dead-lettered there instead of holding the bridge up; the others
     /// in flight come back uncounted when the link is dropped.
@@ -728,7 +743,7 @@ impl Link<'_> {
         }
         headers.push(("selector".to_string(), selector));
         let options = SubscribeOptions {
-            ack: AckMode::ClientIndividual,
+            ack: AckMode::Client,
             prefetch: Some(self.bridge.prefetch),
             headers,
         };
@@ -782,6 +797,18 @@ fn either_selector<'a>(selectors: impl Iterator<Item = Option<&'a str>>) -> Opti
     }
 }
 
+/// The [`NETWORK_ID`] of message `m` forwarded by `broker_name`: `broker:message-id:timestamp`.
+/// The timestamp is there because a broker may hand out a message id again after a restart
+/// (ids restart above the largest one still stored), and a peer that remembers the first
+/// message must not take the second for its copy; a redelivery keeps both.
+fn network_id(m: &Frame, broker_name: &str) -> String {
+    format!(
+        "{broker_name}:{}:{}",
+        m.get("message-id").unwrap_or_default(),
+        m.get("timestamp").unwrap_or("0")
+    )
+}
+
 /// The SEND that forwards `delivery`: its destination, headers and body, a broker path that
 /// ends with this broker, its id here for the peer's duplicate filter, and the mark of a
 /// possible duplicate when this broker delivered it before.
@@ -790,10 +817,7 @@ fn forwarded(delivery: &Delivery, broker_name: &str) -> Frame {
     let mut send = Frame::new(Command::Send)
         .header("destination", m.get("destination").unwrap_or_default())
         .header(BROKER_PATH, extend_path(m.get(BROKER_PATH), broker_name))
-        .header(
-            NETWORK_ID,
-            format!("{broker_name}:{}", m.get("message-id").unwrap_or_default()),
-        );
+        .header(NETWORK_ID, network_id(m, broker_name));
     if m.get("redelivered") == Some("true") {
         send = send.header(NETWORK_REDELIVERED, "true");
     }
@@ -835,7 +859,7 @@ mod tests {
             1
         );
         assert_eq!(&f.body[..], b"body");
-        assert_eq!(f.get(NETWORK_ID), Some("b:17"));
+        assert_eq!(f.get(NETWORK_ID), Some("b:17:0"));
         assert_eq!(f.get(NETWORK_REDELIVERED), None);
     }
 
