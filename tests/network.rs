@@ -421,7 +421,17 @@ fn demand_crosses_a_line_of_three_within_the_ttl() {
 #[test]
 fn demand_stops_at_the_ttl() {
     // The same line with TTL 1: C's demand does not reach A, so nothing leaves A.
-    let line = network(&["a", "b", "c"], &[&[1], &[2], &[]], "network_ttl = 1\n");
+    demand_stops_at("network_ttl = 1\n");
+}
+
+#[test]
+fn demand_stops_at_the_consumer_ttl() {
+    // Messages could make two hops, but demand travels one (ActiveMQ's consumerTTL).
+    demand_stops_at("network_ttl = 2\nconsumer_ttl = 1\n");
+}
+
+fn demand_stops_at(ttls: &str) {
+    let line = network(&["a", "b", "c"], &[&[1], &[2], &[]], ttls);
     let (a, b, c) = (&line[0], &line[1], &line[2]);
     let q = format!("/queue/{}", unique("line1"));
     let mut consumer = c.connect("1.2");

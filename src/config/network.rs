@@ -40,6 +40,13 @@ pub struct NetworkConnector {
     /// Network hops a message may make (ActiveMQ's `networkTTL`, default 1): a message that
     /// already crossed this many is not forwarded again.
     pub network_ttl: u32,
+    /// Hops a message may make, when it should differ from `network_ttl` (ActiveMQ 5.9's
+    /// `messageTTL`).
+    pub message_ttl: Option<u32>,
+    /// Hops a consumer's demand may travel, when it should differ from `network_ttl`
+    /// (ActiveMQ 5.9's `consumerTTL`): demand from a consumer `n` brokers beyond the peer is
+    /// followed while `n + 1 <= consumer_ttl`.
+    pub consumer_ttl: Option<u32>,
     /// Messages a bridge takes from a local destination before the peer has receipted them
     /// (ActiveMQ's `prefetchSize`, 1000 there; see docs/network.md for why ours is smaller).
     pub prefetch: u32,
@@ -64,6 +71,8 @@ impl Default for NetworkConnector {
             decrease_network_consumer_priority: false,
             heart_beat_ms: 10_000,
             network_ttl: 1,
+            message_ttl: None,
+            consumer_ttl: None,
             prefetch: 100,
             login: None,
             passcode: None,
@@ -162,8 +171,14 @@ pub fn check(broker_name: &str, connectors: &[NetworkConnector]) -> Result<(), S
                 c.name
             ));
         }
-        if c.network_ttl == 0 {
-            return Err(format!("network {:?}: network_ttl must be > 0", c.name));
+        for (key, ttl) in [
+            ("network_ttl", Some(c.network_ttl)),
+            ("message_ttl", c.message_ttl),
+            ("consumer_ttl", c.consumer_ttl),
+        ] {
+            if ttl == Some(0) {
+                return Err(format!("network {:?}: {key} must be > 0", c.name));
+            }
         }
         if c.prefetch == 0 {
             return Err(format!("network {:?}: prefetch must be > 0", c.name));

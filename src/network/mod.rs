@@ -81,7 +81,10 @@ struct Bridge {
     demand: Option<DemandFilter>,
     duplex: bool,
     decrease_priority: bool,
+    /// Hops a message may make (`message_ttl`, else `network_ttl`).
     ttl: u32,
+    /// Hops demand may travel (`consumer_ttl`, else `network_ttl`).
+    consumer_ttl: u32,
     prefetch: u32,
     heart_beat: Duration,
     login: Option<String>,
@@ -133,7 +136,8 @@ pub fn spawn(
                 demand: c.demand.then(|| filter.clone()),
                 duplex: c.duplex,
                 decrease_priority: c.decrease_network_consumer_priority,
-                ttl: c.network_ttl,
+                ttl: c.message_ttl.unwrap_or(c.network_ttl),
+                consumer_ttl: c.consumer_ttl.unwrap_or(c.network_ttl),
                 prefetch: c.prefetch,
                 heart_beat: Duration::from_millis(c.heart_beat_ms),
                 login: c.login.clone(),
@@ -623,7 +627,7 @@ impl Link<'_> {
                 if echo
                     || statically
                     || !filter.admits(&destination)
-                    || hops + 1 > self.bridge.ttl as usize
+                    || hops + 1 > self.bridge.consumer_ttl as usize
                 {
                     return Ok(());
                 }
