@@ -248,6 +248,11 @@ impl Connection {
         }
     }
 
+    /// A frame already in the read buffer, without any I/O.
+    pub fn buffered_frame(&mut self) -> Result<Option<Frame>, ClientError> {
+        Ok(self.decoder.decode(&mut self.rbuf)?)
+    }
+
     /// A frame already received, without waiting: decodes what is buffered and reads what the
     /// socket holds. Producers call it between sends to pick up receipts and ERROR frames.
     pub fn try_read_frame(&mut self) -> Result<Option<Frame>, ClientError> {

@@ -173,14 +173,34 @@ impl Client {
 
     /// Sends `frame` with a `receipt` header and returns its number without waiting: the
     /// RECEIPT arrives later, and [`Client::confirmed`] reaches the number (receipts are
-    /// answered in order). For a pipeline of receipted SENDs (a network bridge); not replayed
-    /// by a failover client.
+    /// answered in order). For a pipeline of receipted SENDs (a network bridge), which reads
+    /// the connection itself ([`Client::next`]); nothing is read here, and the frame is
+    /// buffered until 32 KiB wait or the next read. Not replayed by a failover client.
     pub async fn send_numbered(&mut self, mut frame: Frame) -> Result<u64, ClientError> {
         let n = self.alloc_receipt();
         frame.headers.push("receipt", receipt_id(n));
         self.write(&frame).await?;
-        self.poll_incoming().await?;
         Ok(n)
+    }
+
+    /// A frame already received and buffered, handled without any I/O: `Ok(None)` when none
+    /// is; `Ok(Some(None))` for a RECEIPT (which moves [`Client::confirmed`]). A pipeline
+    /// takes these before it waits, so that what it writes in answer goes out in one write.
+    pub async fn next_buffered(&mut self) -> Result<Option<Option<Delivery>>, ClientError> {
+        if let Some(d) = self.inbox.pop_front() {
+            return Ok(Some(Some(d)));
+        }
+        let result = match self.conn.as_mut() {
+            Some(conn) => conn.buffered_frame(),
+            None => return Err(ClientError::NotConnected),
+        };
+        match result.and_then(|f| f.map(|f| self.handle(f)).transpose()) {
+            Ok(frame) => Ok(frame),
+            Err(e) => {
+                self.recover(e).await?;
+                Ok(Some(None))
+            }
+        }
     }
 
     /// The highest receipt number the broker confirmed on the current connection.

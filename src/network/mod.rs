@@ -447,6 +447,25 @@ impl Link<'_> {
             for h in 0..self.halves.len() {
                 self.settle(h).await?;
             }
+            // What is already buffered on either connection first, without I/O: the SENDs
+            // and ACKs it causes then leave in one write, not one per message.
+            let mut handled = 0;
+            for side in [HERE, REMOTE] {
+                while handled < 1024 {
+                    let frame = match self.clients[side].next_buffered().await {
+                        Ok(Some(f)) => f,
+                        Ok(None) => break,
+                        Err(e) => return Err(self.failed(side, e)),
+                    };
+                    handled += 1;
+                    if let Some(d) = frame {
+                        self.on_message(side, d).await?;
+                    }
+                }
+            }
+            if handled > 0 {
+                continue;
+            }
             let (side, frame) = {
                 let [here, remote] = &mut self.clients;
                 tokio::select! {
@@ -454,23 +473,22 @@ impl Link<'_> {
                     m = remote.next() => (REMOTE, m),
                 }
             };
-            let frame = match frame {
-                Ok(f) => f,
-                Err(e) => {
-                    // An ERROR (not a transport failure) answers a SEND of the half that
-                    // sends to that side.
-                    if !e.is_transport() {
-                        if let Some(h) = self.halves.iter_mut().find(|h| h.dst == side) {
-                            h.refused = true;
-                        }
-                    }
-                    return Err(e);
-                }
-            };
+            let frame = frame.map_err(|e| self.failed(side, e))?;
             if let Some(d) = frame {
                 self.on_message(side, d).await?;
             }
         }
+    }
+
+    /// Notes a failure of connection `side`: an ERROR (not a transport failure) answers a
+    /// SEND of the half that sends to that side.
+    fn failed(&mut self, side: usize, e: ClientError) -> ClientError {
+        if !e.is_transport() {
+            if let Some(h) = self.halves.iter_mut().find(|h| h.dst == side) {
+                h.refused = true;
+            }
+        }
+        e
     }
 
     /// A MESSAGE read on connection `side`: an advisory for the half that sends there, or a
