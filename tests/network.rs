@@ -730,3 +730,46 @@ fn messages_sent_after_the_source_restarts_are_not_taken_for_copies() {
     }
     consumer.expect_silence(QUIET);
 }
+
+#[test]
+fn a_refused_message_in_a_batch_is_found_and_dead_lettered_alone() {
+    // B takes bodies of at most 1 KiB. Messages wait on A while B is down, then cross in
+    // batches (one RECEIPT per batch): the refusal does not say which one it was, so the bridge
+    // forwards one at a time until it does.
+    let mut b =
+        Broker::new("broker_name = \"b\"\n[limits]\nmax_body_bytes = 1024\n").on_fixed_ports();
+    b.start_again();
+    let mut a = Broker::new(&format!(
+        "broker_name = \"a\"\n[destinations]\nmax_redeliveries = 1\n\n[[network]]\nname = \"to-peer\"\n\
+         uri = \"static:(tcp://{})?initialReconnectDelay=100&maxReconnectDelay=500\"\n\
+         static_included = [\"/queue/batch\"]\n",
+        b.addr()
+    ))
+    .on_fixed_ports();
+    a.start_again();
+    b.kill9();
+    let q = "/queue/batch";
+    let mut producer = a.connect("1.2");
+    for n in 0..60 {
+        if n == 30 {
+            producer.send_persistent(q, &"x".repeat(2048), &[("x-big", "yes")]);
+        }
+        producer.send_persistent(q, &format!("small {n}"), &[]);
+    }
+    b.start_again();
+    let mut consumer = b.connect("1.2");
+    consumer.subscribe(q, "c", "client-individual", &[]);
+    let mut got = BTreeSet::new();
+    while got.len() < 60 {
+        let m = consumer.expect_message();
+        assert_ne!(m.get("x-big"), Some("yes"));
+        got.insert(m.text());
+        consumer.ack(&m);
+    }
+    let mut dlq = a.connect("1.2");
+    dlq.subscribe("/queue/ActiveMQ.DLQ", "d", "client-individual", &[]);
+    let m = dlq.expect_message();
+    assert_eq!(m.get("x-big"), Some("yes"), "{m:?}");
+    dlq.ack(&m);
+    dlq.expect_silence(QUIET);
+}

@@ -203,6 +203,13 @@ impl Client {
         }
     }
 
+    /// Sends `frame` as it is, without waiting or reading: it is buffered until 32 KiB wait or
+    /// the next read. For a pipeline whose later receipted frame covers it
+    /// ([`Client::send_numbered`]).
+    pub async fn send_unreceipted(&mut self, frame: Frame) -> Result<(), ClientError> {
+        self.write(&frame).await
+    }
+
     /// The highest receipt number the broker confirmed on the current connection.
     pub fn confirmed(&self) -> u64 {
         self.confirmed

@@ -94,6 +94,9 @@ struct Bridge {
     /// Where it reports (its index in `bridges`).
     status: Arc<Bridges>,
     index: usize,
+    /// Forwarded SENDs still to be receipted one by one, after a peer refused one of a
+    /// batch: then the next refusal names its message exactly (kept across links).
+    careful: std::cell::Cell<u64>,
 }
 
 impl Bridge {
@@ -129,6 +132,7 @@ pub fn spawn(
             bridges.push(Bridge {
                 status: status.clone(),
                 index,
+                careful: std::cell::Cell::new(0),
                 connector: c.name.clone(),
                 peer,
                 reconnect: uri.reconnect.clone(),
@@ -244,9 +248,19 @@ struct PeerConsumer {
     path: Option<String>,
 }
 
+/// Forwarded SENDs ask for a RECEIPT at least this often (receipts are cumulative), and
+/// always the last of what was buffered when the bridge waits: a RECEIPT per SEND doubled the
+/// frames of a forwarded message.
+const RECEIPT_EVERY: usize = 64;
+
+/// The receipt of an [`InFlight`] SEND not yet covered by one (the last SEND is held back until
+/// the bridge knows whether it ends a batch).
+const UNSEALED: u64 = u64::MAX;
+
 /// A forwarded SEND awaiting the destination broker's RECEIPT.
 #[derive(Debug)]
 struct InFlight {
+    /// The receipt that covers it ([`UNSEALED`] until one does).
     receipt: u64,
     delivery: Delivery,
     /// ACK it at the source once receipted (false: its subscription has ended, and the
@@ -276,6 +290,10 @@ struct Half {
     demand: HashMap<DestinationName, HashMap<String, PeerConsumer>>,
     /// Subscriptions on `dst` to its consumer advisories.
     advisories: Vec<String>,
+    /// The last forwarded SEND, not written yet: it gets the receipt if it ends a batch.
+    held: Option<Frame>,
+    /// SENDs since the last one with a receipt.
+    unsealed: usize,
     in_flight: VecDeque<InFlight>,
     /// The destination broker answered a SEND with an ERROR (not a transport failure): it
     /// refused the first forwarded message it has not receipted.
@@ -293,6 +311,8 @@ impl Half {
             demand_routes: HashMap::new(),
             demand: HashMap::new(),
             advisories: Vec::new(),
+            held: None,
+            unsealed: 0,
             in_flight: VecDeque::new(),
             refused: false,
         }
@@ -466,6 +486,10 @@ impl Link<'_> {
             if handled > 0 {
                 continue;
             }
+            // Nothing more buffered: the last SENDs get their receipt before the wait.
+            for h in 0..self.halves.len() {
+                self.seal(h).await?;
+            }
             let (side, frame) = {
                 let [here, remote] = &mut self.clients;
                 tokio::select! {
@@ -565,9 +589,33 @@ impl Link<'_> {
     /// in flight come back uncounted when the link is dropped.
     async fn nack_refused(&mut self, h: usize) {
         let half = &self.halves[h];
-        let Some(f) = half.in_flight.iter().find(|f| f.ack) else {
+        // The first SEND not receipted is the refused one only if each had its receipt (the
+        // destination answers in order, the ERROR after the receipts before it). Otherwise
+        // the next link receipts them one by one, and a refusal then names its message.
+        let Some(first) = half.in_flight.front() else {
             return;
         };
+        let exact = first.receipt != UNSEALED
+            && half
+                .in_flight
+                .get(1)
+                .is_none_or(|next| next.receipt != first.receipt);
+        if !exact {
+            self.bridge
+                .careful
+                .set(self.bridge.prefetch.max(1) as u64 * 4);
+            warn!(
+                "network {}: {} refused one of a batch of messages; forwarding one at a time \
+                 to find it",
+                self.bridge.connector,
+                half.dst_name.as_deref().unwrap_or("the peer"),
+            );
+            return;
+        }
+        if !first.ack {
+            return;
+        }
+        let f = first;
         warn!(
             "network {}: {} refused message {} of {}; NACKed at {}",
             self.bridge.connector,
@@ -594,23 +642,50 @@ impl Link<'_> {
             return Ok(());
         }
         let send = forwarded(&delivery, &half.src_name);
-        let receipt = match self.clients[half.dst].send_numbered(send).await {
-            Ok(n) => n,
-            Err(e) => {
-                if !e.is_transport() {
-                    half.refused = true;
-                }
-                return Err(e);
-            }
-        };
         half.in_flight.push_back(InFlight {
-            receipt,
+            receipt: UNSEALED,
             delivery,
             ack,
         });
         // Counted here only when the pipeline starts to fill; `settle` keeps it current.
         if h == 0 && half.in_flight.len() == 1 {
             self.bridge.report(|s| s.in_flight = 1);
+        }
+        if let Some(previous) = half.held.replace(send) {
+            let dst = half.dst;
+            if let Err(e) = self.clients[dst].send_unreceipted(previous).await {
+                return Err(self.failed(dst, e));
+            }
+        }
+        let half = &mut self.halves[h];
+        half.unsealed += 1;
+        let careful = self.bridge.careful.get();
+        if careful > 0 {
+            self.bridge.careful.set(careful - 1);
+        }
+        if half.unsealed >= RECEIPT_EVERY || careful > 0 {
+            self.seal(h).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes half `h`'s held SEND with a receipt, which covers it and every SEND before it.
+    async fn seal(&mut self, h: usize) -> Result<(), ClientError> {
+        let half = &mut self.halves[h];
+        let Some(send) = half.held.take() else {
+            return Ok(());
+        };
+        half.unsealed = 0;
+        let dst = half.dst;
+        let n = match self.clients[dst].send_numbered(send).await {
+            Ok(n) => n,
+            Err(e) => return Err(self.failed(dst, e)),
+        };
+        for f in self.halves[h].in_flight.iter_mut().rev() {
+            if f.receipt != UNSEALED {
+                break;
+            }
+            f.receipt = n;
         }
         Ok(())
     }
