@@ -773,3 +773,51 @@ fn a_refused_message_in_a_batch_is_found_and_dead_lettered_alone() {
     dlq.ack(&m);
     dlq.expect_silence(QUIET);
 }
+
+#[test]
+fn demand_routes_replaced_mid_stream_neither_lose_nor_drop_the_link() {
+    // Each time the peer's consumers' selectors change, the bridge replaces its route here
+    // while messages of the old one are in flight.
+    let b = named("b");
+    let a = bridged("a", &b, &[], "");
+    let q = format!("/queue/{}", unique("replaced"));
+    let mut steady = b.connect("1.2");
+    steady.subscribe(&q, "s", "client-individual", &[("selector", "n >= 0")]);
+    eventually(WAIT, || match stat(&a, &q, "consumers") {
+        1 => Ok(()),
+        n => Err(format!("{n} consumers on A")),
+    });
+    let total = 600;
+    let mut producer = a.connect("1.2");
+    let mut toggler = b.connect("1.2");
+    let mut got = BTreeSet::new();
+    for n in 0..total {
+        producer.send(&q, &format!("m{n}"), &[("n", &n.to_string())]);
+        if n % 60 == 30 {
+            // A consumer that selects nothing of this stream changes the OR of selectors.
+            toggler.subscribe(&q, &format!("t{n}"), "auto", &[("selector", "n < 0")]);
+        }
+        if n % 60 == 59 {
+            toggler.request(Frame::new("UNSUBSCRIBE").header("id", format!("t{}", n - 29)));
+        }
+        while let Some(m) = steady.next_frame(std::time::Duration::ZERO) {
+            assert!(
+                got.insert(m.text()) || m.get("redelivered") == Some("true"),
+                "{m:?}"
+            );
+            steady.ack(&m);
+        }
+    }
+    while got.len() < total {
+        let m = steady.expect_message();
+        assert!(
+            got.insert(m.text()) || m.get("redelivered") == Some("true"),
+            "{m:?}"
+        );
+        steady.ack(&m);
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&a.admin_get("/api/network").expect("status")).expect("json");
+    assert_eq!(status[0]["links"], 1, "the link never dropped: {status}");
+    assert_eq!(status[0]["last_error"], serde_json::Value::Null, "{status}");
+}

@@ -210,6 +210,15 @@ impl Client {
         self.write(&frame).await
     }
 
+    /// The client, connected, without failover from now on: a lost connection is an error
+    /// rather than a reconnect (for a caller that resends on its own terms, like a network
+    /// bridge).
+    pub fn without_failover(mut self) -> Client {
+        self.uri.failover = None;
+        self.replay = ReplayLog::default();
+        self
+    }
+
     /// The highest receipt number the broker confirmed on the current connection.
     pub fn confirmed(&self) -> u64 {
         self.confirmed

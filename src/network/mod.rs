@@ -97,6 +97,8 @@ struct Bridge {
     /// Forwarded SENDs still to be receipted one by one, after a peer refused one of a
     /// batch: then the next refusal names its message exactly (kept across links).
     careful: std::cell::Cell<u64>,
+    /// When this process's bridges started (ms): part of every network id it sends.
+    incarnation: u64,
 }
 
 impl Bridge {
@@ -115,6 +117,7 @@ pub fn spawn(
     status: Arc<Bridges>,
 ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
     let mut bridges = Vec::new();
+    let incarnation = crate::clock::now_ms();
     for c in &config.network {
         // Checked when the config was loaded.
         let (Ok(uri), Ok(statics), Ok(filter)) =
@@ -133,6 +136,7 @@ pub fn spawn(
                 status: status.clone(),
                 index,
                 careful: std::cell::Cell::new(0),
+                incarnation,
                 connector: c.name.clone(),
                 peer,
                 reconnect: uri.reconnect.clone(),
@@ -355,7 +359,12 @@ async fn forward(
         heart_beat: (bridge.heart_beat, bridge.heart_beat),
         ..ConnectOptions::default()
     };
-    let remote = Client::connect(&NetworkUri::one_pass(&bridge.peer), remote_options).await?;
+    // One pass over the peer's list finds whichever broker serves; after that a failure must
+    // end the link (a silent reconnect would lose the unreceipted SENDs, and a receipt of
+    // the new connection would then be taken for theirs).
+    let remote = Client::connect(&NetworkUri::one_pass(&bridge.peer), remote_options)
+        .await?
+        .without_failover();
     let peer_name = remote.broker_name().map(str::to_string);
     if peer_name.as_deref() == Some(bridge.broker_name.as_str()) {
         return Err(ClientError::Protocol(format!(
@@ -507,7 +516,7 @@ impl Link<'_> {
     /// Notes a failure of connection `side`: an ERROR (not a transport failure) answers a
     /// SEND of the half that sends to that side.
     fn failed(&mut self, side: usize, e: ClientError) -> ClientError {
-        if !e.is_transport() {
+        if matches!(e, ClientError::Broker { .. }) && !e.is_transport() {
             if let Some(h) = self.halves.iter_mut().find(|h| h.dst == side) {
                 h.refused = true;
             }
@@ -641,7 +650,7 @@ impl Link<'_> {
             // consumes the queue now), so it is not forwarded.
             return Ok(());
         }
-        let send = forwarded(&delivery, &half.src_name);
+        let send = forwarded(&delivery, &half.src_name, self.bridge.incarnation);
         half.in_flight.push_back(InFlight {
             receipt: UNSEALED,
             delivery,
@@ -792,8 +801,19 @@ impl Link<'_> {
             }
         }
         if let Some(old) = current {
-            self.halves[h].routes.remove(&old);
-            let src = self.halves[h].src;
+            // What the old route has in flight is never ACKed: after its UNSUBSCRIBE the
+            // source takes those messages back (they come again, marked, through the new
+            // route or another consumer) and may hand out their ack ids again, which a late
+            // ACK would then settle, or be refused for.
+            self.settle(h).await?;
+            let half = &mut self.halves[h];
+            for f in half.in_flight.iter_mut() {
+                if f.delivery.get("subscription") == Some(old.as_str()) {
+                    f.ack = false;
+                }
+            }
+            half.routes.remove(&old);
+            let src = half.src;
             self.clients[src].unsubscribe(&old).await?;
         }
         let routes = self.halves[h].route_status();
@@ -894,27 +914,28 @@ fn either_selector<'a>(selectors: impl Iterator<Item = Option<&'a str>>) -> Opti
     }
 }
 
-/// The [`NETWORK_ID`] of message `m` forwarded by `broker_name`: `broker:message-id:timestamp`.
-/// The timestamp is there because a broker may hand out a message id again after a restart
-/// (ids restart above the largest one still stored), and a peer that remembers the first
-/// message must not take the second for its copy; a redelivery keeps both.
-fn network_id(m: &Frame, broker_name: &str) -> String {
+/// The [`NETWORK_ID`] of message `m` forwarded by `broker_name`:
+/// `broker:incarnation:message-id`, the incarnation being when this process's bridges started
+/// (ms). A broker may hand out a message id again after a restart (ids restart above the
+/// largest one still stored), and a peer that remembers the first message must not take the
+/// second for its copy: that would drop it, receipted, for good. A redelivery in the same
+/// process keeps its id; one after a restart gets a new one and arrives marked instead.
+fn network_id(m: &Frame, broker_name: &str, incarnation: u64) -> String {
     format!(
-        "{broker_name}:{}:{}",
+        "{broker_name}:{incarnation}:{}",
         m.get("message-id").unwrap_or_default(),
-        m.get("timestamp").unwrap_or("0")
     )
 }
 
 /// The SEND that forwards `delivery`: its destination, headers and body, a broker path that
 /// ends with this broker, its id here for the peer's duplicate filter, and the mark of a
 /// possible duplicate when this broker delivered it before.
-fn forwarded(delivery: &Delivery, broker_name: &str) -> Frame {
+fn forwarded(delivery: &Delivery, broker_name: &str, incarnation: u64) -> Frame {
     let m = &delivery.frame;
     let mut send = Frame::new(Command::Send)
         .header("destination", m.get("destination").unwrap_or_default())
         .header(BROKER_PATH, extend_path(m.get(BROKER_PATH), broker_name))
-        .header(NETWORK_ID, network_id(m, broker_name));
+        .header(NETWORK_ID, network_id(m, broker_name, incarnation));
     if m.get("redelivered") == Some("true") {
         send = send.header(NETWORK_REDELIVERED, "true");
     }
@@ -942,7 +963,7 @@ mod tests {
             .header(BROKER_PATH, "a")
             .with_body(&b"body"[..]);
         let d = Delivery::for_test(message);
-        let f = forwarded(&d, "b");
+        let f = forwarded(&d, "b", 9);
         assert_eq!(f.command, Command::Send);
         assert_eq!(f.get("destination"), Some("/queue/orders"));
         assert_eq!(f.get(BROKER_PATH), Some("a,b"));
@@ -956,7 +977,7 @@ mod tests {
             1
         );
         assert_eq!(&f.body[..], b"body");
-        assert_eq!(f.get(NETWORK_ID), Some("b:17:0"));
+        assert_eq!(f.get(NETWORK_ID), Some("b:9:17"));
         assert_eq!(f.get(NETWORK_REDELIVERED), None);
     }
 
@@ -967,7 +988,7 @@ mod tests {
             .header("message-id", "17")
             .header("redelivered", "true")
             .header("redelivery-count", "1");
-        let f = forwarded(&Delivery::for_test(message), "b");
+        let f = forwarded(&Delivery::for_test(message), "b", 9);
         assert_eq!(f.get(NETWORK_REDELIVERED), Some("true"));
         assert_eq!(f.get("redelivered"), None);
         assert_eq!(f.get("redelivery-count"), None);
