@@ -7,6 +7,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use support::network::{counter, stored};
 use support::{eventually, unique, Broker, Frame, QUIET, WAIT};
 
 /// A broker named `name` on ports kept across restarts.
@@ -30,18 +31,6 @@ fn bridged(name: &str, peer: &Broker, statics: &[&str], extra: &str) -> Broker {
     .on_fixed_ports();
     b.start_again();
     b
-}
-
-/// Stored messages of `queue` in `broker`'s SQLite file.
-fn stored(broker: &Broker, queue: &str) -> i64 {
-    broker
-        .db()
-        .query_row(
-            "SELECT count(*) FROM messages WHERE destination = ?1",
-            [queue],
-            |r| r.get(0),
-        )
-        .expect("count")
 }
 
 #[test]
@@ -223,21 +212,9 @@ fn network_connector_mistakes_are_config_errors() {
     }
 }
 
-/// `destination`'s entry in `broker`'s `/api/destinations`.
-fn destination_stats(broker: &Broker, destination: &str) -> Option<serde_json::Value> {
-    let list: serde_json::Value =
-        serde_json::from_str(&broker.admin_get("/api/destinations")?).ok()?;
-    list.as_array()?
-        .iter()
-        .find(|d| d["destination"] == destination && d["subscription"] == "")
-        .cloned()
-}
-
 /// The number `field` of `destination` in `broker`'s `/api/destinations` (0 when unlisted).
 fn stat(broker: &Broker, destination: &str, field: &str) -> u64 {
-    destination_stats(broker, destination)
-        .and_then(|d| d[field].as_u64())
-        .unwrap_or(0)
+    counter(broker, destination, field).unwrap_or(0)
 }
 
 #[test]
