@@ -117,8 +117,10 @@ fn a_new_advisory_subscriber_is_told_of_the_consumers_that_exist() {
     a.subscribe(&q, "a", "auto", &[("selector", "region = 'eu'")]);
     let mut b = broker.connect("1.2");
     b.subscribe(&q, "b", "client", &[]);
-    // A consumer of a queue of the same prefix is not about this queue.
+    // A consumer of a queue of the same prefix is not about this queue, and a browser is no
+    // consumer.
     b.subscribe(&format!("{q}.other"), "c", "auto", &[]);
+    b.subscribe(&q, "browse", "auto", &[("browser", "true")]);
     let mut adv = broker.connect("1.2");
     if !listen(&mut adv, &format!("Consumer.Queue.{name}")) {
         return;

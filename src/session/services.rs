@@ -68,6 +68,9 @@ pub struct SubscriptionInfo {
     /// The broker's number for it on its connection (the `consumer_id` of its advisories).
     #[serde(skip)]
     pub number: u32,
+    /// A queue browser (`browser:true`): listed, but no consumer.
+    #[serde(skip)]
+    pub browser: bool,
 }
 
 impl Connections {

@@ -151,6 +151,7 @@ impl Session {
             selector: options.selector.as_ref().map(|s| s.text().to_string()),
             broker_path: options.broker_path.as_deref().map(str::to_string),
             number: sub.0,
+            browser,
         };
         let s = Sub {
             id: sub_id,
@@ -222,7 +223,8 @@ impl Session {
                 let Ok(d) = DestinationName::parse(&s.destination) else {
                     continue;
                 };
-                if !advisory::is_advisory(&d) {
+                // A browser is no consumer (owners announce none for it).
+                if !advisory::is_advisory(&d) && !s.browser {
                     consumers.push((d, s, c.id));
                 }
             }
