@@ -154,10 +154,7 @@ pub async fn network_status(services: &Services) -> Vec<crate::network::status::
                     .iter()
                     .filter(|s| s.kind == "queue")
                     .filter(|s| {
-                        DestinationName::parse(&s.destination).is_ok_and(|d| {
-                            d.kind() == route.kind()
-                                && crate::message::wildcard::matches(route.name(), d.name())
-                        })
+                        DestinationName::parse(&s.destination).is_ok_and(|d| route.covers(&d))
                     })
                     .map(|s| s.depth)
                     .sum::<u64>()

@@ -128,9 +128,7 @@ impl DemandFilter {
     /// forwarded: a queue or topic that is not advisory or temporary, matching an included
     /// pattern (when there are any) and no excluded one.
     pub fn admits(&self, d: &DestinationName) -> bool {
-        let covers = |p: &DestinationName| {
-            p.kind() == d.kind() && crate::message::wildcard::matches(p.name(), d.name())
-        };
+        let covers = |p: &DestinationName| p.covers(d);
         !d.is_temp()
             && !crate::message::advisory::is_advisory(d)
             && (self.included.is_empty() || self.included.iter().any(covers))

@@ -141,6 +141,12 @@ impl DestinationName {
         super::wildcard::is_wildcard(self.name())
     }
 
+    /// Whether this destination or wildcard pattern covers `other` (a destination, or a
+    /// pattern it contains): the same kind, and `other`'s name matches.
+    pub fn covers(&self, other: &DestinationName) -> bool {
+        self.kind() == other.kind() && super::wildcard::matches(self.name(), other.name())
+    }
+
     /// The index of the shard that owns this destination: a stable hash of the name modulo the
     /// shard count (FNV-1a: fixed, so every shard computes the same owner).
     pub fn owner(&self, shards: usize) -> usize {

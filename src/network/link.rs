@@ -1,0 +1,723 @@
+//! One link of a bridge: its two connections (this broker's listener and the peer), the
+//! halves that use them (here → peer, and peer → here for a duplex bridge), the routes that
+//! feed each half, the demand it follows from consumer advisories, and the pipeline of
+//! forwarded SENDs awaiting their RECEIPTs (see the module doc of `network`).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use log::{info, warn};
+
+use super::status::RouteStatus;
+use super::uri::NetworkUri;
+use super::{forwarded, Bridge};
+use crate::client::{
+    AckMode, BrokerUri, Client, ClientError, ConnectOptions, Delivery, SubscribeOptions,
+};
+use crate::codec::Frame;
+use crate::message::network::{forward_selector, path_holds, path_len, BROKER_PATH};
+use crate::message::DestinationName;
+
+/// A subscription on a half's source broker that feeds it.
+#[derive(Debug, Clone, PartialEq)]
+struct Route {
+    destination: DestinationName,
+    /// Statically included: held for the whole link.
+    fixed: bool,
+    /// What it was subscribed with (demand routes are replaced when this changes).
+    spec: Option<RouteSpec>,
+}
+
+/// How a demand route subscribes: the consumers' selector (their OR; None: all messages),
+/// the hops beyond the destination broker of the nearest of them, and the path it stands for.
+#[derive(Debug, Clone, PartialEq)]
+struct RouteSpec {
+    selector: Option<String>,
+    hops: usize,
+    path: String,
+}
+
+/// One consumer of the destination broker's, as its advisory describes it.
+#[derive(Debug, Clone)]
+struct PeerConsumer {
+    selector: Option<String>,
+    /// Brokers beyond the destination broker it stands for (0: one of its own consumers).
+    hops: usize,
+    path: Option<String>,
+}
+
+/// Forwarded SENDs ask for a RECEIPT at least this often (receipts are cumulative), and
+/// always the last of what was buffered when the bridge waits: a RECEIPT per SEND doubled the
+/// frames of a forwarded message.
+const RECEIPT_EVERY: usize = 64;
+
+/// The receipt of an [`InFlight`] SEND not yet covered by one (the last SEND is held back until
+/// the bridge knows whether it ends a batch).
+const UNSEALED: u64 = u64::MAX;
+
+/// A forwarded SEND awaiting the destination broker's RECEIPT.
+#[derive(Debug)]
+struct InFlight {
+    /// The receipt that covers it ([`UNSEALED`] until one does).
+    receipt: u64,
+    delivery: Delivery,
+    /// ACK it at the source once receipted (false: its subscription has ended, and the
+    /// message was taken back by the source or, for a topic, is gone with it).
+    ack: bool,
+}
+
+/// The two connections of a link: this broker's own listener, and the peer.
+const HERE: usize = 0;
+const REMOTE: usize = 1;
+
+/// One direction of a link: from the broker on connection `src` to the one on `dst`. A
+/// bridge has the forward half (here → peer); a duplex bridge also the reverse one.
+#[derive(Debug)]
+struct Half {
+    src: usize,
+    dst: usize,
+    /// The source broker's name: forwarded messages' paths end with it.
+    src_name: String,
+    /// The destination broker's name: messages that passed through it are not sent there.
+    dst_name: Option<String>,
+    /// Live routes (subscriptions on `src`) by subscription id.
+    routes: HashMap<String, Route>,
+    /// The demand route of each destination.
+    demand_routes: HashMap<DestinationName, String>,
+    /// The destination broker's consumers per destination, by consumer id.
+    demand: HashMap<DestinationName, HashMap<String, PeerConsumer>>,
+    /// Subscriptions on `dst` to its consumer advisories.
+    advisories: Vec<String>,
+    /// The last forwarded SEND, not written yet: it gets the receipt if it ends a batch.
+    held: Option<Frame>,
+    /// SENDs since the last one with a receipt.
+    unsealed: usize,
+    in_flight: VecDeque<InFlight>,
+    /// The destination broker answered a SEND with an ERROR (not a transport failure): it
+    /// refused the first forwarded message it has not receipted.
+    refused: bool,
+}
+
+impl Half {
+    fn new(src: usize, dst: usize, src_name: String, dst_name: Option<String>) -> Half {
+        Half {
+            src,
+            dst,
+            src_name,
+            dst_name,
+            routes: HashMap::new(),
+            demand_routes: HashMap::new(),
+            demand: HashMap::new(),
+            advisories: Vec::new(),
+            held: None,
+            unsealed: 0,
+            in_flight: VecDeque::new(),
+            refused: false,
+        }
+    }
+
+    /// The routes, for the status.
+    fn route_status(&self) -> Vec<RouteStatus> {
+        let mut v: Vec<RouteStatus> = self
+            .routes
+            .values()
+            .map(|r| RouteStatus {
+                destination: r.destination.to_string(),
+                kind: if r.fixed { "static" } else { "demand" }.into(),
+                selector: r.spec.as_ref().and_then(|s| s.selector.clone()),
+            })
+            .collect();
+        v.sort_by(|a, b| a.destination.cmp(&b.destination));
+        v
+    }
+}
+
+/// One link's state: both connections and the halves that use them.
+struct Link<'a> {
+    bridge: &'a Bridge,
+    clients: [Client; 2],
+    peer_name: Option<String>,
+    halves: Vec<Half>,
+}
+
+/// Links to the peer and to this broker, then forwards until something fails. `linked`
+/// turns true once both connections and the subscriptions are up.
+pub(super) async fn forward(
+    bridge: &Bridge,
+    linked: &mut bool,
+) -> Result<std::convert::Infallible, ClientError> {
+    let remote_options = ConnectOptions {
+        login: bridge.login.clone(),
+        passcode: bridge.passcode.clone(),
+        connect_timeout: Duration::from_secs(10),
+        heart_beat: (bridge.heart_beat, bridge.heart_beat),
+        ..ConnectOptions::default()
+    };
+    // One pass over the peer's list finds whichever broker serves; after that a failure must
+    // end the link (a silent reconnect would lose the unreceipted SENDs, and a receipt of
+    // the new connection would then be taken for theirs).
+    let remote = Client::connect(&NetworkUri::one_pass(&bridge.peer), remote_options)
+        .await?
+        .without_failover();
+    let peer_name = remote.broker_name().map(str::to_string);
+    if peer_name.as_deref() == Some(bridge.broker_name.as_str()) {
+        return Err(ClientError::Protocol(format!(
+            "the peer is named {:?} too: broker names must be unique in a network",
+            bridge.broker_name
+        )));
+    }
+    if bridge.duplex && peer_name.is_none() {
+        return Err(ClientError::Protocol(
+            "duplex needs a stompbox peer (its CONNECTED names it), to keep messages from \
+             looping back"
+                .into(),
+        ));
+    }
+    let local_uri = BrokerUri {
+        addrs: vec![bridge.local.to_string()],
+        failover: None,
+    };
+    let here = Client::connect(&local_uri, ConnectOptions::default()).await?;
+    let mut halves = vec![Half::new(
+        HERE,
+        REMOTE,
+        bridge.broker_name.clone(),
+        peer_name.clone(),
+    )];
+    if bridge.duplex {
+        halves.push(Half::new(
+            REMOTE,
+            HERE,
+            peer_name.clone().unwrap_or_default(),
+            Some(bridge.broker_name.clone()),
+        ));
+    }
+    let mut link = Link {
+        bridge,
+        clients: [here, remote],
+        peer_name,
+        halves,
+    };
+    for h in 0..link.halves.len() {
+        for destination in &bridge.statics {
+            link.open_route(h, destination, None).await?;
+        }
+        if bridge.demand.is_some() {
+            let dst = link.halves[h].dst;
+            for advisories in [
+                "/topic/ActiveMQ.Advisory.Consumer.Queue.>",
+                "/topic/ActiveMQ.Advisory.Consumer.Topic.>",
+            ] {
+                let id = link.clients[dst]
+                    .subscribe(advisories, &SubscribeOptions::default())
+                    .await?;
+                link.halves[h].advisories.push(id);
+            }
+        }
+    }
+    *linked = true;
+    let peer_name = link.peer_name.clone();
+    let routes = link.halves[0].route_status();
+    let reverse = link.halves.get(1).map(Half::route_status);
+    bridge.report(|s| {
+        s.state = "linked".into();
+        s.peer_name = peer_name;
+        s.linked_since = Some(crate::clock::now_ms());
+        s.links += 1;
+        s.routes = routes;
+        s.reverse_routes = reverse;
+    });
+    info!(
+        "network {}: linked to {} ({}); forwarding {} destination(s) statically{}{}",
+        bridge.connector,
+        bridge.peer,
+        link.peer_name
+            .as_deref()
+            .unwrap_or("a broker that does not say its name"),
+        bridge.statics.len(),
+        if bridge.demand.is_some() {
+            " and the others by demand"
+        } else {
+            ""
+        },
+        if bridge.duplex { ", both ways" } else { "" }
+    );
+    let result = link.pump().await;
+    // The ACKs of what the other side already has may still sit in a client's buffer:
+    // written before the link is given up, or those messages are forwarded twice.
+    for h in 0..link.halves.len() {
+        link.settle(h).await.ok();
+        if link.halves[h].refused {
+            link.nack_refused(h).await;
+        }
+    }
+    // A connection dropped with MESSAGEs unread is reset, and a reset can discard the ACKs
+    // the broker has not read yet: DISCONNECT instead, and wait (briefly) for its RECEIPT,
+    // which comes once every earlier frame took effect.
+    let [here, remote] = link.clients;
+    for c in [here, remote] {
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.disconnect()).await;
+    }
+    result
+}
+
+impl Link<'_> {
+    /// Forwards deliveries and follows demand until a connection fails. Both connections are
+    /// always read (each carries one half's deliveries and the other's receipts and
+    /// advisories); what is in flight is bounded by the routes' prefetch.
+    async fn pump(&mut self) -> Result<std::convert::Infallible, ClientError> {
+        loop {
+            for h in 0..self.halves.len() {
+                self.settle(h).await?;
+            }
+            // What is already buffered on either connection first, without I/O: the SENDs
+            // and ACKs it causes then leave in one write, not one per message.
+            let mut handled = 0;
+            for side in [HERE, REMOTE] {
+                while handled < 1024 {
+                    let frame = match self.clients[side].next_buffered().await {
+                        Ok(Some(f)) => f,
+                        Ok(None) => break,
+                        Err(e) => return Err(self.failed(side, e)),
+                    };
+                    handled += 1;
+                    if let Some(d) = frame {
+                        self.on_message(side, d).await?;
+                    }
+                }
+            }
+            if handled > 0 {
+                continue;
+            }
+            // Nothing more buffered: the last SENDs get their receipt before the wait.
+            for h in 0..self.halves.len() {
+                self.seal(h).await?;
+            }
+            let (side, frame) = {
+                let [here, remote] = &mut self.clients;
+                tokio::select! {
+                    m = here.next() => (HERE, m),
+                    m = remote.next() => (REMOTE, m),
+                }
+            };
+            let frame = frame.map_err(|e| self.failed(side, e))?;
+            if let Some(d) = frame {
+                self.on_message(side, d).await?;
+            }
+        }
+    }
+
+    /// Notes a failure of connection `side`: an ERROR (not a transport failure) answers a
+    /// SEND of the half that sends to that side.
+    fn failed(&mut self, side: usize, e: ClientError) -> ClientError {
+        if matches!(e, ClientError::Broker { .. }) && !e.is_transport() {
+            if let Some(h) = self.halves.iter_mut().find(|h| h.dst == side) {
+                h.refused = true;
+            }
+        }
+        e
+    }
+
+    /// A MESSAGE read on connection `side`: an advisory for the half that sends there, or a
+    /// delivery for the half that takes from there.
+    async fn on_message(&mut self, side: usize, d: Delivery) -> Result<(), ClientError> {
+        let sub = d.get("subscription").unwrap_or_default().to_string();
+        if let Some(h) = self
+            .halves
+            .iter()
+            .position(|h| h.dst == side && h.advisories.contains(&sub))
+        {
+            return self.on_advisory(h, &d).await;
+        }
+        match self.halves.iter().position(|h| h.src == side) {
+            Some(h) => self.forward_one(h, d, &sub).await,
+            None => Ok(()),
+        }
+    }
+
+    /// ACKs at half `h`'s source what its destination has receipted.
+    async fn settle(&mut self, h: usize) -> Result<(), ClientError> {
+        let half = &mut self.halves[h];
+        let confirmed = self.clients[half.dst].confirmed();
+        let before = half.in_flight.len();
+        // Routes are `ack:client`, whose ACK is cumulative: one ACK, of the last message the
+        // destination receipted, covers the earlier ones of its route (forwarded in order,
+        // receipted in order).
+        let mut last: Vec<Delivery> = Vec::new();
+        while half
+            .in_flight
+            .front()
+            .is_some_and(|f| f.receipt <= confirmed)
+        {
+            let Some(f) = half.in_flight.pop_front() else {
+                break;
+            };
+            if f.ack {
+                let sub = f.delivery.get("subscription").map(str::to_string);
+                match last
+                    .iter_mut()
+                    .find(|d| d.get("subscription").map(str::to_string) == sub)
+                {
+                    Some(d) => *d = f.delivery,
+                    None => last.push(f.delivery),
+                }
+            }
+        }
+        for d in &last {
+            self.clients[half.src].ack(d, None).await?;
+        }
+        let done = (before - half.in_flight.len()) as u64;
+        if done > 0 {
+            // Written now, not when the source's deliveries happen to pause: an ACK left in
+            // the buffer is lost with the connection, and its message forwarded again.
+            self.clients[half.src].flush().await?;
+        }
+        if done > 0 && h == 0 {
+            let in_flight = half.in_flight.len() as u64;
+            self.bridge.report(|s| {
+                s.forwarded += done;
+                s.in_flight = in_flight;
+            });
+        }
+        if done > 0 && h == 1 {
+            self.bridge.report(|s| s.received += done);
+        }
+        Ok(())
+    }
+
+    /// NACKs at half `h`'s source the message its destination refused (cumulative, but the
+    /// earlier ones of its route were receipted and ACKed just before), so that it is
+    /// redelivered (to local consumers, or to the bridge again) and, after the destination's
+    /// `max_redeliveries`, dead-lettered there instead of holding the bridge up; the others
+    /// in flight come back uncounted when the link is dropped.
+    async fn nack_refused(&mut self, h: usize) {
+        let half = &self.halves[h];
+        // The first SEND not receipted is the refused one only if each had its receipt (the
+        // destination answers in order, the ERROR after the receipts before it). Otherwise
+        // the next link receipts them one by one, and a refusal then names its message.
+        let Some(first) = half.in_flight.front() else {
+            return;
+        };
+        let exact = first.receipt != UNSEALED
+            && half
+                .in_flight
+                .get(1)
+                .is_none_or(|next| next.receipt != first.receipt);
+        if !exact {
+            self.bridge
+                .careful
+                .set(self.bridge.prefetch.max(1) as u64 * 4);
+            warn!(
+                "network {}: {} refused one of a batch of messages; forwarding one at a time \
+                 to find it",
+                self.bridge.connector,
+                half.dst_name.as_deref().unwrap_or("the peer"),
+            );
+            return;
+        }
+        if !first.ack {
+            return;
+        }
+        let f = first;
+        warn!(
+            "network {}: {} refused message {} of {}; NACKed at {}",
+            self.bridge.connector,
+            half.dst_name.as_deref().unwrap_or("the peer"),
+            f.delivery.get("message-id").unwrap_or("?"),
+            f.delivery.get("destination").unwrap_or("?"),
+            half.src_name,
+        );
+        let _ = self.clients[half.src].nack(&f.delivery, None).await;
+    }
+
+    /// Forwards a delivery of half `h`'s subscription `sub`.
+    async fn forward_one(
+        &mut self,
+        h: usize,
+        delivery: Delivery,
+        sub: &str,
+    ) -> Result<(), ClientError> {
+        let half = &mut self.halves[h];
+        let ack = half.routes.contains_key(sub);
+        if !ack && is_queue_delivery(&delivery) {
+            // Its subscription ended: the source took it back (it is redelivered to whoever
+            // consumes the queue now), so it is not forwarded.
+            return Ok(());
+        }
+        let send = forwarded(&delivery, &half.src_name, self.bridge.incarnation);
+        half.in_flight.push_back(InFlight {
+            receipt: UNSEALED,
+            delivery,
+            ack,
+        });
+        // Counted here only when the pipeline starts to fill; `settle` keeps it current.
+        if h == 0 && half.in_flight.len() == 1 {
+            self.bridge.report(|s| s.in_flight = 1);
+        }
+        if let Some(previous) = half.held.replace(send) {
+            let dst = half.dst;
+            if let Err(e) = self.clients[dst].send_unreceipted(previous).await {
+                return Err(self.failed(dst, e));
+            }
+        }
+        let half = &mut self.halves[h];
+        half.unsealed += 1;
+        let careful = self.bridge.careful.get();
+        if careful > 0 {
+            self.bridge.careful.set(careful - 1);
+        }
+        if half.unsealed >= RECEIPT_EVERY || careful > 0 {
+            self.seal(h).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes half `h`'s held SEND with a receipt, which covers it and every SEND before it.
+    async fn seal(&mut self, h: usize) -> Result<(), ClientError> {
+        let half = &mut self.halves[h];
+        let Some(send) = half.held.take() else {
+            return Ok(());
+        };
+        half.unsealed = 0;
+        let dst = half.dst;
+        let n = match self.clients[dst].send_numbered(send).await {
+            Ok(n) => n,
+            Err(e) => return Err(self.failed(dst, e)),
+        };
+        for f in self.halves[h].in_flight.iter_mut().rev() {
+            if f.receipt != UNSEALED {
+                break;
+            }
+            f.receipt = n;
+        }
+        Ok(())
+    }
+
+    /// A consumer advisory from half `h`'s destination broker: its demand changed.
+    async fn on_advisory(&mut self, h: usize, m: &Delivery) -> Result<(), ClientError> {
+        let Some(filter) = self.bridge.demand.as_ref() else {
+            return Ok(());
+        };
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(m.body()) else {
+            return Ok(());
+        };
+        let text = |k: &str| body.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let (Some(event), Some(destination), Some(id)) =
+            (text("event"), text("destination"), text("consumer_id"))
+        else {
+            return Ok(());
+        };
+        let Ok(destination) = DestinationName::parse(&destination) else {
+            return Ok(());
+        };
+        let half = &mut self.halves[h];
+        match event.as_str() {
+            "consumer-added" => {
+                let path = text("broker_path");
+                let hops = path_len(path.as_deref());
+                // Demand that passed through the source is its own, come back.
+                let echo = path
+                    .as_deref()
+                    .is_some_and(|p| path_holds(p, &half.src_name));
+                let statically = self.bridge.statics.iter().any(|s| s.covers(&destination));
+                if echo
+                    || statically
+                    || !filter.admits(&destination)
+                    || hops + 1 > self.bridge.consumer_ttl as usize
+                {
+                    return Ok(());
+                }
+                let consumer = PeerConsumer {
+                    selector: text("selector").filter(|s| !s.trim().is_empty()),
+                    hops,
+                    path,
+                };
+                half.demand
+                    .entry(destination.clone())
+                    .or_default()
+                    .insert(id, consumer);
+            }
+            "consumer-removed" => {
+                let Some(consumers) = half.demand.get_mut(&destination) else {
+                    return Ok(());
+                };
+                if consumers.remove(&id).is_none() {
+                    return Ok(());
+                }
+                if consumers.is_empty() {
+                    half.demand.remove(&destination);
+                }
+            }
+            _ => return Ok(()),
+        }
+        self.follow_demand(h, &destination).await
+    }
+
+    /// Makes `destination`'s demand route of half `h` match its destination broker's
+    /// consumers of it.
+    async fn follow_demand(
+        &mut self,
+        h: usize,
+        destination: &DestinationName,
+    ) -> Result<(), ClientError> {
+        let half = &self.halves[h];
+        let want = half.demand.get(destination).map(|consumers| {
+            let nearest = consumers.values().min_by_key(|c| c.hops);
+            let hops = nearest.map_or(0, |c| c.hops);
+            let dst = half.dst_name.as_deref().unwrap_or("peer");
+            RouteSpec {
+                selector: either_selector(consumers.values().map(|c| c.selector.as_deref())),
+                hops,
+                path: match nearest.and_then(|c| c.path.as_deref()) {
+                    Some(p) => format!("{dst},{p}"),
+                    None => dst.to_string(),
+                },
+            }
+        });
+        let current = half.demand_routes.get(destination).cloned();
+        let current_spec = current
+            .as_ref()
+            .and_then(|id| half.routes.get(id))
+            .and_then(|r| r.spec.clone());
+        if want == current_spec {
+            return Ok(());
+        }
+        // The new subscription first, then the old one ends: nothing published meanwhile
+        // is missed (a message both take is forwarded twice with one id, which the
+        // destination's duplicate filter drops).
+        match want {
+            Some(spec) => {
+                let id = self.open_route(h, destination, Some(spec)).await?;
+                self.halves[h].demand_routes.insert(destination.clone(), id);
+            }
+            None => {
+                self.halves[h].demand_routes.remove(destination);
+            }
+        }
+        if let Some(old) = current {
+            // What the old route has in flight is never ACKed: after its UNSUBSCRIBE the
+            // source takes those messages back (they come again, marked, through the new
+            // route or another consumer) and may hand out their ack ids again, which a late
+            // ACK would then settle, or be refused for.
+            self.settle(h).await?;
+            let half = &mut self.halves[h];
+            for f in half.in_flight.iter_mut() {
+                if f.delivery.get("subscription") == Some(old.as_str()) {
+                    f.ack = false;
+                }
+            }
+            half.routes.remove(&old);
+            let src = half.src;
+            self.clients[src].unsubscribe(&old).await?;
+        }
+        let routes = self.halves[h].route_status();
+        self.bridge.report(|s| match h {
+            0 => s.routes = routes,
+            _ => s.reverse_routes = Some(routes),
+        });
+        Ok(())
+    }
+
+    /// Subscribes on half `h`'s source to `destination`: statically (`spec` None) or for
+    /// its destination broker's demand.
+    async fn open_route(
+        &mut self,
+        h: usize,
+        destination: &DestinationName,
+        spec: Option<RouteSpec>,
+    ) -> Result<String, ClientError> {
+        let half = &self.halves[h];
+        let hops = spec.as_ref().map_or(0, |s| s.hops);
+        // A message goes on for `hops` more past the destination: it may have made fewer.
+        let ttl = self.bridge.ttl.saturating_sub(hops as u32).max(1);
+        let mut selector = forward_selector(ttl, half.dst_name.as_deref());
+        let mut headers = Vec::new();
+        // The route stands for the destination broker (and those beyond it): the source
+        // takes it for a network consumer (a failed link does not count towards
+        // dead-lettering), and a bridge the other way ignores it as demand.
+        let dst = half.dst_name.as_deref().unwrap_or("peer").to_string();
+        let path = spec.as_ref().map_or(dst, |s| s.path.clone());
+        headers.push((BROKER_PATH.to_string(), path));
+        if let Some(spec) = &spec {
+            if let Some(s) = &spec.selector {
+                selector = format!("({selector}) AND ({s})");
+            }
+            if destination.kind() == crate::message::Kind::Queue {
+                // The source's own consumers first; with decrease_network_consumer_priority,
+                // nearer brokers before farther ones.
+                let priority = match self.bridge.decrease_priority {
+                    true => -1 - hops.min(100) as i64,
+                    false => -1,
+                };
+                headers.push(("activemq.priority".to_string(), priority.to_string()));
+            }
+        }
+        headers.push(("selector".to_string(), selector));
+        let options = SubscribeOptions {
+            ack: AckMode::Client,
+            prefetch: Some(self.bridge.prefetch),
+            headers,
+        };
+        let src = half.src;
+        let id = self.clients[src]
+            .subscribe(&destination.to_string(), &options)
+            .await?;
+        self.halves[h].routes.insert(
+            id.clone(),
+            Route {
+                destination: destination.clone(),
+                fixed: spec.is_none(),
+                spec,
+            },
+        );
+        Ok(id)
+    }
+}
+
+fn is_queue_delivery(d: &Delivery) -> bool {
+    d.get("destination")
+        .and_then(|n| DestinationName::parse(n).ok())
+        .is_some_and(|n| n.kind() == crate::message::Kind::Queue)
+}
+
+/// The selector that takes what any of `selectors` takes: None (everything) when one of
+/// them is None.
+fn either_selector<'a>(selectors: impl Iterator<Item = Option<&'a str>>) -> Option<String> {
+    let mut all: Vec<&str> = Vec::new();
+    for s in selectors {
+        let s = s?;
+        if !all.contains(&s) {
+            all.push(s);
+        }
+    }
+    all.sort_unstable();
+    match all.len() {
+        0 => None,
+        1 => Some(all[0].to_string()),
+        _ => Some(
+            all.iter()
+                .map(|s| format!("({s})"))
+                .collect::<Vec<_>>()
+                .join(" OR "),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demand_selector_takes_what_any_consumer_takes() {
+        assert_eq!(either_selector([None, Some("a = 1")].into_iter()), None);
+        assert_eq!(either_selector(std::iter::empty()), None);
+        assert_eq!(
+            either_selector([Some("b = 2"), Some("a = 1"), Some("b = 2")].into_iter()),
+            Some("(a = 1) OR (b = 2)".to_string())
+        );
+        assert_eq!(
+            either_selector([Some("a = 1")].into_iter()),
+            Some("a = 1".to_string())
+        );
+    }
+}
