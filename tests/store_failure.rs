@@ -26,6 +26,7 @@ use support::{eventually, send_frame, Client, Frame, ReadError};
 /// Trigger files of `src/store/faults.rs` (this crate does not link the broker's).
 const FSYNC_TRIGGER: &str = "inject-fsync-failure";
 const WRITE_TRIGGER: &str = "inject-write-failure";
+const FULL_TRIGGER: &str = "inject-disk-full";
 
 /// Producers sending while the fsync fails: enough that the failed commit holds SENDs of
 /// some of them and others are cut off by the step-down.
@@ -460,6 +461,75 @@ fn the_standby_not_the_failed_master_takes_over_after_a_store_failure() {
             "round {round}"
         );
     }
+}
+
+/// A bridge (issue 11) whose peer cannot store a forwarded message (its disk is full: the
+/// peer's ERROR says `store failure` and the peer goes on) keeps the message at the source and
+/// forwards it again once the peer has room. The failure is the peer's, not the message's: it
+/// is not NACKed, so it is never dead-lettered at the source (here after a single NACK,
+/// `max_redeliveries = 0`). Before the fix the bridge took the ERROR for a refusal of the
+/// message and the source dead-lettered it.
+#[test]
+fn a_peer_whose_disk_is_full_gets_the_forwarded_message_later_and_the_source_keeps_it() {
+    use support::network::stored;
+    let mut b = support::Broker::new("broker_name = \"b\"\n").on_fixed_ports();
+    b.start_again();
+    let q = "/queue/full.disk";
+    let mut a = support::Broker::new(&format!(
+        "broker_name = \"a\"\n[destinations]\nmax_redeliveries = 0\n\n[[network]]\n\
+         name = \"to-b\"\nuri = \"static:(tcp://{})?initialReconnectDelay=100&maxReconnectDelay=500\"\n\
+         static_included = [\"{q}\"]\n",
+        b.addr()
+    ))
+    .on_fixed_ports();
+    a.start_again();
+    let mut producer = a.connect("1.2");
+    // The link is up: a first message reached B's store.
+    send_receipted(&mut producer, q, "first");
+    eventually(WAIT, || match stored(&b, q) {
+        1 => Ok(()),
+        n => Err(format!("{n} rows of {q} on b")),
+    });
+    // B's next WAL write finds the disk full: the forwarded SEND of "second" fails there.
+    let trigger = b.data_dir().join(FULL_TRIGGER);
+    std::fs::write(&trigger, b"").expect("create the trigger file");
+    send_receipted(&mut producer, q, "second");
+    eventually(WAIT, || match trigger.exists() {
+        false => Ok(()),
+        true => Err("the disk-full fault to fire on b".to_string()),
+    });
+    let mut consumer = b.connect("1.2");
+    consumer.subscribe(q, "c", "client-individual", &[]);
+    let mut got = BTreeSet::new();
+    while got.len() < 2 {
+        let Some(m) = consumer.next_frame(WAIT) else {
+            panic!(
+                "got {got:?} on b\n--- a ---\n{}\n--- b ---\n{}",
+                a.log_tail(),
+                b.log_tail()
+            );
+        };
+        got.insert(m.text());
+        consumer.ack(&m);
+    }
+    assert_eq!(
+        got,
+        BTreeSet::from(["first".to_string(), "second".to_string()])
+    );
+    assert!(
+        b.log_text()
+            .contains("fault injection: inject-disk-full fired"),
+        "the fault fired on b"
+    );
+    eventually(WAIT, || match stored(&a, q) {
+        0 => Ok(()),
+        n => Err(format!("{n} rows of {q} still on a")),
+    });
+    assert_eq!(
+        stored(&a, "/queue/ActiveMQ.DLQ"),
+        0,
+        "nothing dead-lettered on a"
+    );
 }
 
 /// Sends a persistent message and waits for its RECEIPT.

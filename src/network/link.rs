@@ -307,10 +307,10 @@ impl Link<'_> {
         }
     }
 
-    /// Notes a failure of connection `side`: an ERROR (not a transport failure) answers a
-    /// SEND of the half that sends to that side.
+    /// Notes a failure of connection `side`: an ERROR that refuses a message answers a SEND
+    /// of the half that sends to that side ([`refuses_message`]).
     fn failed(&mut self, side: usize, e: ClientError) -> ClientError {
-        if matches!(e, ClientError::Broker { .. }) && !e.is_transport() {
+        if refuses_message(&e) {
             if let Some(h) = self.halves.iter_mut().find(|h| h.dst == side) {
                 h.refused = true;
             }
@@ -674,6 +674,32 @@ impl Link<'_> {
     }
 }
 
+/// True for an ERROR by which a destination broker refuses the message itself, and would
+/// refuse it again: too large or malformed, a destination or header it cannot take, a
+/// temporary destination that is gone, a write it does not authorize (stompbox's, ActiveMQ's
+/// and RabbitMQ's wording). Such a message is NACKed at the source ([`Link::nack_refused`]).
+/// Every other failure is the destination's, not the message's (`store failure` when its
+/// disk is full or failing, a limit, shutting down, a transport failure): the link is made
+/// again after the back-off and the message waits at the source, for however long that takes.
+fn refuses_message(e: &ClientError) -> bool {
+    let ClientError::Broker { message, .. } = e else {
+        return false;
+    };
+    if e.is_transport() {
+        return false;
+    }
+    let m = message.to_ascii_lowercase();
+    const REFUSALS: &[&str] = &[
+        "malformed frame",
+        "invalid destination",
+        "temporary destination does not exist",
+        "wildcard destination not allowed",
+        "not authorized",
+        "access_refused",
+    ];
+    REFUSALS.iter().any(|r| m.contains(r)) || (m.starts_with("invalid ") && m.contains(" header"))
+}
+
 fn is_queue_delivery(d: &Delivery) -> bool {
     d.get("destination")
         .and_then(|n| DestinationName::parse(n).ok())
@@ -706,6 +732,33 @@ fn either_selector<'a>(selectors: impl Iterator<Item = Option<&'a str>>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_error_about_the_message_is_a_refusal_of_it() {
+        let error = |message: &str| ClientError::Broker {
+            message: message.to_string(),
+            body: String::new(),
+        };
+        for refusal in [
+            "malformed frame: frame body exceeds max_body_bytes (2048 > 1024)",
+            "invalid destination",
+            "invalid persistent header \"maybe\"",
+            "temporary destination does not exist: /temp-queue/x",
+            "User bridge is not authorized to write to: queue://orders",
+        ] {
+            assert!(refuses_message(&error(refusal)), "{refusal}");
+        }
+        for failure in [
+            "store failure",
+            "limit exceeded: max_transaction_frames (10)",
+            "broker shutting down",
+            "slow consumer",
+            "",
+        ] {
+            assert!(!refuses_message(&error(failure)), "{failure}");
+        }
+        assert!(!refuses_message(&ClientError::Closed));
+    }
 
     #[test]
     fn the_demand_selector_takes_what_any_consumer_takes() {

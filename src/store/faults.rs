@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `inject-fsync-failure` | the next fsync of the WAL that follows a write to it: a COMMIT's fsync (a checkpoint's fsync, which follows no write, is left alone) | `SQLITE_IOERR_FSYNC` |
 //! | `inject-write-failure` | the next write to the WAL: a COMMIT's, or a cache spill while a large transaction is applied | `SQLITE_IOERR_WRITE` |
+//! | `inject-disk-full` | the next write to the WAL, as the unix VFS reports `ENOSPC` | `SQLITE_FULL` |
 //!
 //! The file is removed when its fault fires, so exactly one operation fails, and the next
 //! fsync "succeeds" as it can after a real failed fsync (PostgreSQL's fsyncgate): a test can
@@ -32,6 +33,10 @@ pub const FSYNC_TRIGGER: &str = "inject-fsync-failure";
 
 /// Trigger: the next write to the WAL fails (`SQLITE_IOERR_WRITE`).
 pub const WRITE_TRIGGER: &str = "inject-write-failure";
+
+/// Trigger: the next write to the WAL finds the disk full (`SQLITE_FULL`): SQLite rolls the
+/// transaction back and the writer goes on.
+pub const FULL_TRIGGER: &str = "inject-disk-full";
 
 /// The real (default) VFS, whose `szOsFile` bytes start every file we open.
 struct Registered {
@@ -81,7 +86,8 @@ pub fn vfs() -> Result<&'static str, String> {
             }
             log::warn!(
                 "fault injection compiled in (cargo feature fault-injection): the store \
-                 writer fails once when {FSYNC_TRIGGER} or {WRITE_TRIGGER} appears in data_dir"
+                 writer fails once when {FSYNC_TRIGGER}, {WRITE_TRIGGER} or {FULL_TRIGGER} appears \
+                 in data_dir"
             );
             Ok(Registered {
                 real: real as usize,
@@ -205,6 +211,9 @@ unsafe extern "C" fn x_write(
     if (*e).wal {
         if fire((*e).dir, WRITE_TRIGGER) {
             return ffi::SQLITE_IOERR_WRITE;
+        }
+        if fire((*e).dir, FULL_TRIGGER) {
+            return ffi::SQLITE_FULL;
         }
         (*e).written = true;
     }
