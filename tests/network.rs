@@ -798,3 +798,64 @@ fn demand_routes_replaced_mid_stream_neither_lose_nor_drop_the_link() {
     assert_eq!(status[0]["links"], 1, "the link never dropped: {status}");
     assert_eq!(status[0]["last_error"], serde_json::Value::Null, "{status}");
 }
+
+#[test]
+fn a_peer_that_never_reads_is_given_up_after_the_write_timeout_and_linked_again() {
+    // A "broker" that answers CONNECT, then keeps every connection open and reads nothing
+    // more: the bridge's SENDs fill the socket buffers and its write can make no progress.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let peer = listener.local_addr().expect("addr");
+    let connects = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let connects = connects.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.contains(&0) {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(b"CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\0");
+                connects.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+    }
+    let mut a = Broker::new(&format!(
+        "broker_name = \"a\"\n\n[[network]]\nname = \"to-peer\"\n\
+         uri = \"static:(tcp://{peer})?initialReconnectDelay=100&maxReconnectDelay=500\"\n\
+         static_included = [\"/queue/stuck\"]\ndemand = false\nwrite_timeout_ms = 500\n"
+    ))
+    .on_fixed_ports();
+    a.start_again();
+    let mut producer = a.connect("1.2");
+    let body = "x".repeat(1024 * 1024);
+    for n in 0..24 {
+        producer.send_persistent("/queue/stuck", &body, &[("n", &n.to_string())]);
+    }
+    // The bridge gives the stuck peer up and links again (and again), instead of waiting on
+    // it for good; what it could not forward stays here.
+    let status = eventually(WAIT, || {
+        let json: serde_json::Value =
+            serde_json::from_str(&a.admin_get("/api/network").ok_or("no answer")?)
+                .map_err(|e| e.to_string())?;
+        let bridge = json[0].clone();
+        let error = bridge["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match (bridge["links"].as_u64(), error.contains("read nothing")) {
+            (Some(links), true) if links >= 2 => Ok(bridge),
+            _ => Err(format!("{bridge}")),
+        }
+    });
+    assert_eq!(status["forwarded"], 0, "{status}");
+    assert!(connects.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    assert_eq!(stored(&a, "/queue/stuck"), 24);
+}

@@ -26,6 +26,10 @@ const FLUSH_BYTES: usize = 32 * 1024;
 /// Initial read buffer; it grows only while a larger frame is in flight.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// What a flush reads at most while the socket is not writable (frames the caller has not
+/// taken yet): beyond it the flush only waits to write.
+const FLUSH_READ_BYTES: usize = 64 * 1024 * 1024;
+
 /// How many silent broker intervals we tolerate before declaring the connection dead. The
 /// spec leaves the grace to the receiver; 2 is the usual client choice (stomp.py, stompit).
 const HEARTBEAT_GRACE: u32 = 2;
@@ -49,6 +53,8 @@ pub struct Connection {
     /// The CONNECTED `server` header, if any.
     server: Option<String>,
     broker_name: Option<String>,
+    /// See [`ConnectOptions::write_timeout`].
+    write_timeout: Option<Duration>,
 }
 
 impl Connection {
@@ -76,6 +82,7 @@ impl Connection {
             last_read: now,
             server: None,
             broker_name: None,
+            write_timeout: options.write_timeout,
         };
         let (cx, cy) = options.heart_beat;
         let mut connect = Frame::new(Command::Connect)
@@ -161,9 +168,21 @@ impl Connection {
 
     /// Writes everything buffered. While the socket is not writable it keeps reading into the
     /// read buffer, so a broker that is blocked writing to us (receipts, messages) can never
-    /// deadlock with us blocked writing to it.
+    /// deadlock with us blocked writing to it; up to [`FLUSH_READ_BYTES`], so that a broker
+    /// that writes and never reads cannot make it grow without bound. With a `write_timeout`,
+    /// a broker that takes no byte for that long is given up ([`ClientError::WriteStalled`])
+    /// rather than waited for forever.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
+        let stall_after = self.write_timeout;
+        let mut progress = Instant::now();
         while self.wpos < self.wbuf.len() {
+            let stalled = async {
+                match stall_after {
+                    Some(after) => tokio::time::sleep_until(progress + after).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let read_more = self.rbuf.len() < FLUSH_READ_BYTES;
             tokio::select! {
                 ready = self.stream.writable() => {
                     ready?;
@@ -171,15 +190,19 @@ impl Connection {
                         Ok(0) => return Err(ClientError::Closed),
                         Ok(n) => {
                             self.wpos += n;
-                            self.last_write = Instant::now();
+                            progress = Instant::now();
+                            self.last_write = progress;
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
-                ready = self.stream.readable() => {
+                ready = self.stream.readable(), if read_more => {
                     ready?;
                     self.try_fill()?;
+                }
+                _ = stalled => {
+                    return Err(ClientError::WriteStalled(stall_after.unwrap_or_default()));
                 }
             }
         }
@@ -335,6 +358,57 @@ mod tests {
         assert_eq!(frame.command, Command::Message);
         assert_eq!(&frame.body[..], b"hi");
         drop(conn);
+        server.await.unwrap();
+    }
+
+    /// A broker that keeps its side alive (heart-beats) but never reads: a flush that cannot
+    /// write ends with `WriteStalled` after the `write_timeout`, instead of waiting forever. (A network bridge to such a peer
+    /// hung for good before.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_broker_that_never_reads_fails_the_flush() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"CONNECT"));
+            s.write_all(b"CONNECTED\nversion:1.2\nheart-beat:50,50\n\n\0")
+                .await
+                .unwrap();
+            // Heart-beats, and never a read.
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                        if s.write_all(b"\n").await.is_err() {
+                            return;
+                        }
+                    }
+                    _ = &mut stopped => return,
+                }
+            }
+        });
+        let options = ConnectOptions {
+            heart_beat: (Duration::from_millis(50), Duration::from_millis(50)),
+            write_timeout: Some(Duration::from_millis(200)),
+            ..ConnectOptions::default()
+        };
+        let mut conn = Connection::open(&addr, &options).await.unwrap();
+        let big = Frame::new(Command::Send)
+            .header("destination", "/queue/big")
+            .with_body(vec![b'x'; 64 * 1024 * 1024]);
+        conn.queue(&big);
+        let outcome = tokio::time::timeout(Duration::from_secs(60), conn.flush())
+            .await
+            .expect("the flush gives up on a broker that never reads");
+        assert!(
+            matches!(outcome, Err(ClientError::WriteStalled(_))),
+            "{outcome:?}"
+        );
+        assert!(ClientError::WriteStalled(Duration::ZERO).is_transport());
+        let _ = stop.send(());
         server.await.unwrap();
     }
 

@@ -28,7 +28,7 @@ pub use uri::{BrokerUri, FailoverOptions, UriError};
 
 use crate::codec::{Frame, ParseError};
 
-/// What can go wrong talking to a broker. Transport failures (the first five) make a
+/// What can go wrong talking to a broker. Transport failures (the first six) make a
 /// failover client reconnect; the others are reported to the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -41,6 +41,10 @@ pub enum ClientError {
     /// The broker sent nothing for longer than its heart-beat interval allows.
     #[error("no heart-beat from the broker for {0:?}")]
     HeartbeatTimeout(Duration),
+    /// The broker read nothing of what we wrote for longer than `write_timeout`: it is stuck,
+    /// or will not read (a write would otherwise wait for it forever).
+    #[error("the broker read nothing we wrote for {0:?}")]
+    WriteStalled(Duration),
     /// TCP connect plus CONNECT/CONNECTED took longer than `connect_timeout`.
     #[error("connect to {0} timed out")]
     ConnectTimeout(String),
@@ -104,6 +108,7 @@ impl ClientError {
             ClientError::Io(_)
             | ClientError::Closed
             | ClientError::HeartbeatTimeout(_)
+            | ClientError::WriteStalled(_)
             | ClientError::ConnectTimeout(_)
             | ClientError::Parse(_) => true,
             ClientError::Broker { message, .. } => {
@@ -131,6 +136,10 @@ pub struct ConnectOptions {
     pub heart_beat: (Duration, Duration),
     /// Longest time for TCP connect plus CONNECTED.
     pub connect_timeout: Duration,
+    /// A flush that writes nothing for this long fails ([`ClientError::WriteStalled`]): the
+    /// broker is stuck or will not read. None (the default): wait, as a producer held by the
+    /// broker's flow control should.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for ConnectOptions {
@@ -142,6 +151,7 @@ impl Default for ConnectOptions {
             host: "/".to_string(),
             heart_beat: (Duration::ZERO, Duration::ZERO),
             connect_timeout: Duration::from_secs(10),
+            write_timeout: None,
         }
     }
 }

@@ -53,6 +53,12 @@ pub struct NetworkConnector {
     /// Heart-beats on the link to the peer, both ways, in ms (0: none): a peer that goes
     /// silent for twice this is taken for dead and the link is made again. 10 s by default.
     pub heart_beat_ms: u64,
+    /// A write to either of a bridge's connections that makes no progress for this long (ms)
+    /// ends the link, which is made again: a peer that is stuck, or that never reads, would
+    /// otherwise hold the bridge for good (ActiveMQ's `soWriteTimeout`, off there by default).
+    /// Long enough to ride out a peer's producer flow control. 60 s by default; 0: wait
+    /// forever.
+    pub write_timeout_ms: u64,
     /// `login` and `passcode` the bridges send to their peers.
     pub login: Option<String>,
     pub passcode: Option<String>,
@@ -70,6 +76,7 @@ impl Default for NetworkConnector {
             excluded: Vec::new(),
             decrease_network_consumer_priority: false,
             heart_beat_ms: 10_000,
+            write_timeout_ms: 60_000,
             network_ttl: 1,
             message_ttl: None,
             consumer_ttl: None,

@@ -151,6 +151,7 @@ pub(super) async fn forward(
         passcode: bridge.passcode.clone(),
         connect_timeout: Duration::from_secs(10),
         heart_beat: (bridge.heart_beat, bridge.heart_beat),
+        write_timeout: bridge.write_timeout,
         ..ConnectOptions::default()
     };
     // One pass over the peer's list finds whichever broker serves; after that a failure must
@@ -177,7 +178,11 @@ pub(super) async fn forward(
         addrs: vec![bridge.local.to_string()],
         failover: None,
     };
-    let here = Client::connect(&local_uri, ConnectOptions::default()).await?;
+    let local_options = ConnectOptions {
+        write_timeout: bridge.write_timeout,
+        ..ConnectOptions::default()
+    };
+    let here = Client::connect(&local_uri, local_options).await?;
     let mut halves = vec![Half::new(
         HERE,
         REMOTE,

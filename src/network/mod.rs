@@ -80,6 +80,8 @@ struct Bridge {
     consumer_ttl: u32,
     prefetch: u32,
     heart_beat: Duration,
+    /// See `write_timeout_ms` (None: 0, wait forever).
+    write_timeout: Option<Duration>,
     login: Option<String>,
     passcode: Option<String>,
     broker_name: String,
@@ -141,6 +143,8 @@ pub fn spawn(
                 consumer_ttl: c.consumer_ttl.unwrap_or(c.network_ttl),
                 prefetch: c.prefetch,
                 heart_beat: Duration::from_millis(c.heart_beat_ms),
+                write_timeout: (c.write_timeout_ms > 0)
+                    .then(|| Duration::from_millis(c.write_timeout_ms)),
                 login: c.login.clone(),
                 passcode: c.passcode.clone(),
                 broker_name: config.broker_name.clone(),
