@@ -859,3 +859,73 @@ fn a_peer_that_never_reads_is_given_up_after_the_write_timeout_and_linked_again(
     assert!(connects.load(std::sync::atomic::Ordering::SeqCst) >= 2);
     assert_eq!(stored(&a, "/queue/stuck"), 24);
 }
+
+#[test]
+fn a_duplex_bridge_held_by_flow_control_one_way_still_forwards_the_other_way() {
+    // A's queue `in` fills up (its one consumer takes one message and never ACKs it), so A
+    // holds back the bridge's SENDs into it by flow control and stops reading them. What the
+    // bridge forwards the other way, from A to B, must not wait behind them: the ACKs that
+    // settle it at A travel on a connection of their own.
+    let b = named("b");
+    let a = bridged(
+        "a",
+        &b,
+        &[],
+        "duplex = true\nwrite_timeout_ms = 0\n\n[limits]\nproducer_window_bytes = 262144\n\n\
+         [destinations]\nmemory_limit_bytes = 131072\n",
+    );
+    let into_a = format!("/queue/{}", unique("in"));
+    let out_of_a = format!("/queue/{}", unique("out"));
+    let mut stuck = a.connect("1.2");
+    stuck.subscribe(
+        &into_a,
+        "s",
+        "client-individual",
+        &[("activemq.prefetchSize", "1")],
+    );
+    let mut on_b = b.connect("1.2");
+    on_b.subscribe(&out_of_a, "o", "client-individual", &[]);
+    eventually(WAIT, || {
+        match (
+            stat(&b, &into_a, "consumers"),
+            stat(&a, &out_of_a, "consumers"),
+        ) {
+            (1, 1) => Ok(()),
+            n => Err(format!("{n:?} consumers of in on B, of out on A")),
+        }
+    });
+    let mut pb = b.connect("1.2");
+    let body = "i".repeat(32 * 1024);
+    for n in 0..200 {
+        pb.send(&into_a, &body, &[("n", &n.to_string())]);
+    }
+    eventually(WAIT, || match stat(&a, &into_a, "blocked_producers") {
+        0 => Err("the bridge is not held by A's flow control yet".to_string()),
+        _ => Ok(()),
+    });
+    let mut pa = a.connect("1.2");
+    let total = 300;
+    for n in 0..total {
+        pa.send_persistent(&out_of_a, &format!("m{n}"), &[]);
+    }
+    let mut got = BTreeSet::new();
+    while got.len() < total {
+        let Some(m) = on_b.next_frame(WAIT) else {
+            panic!(
+                "{} of {total} from A arrived on B\n--- a ---\n{}",
+                got.len(),
+                a.log_tail()
+            );
+        };
+        got.insert(m.text());
+        on_b.ack(&m);
+    }
+    eventually(WAIT, || match stored(&a, &out_of_a) {
+        0 => Ok(()),
+        n => Err(format!("{n} of out still stored on A")),
+    });
+    assert!(
+        stuck.next_frame(QUIET).is_some(),
+        "A's consumer of in got its one message"
+    );
+}

@@ -1,5 +1,5 @@
-//! One link of a bridge: its two connections (this broker's listener and the peer), the
-//! halves that use them (here → peer, and peer → here for a duplex bridge), the routes that
+//! One link of a bridge: its connections (this broker's listener and the peer; two more for a
+//! duplex bridge), the halves that use them (here → peer, and peer → here for a duplex bridge), the routes that
 //! feed each half, the demand it follows from consumer advisories, and the pipeline of
 //! forwarded SENDs awaiting their RECEIPTs (see the module doc of `network`).
 
@@ -66,9 +66,15 @@ struct InFlight {
     ack: bool,
 }
 
-/// The two connections of a link: this broker's own listener, and the peer.
+/// The connections of a link: the forward half's, from this broker's own listener to the
+/// peer, and a duplex bridge's reverse half's, from the peer to this broker's listener.
+/// Each half has two of its own: what one half writes (SENDs to its destination, ACKs to its
+/// source) never waits behind the other's, so a broker holding one direction back by flow
+/// control (it stops reading that connection) does not hold up the other.
 const HERE: usize = 0;
 const REMOTE: usize = 1;
+const REMOTE_OUT: usize = 2;
+const HERE_IN: usize = 3;
 
 /// One direction of a link: from the broker on connection `src` to the one on `dst`. A
 /// bridge has the forward half (here → peer); a duplex bridge also the reverse one.
@@ -132,16 +138,17 @@ impl Half {
     }
 }
 
-/// One link's state: both connections and the halves that use them.
+/// One link's state: its connections and the halves that use them.
 struct Link<'a> {
     bridge: &'a Bridge,
-    clients: [Client; 2],
+    /// Indexed by [`HERE`], [`REMOTE`] (and for a duplex bridge [`REMOTE_OUT`], [`HERE_IN`]).
+    clients: Vec<Client>,
     peer_name: Option<String>,
     halves: Vec<Half>,
 }
 
 /// Links to the peer and to this broker, then forwards until something fails. `linked`
-/// turns true once both connections and the subscriptions are up.
+/// turns true once the connections and the subscriptions are up.
 pub(super) async fn forward(
     bridge: &Bridge,
     linked: &mut bool,
@@ -157,23 +164,11 @@ pub(super) async fn forward(
     // One pass over the peer's list finds whichever broker serves; after that a failure must
     // end the link (a silent reconnect would lose the unreceipted SENDs, and a receipt of
     // the new connection would then be taken for theirs).
-    let remote = Client::connect(&NetworkUri::one_pass(&bridge.peer), remote_options)
+    let peer_uri = NetworkUri::one_pass(&bridge.peer);
+    let remote = Client::connect(&peer_uri, remote_options.clone())
         .await?
         .without_failover();
-    let peer_name = remote.broker_name().map(str::to_string);
-    if peer_name.as_deref() == Some(bridge.broker_name.as_str()) {
-        return Err(ClientError::Protocol(format!(
-            "the peer is named {:?} too: broker names must be unique in a network",
-            bridge.broker_name
-        )));
-    }
-    if bridge.duplex && peer_name.is_none() {
-        return Err(ClientError::Protocol(
-            "duplex needs a stompbox peer (its CONNECTED names it), to keep messages from \
-             looping back"
-                .into(),
-        ));
-    }
+    let peer_name = peer_name_of(bridge, &remote)?;
     let local_uri = BrokerUri {
         addrs: vec![bridge.local.to_string()],
         failover: None,
@@ -182,24 +177,40 @@ pub(super) async fn forward(
         write_timeout: bridge.write_timeout,
         ..ConnectOptions::default()
     };
-    let here = Client::connect(&local_uri, local_options).await?;
+    let here = Client::connect(&local_uri, local_options.clone()).await?;
     let mut halves = vec![Half::new(
         HERE,
         REMOTE,
         bridge.broker_name.clone(),
         peer_name.clone(),
     )];
+    let mut clients = vec![here, remote];
     if bridge.duplex {
+        // The reverse half's own connections. Its peer may be another broker of a pair than
+        // the forward half's, if the pair failed over in between: each half stands alone.
+        let remote_out = Client::connect(&peer_uri, remote_options)
+            .await?
+            .without_failover();
+        let Some(src_name) = peer_name_of(bridge, &remote_out)? else {
+            return Err(ClientError::Protocol(
+                "duplex needs a stompbox peer (its CONNECTED names it), to keep messages \
+                 from looping back"
+                    .into(),
+            ));
+        };
+        let here_in = Client::connect(&local_uri, local_options).await?;
+        clients.push(remote_out);
+        clients.push(here_in);
         halves.push(Half::new(
-            REMOTE,
-            HERE,
-            peer_name.clone().unwrap_or_default(),
+            REMOTE_OUT,
+            HERE_IN,
+            src_name,
             Some(bridge.broker_name.clone()),
         ));
     }
     let mut link = Link {
         bridge,
-        clients: [here, remote],
+        clients,
         peer_name,
         halves,
     };
@@ -259,16 +270,27 @@ pub(super) async fn forward(
     // A connection dropped with MESSAGEs unread is reset, and a reset can discard the ACKs
     // the broker has not read yet: DISCONNECT instead, and wait (briefly) for its RECEIPT,
     // which comes once every earlier frame took effect.
-    let [here, remote] = link.clients;
-    for c in [here, remote] {
+    for c in link.clients {
         let _ = tokio::time::timeout(Duration::from_secs(5), c.disconnect()).await;
     }
     result
 }
 
+/// The name the peer on `client` gave in CONNECTED, which must not be this broker's.
+fn peer_name_of(bridge: &Bridge, client: &Client) -> Result<Option<String>, ClientError> {
+    let name = client.broker_name().map(str::to_string);
+    if name.as_deref() == Some(bridge.broker_name.as_str()) {
+        return Err(ClientError::Protocol(format!(
+            "the peer is named {:?} too: broker names must be unique in a network",
+            bridge.broker_name
+        )));
+    }
+    Ok(name)
+}
+
 impl Link<'_> {
-    /// Forwards deliveries and follows demand until a connection fails. Both connections are
-    /// always read (each carries one half's deliveries and the other's receipts and
+    /// Forwards deliveries and follows demand until a connection fails. Every connection is
+    /// always read (a half's source carries its deliveries, its destination its receipts and
     /// advisories); what is in flight is bounded by the routes' prefetch.
     async fn pump(&mut self) -> Result<std::convert::Infallible, ClientError> {
         loop {
@@ -278,7 +300,7 @@ impl Link<'_> {
             // What is already buffered on either connection first, without I/O: the SENDs
             // and ACKs it causes then leave in one write, not one per message.
             let mut handled = 0;
-            for side in [HERE, REMOTE] {
+            for side in 0..self.clients.len() {
                 while handled < 1024 {
                     let frame = match self.clients[side].next_buffered().await {
                         Ok(Some(f)) => f,
@@ -298,11 +320,21 @@ impl Link<'_> {
             for h in 0..self.halves.len() {
                 self.seal(h).await?;
             }
-            let (side, frame) = {
-                let [here, remote] = &mut self.clients;
-                tokio::select! {
+            let (side, frame) = match &mut self.clients[..] {
+                [here, remote] => tokio::select! {
                     m = here.next() => (HERE, m),
                     m = remote.next() => (REMOTE, m),
+                },
+                [here, remote, remote_out, here_in] => tokio::select! {
+                    m = here.next() => (HERE, m),
+                    m = remote.next() => (REMOTE, m),
+                    m = remote_out.next() => (REMOTE_OUT, m),
+                    m = here_in.next() => (HERE_IN, m),
+                },
+                _ => {
+                    return Err(ClientError::Protocol(
+                        "a link has two connections, or four when duplex".into(),
+                    ))
                 }
             };
             let frame = frame.map_err(|e| self.failed(side, e))?;
