@@ -202,7 +202,9 @@ async fn run(bridge: Bridge, mut shutdown: watch::Receiver<bool>) {
             s.state = "waiting".into();
             s.linked_since = None;
             s.in_flight = 0;
-            s.routes.clear();
+            // The static routes come back with the next link: kept, so the backlog shows
+            // what waits here for the peer. The peer's demand is unknown until then.
+            s.routes.retain(|r| r.kind == "static");
             s.reverse_routes = None;
             s.last_error = Some(e.to_string());
         });

@@ -49,12 +49,18 @@ function chromiumMissing() {
 
 // --- broker -------------------------------------------------------------------------------
 
-async function startBroker() {
+// Starts the broker on ports it picks, with `config` (TOML text) when given.
+async function startBroker(config = null) {
   assert.ok(fs.existsSync(BROKER), `no broker binary at ${BROKER}: run \`cargo build\` first`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stompbox-console-"));
   const log = fs.openSync(path.join(dir, "broker.log"), "a");
-  const child = spawn(BROKER, ["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0",
-    "--data-dir", path.join(dir, "data"), "--cores", "2"],
+  const args = ["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0",
+    "--data-dir", path.join(dir, "data"), "--cores", "2"];
+  if (config !== null) {
+    fs.writeFileSync(path.join(dir, "stompbox.toml"), config);
+    args.push("--config", path.join(dir, "stompbox.toml"));
+  }
+  const child = spawn(BROKER, args,
   { stdio: ["ignore", "pipe", log], env: { RUST_LOG: "info", ...process.env } });
   children.add(child);
   const broker = { child, dir, stomp: null, admin: null };
@@ -172,21 +178,98 @@ async function waitCount(page, selector, n) {
   }
 }
 
-// --- the test -----------------------------------------------------------------------------
+// --- the tests ----------------------------------------------------------------------------
 
-test("console shows a queue, browses it page by page and purges it", { timeout: 180_000 }, async (t) => {
+async function loadPlaywright() {
   const missing = chromiumMissing();
   if (missing) {
     throw new Error(missing);
   }
-  let chromium;
   try {
-    ({ chromium } = await import("playwright-core"));
+    return (await import("playwright-core")).chromium;
   } catch (e) {
     throw new Error("cannot load playwright-core: run `make console-deps` " +
       `(npm ci in tests/console): ${e.message}`);
   }
+}
 
+async function launch(chromium, userDataDir) {
+  return chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 900 },
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
+
+test("console shows a broker's bridges: linked, forwarding, then failing when the peer goes", { timeout: 180_000 }, async () => {
+  const chromium = await loadPlaywright();
+  const queue = `/queue/console-net-${process.pid}`;
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "stompbox-chromium-"));
+  const clients = [];
+  let a;
+  let b;
+  let context;
+  try {
+    b = await startBroker('broker_name = "b"\n');
+    a = await startBroker('broker_name = "a"\n\n[[network]]\nname = "to-b"\n' +
+      `uri = "static:(tcp://${b.stomp})?initialReconnectDelay=100&maxReconnectDelay=500"\n` +
+      `static_included = ["${queue}"]\ndemand = false\n`);
+    context = await launch(chromium, userDataDir);
+    const page = context.pages()[0] ?? await context.newPage();
+    const pageErrors = [];
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    await page.goto(`http://${a.admin}/`);
+    const row = `tr[data-bridge="to-b tcp://${b.stomp}"]`;
+    await waitText(page, `${row} [data-field=state]`, "linked");
+    assert.equal(await page.isVisible("#network"), true);
+    await waitText(page, `${row} [data-field=peer_name]`, "b");
+    await waitText(page, `${row} [data-field=routes]`, queue);
+    await waitText(page, "#net-summary", "1 of 1 bridges linked");
+
+    // Five persistent messages into a: the bridge forwards them to b, which stores them.
+    const producer = await Stomp.connect(a.stomp);
+    clients.push(producer);
+    for (let i = 0; i < 5; i++) {
+      const headers = { destination: queue, persistent: "true" };
+      if (i === 4) headers.receipt = "last";
+      producer.send("SEND", headers, `message ${i}`);
+    }
+    await producer.expect("RECEIPT");
+    await waitText(page, `${row} [data-field=forwarded]`, "5");
+    await waitText(page, `${row} [data-field=in_flight]`, "0");
+    await waitText(page, `${row} [data-field=backlog]`, "0");
+
+    // The peer goes: the bridge waits to link again, says why, and the next message waits here.
+    await stopBroker(b);
+    b = null;
+    await page.waitForFunction((s) => ["waiting", "connecting"].includes(document.querySelector(s)?.textContent),
+      `${row} [data-field=state]`, { timeout: WAIT_MS, polling: 100 });
+    await page.waitForFunction((s) => (document.querySelector(s)?.textContent ?? "") !== "",
+      `${row} [data-field=last_error]`, { timeout: WAIT_MS, polling: 100 });
+    producer.send("SEND", { destination: queue, persistent: "true", receipt: "stranded" }, "waits");
+    await producer.expect("RECEIPT");
+    await waitText(page, "#net-summary", "0 of 1 bridges linked");
+    await waitText(page, `${row} [data-field=backlog]`, "1");
+    await waitText(page, `${row} [data-field=routes]`, queue);
+    await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, "-network.png"), fullPage: true });
+    assert.deepEqual(pageErrors, [], "no script errors on the page");
+  } catch (e) {
+    for (const broker of [a, b]) {
+      if (broker) console.error(`--- broker log (tail) ---\n${broker.logTail?.() ?? ""}`);
+    }
+    throw e;
+  } finally {
+    for (const c of clients) c.close();
+    if (context) await context.close().catch(() => {});
+    for (const broker of [a, b]) if (broker) await stopBroker(broker);
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
+});
+
+test("console shows a queue, browses it page by page and purges it", { timeout: 180_000 }, async (t) => {
+  const chromium = await loadPlaywright();
   const queue = `/queue/console-${process.pid}`;
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "stompbox-chromium-"));
   const clients = [];
@@ -194,13 +277,7 @@ test("console shows a queue, browses it page by page and purges it", { timeout: 
   let context;
   try {
     broker = await startBroker();
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
+    context = await launch(chromium, userDataDir);
     const page = context.pages()[0] ?? await context.newPage();
     const pageErrors = [];
     page.on("pageerror", (e) => pageErrors.push(e.message));
@@ -209,6 +286,7 @@ test("console shows a queue, browses it page by page and purges it", { timeout: 
     assert.equal(await page.title(), "stompbox");
     await waitText(page, "#role", "master");
     await waitText(page, "#epoch", "1");
+    assert.equal(await page.isVisible("#network"), false, "no bridges, no network section");
 
     // 25 persistent messages; the receipt on the last one means all are in.
     const producer = await Stomp.connect(broker.stomp, { "client-id": "console-producer" });
