@@ -929,3 +929,51 @@ fn a_duplex_bridge_held_by_flow_control_one_way_still_forwards_the_other_way() {
         "A's consumer of in got its one message"
     );
 }
+
+#[test]
+fn without_conduit_subscriptions_each_remote_queue_consumer_is_a_consumer_here() {
+    let b = named("b");
+    let a = bridged("a", &b, &[], "conduit_subscriptions = false\n");
+    let q = format!("/queue/{}", unique("each"));
+    let mut low = b.connect("1.2");
+    low.subscribe(&q, "low", "client-individual", &[("selector", "n < 50")]);
+    let mut any = b.connect("1.2");
+    any.subscribe(&q, "any", "client-individual", &[]);
+    // One subscription here per consumer there, each with its consumer's selector.
+    eventually(WAIT, || match stat(&a, &q, "consumers") {
+        2 => Ok(()),
+        n => Err(format!("{n} consumers on A")),
+    });
+    let mut producer = a.connect("1.2");
+    let total = 100;
+    for n in 0..total {
+        producer.send_persistent(&q, &format!("m{n}"), &[("n", &n.to_string())]);
+    }
+    let mut got = BTreeSet::new();
+    while got.len() < total {
+        let mut idle = true;
+        for (c, selects_all) in [(&mut low, false), (&mut any, true)] {
+            while let Some(m) = c.next_frame(std::time::Duration::from_millis(50)) {
+                idle = false;
+                let n: usize = m.get("n").expect("n").parse().expect("a number");
+                assert!(selects_all || n < 50, "{m:?}");
+                assert!(got.insert(n), "m{n} twice");
+                c.ack(&m);
+            }
+        }
+        if idle && got.len() < total {
+            let m = any
+                .next_frame(WAIT)
+                .unwrap_or_else(|| panic!("{} of {total}\n--- a ---\n{}", got.len(), a.log_tail()));
+            let n: usize = m.get("n").expect("n").parse().expect("a number");
+            assert!(got.insert(n), "m{n} twice");
+            any.ack(&m);
+        }
+    }
+    // A consumer leaves: its subscription here ends, the other's stays.
+    any.request(Frame::new("UNSUBSCRIBE").header("id", "any"));
+    eventually(WAIT, || match stat(&a, &q, "consumers") {
+        1 => Ok(()),
+        n => Err(format!("{n} consumers on A")),
+    });
+}

@@ -37,6 +37,13 @@ pub struct NetworkConnector {
     /// own consumers are served first; with this, -1 less per further hop the demand came
     /// from, so nearer brokers are preferred (ActiveMQ's `decreaseNetworkConsumerPriority`).
     pub decrease_network_consumer_priority: bool,
+    /// One demand subscription per destination for all of a peer's consumers, with the OR of
+    /// their selectors (ActiveMQ's `conduitSubscriptions`, default true). With false, a
+    /// queue gets one per peer consumer, so this broker shares the queue's messages among
+    /// consumers, local and remote, one share each, rather than one share per broker. Topics
+    /// are always a conduit: one subscription per remote subscriber would deliver each
+    /// message to every subscriber there once per subscriber.
+    pub conduit_subscriptions: bool,
     /// Network hops a message may make (ActiveMQ's `networkTTL`, default 1): a message that
     /// already crossed this many is not forwarded again.
     pub network_ttl: u32,
@@ -75,6 +82,7 @@ impl Default for NetworkConnector {
             dynamic_included: Vec::new(),
             excluded: Vec::new(),
             decrease_network_consumer_priority: false,
+            conduit_subscriptions: true,
             heart_beat_ms: 10_000,
             write_timeout_ms: 60_000,
             network_ttl: 1,

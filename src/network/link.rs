@@ -66,6 +66,9 @@ struct InFlight {
     ack: bool,
 }
 
+/// Consumer removals remembered per half before their additions (a replay's worth).
+const GONE_REMEMBERED: usize = 4096;
+
 /// The connections of a link: the forward half's, from this broker's own listener to the
 /// peer, and a duplex bridge's reverse half's, from the peer to this broker's listener.
 /// Each half has two of its own: what one half writes (SENDs to its destination, ACKs to its
@@ -88,8 +91,11 @@ struct Half {
     dst_name: Option<String>,
     /// Live routes (subscriptions on `src`) by subscription id.
     routes: HashMap<String, Route>,
-    /// The demand route of each destination.
-    demand_routes: HashMap<DestinationName, String>,
+    /// The demand routes of each destination: subscription id by route key (one route with
+    /// key "" for a conduit; one per peer consumer, keyed by its id, without).
+    demand_routes: HashMap<DestinationName, HashMap<String, String>>,
+    /// Consumers whose removal came before their addition (see [`Half::consumer_removed`]).
+    gone: VecDeque<String>,
     /// The destination broker's consumers per destination, by consumer id.
     demand: HashMap<DestinationName, HashMap<String, PeerConsumer>>,
     /// Subscriptions on `dst` to its consumer advisories.
@@ -113,6 +119,7 @@ impl Half {
             dst_name,
             routes: HashMap::new(),
             demand_routes: HashMap::new(),
+            gone: VecDeque::new(),
             demand: HashMap::new(),
             advisories: Vec::new(),
             held: None,
@@ -120,6 +127,89 @@ impl Half {
             in_flight: VecDeque::new(),
             refused: false,
         }
+    }
+
+    /// Notes a consumer of the destination broker's; true when its demand changed.
+    fn consumer_added(
+        &mut self,
+        destination: &DestinationName,
+        id: String,
+        consumer: PeerConsumer,
+    ) -> bool {
+        if let Some(at) = self.gone.iter().position(|g| *g == id) {
+            self.gone.remove(at);
+            return false;
+        }
+        self.demand
+            .entry(destination.clone())
+            .or_default()
+            .insert(id, consumer);
+        true
+    }
+
+    /// Forgets a consumer of the destination broker's; true when its demand changed. A
+    /// removal of a consumer not known yet is remembered: the destination broker replays its
+    /// consumers to a new advisory subscriber shard by shard, and a consumer that went away
+    /// meanwhile can have its `consumer-removed` arrive before its replayed `consumer-added`,
+    /// which would otherwise stand for demand that no longer exists (a route forwarding queue
+    /// messages to a broker with no consumer for them). A consumer id is never used twice by
+    /// one broker process, so the late addition is recognised and dropped.
+    fn consumer_removed(&mut self, destination: &DestinationName, id: &str) -> bool {
+        let Some(consumers) = self.demand.get_mut(destination) else {
+            self.remember_gone(id);
+            return false;
+        };
+        if consumers.remove(id).is_none() {
+            self.remember_gone(id);
+            return false;
+        }
+        if consumers.is_empty() {
+            self.demand.remove(destination);
+        }
+        true
+    }
+
+    fn remember_gone(&mut self, id: &str) {
+        if self.gone.len() >= GONE_REMEMBERED {
+            self.gone.pop_front();
+        }
+        self.gone.push_back(id.to_string());
+    }
+
+    /// The demand routes `destination` needs, by route key (see `demand_routes`).
+    fn wanted_routes(
+        &self,
+        destination: &DestinationName,
+        conduit: bool,
+    ) -> HashMap<String, RouteSpec> {
+        let Some(consumers) = self.demand.get(destination) else {
+            return HashMap::new();
+        };
+        let dst = self.dst_name.as_deref().unwrap_or("peer");
+        let path_of = |c: Option<&PeerConsumer>| match c.and_then(|c| c.path.as_deref()) {
+            Some(p) => format!("{dst},{p}"),
+            None => dst.to_string(),
+        };
+        if !conduit {
+            return consumers
+                .iter()
+                .map(|(id, c)| {
+                    let spec = RouteSpec {
+                        selector: c.selector.clone(),
+                        hops: c.hops,
+                        path: path_of(Some(c)),
+                    };
+                    (id.clone(), spec)
+                })
+                .collect();
+        }
+        let nearest = consumers.values().min_by_key(|c| c.hops);
+        let spec = RouteSpec {
+            selector: either_selector(consumers.values().map(|c| c.selector.as_deref())),
+            hops: nearest.map_or(0, |c| c.hops),
+            path: path_of(nearest),
+        };
+        HashMap::from([(String::new(), spec)])
     }
 
     /// The routes, for the status.
@@ -548,7 +638,7 @@ impl Link<'_> {
             return Ok(());
         };
         let half = &mut self.halves[h];
-        match event.as_str() {
+        let changed = match event.as_str() {
             "consumer-added" => {
                 let path = text("broker_path");
                 let hops = path_len(path.as_deref());
@@ -569,83 +659,88 @@ impl Link<'_> {
                     hops,
                     path,
                 };
-                half.demand
-                    .entry(destination.clone())
-                    .or_default()
-                    .insert(id, consumer);
+                half.consumer_added(&destination, id, consumer)
             }
-            "consumer-removed" => {
-                let Some(consumers) = half.demand.get_mut(&destination) else {
-                    return Ok(());
-                };
-                if consumers.remove(&id).is_none() {
-                    return Ok(());
-                }
-                if consumers.is_empty() {
-                    half.demand.remove(&destination);
-                }
-            }
-            _ => return Ok(()),
+            "consumer-removed" => half.consumer_removed(&destination, &id),
+            _ => false,
+        };
+        match changed {
+            true => self.follow_demand(h, &destination).await,
+            false => Ok(()),
         }
-        self.follow_demand(h, &destination).await
     }
 
-    /// Makes `destination`'s demand route of half `h` match its destination broker's
-    /// consumers of it.
+    /// Makes `destination`'s demand routes of half `h` match its destination broker's
+    /// consumers of it: one route with the OR of their selectors (a conduit), or for a queue
+    /// without `conduit_subscriptions`, one per consumer.
     async fn follow_demand(
         &mut self,
         h: usize,
         destination: &DestinationName,
     ) -> Result<(), ClientError> {
-        let half = &self.halves[h];
-        let want = half.demand.get(destination).map(|consumers| {
-            let nearest = consumers.values().min_by_key(|c| c.hops);
-            let hops = nearest.map_or(0, |c| c.hops);
-            let dst = half.dst_name.as_deref().unwrap_or("peer");
-            RouteSpec {
-                selector: either_selector(consumers.values().map(|c| c.selector.as_deref())),
-                hops,
-                path: match nearest.and_then(|c| c.path.as_deref()) {
-                    Some(p) => format!("{dst},{p}"),
-                    None => dst.to_string(),
-                },
-            }
-        });
-        let current = half.demand_routes.get(destination).cloned();
-        let current_spec = current
-            .as_ref()
-            .and_then(|id| half.routes.get(id))
-            .and_then(|r| r.spec.clone());
-        if want == current_spec {
-            return Ok(());
-        }
-        // The new subscription first, then the old one ends: nothing published meanwhile
-        // is missed (a message both take is forwarded twice with one id, which the
-        // destination's duplicate filter drops).
-        match want {
-            Some(spec) => {
-                let id = self.open_route(h, destination, Some(spec)).await?;
-                self.halves[h].demand_routes.insert(destination.clone(), id);
-            }
-            None => {
-                self.halves[h].demand_routes.remove(destination);
+        let conduit = self.bridge.conduit || destination.kind() == crate::message::Kind::Topic;
+        let want = self.halves[h].wanted_routes(destination, conduit);
+        let current = self.halves[h]
+            .demand_routes
+            .get(destination)
+            .cloned()
+            .unwrap_or_default();
+        // New subscriptions first, then the old ones end: nothing published meanwhile is
+        // missed (a message both take is forwarded twice with one id, which the destination's
+        // duplicate filter drops).
+        let mut routes = HashMap::new();
+        let mut ended = Vec::new();
+        for (key, spec) in &want {
+            let now = current.get(key);
+            let same = now
+                .and_then(|id| self.halves[h].routes.get(id))
+                .is_some_and(|r| r.spec.as_ref() == Some(spec));
+            match (same, now) {
+                (true, Some(id)) => {
+                    routes.insert(key.clone(), id.clone());
+                }
+                _ => {
+                    let id = self.open_route(h, destination, Some(spec.clone())).await?;
+                    routes.insert(key.clone(), id);
+                    ended.extend(now.cloned());
+                }
             }
         }
-        if let Some(old) = current {
-            // What the old route has in flight is never ACKed: after its UNSUBSCRIBE the
-            // source takes those messages back (they come again, marked, through the new
-            // route or another consumer) and may hand out their ack ids again, which a late
-            // ACK would then settle, or be refused for.
+        ended.extend(
+            current
+                .iter()
+                .filter(|(key, _)| !want.contains_key(*key))
+                .map(|(_, id)| id.clone()),
+        );
+        match routes.is_empty() {
+            true => self.halves[h].demand_routes.remove(destination),
+            false => self.halves[h]
+                .demand_routes
+                .insert(destination.clone(), routes),
+        };
+        if !ended.is_empty() {
+            // What the old routes have in flight is never ACKed: after their UNSUBSCRIBE the
+            // source takes those messages back (they come again, marked, through a new route
+            // or another consumer) and may hand out their ack ids again, which a late ACK
+            // would then settle, or be refused for.
             self.settle(h).await?;
             let half = &mut self.halves[h];
             for f in half.in_flight.iter_mut() {
-                if f.delivery.get("subscription") == Some(old.as_str()) {
+                if f.delivery
+                    .get("subscription")
+                    .is_some_and(|s| ended.iter().any(|old| old == s))
+                {
                     f.ack = false;
                 }
             }
-            half.routes.remove(&old);
-            let src = half.src;
-            self.clients[src].unsubscribe(&old).await?;
+            for old in &ended {
+                self.halves[h].routes.remove(old);
+                let src = self.halves[h].src;
+                self.clients[src].unsubscribe(old).await?;
+            }
+        }
+        if want.is_empty() && ended.is_empty() {
+            return Ok(());
         }
         let routes = self.halves[h].route_status();
         self.bridge.report(|s| match h {
@@ -795,6 +890,54 @@ mod tests {
             assert!(!refuses_message(&error(failure)), "{failure}");
         }
         assert!(!refuses_message(&ClientError::Closed));
+    }
+
+    fn half() -> Half {
+        Half::new(HERE, REMOTE, "a".into(), Some("b".into()))
+    }
+
+    fn consumer(selector: Option<&str>, hops: usize) -> PeerConsumer {
+        PeerConsumer {
+            selector: selector.map(str::to_string),
+            hops,
+            path: None,
+        }
+    }
+
+    #[test]
+    fn a_consumer_removed_before_its_replayed_addition_makes_no_demand() {
+        let q = DestinationName::parse("/queue/q").unwrap();
+        let mut h = half();
+        // The live removal overtook the replayed addition.
+        assert!(!h.consumer_removed(&q, "7:1"));
+        assert!(!h.consumer_added(&q, "7:1".into(), consumer(None, 0)));
+        assert!(h.wanted_routes(&q, true).is_empty());
+        // Others are followed as usual.
+        assert!(h.consumer_added(&q, "7:2".into(), consumer(None, 0)));
+        assert_eq!(h.wanted_routes(&q, true).len(), 1);
+        assert!(h.consumer_removed(&q, "7:2"));
+        assert!(h.wanted_routes(&q, true).is_empty());
+        // What is remembered is bounded.
+        for n in 0..GONE_REMEMBERED + 10 {
+            h.consumer_removed(&q, &format!("9:{n}"));
+        }
+        assert_eq!(h.gone.len(), GONE_REMEMBERED);
+    }
+
+    #[test]
+    fn without_a_conduit_each_peer_consumer_gets_its_route() {
+        let q = DestinationName::parse("/queue/q").unwrap();
+        let mut h = half();
+        h.consumer_added(&q, "1:1".into(), consumer(Some("n < 5"), 0));
+        h.consumer_added(&q, "1:2".into(), consumer(None, 1));
+        let conduit = h.wanted_routes(&q, true);
+        assert_eq!(conduit.len(), 1);
+        assert_eq!(conduit[""].selector, None);
+        assert_eq!(conduit[""].hops, 0);
+        let each = h.wanted_routes(&q, false);
+        assert_eq!(each.len(), 2);
+        assert_eq!(each["1:1"].selector.as_deref(), Some("n < 5"));
+        assert_eq!(each["1:2"].hops, 1);
     }
 
     #[test]

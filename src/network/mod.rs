@@ -73,6 +73,9 @@ struct Bridge {
     statics: Vec<DestinationName>,
     demand: Option<DemandFilter>,
     duplex: bool,
+    /// One demand route per destination for all the peer's consumers (ActiveMQ's
+    /// `conduitSubscriptions`); false: one per consumer of a queue.
+    conduit: bool,
     decrease_priority: bool,
     /// Hops a message may make (`message_ttl`, else `network_ttl`).
     ttl: u32,
@@ -138,6 +141,7 @@ pub fn spawn(
                 statics: statics.clone(),
                 demand: c.demand.then(|| filter.clone()),
                 duplex: c.duplex,
+                conduit: c.conduit_subscriptions,
                 decrease_priority: c.decrease_network_consumer_priority,
                 ttl: c.message_ttl.unwrap_or(c.network_ttl),
                 consumer_ttl: c.consumer_ttl.unwrap_or(c.network_ttl),
