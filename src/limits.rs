@@ -177,3 +177,10 @@ pub const BROWSE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// batch of many 10 MiB messages must not hold it for seconds. Small messages never reach
 /// it (1,024 requests of 1 KiB are 1 MiB).
 pub const STORE_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Message ids a master reserves ahead in the store (`store/ids.rs`): at start, above where
+/// the last one stopped, and again each time half is used. Large, so the reservation costs
+/// one small fsynced commit per 2^31 ids (35 minutes at a million messages a second) and a
+/// failing store leaves a quarter of it, 2^30 ids, to be retried in before the master steps
+/// down; a start skips at most this many ids, so SQLite's 2^63 last 2^31 starts.
+pub const MESSAGE_ID_RESERVATION: u64 = 1 << 32;

@@ -58,8 +58,8 @@ fn documented_queries_run_against_a_live_broker_and_depths_match() {
     let queries = documented_queries();
     assert_eq!(
         queries.len(),
-        11,
-        "docs/sqlite.md should have eleven numbered queries"
+        12,
+        "docs/sqlite.md should have twelve numbered queries"
     );
     let db = broker.db_path();
     let conn = broker.db();
@@ -96,6 +96,12 @@ fn documented_queries_run_against_a_live_broker_and_depths_match() {
             );
         }
     }
+
+    // As documented under "Message ids": a first start reserves 2^32 ids above the last.
+    let reserved = count(&conn, "SELECT reserved_through FROM message_ids", []);
+    let stored = count(&conn, "SELECT max(message_id) FROM messages", []);
+    assert_eq!(reserved, 1 << 32, "reserved_through after the first start");
+    assert!(stored < reserved, "stored ids ({stored}) are reserved");
 
     let depth = count(
         &conn,

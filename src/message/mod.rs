@@ -35,8 +35,10 @@ pub use stats::{BrowsedMessage, Counters, DestinationStats};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(pub u64);
 
-/// Hands out message ids: process-wide, increasing, and seeded past the largest stored id so
-/// ids are never reused across restarts of one data directory.
+/// Hands out message ids: process-wide, increasing and dense (one process hands out every id
+/// from its first on). The broker seeds it above every id handed out before on its store, and
+/// the store writer keeps a reservation recorded ahead of it (`store::reserve_at_start`), so
+/// ids never repeat across restarts and fail-overs on one store.
 #[derive(Debug)]
 pub struct IdAllocator(AtomicU64);
 
@@ -46,7 +48,8 @@ impl IdAllocator {
         IdAllocator(AtomicU64::new(after))
     }
 
-    /// The next id.
+    /// The next id. One atomic add: it does not look at the reservation (the store writer
+    /// does, about once a second).
     pub fn next(&self) -> MessageId {
         MessageId(self.0.fetch_add(1, Ordering::Relaxed) + 1)
     }

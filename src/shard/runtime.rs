@@ -26,7 +26,7 @@ use crate::message::schedule::ScheduleCmd;
 use crate::message::virtual_topic::VirtualTopics;
 use crate::message::{DestinationName, IdAllocator, QueueKey, Router, SessionId, ToOwner};
 use crate::session::{self, ClientIds, Connections, FrameBudget, Services, SessionContext};
-use crate::store::{self, Fence, Request, StoreError, StoreTx, WriterConfig};
+use crate::store::{self, Fence, IdReservation, Request, StoreError, StoreTx, WriterConfig};
 use crate::transport::proxy;
 use bytes::BytesMut;
 
@@ -114,6 +114,15 @@ impl Broker {
             recovered.queues.len(),
             recovered.durables.len()
         );
+        // Ids continue above every id a broker of this file may have handed out, stored or
+        // not, and this broker's are reserved on disk before it accepts a connection.
+        let epoch = fence.as_ref().map(|f| f.epoch);
+        let reservation = store::reserve_at_start(&mut conn, recovered.max_id, epoch)?;
+        info!(
+            "store: message ids continue above {}, reserved through {}",
+            reservation.after, reservation.through
+        );
+        let ids = Arc::new(IdAllocator::new(reservation.after));
         let listeners = bind_reuseport(config.bind, shards)?;
         let stomp_addr = listeners[0]
             .local_addr()
@@ -189,6 +198,10 @@ impl Broker {
             sweep_expired: !config.destinations.expired_to_dlq,
             fence,
             durability: config.durability,
+            ids: Some(IdReservation {
+                allocator: ids.clone(),
+                through: reservation.through,
+            }),
         };
         let (store_tx, writer) =
             store::spawn_writer(conn, writer_config).map_err(StartError::Thread)?;
@@ -199,7 +212,7 @@ impl Broker {
         let services = Arc::new(Services {
             router: router.clone(),
             config: config.clone(),
-            ids: Arc::new(IdAllocator::new(recovered.max_id)),
+            ids,
             store: Some(store_tx.clone()),
             client_ids: Arc::new(ClientIds::default()),
             connections: Arc::new(Connections::default()),

@@ -232,6 +232,7 @@ pub(super) fn apply_one(
                 info!("store: deleted {n} expired messages");
             }
         }
+        Request::ReserveIds { through } => super::ids::record(tx, *through, now, epoch)?,
         Request::Stop => {}
     }
     Ok(None)

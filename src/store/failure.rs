@@ -1,7 +1,7 @@
 //! What a failed store write means, decided in one place: which SQLite errors stop the store
-//! writer for good (fail-stop: [`is_io_failure`], [`fail_stop`]) and which fail only their
-//! request or batch ([`failed`]). The writer (`writer.rs`) calls these wherever an error can
-//! happen; the answers' texts come from here.
+//! writer for good (fail-stop: [`is_io_failure`], [`fail_stop`], [`stop_for_good`]) and which
+//! fail only their request or batch ([`failed`]). The writer (`writer.rs`) calls these
+//! wherever an error can happen; the answers' texts come from here.
 
 use log::error;
 
@@ -63,7 +63,22 @@ pub(super) fn fail_stop(
     during: &str,
     e: &rusqlite::Error,
 ) -> String {
-    let why = format!("store I/O failure {during}, no longer writing: {e}");
+    stop_for_good(
+        stopped,
+        fence,
+        format!("store I/O failure {during}, no longer writing: {e}"),
+    )
+}
+
+/// Stops the writer for good for `why`: every later request is answered with it, and the
+/// broker is told (`on_store_failure`), so it steps down and gives its lease up at once. An
+/// I/O failure ends here ([`fail_stop`]), and so do message ids about to run past a
+/// reservation that could not be recorded (`ids.rs`). Returns `why`.
+pub(super) fn stop_for_good(
+    stopped: &mut Option<String>,
+    fence: Option<&Fence>,
+    why: String,
+) -> String {
     error!("store: {why}; stepping down");
     *stopped = Some(why.clone());
     if let Some(f) = fence {

@@ -11,12 +11,14 @@
 //! exact (see `destination/queue.rs`). Reads at start (`recover`) use their own connection.
 //! `writer.rs` is the group-commit protocol (batches, savepoints, fencing, answers);
 //! `failure.rs` decides what a failed write means (fail-stop or not); `apply.rs` is what each
-//! request reads or writes in SQL.
+//! request reads or writes in SQL; `ids.rs` keeps message ids from repeating across restarts
+//! (the reservation in the `message_ids` row).
 
 mod apply;
 mod failure;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+mod ids;
 mod schema;
 mod writer;
 
@@ -26,6 +28,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags};
 
+pub use ids::{reserve_at_start, reserved, IdReservation, Reservation, MAX_MESSAGE_ID};
 pub use schema::{migrate, MIGRATIONS};
 pub use writer::{spawn_writer, Fence, WriterConfig};
 #[cfg(test)]
@@ -57,6 +60,14 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// Message ids are used up: a new reservation above this id would not fit SQLite's
+    /// INTEGER (see `ids.rs`).
+    #[error(
+        "message ids are used up: ids continue above {0}, and a new reservation would pass \
+         SQLite's largest INTEGER ({max})",
+        max = MAX_MESSAGE_ID
+    )]
+    IdsExhausted(u64),
 }
 
 /// Opens (creating if needed) the database for writing and brings its schema up to date.
@@ -277,6 +288,9 @@ pub enum Request {
     /// Delete stored messages whose expiry has passed (the writer schedules this itself).
     /// Owners whose counts included them notice on their next page-in.
     SweepExpired,
+    /// Record that message ids up to `through` may be handed out (the writer schedules this
+    /// itself, see `ids.rs`); its batch is fsynced whatever the `durability`.
+    ReserveIds { through: u64 },
     /// Finish what is queued, then stop the writer thread.
     Stop,
 }
@@ -298,7 +312,8 @@ impl Request {
 /// What the broker finds in the store at start.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// The largest message id ever stored (ids continue above it).
+    /// The largest message id still stored, schedules included (ids continue above it and
+    /// above the reservation, see [`reserve_at_start`]).
     pub max_id: u64,
     /// Queues with stored messages, with counts per priority.
     pub queues: Vec<(QueueKey, [u64; 10])>,

@@ -145,6 +145,20 @@ pub const MIGRATIONS: &[&str] = &[
      WHERE json_extract(headers, '$."stompbox-network-id"') IS NOT NULL;
     CREATE INDEX messages_network_id ON messages (network_id) WHERE network_id IS NOT NULL;
     "#,
+    // 7: message ids never repeat (`ids.rs`). Most ids are never stored (consumed messages'
+    // rows are deleted, non-persistent messages have none), so the largest stored id does not
+    // say where a broker's ids stopped. A master records here, before it hands out any, the
+    // id up to which it may hand them out, and moves it ahead while it runs; the next master
+    // (after a restart or a fail-over) continues above it. 0 until a master first starts.
+    r#"
+    CREATE TABLE message_ids (
+        id               INTEGER PRIMARY KEY CHECK (id = 1),  -- exactly one row
+        reserved_through INTEGER NOT NULL CHECK (reserved_through >= 0),  -- ids up to here may be in use
+        reserved_at      INTEGER,                      -- ms since the epoch
+        epoch            INTEGER                       -- lease epoch of the master that recorded it
+    );
+    INSERT INTO message_ids (id, reserved_through) VALUES (1, 0);
+    "#,
 ];
 
 /// Applies every migration newer than the file's `user_version`.

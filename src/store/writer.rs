@@ -11,6 +11,10 @@
 //! back and answered with their error. A lost lease (fencing) and a failed BEGIN or COMMIT
 //! still fail the whole batch. A failed write or fsync (an I/O error, wherever it happens)
 //! fails the batch and stops the writer for good: see `failure.rs`.
+//!
+//! Beside the requests it is sent, the writer schedules two of its own, on a tick that comes
+//! with or without traffic (it wakes at least once a second): the expiry sweep, and the next
+//! message id reservation once half of the recorded one is used (`ids.rs`).
 
 use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -22,12 +26,21 @@ use log::{error, info, warn};
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::apply::{apply_one, Known};
-use super::failure::{fail_stop, failed, is_io_failure};
+use super::failure::{fail_stop, failed, is_io_failure, stop_for_good};
+use super::ids::{Due, IdReservation};
 use super::{Page, Request, StoreTx};
 use crate::limits::STORE_BATCH_BYTES;
 
 /// How often stored messages that expired on disk (never paged in) are deleted.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often the writer compares the allocator with the message id reservation (and retries
+/// recording one that failed): a load and a compare, which `ids.rs` counts on happening about
+/// once a second, with or without traffic.
+const RESERVATION_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest the writer blocks for a request before it ticks (sweep, reservation) anyway.
+const TICK: Duration = Duration::from_secs(1);
 
 /// Store writer settings.
 pub struct WriterConfig {
@@ -40,6 +53,9 @@ pub struct WriterConfig {
     pub fence: Option<Fence>,
     /// The configured durability (see [`crate::config::Durability`]).
     pub durability: crate::config::Durability,
+    /// The message id reservation to keep ahead of the broker's allocator (`ids.rs`); None in
+    /// tests that hand out no ids.
+    pub ids: Option<IdReservation>,
 }
 
 /// The lease's fencing check on a connection inside its write transaction.
@@ -169,8 +185,9 @@ impl Writer {
 
     fn run(mut self, rx: Receiver<Request>) {
         let mut last_sweep = std::time::Instant::now();
+        let mut last_reservation = std::time::Instant::now();
         loop {
-            let first = match rx.recv_timeout(Duration::from_secs(1)) {
+            let first = match rx.recv_timeout(TICK) {
                 Ok(r) => Some(r),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -179,6 +196,10 @@ impl Writer {
             if self.config.sweep_expired && last_sweep.elapsed() >= SWEEP_INTERVAL {
                 last_sweep = std::time::Instant::now();
                 batch.push(Request::SweepExpired);
+            }
+            if last_reservation.elapsed() >= RESERVATION_INTERVAL {
+                last_reservation = std::time::Instant::now();
+                batch.extend(self.reservation_due());
             }
             if batch.is_empty() {
                 continue;
@@ -227,10 +248,75 @@ impl Writer {
         }
     }
 
+    /// The message id reservation to record now, if half of the recorded one is used; with a
+    /// quarter or less left and none newer recorded, stops the writer for good and steps the
+    /// broker down instead, before the allocator can pass what is recorded (`ids.rs`).
+    fn reservation_due(&mut self) -> Option<Request> {
+        if self.stopped.is_some() {
+            return None;
+        }
+        let reservation = self.config.ids.as_ref()?;
+        match reservation.due() {
+            Due::Nothing => None,
+            Due::Extend(through) => Some(Request::ReserveIds { through }),
+            Due::StepDown => {
+                let last = reservation.allocator.last();
+                let why = match reservation.through >= super::MAX_MESSAGE_ID {
+                    true => format!(
+                        "message ids are used up (message id {last} handed out, SQLite's \
+                         INTEGER ends at {})",
+                        super::MAX_MESSAGE_ID
+                    ),
+                    false => format!(
+                        "message id {last} handed out, and ids are recorded as reserved only \
+                         through {}: no newer reservation could be recorded, so ids handed out \
+                         from now on could be handed out again after a restart; no longer \
+                         writing",
+                        reservation.through
+                    ),
+                };
+                stop_for_good(&mut self.stopped, self.config.fence.as_ref(), why);
+                None
+            }
+        }
+    }
+
+    /// After a batch: a committed [`Request::ReserveIds`] raises the recorded reservation; a
+    /// failed one is logged (it is asked for again at the next tick).
+    fn note_reservation(&mut self, batch: &[Request], result: &Result<Vec<Applied>, String>) {
+        let Some(reservation) = self.config.ids.as_mut() else {
+            return;
+        };
+        for (i, req) in batch.iter().enumerate() {
+            let Request::ReserveIds { through } = req else {
+                continue;
+            };
+            let outcome = match result {
+                Ok(applied) => applied[i].as_ref().map(|_| ()).map_err(String::as_str),
+                Err(e) => Err(e.as_str()),
+            };
+            match outcome {
+                Ok(()) => {
+                    reservation.through = reservation.through.max(*through);
+                    info!("store: message ids reserved through {through}");
+                }
+                Err(e) => error!(
+                    "store: cannot record the message id reservation through {through}: {e}; \
+                     ids are reserved through {} and {} of them are handed out, retrying in \
+                     {}s (the broker steps down when a quarter of the reservation is left)",
+                    reservation.through,
+                    reservation.allocator.last(),
+                    RESERVATION_INTERVAL.as_secs()
+                ),
+            }
+        }
+    }
+
     /// Applies one batch, commits it and answers its requests.
     fn process(&mut self, batch: Vec<Request>) {
         let started = std::time::Instant::now();
         let result = self.apply(&batch);
+        self.note_reservation(&batch, &result);
         metrics::histogram!("stompbox_store_commit_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!("stompbox_store_batch_requests").record(batch.len() as f64);
@@ -250,7 +336,8 @@ impl Writer {
         // acked message is delivered again, which at-least-once allows. Such batches skip the
         // fsync, so a lone synchronous producer pays one fsync per message, not two. An ACK
         // that asked for a RECEIPT does promise something, so its delete is fsynced.
-        let skip_fsync = self.config.durability == crate::config::Durability::Fsync
+        let durability = self.config.durability;
+        let skip_fsync = durability == crate::config::Durability::Fsync
             && batch.iter().all(|r| {
                 matches!(r, Request::Delete { reply: None, .. })
                     || matches!(
@@ -262,17 +349,31 @@ impl Writer {
                             | Request::Stop
                     )
             });
+        // A message id reservation is fsynced whatever the durability: a power loss must not
+        // take back a reservation that ids were handed out under (`ids.rs`).
+        let reserves = batch
+            .iter()
+            .any(|r| matches!(r, Request::ReserveIds { .. }));
+        let usual = match durability {
+            crate::config::Durability::Fsync => "FULL",
+            crate::config::Durability::Relaxed => "NORMAL",
+        };
+        let sync = match (reserves, skip_fsync) {
+            (true, _) => "FULL",
+            (false, true) => "NORMAL",
+            (false, false) => usual,
+        };
         let fence = self.config.fence.as_ref();
-        if skip_fsync {
+        if sync != usual {
             self.conn
-                .pragma_update(None, "synchronous", "NORMAL")
+                .pragma_update(None, "synchronous", sync)
                 .map_err(|e| failed(&mut self.stopped, fence, "at PRAGMA synchronous", &e))?;
         }
         let result = self.apply_in_transaction(batch);
         let fence = self.config.fence.as_ref();
-        if skip_fsync {
+        if sync != usual {
             self.conn
-                .pragma_update(None, "synchronous", "FULL")
+                .pragma_update(None, "synchronous", usual)
                 .map_err(|e| failed(&mut self.stopped, fence, "at PRAGMA synchronous", &e))?;
         }
         result
@@ -465,6 +566,7 @@ fn answer(batch: Vec<Request>, result: Result<Vec<Applied>, String>) {
             | Request::DurableUnsubscribe { .. }
             | Request::Redelivered { .. }
             | Request::SweepExpired
+            | Request::ReserveIds { .. }
             | Request::Purge { .. }
             | Request::DeleteDestination { .. }
             | Request::RecordDestination { reply: None, .. }
@@ -512,6 +614,7 @@ fn describe(req: &Request) -> String {
         Request::DeleteDestination { key } => format!("delete of destination {key}"),
         Request::RecordDestination { destination, .. } => format!("record of {destination}"),
         Request::SweepExpired => "expiry sweep".into(),
+        Request::ReserveIds { through } => format!("message id reservation through {through}"),
         Request::Stop => "stop".into(),
     }
 }

@@ -38,6 +38,7 @@ fn a_failing_page_in_is_retried_with_backoff_and_delivers_once_the_store_recover
         sweep_expired: false,
         fence: None,
         durability: Durability::Fsync,
+        ids: None,
     };
     let (writer_tx, writer) = spawn_writer_with_faults(conn, config, faults.clone()).unwrap();
     // Counts the page-ins the queue asks for on their way to the writer.
@@ -440,6 +441,7 @@ fn a_wildcard_subscription_gets_every_persistent_message_of_a_queue_forgotten_be
             sweep_expired: false,
             fence: None,
             durability: Durability::Fsync,
+            ids: None,
         };
         let (writer_tx, writer) =
             spawn_writer_with_faults(conn, config, Arc::new(Faults::default())).unwrap();

@@ -9,8 +9,8 @@ use rusqlite::params;
 
 use super::*;
 use crate::message::DestinationName;
-use crate::message::{Message, MessageId, QueueKey};
-use crate::store::Reply;
+use crate::message::{IdAllocator, Message, MessageId, QueueKey};
+use crate::store::{IdReservation, Reply};
 
 /// The lease module's check, as a test writes it: the row names `holder` at `epoch`.
 fn lease_is(c: &Connection, holder: &str, epoch: i64) -> Result<bool, rusqlite::Error> {
@@ -37,6 +37,7 @@ fn writer_on(conn: Connection, fence: Option<Fence>) -> (Writer, Answers) {
         sweep_expired: false,
         fence,
         durability: crate::config::Durability::Fsync,
+        ids: None,
     };
     (Writer::new(conn, config), Answers::new())
 }
@@ -306,6 +307,102 @@ fn a_failed_read_fails_its_request_and_the_writer_goes_on() {
     assert_eq!(rows(&w), owned(&[("/queue/a", 1), ("/queue/a", 2)]));
 }
 
+const R: u64 = crate::limits::MESSAGE_ID_RESERVATION;
+
+/// Makes `w` keep message ids reserved ahead of an allocator that handed out ids up to
+/// `last`, with `through` recorded.
+fn keep_ids(w: &mut Writer, last: u64, through: u64) {
+    w.config.ids = Some(IdReservation {
+        allocator: Arc::new(IdAllocator::new(last)),
+        through,
+    });
+}
+
+#[test]
+fn the_next_id_reservation_is_recorded_once_half_of_the_last_is_used() {
+    let (mut w, a) = writer(None);
+    let through = 5 * R;
+    keep_ids(&mut w, through - R / 2 - 1, through);
+    assert!(w.reservation_due().is_none(), "more than half is left");
+    keep_ids(&mut w, through - R / 2, through);
+    let req = w.reservation_due().expect("half is used");
+    assert!(
+        matches!(req, Request::ReserveIds { through: t } if t == through + R / 2),
+        "{req:?}"
+    );
+    w.process(vec![req, a.insert("/queue/a", 1)]);
+    assert_eq!(a.committed(), [true]);
+    assert_eq!(crate::store::reserved(&w.conn).unwrap(), through + R / 2);
+    assert_eq!(w.config.ids.as_ref().unwrap().through, through + R / 2);
+    assert!(
+        w.reservation_due().is_none(),
+        "recorded: nothing more to do"
+    );
+}
+
+#[test]
+fn an_unrecorded_id_reservation_is_retried_then_the_broker_steps_down_before_reaching_it() {
+    let (fence, failed) = failure_fence();
+    let (mut w, a) = writer(Some(fence));
+    take_lease(&w);
+    let through = 5 * R;
+    keep_ids(&mut w, through - R / 2, through);
+    // Recording it fails (not an I/O failure): its request alone is rolled back.
+    w.conn.execute("DROP TABLE message_ids", []).unwrap();
+    let req = w.reservation_due().expect("half is used");
+    w.process(vec![req, a.insert("/queue/a", 1)]);
+    assert_eq!(a.committed(), [true], "the rest of the batch commits");
+    assert_eq!(w.config.ids.as_ref().unwrap().through, through);
+    assert!(failed.lock().unwrap().is_none());
+    assert!(
+        w.reservation_due().is_some(),
+        "asked for again at the next tick"
+    );
+    // Still unrecorded with a quarter left: the writer stops, the broker is told.
+    keep_ids(&mut w, through - R / 4, through);
+    assert!(w.reservation_due().is_none());
+    let why = failed.lock().unwrap().clone().expect("the broker was told");
+    assert!(
+        why.contains(&format!("reserved only through {through}")),
+        "{why}"
+    );
+    w.process(vec![a.insert("/queue/a", 2)]);
+    assert_eq!(a.committed(), [false], "no longer writing");
+    assert!(w.reservation_due().is_none(), "told once");
+}
+
+/// A writer with nothing to do still ticks: a broker that carries only non-persistent
+/// messages (no store request at all) keeps its reservation ahead.
+#[test]
+fn an_idle_writer_moves_the_id_reservation_ahead_on_its_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(crate::config::DB_FILE);
+    let conn = crate::store::open(&path, crate::config::Durability::Fsync).unwrap();
+    let config = WriterConfig {
+        max_batch: 64,
+        sweep_expired: false,
+        fence: None,
+        durability: crate::config::Durability::Fsync,
+        // Half of the reservation is handed out (to non-persistent messages: nothing stored).
+        ids: Some(IdReservation {
+            allocator: Arc::new(IdAllocator::new(R / 2)),
+            through: R,
+        }),
+    };
+    let (tx, handle) = spawn_writer(conn, config).unwrap();
+    let reader = Connection::open(&path).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while crate::store::reserved(&reader).unwrap() != R / 2 + R {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new reservation recorded by an idle writer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tx.send(Request::Stop).unwrap();
+    handle.join().unwrap();
+}
+
 /// With the fault-injection VFS: SQLite itself meets the failed system call, so these
 /// check what SQLite does with it (the error code, the rollback) and what the writer does
 /// with that.
@@ -359,6 +456,39 @@ mod real_sqlite {
         let why = failed.lock().unwrap().clone().expect("the broker was told");
         assert!(why.contains("at COMMIT"), "{why}");
         assert_eq!(rows_on_disk(dir.path()), owned(&[("/queue/a", 1)]));
+    }
+
+    /// Under `durability = "relaxed"` commits are not fsynced, but a message id reservation
+    /// is: a power loss must not take it back once ids were handed out under it.
+    #[test]
+    fn an_id_reservation_is_fsynced_under_relaxed_durability() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::config::DB_FILE);
+        let conn = crate::store::open_writer(&path, crate::config::Durability::Relaxed).unwrap();
+        let (fence, failed) = failure_fence();
+        let (mut w, a) = writer_on(conn, Some(fence));
+        w.config.durability = crate::config::Durability::Relaxed;
+        take_lease(&w);
+        std::fs::write(dir.path().join(FSYNC_TRIGGER), b"").unwrap();
+        w.process(vec![a.insert("/queue/a", 1)]);
+        assert!(
+            dir.path().join(FSYNC_TRIGGER).exists(),
+            "a relaxed commit is not fsynced"
+        );
+        keep_ids(&mut w, R / 2, R);
+        let req = w.reservation_due().expect("half is used");
+        w.process(vec![req]);
+        assert!(
+            !dir.path().join(FSYNC_TRIGGER).exists(),
+            "the reservation's commit was fsynced"
+        );
+        let why = failed
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the failed fsync stops the writer");
+        assert!(why.contains("at COMMIT"), "{why}");
+        assert_eq!(w.config.ids.as_ref().unwrap().through, R, "not recorded");
     }
 
     #[test]
