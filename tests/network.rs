@@ -681,9 +681,9 @@ fn a_duplex_bridge_carries_demand_and_messages_both_ways_over_one_link() {
 
 #[test]
 fn messages_sent_after_the_source_restarts_are_not_taken_for_copies() {
-    // A restarted broker may hand out message ids again (ids continue above the largest still
-    // stored, and the queue was drained): the peer's duplicate filter must not drop the new
-    // messages as copies of the old ones.
+    // The queue is drained before each restart, so nothing stored tells the restarted broker
+    // where its ids stopped: the peer's duplicate filter must not drop the new messages as
+    // copies of the old ones (network ids are `broker:message-id`, and ids never repeat).
     let b = named("b");
     let mut a = bridged("a", &b, &["/queue/again"], "");
     let q = "/queue/again";

@@ -532,6 +532,153 @@ fn a_peer_whose_disk_is_full_gets_the_forwarded_message_later_and_the_source_kee
     );
 }
 
+/// A peer for a bridge: answers CONNECT, records the `stompbox-network-id` of each SEND per
+/// connection, and sends no RECEIPT until `release` turns true (then it receipts each SEND).
+struct HeldPeer {
+    addr: SocketAddr,
+    /// Network ids received, one list per connection.
+    ids: Arc<Mutex<Vec<Vec<String>>>>,
+    release: Arc<AtomicBool>,
+}
+
+impl HeldPeer {
+    fn start() -> HeldPeer {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let ids: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let release = Arc::new(AtomicBool::new(false));
+        let (shared, released) = (ids.clone(), release.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
+                let index = {
+                    let mut all = shared.lock().unwrap();
+                    all.push(Vec::new());
+                    all.len() - 1
+                };
+                let mut buf: Vec<u8> = Vec::new();
+                let mut unanswered: Vec<String> = Vec::new();
+                let mut chunk = [0u8; 65536];
+                'connection: loop {
+                    match s.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::WouldBlock
+                                || e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                    while let Some(end) = buf.iter().position(|b| *b == 0) {
+                        let frame: Vec<u8> = buf.drain(..=end).collect();
+                        let text = String::from_utf8_lossy(&frame[..frame.len() - 1]).to_string();
+                        let text = text.trim_start_matches(['\r', '\n']);
+                        let head = text.split("\n\n").next().unwrap_or_default();
+                        let mut lines = head.lines();
+                        let command = lines.next().unwrap_or_default();
+                        let header = |name: &str| {
+                            head.lines()
+                                .skip(1)
+                                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                                .map(str::to_string)
+                        };
+                        let reply = match command {
+                            "CONNECT" | "STOMP" => Some("CONNECTED\nversion:1.2\n\n\0".to_string()),
+                            "SEND" => {
+                                if let Some(id) = header("stompbox-network-id") {
+                                    shared.lock().unwrap()[index].push(id);
+                                }
+                                unanswered.extend(header("receipt"));
+                                None
+                            }
+                            "DISCONNECT" => {
+                                header("receipt").map(|r| format!("RECEIPT\nreceipt-id:{r}\n\n\0"))
+                            }
+                            _ => None,
+                        };
+                        if let Some(r) = reply {
+                            if s.write_all(r.as_bytes()).is_err() {
+                                break 'connection;
+                            }
+                        }
+                    }
+                    if released.load(Ordering::SeqCst) {
+                        for r in unanswered.drain(..) {
+                            let receipt = format!("RECEIPT\nreceipt-id:{r}\n\n\0");
+                            if s.write_all(receipt.as_bytes()).is_err() {
+                                break 'connection;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        HeldPeer { addr, ids, release }
+    }
+
+    fn ids(&self) -> Vec<Vec<String>> {
+        self.ids.lock().unwrap().clone()
+    }
+}
+
+/// A bridge's source that fails after its peer receipted the forwarded messages, before it
+/// could delete them (its store fails at that very commit, so it steps down and serves again
+/// from what is on disk), forwards them again with the same network ids, so that the peer's
+/// duplicate filter recognises every copy. Before message ids were unique across restarts,
+/// the network id carried the source's incarnation: the copies had new ids and were
+/// delivered again (marked) instead of dropped.
+#[test]
+fn a_restarted_source_forwards_its_messages_again_with_the_same_network_ids() {
+    use support::network::stored;
+    let peer = HeldPeer::start();
+    let q = "/queue/again.after.failure";
+    let mut a = support::Broker::new(&format!(
+        "broker_name = \"a\"\n\n[[network]]\nname = \"to-b\"\n\
+         uri = \"static:(tcp://{})?initialReconnectDelay=100&maxReconnectDelay=500\"\n\
+         static_included = [\"{q}\"]\ndemand = false\nheart_beat_ms = 0\n",
+        peer.addr
+    ))
+    .on_fixed_ports();
+    a.start_again();
+    let mut producer = a.connect("1.2");
+    let total = 20;
+    for n in 0..total {
+        send_receipted(&mut producer, q, &format!("m{n}"));
+    }
+    drop(producer);
+    let first = eventually(WAIT, || match peer.ids().first() {
+        Some(ids) if ids.len() == total => Ok(ids.clone()),
+        other => Err(format!("the peer has {other:?}")),
+    });
+    // a's next WAL write fails: the commit that deletes what the peer is about to receipt.
+    let trigger = a.data_dir().join(WRITE_TRIGGER);
+    std::fs::write(&trigger, b"").expect("create the trigger file");
+    peer.release.store(true, Ordering::SeqCst);
+    eventually(WAIT, || match trigger.exists() {
+        false => Ok(()),
+        true => Err("the write fault to fire on a".to_string()),
+    });
+    // a serves again and forwards what it still holds, as the same messages.
+    let again = eventually(WAIT, || {
+        let all = peer.ids();
+        match all.iter().skip(1).find(|ids| ids.len() == total) {
+            Some(ids) => Ok(ids.clone()),
+            None => Err(format!("the peer has {all:?}\n{}", a.log_tail())),
+        }
+    });
+    let first: BTreeSet<String> = first.into_iter().collect();
+    let again: BTreeSet<String> = again.into_iter().collect();
+    assert_eq!(
+        first, again,
+        "the copies carry the network ids of the first sends"
+    );
+    eventually(WAIT, || match stored(&a, q) {
+        0 => Ok(()),
+        n => Err(format!("{n} rows of {q} still on a")),
+    });
+}
+
 /// Sends a persistent message and waits for its RECEIPT.
 fn send_receipted(c: &mut Client, dest: &str, body: &str) {
     c.try_send_frame(&send_frame(

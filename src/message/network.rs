@@ -11,11 +11,11 @@ pub const BROKER_NAME: &str = "broker-name";
 pub const BROKER_PATH: &str = "stompbox-broker-path";
 
 /// Names a forwarded message for the receiving broker's duplicate filter:
-/// `<broker-name>:<incarnation>:<message-id>`, the forwarding broker's name (the *producer* of
-/// the audit), when its bridges started (ids can be handed out again after a restart) and the
-/// id the message had there. Unique per message on the forwarding broker, and the same
-/// on every redelivery of it there, so a copy sent again after a lost RECEIPT carries the
-/// same value and is dropped (`message/audit.rs`). Broker names hold no `:` (config checks),
+/// `<broker-name>:<message-id>`, the forwarding broker's name (the *producer* of the audit) and
+/// the id the message had there (ids never repeat on a broker, restarts and fail-overs
+/// included: `store/ids.rs`). Unique per message on the forwarding broker, and the same on
+/// every redelivery of it there, also after a restart, so a copy sent again after a lost
+/// RECEIPT carries the same value and is dropped (`message/audit.rs`). Broker names hold no `:` (config checks),
 /// so the first `:` splits the two parts. A client can set it too: see docs/network.md.
 pub const NETWORK_ID: &str = "stompbox-network-id";
 

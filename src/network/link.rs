@@ -571,7 +571,7 @@ impl Link<'_> {
             // consumes the queue now), so it is not forwarded.
             return Ok(());
         }
-        let send = forwarded(&delivery, &half.src_name, self.bridge.incarnation);
+        let send = forwarded(&delivery, &half.src_name);
         half.in_flight.push_back(InFlight {
             receipt: UNSEALED,
             delivery,

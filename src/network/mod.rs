@@ -95,8 +95,6 @@ struct Bridge {
     /// Forwarded SENDs still to be receipted one by one, after a peer refused one of a
     /// batch: then the next refusal names its message exactly (kept across links).
     careful: std::cell::Cell<u64>,
-    /// When this process's bridges started (ms): part of every network id it sends.
-    incarnation: u64,
 }
 
 impl Bridge {
@@ -115,7 +113,6 @@ pub fn spawn(
     status: Arc<Bridges>,
 ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
     let mut bridges = Vec::new();
-    let incarnation = crate::clock::now_ms();
     for c in &config.network {
         // Checked when the config was loaded.
         let (Ok(uri), Ok(statics), Ok(filter)) =
@@ -134,7 +131,6 @@ pub fn spawn(
                 status: status.clone(),
                 index,
                 careful: std::cell::Cell::new(0),
-                incarnation,
                 connector: c.name.clone(),
                 peer,
                 reconnect: uri.reconnect.clone(),
@@ -227,28 +223,23 @@ async fn run(bridge: Bridge, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// The [`NETWORK_ID`] of message `m` forwarded by `broker_name`:
-/// `broker:incarnation:message-id`, the incarnation being when this process's bridges started
-/// (ms). A broker may hand out a message id again after a restart (ids restart above the
-/// largest one still stored), and a peer that remembers the first message must not take the
-/// second for its copy: that would drop it, receipted, for good. A redelivery in the same
-/// process keeps its id; one after a restart gets a new one and arrives marked instead.
-fn network_id(m: &Frame, broker_name: &str, incarnation: u64) -> String {
-    format!(
-        "{broker_name}:{incarnation}:{}",
-        m.get("message-id").unwrap_or_default(),
-    )
+/// The [`NETWORK_ID`] of message `m` forwarded by `broker_name`: `broker:message-id`. A broker
+/// never hands a message id out twice (`store/ids.rs`: not after a restart, nor after its pair
+/// fails over), so the id names one message for good: a resend after this broker restarted
+/// carries the same network id, and the peer's duplicate filter recognises the copy.
+fn network_id(m: &Frame, broker_name: &str) -> String {
+    format!("{broker_name}:{}", m.get("message-id").unwrap_or_default())
 }
 
 /// The SEND that forwards `delivery`: its destination, headers and body, a broker path that
 /// ends with this broker, its id here for the peer's duplicate filter, and the mark of a
 /// possible duplicate when this broker delivered it before.
-fn forwarded(delivery: &Delivery, broker_name: &str, incarnation: u64) -> Frame {
+fn forwarded(delivery: &Delivery, broker_name: &str) -> Frame {
     let m = &delivery.frame;
     let mut send = Frame::new(Command::Send)
         .header("destination", m.get("destination").unwrap_or_default())
         .header(BROKER_PATH, extend_path(m.get(BROKER_PATH), broker_name))
-        .header(NETWORK_ID, network_id(m, broker_name, incarnation));
+        .header(NETWORK_ID, network_id(m, broker_name));
     if m.get("redelivered") == Some("true") {
         send = send.header(NETWORK_REDELIVERED, "true");
     }
@@ -276,7 +267,7 @@ mod tests {
             .header(BROKER_PATH, "a")
             .with_body(&b"body"[..]);
         let d = Delivery::for_test(message);
-        let f = forwarded(&d, "b", 9);
+        let f = forwarded(&d, "b");
         assert_eq!(f.command, Command::Send);
         assert_eq!(f.get("destination"), Some("/queue/orders"));
         assert_eq!(f.get(BROKER_PATH), Some("a,b"));
@@ -290,7 +281,7 @@ mod tests {
             1
         );
         assert_eq!(&f.body[..], b"body");
-        assert_eq!(f.get(NETWORK_ID), Some("b:9:17"));
+        assert_eq!(f.get(NETWORK_ID), Some("b:17"));
         assert_eq!(f.get(NETWORK_REDELIVERED), None);
     }
 
@@ -301,7 +292,7 @@ mod tests {
             .header("message-id", "17")
             .header("redelivered", "true")
             .header("redelivery-count", "1");
-        let f = forwarded(&Delivery::for_test(message), "b", 9);
+        let f = forwarded(&Delivery::for_test(message), "b");
         assert_eq!(f.get(NETWORK_REDELIVERED), Some("true"));
         assert_eq!(f.get("redelivered"), None);
         assert_eq!(f.get("redelivery-count"), None);
