@@ -310,6 +310,15 @@ fn topic_demand_sends_each_message_once_and_honours_the_remote_selectors() {
         "auto",
         &[("selector", "region IN ('eu', 'asia')")],
     );
+    // The conduit's selector takes every subscriber's (a count of one consumer could be the
+    // conduit of the first subscriber only, before the others' advisories arrived).
+    eventually(WAIT, || {
+        let status = a.admin_get("/api/network").ok_or("no answer")?;
+        match status.contains("region IN ('eu', 'asia')") && status.contains("region = 'eu'") {
+            true => Ok(()),
+            false => Err(status),
+        }
+    });
     eventually(WAIT, || match stat(&a, &t, "consumers") {
         1 => Ok(()),
         n => Err(format!(
