@@ -986,3 +986,55 @@ fn without_conduit_subscriptions_each_remote_queue_consumer_is_a_consumer_here()
         n => Err(format!("{n} consumers on A")),
     });
 }
+
+#[test]
+fn with_replay_when_no_consumers_messages_stranded_on_a_peer_come_back_to_where_consumers_are() {
+    // A and B bridged both ways by demand; B replays.
+    let ab = network(
+        &["a", "b"],
+        &[&[1], &[0]],
+        "replay_when_no_consumers = true\n",
+    );
+    let (a, b) = (&ab[0], &ab[1]);
+    let q = format!("/queue/{}", unique("stranded"));
+    // B's consumer draws A's messages over, takes one and leaves without ACKing any.
+    let mut on_b = b.connect("1.2");
+    on_b.subscribe(
+        &q,
+        "b",
+        "client-individual",
+        &[("activemq.prefetchSize", "1")],
+    );
+    // A's bridge subscribes twice for B's consumer: its demand route, and (A has no consumer
+    // of its own) the replay route for what came from B.
+    eventually(WAIT, || match stat(a, &q, "consumers") {
+        2 => Ok(()),
+        n => Err(format!("{n} consumers on A")),
+    });
+    let mut producer = a.connect("1.2");
+    let total = 10;
+    for n in 0..total {
+        producer.send_persistent(&q, &format!("m{n}"), &[]);
+    }
+    on_b.expect_message();
+    eventually(WAIT, || match stored(b, &q) {
+        10 => Ok(()),
+        n => Err(format!("{n} of {q} stored on B")),
+    });
+    drop(on_b);
+    // A consumer on A: B has none left, so it sends what it holds back to A.
+    let mut on_a = a.connect("1.2");
+    on_a.subscribe(&q, "a", "client-individual", &[]);
+    let mut got = BTreeSet::new();
+    while got.len() < total {
+        let Some(m) = on_a.next_frame(WAIT) else {
+            panic!("{got:?} came back to A\n--- b ---\n{}", b.log_tail());
+        };
+        assert!(got.insert(m.text()), "{m:?} twice");
+        on_a.ack(&m);
+    }
+    eventually(WAIT, || match (stored(a, &q), stored(b, &q)) {
+        (0, 0) => Ok(()),
+        n => Err(format!("{n:?} of {q} stored on A, B")),
+    });
+}

@@ -44,6 +44,11 @@ pub struct NetworkConnector {
     /// are always a conduit: one subscription per remote subscriber would deliver each
     /// message to every subscriber there once per subscriber.
     pub conduit_subscriptions: bool,
+    /// Send a queue's messages that came from the peer back to it when the peer has
+    /// consumers for the queue and this broker has none of its own (ActiveMQ's
+    /// `replayWhenNoConsumers`): otherwise a message forwarded here whose consumers then left
+    /// stays here, stranded, while the peer's consumers wait. Off by default.
+    pub replay_when_no_consumers: bool,
     /// Network hops a message may make (ActiveMQ's `networkTTL`, default 1): a message that
     /// already crossed this many is not forwarded again.
     pub network_ttl: u32,
@@ -83,6 +88,7 @@ impl Default for NetworkConnector {
             excluded: Vec::new(),
             decrease_network_consumer_priority: false,
             conduit_subscriptions: true,
+            replay_when_no_consumers: false,
             heart_beat_ms: 10_000,
             write_timeout_ms: 60_000,
             network_ttl: 1,

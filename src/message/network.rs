@@ -90,6 +90,16 @@ pub fn forward_selector(ttl: u32, peer: Option<&str>) -> String {
     format!("{BROKER_PATH_SEL} IS NULL OR ({})", clauses.join(" AND "))
 }
 
+/// The selector of a bridge's replay route (`replay_when_no_consumers`): queue messages that
+/// passed through `peer`, which the forward selector keeps from going back there.
+pub fn replay_selector(peer: &str) -> String {
+    let p = escape_like(peer);
+    format!(
+        "{BROKER_PATH_SEL} LIKE '{p}' ESCAPE '\\' OR {BROKER_PATH_SEL} LIKE '{p},%' ESCAPE '\\' \
+         OR {BROKER_PATH_SEL} LIKE '%,{p}' ESCAPE '\\' OR {BROKER_PATH_SEL} LIKE '%,{p},%' ESCAPE '\\'"
+    )
+}
+
 /// [`BROKER_PATH`] as a selector names it (a quoted identifier, for its `-`).
 const BROKER_PATH_SEL: &str = "\"stompbox-broker-path\"";
 
@@ -135,6 +145,20 @@ mod tests {
     fn forwarded(selector: &str, path: Option<&'static str>) -> bool {
         let s = Selector::parse(selector).unwrap_or_else(|e| panic!("{selector}: {e:?}"));
         s.matches(&Path(path))
+    }
+
+    #[test]
+    fn the_replay_selector_takes_what_passed_through_the_peer_whatever_its_hops() {
+        let replay = replay_selector("b");
+        for through_b in ["b", "b,a", "a,b", "a,b,c", "x,y,b,z"] {
+            assert!(forwarded(&replay, Some(through_b)), "{through_b}");
+        }
+        for not in ["a", "bb", "a,bc", "ab,c"] {
+            assert!(!forwarded(&replay, Some(not)), "{not}");
+        }
+        assert!(!forwarded(&replay, None));
+        assert!(forwarded(&replay_selector("b_1%"), Some("a,b_1%")));
+        assert!(!forwarded(&replay_selector("b_1%"), Some("a,bx1y")));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! feed each half, the demand it follows from consumer advisories, and the pipeline of
 //! forwarded SENDs awaiting their RECEIPTs (see the module doc of `network`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use log::{info, warn};
@@ -15,7 +15,9 @@ use crate::client::{
     AckMode, BrokerUri, Client, ClientError, ConnectOptions, Delivery, SubscribeOptions,
 };
 use crate::codec::Frame;
-use crate::message::network::{forward_selector, path_holds, path_len, BROKER_PATH};
+use crate::message::network::{
+    forward_selector, path_holds, path_len, replay_selector, BROKER_PATH,
+};
 use crate::message::DestinationName;
 
 /// A subscription on a half's source broker that feeds it.
@@ -26,6 +28,9 @@ struct Route {
     fixed: bool,
     /// What it was subscribed with (demand routes are replaced when this changes).
     spec: Option<RouteSpec>,
+    /// A replay route (`replay_when_no_consumers`): it takes the messages that came from the
+    /// destination broker, and sends them back.
+    replay: bool,
 }
 
 /// How a demand route subscribes: the consumers' selector (their OR; None: all messages),
@@ -96,6 +101,12 @@ struct Half {
     demand_routes: HashMap<DestinationName, HashMap<String, String>>,
     /// Consumers whose removal came before their addition (see [`Half::consumer_removed`]).
     gone: VecDeque<String>,
+    /// With `replay_when_no_consumers`: subscriptions on `src` to its queue consumer
+    /// advisories, the source's own consumers per destination (not bridges'), and the replay
+    /// route of each queue that has one.
+    local_advisories: Vec<String>,
+    local: HashMap<DestinationName, HashSet<String>>,
+    replay_routes: HashMap<DestinationName, String>,
     /// The destination broker's consumers per destination, by consumer id.
     demand: HashMap<DestinationName, HashMap<String, PeerConsumer>>,
     /// Subscriptions on `dst` to its consumer advisories.
@@ -120,6 +131,9 @@ impl Half {
             routes: HashMap::new(),
             demand_routes: HashMap::new(),
             gone: VecDeque::new(),
+            local_advisories: Vec::new(),
+            local: HashMap::new(),
+            replay_routes: HashMap::new(),
             demand: HashMap::new(),
             advisories: Vec::new(),
             held: None,
@@ -219,7 +233,12 @@ impl Half {
             .values()
             .map(|r| RouteStatus {
                 destination: r.destination.to_string(),
-                kind: if r.fixed { "static" } else { "demand" }.into(),
+                kind: match (r.fixed, r.replay) {
+                    (true, _) => "static",
+                    (false, false) => "demand",
+                    (false, true) => "replay",
+                }
+                .into(),
                 selector: r.spec.as_ref().and_then(|s| s.selector.clone()),
             })
             .collect();
@@ -306,7 +325,7 @@ pub(super) async fn forward(
     };
     for h in 0..link.halves.len() {
         for destination in &bridge.statics {
-            link.open_route(h, destination, None).await?;
+            link.open_route(h, destination, None, false).await?;
         }
         if bridge.demand.is_some() {
             let dst = link.halves[h].dst;
@@ -318,6 +337,16 @@ pub(super) async fn forward(
                     .subscribe(advisories, &SubscribeOptions::default())
                     .await?;
                 link.halves[h].advisories.push(id);
+            }
+            if bridge.replay {
+                let src = link.halves[h].src;
+                let id = link.clients[src]
+                    .subscribe(
+                        "/topic/ActiveMQ.Advisory.Consumer.Queue.>",
+                        &SubscribeOptions::default(),
+                    )
+                    .await?;
+                link.halves[h].local_advisories.push(id);
             }
         }
     }
@@ -456,6 +485,13 @@ impl Link<'_> {
         {
             return self.on_advisory(h, &d).await;
         }
+        if let Some(h) = self
+            .halves
+            .iter()
+            .position(|h| h.src == side && h.local_advisories.contains(&sub))
+        {
+            return self.on_local_advisory(h, &d).await;
+        }
         match self.halves.iter().position(|h| h.src == side) {
             Some(h) => self.forward_one(h, d, &sub).await,
             None => Ok(()),
@@ -571,7 +607,8 @@ impl Link<'_> {
             // consumes the queue now), so it is not forwarded.
             return Ok(());
         }
-        let send = forwarded(&delivery, &half.src_name);
+        let replayed = half.routes.get(sub).is_some_and(|r| r.replay);
+        let send = forwarded(&delivery, &half.src_name, replayed);
         half.in_flight.push_back(InFlight {
             receipt: UNSEALED,
             delivery,
@@ -664,10 +701,142 @@ impl Link<'_> {
             "consumer-removed" => half.consumer_removed(&destination, &id),
             _ => false,
         };
-        match changed {
-            true => self.follow_demand(h, &destination).await,
-            false => Ok(()),
+        if changed {
+            self.follow_demand(h, &destination).await?;
+            self.follow_replay(h, &destination).await?;
         }
+        Ok(())
+    }
+
+    /// A consumer advisory from half `h`'s source broker (`replay_when_no_consumers`): whether
+    /// it has consumers of its own for a queue changed.
+    async fn on_local_advisory(&mut self, h: usize, m: &Delivery) -> Result<(), ClientError> {
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(m.body()) else {
+            return Ok(());
+        };
+        let text = |k: &str| body.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let (Some(event), Some(destination), Some(id)) =
+            (text("event"), text("destination"), text("consumer_id"))
+        else {
+            return Ok(());
+        };
+        // A bridge's subscription stands for consumers elsewhere, not here.
+        if text("broker_path").is_some_and(|p| !p.is_empty()) {
+            return Ok(());
+        }
+        let Ok(destination) = DestinationName::parse(&destination) else {
+            return Ok(());
+        };
+        let local = &mut self.halves[h].local;
+        let changed = match event.as_str() {
+            "consumer-added" => local.entry(destination.clone()).or_default().insert(id),
+            "consumer-removed" => {
+                let removed = local.get_mut(&destination).is_some_and(|c| c.remove(&id));
+                if local.get(&destination).is_some_and(HashSet::is_empty) {
+                    local.remove(&destination);
+                }
+                removed
+            }
+            _ => false,
+        };
+        if !changed {
+            return Ok(());
+        }
+        // A wildcard consumer here covers many queues: each with demand is looked at again.
+        let affected: Vec<DestinationName> = self.halves[h]
+            .demand
+            .keys()
+            .filter(|d| destination.covers(d))
+            .cloned()
+            .collect();
+        for d in affected {
+            self.follow_replay(h, &d).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes half `h`'s replay route of queue `destination` exist exactly while its
+    /// destination broker has consumers for it and the source has none of its own
+    /// (`replay_when_no_consumers`, as ActiveMQ's `ConditionalNetworkBridgeFilter`): then the
+    /// messages that came from the destination broker go back there rather than wait here
+    /// for consumers that left.
+    async fn follow_replay(
+        &mut self,
+        h: usize,
+        destination: &DestinationName,
+    ) -> Result<(), ClientError> {
+        // The replay selector names the destination broker: a peer that does not say its
+        // name gets no replay.
+        if !self.bridge.replay
+            || destination.kind() != crate::message::Kind::Queue
+            || self.halves[h].dst_name.is_none()
+        {
+            return Ok(());
+        }
+        let half = &self.halves[h];
+        let local = half
+            .local
+            .iter()
+            .any(|(d, consumers)| !consumers.is_empty() && d.covers(destination));
+        let want = match local {
+            true => None,
+            false => half.wanted_routes(destination, true).into_values().next(),
+        };
+        let current = half.replay_routes.get(destination).cloned();
+        let current_spec = current
+            .as_ref()
+            .and_then(|id| half.routes.get(id))
+            .and_then(|r| r.spec.clone());
+        if want == current_spec {
+            return Ok(());
+        }
+        match want {
+            Some(spec) => {
+                let id = self.open_route(h, destination, Some(spec), true).await?;
+                self.halves[h].replay_routes.insert(destination.clone(), id);
+            }
+            None => {
+                self.halves[h].replay_routes.remove(destination);
+            }
+        }
+        self.end_routes(h, current.into_iter().collect()).await?;
+        self.report_routes(h);
+        Ok(())
+    }
+
+    /// Ends routes `ended` of half `h`. What they have in flight is never ACKed: after their
+    /// UNSUBSCRIBE the source takes those messages back (they come again, marked, through a
+    /// new route or another consumer) and may hand out their ack ids again, which a late ACK
+    /// would then settle, or be refused for.
+    async fn end_routes(&mut self, h: usize, ended: Vec<String>) -> Result<(), ClientError> {
+        if ended.is_empty() {
+            return Ok(());
+        }
+        self.settle(h).await?;
+        let half = &mut self.halves[h];
+        for f in half.in_flight.iter_mut() {
+            if f.delivery
+                .get("subscription")
+                .is_some_and(|s| ended.iter().any(|old| old == s))
+            {
+                f.ack = false;
+            }
+        }
+        for old in &ended {
+            self.halves[h].routes.remove(old);
+            let src = self.halves[h].src;
+            self.clients[src].unsubscribe(old).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes half `h`'s routes in its status.
+    fn report_routes(&self, h: usize) {
+        let routes = self.halves[h].route_status();
+        self.bridge.report(|s| match h {
+            0 => s.routes = routes,
+            _ => s.reverse_routes = Some(routes),
+        });
     }
 
     /// Makes `destination`'s demand routes of half `h` match its destination broker's
@@ -700,7 +869,9 @@ impl Link<'_> {
                     routes.insert(key.clone(), id.clone());
                 }
                 _ => {
-                    let id = self.open_route(h, destination, Some(spec.clone())).await?;
+                    let id = self
+                        .open_route(h, destination, Some(spec.clone()), false)
+                        .await?;
                     routes.insert(key.clone(), id);
                     ended.extend(now.cloned());
                 }
@@ -718,35 +889,11 @@ impl Link<'_> {
                 .demand_routes
                 .insert(destination.clone(), routes),
         };
-        if !ended.is_empty() {
-            // What the old routes have in flight is never ACKed: after their UNSUBSCRIBE the
-            // source takes those messages back (they come again, marked, through a new route
-            // or another consumer) and may hand out their ack ids again, which a late ACK
-            // would then settle, or be refused for.
-            self.settle(h).await?;
-            let half = &mut self.halves[h];
-            for f in half.in_flight.iter_mut() {
-                if f.delivery
-                    .get("subscription")
-                    .is_some_and(|s| ended.iter().any(|old| old == s))
-                {
-                    f.ack = false;
-                }
-            }
-            for old in &ended {
-                self.halves[h].routes.remove(old);
-                let src = self.halves[h].src;
-                self.clients[src].unsubscribe(old).await?;
-            }
+        let changed = !want.is_empty() || !ended.is_empty();
+        self.end_routes(h, ended).await?;
+        if changed {
+            self.report_routes(h);
         }
-        if want.is_empty() && ended.is_empty() {
-            return Ok(());
-        }
-        let routes = self.halves[h].route_status();
-        self.bridge.report(|s| match h {
-            0 => s.routes = routes,
-            _ => s.reverse_routes = Some(routes),
-        });
         Ok(())
     }
 
@@ -757,12 +904,16 @@ impl Link<'_> {
         h: usize,
         destination: &DestinationName,
         spec: Option<RouteSpec>,
+        replay: bool,
     ) -> Result<String, ClientError> {
         let half = &self.halves[h];
         let hops = spec.as_ref().map_or(0, |s| s.hops);
         // A message goes on for `hops` more past the destination: it may have made fewer.
         let ttl = self.bridge.ttl.saturating_sub(hops as u32).max(1);
-        let mut selector = forward_selector(ttl, half.dst_name.as_deref());
+        let mut selector = match (replay, half.dst_name.as_deref()) {
+            (true, Some(dst)) => replay_selector(dst),
+            _ => forward_selector(ttl, half.dst_name.as_deref()),
+        };
         let mut headers = Vec::new();
         // The route stands for the destination broker (and those beyond it): the source
         // takes it for a network consumer (a failed link does not count towards
@@ -800,6 +951,7 @@ impl Link<'_> {
                 destination: destination.clone(),
                 fixed: spec.is_none(),
                 spec,
+                replay,
             },
         );
         Ok(id)

@@ -76,6 +76,8 @@ struct Bridge {
     /// One demand route per destination for all the peer's consumers (ActiveMQ's
     /// `conduitSubscriptions`); false: one per consumer of a queue.
     conduit: bool,
+    /// `replay_when_no_consumers`.
+    replay: bool,
     decrease_priority: bool,
     /// Hops a message may make (`message_ttl`, else `network_ttl`).
     ttl: u32,
@@ -138,6 +140,7 @@ pub fn spawn(
                 demand: c.demand.then(|| filter.clone()),
                 duplex: c.duplex,
                 conduit: c.conduit_subscriptions,
+                replay: c.replay_when_no_consumers,
                 decrease_priority: c.decrease_network_consumer_priority,
                 ttl: c.message_ttl.unwrap_or(c.network_ttl),
                 consumer_ttl: c.consumer_ttl.unwrap_or(c.network_ttl),
@@ -232,13 +235,18 @@ fn network_id(m: &Frame, broker_name: &str) -> String {
 }
 
 /// The SEND that forwards `delivery`: its destination, headers and body, a broker path that
-/// ends with this broker, its id here for the peer's duplicate filter, and the mark of a
+/// ends with this broker (only this broker when `replayed`: a message sent back to a broker it
+/// passed through starts again from here, or that broker would drop it as looped), its id here for the peer's duplicate filter, and the mark of a
 /// possible duplicate when this broker delivered it before.
-fn forwarded(delivery: &Delivery, broker_name: &str) -> Frame {
+fn forwarded(delivery: &Delivery, broker_name: &str, replayed: bool) -> Frame {
     let m = &delivery.frame;
+    let path = match replayed {
+        true => broker_name.to_string(),
+        false => extend_path(m.get(BROKER_PATH), broker_name),
+    };
     let mut send = Frame::new(Command::Send)
         .header("destination", m.get("destination").unwrap_or_default())
-        .header(BROKER_PATH, extend_path(m.get(BROKER_PATH), broker_name))
+        .header(BROKER_PATH, path)
         .header(NETWORK_ID, network_id(m, broker_name));
     if m.get("redelivered") == Some("true") {
         send = send.header(NETWORK_REDELIVERED, "true");
@@ -267,7 +275,7 @@ mod tests {
             .header(BROKER_PATH, "a")
             .with_body(&b"body"[..]);
         let d = Delivery::for_test(message);
-        let f = forwarded(&d, "b");
+        let f = forwarded(&d, "b", false);
         assert_eq!(f.command, Command::Send);
         assert_eq!(f.get("destination"), Some("/queue/orders"));
         assert_eq!(f.get(BROKER_PATH), Some("a,b"));
@@ -283,6 +291,9 @@ mod tests {
         assert_eq!(&f.body[..], b"body");
         assert_eq!(f.get(NETWORK_ID), Some("b:17"));
         assert_eq!(f.get(NETWORK_REDELIVERED), None);
+        // Sent back to a broker it passed through, it starts again from here.
+        let replayed = forwarded(&d, "b", true);
+        assert_eq!(replayed.get(BROKER_PATH), Some("b"));
     }
 
     #[test]
@@ -292,7 +303,7 @@ mod tests {
             .header("message-id", "17")
             .header("redelivered", "true")
             .header("redelivery-count", "1");
-        let f = forwarded(&Delivery::for_test(message), "b");
+        let f = forwarded(&Delivery::for_test(message), "b", false);
         assert_eq!(f.get(NETWORK_REDELIVERED), Some("true"));
         assert_eq!(f.get("redelivered"), None);
         assert_eq!(f.get("redelivery-count"), None);
