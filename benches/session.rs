@@ -55,6 +55,7 @@ impl Bench {
             frames: Default::default(),
             network: Default::default(),
             advisory_listeners: Default::default(),
+            durables: Default::default(),
         };
         let (tx, answers) = unbounded_channel();
         let mut session = Session::new(SessionId(1), &services, tx);

@@ -145,6 +145,54 @@ fn a_new_advisory_subscriber_is_told_of_the_consumers_that_exist() {
 }
 
 #[test]
+fn a_durable_subscription_without_its_subscriber_is_told_and_its_deletion_announced() {
+    let broker = Broker::under_test();
+    let t = topic("adv-durable");
+    let name = &t["/topic/".len()..];
+    let client_id = unique("adv-durable-client");
+    let mut c = broker.connect_with("1.2", &[("client-id", &client_id)]);
+    let durable = [("activemq.subscriptionName", "d"), ("selector", "x = 1")];
+    c.subscribe(&t, "d", "auto", &durable);
+    // Its subscriber leaves; the subscription stays.
+    c.request(Frame::new("UNSUBSCRIBE").header("id", "d"));
+    let mut adv = broker.connect("1.2");
+    if !listen(&mut adv, &format!("Consumer.Topic.{name}")) {
+        return;
+    }
+    let key = format!("{client_id}:d");
+    let body = json(&adv.expect_message());
+    assert_eq!(body["event"], "consumer-added", "{body}");
+    assert_eq!(body["active"], false, "{body}");
+    assert_eq!(body["durable_subscription"], key.as_str());
+    assert_eq!(body["consumer_id"], format!("durable:{key}").as_str());
+    assert_eq!(body["selector"], "x = 1");
+    adv.expect_silence(crate::support::QUIET);
+    // It comes back and leaves: both say which durable subscription.
+    c.subscribe(&t, "d", "auto", &durable);
+    let body = json(&adv.expect_message());
+    assert_eq!(
+        (&body["event"], &body["active"]),
+        (&"consumer-added".into(), &true.into())
+    );
+    assert_eq!(body["durable_subscription"], key.as_str());
+    c.request(Frame::new("UNSUBSCRIBE").header("id", "d"));
+    let body = json(&adv.expect_message());
+    assert_eq!(body["event"], "consumer-removed");
+    assert_eq!(body["durable_subscription"], key.as_str());
+    // Deleted: announced as such.
+    c.request(
+        Frame::new("UNSUBSCRIBE")
+            .header("id", "d")
+            .header("activemq.subscriptionName", "d"),
+    );
+    let body = json(&adv.expect_message());
+    assert_eq!(body["event"], "durable-removed", "{body}");
+    assert_eq!(body["destination"], t.as_str());
+    assert_eq!(body["durable_subscription"], key.as_str());
+    assert_eq!(body["consumer_id"], format!("durable:{key}").as_str());
+}
+
+#[test]
 fn a_network_bridge_subscription_says_whose_consumers_it_stands_for() {
     let broker = Broker::under_test();
     let q = queue("adv-path");

@@ -1038,3 +1038,86 @@ fn with_replay_when_no_consumers_messages_stranded_on_a_peer_come_back_to_where_
         n => Err(format!("{n:?} of {q} stored on A, B")),
     });
 }
+
+/// A durable subscriber on `broker` (client-id `client`, subscription `name`) of `topic`.
+fn durable_subscriber(broker: &Broker, client: &str, topic: &str, name: &str) -> support::Client {
+    let mut c = broker.connect_with("1.2", &[("client-id", client)]);
+    c.subscribe(
+        topic,
+        name,
+        "client-individual",
+        &[("activemq.subscriptionName", name)],
+    );
+    c
+}
+
+/// Deletes durable subscription `name` on `broker` (its subscriber gone), from a new
+/// connection of client `client`.
+fn delete_durable(broker: &Broker, client: &str, name: &str) {
+    let mut c = broker.connect_with("1.2", &[("client-id", client)]);
+    c.request(
+        Frame::new("UNSUBSCRIBE")
+            .header("id", name)
+            .header("activemq.subscriptionName", name),
+    );
+}
+
+#[test]
+fn a_durable_subscriber_away_from_the_peer_still_gets_what_is_published_here() {
+    let b = named("b");
+    // The durable subscription exists on B before the bridge links: B replays it (inactive)
+    // as demand.
+    let t = format!("/topic/{}", unique("news"));
+    drop(durable_subscriber(&b, "reader", &t, "daily"));
+    let a = bridged("a", &b, &[], "");
+    eventually(WAIT, || match stat(&a, &t, "consumers") {
+        1 => Ok(()),
+        n => Err(format!("{n} consumers of {t} on A")),
+    });
+    let mut producer = a.connect("1.2");
+    for n in 0..5 {
+        producer.send_sync(&t, &format!("away {n}"), &[]);
+    }
+    // It comes back, gets what was published meanwhile, and leaves again: still demand.
+    let mut reader = durable_subscriber(&b, "reader", &t, "daily");
+    for n in 0..5 {
+        let m = reader.expect_message();
+        assert_eq!(m.text(), format!("away {n}"));
+        reader.ack(&m);
+    }
+    drop(reader);
+    producer.send_sync(&t, "away again", &[]);
+    let mut reader = durable_subscriber(&b, "reader", &t, "daily");
+    let m = reader.expect_message();
+    assert_eq!(m.text(), "away again");
+    reader.ack(&m);
+    reader.expect_silence(QUIET);
+    drop(reader);
+    // Deleted on B: no longer demand here.
+    delete_durable(&b, "reader", "daily");
+    eventually(WAIT, || match stat(&a, &t, "consumers") {
+        0 => Ok(()),
+        n => Err(format!("{n} consumers of {t} on A")),
+    });
+}
+
+#[test]
+fn with_dynamic_only_a_durable_subscriber_away_from_the_peer_is_no_demand() {
+    let b = named("b");
+    let a = bridged("a", &b, &[], "dynamic_only = true\n");
+    let t = format!("/topic/{}", unique("news"));
+    let reader = durable_subscriber(&b, "reader", &t, "daily");
+    eventually(WAIT, || match stat(&a, &t, "consumers") {
+        1 => Ok(()),
+        n => Err(format!("{n} consumers of {t} on A")),
+    });
+    drop(reader);
+    eventually(WAIT, || match stat(&a, &t, "consumers") {
+        0 => Ok(()),
+        n => Err(format!("{n} consumers of {t} on A")),
+    });
+    let mut producer = a.connect("1.2");
+    producer.send_sync(&t, "missed", &[]);
+    let mut reader = durable_subscriber(&b, "reader", &t, "daily");
+    reader.expect_silence(QUIET);
+}

@@ -224,6 +224,7 @@ impl Broker {
             frames: Default::default(),
             network: Default::default(),
             advisory_listeners: Default::default(),
+            durables: Default::default(),
         };
         let ctx = Ctx::new(
             0,
@@ -234,6 +235,7 @@ impl Broker {
             Accounts {
                 virtual_topics: services.virtual_topics.clone(),
                 advisory_listeners: services.advisory_listeners.clone(),
+                durable_subscriptions: services.durables.clone(),
                 ..Default::default()
             },
         );

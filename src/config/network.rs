@@ -49,6 +49,11 @@ pub struct NetworkConnector {
     /// `replayWhenNoConsumers`): otherwise a message forwarded here whose consumers then left
     /// stays here, stranded, while the peer's consumers wait. Off by default.
     pub replay_when_no_consumers: bool,
+    /// A durable subscription on the peer is demand only while its subscriber is attached
+    /// (ActiveMQ's `dynamicOnly`). Off by default, as there: a durable subscription is demand
+    /// for as long as it exists, so what is published here while its subscriber is away
+    /// still reaches it (the peer keeps it for the subscriber), until it is unsubscribed.
+    pub dynamic_only: bool,
     /// Network hops a message may make (ActiveMQ's `networkTTL`, default 1): a message that
     /// already crossed this many is not forwarded again.
     pub network_ttl: u32,
@@ -89,6 +94,7 @@ impl Default for NetworkConnector {
             decrease_network_consumer_priority: false,
             conduit_subscriptions: true,
             replay_when_no_consumers: false,
+            dynamic_only: false,
             heart_beat_ms: 10_000,
             write_timeout_ms: 60_000,
             network_ttl: 1,

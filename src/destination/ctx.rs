@@ -38,6 +38,8 @@ pub struct Accounts {
     /// Live subscriptions that may receive advisories (`advisory::may_listen`), counted by
     /// sessions: while there are none, no advisory is built.
     pub advisory_listeners: Arc<AtomicUsize>,
+    /// Every durable subscription, for the consumer advisories sessions replay.
+    pub durable_subscriptions: Arc<crate::message::advisory::Durables>,
 }
 
 /// One shard's context for its destinations.
@@ -58,6 +60,8 @@ pub struct Ctx {
     pub virtual_topics: Arc<VirtualTopics>,
     /// Subscriptions that may receive advisories, on every shard.
     advisory_listeners: Arc<AtomicUsize>,
+    /// Every durable subscription of every shard (their topics' owners keep it).
+    pub durable_subscriptions: Arc<crate::message::advisory::Durables>,
     /// Acked stored messages, deleted in one request at the end of the owner's batch.
     deletes: Vec<MessageId>,
     /// Receipted ACKs answered once `deletes` are committed.
@@ -88,6 +92,7 @@ impl Ctx {
             scheduled: accounts.scheduled,
             virtual_topics: accounts.virtual_topics,
             advisory_listeners: accounts.advisory_listeners,
+            durable_subscriptions: accounts.durable_subscriptions,
             deletes: Vec::new(),
             delete_replies: Vec::new(),
             timers: BTreeMap::new(),

@@ -76,6 +76,49 @@ pub struct ConsumerInfo<'a> {
     pub durable: Option<&'a str>,
     /// For a network bridge's subscription: the brokers whose consumers it stands for.
     pub broker_path: Option<&'a str>,
+    /// A subscriber is attached. False only for a durable subscription without one, as
+    /// replayed to a new advisory subscriber ([`Durables`]): its `consumer_id` is then
+    /// `durable:<client_id:name>`.
+    pub active: bool,
+}
+
+/// Every durable subscription of the broker, with or without a subscriber: (topic,
+/// `client_id:name`) → selector. The topics' owners keep it (created, recovered, deleted); a
+/// new subscriber to consumer advisories gets a `consumer-added` with `active:false` for each
+/// one without a subscriber, so that a network bridge forwards to it while it is offline
+/// (`dynamic_only = false`). Bounded by `max_durable_subscriptions`.
+#[derive(Debug, Default)]
+pub struct Durables(std::sync::Mutex<std::collections::BTreeMap<(String, String), Option<String>>>);
+
+impl Durables {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(String, String), Option<String>>>
+    {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes durable subscription `key` of `topic`, with its selector.
+    pub fn set(&self, topic: &DestinationName, key: &str, selector: Option<&str>) {
+        self.lock().insert(
+            (topic.as_str().to_string(), key.to_string()),
+            selector.map(str::to_string),
+        );
+    }
+
+    /// Forgets durable subscription `key` of `topic`.
+    pub fn remove(&self, topic: &DestinationName, key: &str) {
+        self.lock()
+            .remove(&(topic.as_str().to_string(), key.to_string()));
+    }
+
+    /// Every durable subscription: (topic, `client_id:name`, selector).
+    pub fn list(&self) -> Vec<(String, String, Option<String>)> {
+        self.lock()
+            .iter()
+            .map(|((t, k), s)| (t.clone(), k.clone(), s.clone()))
+            .collect()
+    }
 }
 
 /// Something that happened, worth an advisory.
@@ -93,6 +136,12 @@ pub enum Event<'a> {
         destination: &'a DestinationName,
         consumer: ConsumerInfo<'a>,
         count: usize,
+    },
+    /// Durable subscription `durable` (`client_id:name`) of topic `destination` was deleted,
+    /// with what it held (published with the consumer advisories of its topic).
+    DurableRemoved {
+        destination: &'a DestinationName,
+        durable: &'a str,
     },
     /// A client connected.
     ConnectionAdded {
@@ -164,7 +213,11 @@ fn consumer_json(event: &str, d: &DestinationName, c: &ConsumerInfo<'_>, count: 
         "event": event,
         "destination": d.as_str(),
         "connection_id": c.connection,
-        "consumer_id": format!("{}:{}", c.connection, c.subscription),
+        "consumer_id": match (c.active, c.durable) {
+            (false, Some(durable)) => format!("durable:{durable}"),
+            _ => format!("{}:{}", c.connection, c.subscription),
+        },
+        "active": c.active,
         "selector": c.selector,
         "durable_subscription": c.durable,
         "consumer_count": count,
@@ -178,7 +231,8 @@ impl Event<'_> {
     pub fn topic(&self) -> Option<DestinationName> {
         let name = match self {
             Event::ConsumerAdded { destination, .. }
-            | Event::ConsumerRemoved { destination, .. } => {
+            | Event::ConsumerRemoved { destination, .. }
+            | Event::DurableRemoved { destination, .. } => {
                 if is_advisory(destination) {
                     return None;
                 }
@@ -219,6 +273,15 @@ impl Event<'_> {
                 consumer,
                 count,
             } => consumer_json("consumer-removed", destination, consumer, *count),
+            Event::DurableRemoved {
+                destination,
+                durable,
+            } => json!({
+                "event": "durable-removed",
+                "destination": destination.as_str(),
+                "consumer_id": format!("durable:{durable}"),
+                "durable_subscription": durable,
+            }),
             Event::ConnectionAdded {
                 connection,
                 client_id,
@@ -338,6 +401,7 @@ mod tests {
                 selector: Some("x = 1"),
                 durable: None,
                 broker_path: None,
+                active: true,
             },
             count: 3,
         };
@@ -403,6 +467,7 @@ mod tests {
                 selector: None,
                 durable: None,
                 broker_path: None,
+                active: true,
             },
             count: 1,
         };

@@ -674,6 +674,17 @@ impl Link<'_> {
         let Ok(destination) = DestinationName::parse(&destination) else {
             return Ok(());
         };
+        // A durable subscription is demand for as long as it exists, with or without its
+        // subscriber (unless `dynamic_only`): keyed by its name, not by its consumers.
+        let durable = text("durable_subscription").filter(|_| !self.bridge.dynamic_only);
+        let active = body.get("active").and_then(|v| v.as_bool()).unwrap_or(true);
+        if !active && durable.is_none() {
+            return Ok(());
+        }
+        let id = match &durable {
+            Some(d) => format!("durable:{d}"),
+            None => id,
+        };
         let half = &mut self.halves[h];
         let changed = match event.as_str() {
             "consumer-added" => {
@@ -698,7 +709,10 @@ impl Link<'_> {
                 };
                 half.consumer_added(&destination, id, consumer)
             }
+            // Its subscriber left; the durable subscription stays, and keeps messages.
+            "consumer-removed" if durable.is_some() => false,
             "consumer-removed" => half.consumer_removed(&destination, &id),
+            "durable-removed" if durable.is_some() => half.consumer_removed(&destination, &id),
             _ => false,
         };
         if changed {

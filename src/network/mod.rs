@@ -78,6 +78,9 @@ struct Bridge {
     conduit: bool,
     /// `replay_when_no_consumers`.
     replay: bool,
+    /// `dynamic_only`: a peer's durable subscription is demand only while its subscriber is
+    /// attached.
+    dynamic_only: bool,
     decrease_priority: bool,
     /// Hops a message may make (`message_ttl`, else `network_ttl`).
     ttl: u32,
@@ -141,6 +144,7 @@ pub fn spawn(
                 duplex: c.duplex,
                 conduit: c.conduit_subscriptions,
                 replay: c.replay_when_no_consumers,
+                dynamic_only: c.dynamic_only,
                 decrease_priority: c.decrease_network_consumer_priority,
                 ttl: c.message_ttl.unwrap_or(c.network_ttl),
                 consumer_ttl: c.consumer_ttl.unwrap_or(c.network_ttl),

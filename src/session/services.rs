@@ -27,6 +27,9 @@ pub struct Services {
     /// Live subscriptions that may receive advisories (`advisory::may_listen`): owners build
     /// advisories only while there are some.
     pub advisory_listeners: Arc<std::sync::atomic::AtomicUsize>,
+    /// Every durable subscription, with or without a subscriber: replayed to a new consumer
+    /// advisory subscriber (the owners keep it).
+    pub durables: Arc<crate::message::advisory::Durables>,
     /// The budget for large frames (`limits.large_frames_budget_bytes`) all connections share.
     pub frames: Arc<super::FrameBudget>,
     /// The network bridges' status, for the admin endpoint.

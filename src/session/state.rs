@@ -81,6 +81,8 @@ pub struct Session {
     /// The CONNECT `client-id` this connection holds.
     pub(super) client_id: Option<String>,
     pub(super) connections: Arc<Connections>,
+    /// Every durable subscription, for the consumer advisories replayed to a new subscriber.
+    pub(super) durables: Arc<crate::message::advisory::Durables>,
     /// The peer, for the admin API.
     pub(super) peer: String,
     /// Shards this session said Hello to (so it says Goodbye, and DISCONNECT's barrier goes
@@ -119,6 +121,7 @@ impl Session {
             client_ids: services.client_ids.clone(),
             client_id: None,
             connections: services.connections.clone(),
+            durables: services.durables.clone(),
             peer: String::new(),
             said_hello: vec![false; shards],
             posts: Vec::new(),

@@ -233,8 +233,24 @@ impl Session {
         for (d, _, _) in &consumers {
             *counts.entry(d).or_default() += 1;
         }
-        for (d, s, connection) in &consumers {
-            let event = Event::ConsumerAdded {
+        // Durable subscriptions without a subscriber: consumers too, inactive (a network
+        // bridge forwards to them while their subscribers are away).
+        let attached: std::collections::HashSet<(&DestinationName, &str)> = consumers
+            .iter()
+            .filter_map(|(d, s, _)| Some((d, s.durable.as_deref()?)))
+            .collect();
+        let offline: Vec<(DestinationName, String, Option<String>)> = self
+            .durables
+            .list()
+            .into_iter()
+            .filter_map(|(topic, key, selector)| {
+                let topic = DestinationName::parse(&topic).ok()?;
+                (!attached.contains(&(&topic, key.as_str()))).then_some((topic, key, selector))
+            })
+            .collect();
+        let events = consumers
+            .iter()
+            .map(|(d, s, connection)| Event::ConsumerAdded {
                 destination: d,
                 consumer: ConsumerInfo {
                     connection: *connection,
@@ -242,9 +258,27 @@ impl Session {
                     selector: s.selector.as_deref(),
                     durable: s.durable.as_deref(),
                     broker_path: s.broker_path.as_deref(),
+                    active: true,
                 },
                 count: counts.get(d).copied().unwrap_or(1),
-            };
+            })
+            .chain(
+                offline
+                    .iter()
+                    .map(|(topic, key, selector)| Event::ConsumerAdded {
+                        destination: topic,
+                        consumer: ConsumerInfo {
+                            connection: 0,
+                            subscription: 0,
+                            selector: selector.as_deref(),
+                            durable: Some(key),
+                            broker_path: None,
+                            active: false,
+                        },
+                        count: counts.get(topic).copied().unwrap_or(0),
+                    }),
+            );
+        for event in events {
             let Some(topic) = event.topic() else { continue };
             if !crate::message::wildcard::matches(pattern.name(), topic.name()) {
                 continue;

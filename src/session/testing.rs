@@ -47,6 +47,7 @@ impl Pair {
             frames: Default::default(),
             network: Default::default(),
             advisory_listeners: Default::default(),
+            durables: Default::default(),
         };
         let ctx = Ctx::new(
             0,
@@ -58,6 +59,7 @@ impl Pair {
                 memory: services.memory.clone(),
                 virtual_topics: services.virtual_topics.clone(),
                 advisory_listeners: services.advisory_listeners.clone(),
+                durable_subscriptions: services.durables.clone(),
                 ..Default::default()
             },
         );

@@ -385,6 +385,9 @@ impl Owner {
                         self.ctx.add_durable(true);
                     }
                     let key = self.durable(&d, &topic, true);
+                    self.ctx
+                        .durable_subscriptions
+                        .set(&topic, &d.key(), selector.as_deref());
                     filters.push((
                         key,
                         selector.as_deref().and_then(durable::recovered_selector),
@@ -441,6 +444,7 @@ impl Owner {
                 selector: selector.as_ref().map(|s| s.text()),
                 durable: None,
                 broker_path: path.as_deref(),
+                active: true,
             };
             self.advise_consumer(&destination, info, true);
             return;
@@ -491,6 +495,7 @@ impl Owner {
             selector: selector.as_ref().map(|s| s.text()),
             durable: durable.as_deref(),
             broker_path: path.as_deref(),
+            active: true,
         };
         self.advise_consumer(&destination_of(&target), info, true);
     }

@@ -219,6 +219,7 @@ impl Broker {
             memory: memory.clone(),
             virtual_topics: virtual_topics.clone(),
             advisory_listeners: Arc::default(),
+            durables: Arc::default(),
             frames: Arc::new(FrameBudget::new(
                 config.limits.large_frames_budget_bytes as u64,
             )),
@@ -381,6 +382,7 @@ fn run_shard(
                 scheduled: shared.scheduled.clone(),
                 virtual_topics: shared.virtual_topics.clone(),
                 advisory_listeners: shared.services.advisory_listeners.clone(),
+                durable_subscriptions: shared.services.durables.clone(),
             },
         );
         let owner = tokio::task::spawn_local(Owner::new(ctx).run(mailbox));

@@ -99,12 +99,18 @@ impl Owner {
         target: &Attached,
     ) {
         let destination = destination_of(target);
+        // A durable subscriber leaving says so: its subscription stays, and keeps messages.
+        let durable = match target {
+            Attached::Queue(key) => key.subscription.as_deref(),
+            _ => None,
+        };
         let info = ConsumerInfo {
             connection: session.0,
             subscription: sub.0,
             selector: None,
-            durable: None,
+            durable,
             broker_path: None,
+            active: true,
         };
         self.advise_consumer(&destination, info, false);
     }

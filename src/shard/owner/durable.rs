@@ -46,6 +46,9 @@ impl Owner {
         if let Some(q) = self.queues.get_mut(&key) {
             q.set_filter(selector.clone());
         }
+        self.ctx
+            .durable_subscriptions
+            .set(&topic, &d.key(), selector.as_ref().map(|s| s.text()));
         self.ctx.request(Request::DurableSubscribe {
             durable: d,
             topic,
@@ -118,6 +121,12 @@ impl Owner {
         if let Some(t) = self.topics.get_mut(&topic) {
             t.durables.retain(|k| *k != key);
         }
+        self.ctx.durable_subscriptions.remove(&topic, &d.key());
+        self.ctx
+            .advise(crate::message::advisory::Event::DurableRemoved {
+                destination: &topic,
+                durable: &d.key(),
+            });
         self.forget_topic_if_idle(&topic);
         self.ctx
             .request(Request::DurableUnsubscribe { durable: d, topic });
