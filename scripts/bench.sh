@@ -19,7 +19,11 @@
 # itself from /queue/bench.hop0.* (bridged nowhere: the single-broker figure of this run), on
 # b from /queue/bench.hop1.* (one bridge) or on c from /queue/bench.hop2.* (two hops). Each
 # destination is bridged only up to its consumer's broker, so no bridge competes with it. The
-# table gives each as a ratio to the single-broker figure.
+# table gives each as a ratio to the single-broker figure. The set runs twice: first with each
+# broker pinned to a core of its own (taskset; a and c share core 0 on a 2-core box), as
+# brokers on separate hosts run, which is what the issue's goal compares (scenario keys
+# net_*); then with every broker free to use every core (netshared_*), where the bridged
+# brokers share the cores that the single broker had to itself.
 #
 # Environment:
 #   BENCH_BROKERS="stompbox activemq rabbitmq"   which brokers, in this order
@@ -302,7 +306,8 @@ run_broker() {
     fi
 }
 
-# The network of brokers a → b → c (see the top of this file), started in $WORK/net.
+# The network of brokers a → b → c (see the top of this file), started in $WORK/net; with
+# PIN=1 each broker on one core (taskset -c i mod nproc).
 start_network() {
     local dir="$WORK/net" names=(a b c) ports=() admins=() i
     local statics=('"/queue/bench.hop1.>", "/queue/bench.hop2.>"' '"/queue/bench.hop2.>"')
@@ -323,7 +328,11 @@ start_network() {
     # The last broker first: each bridge finds its peer at its first attempt.
     for i in 2 1 0; do
         local n=${names[$i]}
-        "$BIN" serve --config "$dir/$n.toml" --bind "127.0.0.1:${ports[$i]}" \
+        local pin=()
+        if [ "${PIN:-}" = 1 ]; then
+            pin=(taskset -c "$((i % $(nproc)))")
+        fi
+        "${pin[@]}" "$BIN" serve --config "$dir/$n.toml" --bind "127.0.0.1:${ports[$i]}" \
             --admin-bind "127.0.0.1:${admins[$i]}" --data-dir "$dir/$n" \
             >"$dir/$n.out" 2>"$dir/$n.log" </dev/null &
         NET_PIDS+=($!)
@@ -359,9 +368,22 @@ stop_network() {
     done
 }
 
-# The network scenarios: each sends to a and consumes on a, b or c; persistent and not.
+# The network scenarios, pinned (keys net_*) then sharing the cores (netshared_*); pinned
+# only where taskset and two cores are there.
 run_network() {
     [ "$BENCH_NET" -gt 0 ] || return 0
+    if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+        PIN=1 run_network_set net
+    else
+        echo "bench.sh: no taskset or one core: the network scenarios run unpinned only" >&2
+    fi
+    PIN= run_network_set netshared
+}
+
+# The network scenarios: each sends to a and consumes on a, b or c; persistent and not. $1:
+# the scenario keys' prefix.
+run_network_set() {
+    local prefix=$1
     start_network || { stop_network; return 0; }
     local limit=$((S * 10 + 300)) kind count flags hop at
     STOMP_PORT=${NET_PORTS[0]}
@@ -375,7 +397,7 @@ run_network() {
         fi
         for hop in 0 1 2; do
             at=${NET_PORTS[$hop]}
-            bench stompbox "net_${kind}_${hop}" \
+            bench stompbox "${prefix}_${kind}_${hop}" \
                 "network: $count $kind 256 B, sent to a, consumed $hop hop(s) away" "$limit" \
                 --destination "/queue/bench.hop$hop.$kind" --consume-url "tcp://127.0.0.1:$at" \
                 --producers 1 --consumers 1 --size 256 --count "$count" --drain-timeout 30s \
