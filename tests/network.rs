@@ -1121,3 +1121,66 @@ fn with_dynamic_only_a_durable_subscriber_away_from_the_peer_is_no_demand() {
     let mut reader = durable_subscriber(&b, "reader", &t, "daily");
     reader.expect_silence(QUIET);
 }
+
+#[test]
+fn in_a_mesh_with_suppressed_duplicates_a_queue_takes_only_the_direct_way() {
+    // Three brokers, each bridged to the other two, demand travelling two hops: C's consumer
+    // is demand for A directly and through B. With suppression A follows it only on its
+    // bridge to C.
+    let mesh = network(
+        &["a", "b", "c"],
+        &[&[1, 2], &[0, 2], &[0, 1]],
+        "network_ttl = 2\nsuppress_duplicate_queue_subscriptions = true\n",
+    );
+    let (a, b, c) = (&mesh[0], &mesh[1], &mesh[2]);
+    let q = format!("/queue/{}", unique("mesh"));
+    let mut consumer = c.connect("1.2");
+    consumer.subscribe(&q, "c", "client-individual", &[]);
+    // B follows C's consumer (its own bridge to C), which A sees as demand one hop further.
+    eventually(WAIT, || match stat(b, &q, "consumers") {
+        1 => Ok(()),
+        n => Err(format!("{n} consumers on B")),
+    });
+    // A follows it on its bridge to C only (the one to B may have seen it first).
+    eventually(WAIT, || {
+        let json: serde_json::Value =
+            serde_json::from_str(&a.admin_get("/api/network").ok_or("no answer")?)
+                .map_err(|e| e.to_string())?;
+        let routes_to = |peer: &str| {
+            json.as_array()
+                .into_iter()
+                .flatten()
+                .filter(|b| b["peer_name"] == peer)
+                .flat_map(|b| b["routes"].as_array().cloned().unwrap_or_default())
+                .filter(|r| r["destination"] == q.as_str())
+                .count()
+        };
+        match (routes_to("c"), routes_to("b"), stat(a, &q, "consumers")) {
+            (1, 0, 1) => Ok(()),
+            other => Err(format!("routes to c, to b, consumers: {other:?}: {json}")),
+        }
+    });
+    let mut producer = a.connect("1.2");
+    let total = 50;
+    for n in 0..total {
+        producer.send_persistent(&q, &format!("m{n}"), &[]);
+    }
+    let mut got = BTreeSet::new();
+    while got.len() < total {
+        let m = consumer.expect_message();
+        assert_eq!(
+            m.get("stompbox-broker-path"),
+            Some("a"),
+            "the direct way: {m:?}"
+        );
+        assert!(got.insert(m.text()), "{m:?} twice");
+        consumer.ack(&m);
+    }
+    consumer.expect_silence(QUIET);
+    assert_eq!(
+        stat(a, &q, "consumers"),
+        1,
+        "A still follows only the direct way"
+    );
+    assert_eq!(stat(b, &q, "enqueued"), 0, "nothing went by way of B");
+}

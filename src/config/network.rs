@@ -54,6 +54,11 @@ pub struct NetworkConnector {
     /// for as long as it exists, so what is published here while its subscriber is away
     /// still reaches it (the peer keeps it for the subscriber), until it is unsubscribed.
     pub dynamic_only: bool,
+    /// In a mesh with a TTL above 1, ignore a peer's demand for a queue consumer that another
+    /// bridge of this broker reaches in fewer hops (ActiveMQ's
+    /// `suppressDuplicateQueueSubscriptions`): its messages then take the shortest way only,
+    /// and do not cross an extra hop. Off by default.
+    pub suppress_duplicate_queue_subscriptions: bool,
     /// Network hops a message may make (ActiveMQ's `networkTTL`, default 1): a message that
     /// already crossed this many is not forwarded again.
     pub network_ttl: u32,
@@ -95,6 +100,7 @@ impl Default for NetworkConnector {
             conduit_subscriptions: true,
             replay_when_no_consumers: false,
             dynamic_only: false,
+            suppress_duplicate_queue_subscriptions: false,
             heart_beat_ms: 10_000,
             write_timeout_ms: 60_000,
             network_ttl: 1,

@@ -3,11 +3,12 @@
 //! feed each half, the demand it follows from consumer advisories, and the pipeline of
 //! forwarded SENDs awaiting their RECEIPTs (see the module doc of `network`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use log::{info, warn};
 
+use super::origins::Origins;
 use super::status::RouteStatus;
 use super::uri::NetworkUri;
 use super::{forwarded, Bridge};
@@ -190,15 +191,44 @@ impl Half {
         self.gone.push_back(id.to_string());
     }
 
-    /// The demand routes `destination` needs, by route key (see `demand_routes`).
+    /// The broker whose consumer `c` is: the last of the brokers it stands for, or the
+    /// destination broker itself.
+    fn origin_of(&self, c: &PeerConsumer) -> String {
+        c.path
+            .as_deref()
+            .and_then(|p| p.rsplit(',').next())
+            .filter(|o| !o.is_empty())
+            .or(self.dst_name.as_deref())
+            .unwrap_or("peer")
+            .to_string()
+    }
+
+    /// The brokers `destination`'s demand stands for, each with the fewest hops beyond the
+    /// destination broker it is reached at.
+    fn origins_of(&self, destination: &DestinationName) -> BTreeMap<String, usize> {
+        let mut held = BTreeMap::new();
+        for c in self
+            .demand
+            .get(destination)
+            .into_iter()
+            .flat_map(|c| c.values())
+        {
+            let hops = held.entry(self.origin_of(c)).or_insert(c.hops);
+            *hops = (*hops).min(c.hops);
+        }
+        held
+    }
+
+    /// The demand routes that `consumers` (of one destination) need, by route key (see
+    /// `demand_routes`).
     fn wanted_routes(
         &self,
-        destination: &DestinationName,
+        consumers: &[(String, PeerConsumer)],
         conduit: bool,
     ) -> HashMap<String, RouteSpec> {
-        let Some(consumers) = self.demand.get(destination) else {
+        if consumers.is_empty() {
             return HashMap::new();
-        };
+        }
         let dst = self.dst_name.as_deref().unwrap_or("peer");
         let path_of = |c: Option<&PeerConsumer>| match c.and_then(|c| c.path.as_deref()) {
             Some(p) => format!("{dst},{p}"),
@@ -217,9 +247,9 @@ impl Half {
                 })
                 .collect();
         }
-        let nearest = consumers.values().min_by_key(|c| c.hops);
+        let nearest = consumers.iter().map(|(_, c)| c).min_by_key(|c| c.hops);
         let spec = RouteSpec {
-            selector: either_selector(consumers.values().map(|c| c.selector.as_deref())),
+            selector: either_selector(consumers.iter().map(|(_, c)| c.selector.as_deref())),
             hops: nearest.map_or(0, |c| c.hops),
             path: path_of(nearest),
         };
@@ -250,6 +280,8 @@ impl Half {
 /// One link's state: its connections and the halves that use them.
 struct Link<'a> {
     bridge: &'a Bridge,
+    /// What every bridge of this broker reaches, for `suppress_duplicate_queue_subscriptions`.
+    origins: &'a Origins,
     /// Indexed by [`HERE`], [`REMOTE`] (and for a duplex bridge [`REMOTE_OUT`], [`HERE_IN`]).
     clients: Vec<Client>,
     peer_name: Option<String>,
@@ -260,6 +292,7 @@ struct Link<'a> {
 /// turns true once the connections and the subscriptions are up.
 pub(super) async fn forward(
     bridge: &Bridge,
+    origins: &Origins,
     linked: &mut bool,
 ) -> Result<std::convert::Infallible, ClientError> {
     let remote_options = ConnectOptions {
@@ -319,6 +352,7 @@ pub(super) async fn forward(
     }
     let mut link = Link {
         bridge,
+        origins,
         clients,
         peer_name,
         halves,
@@ -378,6 +412,8 @@ pub(super) async fn forward(
         if bridge.duplex { ", both ways" } else { "" }
     );
     let result = link.pump().await;
+    // Its demand goes with the link: other bridges no longer defer to it.
+    origins.clear(bridge.index);
     // The ACKs of what the other side already has may still sit in a client's buffer:
     // written before the link is given up, or those messages are forwarded twice.
     for h in 0..link.halves.len() {
@@ -412,7 +448,12 @@ impl Link<'_> {
     /// always read (a half's source carries its deliveries, its destination its receipts and
     /// advisories); what is in flight is bounded by the routes' prefetch.
     async fn pump(&mut self) -> Result<std::convert::Infallible, ClientError> {
+        let mut origins_seen = self.origins.version();
         loop {
+            if self.origins.version() != origins_seen {
+                origins_seen = self.origins.version();
+                self.follow_origins().await?;
+            }
             for h in 0..self.halves.len() {
                 self.settle(h).await?;
             }
@@ -439,16 +480,25 @@ impl Link<'_> {
             for h in 0..self.halves.len() {
                 self.seal(h).await?;
             }
+            // Another bridge's demand may change what this one suppresses.
+            let origins = async {
+                match self.bridge.suppress {
+                    true => self.origins.changed().await,
+                    false => std::future::pending().await,
+                }
+            };
             let (side, frame) = match &mut self.clients[..] {
                 [here, remote] => tokio::select! {
                     m = here.next() => (HERE, m),
                     m = remote.next() => (REMOTE, m),
+                    _ = origins => continue,
                 },
                 [here, remote, remote_out, here_in] => tokio::select! {
                     m = here.next() => (HERE, m),
                     m = remote.next() => (REMOTE, m),
                     m = remote_out.next() => (REMOTE_OUT, m),
                     m = here_in.next() => (HERE_IN, m),
+                    _ = origins => continue,
                 },
                 _ => {
                     return Err(ClientError::Protocol(
@@ -716,10 +766,58 @@ impl Link<'_> {
             _ => false,
         };
         if changed {
+            if h == 0 && destination.kind() == crate::message::Kind::Queue {
+                let held = self.halves[0].origins_of(&destination);
+                self.origins.set(self.bridge.index, &destination, &held);
+            }
             self.follow_demand(h, &destination).await?;
             self.follow_replay(h, &destination).await?;
         }
         Ok(())
+    }
+
+    /// Follows again the forward half's queue demand, which another bridge's demand may now
+    /// suppress or no longer suppress (`suppress_duplicate_queue_subscriptions`).
+    async fn follow_origins(&mut self) -> Result<(), ClientError> {
+        if !self.bridge.suppress {
+            return Ok(());
+        }
+        let queues: Vec<DestinationName> = self.halves[0]
+            .demand
+            .keys()
+            .filter(|d| d.kind() == crate::message::Kind::Queue)
+            .cloned()
+            .collect();
+        for d in queues {
+            self.follow_demand(0, &d).await?;
+            self.follow_replay(0, &d).await?;
+        }
+        Ok(())
+    }
+
+    /// The consumers of half `h`'s demand for `destination` it may follow: all of them,
+    /// except with `suppress_duplicate_queue_subscriptions` those of a queue that another
+    /// bridge reaches more directly.
+    fn followed(&self, h: usize, destination: &DestinationName) -> Vec<(String, PeerConsumer)> {
+        let half = &self.halves[h];
+        let Some(consumers) = half.demand.get(destination) else {
+            return Vec::new();
+        };
+        let suppress =
+            self.bridge.suppress && h == 0 && destination.kind() == crate::message::Kind::Queue;
+        consumers
+            .iter()
+            .filter(|(_, c)| {
+                !suppress
+                    || !self.origins.nearer_elsewhere(
+                        self.bridge.index,
+                        destination,
+                        &half.origin_of(c),
+                        c.hops,
+                    )
+            })
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect()
     }
 
     /// A consumer advisory from half `h`'s source broker (`replay_when_no_consumers`): whether
@@ -787,6 +885,7 @@ impl Link<'_> {
         {
             return Ok(());
         }
+        let followed = self.followed(h, destination);
         let half = &self.halves[h];
         let local = half
             .local
@@ -794,7 +893,7 @@ impl Link<'_> {
             .any(|(d, consumers)| !consumers.is_empty() && d.covers(destination));
         let want = match local {
             true => None,
-            false => half.wanted_routes(destination, true).into_values().next(),
+            false => half.wanted_routes(&followed, true).into_values().next(),
         };
         let current = half.replay_routes.get(destination).cloned();
         let current_spec = current
@@ -862,7 +961,8 @@ impl Link<'_> {
         destination: &DestinationName,
     ) -> Result<(), ClientError> {
         let conduit = self.bridge.conduit || destination.kind() == crate::message::Kind::Topic;
-        let want = self.halves[h].wanted_routes(destination, conduit);
+        let followed = self.followed(h, destination);
+        let want = self.halves[h].wanted_routes(&followed, conduit);
         let current = self.halves[h]
             .demand_routes
             .get(destination)
@@ -1062,6 +1162,16 @@ mod tests {
         Half::new(HERE, REMOTE, "a".into(), Some("b".into()))
     }
 
+    /// The routes `h`'s demand for `q` needs, every consumer followed.
+    fn wanted(h: &Half, q: &DestinationName, conduit: bool) -> HashMap<String, RouteSpec> {
+        let consumers: Vec<(String, PeerConsumer)> = h
+            .demand
+            .get(q)
+            .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        h.wanted_routes(&consumers, conduit)
+    }
+
     fn consumer(selector: Option<&str>, hops: usize) -> PeerConsumer {
         PeerConsumer {
             selector: selector.map(str::to_string),
@@ -1077,12 +1187,12 @@ mod tests {
         // The live removal overtook the replayed addition.
         assert!(!h.consumer_removed(&q, "7:1"));
         assert!(!h.consumer_added(&q, "7:1".into(), consumer(None, 0)));
-        assert!(h.wanted_routes(&q, true).is_empty());
+        assert!(wanted(&h, &q, true).is_empty());
         // Others are followed as usual.
         assert!(h.consumer_added(&q, "7:2".into(), consumer(None, 0)));
-        assert_eq!(h.wanted_routes(&q, true).len(), 1);
+        assert_eq!(wanted(&h, &q, true).len(), 1);
         assert!(h.consumer_removed(&q, "7:2"));
-        assert!(h.wanted_routes(&q, true).is_empty());
+        assert!(wanted(&h, &q, true).is_empty());
         // What is remembered is bounded.
         for n in 0..GONE_REMEMBERED + 10 {
             h.consumer_removed(&q, &format!("9:{n}"));
@@ -1091,16 +1201,33 @@ mod tests {
     }
 
     #[test]
+    fn a_consumer_is_of_the_last_broker_its_path_names() {
+        let q = DestinationName::parse("/queue/q").unwrap();
+        let mut h = half();
+        h.consumer_added(&q, "1:1".into(), consumer(None, 0));
+        let mut far = consumer(None, 2);
+        far.path = Some("c,d".into());
+        h.consumer_added(&q, "1:2".into(), far);
+        let mut near_d = consumer(None, 1);
+        near_d.path = Some("d".into());
+        h.consumer_added(&q, "1:3".into(), near_d);
+        let held = h.origins_of(&q);
+        assert_eq!(held.get("b"), Some(&0), "the destination broker's own");
+        assert_eq!(held.get("d"), Some(&1), "the fewest hops to d");
+        assert_eq!(held.len(), 2);
+    }
+
+    #[test]
     fn without_a_conduit_each_peer_consumer_gets_its_route() {
         let q = DestinationName::parse("/queue/q").unwrap();
         let mut h = half();
         h.consumer_added(&q, "1:1".into(), consumer(Some("n < 5"), 0));
         h.consumer_added(&q, "1:2".into(), consumer(None, 1));
-        let conduit = h.wanted_routes(&q, true);
+        let conduit = wanted(&h, &q, true);
         assert_eq!(conduit.len(), 1);
         assert_eq!(conduit[""].selector, None);
         assert_eq!(conduit[""].hops, 0);
-        let each = h.wanted_routes(&q, false);
+        let each = wanted(&h, &q, false);
         assert_eq!(each.len(), 2);
         assert_eq!(each["1:1"].selector.as_deref(), Some("n < 5"));
         assert_eq!(each["1:2"].hops, 1);

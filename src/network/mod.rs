@@ -31,6 +31,7 @@
 //! ([`NETWORK_REDELIVERED`]).
 
 mod link;
+mod origins;
 pub mod status;
 pub mod uri;
 
@@ -81,6 +82,8 @@ struct Bridge {
     /// `dynamic_only`: a peer's durable subscription is demand only while its subscriber is
     /// attached.
     dynamic_only: bool,
+    /// `suppress_duplicate_queue_subscriptions` (`origins.rs`).
+    suppress: bool,
     decrease_priority: bool,
     /// Hops a message may make (`message_ttl`, else `network_ttl`).
     ttl: u32,
@@ -145,6 +148,7 @@ pub fn spawn(
                 conduit: c.conduit_subscriptions,
                 replay: c.replay_when_no_consumers,
                 dynamic_only: c.dynamic_only,
+                suppress: c.suppress_duplicate_queue_subscriptions,
                 decrease_priority: c.decrease_network_consumer_priority,
                 ttl: c.message_ttl.unwrap_or(c.network_ttl),
                 consumer_ttl: c.consumer_ttl.unwrap_or(c.network_ttl),
@@ -177,9 +181,10 @@ pub fn spawn(
             };
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime, async move {
+                let origins = std::rc::Rc::new(origins::Origins::default());
                 let tasks: Vec<_> = bridges
                     .into_iter()
-                    .map(|b| tokio::task::spawn_local(run(b, shutdown.clone())))
+                    .map(|b| tokio::task::spawn_local(run(b, shutdown.clone(), origins.clone())))
                     .collect();
                 for t in tasks {
                     let _ = t.await;
@@ -190,12 +195,16 @@ pub fn spawn(
 }
 
 /// Runs one bridge until shutdown: link, forward until the link fails, pause, link again.
-async fn run(bridge: Bridge, mut shutdown: watch::Receiver<bool>) {
+async fn run(
+    bridge: Bridge,
+    mut shutdown: watch::Receiver<bool>,
+    origins: std::rc::Rc<origins::Origins>,
+) {
     let mut backoff = Backoff::new(&bridge.reconnect, true);
     loop {
         let mut linked = false;
         let outcome = tokio::select! {
-            r = link::forward(&bridge, &mut linked) => r,
+            r = link::forward(&bridge, &origins, &mut linked) => r,
             _ = shutdown.changed() => return,
         };
         if *shutdown.borrow() {
