@@ -566,10 +566,9 @@ impl Link<'_> {
                 break;
             };
             if f.ack {
-                let sub = f.delivery.get("subscription").map(str::to_string);
                 match last
                     .iter_mut()
-                    .find(|d| d.get("subscription").map(str::to_string) == sub)
+                    .find(|d| d.get("subscription") == f.delivery.get("subscription"))
                 {
                     Some(d) => *d = f.delivery,
                     None => last.push(f.delivery),
@@ -658,10 +657,12 @@ impl Link<'_> {
             return Ok(());
         }
         let replayed = half.routes.get(sub).is_some_and(|r| r.replay);
-        let send = forwarded(&delivery, &half.src_name, replayed);
+        // Kept: what its ACK or NACK, and the logs, need; the rest goes on in the SEND.
+        let kept = delivery.slim(&["message-id", "ack", "subscription", "destination"]);
+        let send = forwarded(delivery.into_frame(), &half.src_name, replayed);
         half.in_flight.push_back(InFlight {
             receipt: UNSEALED,
-            delivery,
+            delivery: kept,
             ack,
         });
         // Counted here only when the pipeline starts to fill; `settle` keeps it current.

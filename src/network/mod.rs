@@ -42,7 +42,7 @@ use std::time::Duration;
 use log::warn;
 use tokio::sync::watch;
 
-use crate::client::{Backoff, BrokerUri, Delivery, FailoverOptions};
+use crate::client::{Backoff, BrokerUri, FailoverOptions};
 use crate::codec::{Command, Frame};
 use crate::config::Config;
 use crate::config::DemandFilter;
@@ -51,12 +51,11 @@ use crate::message::DestinationName;
 use status::{BridgeStatus, Bridges};
 
 /// Headers of a MESSAGE that a forwarded SEND does not carry: the delivery's own (the peer
-/// gives its own), and those the codec writes.
+/// gives its own), those the codec writes, and the network's (written anew).
 const NOT_FORWARDED: &[&str] = &[
     "message-id",
     "subscription",
     "ack",
-    "destination",
     "content-length",
     "redelivered",
     "redelivery-count",
@@ -247,29 +246,34 @@ fn network_id(m: &Frame, broker_name: &str) -> String {
     format!("{broker_name}:{}", m.get("message-id").unwrap_or_default())
 }
 
-/// The SEND that forwards `delivery`: its destination, headers and body, a broker path that
+/// The SEND that forwards message `m`: its destination, headers and body, a broker path that
 /// ends with this broker (only this broker when `replayed`: a message sent back to a broker it
-/// passed through starts again from here, or that broker would drop it as looped), its id here for the peer's duplicate filter, and the mark of a
-/// possible duplicate when this broker delivered it before.
-fn forwarded(delivery: &Delivery, broker_name: &str, replayed: bool) -> Frame {
-    let m = &delivery.frame;
+/// passed through starts again from here, or that broker would drop it as looped), its id here
+/// for the peer's duplicate filter, and the mark of a possible duplicate when this broker
+/// delivered it before. The MESSAGE becomes the SEND in place: its headers and body are moved,
+/// not copied (a bridge forwards every message, and copies were most of its allocations).
+fn forwarded(mut m: Frame, broker_name: &str, replayed: bool) -> Frame {
+    let id = network_id(&m, broker_name);
     let path = match replayed {
         true => broker_name.to_string(),
         false => extend_path(m.get(BROKER_PATH), broker_name),
     };
-    let mut send = Frame::new(Command::Send)
-        .header("destination", m.get("destination").unwrap_or_default())
-        .header(BROKER_PATH, path)
-        .header(NETWORK_ID, network_id(m, broker_name));
-    if m.get("redelivered") == Some("true") {
-        send = send.header(NETWORK_REDELIVERED, "true");
-    }
-    for (name, value) in m.headers.iter() {
-        if !NOT_FORWARDED.contains(&name) {
-            send.headers.push(name, value);
+    let redelivered = m.get("redelivered") == Some("true");
+    m.command = Command::Send;
+    let mut destination = false;
+    m.headers.0.retain(|(name, _)| {
+        // The first `destination` is the one (a repeated header's first value wins).
+        if name == "destination" {
+            return !std::mem::replace(&mut destination, true);
         }
+        !NOT_FORWARDED.contains(&name.as_str())
+    });
+    m.headers.push(BROKER_PATH, path);
+    m.headers.push(NETWORK_ID, id);
+    if redelivered {
+        m.headers.push(NETWORK_REDELIVERED, "true");
     }
-    send.with_body(m.body.clone())
+    m
 }
 
 #[cfg(test)]
@@ -287,8 +291,7 @@ mod tests {
             .header("x-app", "v")
             .header(BROKER_PATH, "a")
             .with_body(&b"body"[..]);
-        let d = Delivery::for_test(message);
-        let f = forwarded(&d, "b", false);
+        let f = forwarded(message.clone(), "b", false);
         assert_eq!(f.command, Command::Send);
         assert_eq!(f.get("destination"), Some("/queue/orders"));
         assert_eq!(f.get(BROKER_PATH), Some("a,b"));
@@ -305,7 +308,7 @@ mod tests {
         assert_eq!(f.get(NETWORK_ID), Some("b:17"));
         assert_eq!(f.get(NETWORK_REDELIVERED), None);
         // Sent back to a broker it passed through, it starts again from here.
-        let replayed = forwarded(&d, "b", true);
+        let replayed = forwarded(message, "b", true);
         assert_eq!(replayed.get(BROKER_PATH), Some("b"));
     }
 
@@ -316,7 +319,7 @@ mod tests {
             .header("message-id", "17")
             .header("redelivered", "true")
             .header("redelivery-count", "1");
-        let f = forwarded(&Delivery::for_test(message), "b", false);
+        let f = forwarded(message, "b", false);
         assert_eq!(f.get(NETWORK_REDELIVERED), Some("true"));
         assert_eq!(f.get("redelivered"), None);
         assert_eq!(f.get("redelivery-count"), None);
