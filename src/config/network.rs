@@ -24,11 +24,18 @@ pub struct NetworkConnector {
     /// `false` leaves only `static_included`.
     pub demand: bool,
     /// Destinations forwarded by demand (ActiveMQ's `dynamicallyIncludedDestinations`),
-    /// wildcards allowed; empty: every queue and topic (never advisory or temporary ones).
+    /// wildcards allowed; empty: every queue and topic (never advisory ones; temporary ones
+    /// follow `bridge_temp_destinations`).
     pub dynamic_included: Vec<String>,
     /// Destinations never forwarded by demand (ActiveMQ's `excludedDestinations`), wildcards
     /// allowed; they win over `dynamic_included`.
     pub excluded: Vec<String>,
+    /// Forward by demand to the peer's temporary destinations too (ActiveMQ's
+    /// `bridgeTempDestinations`, default true there and here): while a consumer on the peer
+    /// reads one of its temporary queues or topics, the bridge holds a route for it here, so
+    /// a reply sent here to its `/remote-temp-…` name reaches the requester there.
+    /// `dynamic_included` and `excluded` do not apply to them (as in ActiveMQ).
+    pub bridge_temp_destinations: bool,
     /// The bridge also forwards from the peer to this broker over the same connections
     /// (ActiveMQ's `duplex`): for a peer that cannot connect here (a hub behind a firewall).
     /// The peer must be a stompbox broker; it needs no connector of its own.
@@ -93,6 +100,7 @@ impl Default for NetworkConnector {
             uri: String::new(),
             static_included: Vec::new(),
             demand: true,
+            bridge_temp_destinations: true,
             duplex: false,
             dynamic_included: Vec::new(),
             excluded: Vec::new(),
@@ -145,6 +153,7 @@ impl NetworkConnector {
         Ok(DemandFilter {
             included: parse("dynamic_included", &self.dynamic_included)?,
             excluded: parse("excluded", &self.excluded)?,
+            temp: self.bridge_temp_destinations,
         })
     }
 }
@@ -154,16 +163,21 @@ impl NetworkConnector {
 pub struct DemandFilter {
     pub included: Vec<DestinationName>,
     pub excluded: Vec<DestinationName>,
+    /// `bridge_temp_destinations`.
+    pub temp: bool,
 }
 
 impl DemandFilter {
     /// Whether demand for `d` (a destination, or a peer consumer's wildcard pattern) is
-    /// forwarded: a queue or topic that is not advisory or temporary, matching an included
-    /// pattern (when there are any) and no excluded one.
+    /// forwarded: a queue or topic that is not advisory, matching an included pattern (when
+    /// there are any) and no excluded one; a temporary destination (never a pattern) when
+    /// `bridge_temp_destinations` is on, whatever the patterns.
     pub fn admits(&self, d: &DestinationName) -> bool {
+        if d.is_temp() {
+            return self.temp && !d.is_wildcard();
+        }
         let covers = |p: &DestinationName| p.covers(d);
-        !d.is_temp()
-            && !crate::message::advisory::is_advisory(d)
+        !crate::message::advisory::is_advisory(d)
             && (self.included.is_empty() || self.included.iter().any(covers))
             && !self.excluded.iter().any(covers)
     }
@@ -190,7 +204,8 @@ pub fn check(broker_name: &str, connectors: &[NetworkConnector]) -> Result<(), S
         let statics = c.static_destinations()?;
         if let Some(t) = statics.iter().find(|d| d.is_temp()) {
             return Err(format!(
-                "network {:?}: static_included {t}: temporary destinations are not bridged",
+                "network {:?}: static_included {t}: a temporary destination is bridged by \
+                 demand only (bridge_temp_destinations), while its consumer lasts",
                 c.name
             ));
         }
@@ -236,5 +251,27 @@ mod tests {
             let err = check(bad, &connectors).unwrap_err();
             assert!(err.contains("broker_name"), "{bad:?}: {err}");
         }
+    }
+
+    /// Demand for a peer's temporary destination is followed unless
+    /// `bridge_temp_destinations = false`, whatever `dynamic_included` and `excluded` say.
+    #[test]
+    fn temporary_destinations_are_bridged_by_default_and_can_be_turned_off() {
+        let temp = DestinationName::parse("/remote-temp-queue/ID:b:1-2:1").unwrap();
+        let connector = NetworkConnector {
+            dynamic_included: vec!["/queue/orders.>".into()],
+            excluded: vec!["/queue/>".into()],
+            ..Default::default()
+        };
+        assert!(connector.bridge_temp_destinations);
+        assert!(connector.demand_filter().unwrap().admits(&temp));
+        let off = NetworkConnector {
+            bridge_temp_destinations: false,
+            ..Default::default()
+        };
+        assert!(!off.demand_filter().unwrap().admits(&temp));
+        // A pattern over temporary names stands for no consumer that a route could follow.
+        let pattern = DestinationName::parse("/remote-temp-queue/>").unwrap();
+        assert!(!connector.demand_filter().unwrap().admits(&pattern));
     }
 }

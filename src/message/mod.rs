@@ -26,7 +26,7 @@ mod stats;
 pub mod virtual_topic;
 pub mod wildcard;
 
-pub use name::{DestinationName, Kind, NameError};
+pub use name::{temp_broker_tag, DestinationName, Kind, NameError};
 pub use name::{REMOTE_TEMP_QUEUE, REMOTE_TEMP_TOPIC, TEMP_QUEUE, TEMP_TOPIC};
 pub use stats::{BrowsedMessage, Counters, DestinationStats};
 

@@ -113,6 +113,22 @@ impl DestinationName {
         self.temp
     }
 
+    /// The broker that created a temporary destination, as its id spells it
+    /// (`ID:<broker>:<run>-<connection>:<n>`, see [`temp_broker_tag`]); None for any other
+    /// destination, or an id not of that shape.
+    pub fn temp_broker(&self) -> Option<&str> {
+        if !self.temp {
+            return None;
+        }
+        let (broker, _) = self.name().strip_prefix("ID:")?.split_once(':')?;
+        Some(broker)
+    }
+
+    /// True for a temporary destination created by the broker named `broker_name`.
+    pub fn is_temp_of(&self, broker_name: &str) -> bool {
+        self.temp_broker() == Some(temp_broker_tag(broker_name).as_str())
+    }
+
     /// Queue or topic.
     pub fn kind(&self) -> Kind {
         self.kind
@@ -157,6 +173,22 @@ impl DestinationName {
         }
         (h % shards as u64) as usize
     }
+}
+
+/// How a temporary destination's id names the broker that created it: its `broker_name`,
+/// each character other than an ASCII letter, digit, `.`, `-` or `_` written `_`. So the id
+/// holds no `:` but its own separators, no `,` (which would split a composite SEND) and no
+/// `*` or `>` (which could make a wildcard segment); in a network, where broker names are
+/// unique and hold no `:` or `,`, a broker can tell its own temporary destinations from its
+/// peers'.
+pub fn temp_broker_tag(broker_name: &str) -> String {
+    broker_name
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => c,
+            _ => '_',
+        })
+        .collect()
 }
 
 impl fmt::Debug for DestinationName {
@@ -212,5 +244,31 @@ mod tests {
             Err(NameError::LocalTemp(_))
         ));
         assert!(DestinationName::parse("/temp-topic/x").is_err());
+    }
+
+    #[test]
+    fn a_temp_id_names_the_broker_that_created_it() {
+        let q = DestinationName::parse("/remote-temp-queue/ID:site-a.eu:1700-5:1").unwrap();
+        assert_eq!(q.temp_broker(), Some("site-a.eu"));
+        assert!(q.is_temp_of("site-a.eu"));
+        assert!(!q.is_temp_of("site-a"));
+        assert!(!q.is_temp_of("site-b"));
+        let odd = DestinationName::temp(
+            Kind::Topic,
+            &format!("ID:{}:1-2:3", temp_broker_tag("a*b,c:d")),
+        );
+        assert_eq!(odd.temp_broker(), Some("a_b_c_d"));
+        assert!(odd.is_temp_of("a*b,c:d"));
+        assert!(!odd.is_wildcard());
+        // Not a temporary destination, or an id of another shape.
+        assert_eq!(
+            DestinationName::parse("/queue/ID:a:1")
+                .unwrap()
+                .temp_broker(),
+            None
+        );
+        let other = DestinationName::parse("/remote-temp-queue/ID:nobody").unwrap();
+        assert_eq!(other.temp_broker(), None);
+        assert!(!other.is_temp_of("nobody"));
     }
 }

@@ -741,11 +741,15 @@ impl Link<'_> {
             "consumer-added" => {
                 let path = text("broker_path");
                 let hops = path_len(path.as_deref());
-                // Demand that passed through the source is its own, come back.
+                // Demand that passed through the source is its own, come back; so is demand
+                // for a temporary destination of the source's (no route stands for those).
                 let echo = path
                     .as_deref()
-                    .is_some_and(|p| path_holds(p, &half.src_name));
-                let statically = self.bridge.statics.iter().any(|s| s.covers(&destination));
+                    .is_some_and(|p| path_holds(p, &half.src_name))
+                    || destination.is_temp_of(&half.src_name);
+                // No static route carries a temporary destination (no wildcard reads one).
+                let statically = !destination.is_temp()
+                    && self.bridge.statics.iter().any(|s| s.covers(&destination));
                 if echo
                     || statically
                     || !filter.admits(&destination)
@@ -879,9 +883,11 @@ impl Link<'_> {
         destination: &DestinationName,
     ) -> Result<(), ClientError> {
         // The replay selector names the destination broker: a peer that does not say its
-        // name gets no replay.
+        // name gets no replay. A temporary queue has none: a route's copy of one holds
+        // nothing for consumers of its own.
         if !self.bridge.replay
             || destination.kind() != crate::message::Kind::Queue
+            || destination.is_temp()
             || self.halves[h].dst_name.is_none()
         {
             return Ok(());

@@ -25,6 +25,12 @@
 //! (`broker_path` in the advisory): demand that names this broker, or that lies beyond the
 //! TTL, is ignored, so it does not echo round a loop.
 //!
+//! Temporary destinations (`bridge_temp_destinations`): a peer's consumer of one of its own
+//! temporary queues or topics (a requester) is demand like any other, and its route here is a
+//! subscription to that `/remote-temp-…` name, which this broker takes as a route standing for
+//! it (`session/temp.rs`): the destination exists here while the route lasts, so a reply sent
+//! here is accepted and forwarded to the requester.
+//!
 //! Pipelining: up to `prefetch` forwarded SENDs await the peer's RECEIPTs at once (receipts come
 //! in order); each local ACK follows its RECEIPT. Every forwarded SEND carries the message's id
 //! here ([`NETWORK_ID`]) for the peer's duplicate filter, and a resend is marked

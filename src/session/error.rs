@@ -161,7 +161,7 @@ impl Error {
             }
             Error::DurableInUse(name) => format!("Durable subscription {name:?} has a consumer attached; UNSUBSCRIBE that consumer (or let its connection close) before deleting the subscription."),
             Error::Wildcard(d, why) => format!("{d} is a wildcard destination (a * or > segment matches many destinations): {why}."),
-            Error::NoSuchTemp(d) => format!("{d} was a temporary destination; it was deleted when the connection that created it closed (or never existed), with its messages. Nothing was sent. A reply to a requester that has gone away has nowhere to go."),
+            Error::NoSuchTemp(d) => format!("{d} was a temporary destination; it was deleted when the connection that created it closed (or never existed), with its messages. Nothing was sent. A reply to a requester that has gone away has nowhere to go. Another broker's temporary destination exists here only while a network bridge holds a route for it, that is while its requester there has a consumer on it (docs/network.md)."),
             Error::ForeignTemp(d) => format!("{d} is a temporary destination of another connection (or no longer exists): others may SEND to it, as to a reply-to, but only the connection that created it may SUBSCRIBE."),
             Error::Store(reason) => format!("The broker could not store the message or transaction, so it was not accepted: {reason}. Retry it."),
         }

@@ -81,7 +81,10 @@ impl Session {
             ));
         }
         let destination = self.destination(dest)?;
-        if destination.is_temp() && !self.temps.owns(&destination) {
+        if destination.is_temp()
+            && !self.temps.owns(&destination)
+            && !self.is_temp_route(&destination, frame)
+        {
             return Err(Error::ForeignTemp(dest.to_string()));
         }
         let sub_id = match frame.get("id") {

@@ -7,6 +7,13 @@
 //! its own names in the MESSAGE frames it receives. Its owner shard deletes it with its
 //! messages at the connection's Goodbye (`shard/owner/temp.rs`); its messages are kept in
 //! memory only, whatever `persistent` says.
+//!
+//! Across a network (docs/network.md, Temporary destinations): a bridge's subscription to
+//! another broker's temporary destination (a SUBSCRIBE carrying `stompbox-broker-path`, for a
+//! name whose id names another broker) is its *route*: it makes the destination exist here
+//! while it lasts, so that a reply sent here is accepted and forwarded towards its
+//! requester (`shard/owner/temp.rs`). Nothing else may SUBSCRIBE to a temporary destination
+//! it did not create, and no route stands for one of this broker's own.
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
@@ -15,7 +22,9 @@ use foldhash::HashMap;
 
 use super::error::Error;
 use super::state::Session;
-use crate::message::{DestinationName, Kind, Message, NameError, ToOwner};
+use crate::codec::Frame;
+use crate::message::network::BROKER_PATH;
+use crate::message::{temp_broker_tag, DestinationName, Kind, Message, NameError, ToOwner};
 use crate::message::{TEMP_QUEUE, TEMP_TOPIC};
 
 /// One connection's temporary destinations.
@@ -100,11 +109,13 @@ impl Session {
         if self.temps.by_local.len() >= max {
             return Err(Error::Limit("max_temp_destinations_per_connection", max));
         }
-        // ActiveMQ's shape, `ID:<broker>-<connection>:<n>`: unique to this process (the
-        // connection id) and to this run of it (its start), so a name held by a client from
-        // before a restart or fail-over never reaches a new connection's destination.
+        // `ID:<broker>:<run>-<connection>:<n>`, after ActiveMQ's: unique to this broker (its
+        // name, which a network keeps unique, so a bridge can tell whose it is), to this run
+        // of it (its start: a name held by a client from before a restart or fail-over never
+        // reaches a new connection's destination) and to the connection.
         let n = self.temps.by_local.len() + 1;
-        let id = format!("ID:{}-{}:{n}", broker_tag(), self.id.0);
+        let broker = temp_broker_tag(&self.config.broker_name);
+        let id = format!("ID:{broker}:{}-{}:{n}", run_start(), self.id.0);
         let destination = DestinationName::temp(kind, &id);
         self.temps
             .by_local
@@ -119,6 +130,21 @@ impl Session {
         };
         self.post(shard, cmd);
         Ok(destination)
+    }
+
+    /// Whether SUBSCRIBE `frame` to `destination`, a temporary destination this connection did
+    /// not create, is a network route: a bridge's subscription (it names the brokers it stands
+    /// for in `stompbox-broker-path`) to one destination of another broker, to consume it (a
+    /// browser would only read other connections' replies). The owner shard then keeps the
+    /// destination in existence while routes to it last.
+    pub(super) fn is_temp_route(&self, destination: &DestinationName, frame: &Frame) -> bool {
+        destination.is_temp()
+            && !destination.is_wildcard()
+            && !destination.is_temp_of(&self.config.broker_name)
+            && frame.get(BROKER_PATH).is_some_and(|p| !p.is_empty())
+            && !frame
+                .get("browser")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
     /// A SEND's `reply-to` naming one of this connection's temporary destinations by its own
@@ -150,11 +176,11 @@ pub(super) fn in_memory_only(mut m: Message) -> Message {
     m
 }
 
-/// This run of the broker, for temporary destination ids: `stompbox-<start ms>`, fixed at the
-/// first use in the process.
-fn broker_tag() -> &'static str {
-    static TAG: OnceLock<String> = OnceLock::new();
-    TAG.get_or_init(|| format!("stompbox-{}", crate::clock::now_ms()))
+/// This run of the broker, for temporary destination ids: its start (ms since the epoch),
+/// fixed at the first use in the process.
+fn run_start() -> u64 {
+    static START: OnceLock<u64> = OnceLock::new();
+    *START.get_or_init(crate::clock::now_ms)
 }
 
 #[cfg(test)]
@@ -187,8 +213,8 @@ mod tests {
         requester.send(subscribe("/temp-queue/r", "auto", &[]));
         let remote = request(&mut pair, &mut requester, &mut responder, "/temp-queue/r");
         assert!(
-            remote.starts_with("/remote-temp-queue/ID:stompbox-"),
-            "{remote}"
+            remote.starts_with("/remote-temp-queue/ID:localhost:"),
+            "names its broker: {remote}"
         );
         assert_eq!(
             request(&mut pair, &mut requester, &mut responder, "/temp-queue/r"),
@@ -270,6 +296,117 @@ mod tests {
         // Its own connection may, by either name.
         requester.send(subscribe(&remote, "auto", &[]));
         assert!(requester.frames().is_empty());
+    }
+
+    /// Another broker's temporary queue, as a bridge learns it from that broker's advisories.
+    const ELSEWHERE: &str = "/remote-temp-queue/ID:site-a:1700000000000-7:1";
+
+    /// A bridge's route: a SUBSCRIBE that names the brokers it stands for.
+    fn route(dest: &str) -> Frame {
+        subscribe(dest, "client", &[("stompbox-broker-path", "site-a")])
+    }
+
+    #[test]
+    fn a_route_makes_another_brokers_temp_queue_exist_here_while_it_lasts() {
+        let mut pair = Pair::new();
+        let mut replier = pair.client("1.2");
+        // No route yet: a reply here has nowhere to go.
+        replier.send(send(ELSEWHERE, "early").header("receipt", "r0"));
+        pair.pump(&mut [&mut replier]);
+        let frames = replier.frames();
+        assert_eq!(frames[0].command, Command::Error, "{frames:?}");
+        assert!(frames[0].get("message").unwrap().contains(ELSEWHERE));
+        let mut bridge = pair.client("1.2");
+        let mut replier = pair.client("1.2");
+        bridge.send(route(ELSEWHERE).header("receipt", "sub"));
+        pair.pump(&mut [&mut bridge, &mut replier]);
+        assert_eq!(bridge.frames()[0].command, Command::Receipt);
+        replier.send(send(ELSEWHERE, "reply").header("receipt", "r1"));
+        pair.pump(&mut [&mut bridge, &mut replier]);
+        assert_eq!(replier.frames()[0].command, Command::Receipt);
+        let frames = bridge.frames();
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0].get("destination"), Some(ELSEWHERE));
+        assert_eq!(&frames[0].body[..], b"reply");
+        // The route ends: so does the destination, with what waits in it.
+        replier.send(send(ELSEWHERE, "waits"));
+        bridge.send(Frame::new(Command::Unsubscribe).header("id", "s"));
+        pair.pump(&mut [&mut bridge, &mut replier]);
+        assert_eq!(pair.memory(), 0, "deleted with its messages");
+        replier.send(send(ELSEWHERE, "too late").header("receipt", "r2"));
+        pair.pump(&mut [&mut bridge, &mut replier]);
+        let frames = replier.frames();
+        assert_eq!(frames[0].command, Command::Error, "{frames:?}");
+        assert_eq!(frames[0].get("receipt-id"), Some("r2"));
+    }
+
+    #[test]
+    fn another_brokers_temp_queue_lasts_until_its_last_route_ends() {
+        let mut pair = Pair::new();
+        let mut first = pair.client("1.2");
+        let mut second = pair.client("1.2");
+        let mut replier = pair.client("1.2");
+        first.send(route(ELSEWHERE));
+        second.send(route(ELSEWHERE));
+        pair.pump(&mut [&mut first, &mut second, &mut replier]);
+        first.close();
+        replier.send(send(ELSEWHERE, "reply").header("receipt", "r1"));
+        pair.pump(&mut [&mut first, &mut second, &mut replier]);
+        assert_eq!(replier.frames()[0].command, Command::Receipt);
+        assert_eq!(&second.frames()[0].body[..], b"reply");
+        second.close();
+        replier.send(send(ELSEWHERE, "too late"));
+        pair.pump(&mut [&mut first, &mut second, &mut replier]);
+        assert_eq!(replier.frames()[0].command, Command::Error);
+    }
+
+    #[test]
+    fn only_a_bridges_route_may_subscribe_to_another_brokers_temp_queue() {
+        let mut pair = Pair::new();
+        let mut requester = pair.client("1.2");
+        let mut responder = pair.client("1.2");
+        responder.send(subscribe("/queue/requests", "auto", &[]));
+        let own = request(&mut pair, &mut requester, &mut responder, "/temp-queue/r");
+        for refused in [
+            // A plain consumer would read another broker's requester's replies.
+            subscribe(ELSEWHERE, "auto", &[]),
+            // So would a browser, route or not.
+            route(ELSEWHERE).header("browser", "true"),
+            // A pattern over temporary names is no one destination.
+            route("/remote-temp-queue/>"),
+            // No route stands for this broker's own: not for one of another connection's, nor
+            // for one of an earlier run (or to come).
+            route(&own),
+            route("/remote-temp-queue/ID:localhost:1-99:1"),
+        ] {
+            let mut c = pair.client("1.2");
+            c.send(refused.clone());
+            let frames = c.frames();
+            assert_eq!(frames[0].command, Command::Error, "{refused:?}: {frames:?}");
+        }
+        // A bridge's subscription to one of another broker's is its route.
+        let mut bridge = pair.client("1.2");
+        bridge.send(route(ELSEWHERE).header("receipt", "r"));
+        pair.pump(&mut [&mut bridge]);
+        let frames = bridge.frames();
+        assert_eq!(frames[0].command, Command::Receipt, "{frames:?}");
+    }
+
+    #[test]
+    fn a_forwarded_reply_to_a_temp_queue_that_is_gone_is_receipted_and_dropped() {
+        let mut pair = Pair::new();
+        let mut bridge = pair.client("1.2");
+        bridge.send(
+            send("/remote-temp-queue/ID:localhost:1-99:1", "late reply")
+                .header("stompbox-network-id", "site-b:17")
+                .header("stompbox-broker-path", "site-b")
+                .header("receipt", "r"),
+        );
+        pair.pump(&mut [&mut bridge]);
+        let frames = bridge.frames();
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0].command, Command::Receipt, "{frames:?}");
+        assert_eq!(pair.memory(), 0);
     }
 
     #[test]

@@ -82,10 +82,12 @@ pub struct Owner {
     wild: Wildcards,
     /// Scheduled messages for destinations this shard owns (`owner/scheduled.rs`).
     schedules: scheduled::Schedules,
-    /// The temporary destinations this shard owns that exist, by the session that created
+    /// The temporary destinations this shard owns that exist, by what keeps them: the
+    /// session that created them, or (another broker's) the network routes that stand for
     /// them. A SEND to one not here is refused; its queue or topic may come and go meanwhile
-    /// like any other (it is idle), but it exists until its session's Goodbye.
-    temps: HashMap<DestinationName, SessionId>,
+    /// like any other (it is idle), but it exists until its session's Goodbye, or its last
+    /// route's end.
+    temps: HashMap<DestinationName, temp::TempHolder>,
     /// Queues and topics dropped as idle, still listed with their counters (`owner/idle.rs`).
     idle: idle::IdleDestinations,
     /// The network duplicate filter of this shard's destinations (`message/audit.rs`).
@@ -206,6 +208,18 @@ impl Owner {
                     return true;
                 };
                 if message.destination.is_temp() && !self.temps.contains_key(&message.destination) {
+                    if network_id(&message.headers).is_some() {
+                        // A reply forwarded by a bridge whose requester went away meanwhile:
+                        // taken and dropped, as a topic message nobody subscribes to, rather
+                        // than refused, which would drop the bridge's link for it.
+                        debug!(
+                            "shard={} dest={} forwarded to a temporary destination that is \
+                             gone: dropped",
+                            self.ctx.shard, message.destination
+                        );
+                        let _ = producer.send(ToSession::Accepted { token });
+                        return true;
+                    }
                     let _ = producer.send(ToSession::NoSuchTemp {
                         destination: message.destination.clone(),
                         token,
@@ -331,7 +345,7 @@ impl Owner {
                     self.detach(session, sub, &target, true);
                 }
                 for destination in entry.temps {
-                    self.delete_temp(&destination);
+                    self.delete_temp(&destination, idle::CONNECTION_CLOSED);
                 }
                 debug!("shard={} session={} gone", self.ctx.shard, session.0);
             }
@@ -449,6 +463,9 @@ impl Owner {
             self.advise_consumer(&destination, info, true);
             return;
         }
+        if destination.is_temp() {
+            self.hold_temp_route(session, sub, &destination);
+        }
         let mut answered = false;
         let target = match (destination.kind(), durable) {
             (Kind::Queue, _) => {
@@ -546,6 +563,13 @@ impl Owner {
             Attached::WildTopic(pattern) => self.unsubscribe_wild_topic(session, sub, pattern),
         }
         self.advise_consumer_removed(session, sub, target);
+        match target {
+            Attached::Queue(key) if key.destination.is_temp() => {
+                self.release_temp_route(session, sub, &key.destination)
+            }
+            Attached::Topic(name) if name.is_temp() => self.release_temp_route(session, sub, name),
+            _ => {}
+        }
     }
 
     /// The network duplicate filter: false when `message` is a forwarded message

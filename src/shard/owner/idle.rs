@@ -34,6 +34,9 @@ pub(super) const IDLE: &str = "idle";
 pub(super) const DELETED: &str = "deleted";
 /// A temporary destination whose connection closed.
 pub(super) const CONNECTION_CLOSED: &str = "connection-closed";
+/// Another broker's temporary destination whose last network route here ended
+/// (`owner/temp.rs`).
+pub(super) const ROUTE_ENDED: &str = "network-route-ended";
 
 /// An idle destination as kept: its totals, and since when it is idle.
 struct Idle {

@@ -4,12 +4,30 @@
 //! persistent, see `session/temp.rs`), charged to the global memory account like any other.
 //! Their creation and deletion are announced on `ActiveMQ.Advisory.TempQueue` / `TempTopic`
 //! (`owner/idle.rs`); they are never kept listed once deleted.
+//!
+//! Another broker's temporary destination exists here only for the network routes that stand
+//! for it: bridges' subscriptions to it (`session/temp.rs`, `Session::is_temp_route`). The
+//! first route's SUBSCRIBE makes it exist, so SENDs to it (replies to a requester on that
+//! broker) are accepted here and reach the routes; the last route's end (its bridge follows
+//! the requester's consumer, or its link dropped) deletes it like a closed connection's own,
+//! with what still waits in it, and later SENDs are refused again.
 
 use log::debug;
 
-use super::idle::CONNECTION_CLOSED;
+use super::idle::ROUTE_ENDED;
 use super::Owner;
-use crate::message::{DestinationName, Kind, QueueKey, SessionId};
+use crate::message::{DestinationName, Kind, QueueKey, SessionId, SubId};
+
+/// What keeps a temporary destination of this shard in existence.
+#[derive(Debug)]
+pub(super) enum TempHolder {
+    /// One of this broker's own, created by a session (whose entry lists it): until that
+    /// session's Goodbye.
+    Creator,
+    /// Another broker's: these network routes (subscriptions) stand for it, until the last
+    /// ends. Never empty.
+    Routes(Vec<(SessionId, SubId)>),
+}
 
 impl Owner {
     /// Records that `session` created `destination`. It exists from now on (and is listed by
@@ -22,7 +40,8 @@ impl Owner {
         };
         // Each name is created once per session (the session remembers it), and names are
         // unique to their session, so this is never a second owner.
-        if self.temps.insert(destination.clone(), session).is_none() {
+        if !self.temps.contains_key(&destination) {
+            self.temps.insert(destination.clone(), TempHolder::Creator);
             entry.temps.push(destination.clone());
         }
         match destination.kind() {
@@ -31,12 +50,62 @@ impl Owner {
         }
     }
 
-    /// Deletes a temporary destination whose session is gone (its consumers already were):
-    /// its waiting messages are dropped and uncharged, producers parked on it are answered
-    /// (their SENDs were accepted before the delete), and later SENDs to it are refused.
-    pub(super) fn delete_temp(&mut self, destination: &DestinationName) {
+    /// Notes that subscription `sub` of `session` to temporary destination `destination` is
+    /// a network route, when the destination is not one this shard's sessions created: the
+    /// first makes it exist here. Called before the subscription is attached.
+    pub(super) fn hold_temp_route(
+        &mut self,
+        session: SessionId,
+        sub: SubId,
+        destination: &DestinationName,
+    ) {
+        match self.temps.get_mut(destination) {
+            Some(TempHolder::Creator) => {}
+            Some(TempHolder::Routes(routes)) => routes.push((session, sub)),
+            None => {
+                self.temps.insert(
+                    destination.clone(),
+                    TempHolder::Routes(vec![(session, sub)]),
+                );
+                debug!(
+                    "shard={} dest={destination} session={} network route: exists here",
+                    self.ctx.shard, session.0
+                );
+                match destination.kind() {
+                    Kind::Queue => {
+                        self.with_queue(&QueueKey::queue(destination.clone()), true, |_, _| {})
+                    }
+                    Kind::Topic => self.with_topic(destination, true, |_, _| {}),
+                }
+            }
+        }
+    }
+
+    /// Subscription `sub` of `session` to `destination` ended (already detached): if it was
+    /// the last network route to another broker's temporary destination, the destination is
+    /// deleted here.
+    pub(super) fn release_temp_route(
+        &mut self,
+        session: SessionId,
+        sub: SubId,
+        destination: &DestinationName,
+    ) {
+        let Some(TempHolder::Routes(routes)) = self.temps.get_mut(destination) else {
+            return;
+        };
+        routes.retain(|r| *r != (session, sub));
+        if routes.is_empty() {
+            self.delete_temp(destination, ROUTE_ENDED);
+        }
+    }
+
+    /// Deletes a temporary destination whose session is gone (its consumers already were),
+    /// or whose last network route ended (`reason`): its waiting messages are dropped and
+    /// uncharged, producers parked on it are answered (their SENDs were accepted before the
+    /// delete), and later SENDs to it are refused.
+    pub(super) fn delete_temp(&mut self, destination: &DestinationName, reason: &str) {
         self.temps.remove(destination);
-        self.advise_removed(destination, CONNECTION_CLOSED);
+        self.advise_removed(destination, reason);
         match destination.kind() {
             Kind::Queue => {
                 let key = QueueKey::queue(destination.clone());
