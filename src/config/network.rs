@@ -77,7 +77,8 @@ pub struct NetworkConnector {
     /// followed while `n + 1 <= consumer_ttl`.
     pub consumer_ttl: Option<u32>,
     /// Messages a bridge takes from a local destination before the peer has receipted them
-    /// (ActiveMQ's `prefetchSize`, 1000 there; see docs/network.md for why ours is smaller).
+    /// (ActiveMQ's `prefetchSize`, 1000 there; docs/network.md, Throughput and Duplicates,
+    /// says why ours is 100).
     pub prefetch: u32,
     /// Heart-beats on the link to the peer, both ways, in ms (0: none): a peer that goes
     /// silent for twice this is taken for dead and the link is made again. 10 s by default.
