@@ -203,6 +203,10 @@ fn network_connector_mistakes_are_config_errors() {
             "broker_name = \"a,b\"\n[[network]]\nuri = \"static:(tcp://h:1)\"\nstatic_included = [\"/queue/x\"]\n",
             "broker_name",
         ),
+        (
+            "broker_name = \"site a\"\n[[network]]\nuri = \"static:(tcp://h:1)\"\nstatic_included = [\"/queue/x\"]\n",
+            "broker_name",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
@@ -1183,4 +1187,38 @@ fn in_a_mesh_with_suppressed_duplicates_a_queue_takes_only_the_direct_way() {
         "A still follows only the direct way"
     );
     assert_eq!(stat(b, &q, "enqueued"), 0, "nothing went by way of B");
+}
+
+#[test]
+fn a_durable_subscription_deleted_by_an_operator_is_no_longer_demand() {
+    let b = named("b");
+    let t = format!("/topic/{}", unique("ops"));
+    drop(durable_subscriber(&b, "reader", &t, "daily"));
+    let mut a = bridged("a", &b, &[], "");
+    eventually(WAIT, || match stat(&a, &t, "consumers") {
+        1 => Ok(()),
+        n => Err(format!("{n} consumers of {t} on A")),
+    });
+    let deleted = support::http::post(
+        b.admin_addr(),
+        &format!("/api/delete?destination={t}&subscription=reader:daily"),
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    eventually(WAIT, || match stat(&a, &t, "consumers") {
+        0 => Ok(()),
+        n => Err(format!("{n} consumers of {t} on A")),
+    });
+    // Nor once the link is made again: B no longer replays it.
+    a.restart();
+    eventually(WAIT, || {
+        let status: serde_json::Value =
+            serde_json::from_str(&a.admin_get("/api/network").ok_or("no answer")?)
+                .map_err(|e| e.to_string())?;
+        match status[0]["state"].as_str() {
+            Some("linked") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    std::thread::sleep(QUIET);
+    assert_eq!(stat(&a, &t, "consumers"), 0);
 }

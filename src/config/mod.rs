@@ -169,6 +169,10 @@ pub struct HeartBeatConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DestinationConfig {
+    /// The broker's `broker_name`, copied here when the owners start (not a key of
+    /// `[destinations]`): which temporary destinations are this broker's own.
+    #[serde(skip)]
+    pub broker_name: String,
     /// Bytes of messages one destination holds in memory. Beyond it, persistent messages stay
     /// on disk only (paged in as consumers drain) and producers of non-persistent messages are
     /// slowed down (producer flow control: the broker stops reading their sockets).
@@ -346,6 +350,7 @@ impl Default for HeartBeatConfig {
 impl Default for DestinationConfig {
     fn default() -> Self {
         DestinationConfig {
+            broker_name: String::new(),
             memory_limit_bytes: 32 * 1024 * 1024,
             global_memory_limit_bytes: 512 * 1024 * 1024,
             page_batch: 200,

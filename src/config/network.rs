@@ -189,11 +189,14 @@ pub fn check(broker_name: &str, connectors: &[NetworkConnector]) -> Result<(), S
     if connectors.is_empty() {
         return Ok(());
     }
-    if broker_name.is_empty() || broker_name.contains([',', ':']) {
-        // `,` separates the names of a broker path, `:` a network id's broker from its id.
+    // `,` separates the names of a broker path, `:` a network id's broker from its id, and a
+    // temporary destination's id carries the name with other characters replaced: names that
+    // differ only there would take each other's temporary destinations for their own.
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if broker_name.is_empty() || !broker_name.chars().all(allowed) {
         return Err(format!(
-            "broker_name {broker_name:?}: a network needs a name without commas or colons, \
-             unique in it"
+            "broker_name {broker_name:?}: a network needs a name of letters, digits, '.', '_' \
+             and '-' only, unique in it"
         ));
     }
     let mut names = std::collections::HashSet::new();
@@ -248,7 +251,8 @@ mod tests {
         };
         let connectors = [connector];
         assert_eq!(check("site-a", &connectors), Ok(()));
-        for bad in ["", "a,b", "a:b"] {
+        assert_eq!(check("dc1.site_a-2", &connectors), Ok(()));
+        for bad in ["", "a,b", "a:b", "site a", "site*a"] {
             let err = check(bad, &connectors).unwrap_err();
             assert!(err.contains("broker_name"), "{bad:?}: {err}");
         }

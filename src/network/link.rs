@@ -101,7 +101,7 @@ struct Half {
     /// key "" for a conduit; one per peer consumer, keyed by its id, without).
     demand_routes: HashMap<DestinationName, HashMap<String, String>>,
     /// Consumers whose removal came before their addition (see [`Half::consumer_removed`]).
-    gone: VecDeque<String>,
+    gone: VecDeque<(DestinationName, String)>,
     /// With `replay_when_no_consumers`: subscriptions on `src` to its queue consumer
     /// advisories, the source's own consumers per destination (not bridges'), and the replay
     /// route of each queue that has one.
@@ -151,7 +151,11 @@ impl Half {
         id: String,
         consumer: PeerConsumer,
     ) -> bool {
-        if let Some(at) = self.gone.iter().position(|g| *g == id) {
+        if let Some(at) = self
+            .gone
+            .iter()
+            .position(|(d, g)| *g == id && d == destination)
+        {
             self.gone.remove(at);
             return false;
         }
@@ -163,7 +167,8 @@ impl Half {
     }
 
     /// Forgets a consumer of the destination broker's; true when its demand changed. A
-    /// removal of a consumer not known yet is remembered: the destination broker replays its
+    /// removal of a consumer not known yet is remembered (with its destination: a durable
+    /// subscription's id, `durable:client:name`, may come again on another topic): the destination broker replays its
     /// consumers to a new advisory subscriber shard by shard, and a consumer that went away
     /// meanwhile can have its `consumer-removed` arrive before its replayed `consumer-added`,
     /// which would otherwise stand for demand that no longer exists (a route forwarding queue
@@ -171,11 +176,11 @@ impl Half {
     /// one broker process, so the late addition is recognised and dropped.
     fn consumer_removed(&mut self, destination: &DestinationName, id: &str) -> bool {
         let Some(consumers) = self.demand.get_mut(destination) else {
-            self.remember_gone(id);
+            self.remember_gone(destination, id);
             return false;
         };
         if consumers.remove(id).is_none() {
-            self.remember_gone(id);
+            self.remember_gone(destination, id);
             return false;
         }
         if consumers.is_empty() {
@@ -184,11 +189,37 @@ impl Half {
         true
     }
 
-    fn remember_gone(&mut self, id: &str) {
+    fn remember_gone(&mut self, destination: &DestinationName, id: &str) {
         if self.gone.len() >= GONE_REMEMBERED {
             self.gone.pop_front();
         }
-        self.gone.push_back(id.to_string());
+        self.gone.push_back((destination.clone(), id.to_string()));
+    }
+
+    /// What the replay route of queue `destination` subscribes with, for `followed` (its
+    /// followed demand), or None when it needs none: the source has a consumer of its own, or
+    /// the destination broker has none of its own. Only the destination broker's own consumers
+    /// count, not its bridges' routes towards further brokers: replaying for those could send
+    /// a message back and forth between two brokers that both have no consumer, each replay a
+    /// hop the TTL does not count.
+    fn replay_spec(
+        &self,
+        destination: &DestinationName,
+        followed: &[(String, PeerConsumer)],
+    ) -> Option<RouteSpec> {
+        let local = self
+            .local
+            .iter()
+            .any(|(d, consumers)| !consumers.is_empty() && d.covers(destination));
+        if local {
+            return None;
+        }
+        let own: Vec<(String, PeerConsumer)> = followed
+            .iter()
+            .filter(|(_, c)| c.hops == 0)
+            .cloned()
+            .collect();
+        self.wanted_routes(&own, true).into_values().next()
     }
 
     /// The broker whose consumer `c` is: the last of the brokers it stands for, or the
@@ -450,6 +481,11 @@ impl Link<'_> {
     async fn pump(&mut self) -> Result<std::convert::Infallible, ClientError> {
         let mut origins_seen = self.origins.version();
         loop {
+            // Registered before the version is read: a change while this bridge waits
+            // elsewhere (a write) is seen at the next turn, one while it selects wakes it.
+            let origins_changed = self.origins.changed();
+            tokio::pin!(origins_changed);
+            origins_changed.as_mut().enable();
             if self.origins.version() != origins_seen {
                 origins_seen = self.origins.version();
                 self.follow_origins().await?;
@@ -481,9 +517,10 @@ impl Link<'_> {
                 self.seal(h).await?;
             }
             // Another bridge's demand may change what this one suppresses.
+            let suppress = self.bridge.suppress;
             let origins = async {
-                match self.bridge.suppress {
-                    true => self.origins.changed().await,
+                match suppress {
+                    true => origins_changed.await,
                     false => std::future::pending().await,
                 }
             };
@@ -766,6 +803,12 @@ impl Link<'_> {
             }
             // Its subscriber left; the durable subscription stays, and keeps messages.
             "consumer-removed" if durable.is_some() => false,
+            "consumer-removed"
+                if !filter.admits(&destination)
+                    || self.bridge.statics.iter().any(|s| s.covers(&destination)) =>
+            {
+                false
+            }
             "consumer-removed" => half.consumer_removed(&destination, &id),
             "durable-removed" if durable.is_some() => half.consumer_removed(&destination, &id),
             _ => false,
@@ -885,23 +928,19 @@ impl Link<'_> {
         // The replay selector names the destination broker: a peer that does not say its
         // name gets no replay. A temporary queue has none: a route's copy of one holds
         // nothing for consumers of its own.
+        // Nor for a wildcard pattern's demand: which queues it covers have consumers here is
+        // not known from the pattern.
         if !self.bridge.replay
             || destination.kind() != crate::message::Kind::Queue
             || destination.is_temp()
+            || destination.is_wildcard()
             || self.halves[h].dst_name.is_none()
         {
             return Ok(());
         }
         let followed = self.followed(h, destination);
         let half = &self.halves[h];
-        let local = half
-            .local
-            .iter()
-            .any(|(d, consumers)| !consumers.is_empty() && d.covers(destination));
-        let want = match local {
-            true => None,
-            false => half.wanted_routes(&followed, true).into_values().next(),
-        };
+        let want = half.replay_spec(destination, &followed);
         let current = half.replay_routes.get(destination).cloned();
         let current_spec = current
             .as_ref()
@@ -1205,6 +1244,32 @@ mod tests {
             h.consumer_removed(&q, &format!("9:{n}"));
         }
         assert_eq!(h.gone.len(), GONE_REMEMBERED);
+    }
+
+    #[test]
+    fn a_replay_route_stands_only_for_the_peers_own_consumers_while_none_is_here() {
+        let q = DestinationName::parse("/queue/q").unwrap();
+        let mut h = half();
+        let mut routed = consumer(None, 1);
+        routed.path = Some("d".into());
+        let beyond = vec![("1:1".to_string(), routed)];
+        assert_eq!(
+            h.replay_spec(&q, &beyond),
+            None,
+            "a route towards d is no consumer"
+        );
+        let own = vec![("1:2".to_string(), consumer(Some("n > 1"), 0))];
+        let spec = h.replay_spec(&q, &own).expect("the peer's own consumer");
+        assert_eq!(spec.selector.as_deref(), Some("n > 1"));
+        h.local
+            .entry(DestinationName::parse("/queue/>").unwrap())
+            .or_default()
+            .insert("9:9".into());
+        assert_eq!(
+            h.replay_spec(&q, &own),
+            None,
+            "a consumer here (a wildcard one)"
+        );
     }
 
     #[test]

@@ -92,9 +92,9 @@ impl Origins {
         self.version.get()
     }
 
-    /// Resolves at the next change.
-    pub(super) async fn changed(&self) {
-        self.changed.notified().await
+    /// Resolves at the next change (from when it is enabled or first polled).
+    pub(super) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     fn bump(&self) {

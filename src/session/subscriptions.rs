@@ -544,7 +544,7 @@ fn consumer_options(frame: &Frame, ack: AckMode) -> Result<ConsumerOptions, Erro
     })
 }
 
-fn has_durable_header(frame: &Frame) -> bool {
+pub(super) fn has_durable_header(frame: &Frame) -> bool {
     frame.get("activemq.subscriptionName").is_some()
         || frame.get("durable-subscription-name").is_some()
         || rabbitmq_durable(frame) == Some("true")

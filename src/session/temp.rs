@@ -145,6 +145,8 @@ impl Session {
             && !frame
                 .get("browser")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            // Never durable: a temporary destination ends, and a route with it.
+            && !super::subscriptions::has_durable_header(frame)
     }
 
     /// A SEND's `reply-to` naming one of this connection's temporary destinations by its own

@@ -375,7 +375,10 @@ fn run_shard(
             s.router.clone(),
             s.store.clone(),
             s.ids.clone(),
-            Arc::new(shared.config.destinations.clone()),
+            Arc::new(crate::config::DestinationConfig {
+                broker_name: shared.config.broker_name.clone(),
+                ..shared.config.destinations.clone()
+            }),
             Accounts {
                 memory: shared.memory.clone(),
                 durables: shared.durables.clone(),

@@ -86,6 +86,18 @@ impl Owner {
                             if let Some(t) = self.topics.get_mut(&key.destination) {
                                 t.durables.retain(|k| k.subscription.as_ref() != Some(name));
                             }
+                            // As an UNSUBSCRIBE deletes one (`destroy_durable`): forgotten by
+                            // the registry, and announced, so bridges drop it as demand.
+                            self.ctx
+                                .durable_subscriptions
+                                .remove(&key.destination, name);
+                            if existed {
+                                self.ctx
+                                    .advise(crate::message::advisory::Event::DurableRemoved {
+                                        destination: &key.destination,
+                                        durable: name,
+                                    });
+                            }
                         }
                         if key.subscription.is_none() {
                             let naming = self.ctx.config.virtual_topics();
