@@ -412,6 +412,24 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarded_reply_to_another_brokers_temp_queue_without_a_route_is_refused() {
+        // This broker only passes it on: the requester may still be there, so the bridge
+        // upstream must keep the reply (it is refused, NACKed there) rather than lose it.
+        let mut pair = Pair::new();
+        let mut bridge = pair.client("1.2");
+        bridge.send(
+            send("/remote-temp-queue/ID:site-c:1-99:1", "reply")
+                .header("stompbox-network-id", "site-b:17")
+                .header("stompbox-broker-path", "site-b")
+                .header("receipt", "r"),
+        );
+        pair.pump(&mut [&mut bridge]);
+        let frames = bridge.frames();
+        assert_eq!(frames[0].command, Command::Error, "{frames:?}");
+        assert_eq!(pair.memory(), 0);
+    }
+
+    #[test]
     fn a_connection_creates_at_most_max_temp_destinations_per_connection() {
         let mut pair = Pair::new();
         let mut c = pair.client("1.2");

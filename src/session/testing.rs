@@ -54,7 +54,10 @@ impl Pair {
             router,
             None,
             services.ids.clone(),
-            Arc::new(config.destinations.clone()),
+            Arc::new(crate::config::DestinationConfig {
+                broker_name: config.broker_name.clone(),
+                ..config.destinations.clone()
+            }),
             Accounts {
                 memory: services.memory.clone(),
                 virtual_topics: services.virtual_topics.clone(),
