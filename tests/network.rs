@@ -1222,3 +1222,33 @@ fn a_durable_subscription_deleted_by_an_operator_is_no_longer_demand() {
     std::thread::sleep(QUIET);
     assert_eq!(stat(&a, &t, "consumers"), 0);
 }
+
+#[test]
+fn a_refused_message_larger_than_the_socket_buffers_is_dead_lettered_here_too() {
+    // B takes bodies of at most 1 KiB and refuses this one as soon as it reads its
+    // content-length, long before the bridge has written it all.
+    let mut b =
+        Broker::new("broker_name = \"b\"\n[limits]\nmax_body_bytes = 1024\n").on_fixed_ports();
+    b.start_again();
+    let mut a = Broker::new(&format!(
+        "broker_name = \"a\"\n[destinations]\nmax_redeliveries = 0\n\n[[network]]\n\
+         name = \"to-peer\"\n\
+         uri = \"static:(tcp://{})?initialReconnectDelay=100&maxReconnectDelay=500\"\n\
+         static_included = [\"/queue/huge\"]\n",
+        b.addr()
+    ))
+    .on_fixed_ports();
+    a.start_again();
+    let q = "/queue/huge";
+    let mut consumer = b.connect("1.2");
+    consumer.subscribe(q, "c", "client-individual", &[]);
+    let mut producer = a.connect("1.2");
+    producer.send_persistent(q, &"x".repeat(8 * 1024 * 1024), &[("x-big", "yes")]);
+    producer.send_persistent(q, "after", &[]);
+    let m = consumer.expect_message();
+    assert_eq!(m.text(), "after", "{m:?}");
+    let mut dlq = a.connect("1.2");
+    dlq.subscribe("/queue/ActiveMQ.DLQ", "d", "client-individual", &[]);
+    let m = dlq.expect_message();
+    assert_eq!(m.get("x-big"), Some("yes"), "{m:?}");
+}

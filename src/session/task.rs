@@ -237,7 +237,36 @@ where
     session.close();
     post(&mut session, &ctx.services);
     let _ = writer.shutdown().await;
+    // Our side is shut (FIN) after the ERROR or the DISCONNECT's RECEIPT. Closing now with
+    // bytes of the client's still unread would reset the connection, and a reset can discard
+    // the ERROR before the client has read it: a client still writing the frame that was
+    // refused (a body over max_body_bytes, a network bridge forwarding one) would see only a
+    // broken pipe, and send it again. So what the client still sends is read and dropped
+    // until it closes too, or is silent for CLOSE_DRAIN_IDLE, or CLOSE_DRAIN_MAX or
+    // CLOSE_DRAIN_BYTES pass. Not when the broker stops: it does not wait for its clients.
+    if !*shutdown.borrow() {
+        drain(&mut reader).await;
+    }
     debug!("conn={conn} closed");
+}
+
+/// See the end of [`run`].
+const CLOSE_DRAIN_IDLE: Duration = Duration::from_millis(100);
+const CLOSE_DRAIN_MAX: Duration = Duration::from_secs(2);
+const CLOSE_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads and drops what `reader` still delivers, within the bounds above.
+async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
+    let until = Instant::now() + CLOSE_DRAIN_MAX;
+    let mut scratch = vec![0u8; 16 * 1024];
+    let mut total = 0;
+    while total < CLOSE_DRAIN_BYTES {
+        let idle = (Instant::now() + CLOSE_DRAIN_IDLE).min(until);
+        match tokio::time::timeout_at(idle, reader.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => total += n,
+            _ => return,
+        }
+    }
 }
 
 /// Posts what the session queued, in order.
