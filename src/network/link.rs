@@ -107,6 +107,8 @@ struct Half {
     /// route of each queue that has one.
     local_advisories: Vec<String>,
     local: HashMap<DestinationName, HashSet<String>>,
+    /// Removals of the source's own consumers that came before their additions.
+    local_gone: VecDeque<(DestinationName, String)>,
     replay_routes: HashMap<DestinationName, String>,
     /// The destination broker's consumers per destination, by consumer id.
     demand: HashMap<DestinationName, HashMap<String, PeerConsumer>>,
@@ -134,6 +136,7 @@ impl Half {
             gone: VecDeque::new(),
             local_advisories: Vec::new(),
             local: HashMap::new(),
+            local_gone: VecDeque::new(),
             replay_routes: HashMap::new(),
             demand: HashMap::new(),
             advisories: Vec::new(),
@@ -142,6 +145,44 @@ impl Half {
             in_flight: VecDeque::new(),
             refused: false,
         }
+    }
+
+    /// Notes a consumer of the source broker's own (`replay_when_no_consumers`); true when
+    /// that changed anything. As for the destination broker's demand, a removal that came
+    /// before its replayed addition is remembered, or the consumer would count here for good
+    /// and keep the queue from ever being replayed.
+    fn local_consumer_added(&mut self, destination: &DestinationName, id: String) -> bool {
+        if let Some(at) = self
+            .local_gone
+            .iter()
+            .position(|(d, g)| *g == id && d == destination)
+        {
+            self.local_gone.remove(at);
+            return false;
+        }
+        self.local
+            .entry(destination.clone())
+            .or_default()
+            .insert(id)
+    }
+
+    /// Forgets a consumer of the source broker's own; true when that changed anything.
+    fn local_consumer_removed(&mut self, destination: &DestinationName, id: &str) -> bool {
+        let removed = self
+            .local
+            .get_mut(destination)
+            .is_some_and(|c| c.remove(id));
+        if self.local.get(destination).is_some_and(HashSet::is_empty) {
+            self.local.remove(destination);
+        }
+        if !removed {
+            if self.local_gone.len() >= GONE_REMEMBERED {
+                self.local_gone.pop_front();
+            }
+            self.local_gone
+                .push_back((destination.clone(), id.to_string()));
+        }
+        removed
     }
 
     /// Notes a consumer of the destination broker's; true when its demand changed.
@@ -480,6 +521,7 @@ impl Link<'_> {
     /// advisories); what is in flight is bounded by the routes' prefetch.
     async fn pump(&mut self) -> Result<std::convert::Infallible, ClientError> {
         let mut origins_seen = self.origins.version();
+        let mut turn = 0usize;
         loop {
             // Registered before the version is read: a change while this bridge waits
             // elsewhere (a write) is seen at the next turn, one while it selects wakes it.
@@ -495,8 +537,12 @@ impl Link<'_> {
             }
             // What is already buffered on either connection first, without I/O: the SENDs
             // and ACKs it causes then leave in one write, not one per message.
+            // Each turn starts on another connection: one with a deep buffer does not keep
+            // the others' receipts and advisories waiting.
             let mut handled = 0;
-            for side in 0..self.clients.len() {
+            turn = turn.wrapping_add(1);
+            let n = self.clients.len();
+            for side in (0..n).map(|i| (i + turn) % n) {
                 while handled < 1024 {
                     let frame = match self.clients[side].next_buffered().await {
                         Ok(Some(f)) => f,
@@ -887,16 +933,9 @@ impl Link<'_> {
         let Ok(destination) = DestinationName::parse(&destination) else {
             return Ok(());
         };
-        let local = &mut self.halves[h].local;
         let changed = match event.as_str() {
-            "consumer-added" => local.entry(destination.clone()).or_default().insert(id),
-            "consumer-removed" => {
-                let removed = local.get_mut(&destination).is_some_and(|c| c.remove(&id));
-                if local.get(&destination).is_some_and(HashSet::is_empty) {
-                    local.remove(&destination);
-                }
-                removed
-            }
+            "consumer-added" => self.halves[h].local_consumer_added(&destination, id),
+            "consumer-removed" => self.halves[h].local_consumer_removed(&destination, &id),
             _ => false,
         };
         if !changed {
@@ -1270,6 +1309,18 @@ mod tests {
             None,
             "a consumer here (a wildcard one)"
         );
+    }
+
+    #[test]
+    fn a_local_consumer_removed_before_its_replayed_addition_does_not_count() {
+        let q = DestinationName::parse("/queue/q").unwrap();
+        let mut h = half();
+        assert!(!h.local_consumer_removed(&q, "3:1"));
+        assert!(!h.local_consumer_added(&q, "3:1".into()));
+        assert!(h.local.is_empty());
+        assert!(h.local_consumer_added(&q, "3:2".into()));
+        assert!(h.local_consumer_removed(&q, "3:2"));
+        assert!(h.local.is_empty());
     }
 
     #[test]
