@@ -61,6 +61,31 @@ const RECEIPT_EVERY: usize = 64;
 /// the bridge knows whether it ends a batch).
 const UNSEALED: u64 = u64::MAX;
 
+/// Consumers whose removal came before their (replayed) addition, by destination and id: the
+/// last [`GONE_REMEMBERED`] of them (see `Half::consumer_removed`).
+#[derive(Debug, Default)]
+struct Gone(VecDeque<(DestinationName, String)>);
+
+impl Gone {
+    fn remember(&mut self, destination: &DestinationName, id: &str) {
+        if self.0.len() >= GONE_REMEMBERED {
+            self.0.pop_front();
+        }
+        self.0.push_back((destination.clone(), id.to_string()));
+    }
+
+    /// True (and forgotten) when consumer `id` of `destination` is remembered as gone.
+    fn take(&mut self, destination: &DestinationName, id: &str) -> bool {
+        match self.0.iter().position(|(d, g)| g == id && d == destination) {
+            Some(at) => {
+                self.0.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// A forwarded SEND awaiting the destination broker's RECEIPT.
 #[derive(Debug)]
 struct InFlight {
@@ -101,14 +126,14 @@ struct Half {
     /// key "" for a conduit; one per peer consumer, keyed by its id, without).
     demand_routes: HashMap<DestinationName, HashMap<String, String>>,
     /// Consumers whose removal came before their addition (see [`Half::consumer_removed`]).
-    gone: VecDeque<(DestinationName, String)>,
+    gone: Gone,
     /// With `replay_when_no_consumers`: subscriptions on `src` to its queue consumer
     /// advisories, the source's own consumers per destination (not bridges'), and the replay
     /// route of each queue that has one.
     local_advisories: Vec<String>,
     local: HashMap<DestinationName, HashSet<String>>,
     /// Removals of the source's own consumers that came before their additions.
-    local_gone: VecDeque<(DestinationName, String)>,
+    local_gone: Gone,
     replay_routes: HashMap<DestinationName, String>,
     /// The destination broker's consumers per destination, by consumer id.
     demand: HashMap<DestinationName, HashMap<String, PeerConsumer>>,
@@ -133,10 +158,10 @@ impl Half {
             dst_name,
             routes: HashMap::new(),
             demand_routes: HashMap::new(),
-            gone: VecDeque::new(),
+            gone: Gone::default(),
             local_advisories: Vec::new(),
             local: HashMap::new(),
-            local_gone: VecDeque::new(),
+            local_gone: Gone::default(),
             replay_routes: HashMap::new(),
             demand: HashMap::new(),
             advisories: Vec::new(),
@@ -152,12 +177,7 @@ impl Half {
     /// before its replayed addition is remembered, or the consumer would count here for good
     /// and keep the queue from ever being replayed.
     fn local_consumer_added(&mut self, destination: &DestinationName, id: String) -> bool {
-        if let Some(at) = self
-            .local_gone
-            .iter()
-            .position(|(d, g)| *g == id && d == destination)
-        {
-            self.local_gone.remove(at);
+        if self.local_gone.take(destination, &id) {
             return false;
         }
         self.local
@@ -176,11 +196,7 @@ impl Half {
             self.local.remove(destination);
         }
         if !removed {
-            if self.local_gone.len() >= GONE_REMEMBERED {
-                self.local_gone.pop_front();
-            }
-            self.local_gone
-                .push_back((destination.clone(), id.to_string()));
+            self.local_gone.remember(destination, id);
         }
         removed
     }
@@ -192,12 +208,7 @@ impl Half {
         id: String,
         consumer: PeerConsumer,
     ) -> bool {
-        if let Some(at) = self
-            .gone
-            .iter()
-            .position(|(d, g)| *g == id && d == destination)
-        {
-            self.gone.remove(at);
+        if self.gone.take(destination, &id) {
             return false;
         }
         self.demand
@@ -217,24 +228,17 @@ impl Half {
     /// one broker process, so the late addition is recognised and dropped.
     fn consumer_removed(&mut self, destination: &DestinationName, id: &str) -> bool {
         let Some(consumers) = self.demand.get_mut(destination) else {
-            self.remember_gone(destination, id);
+            self.gone.remember(destination, id);
             return false;
         };
         if consumers.remove(id).is_none() {
-            self.remember_gone(destination, id);
+            self.gone.remember(destination, id);
             return false;
         }
         if consumers.is_empty() {
             self.demand.remove(destination);
         }
         true
-    }
-
-    fn remember_gone(&mut self, destination: &DestinationName, id: &str) {
-        if self.gone.len() >= GONE_REMEMBERED {
-            self.gone.pop_front();
-        }
-        self.gone.push_back((destination.clone(), id.to_string()));
     }
 
     /// What the replay route of queue `destination` subscribes with, for `followed` (its
@@ -1282,7 +1286,7 @@ mod tests {
         for n in 0..GONE_REMEMBERED + 10 {
             h.consumer_removed(&q, &format!("9:{n}"));
         }
-        assert_eq!(h.gone.len(), GONE_REMEMBERED);
+        assert_eq!(h.gone.0.len(), GONE_REMEMBERED);
     }
 
     #[test]
