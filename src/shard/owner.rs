@@ -207,29 +207,7 @@ impl Owner {
                 let Some(producer) = self.sessions.get(&session).map(|s| s.tx.clone()) else {
                     return true;
                 };
-                if message.destination.is_temp() && !self.temps.contains_key(&message.destination) {
-                    if network_id(&message.headers).is_some()
-                        && message.destination.is_temp_of(&self.ctx.config.broker_name)
-                    {
-                        // A reply forwarded by a bridge to one of this broker's temporary
-                        // destinations whose requester went away meanwhile: taken and
-                        // dropped, as a topic message nobody subscribes to, rather than
-                        // refused, which would drop the bridge's link for it. Another
-                        // broker's (this one only passes it on) is refused: its requester may
-                        // still be there, and the bridge keeps the reply (NACKed) until a
-                        // route here stands for it again.
-                        debug!(
-                            "shard={} dest={} forwarded to a temporary destination that is \
-                             gone: dropped",
-                            self.ctx.shard, message.destination
-                        );
-                        let _ = producer.send(ToSession::Accepted { token });
-                        return true;
-                    }
-                    let _ = producer.send(ToSession::NoSuchTemp {
-                        destination: message.destination.clone(),
-                        token,
-                    });
+                if self.answered_missing_temp(&message, &producer, token) {
                     return true;
                 }
                 if !self.audit_accepts(&message) {

@@ -16,7 +16,10 @@ use log::debug;
 
 use super::idle::ROUTE_ENDED;
 use super::Owner;
-use crate::message::{DestinationName, Kind, QueueKey, SessionId, SubId};
+use crate::message::network::network_id;
+use crate::message::{
+    DestinationName, Kind, Message, QueueKey, SessionId, SessionTx, SubId, ToSession, Token,
+};
 
 /// What keeps a temporary destination of this shard in existence.
 #[derive(Debug)]
@@ -30,6 +33,41 @@ pub(super) enum TempHolder {
 }
 
 impl Owner {
+    /// Answers a SEND to a temporary destination that does not exist here (true; false
+    /// when it is not one, or exists). A reply forwarded by a bridge to one of this broker's
+    /// own whose requester went away meanwhile is taken and dropped, as a topic message
+    /// nobody subscribes to, rather than refused, which would drop the bridge's link for it.
+    /// Another broker's (this one only passes it on) is refused, as a client's SEND is: its
+    /// requester may still be there, and the bridge keeps the reply (NACKed) until a route
+    /// here stands for it again.
+    pub(super) fn answered_missing_temp(
+        &self,
+        message: &Message,
+        producer: &SessionTx,
+        token: Option<Token>,
+    ) -> bool {
+        let destination = &message.destination;
+        if !destination.is_temp() || self.temps.contains_key(destination) {
+            return false;
+        }
+        if network_id(&message.headers).is_some()
+            && destination.is_temp_of(&self.ctx.config.broker_name)
+        {
+            debug!(
+                "shard={} dest={destination} forwarded to a temporary destination that is \
+                 gone: dropped",
+                self.ctx.shard
+            );
+            let _ = producer.send(ToSession::Accepted { token });
+            return true;
+        }
+        let _ = producer.send(ToSession::NoSuchTemp {
+            destination: destination.clone(),
+            token,
+        });
+        true
+    }
+
     /// Records that `session` created `destination`. It exists from now on (and is listed by
     /// the admin API) until the session's Goodbye: a temporary queue keeps messages sent to it
     /// before its session subscribes; a temporary topic, like any topic, keeps nothing for
