@@ -145,6 +145,77 @@ fn a_new_advisory_subscriber_is_told_of_the_consumers_that_exist() {
 }
 
 #[test]
+fn a_replay_asked_for_ends_with_a_marker_that_counts_it() {
+    let broker = Broker::under_test();
+    if target() == Target::ActiveMq {
+        return; // no advisories for STOMP (module doc), and no marker: a stompbox extension
+    }
+    let q = queue("adv-marker");
+    let name = &q["/queue/".len()..];
+    let mut consumers = broker.connect("1.2");
+    consumers.subscribe(&format!("{q}.x"), "x", "auto", &[]);
+    consumers.subscribe(&format!("{q}.y"), "y", "auto", &[]);
+    let marked = [("stompbox-replay-end", "true")];
+    let pattern = format!("/topic/ActiveMQ.Advisory.Consumer.Queue.{name}.>");
+    let mut adv = broker.connect("1.2");
+    adv.subscribe(&pattern, "adv", "auto", &marked);
+    let (mut replayed, mut end) = (Vec::new(), None);
+    while end.is_none() || replayed.len() < 2 {
+        let m = adv.expect_message();
+        let body = json(&m);
+        match body["event"].as_str() {
+            Some("replay-end") => {
+                assert_eq!(
+                    m.get("destination"),
+                    Some(
+                        format!(
+                            "/topic/ActiveMQ.Advisory.Consumer.Queue.{name}.stompbox-replay-end"
+                        )
+                        .as_str()
+                    ),
+                    "a topic the subscription matches"
+                );
+                end = Some(body["replayed"].clone());
+            }
+            _ => {
+                assert_eq!(body["event"], "consumer-added", "{body}");
+                assert_eq!(body["replayed"], true, "{body}");
+                replayed.push(body["destination"].as_str().unwrap_or("").to_string());
+            }
+        }
+    }
+    assert_eq!(end, Some(2.into()));
+    replayed.sort();
+    assert_eq!(replayed, vec![format!("{q}.x"), format!("{q}.y")]);
+    adv.expect_silence(crate::support::QUIET);
+    // Live advisories are not marked replayed.
+    consumers.subscribe(&format!("{q}.z"), "z", "auto", &[]);
+    let body = json(&adv.expect_message());
+    assert_eq!(body["event"], "consumer-added");
+    assert_eq!(body["replayed"], serde_json::Value::Null, "{body}");
+    // Nothing to replay: the marker alone, on the (plain) topic subscribed to.
+    let none = format!("/topic/ActiveMQ.Advisory.Consumer.Queue.{name}.none");
+    let mut empty = broker.connect("1.2");
+    empty.subscribe(&none, "adv", "auto", &marked);
+    let m = empty.expect_message();
+    assert_eq!(m.get("destination"), Some(none.as_str()));
+    let body = json(&m);
+    assert_eq!(
+        (&body["event"], &body["replayed"]),
+        (&"replay-end".into(), &0.into())
+    );
+    // Not asked for: no marker, nor flags.
+    let mut plain = broker.connect("1.2");
+    plain.subscribe(&pattern, "adv", "auto", &[]);
+    for _ in 0..3 {
+        let body = json(&plain.expect_message());
+        assert_eq!(body["event"], "consumer-added", "{body}");
+        assert_eq!(body["replayed"], serde_json::Value::Null, "{body}");
+    }
+    plain.expect_silence(crate::support::QUIET);
+}
+
+#[test]
 fn a_durable_subscription_without_its_subscriber_is_told_and_its_deletion_announced() {
     let broker = Broker::under_test();
     let t = topic("adv-durable");

@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use support::network::{counter, stored};
+use support::network::{counter, stored, subscriptions_to};
 use support::{eventually, unique, Broker, Frame, QUIET, WAIT};
 
 /// A broker named `name` on ports kept across restarts.
@@ -1074,9 +1074,9 @@ fn a_durable_subscriber_away_from_the_peer_still_gets_what_is_published_here() {
     let t = format!("/topic/{}", unique("news"));
     drop(durable_subscriber(&b, "reader", &t, "daily"));
     let a = bridged("a", &b, &[], "");
-    eventually(WAIT, || match stat(&a, &t, "consumers") {
+    eventually(WAIT, || match subscriptions_to(&a, &t) {
         1 => Ok(()),
-        n => Err(format!("{n} consumers of {t} on A")),
+        n => Err(format!("{n} subscriptions to {t} on A")),
     });
     let mut producer = a.connect("1.2");
     for n in 0..5 {
@@ -1099,10 +1099,139 @@ fn a_durable_subscriber_away_from_the_peer_still_gets_what_is_published_here() {
     drop(reader);
     // Deleted on B: no longer demand here.
     delete_durable(&b, "reader", "daily");
-    eventually(WAIT, || match stat(&a, &t, "consumers") {
+    eventually(WAIT, || match subscriptions_to(&a, &t) {
         0 => Ok(()),
-        n => Err(format!("{n} consumers of {t} on A")),
+        n => Err(format!("{n} subscriptions to {t} on A")),
     });
+}
+
+/// The durable subscriptions (`client_id:name`) to `topic` in `broker`'s `/api/destinations`.
+fn durables_of(broker: &Broker, topic: &str) -> Vec<String> {
+    let body = broker.admin_get("/api/destinations").unwrap_or_default();
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["destination"] == topic && r["kind"] == "durable")
+        .filter_map(|r| r["subscription"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_durable_subscriber_on_the_peer_gets_what_was_published_here_while_the_link_was_down() {
+    let mut b = named("b");
+    let t = format!("/topic/{}", unique("ledger"));
+    drop(durable_subscriber(&b, "reader", &t, "daily"));
+    let mut a = bridged("a", &b, &[], "");
+    // The bridge's route for it is a durable subscription here, of the bridge's client id.
+    eventually(WAIT, || match durables_of(&a, &t).as_slice() {
+        [one] if one.starts_with("stompbox-network:a:to-peer->b:b.") => Ok(()),
+        other => Err(format!("durable subscriptions of {t} on A: {other:?}")),
+    });
+    let mut producer = a.connect("1.2");
+    producer.send_persistent(&t, "linked", &[]);
+    eventually(WAIT, || {
+        let status = a.admin_get("/api/network").ok_or("no answer")?;
+        match serde_json::from_str::<serde_json::Value>(&status) {
+            Ok(s) if s[0]["forwarded"] == 1 => Ok(()),
+            _ => Err(status),
+        }
+    });
+    // B is down: what A publishes meanwhile is kept here for it, across a kill -9 of A too.
+    b.kill9();
+    for n in 0..10 {
+        producer.send_persistent(&t, &format!("down {n}"), &[]);
+    }
+    // Operators see it wait here for the peer.
+    eventually(WAIT, || {
+        let status: serde_json::Value =
+            serde_json::from_str(&a.admin_get("/api/network").ok_or("no answer")?)
+                .map_err(|e| e.to_string())?;
+        let bridge = &status[0];
+        match (bridge["state"].as_str(), bridge["backlog"].as_u64()) {
+            (Some("waiting"), Some(10)) if bridge["routes"][0]["kind"] == "durable" => Ok(()),
+            _ => Err(format!("{bridge}")),
+        }
+    });
+    drop(producer);
+    a.crash_and_restart();
+    let mut producer = a.connect("1.2");
+    for n in 10..20 {
+        producer.send_persistent(&t, &format!("down {n}"), &[]);
+    }
+    b.start_again();
+    let mut reader = durable_subscriber(&b, "reader", &t, "daily");
+    let want: Vec<String> = std::iter::once("linked".to_string())
+        .chain((0..20).map(|n| format!("down {n}")))
+        .collect();
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let Some(m) = reader.next_frame(WAIT) else {
+            panic!(
+                "got {got:?}\n--- a ---\n{}\n--- b ---\n{}",
+                a.log_tail(),
+                b.log_tail()
+            );
+        };
+        assert!(
+            !got.contains(&m.text()) || m.get("redelivered") == Some("true"),
+            "a second, unmarked copy: {m:?}"
+        );
+        if !got.contains(&m.text()) {
+            got.push(m.text());
+        }
+        reader.ack(&m);
+    }
+    let mut sorted = got.clone();
+    sorted.sort();
+    let mut wanted = want.clone();
+    wanted.sort();
+    assert_eq!(sorted, wanted);
+    reader.expect_silence(QUIET);
+    // Forwarded, it left the bridge's durable subscription here.
+    eventually(WAIT, || match stored(&a, &t) {
+        0 => Ok(()),
+        n => Err(format!("{n} of {t} still stored on A")),
+    });
+}
+
+#[test]
+fn a_durable_route_whose_subscriber_was_deleted_while_the_link_was_down_is_deleted_with_it() {
+    let b = named("b");
+    let t = format!("/topic/{}", unique("gone"));
+    drop(durable_subscriber(&b, "reader", &t, "daily"));
+    drop(durable_subscriber(&b, "auditor", &t, "all"));
+    let mut a = bridged("a", &b, &[], "");
+    // Two durable subscribers there with the same (no) selector: one route here.
+    eventually(WAIT, || match durables_of(&a, &t).len() {
+        1 => Ok(()),
+        n => Err(format!("{n} durable subscriptions of {t} on A")),
+    });
+    let route = durables_of(&a, &t).remove(0);
+    // A is down while one of them is deleted on B: the route stays (the other still needs it).
+    a.kill9();
+    delete_durable(&b, "auditor", "all");
+    a.start_again();
+    let mut producer = a.connect("1.2");
+    producer.send_persistent(&t, "still read", &[]);
+    let mut reader = durable_subscriber(&b, "reader", &t, "daily");
+    let m = reader.expect_message();
+    assert_eq!(m.text(), "still read");
+    reader.ack(&m);
+    drop(reader);
+    assert_eq!(durables_of(&a, &t), vec![route.clone()]);
+    // Both gone while A is down: the link made again finds no durable subscriber for it, and
+    // deletes it with what it kept.
+    a.kill9();
+    delete_durable(&b, "reader", "daily");
+    a.start_again();
+    eventually(WAIT, || match durables_of(&a, &t).as_slice() {
+        [] => Ok(()),
+        other => Err(format!("durable subscriptions of {t} on A: {other:?}")),
+    });
+    producer = a.connect("1.2");
+    producer.send_persistent(&t, "nobody", &[]);
+    assert_eq!(stored(&a, &t), 0, "nothing kept for nobody");
 }
 
 #[test]
@@ -1195,18 +1324,18 @@ fn a_durable_subscription_deleted_by_an_operator_is_no_longer_demand() {
     let t = format!("/topic/{}", unique("ops"));
     drop(durable_subscriber(&b, "reader", &t, "daily"));
     let mut a = bridged("a", &b, &[], "");
-    eventually(WAIT, || match stat(&a, &t, "consumers") {
+    eventually(WAIT, || match subscriptions_to(&a, &t) {
         1 => Ok(()),
-        n => Err(format!("{n} consumers of {t} on A")),
+        n => Err(format!("{n} subscriptions to {t} on A")),
     });
     let deleted = support::http::post(
         b.admin_addr(),
         &format!("/api/delete?destination={t}&subscription=reader:daily"),
     );
     assert_eq!(deleted.status, 200, "{}", deleted.body);
-    eventually(WAIT, || match stat(&a, &t, "consumers") {
+    eventually(WAIT, || match subscriptions_to(&a, &t) {
         0 => Ok(()),
-        n => Err(format!("{n} consumers of {t} on A")),
+        n => Err(format!("{n} subscriptions to {t} on A")),
     });
     // Nor once the link is made again: B no longer replays it.
     a.restart();
@@ -1220,7 +1349,7 @@ fn a_durable_subscription_deleted_by_an_operator_is_no_longer_demand() {
         }
     });
     std::thread::sleep(QUIET);
-    assert_eq!(stat(&a, &t, "consumers"), 0);
+    assert_eq!(subscriptions_to(&a, &t), 0);
 }
 
 #[test]

@@ -137,7 +137,8 @@ pub async fn connections(
 }
 
 /// The bridges with their backlog: messages waiting here on each route's destinations (a
-/// wildcard route sums the queues it matches).
+/// wildcard route sums the queues it matches; a durable route counts its durable
+/// subscription).
 pub async fn network_status(services: &Services) -> Vec<crate::network::status::BridgeStatus> {
     let mut bridges = services.network.list();
     if bridges.iter().all(|b| b.routes.is_empty()) {
@@ -148,16 +149,27 @@ pub async fn network_status(services: &Services) -> Vec<crate::network::status::
         b.backlog = b
             .routes
             .iter()
-            .filter_map(|r| DestinationName::parse(&r.destination).ok())
-            .map(|route| {
-                stats
+            .map(|r| match &r.subscription {
+                // A durable route: what its durable subscription keeps.
+                Some(key) => stats
                     .iter()
-                    .filter(|s| s.kind == "queue")
-                    .filter(|s| {
-                        DestinationName::parse(&s.destination).is_ok_and(|d| route.covers(&d))
-                    })
+                    .filter(|s| s.kind == "durable" && &s.subscription == key)
+                    .filter(|s| s.destination == r.destination)
                     .map(|s| s.depth)
-                    .sum::<u64>()
+                    .sum::<u64>(),
+                None => {
+                    let Ok(route) = DestinationName::parse(&r.destination) else {
+                        return 0;
+                    };
+                    stats
+                        .iter()
+                        .filter(|s| s.kind == "queue")
+                        .filter(|s| {
+                            DestinationName::parse(&s.destination).is_ok_and(|d| route.covers(&d))
+                        })
+                        .map(|s| s.depth)
+                        .sum::<u64>()
+                }
             })
             .sum();
     }

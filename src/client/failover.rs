@@ -297,11 +297,24 @@ impl Client {
 
     /// Ends subscription `id` (waits for the RECEIPT).
     pub async fn unsubscribe(&mut self, id: &str) -> Result<(), ClientError> {
+        self.unsubscribe_with(id, &[]).await
+    }
+
+    /// UNSUBSCRIBE with more headers (`activemq.subscriptionName` deletes a durable
+    /// subscription, with `destination` also one not active on this connection), and wait for
+    /// its RECEIPT.
+    pub async fn unsubscribe_with(
+        &mut self,
+        id: &str,
+        headers: &[(String, String)],
+    ) -> Result<(), ClientError> {
         self.subscriptions.retain(|(s, _)| s != id);
         let n = self.alloc_receipt();
-        let frame = Frame::new(Command::Unsubscribe)
-            .header("id", id)
-            .header("receipt", receipt_id(n));
+        let mut frame = Frame::new(Command::Unsubscribe).header("id", id);
+        for (name, value) in headers {
+            frame.headers.push(name.as_str(), value.as_str());
+        }
+        let frame = frame.header("receipt", receipt_id(n));
         self.write(&frame).await?;
         self.wait_receipt(n).await
     }

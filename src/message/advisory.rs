@@ -170,6 +170,14 @@ pub enum Event<'a> {
         destination: &'a DestinationName,
         reason: &'a str,
     },
+    /// The end of the consumers replayed to a new subscriber of consumer advisories that asked
+    /// for it (`stompbox-replay-end:true` on its SUBSCRIBE; network bridges do): `replayed`
+    /// advisories marked `"replayed": true` came before it, or come from other shards just
+    /// after it. Published to `topic`, a name its subscription matches.
+    ReplayEnd {
+        topic: &'a DestinationName,
+        replayed: usize,
+    },
     /// A message of `destination` went to dead-letter queue `dlq`.
     DeadLettered {
         destination: &'a DestinationName,
@@ -257,6 +265,7 @@ impl Event<'_> {
             Event::DeadLettered { destination, .. } => {
                 format!("MessageDLQd.{}.{}", kind(destination), destination.name())
             }
+            Event::ReplayEnd { topic, .. } => return Some((*topic).clone()),
         };
         DestinationName::parse(&format!("/topic/{PREFIX}{name}")).ok()
     }
@@ -323,6 +332,10 @@ impl Event<'_> {
                 "destination": destination.as_str(),
                 "message_id": message_id.0.to_string(),
             }),
+            Event::ReplayEnd { replayed, .. } => json!({
+                "event": "replay-end",
+                "replayed": replayed,
+            }),
             Event::DeadLettered {
                 destination,
                 message_id,
@@ -342,8 +355,22 @@ impl Event<'_> {
 
     /// The advisory message (id `id`), or None when nothing is published about this event.
     pub fn message(&self, id: MessageId) -> Option<Arc<Message>> {
+        self.build(id, false)
+    }
+
+    /// The advisory of a consumer replayed to a new advisory subscriber: its body says
+    /// `"replayed": true` (see [`Event::ReplayEnd`]).
+    pub fn replayed(&self, id: MessageId) -> Option<Arc<Message>> {
+        self.build(id, true)
+    }
+
+    fn build(&self, id: MessageId, replayed: bool) -> Option<Arc<Message>> {
         let destination = self.topic()?;
         let now = crate::clock::now_ms();
+        let mut body = self.body(now);
+        if replayed {
+            body["replayed"] = json!(true);
+        }
         let mut headers = vec![
             ("type".to_string(), "Advisory".to_string()),
             ("content-type".to_string(), "application/json".to_string()),
@@ -356,7 +383,7 @@ impl Event<'_> {
             id,
             destination,
             headers,
-            body: Bytes::from(self.body(now).to_string()),
+            body: Bytes::from(body.to_string()),
             priority: 4,
             persistent: false,
             expires: 0,

@@ -10,7 +10,7 @@ use log::{info, warn};
 
 mod demand;
 
-use demand::{Gone, PeerConsumer, RouteSpec};
+use demand::{Gone, PeerConsumer, Replays, RouteSpec};
 
 use super::origins::Origins;
 use super::status::RouteStatus;
@@ -97,6 +97,11 @@ struct Half {
     demand: HashMap<DestinationName, HashMap<String, PeerConsumer>>,
     /// Subscriptions on `dst` to its consumer advisories.
     advisories: Vec<String>,
+    /// The replays of consumers awaited before stale durable routes are deleted.
+    replays: Replays,
+    /// This bridge's durable subscriptions on `src` (its durable routes, and those of earlier
+    /// links), by name: their topics.
+    own_durables: HashMap<String, DestinationName>,
     /// The last forwarded SEND, not written yet: it gets the receipt if it ends a batch.
     held: Option<Frame>,
     /// SENDs since the last one with a receipt.
@@ -123,6 +128,8 @@ impl Half {
             replay_routes: HashMap::new(),
             demand: HashMap::new(),
             advisories: Vec::new(),
+            replays: Replays::default(),
+            own_durables: HashMap::new(),
             held: None,
             unsealed: 0,
             in_flight: VecDeque::new(),
@@ -130,8 +137,8 @@ impl Half {
         }
     }
 
-    /// The routes, for the status.
-    fn route_status(&self) -> Vec<RouteStatus> {
+    /// The routes, for the status; `client` is the client id of durable routes.
+    fn route_status(&self, client: Option<&str>) -> Vec<RouteStatus> {
         let mut v: Vec<RouteStatus> = self
             .routes
             .values()
@@ -139,11 +146,17 @@ impl Half {
                 destination: r.destination.to_string(),
                 kind: match (r.fixed, r.replay) {
                     (true, _) => "static",
-                    (false, false) => "demand",
                     (false, true) => "replay",
+                    _ if r.spec.as_ref().is_some_and(|s| s.durable.is_some()) => "durable",
+                    (false, false) => "demand",
                 }
                 .into(),
                 selector: r.spec.as_ref().and_then(|s| s.selector.clone()),
+                subscription: r
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.durable.as_ref())
+                    .map(|name| format!("{}:{name}", client.unwrap_or(""))),
             })
             .collect();
         v.sort_by(|a, b| a.destination.cmp(&b.destination));
@@ -160,6 +173,9 @@ struct Link<'a> {
     clients: Vec<Client>,
     peer_name: Option<String>,
     halves: Vec<Half>,
+    /// The `client-id` of the halves' source connections when routes may be durable
+    /// subscriptions (demand, not `dynamic_only`): the same in every link of the bridge.
+    durable_client: Option<String>,
 }
 
 /// Links to the peer and to this broker, then forwards until something fails. `linked`
@@ -185,6 +201,18 @@ pub(super) async fn forward(
         .await?
         .without_failover();
     let peer_name = peer_name_of(bridge, &remote)?;
+    // Durable routes hang off a client id of the bridge's own, on both brokers: the same in
+    // every link (a connector names several peers; a pair's brokers share a name). A peer
+    // that does not say its name gets none (nor replays that end with a marker).
+    let durable_client = peer_name
+        .as_ref()
+        .filter(|_| bridge.demand.is_some() && !bridge.dynamic_only)
+        .map(|peer| {
+            format!(
+                "stompbox-network:{}:{}->{peer}",
+                bridge.broker_name, bridge.connector
+            )
+        });
     let local_uri = BrokerUri {
         addrs: vec![bridge.local.to_string()],
         failover: None,
@@ -193,7 +221,11 @@ pub(super) async fn forward(
         write_timeout: bridge.write_timeout,
         ..ConnectOptions::default()
     };
-    let here = Client::connect(&local_uri, local_options.clone()).await?;
+    let source_options = |o: &ConnectOptions| ConnectOptions {
+        client_id: durable_client.clone(),
+        ..o.clone()
+    };
+    let here = Client::connect(&local_uri, source_options(&local_options)).await?;
     let mut halves = vec![Half::new(
         HERE,
         REMOTE,
@@ -204,7 +236,7 @@ pub(super) async fn forward(
     if bridge.duplex {
         // The reverse half's own connections. Its peer may be another broker of a pair than
         // the forward half's, if the pair failed over in between: each half stands alone.
-        let remote_out = Client::connect(&peer_uri, remote_options)
+        let remote_out = Client::connect(&peer_uri, source_options(&remote_options))
             .await?
             .without_failover();
         let Some(src_name) = peer_name_of(bridge, &remote_out)? else {
@@ -230,6 +262,7 @@ pub(super) async fn forward(
         clients,
         peer_name,
         halves,
+        durable_client,
     };
     for h in 0..link.halves.len() {
         for destination in &bridge.statics {
@@ -237,14 +270,31 @@ pub(super) async fn forward(
         }
         if bridge.demand.is_some() {
             let dst = link.halves[h].dst;
-            for advisories in [
-                "/topic/ActiveMQ.Advisory.Consumer.Queue.>",
-                "/topic/ActiveMQ.Advisory.Consumer.Topic.>",
+            let durables = link.durable_client.is_some();
+            for (advisories, replay_end) in [
+                ("/topic/ActiveMQ.Advisory.Consumer.Queue.>", false),
+                ("/topic/ActiveMQ.Advisory.Consumer.Topic.>", durables),
             ] {
                 let id = link.clients[dst]
-                    .subscribe(advisories, &SubscribeOptions::default())
+                    .subscribe(advisories, &replay_marked(replay_end))
                     .await?;
+                if replay_end {
+                    link.halves[h].replays.expect(dst, id.clone());
+                }
                 link.halves[h].advisories.push(id);
+            }
+            if durables {
+                // This bridge's durable subscriptions there: those no route uses are deleted
+                // once both replays are in.
+                let src = link.halves[h].src;
+                let id = link.clients[src]
+                    .subscribe(
+                        "/topic/ActiveMQ.Advisory.Consumer.Topic.>",
+                        &replay_marked(true),
+                    )
+                    .await?;
+                link.halves[h].replays.expect(src, id.clone());
+                link.halves[h].local_advisories.push(id);
             }
             if bridge.replay {
                 let src = link.halves[h].src;
@@ -260,8 +310,9 @@ pub(super) async fn forward(
     }
     *linked = true;
     let peer_name = link.peer_name.clone();
-    let routes = link.halves[0].route_status();
-    let reverse = link.halves.get(1).map(Half::route_status);
+    let client = link.durable_client.as_deref();
+    let routes = link.halves[0].route_status(client);
+    let reverse = link.halves.get(1).map(|h| h.route_status(client));
     bridge.report(|s| {
         s.state = "linked".into();
         s.peer_name = peer_name;
@@ -303,6 +354,18 @@ pub(super) async fn forward(
         let _ = tokio::time::timeout(Duration::from_secs(5), c.disconnect()).await;
     }
     result
+}
+
+/// SUBSCRIBE options for consumer advisories; with `replay_end`, asking for the `replay-end`
+/// marker after the replayed consumers.
+fn replay_marked(replay_end: bool) -> SubscribeOptions {
+    let mut options = SubscribeOptions::default();
+    if replay_end {
+        options
+            .headers
+            .push(("stompbox-replay-end".to_string(), "true".to_string()));
+    }
+    options
 }
 
 /// The name the peer on `client` gave in CONNECTED, which must not be this broker's.
@@ -612,16 +675,26 @@ impl Link<'_> {
             }
         }
         for old in &ended {
-            self.halves[h].routes.remove(old);
+            let route = self.halves[h].routes.remove(old);
             let src = self.halves[h].src;
-            self.clients[src].unsubscribe(old).await?;
+            // A durable route's subscription is deleted with it: the durable subscriptions it
+            // stood for are gone.
+            let durable = route.and_then(|r| r.spec?.durable);
+            let headers: Vec<(String, String)> = durable
+                .iter()
+                .map(|name| ("activemq.subscriptionName".to_string(), name.clone()))
+                .collect();
+            self.clients[src].unsubscribe_with(old, &headers).await?;
+            if let Some(name) = durable {
+                self.halves[h].own_durables.remove(&name);
+            }
         }
         Ok(())
     }
 
     /// Publishes half `h`'s routes in its status.
     fn report_routes(&self, h: usize) {
-        let routes = self.halves[h].route_status();
+        let routes = self.halves[h].route_status(self.durable_client.as_deref());
         self.bridge.report(|s| match h {
             0 => s.routes = routes,
             _ => s.reverse_routes = Some(routes),
@@ -655,6 +728,9 @@ impl Link<'_> {
         if let Some(spec) = &spec {
             if let Some(s) = &spec.selector {
                 selector = format!("({selector}) AND ({s})");
+            }
+            if let Some(name) = &spec.durable {
+                headers.push(("activemq.subscriptionName".to_string(), name.clone()));
             }
             if destination.kind() == crate::message::Kind::Queue {
                 // The source's own consumers first; with decrease_network_consumer_priority,

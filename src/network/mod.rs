@@ -223,9 +223,11 @@ async fn run(
             s.state = "waiting".into();
             s.linked_since = None;
             s.in_flight = 0;
-            // The static routes come back with the next link: kept, so the backlog shows
-            // what waits here for the peer. The peer's demand is unknown until then.
-            s.routes.retain(|r| r.kind == "static");
+            // The static and durable routes come back with the next link: kept, so the
+            // backlog shows what waits here for the peer (durable routes are kept here while
+            // the link is down). The peer's other demand is unknown until then.
+            s.routes
+                .retain(|r| r.kind == "static" || r.kind == "durable");
             s.reverse_routes = None;
             s.last_error = Some(e.to_string());
         });

@@ -44,10 +44,15 @@ pub struct BridgeStatus {
 pub struct RouteStatus {
     /// The destination or wildcard pattern.
     pub destination: String,
-    /// `static` (statically included) or `demand` (the peer has consumers for it).
+    /// `static` (statically included), `demand` (the peer has consumers for it), `durable`
+    /// (for the peer's durable subscriptions) or `replay` (`replay_when_no_consumers`).
     pub kind: String,
     /// The peer consumers' selector, for a demand route with one.
     pub selector: Option<String>,
+    /// A durable route's durable subscription here (`client_id:name`): what it keeps is the
+    /// backlog for the peer.
+    #[serde(default)]
+    pub subscription: Option<String>,
 }
 
 /// Every bridge of this broker.

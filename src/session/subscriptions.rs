@@ -204,7 +204,10 @@ impl Session {
             self.post(shard, cmd);
         }
         if self.config.destinations.advisories && advisory::may_listen(&destination) {
-            self.replay_consumers(sub, &destination);
+            let marked = frame
+                .get("stompbox-replay-end")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            self.replay_consumers(sub, &destination, marked);
         }
         Ok(())
     }
@@ -219,7 +222,12 @@ impl Session {
     /// here has its `consumer-added` delivered live, and one listed here that goes away has
     /// its `consumer-removed` delivered after the replayed one. A replayed consumer may also
     /// be announced live: subscribers key consumers by `consumer_id`.
-    fn replay_consumers(&mut self, sub: SubId, pattern: &DestinationName) {
+    ///
+    /// With `marked` (the SUBSCRIBE said `stompbox-replay-end:true`) the replayed advisories
+    /// say `"replayed": true` and a `replay-end` advisory with their number follows them, so
+    /// that a bridge knows when it has its peer's whole demand. The shards deliver in
+    /// parallel: the marker can overtake replayed advisories of other shards, hence the count.
+    fn replay_consumers(&mut self, sub: SubId, pattern: &DestinationName, marked: bool) {
         let mut consumers: Vec<(DestinationName, SubscriptionInfo, u64)> = Vec::new();
         for c in self.connections.list() {
             for s in c.subscriptions {
@@ -281,24 +289,60 @@ impl Session {
                         count: counts.get(topic).copied().unwrap_or(0),
                     }),
             );
+        let mut replayed = 0;
         for event in events {
             let Some(topic) = event.topic() else { continue };
             if !crate::message::wildcard::matches(pattern.name(), topic.name()) {
                 continue;
             }
-            if let Some(message) = event.message(self.ids.next()) {
-                let shard = self.owner_of(&message.destination);
-                let session = self.id;
-                self.post(
-                    shard,
-                    ToOwner::PublishTo {
-                        message,
-                        session,
-                        sub,
-                    },
-                );
+            let message = match marked {
+                true => event.replayed(self.ids.next()),
+                false => event.message(self.ids.next()),
+            };
+            if let Some(message) = message {
+                self.publish_to(sub, message);
+                replayed += 1;
             }
         }
+        if !marked {
+            return;
+        }
+        // Published to a topic the subscription matches: its wildcards made a segment.
+        let name: Vec<&str> = pattern
+            .name()
+            .split('.')
+            .map(|s| match s {
+                "*" | ">" => "stompbox-replay-end",
+                s => s,
+            })
+            .collect();
+        let Ok(topic) = DestinationName::parse(&format!("/topic/{}", name.join("."))) else {
+            return;
+        };
+        if !advisory::is_advisory(&topic) {
+            return;
+        }
+        let end = Event::ReplayEnd {
+            topic: &topic,
+            replayed,
+        };
+        if let Some(message) = end.message(self.ids.next()) {
+            self.publish_to(sub, message);
+        }
+    }
+
+    /// Hands `message` to subscription `sub` of this session only, on its topic's owner.
+    fn publish_to(&mut self, sub: SubId, message: Arc<crate::message::Message>) {
+        let shard = self.owner_of(&message.destination);
+        let session = self.id;
+        self.post(
+            shard,
+            ToOwner::PublishTo {
+                message,
+                session,
+                sub,
+            },
+        );
     }
 
     /// The shards holding subscriptions to `destination`: its owner, or every shard for a

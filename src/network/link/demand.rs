@@ -12,6 +12,9 @@ pub(super) struct RouteSpec {
     pub(super) selector: Option<String>,
     pub(super) hops: usize,
     pub(super) path: String,
+    /// The name of the durable subscription on the source that the route is, for durable
+    /// subscriptions of the destination broker's ([`durable_route_name`]).
+    pub(super) durable: Option<String>,
 }
 
 /// One consumer of the destination broker's, as its advisory describes it.
@@ -21,6 +24,69 @@ pub(super) struct PeerConsumer {
     /// Brokers beyond the destination broker it stands for (0: one of its own consumers).
     hops: usize,
     path: Option<String>,
+    /// A durable subscription (followed as one: not with `dynamic_only`).
+    durable: bool,
+}
+
+/// The name of the bridge's durable subscription on the source for the destination broker's
+/// durable subscriptions to `topic` with route `spec` (its selector, hops and path): the same
+/// in every link, so that a link made again finds what was kept while it was down; and one
+/// per distinct spec, so that a route's selector never changes (a durable subscription
+/// SUBSCRIBEd with another selector starts afresh, and would drop what it kept).
+fn durable_route_name(dst: &str, topic: &DestinationName, spec: &RouteSpec) -> String {
+    // FNV-1a: stable across builds and versions, which std's hasher does not promise.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let key = format!(
+        "{}\n{}\n{}\n{}",
+        topic.as_str(),
+        spec.selector.as_deref().unwrap_or(""),
+        spec.hops,
+        spec.path
+    );
+    for b in key.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{dst}.{hash:016x}")
+}
+
+/// The consumer advisory replays a half waits for (its SUBSCRIBEs asked for a `replay-end`
+/// marker), by connection and subscription: replayed advisories seen, and how many the
+/// marker announced once it came (it can overtake those of other shards).
+#[derive(Debug, Default)]
+pub(super) struct Replays {
+    pending: HashMap<(usize, String), (usize, Option<usize>)>,
+    /// Every replay was complete once: the bridge's stale durable subscriptions were deleted.
+    pub(super) swept: bool,
+}
+
+impl Replays {
+    /// Waits for the replay of subscription `sub` on connection `side`.
+    pub(super) fn expect(&mut self, side: usize, sub: String) {
+        self.pending.insert((side, sub), (0, None));
+    }
+
+    /// Notes advisory `body` of subscription `sub` on connection `side`; true when it
+    /// completed the last replay pending.
+    fn note(&mut self, side: usize, sub: &str, body: &serde_json::Value) -> bool {
+        let key = (side, sub.to_string());
+        let Some((seen, expected)) = self.pending.get_mut(&key) else {
+            return false;
+        };
+        if body.get("event").and_then(|e| e.as_str()) == Some("replay-end") {
+            *expected = body
+                .get("replayed")
+                .and_then(|n| n.as_u64())
+                .map(|n| n as usize);
+        } else if body.get("replayed").and_then(|r| r.as_bool()) == Some(true) {
+            *seen += 1;
+        }
+        if expected.is_some_and(|n| *seen >= n) {
+            self.pending.remove(&key);
+            return self.pending.is_empty();
+        }
+        false
+    }
 }
 
 /// Consumers whose removal came before their (replayed) addition, by destination and id: the
@@ -83,9 +149,13 @@ struct ConsumerAdvisory {
     body: serde_json::Value,
 }
 
+/// The JSON body of an advisory message.
+fn advisory_body(m: &Delivery) -> Option<serde_json::Value> {
+    serde_json::from_slice(m.body()).ok()
+}
+
 impl ConsumerAdvisory {
-    fn parse(m: &Delivery) -> Option<ConsumerAdvisory> {
-        let body = serde_json::from_slice::<serde_json::Value>(m.body()).ok()?;
+    fn parse(body: serde_json::Value) -> Option<ConsumerAdvisory> {
         let text = |k: &str| body.get(k).and_then(|v| v.as_str()).map(str::to_string);
         let (event, destination, id) = (text("event")?, text("destination")?, text("consumer_id")?);
         let destination = DestinationName::parse(&destination).ok()?;
@@ -107,6 +177,31 @@ impl ConsumerAdvisory {
 }
 
 impl Half {
+    /// Notes from a topic consumer advisory of the source broker the durable subscriptions of
+    /// this bridge's client id `client` there: the durable routes' (see
+    /// [`Link::sweep_durables`]).
+    fn note_own_durable(&mut self, advisory: &ConsumerAdvisory, client: Option<&str>) {
+        let (Some(client), Some(durable)) = (client, advisory.text("durable_subscription")) else {
+            return;
+        };
+        let Some(name) = durable
+            .strip_prefix(client)
+            .and_then(|n| n.strip_prefix(':'))
+        else {
+            return;
+        };
+        match advisory.event.as_str() {
+            "consumer-added" => {
+                self.own_durables
+                    .insert(name.to_string(), advisory.destination.clone());
+            }
+            "durable-removed" => {
+                self.own_durables.remove(name);
+            }
+            _ => {}
+        }
+    }
+
     /// Notes a consumer of the source broker's own (`replay_when_no_consumers`); true when
     /// that changed anything. As for the destination broker's demand, a removal that came
     /// before its replayed addition is remembered, or the consumer would count here for good
@@ -199,7 +294,9 @@ impl Half {
             .filter(|(_, c)| c.hops == 0)
             .cloned()
             .collect();
-        self.wanted_routes(&own, true).into_values().next()
+        self.wanted_routes(destination, &own, true)
+            .into_values()
+            .next()
     }
 
     /// The broker whose consumer `c` is: the last of the brokers it stands for, or the
@@ -230,10 +327,13 @@ impl Half {
         held
     }
 
-    /// The demand routes that `consumers` (of one destination) need, by route key (see
-    /// `demand_routes`).
+    /// The demand routes that `consumers` (of `destination`) need, by route key (see
+    /// `demand_routes`). Durable subscriptions get durable routes, one per distinct
+    /// selector, hops and path (key `durable:<name>`); the other consumers a conduit (or
+    /// routes of their own), unless a durable route takes all they take already.
     fn wanted_routes(
         &self,
+        destination: &DestinationName,
         consumers: &[(String, PeerConsumer)],
         conduit: bool,
     ) -> HashMap<String, RouteSpec> {
@@ -241,10 +341,63 @@ impl Half {
             return HashMap::new();
         }
         let dst = self.dst_name.as_deref().unwrap_or("peer");
-        let path_of = |c: Option<&PeerConsumer>| match c.and_then(|c| c.path.as_deref()) {
+        let path_of = |c: Option<&PeerConsumer>| self.path_of(c);
+        let mut durables: Vec<RouteSpec> = Vec::new();
+        for (_, c) in consumers.iter().filter(|(_, c)| c.durable) {
+            let spec = RouteSpec {
+                selector: c.selector.clone(),
+                hops: c.hops,
+                path: path_of(Some(c)),
+                durable: None,
+            };
+            if !durables.contains(&spec) {
+                durables.push(spec);
+            }
+        }
+        // A route with the same selector (or none) and no more hops takes all a consumer
+        // takes (fewer hops: a looser TTL selector).
+        let covered = |c: &PeerConsumer| {
+            durables
+                .iter()
+                .any(|d| d.hops <= c.hops && (d.selector.is_none() || d.selector == c.selector))
+        };
+        let consumers: Vec<(String, PeerConsumer)> = consumers
+            .iter()
+            .filter(|(_, c)| !c.durable && !covered(c))
+            .cloned()
+            .collect();
+        let mut routes: HashMap<String, RouteSpec> = durables
+            .into_iter()
+            .map(|mut spec| {
+                let name = durable_route_name(dst, destination, &spec);
+                spec.durable = Some(name.clone());
+                (format!("durable:{name}"), spec)
+            })
+            .collect();
+        routes.extend(self.volatile_routes(&consumers, conduit));
+        routes
+    }
+
+    /// The broker path a route for consumer `c` stands for: the destination broker, then
+    /// those `c` stands for.
+    fn path_of(&self, c: Option<&PeerConsumer>) -> String {
+        let dst = self.dst_name.as_deref().unwrap_or("peer");
+        match c.and_then(|c| c.path.as_deref()) {
             Some(p) => format!("{dst},{p}"),
             None => dst.to_string(),
-        };
+        }
+    }
+
+    /// The routes of [`Half::wanted_routes`] for consumers that are not durable subscriptions.
+    fn volatile_routes(
+        &self,
+        consumers: &[(String, PeerConsumer)],
+        conduit: bool,
+    ) -> HashMap<String, RouteSpec> {
+        if consumers.is_empty() {
+            return HashMap::new();
+        }
+        let path_of = |c: Option<&PeerConsumer>| self.path_of(c);
         if !conduit {
             return consumers
                 .iter()
@@ -253,6 +406,7 @@ impl Half {
                         selector: c.selector.clone(),
                         hops: c.hops,
                         path: path_of(Some(c)),
+                        durable: None,
                     };
                     (id.clone(), spec)
                 })
@@ -263,6 +417,7 @@ impl Half {
             selector: either_selector(consumers.iter().map(|(_, c)| c.selector.as_deref())),
             hops: nearest.map_or(0, |c| c.hops),
             path: path_of(nearest),
+            durable: None,
         };
         HashMap::from([(String::new(), spec)])
     }
@@ -271,10 +426,31 @@ impl Half {
 impl Link<'_> {
     /// A consumer advisory from half `h`'s destination broker: its demand changed.
     pub(super) async fn on_advisory(&mut self, h: usize, m: &Delivery) -> Result<(), ClientError> {
+        let Some(body) = advisory_body(m) else {
+            return Ok(());
+        };
+        let dst = self.halves[h].dst;
+        let replayed =
+            self.halves[h]
+                .replays
+                .note(dst, m.get("subscription").unwrap_or_default(), &body);
+        self.follow_advisory(h, body).await?;
+        if replayed {
+            self.sweep_durables(h).await?;
+        }
+        Ok(())
+    }
+
+    /// Follows consumer advisory `body` of half `h`'s destination broker.
+    async fn follow_advisory(
+        &mut self,
+        h: usize,
+        body: serde_json::Value,
+    ) -> Result<(), ClientError> {
         let Some(filter) = self.bridge.demand.as_ref() else {
             return Ok(());
         };
-        let Some(advisory) = ConsumerAdvisory::parse(m) else {
+        let Some(advisory) = ConsumerAdvisory::parse(body) else {
             return Ok(());
         };
         let text = |k: &str| advisory.text(k);
@@ -317,6 +493,7 @@ impl Link<'_> {
                     selector: text("selector").filter(|s| !s.trim().is_empty()),
                     hops,
                     path,
+                    durable: durable.is_some(),
                 };
                 half.consumer_added(&destination, id, consumer)
             }
@@ -339,6 +516,47 @@ impl Link<'_> {
             }
             self.follow_demand(h, &destination).await?;
             self.follow_replay(h, &destination).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the durable subscriptions of this bridge on half `h`'s source that no route
+    /// uses, once the consumers of both brokers were replayed: those of durable subscriptions
+    /// the destination broker deleted while the link was down (or while this broker was). A
+    /// route that ends while linked deletes its own ([`Link::end_routes`]).
+    async fn sweep_durables(&mut self, h: usize) -> Result<(), ClientError> {
+        let half = &mut self.halves[h];
+        if half.replays.swept {
+            return Ok(());
+        }
+        half.replays.swept = true;
+        let used: HashSet<&str> = half
+            .routes
+            .values()
+            .filter_map(|r| r.spec.as_ref()?.durable.as_deref())
+            .collect();
+        let stale: Vec<(String, DestinationName)> = half
+            .own_durables
+            .iter()
+            .filter(|(name, _)| !used.contains(name.as_str()))
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect();
+        let src = half.src;
+        for (name, topic) in stale {
+            info!(
+                "network {}: deleting durable subscription {name} of {topic} at {}: {} no longer has a durable subscriber it stood for",
+                self.bridge.connector,
+                self.halves[h].src_name,
+                self.halves[h].dst_name.as_deref().unwrap_or("the peer"),
+            );
+            let headers = [
+                ("destination".to_string(), topic.to_string()),
+                ("activemq.subscriptionName".to_string(), name.clone()),
+            ];
+            self.clients[src]
+                .unsubscribe_with(&format!("stale-{name}"), &headers)
+                .await?;
+            self.halves[h].own_durables.remove(&name);
         }
         Ok(())
     }
@@ -394,9 +612,35 @@ impl Link<'_> {
         h: usize,
         m: &Delivery,
     ) -> Result<(), ClientError> {
-        let Some(advisory) = ConsumerAdvisory::parse(m) else {
+        let Some(body) = advisory_body(m) else {
             return Ok(());
         };
+        let src = self.halves[h].src;
+        let replayed =
+            self.halves[h]
+                .replays
+                .note(src, m.get("subscription").unwrap_or_default(), &body);
+        if let Some(advisory) = ConsumerAdvisory::parse(body) {
+            match advisory.destination.kind() {
+                crate::message::Kind::Topic => {
+                    self.halves[h].note_own_durable(&advisory, self.durable_client.as_deref())
+                }
+                crate::message::Kind::Queue => self.follow_local_advisory(h, advisory).await?,
+            }
+        }
+        if replayed {
+            self.sweep_durables(h).await?;
+        }
+        Ok(())
+    }
+
+    /// Follows a queue consumer advisory of half `h`'s source broker
+    /// (`replay_when_no_consumers`).
+    async fn follow_local_advisory(
+        &mut self,
+        h: usize,
+        advisory: ConsumerAdvisory,
+    ) -> Result<(), ClientError> {
         // A bridge's subscription stands for consumers elsewhere, not here.
         if advisory.text("broker_path").is_some_and(|p| !p.is_empty()) {
             return Ok(());
@@ -486,7 +730,7 @@ impl Link<'_> {
     ) -> Result<(), ClientError> {
         let conduit = self.bridge.conduit || destination.kind() == crate::message::Kind::Topic;
         let followed = self.followed(h, destination);
-        let want = self.halves[h].wanted_routes(&followed, conduit);
+        let want = self.halves[h].wanted_routes(destination, &followed, conduit);
         let current = self.halves[h]
             .demand_routes
             .get(destination)
@@ -551,7 +795,7 @@ mod tests {
             .get(q)
             .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        h.wanted_routes(&consumers, conduit)
+        h.wanted_routes(q, &consumers, conduit)
     }
 
     fn consumer(selector: Option<&str>, hops: usize) -> PeerConsumer {
@@ -559,6 +803,7 @@ mod tests {
             selector: selector.map(str::to_string),
             hops,
             path: None,
+            durable: false,
         }
     }
 
@@ -651,6 +896,60 @@ mod tests {
         assert_eq!(each.len(), 2);
         assert_eq!(each["1:1"].selector.as_deref(), Some("n < 5"));
         assert_eq!(each["1:2"].hops, 1);
+    }
+
+    #[test]
+    fn durable_subscriptions_get_one_durable_route_per_selector_and_cover_the_others() {
+        let t = DestinationName::parse("/topic/t").unwrap();
+        let mut h = half();
+        let durable = |selector: Option<&str>| PeerConsumer {
+            durable: true,
+            ..consumer(selector, 0)
+        };
+        h.consumer_added(&t, "durable:r:1".into(), durable(None));
+        h.consumer_added(&t, "durable:r:2".into(), durable(None));
+        h.consumer_added(&t, "durable:r:3".into(), durable(Some("n > 1")));
+        // Taken by the selector-less durable route already: no conduit for it.
+        h.consumer_added(&t, "5:1".into(), consumer(Some("n = 7"), 0));
+        let routes = wanted(&h, &t, true);
+        assert_eq!(routes.len(), 2, "{routes:?}");
+        let names: Vec<&str> = routes
+            .values()
+            .map(|r| r.durable.as_deref().expect("durable routes"))
+            .collect();
+        assert!(names.iter().all(|n| n.starts_with("b.")), "{names:?}");
+        assert_ne!(names[0], names[1]);
+        // The same in every link: the name depends on what the route takes, nothing else.
+        let again = wanted(&h, &t, true);
+        assert_eq!(routes, again);
+        // Without the selector-less ones, the other consumer needs a conduit of its own.
+        h.consumer_removed(&t, "durable:r:1");
+        h.consumer_removed(&t, "durable:r:2");
+        let routes = wanted(&h, &t, true);
+        assert_eq!(routes.len(), 2, "{routes:?}");
+        assert_eq!(routes[""].selector.as_deref(), Some("n = 7"));
+        assert_eq!(routes[""].durable, None);
+    }
+
+    #[test]
+    fn a_replay_is_complete_once_its_marker_and_all_it_counted_came() {
+        let mut r = Replays::default();
+        r.expect(REMOTE, "sub-1".into());
+        r.expect(HERE, "sub-1".into());
+        let replayed = serde_json::json!({"event": "consumer-added", "replayed": true});
+        let live = serde_json::json!({"event": "consumer-added"});
+        let end = |n: u64| serde_json::json!({"event": "replay-end", "replayed": n});
+        assert!(!r.note(REMOTE, "sub-1", &replayed));
+        // The marker overtook one replayed advisory (another shard's).
+        assert!(!r.note(REMOTE, "sub-1", &end(2)));
+        assert!(!r.note(REMOTE, "sub-1", &live));
+        assert!(
+            !r.note(REMOTE, "sub-1", &replayed),
+            "the other replay is pending"
+        );
+        assert!(!r.note(REMOTE, "sub-2", &end(0)), "not awaited");
+        assert!(r.note(HERE, "sub-1", &end(0)), "the last one");
+        assert!(!r.note(HERE, "sub-1", &end(0)), "once");
     }
 
     #[test]
