@@ -79,29 +79,42 @@ pub fn unescape(raw: &[u8], escaping: Escaping) -> Result<Cow<'_, str>, EscapeEr
 /// end the header line early, so those two (and a `:` in a header name) are still written as
 /// `\n`, `\r` and `\c`: a 1.0 peer sees the escape text rather than a broken frame.
 pub fn escape_into<B: BufMut>(out: &mut B, text: &str, escaping: Escaping, is_name: bool) {
-    let needs = |b: u8| match escaping {
-        Escaping::None => b == b'\n' || b == b'\r' || (is_name && b == b':'),
-        Escaping::V1_1 => b == b'\n' || b == b':' || b == b'\\',
-        Escaping::V1_2 => b == b'\n' || b == b':' || b == b'\\' || b == b'\r',
+    let needs: &[bool; 256] = match escaping {
+        Escaping::None if is_name => &NEEDS_NONE_NAME,
+        Escaping::None => &NEEDS_NONE,
+        Escaping::V1_1 => &NEEDS_V1_1,
+        Escaping::V1_2 => &NEEDS_V1_2,
     };
-    let bytes = text.as_bytes();
-    if !bytes.iter().any(|&b| needs(b)) {
-        out.put_slice(bytes);
-        return;
-    }
-    for &b in bytes {
-        if !needs(b) {
-            out.put_u8(b);
-            continue;
-        }
-        out.put_slice(match b {
+    // Runs between escapes are copied whole: a message id or a network id has colons, and a
+    // byte-at-a-time copy of it showed in a bridge's profile.
+    let mut rest = text.as_bytes();
+    while let Some(i) = rest.iter().position(|&b| needs[b as usize]) {
+        out.put_slice(&rest[..i]);
+        out.put_slice(match rest[i] {
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b':' => b"\\c",
             _ => b"\\\\",
         });
+        rest = &rest[i + 1..];
     }
+    out.put_slice(rest);
 }
+
+/// Which bytes [`escape_into`] escapes, per rule set.
+const fn needs_table(bytes: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        t[bytes[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+static NEEDS_NONE: [bool; 256] = needs_table(b"\n\r");
+static NEEDS_NONE_NAME: [bool; 256] = needs_table(b"\n\r:");
+static NEEDS_V1_1: [bool; 256] = needs_table(b"\n:\\");
+static NEEDS_V1_2: [bool; 256] = needs_table(b"\n:\\\r");
 
 #[cfg(test)]
 mod tests {
