@@ -944,6 +944,75 @@ fn a_duplex_bridge_held_by_flow_control_one_way_still_forwards_the_other_way() {
 }
 
 #[test]
+fn a_duplex_bridge_stuck_writing_one_way_still_forwards_the_other_way() {
+    // B's queue `in` fills up (its one consumer takes one message and never ACKs it), so B
+    // stops reading the bridge's SENDs into it, and the bridge's write of them waits (no
+    // write timeout), megabytes past what the sockets buffer. The other direction, from B to
+    // A, is a task of its own and must not wait behind that write.
+    let mut b = Broker::new(
+        "broker_name = \"b\"\n\n[limits]\nproducer_window_bytes = 262144\n\n\
+         [destinations]\nmemory_limit_bytes = 131072\n",
+    )
+    .on_fixed_ports();
+    b.start_again();
+    let a = bridged("a", &b, &[], "duplex = true\nwrite_timeout_ms = 0\n");
+    let into_b = format!("/queue/{}", unique("in"));
+    let out_of_b = format!("/queue/{}", unique("out"));
+    let mut stuck = b.connect("1.2");
+    stuck.subscribe(
+        &into_b,
+        "s",
+        "client-individual",
+        &[("activemq.prefetchSize", "1")],
+    );
+    let mut on_a = a.connect("1.2");
+    on_a.subscribe(&out_of_b, "o", "client-individual", &[]);
+    eventually(WAIT, || {
+        match (
+            stat(&a, &into_b, "consumers"),
+            stat(&b, &out_of_b, "consumers"),
+        ) {
+            (1, 1) => Ok(()),
+            n => Err(format!("{n:?} consumers of in on A, of out on B")),
+        }
+    });
+    let mut pa = a.connect("1.2");
+    let body = "i".repeat(64 * 1024);
+    for n in 0..300 {
+        pa.send(&into_b, &body, &[("n", &n.to_string())]);
+    }
+    eventually(WAIT, || match stat(&b, &into_b, "blocked_producers") {
+        0 => Err("the bridge is not held by B's flow control yet".to_string()),
+        _ => Ok(()),
+    });
+    let mut pb = b.connect("1.2");
+    let total = 300;
+    for n in 0..total {
+        pb.send_persistent(&out_of_b, &format!("m{n}"), &[]);
+    }
+    let mut got = BTreeSet::new();
+    while got.len() < total {
+        let Some(m) = on_a.next_frame(WAIT) else {
+            panic!(
+                "{} of {total} from B arrived on A\n--- a ---\n{}",
+                got.len(),
+                a.log_tail()
+            );
+        };
+        got.insert(m.text());
+        on_a.ack(&m);
+    }
+    eventually(WAIT, || match stored(&b, &out_of_b) {
+        0 => Ok(()),
+        n => Err(format!("{n} of out still stored on B")),
+    });
+    assert!(
+        stuck.next_frame(QUIET).is_some(),
+        "B's consumer of in got its one message"
+    );
+}
+
+#[test]
 fn without_conduit_subscriptions_each_remote_queue_consumer_is_a_consumer_here() {
     let b = named("b");
     let a = bridged("a", &b, &[], "conduit_subscriptions = false\n");

@@ -54,26 +54,6 @@ impl Delivery {
         self.frame.get(name)
     }
 
-    /// A copy with only the headers `names` (and no body): what an ACK or NACK of it needs,
-    /// kept once the frame itself is handed on ([`Delivery::into_frame`]).
-    pub fn slim(&self, names: &[&str]) -> Delivery {
-        let mut frame = Frame::new(self.frame.command);
-        for (k, v) in self.frame.headers.iter() {
-            if names.contains(&k) {
-                frame.headers.push(k, v);
-            }
-        }
-        Delivery {
-            frame,
-            generation: self.generation,
-        }
-    }
-
-    /// The MESSAGE frame, by value.
-    pub fn into_frame(self) -> Frame {
-        self.frame
-    }
-
     /// The body.
     pub fn body(&self) -> &[u8] {
         &self.frame.body
@@ -692,27 +672,6 @@ fn shuffle<T>(v: &mut [T]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_slim_delivery_keeps_only_what_it_is_asked_to() {
-        let d = Delivery::for_test(
-            Frame::new(Command::Message)
-                .header("message-id", "17")
-                .header("ack", "a1")
-                .header("subscription", "s")
-                .header("x-app", "v")
-                .with_body(&b"body"[..]),
-        );
-        let kept = d.slim(&["message-id", "ack", "subscription"]);
-        assert_eq!(kept.get("ack"), Some("a1"));
-        assert_eq!(kept.get("message-id"), Some("17"));
-        assert_eq!(kept.get("x-app"), None);
-        assert!(kept.frame.body.is_empty());
-        assert_eq!(kept.generation, d.generation);
-        let frame = d.into_frame();
-        assert_eq!(frame.get("x-app"), Some("v"));
-        assert_eq!(&frame.body[..], b"body");
-    }
 
     #[test]
     fn receipt_ids_round_trip() {

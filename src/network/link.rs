@@ -19,7 +19,7 @@ use super::{forwarded, Bridge};
 use crate::client::{
     AckMode, BrokerUri, Client, ClientError, ConnectOptions, Delivery, SubscribeOptions,
 };
-use crate::codec::Frame;
+use crate::codec::{Command, Frame};
 use crate::message::network::{
     forward_selector, path_holds, path_len, replay_selector, BROKER_PATH,
 };
@@ -58,15 +58,14 @@ struct InFlight {
     ack: bool,
 }
 
-/// The connections of a link: the forward half's, from this broker's own listener to the
-/// peer, and a duplex bridge's reverse half's, from the peer to this broker's listener.
-/// Each half has two of its own: what one half writes (SENDs to its destination, ACKs to its
-/// source) never waits behind the other's, so a broker holding one direction back by flow
-/// control (it stops reading that connection) does not hold up the other.
-const HERE: usize = 0;
-const REMOTE: usize = 1;
-const REMOTE_OUT: usize = 2;
-const HERE_IN: usize = 3;
+/// The connections of a [`Link`]: to its half's source broker, and to its destination
+/// broker. The forward half's source is this broker's own listener and its destination the
+/// peer; a duplex bridge's reverse half has two of its own, the other way round, and a task
+/// of its own: what one half writes (SENDs to its destination, ACKs to its source) never
+/// waits behind the other's, so a broker holding one direction back by flow control (it stops
+/// reading that connection) does not hold up the other.
+const SOURCE: usize = 0;
+const DESTINATION: usize = 1;
 
 /// One direction of a link: from the broker on connection `src` to the one on `dst`. A
 /// bridge has the forward half (here → peer); a duplex bridge also the reverse one.
@@ -110,10 +109,13 @@ struct Half {
     /// The destination broker answered a SEND with an ERROR (not a transport failure): it
     /// refused the first forwarded message it has not receipted.
     refused: bool,
+    /// A duplex bridge's reverse half (peer → here).
+    reverse: bool,
 }
 
 impl Half {
-    fn new(src: usize, dst: usize, src_name: String, dst_name: Option<String>) -> Half {
+    fn new(src_name: String, dst_name: Option<String>, reverse: bool) -> Half {
+        let (src, dst) = (SOURCE, DESTINATION);
         Half {
             src,
             dst,
@@ -134,6 +136,7 @@ impl Half {
             unsealed: 0,
             in_flight: VecDeque::new(),
             refused: false,
+            reverse,
         }
     }
 
@@ -164,14 +167,14 @@ impl Half {
     }
 }
 
-/// One link's state: its connections and the halves that use them.
+/// One direction of a link: its connections and the half that uses them.
 struct Link<'a> {
     bridge: &'a Bridge,
     /// What every bridge of this broker reaches, for `suppress_duplicate_queue_subscriptions`.
     origins: &'a Origins,
-    /// Indexed by [`HERE`], [`REMOTE`] (and for a duplex bridge [`REMOTE_OUT`], [`HERE_IN`]).
+    /// Indexed by [`SOURCE`] and [`DESTINATION`].
     clients: Vec<Client>,
-    peer_name: Option<String>,
+    /// Its one half (the methods name it by index, `h`, always 0).
     halves: Vec<Half>,
     /// The `client-id` of the halves' source connections when routes may be durable
     /// subscriptions (demand, not `dynamic_only`): the same in every link of the bridge.
@@ -226,13 +229,17 @@ pub(super) async fn forward(
         ..o.clone()
     };
     let here = Client::connect(&local_uri, source_options(&local_options)).await?;
-    let mut halves = vec![Half::new(
-        HERE,
-        REMOTE,
-        bridge.broker_name.clone(),
-        peer_name.clone(),
-    )];
-    let mut clients = vec![here, remote];
+    let mut links = vec![Link {
+        bridge,
+        origins,
+        clients: vec![here, remote],
+        halves: vec![Half::new(
+            bridge.broker_name.clone(),
+            peer_name.clone(),
+            false,
+        )],
+        durable_client: durable_client.clone(),
+    }];
     if bridge.duplex {
         // The reverse half's own connections. Its peer may be another broker of a pair than
         // the forward half's, if the pair failed over in between: each half stands alone.
@@ -247,75 +254,24 @@ pub(super) async fn forward(
             ));
         };
         let here_in = Client::connect(&local_uri, local_options).await?;
-        clients.push(remote_out);
-        clients.push(here_in);
-        halves.push(Half::new(
-            REMOTE_OUT,
-            HERE_IN,
-            src_name,
-            Some(bridge.broker_name.clone()),
-        ));
+        links.push(Link {
+            bridge,
+            origins,
+            clients: vec![remote_out, here_in],
+            halves: vec![Half::new(src_name, Some(bridge.broker_name.clone()), true)],
+            durable_client,
+        });
     }
-    let mut link = Link {
-        bridge,
-        origins,
-        clients,
-        peer_name,
-        halves,
-        durable_client,
-    };
-    for h in 0..link.halves.len() {
-        for destination in &bridge.statics {
-            link.open_route(h, destination, None, false).await?;
-        }
-        if bridge.demand.is_some() {
-            let dst = link.halves[h].dst;
-            let durables = link.durable_client.is_some();
-            for (advisories, replay_end) in [
-                ("/topic/ActiveMQ.Advisory.Consumer.Queue.>", false),
-                ("/topic/ActiveMQ.Advisory.Consumer.Topic.>", durables),
-            ] {
-                let id = link.clients[dst]
-                    .subscribe(advisories, &replay_marked(replay_end))
-                    .await?;
-                if replay_end {
-                    link.halves[h].replays.expect(dst, id.clone());
-                }
-                link.halves[h].advisories.push(id);
-            }
-            if durables {
-                // This bridge's durable subscriptions there: those no route uses are deleted
-                // once both replays are in.
-                let src = link.halves[h].src;
-                let id = link.clients[src]
-                    .subscribe(
-                        "/topic/ActiveMQ.Advisory.Consumer.Topic.>",
-                        &replay_marked(true),
-                    )
-                    .await?;
-                link.halves[h].replays.expect(src, id.clone());
-                link.halves[h].local_advisories.push(id);
-            }
-            if bridge.replay {
-                let src = link.halves[h].src;
-                let id = link.clients[src]
-                    .subscribe(
-                        "/topic/ActiveMQ.Advisory.Consumer.Queue.>",
-                        &SubscribeOptions::default(),
-                    )
-                    .await?;
-                link.halves[h].local_advisories.push(id);
-            }
-        }
+    for link in &mut links {
+        link.subscribe().await?;
     }
     *linked = true;
-    let peer_name = link.peer_name.clone();
-    let client = link.durable_client.as_deref();
-    let routes = link.halves[0].route_status(client);
-    let reverse = link.halves.get(1).map(|h| h.route_status(client));
+    let status = |l: &Link| l.halves[0].route_status(l.durable_client.as_deref());
+    let routes = status(&links[0]);
+    let reverse = links.get(1).map(status);
     bridge.report(|s| {
         s.state = "linked".into();
-        s.peer_name = peer_name;
+        s.peer_name = peer_name.clone();
         s.linked_since = Some(crate::clock::now_ms());
         s.links += 1;
         s.routes = routes;
@@ -325,7 +281,7 @@ pub(super) async fn forward(
         "network {}: linked to {} ({}); forwarding {} destination(s) statically{}{}",
         bridge.connector,
         bridge.peer,
-        link.peer_name
+        peer_name
             .as_deref()
             .unwrap_or("a broker that does not say its name"),
         bridge.statics.len(),
@@ -336,21 +292,32 @@ pub(super) async fn forward(
         },
         if bridge.duplex { ", both ways" } else { "" }
     );
-    let result = link.pump().await;
+    // Each direction in a task of its own (one waiting to write does not hold up the
+    // other); the first failure ends both.
+    let result = match &mut links[..] {
+        [forward] => forward.pump().await,
+        [forward, reverse] => tokio::select! {
+            r = forward.pump() => r,
+            r = reverse.pump() => r,
+        },
+        _ => Err(ClientError::Protocol(
+            "a link has one half, or two when duplex".into(),
+        )),
+    };
     // Its demand goes with the link: other bridges no longer defer to it.
     origins.clear(bridge.index);
     // The ACKs of what the other side already has may still sit in a client's buffer:
     // written before the link is given up, or those messages are forwarded twice.
-    for h in 0..link.halves.len() {
-        link.settle(h).await.ok();
-        if link.halves[h].refused {
-            link.nack_refused(h).await;
+    for link in &mut links {
+        link.settle(0).await.ok();
+        if link.halves[0].refused {
+            link.nack_refused(0).await;
         }
     }
     // A connection dropped with MESSAGEs unread is reset, and a reset can discard the ACKs
     // the broker has not read yet: DISCONNECT instead, and wait (briefly) for its RECEIPT,
     // which comes once every earlier frame took effect.
-    for c in link.clients {
+    for c in links.into_iter().flat_map(|l| l.clients) {
         let _ = tokio::time::timeout(Duration::from_secs(5), c.disconnect()).await;
     }
     result
@@ -381,6 +348,54 @@ fn peer_name_of(bridge: &Bridge, client: &Client) -> Result<Option<String>, Clie
 }
 
 impl Link<'_> {
+    /// Makes the half's subscriptions: its static routes on the source; with demand, the
+    /// destination broker's consumer advisories, and those of the source it needs (this
+    /// bridge's durable subscriptions; its own consumers for `replay_when_no_consumers`).
+    async fn subscribe(&mut self) -> Result<(), ClientError> {
+        let bridge = self.bridge;
+        for destination in &bridge.statics {
+            self.open_route(0, destination, None, false).await?;
+        }
+        if bridge.demand.is_none() {
+            return Ok(());
+        }
+        let durables = self.durable_client.is_some();
+        for (advisories, replay_end) in [
+            ("/topic/ActiveMQ.Advisory.Consumer.Queue.>", false),
+            ("/topic/ActiveMQ.Advisory.Consumer.Topic.>", durables),
+        ] {
+            let id = self.clients[DESTINATION]
+                .subscribe(advisories, &replay_marked(replay_end))
+                .await?;
+            if replay_end {
+                self.halves[0].replays.expect(DESTINATION, id.clone());
+            }
+            self.halves[0].advisories.push(id);
+        }
+        if durables {
+            // This bridge's durable subscriptions there: those no route uses are deleted
+            // once both replays are in.
+            let id = self.clients[SOURCE]
+                .subscribe(
+                    "/topic/ActiveMQ.Advisory.Consumer.Topic.>",
+                    &replay_marked(true),
+                )
+                .await?;
+            self.halves[0].replays.expect(SOURCE, id.clone());
+            self.halves[0].local_advisories.push(id);
+        }
+        if bridge.replay {
+            let id = self.clients[SOURCE]
+                .subscribe(
+                    "/topic/ActiveMQ.Advisory.Consumer.Queue.>",
+                    &SubscribeOptions::default(),
+                )
+                .await?;
+            self.halves[0].local_advisories.push(id);
+        }
+        Ok(())
+    }
+
     /// Forwards deliveries and follows demand until a connection fails. Every connection is
     /// always read (a half's source carries its deliveries, its destination its receipts and
     /// advisories); what is in flight is bounded by the routes' prefetch.
@@ -436,21 +451,14 @@ impl Link<'_> {
                 }
             };
             let (side, frame) = match &mut self.clients[..] {
-                [here, remote] => tokio::select! {
-                    m = here.next() => (HERE, m),
-                    m = remote.next() => (REMOTE, m),
-                    _ = origins => continue,
-                },
-                [here, remote, remote_out, here_in] => tokio::select! {
-                    m = here.next() => (HERE, m),
-                    m = remote.next() => (REMOTE, m),
-                    m = remote_out.next() => (REMOTE_OUT, m),
-                    m = here_in.next() => (HERE_IN, m),
+                [source, destination] => tokio::select! {
+                    m = source.next() => (SOURCE, m),
+                    m = destination.next() => (DESTINATION, m),
                     _ = origins => continue,
                 },
                 _ => {
                     return Err(ClientError::Protocol(
-                        "a link has two connections, or four when duplex".into(),
+                        "a link half has two connections".into(),
                     ))
                 }
             };
@@ -532,14 +540,14 @@ impl Link<'_> {
             // the buffer is lost with the connection, and its message forwarded again.
             self.clients[half.src].flush().await?;
         }
-        if done > 0 && h == 0 {
+        if done > 0 && !half.reverse {
             let in_flight = half.in_flight.len() as u64;
             self.bridge.report(|s| {
                 s.forwarded += done;
                 s.in_flight = in_flight;
             });
         }
-        if done > 0 && h == 1 {
+        if done > 0 && half.reverse {
             self.bridge.report(|s| s.received += done);
         }
         Ok(())
@@ -606,15 +614,17 @@ impl Link<'_> {
         }
         let replayed = half.routes.get(sub).is_some_and(|r| r.replay);
         // Kept: what its ACK or NACK, and the logs, need; the rest goes on in the SEND.
-        let kept = delivery.slim(&["message-id", "ack", "subscription", "destination"]);
-        let send = forwarded(delivery.into_frame(), &half.src_name, replayed);
+        let mut delivery = delivery;
+        let message = std::mem::replace(&mut delivery.frame, Frame::new(Command::Message));
+        let (send, kept) = forwarded(message, &half.src_name, replayed);
+        delivery.frame = kept;
         half.in_flight.push_back(InFlight {
             receipt: UNSEALED,
-            delivery: kept,
+            delivery,
             ack,
         });
         // Counted here only when the pipeline starts to fill; `settle` keeps it current.
-        if h == 0 && half.in_flight.len() == 1 {
+        if !half.reverse && half.in_flight.len() == 1 {
             self.bridge.report(|s| s.in_flight = 1);
         }
         if let Some(previous) = half.held.replace(send) {
@@ -695,9 +705,9 @@ impl Link<'_> {
     /// Publishes half `h`'s routes in its status.
     fn report_routes(&self, h: usize) {
         let routes = self.halves[h].route_status(self.durable_client.as_deref());
-        self.bridge.report(|s| match h {
-            0 => s.routes = routes,
-            _ => s.reverse_routes = Some(routes),
+        self.bridge.report(|s| match self.halves[h].reverse {
+            false => s.routes = routes,
+            true => s.reverse_routes = Some(routes),
         });
     }
 

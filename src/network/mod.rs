@@ -258,31 +258,48 @@ fn network_id(m: &Frame, broker_name: &str) -> String {
 /// ends with this broker (only this broker when `replayed`: a message sent back to a broker it
 /// passed through starts again from here, or that broker would drop it as looped), its id here
 /// for the peer's duplicate filter, and the mark of a possible duplicate when this broker
-/// delivered it before. The MESSAGE becomes the SEND in place: its headers and body are moved,
-/// not copied (a bridge forwards every message, and copies were most of its allocations).
-fn forwarded(mut m: Frame, broker_name: &str, replayed: bool) -> Frame {
+/// delivered it before; and, as a MESSAGE, what its ACK or NACK and the logs need
+/// ([`KEPT`]). The MESSAGE becomes the SEND in place: its headers and body are moved, not
+/// copied (a bridge forwards every message, and copies were most of its allocations).
+fn forwarded(mut m: Frame, broker_name: &str, replayed: bool) -> (Frame, Frame) {
     let id = network_id(&m, broker_name);
     let path = match replayed {
         true => broker_name.to_string(),
         false => extend_path(m.get(BROKER_PATH), broker_name),
     };
     let redelivered = m.get("redelivered") == Some("true");
+    let mut kept = Frame::new(m.command);
+    if let Some(d) = m.get("destination") {
+        kept.headers.push("destination", d);
+    }
     m.command = Command::Send;
     let mut destination = false;
-    m.headers.0.retain(|(name, _)| {
+    m.headers.0.retain_mut(|(name, value)| {
         // The first `destination` is the one (a repeated header's first value wins).
         if name == "destination" {
             return !std::mem::replace(&mut destination, true);
         }
-        !NOT_FORWARDED.contains(&name.as_str())
+        if !NOT_FORWARDED.contains(&name.as_str()) {
+            return true;
+        }
+        if KEPT.contains(&name.as_str()) && kept.get(name).is_none() {
+            kept.headers
+                .0
+                .push((std::mem::take(name), std::mem::take(value)));
+        }
+        false
     });
     m.headers.push(BROKER_PATH, path);
     m.headers.push(NETWORK_ID, id);
     if redelivered {
         m.headers.push(NETWORK_REDELIVERED, "true");
     }
-    m
+    (m, kept)
 }
+
+/// The headers of a forwarded MESSAGE that the bridge keeps for its ACK or NACK (with
+/// `destination`, for the logs): none of them goes on in the SEND.
+const KEPT: &[&str] = &["message-id", "ack", "subscription"];
 
 #[cfg(test)]
 mod tests {
@@ -299,7 +316,12 @@ mod tests {
             .header("x-app", "v")
             .header(BROKER_PATH, "a")
             .with_body(&b"body"[..]);
-        let f = forwarded(message.clone(), "b", false);
+        let (f, kept) = forwarded(message.clone(), "b", false);
+        assert_eq!(kept.get("message-id"), Some("17"));
+        assert_eq!(kept.get("subscription"), Some("sub-1"));
+        assert_eq!(kept.get("destination"), Some("/queue/orders"));
+        assert_eq!(kept.get("x-app"), None);
+        assert!(kept.body.is_empty());
         assert_eq!(f.command, Command::Send);
         assert_eq!(f.get("destination"), Some("/queue/orders"));
         assert_eq!(f.get(BROKER_PATH), Some("a,b"));
@@ -316,7 +338,7 @@ mod tests {
         assert_eq!(f.get(NETWORK_ID), Some("b:17"));
         assert_eq!(f.get(NETWORK_REDELIVERED), None);
         // Sent back to a broker it passed through, it starts again from here.
-        let replayed = forwarded(message, "b", true);
+        let (replayed, _) = forwarded(message, "b", true);
         assert_eq!(replayed.get(BROKER_PATH), Some("b"));
     }
 
@@ -327,7 +349,7 @@ mod tests {
             .header("message-id", "17")
             .header("redelivered", "true")
             .header("redelivery-count", "1");
-        let f = forwarded(message, "b", false);
+        let (f, _) = forwarded(message, "b", false);
         assert_eq!(f.get(NETWORK_REDELIVERED), Some("true"));
         assert_eq!(f.get("redelivered"), None);
         assert_eq!(f.get("redelivery-count"), None);

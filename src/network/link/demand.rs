@@ -510,8 +510,8 @@ impl Link<'_> {
             _ => false,
         };
         if changed {
-            if h == 0 && destination.kind() == crate::message::Kind::Queue {
-                let held = self.halves[0].origins_of(&destination);
+            if !self.halves[h].reverse && destination.kind() == crate::message::Kind::Queue {
+                let held = self.halves[h].origins_of(&destination);
                 self.origins.set(self.bridge.index, &destination, &held);
             }
             self.follow_demand(h, &destination).await?;
@@ -567,6 +567,9 @@ impl Link<'_> {
         if !self.bridge.suppress {
             return Ok(());
         }
+        if self.halves[0].reverse {
+            return Ok(());
+        }
         let queues: Vec<DestinationName> = self.halves[0]
             .demand
             .keys()
@@ -588,8 +591,9 @@ impl Link<'_> {
         let Some(consumers) = half.demand.get(destination) else {
             return Vec::new();
         };
-        let suppress =
-            self.bridge.suppress && h == 0 && destination.kind() == crate::message::Kind::Queue;
+        let suppress = self.bridge.suppress
+            && !half.reverse
+            && destination.kind() == crate::message::Kind::Queue;
         consumers
             .iter()
             .filter(|(_, c)| {
@@ -785,7 +789,7 @@ mod tests {
     use super::*;
 
     fn half() -> Half {
-        Half::new(HERE, REMOTE, "a".into(), Some("b".into()))
+        Half::new("a".into(), Some("b".into()), false)
     }
 
     /// The routes `h`'s demand for `q` needs, every consumer followed.
@@ -934,22 +938,22 @@ mod tests {
     #[test]
     fn a_replay_is_complete_once_its_marker_and_all_it_counted_came() {
         let mut r = Replays::default();
-        r.expect(REMOTE, "sub-1".into());
-        r.expect(HERE, "sub-1".into());
+        r.expect(DESTINATION, "sub-1".into());
+        r.expect(SOURCE, "sub-1".into());
         let replayed = serde_json::json!({"event": "consumer-added", "replayed": true});
         let live = serde_json::json!({"event": "consumer-added"});
         let end = |n: u64| serde_json::json!({"event": "replay-end", "replayed": n});
-        assert!(!r.note(REMOTE, "sub-1", &replayed));
+        assert!(!r.note(DESTINATION, "sub-1", &replayed));
         // The marker overtook one replayed advisory (another shard's).
-        assert!(!r.note(REMOTE, "sub-1", &end(2)));
-        assert!(!r.note(REMOTE, "sub-1", &live));
+        assert!(!r.note(DESTINATION, "sub-1", &end(2)));
+        assert!(!r.note(DESTINATION, "sub-1", &live));
         assert!(
-            !r.note(REMOTE, "sub-1", &replayed),
+            !r.note(DESTINATION, "sub-1", &replayed),
             "the other replay is pending"
         );
-        assert!(!r.note(REMOTE, "sub-2", &end(0)), "not awaited");
-        assert!(r.note(HERE, "sub-1", &end(0)), "the last one");
-        assert!(!r.note(HERE, "sub-1", &end(0)), "once");
+        assert!(!r.note(DESTINATION, "sub-2", &end(0)), "not awaited");
+        assert!(r.note(SOURCE, "sub-1", &end(0)), "the last one");
+        assert!(!r.note(SOURCE, "sub-1", &end(0)), "once");
     }
 
     #[test]
