@@ -40,15 +40,6 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// A delivery of `frame`, as if received on a first connection (for tests).
-    #[cfg(test)]
-    pub(crate) fn for_test(frame: Frame) -> Delivery {
-        Delivery {
-            frame,
-            generation: 0,
-        }
-    }
-
     /// The first value of header `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.frame.get(name)
