@@ -873,143 +873,95 @@ fn a_peer_that_never_reads_is_given_up_after_the_write_timeout_and_linked_again(
     assert_eq!(stored(&a, "/queue/stuck"), 24);
 }
 
+/// Flow control on `held` (its queue `in` full: its one consumer takes one message and never
+/// ACKs it) holds back the SENDs a duplex bridge forwards into it, `count` bodies of
+/// `body_kib` KiB sent on `free`; what the bridge forwards the other way, from `free` to
+/// `held`, must not wait behind them.
+fn the_other_direction_flows(held: &Broker, free: &Broker, body_kib: usize, count: usize) {
+    let into_held = format!("/queue/{}", unique("in"));
+    let out_of_held = format!("/queue/{}", unique("out"));
+    let mut stuck = held.connect("1.2");
+    stuck.subscribe(
+        &into_held,
+        "s",
+        "client-individual",
+        &[("activemq.prefetchSize", "1")],
+    );
+    let mut on_free = free.connect("1.2");
+    on_free.subscribe(&out_of_held, "o", "client-individual", &[]);
+    eventually(WAIT, || {
+        match (
+            stat(free, &into_held, "consumers"),
+            stat(held, &out_of_held, "consumers"),
+        ) {
+            (1, 1) => Ok(()),
+            n => Err(format!("{n:?} routes for in, for out")),
+        }
+    });
+    let mut producer = free.connect("1.2");
+    let body = "i".repeat(body_kib * 1024);
+    for n in 0..count {
+        producer.send(&into_held, &body, &[("n", &n.to_string())]);
+    }
+    eventually(WAIT, || match stat(held, &into_held, "blocked_producers") {
+        0 => Err("the bridge is not held by flow control yet".to_string()),
+        _ => Ok(()),
+    });
+    let mut producer = held.connect("1.2");
+    let total = 300;
+    for n in 0..total {
+        producer.send_persistent(&out_of_held, &format!("m{n}"), &[]);
+    }
+    let mut got = BTreeSet::new();
+    while got.len() < total {
+        let Some(m) = on_free.next_frame(WAIT) else {
+            panic!(
+                "{} of {total} arrived\n--- held ---\n{}\n--- free ---\n{}",
+                got.len(),
+                held.log_tail(),
+                free.log_tail()
+            );
+        };
+        got.insert(m.text());
+        on_free.ack(&m);
+    }
+    eventually(WAIT, || match stored(held, &out_of_held) {
+        0 => Ok(()),
+        n => Err(format!("{n} of out still stored where they were sent")),
+    });
+    assert!(
+        stuck.next_frame(QUIET).is_some(),
+        "the consumer of in got its one message"
+    );
+}
+
+/// Flow control that holds a bridge's SENDs: a producer window and memory limit this small.
+const SMALL_LIMITS: &str = "[limits]\nproducer_window_bytes = 262144\n\n\
+                            [destinations]\nmemory_limit_bytes = 131072\n";
+
 #[test]
 fn a_duplex_bridge_held_by_flow_control_one_way_still_forwards_the_other_way() {
-    // A's queue `in` fills up (its one consumer takes one message and never ACKs it), so A
-    // holds back the bridge's SENDs into it by flow control and stops reading them. What the
-    // bridge forwards the other way, from A to B, must not wait behind them: the ACKs that
-    // settle it at A travel on a connection of their own.
+    // A holds the reverse direction (B → A): the ACKs that settle the forward one travel on
+    // a connection of their own.
     let b = named("b");
     let a = bridged(
         "a",
         &b,
         &[],
-        "duplex = true\nwrite_timeout_ms = 0\n\n[limits]\nproducer_window_bytes = 262144\n\n\
-         [destinations]\nmemory_limit_bytes = 131072\n",
+        &format!("duplex = true\nwrite_timeout_ms = 0\n\n{SMALL_LIMITS}"),
     );
-    let into_a = format!("/queue/{}", unique("in"));
-    let out_of_a = format!("/queue/{}", unique("out"));
-    let mut stuck = a.connect("1.2");
-    stuck.subscribe(
-        &into_a,
-        "s",
-        "client-individual",
-        &[("activemq.prefetchSize", "1")],
-    );
-    let mut on_b = b.connect("1.2");
-    on_b.subscribe(&out_of_a, "o", "client-individual", &[]);
-    eventually(WAIT, || {
-        match (
-            stat(&b, &into_a, "consumers"),
-            stat(&a, &out_of_a, "consumers"),
-        ) {
-            (1, 1) => Ok(()),
-            n => Err(format!("{n:?} consumers of in on B, of out on A")),
-        }
-    });
-    let mut pb = b.connect("1.2");
-    let body = "i".repeat(32 * 1024);
-    for n in 0..200 {
-        pb.send(&into_a, &body, &[("n", &n.to_string())]);
-    }
-    eventually(WAIT, || match stat(&a, &into_a, "blocked_producers") {
-        0 => Err("the bridge is not held by A's flow control yet".to_string()),
-        _ => Ok(()),
-    });
-    let mut pa = a.connect("1.2");
-    let total = 300;
-    for n in 0..total {
-        pa.send_persistent(&out_of_a, &format!("m{n}"), &[]);
-    }
-    let mut got = BTreeSet::new();
-    while got.len() < total {
-        let Some(m) = on_b.next_frame(WAIT) else {
-            panic!(
-                "{} of {total} from A arrived on B\n--- a ---\n{}",
-                got.len(),
-                a.log_tail()
-            );
-        };
-        got.insert(m.text());
-        on_b.ack(&m);
-    }
-    eventually(WAIT, || match stored(&a, &out_of_a) {
-        0 => Ok(()),
-        n => Err(format!("{n} of out still stored on A")),
-    });
-    assert!(
-        stuck.next_frame(QUIET).is_some(),
-        "A's consumer of in got its one message"
-    );
+    the_other_direction_flows(&a, &b, 32, 200);
 }
 
 #[test]
 fn a_duplex_bridge_stuck_writing_one_way_still_forwards_the_other_way() {
-    // B's queue `in` fills up (its one consumer takes one message and never ACKs it), so B
-    // stops reading the bridge's SENDs into it, and the bridge's write of them waits (no
-    // write timeout), megabytes past what the sockets buffer. The other direction, from B to
-    // A, is a task of its own and must not wait behind that write.
-    let mut b = Broker::new(
-        "broker_name = \"b\"\n\n[limits]\nproducer_window_bytes = 262144\n\n\
-         [destinations]\nmemory_limit_bytes = 131072\n",
-    )
-    .on_fixed_ports();
+    // B holds the forward direction, and the bridge's write of its SENDs waits (no write
+    // timeout), megabytes past what the sockets buffer: the reverse direction is a future of
+    // its own and must not wait behind that write (before, nothing of it arrived).
+    let mut b = Broker::new(&format!("broker_name = \"b\"\n\n{SMALL_LIMITS}")).on_fixed_ports();
     b.start_again();
     let a = bridged("a", &b, &[], "duplex = true\nwrite_timeout_ms = 0\n");
-    let into_b = format!("/queue/{}", unique("in"));
-    let out_of_b = format!("/queue/{}", unique("out"));
-    let mut stuck = b.connect("1.2");
-    stuck.subscribe(
-        &into_b,
-        "s",
-        "client-individual",
-        &[("activemq.prefetchSize", "1")],
-    );
-    let mut on_a = a.connect("1.2");
-    on_a.subscribe(&out_of_b, "o", "client-individual", &[]);
-    eventually(WAIT, || {
-        match (
-            stat(&a, &into_b, "consumers"),
-            stat(&b, &out_of_b, "consumers"),
-        ) {
-            (1, 1) => Ok(()),
-            n => Err(format!("{n:?} consumers of in on A, of out on B")),
-        }
-    });
-    let mut pa = a.connect("1.2");
-    let body = "i".repeat(64 * 1024);
-    for n in 0..300 {
-        pa.send(&into_b, &body, &[("n", &n.to_string())]);
-    }
-    eventually(WAIT, || match stat(&b, &into_b, "blocked_producers") {
-        0 => Err("the bridge is not held by B's flow control yet".to_string()),
-        _ => Ok(()),
-    });
-    let mut pb = b.connect("1.2");
-    let total = 300;
-    for n in 0..total {
-        pb.send_persistent(&out_of_b, &format!("m{n}"), &[]);
-    }
-    let mut got = BTreeSet::new();
-    while got.len() < total {
-        let Some(m) = on_a.next_frame(WAIT) else {
-            panic!(
-                "{} of {total} from B arrived on A\n--- a ---\n{}",
-                got.len(),
-                a.log_tail()
-            );
-        };
-        got.insert(m.text());
-        on_a.ack(&m);
-    }
-    eventually(WAIT, || match stored(&b, &out_of_b) {
-        0 => Ok(()),
-        n => Err(format!("{n} of out still stored on B")),
-    });
-    assert!(
-        stuck.next_frame(QUIET).is_some(),
-        "B's consumer of in got its one message"
-    );
+    the_other_direction_flows(&b, &a, 64, 300);
 }
 
 #[test]
