@@ -1217,6 +1217,35 @@ fn a_durable_subscriber_on_the_peer_gets_what_was_published_here_while_the_link_
 }
 
 #[test]
+fn a_durable_route_whose_link_is_down_is_no_demand_for_the_brokers_beyond_its_ttl() {
+    let mut b = named("b");
+    let t = format!("/topic/{}", unique("far"));
+    drop(durable_subscriber(&b, "reader", &t, "daily"));
+    let a = bridged("a", &b, &[], "");
+    eventually(WAIT, || match durables_of(&a, &t).len() {
+        1 => Ok(()),
+        n => Err(format!("{n} durable subscriptions of {t} on A")),
+    });
+    // With A's link to B down, A replays its route as a durable subscription without a
+    // subscriber (no path): its client id still says it stands for B, one hop beyond A,
+    // which C's TTL of 1 does not reach.
+    b.kill9();
+    let c = bridged("c", &a, &[], "");
+    eventually(WAIT, || {
+        let status: serde_json::Value =
+            serde_json::from_str(&c.admin_get("/api/network").ok_or("no answer")?)
+                .map_err(|e| e.to_string())?;
+        match status[0]["state"].as_str() {
+            Some("linked") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    std::thread::sleep(QUIET);
+    assert_eq!(durables_of(&c, &t), Vec::<String>::new());
+    assert_eq!(subscriptions_to(&c, &t), 0);
+}
+
+#[test]
 fn a_durable_route_whose_subscriber_was_deleted_while_the_link_was_down_is_deleted_with_it() {
     let b = named("b");
     let t = format!("/topic/{}", unique("gone"));

@@ -210,12 +210,7 @@ pub(super) async fn forward(
     let durable_client = peer_name
         .as_ref()
         .filter(|_| bridge.demand.is_some() && !bridge.dynamic_only)
-        .map(|peer| {
-            format!(
-                "stompbox-network:{}:{}->{peer}",
-                bridge.broker_name, bridge.connector
-            )
-        });
+        .map(|peer| demand::durable_route_client(&bridge.broker_name, &bridge.connector, peer));
     let local_uri = BrokerUri {
         addrs: vec![bridge.local.to_string()],
         failover: None,

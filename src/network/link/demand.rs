@@ -50,6 +50,22 @@ fn durable_route_name(dst: &str, topic: &DestinationName, spec: &RouteSpec) -> S
     format!("{dst}.{hash:016x}")
 }
 
+/// The `client-id` of a bridge whose routes may be durable subscriptions: the same in every
+/// link of bridge `connector` of broker `broker` to `peer`, on both brokers.
+pub(super) fn durable_route_client(broker: &str, connector: &str, peer: &str) -> String {
+    format!("{DURABLE_ROUTE_CLIENT}{broker}:{connector}->{peer}")
+}
+
+const DURABLE_ROUTE_CLIENT: &str = "stompbox-network:";
+
+/// The broker a durable subscription stands for if it is a bridge's durable route
+/// (`client_id:name`, its client id from [`durable_route_client`]), else None.
+fn durable_route_peer(key: &str) -> Option<String> {
+    let (client, _name) = key.strip_prefix(DURABLE_ROUTE_CLIENT)?.rsplit_once(':')?;
+    let (_, peer) = client.rsplit_once("->")?;
+    Some(peer.to_string()).filter(|p| !p.is_empty())
+}
+
 /// The consumer advisory replays a half waits for (its SUBSCRIBEs asked for a `replay-end`
 /// marker), by connection and subscription: replayed advisories seen, and how many the
 /// marker announced once it came (it can overtake those of other shards).
@@ -471,7 +487,10 @@ impl Link<'_> {
         let half = &mut self.halves[h];
         let changed = match event.as_str() {
             "consumer-added" => {
-                let path = text("broker_path");
+                // A bridge's durable route whose link is down is replayed without the path
+                // its subscriber gave: its client id names the broker it stands for.
+                let path =
+                    text("broker_path").or_else(|| durable.as_deref().and_then(durable_route_peer));
                 let hops = path_len(path.as_deref());
                 // Demand that passed through the source is its own, come back; so is demand
                 // for a temporary destination of the source's (no route stands for those).
@@ -933,6 +952,17 @@ mod tests {
         assert_eq!(routes.len(), 2, "{routes:?}");
         assert_eq!(routes[""].selector.as_deref(), Some("n = 7"));
         assert_eq!(routes[""].durable, None);
+    }
+
+    #[test]
+    fn a_bridge_durable_route_names_the_broker_it_stands_for() {
+        let client = durable_route_client("a", "to-b", "b");
+        assert_eq!(
+            durable_route_peer(&format!("{client}:b.0123456789abcdef")).as_deref(),
+            Some("b")
+        );
+        assert_eq!(durable_route_peer("reader:daily"), None);
+        assert_eq!(durable_route_peer("stompbox-network:odd"), None);
     }
 
     #[test]
