@@ -567,8 +567,7 @@ impl Link<'_> {
                 .get(1)
                 .is_none_or(|next| next.receipt != first.receipt);
         if !exact {
-            self.bridge
-                .careful
+            self.bridge.careful[usize::from(half.reverse)]
                 .set(self.bridge.prefetch.max(1) as u64 * 4);
             warn!(
                 "network {}: {} refused one of a batch of messages; forwarding one at a time \
@@ -630,11 +629,12 @@ impl Link<'_> {
         }
         let half = &mut self.halves[h];
         half.unsealed += 1;
-        let careful = self.bridge.careful.get();
-        if careful > 0 {
-            self.bridge.careful.set(careful - 1);
+        let careful = &self.bridge.careful[usize::from(half.reverse)];
+        let one_by_one = careful.get() > 0;
+        if one_by_one {
+            careful.set(careful.get() - 1);
         }
-        if half.unsealed >= RECEIPT_EVERY || careful > 0 {
+        if half.unsealed >= RECEIPT_EVERY || one_by_one {
             self.seal(h).await?;
         }
         Ok(())

@@ -106,8 +106,10 @@ struct Bridge {
     status: Arc<Bridges>,
     index: usize,
     /// Forwarded SENDs still to be receipted one by one, after a peer refused one of a
-    /// batch: then the next refusal names its message exactly (kept across links).
-    careful: std::cell::Cell<u64>,
+    /// batch: then the next refusal names its message exactly (kept across links). One per
+    /// direction (forward, and a duplex bridge's reverse): a refusal one way does not slow
+    /// the other.
+    careful: [std::cell::Cell<u64>; 2],
 }
 
 impl Bridge {
@@ -143,7 +145,7 @@ pub fn spawn(
             bridges.push(Bridge {
                 status: status.clone(),
                 index,
-                careful: std::cell::Cell::new(0),
+                careful: Default::default(),
                 connector: c.name.clone(),
                 peer,
                 reconnect: uri.reconnect.clone(),
