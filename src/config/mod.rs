@@ -260,8 +260,8 @@ pub struct DestinationConfig {
     /// The network duplicate filter (docs/network.md, "Duplicates"): forwarded messages
     /// (`stompbox-network-id`) remembered per forwarding broker, on each shard, to drop a copy
     /// a bridge sends again after a lost RECEIPT. A bridge resends at most what it had in
-    /// flight (its `prefetch` per forwarded destination, 100 by default), so ActiveMQ's
-    /// `maxAuditDepth` of 2048 covers a bridge forwarding ~20 destinations' full windows.
+    /// flight (its `prefetch` per forwarded destination, 1000 by default), so ActiveMQ's
+    /// `maxAuditDepth` of 2048 covers two destinations' full windows at once.
     /// 0 turns the filter off.
     pub network_audit_depth: usize,
     /// Most forwarding brokers the duplicate filter remembers per shard (ActiveMQ's

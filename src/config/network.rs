@@ -77,8 +77,8 @@ pub struct NetworkConnector {
     /// followed while `n + 1 <= consumer_ttl`.
     pub consumer_ttl: Option<u32>,
     /// Messages a bridge takes from a local destination before the peer has receipted them
-    /// (ActiveMQ's `prefetchSize`, 1000 there; docs/network.md, Throughput and Duplicates,
-    /// says why ours is 100).
+    /// (ActiveMQ's `prefetchSize`, 1000 as there; docs/network.md, Throughput and
+    /// Duplicates).
     pub prefetch: u32,
     /// Heart-beats on the link to the peer, both ways, in ms (0: none): a peer that goes
     /// silent for twice this is taken for dead and the link is made again. 10 s by default.
@@ -115,7 +115,7 @@ impl Default for NetworkConnector {
             network_ttl: 1,
             message_ttl: None,
             consumer_ttl: None,
-            prefetch: 100,
+            prefetch: 1000,
             login: None,
             passcode: None,
         }

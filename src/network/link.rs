@@ -40,8 +40,10 @@ struct Route {
 
 /// Forwarded SENDs ask for a RECEIPT at least this often (receipts are cumulative), and
 /// always the last of what was buffered when the bridge waits: a RECEIPT per SEND doubled the
-/// frames of a forwarded message.
-const RECEIPT_EVERY: usize = 64;
+/// frames of a forwarded message. With the default `prefetch` of 1,000, four batches are in
+/// flight at once (64 with 1,000 forwarded no faster than 100 did; 256 did: docs/network.md,
+/// Throughput).
+const RECEIPT_EVERY: usize = 256;
 
 /// The receipt of an [`InFlight`] SEND not yet covered by one (the last SEND is held back until
 /// the bridge knows whether it ends a batch).
