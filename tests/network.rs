@@ -1124,6 +1124,11 @@ fn a_durable_subscriber_away_from_the_peer_still_gets_what_is_published_here() {
         0 => Ok(()),
         n => Err(format!("{n} subscriptions to {t} on A")),
     });
+    // And the bridge's durable route here is deleted with what it kept, not just detached.
+    eventually(WAIT, || match durables_of(&a, &t).as_slice() {
+        [] => Ok(()),
+        other => Err(format!("durable subscriptions of {t} on A: {other:?}")),
+    });
 }
 
 /// The durable subscriptions (`client_id:name`) to `topic` in `broker`'s `/api/destinations`.

@@ -1,7 +1,8 @@
-//! One link of a bridge: its connections (this broker's listener and the peer; two more for a
-//! duplex bridge), the halves that use them (here → peer, and peer → here for a duplex
-//! bridge), the routes that feed each half, and the pipeline of forwarded SENDs awaiting their
-//! RECEIPTs (see the module doc of `network`). The demand the routes follow is in `demand.rs`.
+//! One link of a bridge: each direction (here → peer, and peer → here for a duplex bridge)
+//! a [`Link`] with its two connections (to its source and to its destination), the routes
+//! that feed it, and the pipeline of forwarded SENDs awaiting their RECEIPTs (see the module
+//! doc of `network`); the directions run side by side. The demand the routes follow is in
+//! `demand.rs`; durable routes' names and upkeep in `durable.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -9,8 +10,10 @@ use std::time::Duration;
 use log::{info, warn};
 
 mod demand;
+mod durable;
 
-use demand::{Gone, PeerConsumer, Replays, RouteSpec};
+use demand::{Gone, PeerConsumer, RouteSpec};
+use durable::Replays;
 
 use super::origins::Origins;
 use super::status::RouteStatus;
@@ -212,7 +215,7 @@ pub(super) async fn forward(
     let durable_client = peer_name
         .as_ref()
         .filter(|_| bridge.demand.is_some() && !bridge.dynamic_only)
-        .map(|peer| demand::durable_route_client(&bridge.broker_name, &bridge.connector, peer));
+        .map(|peer| durable::durable_route_client(&bridge.broker_name, &bridge.connector, peer));
     let local_uri = BrokerUri {
         addrs: vec![bridge.local.to_string()],
         failover: None,

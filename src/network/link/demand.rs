@@ -1,8 +1,10 @@
 //! The demand a link follows: the destination broker's consumers, learnt from its consumer
 //! advisories, and (for `replay_when_no_consumers`) the source's own; the routes they need
 //! (one conduit per destination, or one per queue consumer; replay routes), and which of them
-//! another bridge reaches more directly (`suppress_duplicate_queue_subscriptions`).
+//! another bridge reaches more directly (`suppress_duplicate_queue_subscriptions`). Which
+//! routes are durable subscriptions, and their upkeep, is in `durable.rs`.
 
+use super::durable::durable_route_name;
 use super::*;
 
 /// How a demand route subscribes: the consumers' selector (their OR; None: all messages),
@@ -26,83 +28,6 @@ pub(super) struct PeerConsumer {
     path: Option<String>,
     /// A durable subscription (followed as one: not with `dynamic_only`).
     durable: bool,
-}
-
-/// The name of the bridge's durable subscription on the source for the destination broker's
-/// durable subscriptions to `topic` with route `spec` (its selector, hops and path): the same
-/// in every link, so that a link made again finds what was kept while it was down; and one
-/// per distinct spec, so that a route's selector never changes (a durable subscription
-/// SUBSCRIBEd with another selector starts afresh, and would drop what it kept).
-fn durable_route_name(dst: &str, topic: &DestinationName, spec: &RouteSpec) -> String {
-    // FNV-1a: stable across builds and versions, which std's hasher does not promise.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let key = format!(
-        "{}\n{}\n{}\n{}",
-        topic.as_str(),
-        spec.selector.as_deref().unwrap_or(""),
-        spec.hops,
-        spec.path
-    );
-    for b in key.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{dst}.{hash:016x}")
-}
-
-/// The `client-id` of a bridge whose routes may be durable subscriptions: the same in every
-/// link of bridge `connector` of broker `broker` to `peer`, on both brokers.
-pub(super) fn durable_route_client(broker: &str, connector: &str, peer: &str) -> String {
-    format!("{DURABLE_ROUTE_CLIENT}{broker}:{connector}->{peer}")
-}
-
-const DURABLE_ROUTE_CLIENT: &str = "stompbox-network:";
-
-/// The broker a durable subscription stands for if it is a bridge's durable route
-/// (`client_id:name`, its client id from [`durable_route_client`]), else None.
-fn durable_route_peer(key: &str) -> Option<String> {
-    let (client, _name) = key.strip_prefix(DURABLE_ROUTE_CLIENT)?.rsplit_once(':')?;
-    let (_, peer) = client.rsplit_once("->")?;
-    Some(peer.to_string()).filter(|p| !p.is_empty())
-}
-
-/// The consumer advisory replays a half waits for (its SUBSCRIBEs asked for a `replay-end`
-/// marker), by connection and subscription: replayed advisories seen, and how many the
-/// marker announced once it came (it can overtake those of other shards).
-#[derive(Debug, Default)]
-pub(super) struct Replays {
-    pending: HashMap<(usize, String), (usize, Option<usize>)>,
-    /// Every replay was complete once: the bridge's stale durable subscriptions were deleted.
-    pub(super) swept: bool,
-}
-
-impl Replays {
-    /// Waits for the replay of subscription `sub` on connection `side`.
-    pub(super) fn expect(&mut self, side: usize, sub: String) {
-        self.pending.insert((side, sub), (0, None));
-    }
-
-    /// Notes advisory `body` of subscription `sub` on connection `side`; true when it
-    /// completed the last replay pending.
-    fn note(&mut self, side: usize, sub: &str, body: &serde_json::Value) -> bool {
-        let key = (side, sub.to_string());
-        let Some((seen, expected)) = self.pending.get_mut(&key) else {
-            return false;
-        };
-        if body.get("event").and_then(|e| e.as_str()) == Some("replay-end") {
-            *expected = body
-                .get("replayed")
-                .and_then(|n| n.as_u64())
-                .map(|n| n as usize);
-        } else if body.get("replayed").and_then(|r| r.as_bool()) == Some(true) {
-            *seen += 1;
-        }
-        if expected.is_some_and(|n| *seen >= n) {
-            self.pending.remove(&key);
-            return self.pending.is_empty();
-        }
-        false
-    }
 }
 
 /// Consumers whose removal came before their (replayed) addition, by destination and id: the
@@ -158,20 +83,15 @@ fn either_selector<'a>(selectors: impl Iterator<Item = Option<&'a str>>) -> Opti
 
 /// The fields of a consumer advisory (`message/advisory.rs`) that bridges follow; None for a
 /// message that is not one.
-struct ConsumerAdvisory {
-    event: String,
-    destination: DestinationName,
+pub(super) struct ConsumerAdvisory {
+    pub(super) event: String,
+    pub(super) destination: DestinationName,
     id: String,
     body: serde_json::Value,
 }
 
-/// The JSON body of an advisory message.
-fn advisory_body(m: &Delivery) -> Option<serde_json::Value> {
-    serde_json::from_slice(m.body()).ok()
-}
-
 impl ConsumerAdvisory {
-    fn parse(body: serde_json::Value) -> Option<ConsumerAdvisory> {
+    pub(super) fn parse(body: serde_json::Value) -> Option<ConsumerAdvisory> {
         let text = |k: &str| body.get(k).and_then(|v| v.as_str()).map(str::to_string);
         let (event, destination, id) = (text("event")?, text("destination")?, text("consumer_id")?);
         let destination = DestinationName::parse(&destination).ok()?;
@@ -184,7 +104,7 @@ impl ConsumerAdvisory {
     }
 
     /// A text field.
-    fn text(&self, k: &str) -> Option<String> {
+    pub(super) fn text(&self, k: &str) -> Option<String> {
         self.body
             .get(k)
             .and_then(|v| v.as_str())
@@ -193,31 +113,6 @@ impl ConsumerAdvisory {
 }
 
 impl Half {
-    /// Notes from a topic consumer advisory of the source broker the durable subscriptions of
-    /// this bridge's client id `client` there: the durable routes' (see
-    /// [`Link::sweep_durables`]).
-    fn note_own_durable(&mut self, advisory: &ConsumerAdvisory, client: Option<&str>) {
-        let (Some(client), Some(durable)) = (client, advisory.text("durable_subscription")) else {
-            return;
-        };
-        let Some(name) = durable
-            .strip_prefix(client)
-            .and_then(|n| n.strip_prefix(':'))
-        else {
-            return;
-        };
-        match advisory.event.as_str() {
-            "consumer-added" => {
-                self.own_durables
-                    .insert(name.to_string(), advisory.destination.clone());
-            }
-            "durable-removed" => {
-                self.own_durables.remove(name);
-            }
-            _ => {}
-        }
-    }
-
     /// Notes a consumer of the source broker's own (`replay_when_no_consumers`); true when
     /// that changed anything. As for the destination broker's demand, a removal that came
     /// before its replayed addition is remembered, or the consumer would count here for good
@@ -442,19 +337,12 @@ impl Half {
 impl Link<'_> {
     /// A consumer advisory from half `h`'s destination broker: its demand changed.
     pub(super) async fn on_advisory(&mut self, h: usize, m: &Delivery) -> Result<(), ClientError> {
-        let Some(body) = advisory_body(m) else {
+        let dst = self.halves[h].dst;
+        let Some((body, replayed)) = self.note_replay(h, dst, m) else {
             return Ok(());
         };
-        let dst = self.halves[h].dst;
-        let replayed =
-            self.halves[h]
-                .replays
-                .note(dst, m.get("subscription").unwrap_or_default(), &body);
         self.follow_advisory(h, body).await?;
-        if replayed {
-            self.sweep_durables(h).await?;
-        }
-        Ok(())
+        self.replay_noted(h, replayed).await
     }
 
     /// Follows consumer advisory `body` of half `h`'s destination broker.
@@ -489,8 +377,11 @@ impl Link<'_> {
             "consumer-added" => {
                 // A bridge's durable route whose link is down is replayed without the path
                 // its subscriber gave: its client id names the broker it stands for.
-                let path =
-                    text("broker_path").or_else(|| durable.as_deref().and_then(durable_route_peer));
+                let path = text("broker_path").or_else(|| {
+                    durable
+                        .as_deref()
+                        .and_then(super::durable::durable_route_peer)
+                });
                 let hops = path_len(path.as_deref());
                 // Demand that passed through the source is its own, come back; so is demand
                 // for a temporary destination of the source's (no route stands for those).
@@ -535,47 +426,6 @@ impl Link<'_> {
             }
             self.follow_demand(h, &destination).await?;
             self.follow_replay(h, &destination).await?;
-        }
-        Ok(())
-    }
-
-    /// Deletes the durable subscriptions of this bridge on half `h`'s source that no route
-    /// uses, once the consumers of both brokers were replayed: those of durable subscriptions
-    /// the destination broker deleted while the link was down (or while this broker was). A
-    /// route that ends while linked deletes its own ([`Link::end_routes`]).
-    async fn sweep_durables(&mut self, h: usize) -> Result<(), ClientError> {
-        let half = &mut self.halves[h];
-        if half.replays.swept {
-            return Ok(());
-        }
-        half.replays.swept = true;
-        let used: HashSet<&str> = half
-            .routes
-            .values()
-            .filter_map(|r| r.spec.as_ref()?.durable.as_deref())
-            .collect();
-        let stale: Vec<(String, DestinationName)> = half
-            .own_durables
-            .iter()
-            .filter(|(name, _)| !used.contains(name.as_str()))
-            .map(|(n, d)| (n.clone(), d.clone()))
-            .collect();
-        let src = half.src;
-        for (name, topic) in stale {
-            info!(
-                "network {}: deleting durable subscription {name} of {topic} at {}: {} no longer has a durable subscriber it stood for",
-                self.bridge.connector,
-                self.halves[h].src_name,
-                self.halves[h].dst_name.as_deref().unwrap_or("the peer"),
-            );
-            let headers = [
-                ("destination".to_string(), topic.to_string()),
-                ("activemq.subscriptionName".to_string(), name.clone()),
-            ];
-            self.clients[src]
-                .unsubscribe_with(&format!("stale-{name}"), &headers)
-                .await?;
-            self.halves[h].own_durables.remove(&name);
         }
         Ok(())
     }
@@ -635,14 +485,10 @@ impl Link<'_> {
         h: usize,
         m: &Delivery,
     ) -> Result<(), ClientError> {
-        let Some(body) = advisory_body(m) else {
+        let src = self.halves[h].src;
+        let Some((body, replayed)) = self.note_replay(h, src, m) else {
             return Ok(());
         };
-        let src = self.halves[h].src;
-        let replayed =
-            self.halves[h]
-                .replays
-                .note(src, m.get("subscription").unwrap_or_default(), &body);
         if let Some(advisory) = ConsumerAdvisory::parse(body) {
             match advisory.destination.kind() {
                 crate::message::Kind::Topic => {
@@ -651,10 +497,7 @@ impl Link<'_> {
                 crate::message::Kind::Queue => self.follow_local_advisory(h, advisory).await?,
             }
         }
-        if replayed {
-            self.sweep_durables(h).await?;
-        }
-        Ok(())
+        self.replay_noted(h, replayed).await
     }
 
     /// Follows a queue consumer advisory of half `h`'s source broker
@@ -952,38 +795,6 @@ mod tests {
         assert_eq!(routes.len(), 2, "{routes:?}");
         assert_eq!(routes[""].selector.as_deref(), Some("n = 7"));
         assert_eq!(routes[""].durable, None);
-    }
-
-    #[test]
-    fn a_bridge_durable_route_names_the_broker_it_stands_for() {
-        let client = durable_route_client("a", "to-b", "b");
-        assert_eq!(
-            durable_route_peer(&format!("{client}:b.0123456789abcdef")).as_deref(),
-            Some("b")
-        );
-        assert_eq!(durable_route_peer("reader:daily"), None);
-        assert_eq!(durable_route_peer("stompbox-network:odd"), None);
-    }
-
-    #[test]
-    fn a_replay_is_complete_once_its_marker_and_all_it_counted_came() {
-        let mut r = Replays::default();
-        r.expect(DESTINATION, "sub-1".into());
-        r.expect(SOURCE, "sub-1".into());
-        let replayed = serde_json::json!({"event": "consumer-added", "replayed": true});
-        let live = serde_json::json!({"event": "consumer-added"});
-        let end = |n: u64| serde_json::json!({"event": "replay-end", "replayed": n});
-        assert!(!r.note(DESTINATION, "sub-1", &replayed));
-        // The marker overtook one replayed advisory (another shard's).
-        assert!(!r.note(DESTINATION, "sub-1", &end(2)));
-        assert!(!r.note(DESTINATION, "sub-1", &live));
-        assert!(
-            !r.note(DESTINATION, "sub-1", &replayed),
-            "the other replay is pending"
-        );
-        assert!(!r.note(DESTINATION, "sub-2", &end(0)), "not awaited");
-        assert!(r.note(SOURCE, "sub-1", &end(0)), "the last one");
-        assert!(!r.note(SOURCE, "sub-1", &end(0)), "once");
     }
 
     #[test]
