@@ -23,6 +23,11 @@ fn decode(c: &mut Criterion) {
     let cases = [
         ("small_send", encode(&small_send(), Version::V1_2), None),
         (
+            "forwarded_message",
+            encode(&forwarded_message(), Version::V1_2),
+            None,
+        ),
+        (
             "64k_content_length",
             encode(&big_send(), Version::V1_2),
             None,
@@ -100,6 +105,25 @@ fn small_send() -> Frame {
         .header("persistent", "true")
         .header("correlation-id", "c0ffee-42")
         .with_body(vec![b'a'; 100])
+}
+
+/// A MESSAGE as a bridge receives it from its own broker and as the peer's consumers get it:
+/// a dozen headers, ids with escaped colons, a 256-byte body.
+fn forwarded_message() -> Frame {
+    Frame::new(Command::Message)
+        .header("subscription", "stompbox-network-1")
+        .header("destination", "/queue/bench.hop1.np")
+        .header("message-id", "ID:a-1796408695875:1:42")
+        .header("ack", "a-1796408695875:1:42")
+        .header("expires", "0")
+        .header("priority", "4")
+        .header("stompbox-bench-producer", "p0")
+        .header("stompbox-bench-seq", "41872")
+        .header("stompbox-bench-sent-us", "1796408695875123")
+        .header("timestamp", "1796408695875")
+        .header("stompbox-broker-path", "a")
+        .header("stompbox-network-id", "a:ID:a-1796408695875:1:42")
+        .with_body(vec![b'x'; 256])
 }
 
 /// A 64 KiB binary body (NULs included) with `content-length`.

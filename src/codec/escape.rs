@@ -53,25 +53,39 @@ pub enum EscapeError {
 /// Decodes one header name or value. Returns the input borrowed when there is nothing to do.
 pub fn unescape(raw: &[u8], escaping: Escaping) -> Result<Cow<'_, str>, EscapeError> {
     let text = std::str::from_utf8(raw).map_err(|_| EscapeError::NotUtf8)?;
-    if escaping == Escaping::None || !raw.contains(&b'\\') {
+    let first = match escaping {
+        Escaping::None => None,
+        _ => memchr::memchr(b'\\', raw),
+    };
+    let Some(first) = first else {
         return Ok(Cow::Borrowed(text));
-    }
+    };
+    // Runs between escapes are copied whole (ids with escaped colons are common: a network
+    // id, an ActiveMQ message id).
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('c') => out.push(':'),
-            Some('\\') => out.push('\\'),
-            Some('r') if escaping == Escaping::V1_2 => out.push('\r'),
-            Some(other) => return Err(EscapeError::Undefined(format!("\\{other}"))),
+    let mut rest = text;
+    let mut at = first;
+    loop {
+        out.push_str(&rest[..at]);
+        let unescaped = match rest.as_bytes().get(at + 1) {
+            Some(b'n') => '\n',
+            Some(b'c') => ':',
+            Some(b'\\') => '\\',
+            Some(b'r') if escaping == Escaping::V1_2 => '\r',
+            Some(_) => {
+                let other = rest[at + 1..].chars().next().unwrap_or_default();
+                return Err(EscapeError::Undefined(format!("\\{other}")));
+            }
             None => return Err(EscapeError::Undefined("\\".to_string())),
+        };
+        out.push(unescaped);
+        rest = &rest[at + 2..];
+        match memchr::memchr(b'\\', rest.as_bytes()) {
+            Some(next) => at = next,
+            None => break,
         }
     }
+    out.push_str(rest);
     Ok(Cow::Owned(out))
 }
 
@@ -131,6 +145,31 @@ mod tests {
         assert!(unescape(b"a\\tb", Escaping::V1_2).is_err());
         assert!(unescape(b"trailing\\", Escaping::V1_2).is_err());
         assert_eq!(unescape(b"a\\tb", Escaping::None).unwrap(), "a\\tb");
+    }
+
+    #[test]
+    fn runs_between_escapes_are_kept_whole_and_faults_named() {
+        assert_eq!(
+            unescape("ID\\cé-1\\c2\\\\\\n€".as_bytes(), Escaping::V1_2).unwrap(),
+            "ID:é-1:2\\\n€"
+        );
+        assert_eq!(unescape("\\c\\c".as_bytes(), Escaping::V1_2).unwrap(), "::");
+        assert_eq!(
+            unescape("a\\éb".as_bytes(), Escaping::V1_2),
+            Err(EscapeError::Undefined("\\é".into()))
+        );
+        assert_eq!(
+            unescape(b"ok\\cthen\\", Escaping::V1_1),
+            Err(EscapeError::Undefined("\\".into()))
+        );
+        assert_eq!(
+            unescape(b"a\\rb", Escaping::V1_1),
+            Err(EscapeError::Undefined("\\r".into()))
+        );
+        assert!(matches!(
+            unescape(b"plain", Escaping::V1_2),
+            Ok(Cow::Borrowed("plain"))
+        ));
     }
 
     #[test]
