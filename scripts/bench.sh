@@ -24,6 +24,10 @@
 # brokers on separate hosts run, which is what the issue's goal compares (scenario keys
 # net_*); then with every broker free to use every core (netshared_*), where the bridged
 # brokers share the cores that the single broker had to itself.
+# Each set also times the bridge alone (net_backlog): b is stopped, a is filled with messages
+# for b (the fill's rate is what one broker accepts), b is started again and the bridge a → b
+# forwards the backlog with no client running, timed from a's /api/network. The network
+# brokers allow 256 MiB per destination in memory, so the non-persistent backlog fits.
 #
 # Environment:
 #   BENCH_BROKERS="stompbox activemq rabbitmq"   which brokers, in this order
@@ -319,32 +323,21 @@ start_network() {
     for i in 0 1 2; do
         local n=${names[$i]} conf="$dir/${names[$i]}.toml"
         mkdir -p "$dir/$n"
-        printf 'broker_name = "%s"\n' "$n" >"$conf"
+        # Room for the backlog scenario's non-persistent messages, which wait in memory on a
+        # (net_backlog): past a destination's memory limit its producer would be held.
+        printf 'broker_name = "%s"\n\n[destinations]\nmemory_limit_bytes = 268435456\n' "$n" >"$conf"
         if [ "$i" -lt 2 ]; then
             printf '\n[[network]]\nname = "to-%s"\nuri = "static:(tcp://127.0.0.1:%s)"\nstatic_included = [%s]\nnetwork_ttl = 2\n' \
                 "${names[$((i + 1))]}" "${ports[$((i + 1))]}" "${statics[$i]}" >>"$conf"
         fi
     done
+    NET_PORTS=("${ports[@]}")
+    NET_ADMINS=("${admins[@]}")
+    NET_PIDS=("" "" "")
     # The last broker first: each bridge finds its peer at its first attempt.
     for i in 2 1 0; do
-        local n=${names[$i]}
-        local pin=()
-        if [ "${PIN:-}" = 1 ]; then
-            pin=(taskset -c "$((i % $(nproc)))")
-        fi
-        "${pin[@]}" "$BIN" serve --config "$dir/$n.toml" --bind "127.0.0.1:${ports[$i]}" \
-            --admin-bind "127.0.0.1:${admins[$i]}" --data-dir "$dir/$n" \
-            >"$dir/$n.out" 2>"$dir/$n.log" </dev/null &
-        NET_PIDS+=($!)
-        if ! wait_port "${ports[$i]}" "$!" 60; then
-            echo "bench.sh: network broker $n did not start; last lines of its log:" >&2
-            tail -10 "$dir/$n.log" >&2 || true
-            record stompbox net_start "\"failed\":\"broker $n did not start\""
-            SB_FAILED=1
-            return 1
-        fi
+        start_net_broker "$i" || return 1
     done
-    NET_PORTS=("${ports[@]}")
     # Wait until both bridges have linked (each logs "forwarding" once it has subscribed).
     for _ in $(seq 1 300); do
         grep -qs "forwarding" "$dir/a.log" && grep -qs "forwarding" "$dir/b.log" && return 0
@@ -356,10 +349,82 @@ start_network() {
     return 1
 }
 
+# start_net_broker I: starts network broker I (0 a, 1 b, 2 c) of start_network, pinned to
+# core I mod nproc with PIN=1, and waits for its STOMP port; sets NET_PIDS[I].
+start_net_broker() {
+    local i=$1 names=(a b c) dir="$WORK/net"
+    local n=${names[$i]} pin=()
+    if [ "${PIN:-}" = 1 ]; then
+        pin=(taskset -c "$((i % $(nproc)))")
+    fi
+    "${pin[@]}" "$BIN" serve --config "$dir/$n.toml" --bind "127.0.0.1:${NET_PORTS[$i]}" \
+        --admin-bind "127.0.0.1:${NET_ADMINS[$i]}" --data-dir "$dir/$n" \
+        >>"$dir/$n.out" 2>>"$dir/$n.log" </dev/null &
+    NET_PIDS[i]=$!
+    if ! wait_port "${NET_PORTS[$i]}" "$!" 60; then
+        echo "bench.sh: network broker $n did not start; last lines of its log:" >&2
+        tail -10 "$dir/$n.log" >&2 || true
+        record stompbox net_start "\"failed\":\"broker $n did not start\""
+        SB_FAILED=1
+        return 1
+    fi
+}
+
+# net_backlog PREFIX KIND COUNT FLAGS...: the bridge alone, with no client running. Stops b,
+# fills a with COUNT messages for b (what one broker accepts: the fill's rate), starts b again
+# and times the bridge a → b moving that backlog, from the first message forwarded to the
+# last, read from a's /api/network every 10 ms (key PREFIX_KIND_backlog).
+net_backlog() {
+    local prefix=$1 kind=$2 count=$3
+    shift 3
+    local key="${prefix}_${kind}_backlog" dest="/queue/bench.hop1.backlog.$kind"
+    stop_pid "${NET_PIDS[1]}" 15
+    if ! bench stompbox "${prefix}_${kind}_fill" \
+        "network: $count $kind 256 B sent to a while b is down" "$((S * 10 + 300))" \
+        --mode fill --destination "$dest" --producers 1 --size 256 --count "$count" "$@"; then
+        start_net_broker 1
+        return 1
+    fi
+    start_net_broker 1 || return 1
+    echo "bench.sh: stompbox: network: the bridge a → b forwards that backlog" >&2
+    local line
+    if ! line=$(timeout -k 5 120 python3 - "${NET_ADMINS[0]}" "$count" <<'PY'
+import json, sys, time, urllib.request
+port, count = sys.argv[1], int(sys.argv[2])
+def forwarded():
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/network", timeout=5) as r:
+        return sum(b["forwarded"] for b in json.load(r) if b["connector"] == "to-b")
+# The rate counts from the first poll that saw messages forwarded (what came before it is
+# not timed) to the poll that saw the last.
+start = forwarded()
+first = last = None
+n = at_first = start
+deadline = time.monotonic() + 100
+while n - start < count and time.monotonic() < deadline:
+    time.sleep(0.01)
+    n = forwarded()
+    now = time.monotonic()
+    if first is None and n > start:
+        first, at_first = now, n
+    last = now
+moved = n - start
+rate = (n - at_first) / (last - first) if first and last > first else 0
+print(json.dumps({"forwarded": moved, "expected": count, "forwarded_per_s": round(rate, 1)}))
+PY
+    ); then
+        echo "bench.sh: stompbox: the backlog was not forwarded" >&2
+        record stompbox "$key" "\"failed\":\"the backlog was not forwarded within 100 s\""
+        SB_FAILED=1
+        return 1
+    fi
+    line=${line#\{}
+    record stompbox "$key" "\"run\":$RUN" "${line%\}}"
+}
+
 stop_network() {
     local pid
     for pid in "${NET_PIDS[@]}"; do
-        stop_pid "$pid" 15
+        [ -z "$pid" ] || stop_pid "$pid" 15
     done
     NET_PIDS=()
     local n
@@ -387,7 +452,8 @@ run_network_set() {
     start_network || { stop_network; return 0; }
     local limit=$((S * 10 + 300)) kind count flags hop at
     STOMP_PORT=${NET_PORTS[0]}
-    BPID=${NET_PIDS[2]} # a: started last
+    BPID=${NET_PIDS[0]} # a
+    BROKER_LOG="$WORK/net/a.log"
     for kind in np p; do
         count=$BENCH_NET
         flags=()
@@ -403,6 +469,7 @@ run_network_set() {
                 --producers 1 --consumers 1 --size 256 --count "$count" --drain-timeout 30s \
                 "${flags[@]}" || true
         done
+        net_backlog "$prefix" "$kind" "$count" "${flags[@]}" || true
     done
     stop_network
 }
