@@ -253,7 +253,9 @@ async fn run(
 /// fails over), so the id names one message for good: a resend after this broker restarted
 /// carries the same network id, and the peer's duplicate filter recognises the copy.
 fn network_id(m: &Frame, broker_name: &str) -> String {
-    format!("{broker_name}:{}", m.get("message-id").unwrap_or_default())
+    // Not `format!`: one per forwarded message, and the formatting machinery was 9% of a
+    // bridge thread's profile.
+    [broker_name, ":", m.get("message-id").unwrap_or_default()].concat()
 }
 
 /// The SEND that forwards message `m`: its destination, headers and body, a broker path that
