@@ -1436,3 +1436,67 @@ fn a_refused_message_larger_than_the_socket_buffers_is_dead_lettered_here_too() 
     let m = dlq.expect_message();
     assert_eq!(m.get("x-big"), Some("yes"), "{m:?}");
 }
+
+/// Demand for more destinations than `max_subscriptions_per_connection` allows one client:
+/// the bridge's routes are subscriptions of its connection to its own broker, which that
+/// limit (a guard against hostile clients) must not cap, or the link fails at the first route
+/// past it, and again at every relink, and nothing at all is forwarded.
+#[test]
+fn a_peer_with_demand_for_more_destinations_than_a_client_may_subscribe_to_gets_them_all() {
+    let b = named("b");
+    let a = bridged(
+        "a",
+        &b,
+        &[],
+        "\n[limits]\nmax_subscriptions_per_connection = 3\n",
+    );
+    let queues: Vec<String> = (0..6)
+        .map(|n| format!("/queue/{}", unique(&format!("many{n}"))))
+        .collect();
+    // Two consumers on B (its limit is the default), six queues between them.
+    let mut consumers = [b.connect("1.2"), b.connect("1.2")];
+    for (n, q) in queues.iter().enumerate() {
+        consumers[n % 2].subscribe(q, &format!("c{n}"), "auto", &[]);
+    }
+    eventually(WAIT, || {
+        let routed = queues
+            .iter()
+            .filter(|q| stat(&a, q, "consumers") == 1)
+            .count();
+        match routed {
+            6 => Ok(()),
+            n => Err(format!("{n} of 6 queues have the bridge's route on A")),
+        }
+    });
+    let mut producer = a.connect("1.2");
+    for q in &queues {
+        producer.send_sync(q, q, &[]);
+    }
+    // Each consumer gets the message of each of its queues (its queues' order is not the
+    // order in which the bridge took their messages).
+    for (n, consumer) in consumers.iter_mut().enumerate() {
+        let mut got: Vec<String> = (0..3).map(|_| consumer.expect_message().text()).collect();
+        got.sort();
+        let mut want: Vec<String> = queues.iter().skip(n).step_by(2).cloned().collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
+    // The limit still holds for a client, whatever it claims to be.
+    let mut client = a.connect_with("1.2", &[("stompbox-bridge-token", "guessed")]);
+    for (n, q) in queues.iter().take(3).enumerate() {
+        client.subscribe(q, &format!("s{n}"), "auto", &[]);
+    }
+    client.send_frame(
+        &Frame::new("SUBSCRIBE")
+            .header("id", "s3")
+            .header("destination", &queues[3])
+            .header("receipt", "r"),
+    );
+    let error = client.expect_error_and_close(Some("r"));
+    assert!(
+        error
+            .get("message")
+            .is_some_and(|m| m.contains("max_subscriptions_per_connection")),
+        "{error:?}"
+    );
+}

@@ -98,6 +98,9 @@ impl Connection {
         if let Some(passcode) = &options.passcode {
             connect = connect.header("passcode", passcode.as_str());
         }
+        if let Some(token) = &options.bridge_token {
+            connect = connect.header(crate::network::status::BRIDGE_TOKEN, token.as_str());
+        }
         if let Some(client_id) = &options.client_id {
             connect = connect.header("client-id", client_id.as_str());
         }

@@ -140,6 +140,9 @@ pub struct ConnectOptions {
     /// broker is stuck or will not read. None (the default): wait, as a producer held by the
     /// broker's flow control should.
     pub write_timeout: Option<Duration>,
+    /// `stompbox-bridge-token`: a broker's own bridges present its secret when they connect
+    /// to it (`network::status::Bridges::is_own`).
+    pub bridge_token: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -152,6 +155,7 @@ impl Default for ConnectOptions {
             heart_beat: (Duration::ZERO, Duration::ZERO),
             connect_timeout: Duration::from_secs(10),
             write_timeout: None,
+            bridge_token: None,
         }
     }
 }

@@ -220,8 +220,11 @@ pub(super) async fn forward(
         addrs: vec![bridge.local.to_string()],
         failover: None,
     };
+    // Its routes are subscriptions of its connections here, as many as the peer has demand
+    // for: this broker's secret lifts the per-client subscription limit from them.
     let local_options = ConnectOptions {
         write_timeout: bridge.write_timeout,
+        bridge_token: bridge.status.token().map(str::to_string),
         ..ConnectOptions::default()
     };
     let source_options = |o: &ConnectOptions| ConnectOptions {

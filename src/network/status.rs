@@ -55,14 +55,63 @@ pub struct RouteStatus {
     pub subscription: Option<String>,
 }
 
-/// Every bridge of this broker.
-#[derive(Debug, Default)]
-pub struct Bridges(Mutex<Vec<BridgeStatus>>);
+/// The CONNECT header by which a bridge's connection to its own broker shows it is one
+/// ([`Bridges::is_own`]).
+pub const BRIDGE_TOKEN: &str = "stompbox-bridge-token";
+
+/// Every bridge of this broker, and the secret by which their connections to this broker
+/// are known.
+#[derive(Debug)]
+pub struct Bridges {
+    list: Mutex<Vec<BridgeStatus>>,
+    /// 128 random bits, made at start and never written anywhere but in the CONNECT of this
+    /// broker's own bridges to its own listener.
+    token: String,
+}
+
+impl Default for Bridges {
+    fn default() -> Self {
+        let mut bytes = [0u8; 16];
+        // Without the OS's randomness the token is empty, and no connection is taken for a
+        // bridge (the bridges then work within the client limits, as any client).
+        let token = match getrandom::fill(&mut bytes) {
+            Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            Err(e) => {
+                log::warn!("network: no random token for the bridges' own connections: {e}");
+                String::new()
+            }
+        };
+        Bridges {
+            list: Mutex::default(),
+            token,
+        }
+    }
+}
 
 impl Bridges {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<BridgeStatus>> {
         // A poisoned lock means a panic while updating a status: still readable.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.list.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What this broker's bridges present in [`BRIDGE_TOKEN`] when they connect to it.
+    pub fn token(&self) -> Option<&str> {
+        Some(self.token.as_str()).filter(|t| !t.is_empty())
+    }
+
+    /// Whether `presented` (a CONNECT's [`BRIDGE_TOKEN`]) is this broker's own: the
+    /// connection is one of its bridges, whose routes are not capped by the per-client
+    /// subscription limit. Compared in constant time.
+    pub fn is_own(&self, presented: &str) -> bool {
+        let own = self.token.as_bytes();
+        let presented = presented.as_bytes();
+        !own.is_empty()
+            && own.len() == presented.len()
+            && own
+                .iter()
+                .zip(presented)
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
     }
 
     /// Adds a bridge; returns its index for [`Bridges::update`].
@@ -82,5 +131,29 @@ impl Bridges {
     /// Every bridge, in config order.
     pub fn list(&self) -> Vec<BridgeStatus> {
         self.lock().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_brokers_own_token_is_its_own() {
+        let bridges = Bridges::default();
+        let token = bridges.token().expect("a token").to_string();
+        assert_eq!(token.len(), 32);
+        assert!(bridges.is_own(&token));
+        assert!(!bridges.is_own(""));
+        assert!(!bridges.is_own(&token[1..]));
+        assert!(!bridges.is_own(&format!("{token}0")));
+        let mut other = token.into_bytes();
+        other[31] = if other[31] == b'0' { b'1' } else { b'0' };
+        assert!(!bridges.is_own(&String::from_utf8(other).unwrap()));
+        assert_ne!(
+            Bridges::default().token(),
+            bridges.token(),
+            "one per broker"
+        );
     }
 }

@@ -47,6 +47,9 @@ impl Session {
             })?,
         };
         auth::authenticate(frame.get("login"), frame.get("passcode"))?;
+        self.own_bridge = frame
+            .get(crate::network::status::BRIDGE_TOKEN)
+            .is_some_and(|t| self.bridges.is_own(t));
         if let Some(id) = frame.get("client-id") {
             if !self.client_ids.claim(id) {
                 return Err(Error::ClientIdInUse(id.to_string()));

@@ -78,6 +78,11 @@ pub struct Session {
     /// False when the broker runs without a store (tests): a COMMIT posts at once.
     pub(super) has_store: bool,
     pub(super) client_ids: Arc<ClientIds>,
+    /// This broker's bridges, whose secret a connection may present on CONNECT.
+    pub(super) bridges: Arc<crate::network::status::Bridges>,
+    /// The connection is one of this broker's own bridges (it presented the secret): its
+    /// routes are not capped by `max_subscriptions_per_connection`.
+    pub(super) own_bridge: bool,
     /// The CONNECT `client-id` this connection holds.
     pub(super) client_id: Option<String>,
     pub(super) connections: Arc<Connections>,
@@ -120,6 +125,8 @@ impl Session {
             has_store: services.store.is_some(),
             client_ids: services.client_ids.clone(),
             client_id: None,
+            bridges: services.network.clone(),
+            own_bridge: false,
             connections: services.connections.clone(),
             durables: services.durables.clone(),
             peer: String::new(),

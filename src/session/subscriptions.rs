@@ -95,8 +95,10 @@ impl Session {
         if self.subs.ids.contains_key(&sub_id) {
             return Err(Error::DuplicateSubscription(sub_id));
         }
+        // Not for this broker's own bridges: a route per destination the peer has demand for,
+        // bounded by the peer's consumers (and so by its limits), not by one client's.
         let max = self.config.limits.max_subscriptions_per_connection;
-        if self.subs.live.len() >= max {
+        if self.subs.live.len() >= max && !self.own_bridge {
             return Err(Error::Limit("max_subscriptions_per_connection", max));
         }
         let ack = match frame.get("ack") {
