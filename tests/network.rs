@@ -1500,3 +1500,37 @@ fn a_peer_with_demand_for_more_destinations_than_a_client_may_subscribe_to_gets_
         "{error:?}"
     );
 }
+
+/// A durable route keeps every message published to its topic for the link it stands for:
+/// one whose connector was renamed or removed from the config would keep them for ever.
+/// Such routes are deleted when the broker starts.
+#[test]
+fn durable_routes_of_a_connector_renamed_or_removed_are_deleted_at_start() {
+    let b = named("b");
+    let t = format!("/topic/{}", unique("renamed"));
+    drop(durable_subscriber(&b, "reader", &t, "daily"));
+    let mut a = bridged("a", &b, &[], "");
+    let route_of = |a: &Broker, connector: &str| {
+        let routes = durables_of(a, &t);
+        match routes.as_slice() {
+            [one] if one.starts_with(&format!("stompbox-network:a:{connector}->")) => Ok(()),
+            other => Err(format!("durable subscriptions of {t} on A: {other:?}")),
+        }
+    };
+    eventually(WAIT, || route_of(&a, "to-peer"));
+    // Renamed: the new connector makes its own route, and the old one goes.
+    assert!(a.terminate().success());
+    a.rewrite_config(|c| c.replace("name = \"to-peer\"", "name = \"to-b\""));
+    a.start_again();
+    eventually(WAIT, || route_of(&a, "to-b"));
+    // Removed: no connector at all, and no route left.
+    assert!(a.terminate().success());
+    a.rewrite_config(|_| "broker_name = \"a\"\n".to_string());
+    a.start_again();
+    eventually(WAIT, || match durables_of(&a, &t).as_slice() {
+        [] => Ok(()),
+        other => Err(format!("durable subscriptions of {t} on A: {other:?}")),
+    });
+    // B's subscriber still has its own.
+    assert_eq!(durables_of(&b, &t), ["reader:daily"]);
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use log::{info, warn};
 
 mod demand;
-mod durable;
+pub(super) mod durable;
 
 use demand::{Gone, PeerConsumer, RouteSpec};
 use durable::Replays;

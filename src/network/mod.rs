@@ -53,7 +53,7 @@ use crate::codec::{Command, Frame};
 use crate::config::Config;
 use crate::config::DemandFilter;
 use crate::message::network::{extend_path, BROKER_PATH, NETWORK_ID, NETWORK_REDELIVERED};
-use crate::message::DestinationName;
+use crate::message::{DestinationName, DurableName};
 use status::{BridgeStatus, Bridges};
 
 /// Headers of a MESSAGE that a forwarded SEND does not carry: the delivery's own (the peer
@@ -126,6 +126,7 @@ pub fn spawn(
     local: SocketAddr,
     shutdown: watch::Receiver<bool>,
     status: Arc<Bridges>,
+    orphans: Vec<(DurableName, DestinationName)>,
 ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
     let mut bridges = Vec::new();
     for c in &config.network {
@@ -170,9 +171,11 @@ pub fn spawn(
             });
         }
     }
-    if bridges.is_empty() {
+    if bridges.is_empty() && orphans.is_empty() {
         return Ok(None);
     }
+    let token = status.token().map(str::to_string);
+    let listener = local;
     let handle = std::thread::Builder::new()
         .name("network".into())
         .spawn(move || {
@@ -189,16 +192,98 @@ pub fn spawn(
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime, async move {
                 let origins = std::rc::Rc::new(origins::Origins::default());
-                let tasks: Vec<_> = bridges
+                let mut tasks: Vec<_> = bridges
                     .into_iter()
                     .map(|b| tokio::task::spawn_local(run(b, shutdown.clone(), origins.clone())))
                     .collect();
+                if !orphans.is_empty() {
+                    let shutdown = shutdown.clone();
+                    tasks.push(tokio::task::spawn_local(delete_orphans(
+                        listener, token, orphans, shutdown,
+                    )));
+                }
                 for t in tasks {
                     let _ = t.await;
                 }
             });
         })?;
     Ok(Some(handle))
+}
+
+/// The durable routes among `durables` (the durable subscriptions recovered at start) that
+/// no configured connector makes any more: those of a connector renamed or removed, or that
+/// now has `demand = false` or `dynamic_only = true`. Each would keep every message published
+/// to its topic for a link that never comes; they are deleted at start ([`delete_orphans`]).
+/// A connector still configured deletes its own stale routes once linked
+/// (`link/durable.rs`).
+pub fn orphaned_routes(
+    config: &Config,
+    durables: &[(DurableName, DestinationName, Option<String>)],
+) -> Vec<(DurableName, DestinationName)> {
+    let making: Vec<&str> = config
+        .network
+        .iter()
+        .filter(|c| c.demand && !c.dynamic_only)
+        .map(|c| c.name.as_str())
+        .collect();
+    durables
+        .iter()
+        .filter(|(d, _, _)| {
+            link::durable::durable_route_connector(&d.client_id, &config.broker_name)
+                .is_some_and(|connector| !making.contains(&connector))
+        })
+        .map(|(d, topic, _)| (d.clone(), topic.clone()))
+        .collect()
+}
+
+/// Deletes `orphans` ([`orphaned_routes`]) here, through a connection of each one's client
+/// id; tries again every 5 s until done or shutdown (the listener may not serve yet).
+async fn delete_orphans(
+    local: SocketAddr,
+    token: Option<String>,
+    mut orphans: Vec<(DurableName, DestinationName)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while let Some((first, _)) = orphans.first() {
+        let client_id = first.client_id.clone();
+        let uri = BrokerUri {
+            addrs: vec![local.to_string()],
+            failover: None,
+        };
+        let options = crate::client::ConnectOptions {
+            client_id: Some(client_id.to_string()),
+            bridge_token: token.clone(),
+            ..crate::client::ConnectOptions::default()
+        };
+        let attempt = async {
+            let mut client = crate::client::Client::connect(&uri, options).await?;
+            for (d, topic) in orphans.iter().filter(|(d, _)| d.client_id == client_id) {
+                log::info!(
+                    "network: deleting durable subscription {} of {topic}: a durable route of \
+                     a connector that no longer makes it",
+                    d.key()
+                );
+                let headers = [
+                    ("destination".to_string(), topic.to_string()),
+                    ("activemq.subscriptionName".to_string(), d.name.to_string()),
+                ];
+                client
+                    .unsubscribe_with(&format!("orphan-{}", d.name), &headers)
+                    .await?;
+            }
+            client.disconnect().await
+        };
+        match attempt.await {
+            Ok(()) => orphans.retain(|(d, _)| d.client_id != client_id),
+            Err(e) => {
+                warn!("network: cannot delete the durable routes of {client_id} yet: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
 }
 
 /// Runs one bridge until shutdown: link, forward until the link fails, pause, link again.

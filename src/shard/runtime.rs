@@ -139,6 +139,8 @@ impl Broker {
         for (key, counts) in recovered.queues {
             queues[router.owner_of(&key.destination)].push((key, counts));
         }
+        // Durable routes of connectors gone from the config: deleted once the bridges start.
+        let orphans = crate::network::orphaned_routes(&config, &recovered.durables);
         for (d, topic, selector) in recovered.durables {
             durables[router.owner_of(&topic)].push((d, topic, selector));
         }
@@ -261,6 +263,7 @@ impl Broker {
             local,
             shutdown_rx.clone(),
             shared.services.network.clone(),
+            orphans,
         )
         .map_err(StartError::Thread)?;
         Ok(Broker {

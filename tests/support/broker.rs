@@ -124,6 +124,14 @@ impl Broker {
         self
     }
 
+    /// Rewrites this broker's config file with `f` (takes effect at its next start), as an
+    /// operator edits it between restarts.
+    pub fn rewrite_config(&self, f: impl FnOnce(String) -> String) {
+        let path = self.config.as_deref().expect("a broker with a config file");
+        let text = std::fs::read_to_string(path).expect("read the config");
+        std::fs::write(path, f(text)).expect("write the config");
+    }
+
     /// A second broker, not started, on this one's data dir and config, its log beside this
     /// one's: a standby, as an operator would start one.
     pub fn beside(&self, name: &str) -> Broker {

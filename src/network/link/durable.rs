@@ -37,6 +37,17 @@ pub(super) fn durable_route_client(broker: &str, connector: &str, peer: &str) ->
 
 const DURABLE_ROUTE_CLIENT: &str = "stompbox-network:";
 
+/// The connector whose durable route client id `client_id` is, if broker `broker` made it
+/// ([`durable_route_client`]); None for any other client id, including another broker's
+/// bridge (a duplex peer's reverse routes here).
+pub(crate) fn durable_route_connector<'a>(client_id: &'a str, broker: &str) -> Option<&'a str> {
+    let rest = client_id
+        .strip_prefix(DURABLE_ROUTE_CLIENT)?
+        .strip_prefix(broker)?
+        .strip_prefix(':')?;
+    Some(rest.rsplit_once("->")?.0)
+}
+
 /// The broker a durable subscription stands for if it is a bridge's durable route
 /// (`client_id:name`, its client id from [`durable_route_client`]), else None.
 pub(super) fn durable_route_peer(key: &str) -> Option<String> {
@@ -198,6 +209,15 @@ mod tests {
         );
         assert_eq!(durable_route_peer("reader:daily"), None);
         assert_eq!(durable_route_peer("stompbox-network:odd"), None);
+        let client = durable_route_client("a", "to-b", "b");
+        assert_eq!(durable_route_connector(&client, "a"), Some("to-b"));
+        assert_eq!(
+            durable_route_connector(&client, "b"),
+            None,
+            "another broker's"
+        );
+        assert_eq!(durable_route_connector(&client, "a:"), None);
+        assert_eq!(durable_route_connector("app-client", "a"), None);
     }
 
     #[test]
