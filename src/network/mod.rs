@@ -213,7 +213,7 @@ pub fn spawn(
 /// The durable routes among `durables` (the durable subscriptions recovered at start) that
 /// no configured connector makes any more: those of a connector renamed or removed, or that
 /// now has `demand = false` or `dynamic_only = true`. Each would keep every message published
-/// to its topic for a link that never comes; they are deleted at start ([`delete_orphans`]).
+/// to its topic for a link that never comes; they are deleted at start (`delete_orphans`).
 /// A connector still configured deletes its own stale routes once linked
 /// (`link/durable.rs`).
 pub fn orphaned_routes(
