@@ -158,7 +158,13 @@ fn arm_and_wait_until_fired(data_dir: &Path, trigger: &str) {
     std::fs::write(&path, b"").expect("create the trigger file");
     eventually(WAIT, || match path.exists() {
         false => Ok(()),
-        true => Err(format!("the store to hit the injected fault ({trigger})")),
+        // A broker built without the feature never consumes the trigger: say so, since a
+        // plain `cargo build` after `make test`'s build replaces the binary with one.
+        true => Err(format!(
+            "the store to hit the injected fault ({trigger}); if it never does, check that \
+             the broker binary was built with --features fault-injection (its log then says \
+             \"fault injection compiled in\"; `make test` builds it so)"
+        )),
     });
 }
 
