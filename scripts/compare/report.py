@@ -604,36 +604,36 @@ def backlog_rows(sb, prefix, sname, kind, kname):
     return rows
 
 
-def network_target(by):
-    """Issue 11's target: a bridge forwards at >= 50 % of what one broker does, each broker
-    with the same CPU (the pinned set, as on separate hosts)."""
+def half_target(by, label, base_of, rate_of):
+    """A ratio goal over both kinds (pinned set): rate_of(kind) / base_of(kind) >= 0.5, each a
+    (scenario key, field) read from the stompbox results."""
     sb = by.get("stompbox", {})
     parts, met = [], True
     for kind, kname in NET_KINDS:
-        base = get(sb.get(f"net_{kind}_0"), "consumed_per_s")
-        one = get(sb.get(f"net_{kind}_1"), "consumed_per_s")
-        if not base or not one:
+        base = get(sb.get(base_of(kind)[0]), base_of(kind)[1])
+        rate = get(sb.get(rate_of(kind)[0]), rate_of(kind)[1])
+        if not base or not rate:
             return None
-        parts.append(f"{kname} {one / base:.2f}×")
-        met = met and one / base >= 0.5
-    return ("one bridge forwards ≥ 0.5× one broker's throughput (a core each)", met,
-            "; ".join(parts))
+        parts.append(f"{kname} {rate / base:.2f}×")
+        met = met and rate / base >= 0.5
+    return (label, met, "; ".join(parts))
+
+
+def network_target(by):
+    """Issue 11's target: a bridge forwards at >= 50 % of what one broker does, each broker
+    with the same CPU (the pinned set, as on separate hosts)."""
+    return half_target(by, "one bridge forwards ≥ 0.5× one broker's throughput (a core each)",
+                       lambda k: (f"net_{k}_0", "consumed_per_s"),
+                       lambda k: (f"net_{k}_1", "consumed_per_s"))
 
 
 def backlog_target(by):
     """The same goal for the bridge alone: a backlog forwarded at >= 50 % of the rate one broker
     accepted it (pinned set)."""
-    sb = by.get("stompbox", {})
-    parts, met = [], True
-    for kind, kname in NET_KINDS:
-        accepted = get(sb.get(f"net_{kind}_fill"), "produced_per_s")
-        moved = get(sb.get(f"net_{kind}_backlog"), "forwarded_per_s")
-        if not accepted or not moved:
-            return None
-        parts.append(f"{kname} {moved / accepted:.2f}×")
-        met = met and moved / accepted >= 0.5
-    return ("one bridge forwards a backlog at ≥ 0.5× what one broker accepts (a core each)",
-            met, "; ".join(parts))
+    return half_target(by, "one bridge forwards a backlog at ≥ 0.5× what one broker accepts"
+                       " (a core each)",
+                       lambda k: (f"net_{k}_fill", "produced_per_s"),
+                       lambda k: (f"net_{k}_backlog", "forwarded_per_s"))
 
 
 def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, configs):
