@@ -101,6 +101,9 @@ pub enum Error {
     Wildcard(String, &'static str),
 }
 
+/// The `content-type` of the broker's ERROR frames (their body explains the error).
+pub const ERROR_CONTENT_TYPE: &str = "text/plain;charset=utf-8";
+
 impl Error {
     /// The ERROR frame for this error. `receipt` is the offending frame's `receipt` header.
     pub fn to_frame(&self, receipt: Option<&str>) -> Frame {
@@ -111,8 +114,13 @@ impl Error {
         if let Some(r) = receipt {
             frame = frame.header("receipt-id", r);
         }
+        // With a charset, not bare `text/plain`: stompit 1.0.0 (the current release) handles
+        // an ERROR of exactly `text/plain` under 4 KiB by destroying its frame stream, which
+        // nobody listens to, and the Node process dies of an uncaught exception
+        // (clients/js/error.test.js). The body is UTF-8 text either way; ActiveMQ sends no
+        // content-type, RabbitMQ bare `text/plain`.
         frame
-            .header("content-type", "text/plain")
+            .header("content-type", ERROR_CONTENT_TYPE)
             .with_body(self.detail())
     }
 
