@@ -42,10 +42,12 @@ module StompboxSmoke
   class Client
     attr_reader :version, :conn, :connected
 
-    def initialize(version)
+    # `extra` CONNECT headers, e.g. 'client-id' for a durable subscriber.
+    def initialize(version, extra = {})
       @version = version
       # The gem speaks 1.0 unless CONNECT carries accept-version (and then it wants host).
       headers = version == '1.0' ? {} : { 'accept-version' => version, 'host' => 'localhost' }
+      headers = headers.merge(extra)
       @conn = Stomp::Connection.new(
         hosts: [{ login: '', passcode: '', host: HOST, port: StompboxSmoke.port }],
         reliable: false,
@@ -77,17 +79,17 @@ module StompboxSmoke
     end
 
     # SUBSCRIBE and wait for its receipt, so the subscription exists before anyone sends.
-    def subscribe(destination, sub_id, ack)
+    def subscribe(destination, sub_id, ack, extra = {})
       rid = receipt('sub')
-      @conn.subscribe(destination, { id: sub_id, ack: ack, receipt: rid })
+      @conn.subscribe(destination, { id: sub_id, ack: ack, receipt: rid }.merge(extra))
       wait_receipts([rid])
     end
 
     # UNSUBSCRIBE and wait for its receipt: frames are handled in order, so every ACK sent
     # before it has been read by the broker.
-    def unsubscribe(destination, sub_id)
+    def unsubscribe(destination, sub_id, extra = {})
       rid = receipt('unsub')
-      @conn.unsubscribe(destination, { id: sub_id, receipt: rid })
+      @conn.unsubscribe(destination, { id: sub_id, receipt: rid }.merge(extra))
       wait_receipts([rid])
     end
 

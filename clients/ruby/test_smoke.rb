@@ -21,8 +21,8 @@ class SmokeTest < Minitest::Test
     @opened.each(&:close)
   end
 
-  def client(version)
-    c = StompboxSmoke::Client.new(version)
+  def client(version, extra = {})
+    c = StompboxSmoke::Client.new(version, extra)
     @opened << c
     c
   end
@@ -122,6 +122,31 @@ class SmokeTest < Minitest::Test
 
       consume_in_order(consumer, %w[committed sentinel], destination, 'sub-tx')
       consumer.assert_quiet
+    end
+
+    next if version == '1.0' # client-individual acks below; 1.0 has durable ones too, acked per client
+
+    # ActiveMQ's durable topic subscription (durable_subscriber.rb): CONNECT client-id and
+    # SUBSCRIBE activemq.subscriptionName. What is published while the subscriber is away is
+    # kept for it; UNSUBSCRIBE with the same name deletes it.
+    define_method("test_durable_subscriber_gets_what_was_published_while_away_v#{tag}") do
+      topic = StompboxSmoke.fresh('topic', "durable-#{version}")
+      client_id = "smoke-rb-durable-#{SecureRandom.hex(6)}"
+      durable = { 'activemq.subscriptionName' => 'daily' }
+      away = client(version, 'client-id' => client_id)
+      away.subscribe(topic, 'sub-durable', 'client-individual', durable)
+      away.close
+      @opened.delete(away)
+
+      producer = client(version)
+      bodies = (0...5).map { |i| "while away #{i}" }
+      producer.wait_receipts(bodies.map { |b| producer.send_message(topic, b) })
+
+      back = client(version, 'client-id' => client_id)
+      back.subscribe(topic, 'sub-durable', 'client-individual', durable)
+      consume_in_order(back, bodies, topic, 'sub-durable')
+      back.assert_quiet
+      back.unsubscribe(topic, 'sub-durable', durable)
     end
   end
 end
