@@ -8,6 +8,7 @@
 
 require 'minitest/autorun'
 require_relative 'smoke_client'
+require_relative 'pool'
 
 class SmokeTest < Minitest::Test
   COUNT = 100
@@ -43,6 +44,31 @@ class SmokeTest < Minitest::Test
       end
       consumer.ack(frame)
     end
+  end
+
+  # pool.rb: many threads share two long-lived connections; every receipted SEND arrives once.
+  def test_a_pool_of_two_connections_carries_the_sends_of_eight_threads
+    destination = StompboxSmoke.fresh('queue', 'pool')
+    consumer = client('1.2')
+    consumer.subscribe(destination, 'sub-pool', 'client-individual')
+    pool = StompboxPool.new(size: 2, timeout: StompboxSmoke::TIMEOUT,
+                            hosts: [{ login: '', passcode: '', host: StompboxSmoke::HOST,
+                                      port: StompboxSmoke.port }])
+    threads = (0...8).map do |t|
+      Thread.new { (0...25).each { |i| pool.publish_receipted(destination, "t#{t} m#{i}") } }
+    end
+    threads.each(&:join)
+    assert_operator pool.opened, :<=, 2, 'the pool opened more connections than its size'
+    got = (0...200).map do |n|
+      frame = consumer.next_message("message #{n} of 200 from the pool")
+      consumer.ack(frame)
+      frame.body
+    end
+    want = (0...8).flat_map { |t| (0...25).map { |i| "t#{t} m#{i}" } }
+    assert_equal want.sort, got.sort
+    consumer.assert_quiet
+  ensure
+    pool&.close
   end
 
   VERSIONS.each do |version|
