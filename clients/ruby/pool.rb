@@ -12,6 +12,9 @@
 # shared mid-frame). `with` waits up to `timeout` seconds for a free one. Connections open
 # lazily, up to `size`. `publish_receipted` sends and waits for the broker's RECEIPT (the broker
 # has the message, on disk when persistent), using the connection's own reader.
+#
+# Pooled connections are for sending: `publish_receipted` reads frames until its RECEIPT and
+# drops anything else, so do not SUBSCRIBE on them (consumers keep a connection of their own).
 
 require 'securerandom'
 require 'stomp'
