@@ -1064,8 +1064,29 @@ fn with_replay_when_no_consumers_messages_stranded_on_a_peer_come_back_to_where_
     });
 }
 
+/// Waits until no live connection on `broker` uses client-id `client`. The broker releases it
+/// once it has seen the previous connection close, which a test that has just dropped that
+/// connection must not race (a client reconnecting at once can be refused with `client-id
+/// already connected`, as in ActiveMQ).
+fn client_id_free(broker: &Broker, client: &str) {
+    eventually(WAIT, || {
+        let body = broker.admin_get("/api/connections").unwrap_or_default();
+        let rows: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        match rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["client_id"] == client)
+        {
+            true => Err(format!("client-id {client} still connected")),
+            false => Ok(()),
+        }
+    });
+}
+
 /// A durable subscriber on `broker` (client-id `client`, subscription `name`) of `topic`.
 fn durable_subscriber(broker: &Broker, client: &str, topic: &str, name: &str) -> support::Client {
+    client_id_free(broker, client);
     let mut c = broker.connect_with("1.2", &[("client-id", client)]);
     c.subscribe(
         topic,
@@ -1079,6 +1100,7 @@ fn durable_subscriber(broker: &Broker, client: &str, topic: &str, name: &str) ->
 /// Deletes durable subscription `name` on `broker` (its subscriber gone), from a new
 /// connection of client `client`.
 fn delete_durable(broker: &Broker, client: &str, name: &str) {
+    client_id_free(broker, client);
     let mut c = broker.connect_with("1.2", &[("client-id", client)]);
     c.request(
         Frame::new("UNSUBSCRIBE")
