@@ -290,6 +290,18 @@ impl Client {
         self.wait_receipt(n).await
     }
 
+    /// Deletes durable subscription `name` of `topic` of this connection's client id, with
+    /// what it kept, whether or not it is active here (ActiveMQ's UNSUBSCRIBE with
+    /// `activemq.subscriptionName`), and waits for its RECEIPT.
+    pub async fn delete_durable(&mut self, topic: &str, name: &str) -> Result<(), ClientError> {
+        let headers = [
+            ("destination".to_string(), topic.to_string()),
+            ("activemq.subscriptionName".to_string(), name.to_string()),
+        ];
+        self.unsubscribe_with(&format!("durable-{name}"), &headers)
+            .await
+    }
+
     /// The next MESSAGE.
     pub async fn recv(&mut self) -> Result<Delivery, ClientError> {
         loop {

@@ -262,22 +262,20 @@ impl Decoder {
             Some(_) => None,
         };
         let escapes = escaping != Escaping::None && memchr(b'\\', head).is_some();
+        let piece = |raw: &[u8], name: &[u8]| match clean {
+            Some(text) => clean_header(text, head, raw, escapes, escaping, name),
+            None => decode_header(raw, escaping, name),
+        };
         let mut headers = Headers(Vec::with_capacity(header_lines.len()));
         for (name, value) in header_lines {
-            let name = match clean {
-                Some(text) => clean_header(text, head, name, escapes, escaping, name)?,
-                None => decode_header(name, escaping, name)?,
-            };
+            let name = piece(name, name)?;
             if name.is_empty() {
                 return Err(ParseError::MalformedHeader(String::new()));
             }
             let Some(value) = value else {
                 return Err(ParseError::MalformedHeader(name));
             };
-            let value = match clean {
-                Some(text) => clean_header(text, head, value, escapes, escaping, name.as_bytes())?,
-                None => decode_header(value, escaping, name.as_bytes())?,
-            };
+            let value = piece(value, name.as_bytes())?;
             headers.push(name, value);
         }
         let content_length = match headers.get("content-length") {

@@ -175,7 +175,6 @@ pub fn spawn(
         return Ok(None);
     }
     let token = status.token().map(str::to_string);
-    let listener = local;
     let handle = std::thread::Builder::new()
         .name("network".into())
         .spawn(move || {
@@ -189,8 +188,8 @@ pub fn spawn(
                     return;
                 }
             };
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, async move {
+            let tasks_here = tokio::task::LocalSet::new();
+            tasks_here.block_on(&runtime, async move {
                 let origins = std::rc::Rc::new(origins::Origins::default());
                 let mut tasks: Vec<_> = bridges
                     .into_iter()
@@ -199,7 +198,7 @@ pub fn spawn(
                 if !orphans.is_empty() {
                     let shutdown = shutdown.clone();
                     tasks.push(tokio::task::spawn_local(delete_orphans(
-                        listener, token, orphans, shutdown,
+                        local, token, orphans, shutdown,
                     )));
                 }
                 for t in tasks {
@@ -263,13 +262,7 @@ async fn delete_orphans(
                      a connector that no longer makes it",
                     d.key()
                 );
-                let headers = [
-                    ("destination".to_string(), topic.to_string()),
-                    ("activemq.subscriptionName".to_string(), d.name.to_string()),
-                ];
-                client
-                    .unsubscribe_with(&format!("orphan-{}", d.name), &headers)
-                    .await?;
+                client.delete_durable(topic.as_str(), &d.name).await?;
             }
             client.disconnect().await
         };

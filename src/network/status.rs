@@ -64,21 +64,20 @@ pub const BRIDGE_TOKEN: &str = "stompbox-bridge-token";
 #[derive(Debug)]
 pub struct Bridges {
     list: Mutex<Vec<BridgeStatus>>,
-    /// 128 random bits, made at start and never written anywhere but in the CONNECT of this
-    /// broker's own bridges to its own listener.
-    token: String,
+    /// 128 random bits (hex), made at start and never written anywhere but in the CONNECT of
+    /// this broker's own bridges to its own listener. None without the OS's randomness: then
+    /// no connection is taken for a bridge (the bridges work within the client limits).
+    token: Option<String>,
 }
 
 impl Default for Bridges {
     fn default() -> Self {
         let mut bytes = [0u8; 16];
-        // Without the OS's randomness the token is empty, and no connection is taken for a
-        // bridge (the bridges then work within the client limits, as any client).
         let token = match getrandom::fill(&mut bytes) {
-            Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            Ok(()) => Some(bytes.iter().map(|b| format!("{b:02x}")).collect()),
             Err(e) => {
                 log::warn!("network: no random token for the bridges' own connections: {e}");
-                String::new()
+                None
             }
         };
         Bridges {
@@ -96,17 +95,18 @@ impl Bridges {
 
     /// What this broker's bridges present in [`BRIDGE_TOKEN`] when they connect to it.
     pub fn token(&self) -> Option<&str> {
-        Some(self.token.as_str()).filter(|t| !t.is_empty())
+        self.token.as_deref()
     }
 
     /// Whether `presented` (a CONNECT's [`BRIDGE_TOKEN`]) is this broker's own: the
     /// connection is one of its bridges, whose routes are not capped by the per-client
     /// subscription limit. Compared in constant time.
     pub fn is_own(&self, presented: &str) -> bool {
-        let own = self.token.as_bytes();
-        let presented = presented.as_bytes();
-        !own.is_empty()
-            && own.len() == presented.len()
+        let Some(own) = self.token.as_deref() else {
+            return false;
+        };
+        let (own, presented) = (own.as_bytes(), presented.as_bytes());
+        own.len() == presented.len()
             && own
                 .iter()
                 .zip(presented)

@@ -183,12 +183,8 @@ impl Link<'_> {
                 self.halves[h].src_name,
                 self.halves[h].dst_name.as_deref().unwrap_or("the peer"),
             );
-            let headers = [
-                ("destination".to_string(), topic.to_string()),
-                ("activemq.subscriptionName".to_string(), name.clone()),
-            ];
             self.clients[src]
-                .unsubscribe_with(&format!("stale-{name}"), &headers)
+                .delete_durable(topic.as_str(), &name)
                 .await?;
             self.halves[h].own_durables.remove(&name);
         }
