@@ -6,7 +6,8 @@
 # Builds nothing: expects target/debug/stompbox (override with STOMPBOX_BIN) and the
 # language's dependencies (`make clients-deps`). Starts the broker on a free port with a
 # temporary data dir, runs the tests with STOMP_HOST/STOMP_PORT set, always stops the broker
-# and removes the temporary dirs, and exits with the tests' status.
+# and removes the temporary dirs, and exits with the tests' status. The tests get
+# STOMPBOX_BIN too, to start brokers of their own (clients/pair.sh: a master/standby pair).
 set -euo pipefail
 
 lang="${1:-}"
@@ -96,7 +97,7 @@ done
 
 echo "run-smoke: $lang against stompbox on 127.0.0.1:$port (pid $broker_pid)"
 status=0
-STOMP_HOST=127.0.0.1 STOMP_PORT="$port" "${tests[@]}" || status=$?
+STOMPBOX_BIN="$bin" STOMP_HOST=127.0.0.1 STOMP_PORT="$port" "${tests[@]}" || status=$?
 if [[ "$status" -ne 0 ]]; then
   echo "run-smoke: $lang smoke tests failed with status $status" >&2
   show_broker_log
