@@ -61,12 +61,12 @@ case "$cmd" in
     fi
     mkdir -p "$dir/data"
     read -r a_port a_admin b_port b_admin <<<"$(free_ports 4)"
-    "$bin" serve --bind "127.0.0.1:$a_port" --admin-bind "127.0.0.1:$a_admin" \
+    "$bin" serve --bind "127.0.0.1:$a_port" --admin-bind "127.0.0.1:$a_admin" --ws-bind 127.0.0.1:0 \
       --data-dir "$dir/data" >"$dir/a.log" 2>&1 &
     a_pid=$!
     echo "A_PID=$a_pid" >"$dir/pair.env"
     wait_line "$dir/a.log" "stompbox listening" "$a_pid"
-    "$bin" serve --bind "127.0.0.1:$b_port" --admin-bind "127.0.0.1:$b_admin" \
+    "$bin" serve --bind "127.0.0.1:$b_port" --admin-bind "127.0.0.1:$b_admin" --ws-bind 127.0.0.1:0 \
       --data-dir "$dir/data" >"$dir/b.log" 2>&1 &
     b_pid=$!
     echo "B_PID=$b_pid" >>"$dir/pair.env"

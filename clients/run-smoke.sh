@@ -74,13 +74,13 @@ show_broker_log() {
 # may not have run yet when we first look for the port.
 : >"$log_dir/stdout"
 : >"$log_dir/stderr"
-"$bin" serve --bind 127.0.0.1:0 --admin-bind 127.0.0.1:0 --data-dir "$data_dir" >"$log_dir/stdout" 2>"$log_dir/stderr" &
+"$bin" serve --bind 127.0.0.1:0 --admin-bind 127.0.0.1:0 --ws-bind 127.0.0.1:0 --data-dir "$data_dir" >"$log_dir/stdout" 2>"$log_dir/stderr" &
 broker_pid=$!
 
 port=""
 deadline=$((SECONDS + start_timeout))
 while [[ -z "$port" ]]; do
-  port="$(sed -n 's/^stompbox listening stomp=[^ ]*:\([0-9][0-9]*\)$/\1/p' "$log_dir/stdout" | head -n 1)"
+  port="$(sed -n 's/^stompbox listening stomp=[^ ]*:\([0-9][0-9]*\)\( .*\)\{0,1\}$/\1/p' "$log_dir/stdout" | head -n 1)"
   [[ -n "$port" ]] && break
   if ! kill -0 "$broker_pid" 2>/dev/null; then
     echo "run-smoke: broker exited before listening" >&2

@@ -358,7 +358,7 @@ start_net_broker() {
         pin=(taskset -c "$((i % $(nproc)))")
     fi
     "${pin[@]}" "$BIN" serve --config "$dir/$n.toml" --bind "127.0.0.1:${NET_PORTS[$i]}" \
-        --admin-bind "127.0.0.1:${NET_ADMINS[$i]}" --data-dir "$dir/$n" \
+        --admin-bind "127.0.0.1:${NET_ADMINS[$i]}" --ws-bind 127.0.0.1:0 --data-dir "$dir/$n" \
         >>"$dir/$n.out" 2>>"$dir/$n.log" </dev/null &
     NET_PIDS[i]=$!
     if ! wait_port "${NET_PORTS[$i]}" "$!" 60; then

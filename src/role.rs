@@ -28,6 +28,7 @@ use crate::config::{Config, StepDown};
 use crate::lease::{self, Acquire, FileLock, Identity};
 use crate::shard::{Broker, LOCK_FILE};
 use crate::store::{self, Fence};
+use crate::transport::tls::Tls;
 
 /// After a store failure, a broker leaves the lease to the standbys for this many acquire
 /// intervals (`lease.acquire_interval_ms`) before it competes for it (or its file lock)
@@ -55,9 +56,11 @@ pub enum Event {
 
 /// Runs the broker until a signal: standby until the lease is ours, then master until a
 /// signal (clean stop) or a step-down (back to standby, or exit per `lease.on_step_down`).
-/// `events` carries [`Event::Signal`] from the caller's signal handler.
+/// `events` carries [`Event::Signal`] from the caller's signal handler; `tls` is the TLS
+/// listeners' certificate, loaded (and reloaded on SIGHUP) by the caller.
 pub fn run(
     config: Config,
+    tls: Option<Arc<Tls>>,
     events_tx: Sender<Event>,
     events: Receiver<Event>,
 ) -> anyhow::Result<()> {
@@ -154,7 +157,7 @@ pub fn run(
                 let _ = failed_tx.send(Event::StoreFailed(why));
             }),
         };
-        let broker = match Broker::start(config.clone(), Some(fence)) {
+        let broker = match Broker::start(config.clone(), Some(fence), tls.clone()) {
             Ok(b) => b,
             Err(e) => {
                 let _ = lease::release(&conn, &me, epoch);
@@ -165,7 +168,7 @@ pub fn run(
         state.set_services(Some(broker.services()));
         let _ = lease::set_stomp_address(&conn, &me, epoch, &stomp);
         state.set(Role::Master, Some(epoch), Some(stomp.clone()));
-        announce(&format!("stompbox listening stomp={stomp}"));
+        announce(&format!("stompbox listening {}", broker.listening()));
         if !admin_announced {
             announce(&admin_line);
             admin_announced = true;

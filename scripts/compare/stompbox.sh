@@ -27,7 +27,7 @@ stompbox_prepare() {
 
 stompbox_start() {
     local dir=$1
-    local args=(serve --bind "127.0.0.1:$STOMP_PORT" --admin-bind 127.0.0.1:0
+    local args=(serve --bind "127.0.0.1:$STOMP_PORT" --admin-bind 127.0.0.1:0 --ws-bind 127.0.0.1:0
         --data-dir "$dir/data")
     BROKER_CMD=$(quote "$BIN" "${args[@]}")
     "$BIN" "${args[@]}" >"$dir/stompbox.out" 2>"$BROKER_LOG" </dev/null &

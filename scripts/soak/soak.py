@@ -65,6 +65,9 @@ durability = "fsync"
 
 [admin]
 bind = "127.0.0.1:0"
+
+[websocket]
+bind = "127.0.0.1:0"
 ''')
         self.log_path = os.path.join(work, "broker.log")
         self.lines = []

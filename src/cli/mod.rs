@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
+use crate::transport::tls::Tls;
 
 mod admin;
 mod bench;
@@ -72,6 +74,9 @@ pub struct ServeArgs {
     /// Address of the admin HTTP listener (config `admin.bind`).
     #[arg(long)]
     pub admin_bind: Option<SocketAddr>,
+    /// Address of the STOMP-over-WebSocket listener (config `websocket.bind`).
+    #[arg(long)]
+    pub ws_bind: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -92,6 +97,9 @@ impl ServeArgs {
         }
         if let Some(bind) = self.admin_bind {
             config.admin.bind = bind;
+        }
+        if let Some(bind) = self.ws_bind {
+            config.websocket.bind = bind;
         }
         config.validate()?;
         Ok(config)
@@ -128,6 +136,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// once. The broker is a standby until it holds the lease (see `role`).
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    // Certificate problems stop the process at once, also on a standby.
+    let tls = match config.tls_listeners() {
+        true => Some(Arc::new(Tls::load(&config.tls)?)),
+        false => None,
+    };
     let (events_tx, events) = std::sync::mpsc::channel();
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -135,31 +148,50 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot build signal runtime")?;
     // Register the handlers before announcing anything, so a signal sent right after the
     // listening line is never taken by the default action.
-    let (mut term, mut int) = signals.block_on(async {
+    let (mut term, mut int, mut hup) = signals.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         Ok::<_, std::io::Error>((
             signal(SignalKind::terminate())?,
             signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
         ))
     })?;
     let signal_tx = events_tx.clone();
+    let reload = tls.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             signals.block_on(async {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+                let mut stopping = false;
+                loop {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                        _ = hup.recv() => {
+                            reload_tls(reload.as_deref());
+                            continue;
+                        }
+                    }
+                    if stopping {
+                        log::warn!("second signal: exiting without a graceful shutdown");
+                        std::process::exit(130);
+                    }
+                    stopping = true;
+                    log::info!("signal received, shutting down (send another to force)");
+                    let _ = signal_tx.send(crate::role::Event::Signal);
                 }
-                log::info!("signal received, shutting down (send another to force)");
-                let _ = signal_tx.send(crate::role::Event::Signal);
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                log::warn!("second signal: exiting without a graceful shutdown");
-                std::process::exit(130);
             });
         })?;
-    crate::role::run(config, events_tx, events)
+    crate::role::run(config, tls, events_tx, events)
+}
+
+/// SIGHUP: reads the TLS certificate, key and client CA again; a failure keeps the old ones.
+fn reload_tls(tls: Option<&Tls>) {
+    match tls {
+        None => log::info!("SIGHUP: no TLS listener configured, nothing to reload"),
+        Some(tls) => match tls.reload() {
+            Ok(()) => log::info!("SIGHUP: TLS certificate reloaded; new connections use it"),
+            Err(e) => log::error!("SIGHUP: TLS reload failed, keeping the certificate in use: {e}"),
+        },
+    }
 }

@@ -27,7 +27,8 @@ use crate::message::virtual_topic::VirtualTopics;
 use crate::message::{DestinationName, IdAllocator, QueueKey, Router, SessionId, ToOwner};
 use crate::session::{self, ClientIds, Connections, FrameBudget, Services, SessionContext};
 use crate::store::{self, Fence, IdReservation, Request, StoreError, StoreTx, WriterConfig};
-use crate::transport::proxy;
+use crate::transport::tls::Tls;
+use crate::transport::{proxy, websocket, Kind, Rewind};
 use bytes::BytesMut;
 
 /// Why the broker could not start.
@@ -51,6 +52,9 @@ pub enum StartError {
     /// The store could not be opened or recovered.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// TLS listeners are configured but no certificate was loaded.
+    #[error("tls listeners configured, but no TLS certificate loaded")]
+    NoTls,
     /// Another broker process holds the data directory.
     #[error("data_dir {0} is in use by another broker process (lock file {1})")]
     Locked(PathBuf, PathBuf),
@@ -81,6 +85,8 @@ pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
 /// A running broker: its shards, its store writer and how to stop them.
 pub struct Broker {
     stomp_addr: SocketAddr,
+    /// Every client listener's kind and bound address, STOMP first.
+    listening: Vec<(Kind, SocketAddr)>,
     router: Arc<Router>,
     services: Arc<Services>,
     store: StoreTx,
@@ -96,7 +102,16 @@ impl Broker {
     /// Opens and recovers the store, binds the listeners and starts every shard. Returns once
     /// the broker accepts clients. `fence` is the lease it writes under (see `lease`); the
     /// caller holds that lease, which is what keeps two brokers off one store.
-    pub fn start(config: Config, fence: Option<Fence>) -> Result<Broker, StartError> {
+    /// `tls` is the certificate of the TLS listeners, loaded by the caller once per process
+    /// (and reloaded by it on SIGHUP); required when `config` has TLS listeners.
+    pub fn start(
+        config: Config,
+        fence: Option<Fence>,
+        tls: Option<Arc<Tls>>,
+    ) -> Result<Broker, StartError> {
+        if config.tls_listeners() && tls.is_none() {
+            return Err(StartError::NoTls);
+        }
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -123,13 +138,38 @@ impl Broker {
             reservation.after, reservation.through
         );
         let ids = Arc::new(IdAllocator::new(reservation.after));
-        let listeners = bind_reuseport(config.bind, shards)?;
-        let stomp_addr = listeners[0]
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: config.bind,
-                source,
-            })?;
+        let ws = &config.websocket;
+        let wanted = [
+            (Kind::Stomp, Some(config.bind)),
+            (Kind::Ssl, config.tls.bind),
+            (Kind::Ws, ws.enabled.then_some(ws.bind)),
+            (Kind::Wss, ws.tls_bind.filter(|_| ws.enabled)),
+        ];
+        // Per shard, one listener of each kind.
+        let mut listeners: Vec<Vec<(Kind, std::net::TcpListener)>> =
+            (0..shards).map(|_| Vec::new()).collect();
+        let mut listening = Vec::new();
+        for (kind, addr) in wanted {
+            let Some(addr) = addr else { continue };
+            let bound = bind_reuseport(addr, shards)?;
+            let actual = bound[0]
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            listening.push((kind, actual));
+            for (shard, l) in bound.into_iter().enumerate() {
+                listeners[shard].push((kind, l));
+            }
+        }
+        let stomp_addr = listening[0].1;
+        let policy = |kind: Kind| {
+            let addr = listening.iter().find(|(k, _)| *k == kind)?.1;
+            Some(Arc::new(websocket::Policy::new(addr, &config.websocket)))
+        };
+        let transports = Transports {
+            tls,
+            ws: policy(Kind::Ws),
+            wss: policy(Kind::Wss),
+        };
         let (senders, mailboxes): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
         let router = Arc::new(Router::new(senders));
@@ -236,6 +276,7 @@ impl Broker {
             durables: Arc::default(),
             scheduled: Arc::default(),
             virtual_topics,
+            transports,
         });
         let mut threads = Vec::with_capacity(shards);
         for (shard, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
@@ -248,7 +289,7 @@ impl Broker {
                 .map_err(StartError::Thread)?;
             threads.push(handle);
         }
-        info!("listening stomp={stomp_addr} shards={shards}");
+        info!("listening {} shards={shards}", listening_fields(&listening));
         // Bridges connect to this broker like clients: to loopback when it listens on all
         // addresses.
         let mut local = stomp_addr;
@@ -268,6 +309,7 @@ impl Broker {
         .map_err(StartError::Thread)?;
         Ok(Broker {
             stomp_addr,
+            listening,
             router,
             services: shared.services.clone(),
             store: store_tx,
@@ -287,6 +329,11 @@ impl Broker {
     /// The address the STOMP listener is bound to (the real port when port 0 was asked).
     pub fn stomp_addr(&self) -> SocketAddr {
         self.stomp_addr
+    }
+
+    /// Every client listener as `stomp=ADDR ws=ADDR …` (the `stompbox listening` line).
+    pub fn listening(&self) -> String {
+        listening_fields(&self.listening)
     }
 
     /// Graceful shutdown: stop accepting, tell every session (each sends an ERROR and flushes
@@ -340,6 +387,25 @@ struct Shared {
     scheduled: Arc<std::sync::atomic::AtomicUsize>,
     /// Virtual topics' consumer queues.
     virtual_topics: Arc<VirtualTopics>,
+    /// TLS and WebSocket handshakes.
+    transports: Transports,
+}
+
+/// How connections of each listener kind get to a byte stream: the TLS acceptor and the
+/// WebSocket listeners' handshake policies.
+struct Transports {
+    tls: Option<Arc<Tls>>,
+    ws: Option<Arc<websocket::Policy>>,
+    wss: Option<Arc<websocket::Policy>>,
+}
+
+/// `stomp=127.0.0.1:61613 ws=127.0.0.1:61614 …`
+fn listening_fields(listening: &[(Kind, SocketAddr)]) -> String {
+    let fields: Vec<String> = listening
+        .iter()
+        .map(|(kind, addr)| format!("{}={addr}", kind.name()))
+        .collect();
+    fields.join(" ")
 }
 
 /// Releases a connection slot when the connection ends.
@@ -354,7 +420,7 @@ impl Drop for ConnectionSlot {
 fn run_shard(
     shard: usize,
     shared: Arc<Shared>,
-    listener: std::net::TcpListener,
+    listeners: Vec<(Kind, std::net::TcpListener)>,
     mailbox: mpsc::UnboundedReceiver<ToOwner>,
     mut shutdown: watch::Receiver<bool>,
     idle: std::sync::mpsc::Sender<usize>,
@@ -392,20 +458,24 @@ fn run_shard(
             },
         );
         let owner = tokio::task::spawn_local(Owner::new(ctx).run(mailbox));
-        let listener = match TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                error!("shard={shard} cannot register listener: {e}");
-                let _ = idle.send(shard);
-                let _ = owner.await;
-                return;
+        let mut registered = Vec::with_capacity(listeners.len());
+        for (kind, listener) in listeners {
+            match TcpListener::from_std(listener) {
+                Ok(l) => registered.push((kind, l)),
+                Err(e) => {
+                    error!("shard={shard} cannot register {} listener: {e}", kind.name());
+                    let _ = idle.send(shard);
+                    let _ = owner.await;
+                    return;
+                }
             }
-        };
+        }
+        let listeners = registered;
         let mut sessions = JoinSet::new();
         loop {
             tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => accept(&shared, &mut sessions, &shutdown, stream, peer),
+                (kind, accepted) = accept_any(&listeners) => match accepted {
+                    Ok((stream, peer)) => accept(&shared, &mut sessions, &shutdown, kind, stream, peer),
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
                         warn!("shard={shard} accept failed: {e}");
@@ -416,7 +486,7 @@ fn run_shard(
                 _ = shutdown.changed() => break,
             }
         }
-        drop(listener);
+        drop(listeners);
         while sessions.join_next().await.is_some() {}
         debug!("shard={shard} sessions drained");
         let _ = idle.send(shard);
@@ -424,10 +494,26 @@ fn run_shard(
     });
 }
 
+/// The next connection on any of a shard's listeners.
+async fn accept_any(
+    listeners: &[(Kind, TcpListener)],
+) -> (Kind, std::io::Result<(TcpStream, SocketAddr)>) {
+    std::future::poll_fn(|cx| {
+        for (kind, listener) in listeners {
+            if let std::task::Poll::Ready(r) = listener.poll_accept(cx) {
+                return std::task::Poll::Ready((*kind, r));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 fn accept(
     shared: &Arc<Shared>,
     sessions: &mut JoinSet<()>,
     shutdown: &watch::Receiver<bool>,
+    kind: Kind,
     stream: TcpStream,
     peer: SocketAddr,
 ) {
@@ -441,6 +527,10 @@ fn accept(
     if shared.connections.fetch_add(1, Ordering::Relaxed) >= max {
         shared.connections.fetch_sub(1, Ordering::Relaxed);
         warn!("peer={peer} refused: max_connections={max} reached");
+        if kind != Kind::Stomp {
+            // A TLS or WebSocket client would not understand a bare ERROR frame.
+            return;
+        }
         sessions.spawn_local(async move {
             let frame = session::Error::TooManyConnections(max).to_frame(None);
             let mut stream = stream;
@@ -456,7 +546,8 @@ fn accept(
     let shutdown = shutdown.clone();
     let proxy = shared.config.proxy_protocol;
     let timeout = shared.config.connect_timeout();
-    debug!("conn={} peer={peer} accepted", id.0);
+    let shared = shared.clone();
+    debug!("conn={} peer={peer} accepted on {}", id.0, kind.name());
     sessions.spawn_local(async move {
         let mut stream = stream;
         let (peer, initial) = if proxy {
@@ -476,16 +567,74 @@ fn accept(
         } else {
             (peer.to_string(), BytesMut::new())
         };
+        let peer = match kind {
+            Kind::Stomp => peer,
+            _ => format!("{peer} ({})", kind.name()),
+        };
         let ctx = SessionContext {
             id,
             services,
             shutdown,
             peer,
-            initial,
+            initial: BytesMut::new(),
         };
-        session::run(stream, ctx).await;
+        let t = &shared.transports;
+        match kind {
+            Kind::Stomp => session::run(stream, SessionContext { initial, ..ctx }).await,
+            Kind::Ssl | Kind::Wss => {
+                let Some(tls) = &t.tls else { return };
+                let handshake = tls.acceptor().accept(Rewind::new(initial, stream));
+                let stream = match tokio::time::timeout(timeout, handshake).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        warn!("conn={} peer={} TLS handshake failed: {e}", id.0, ctx.peer);
+                        return;
+                    }
+                    Err(_) => {
+                        warn!(
+                            "conn={} peer={} no TLS handshake within {timeout:?}",
+                            id.0, ctx.peer
+                        );
+                        return;
+                    }
+                };
+                match kind {
+                    Kind::Wss => {
+                        serve_websocket(stream, BytesMut::new(), t.wss.as_deref(), ctx, timeout)
+                            .await
+                    }
+                    _ => session::run(stream, ctx).await,
+                }
+            }
+            Kind::Ws => serve_websocket(stream, initial, t.ws.as_deref(), ctx, timeout).await,
+        }
         drop(slot);
     });
+}
+
+/// Upgrades a connection to WebSocket and serves STOMP over it.
+async fn serve_websocket<S>(
+    mut stream: S,
+    initial: BytesMut,
+    policy: Option<&websocket::Policy>,
+    ctx: SessionContext,
+    timeout: Duration,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Some(policy) = policy else { return };
+    match websocket::accept(&mut stream, initial, policy, timeout).await {
+        Ok((protocol, rest)) => {
+            debug!(
+                "conn={} peer={} WebSocket subprotocol={}",
+                ctx.id.0,
+                ctx.peer,
+                protocol.unwrap_or("none")
+            );
+            session::run(websocket::WsStream::new(stream, rest), ctx).await;
+        }
+        Err(e) => warn!("conn={} peer={} WebSocket upgrade: {e}", ctx.id.0, ctx.peer),
+    }
 }
 
 /// Binds `count` listeners on one address with `SO_REUSEPORT`. The first takes the asked

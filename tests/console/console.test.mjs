@@ -54,7 +54,7 @@ async function startBroker(config = null) {
   assert.ok(fs.existsSync(BROKER), `no broker binary at ${BROKER}: run \`cargo build\` first`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stompbox-console-"));
   const log = fs.openSync(path.join(dir, "broker.log"), "a");
-  const args = ["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0",
+  const args = ["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0", "--ws-bind", "127.0.0.1:0",
     "--data-dir", path.join(dir, "data"), "--cores", "2"];
   if (config !== null) {
     fs.writeFileSync(path.join(dir, "stompbox.toml"), config);

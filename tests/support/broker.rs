@@ -214,6 +214,9 @@ impl Broker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stompbox"));
         cmd.arg("serve")
             .args(["--bind", &bind, "--admin-bind", &admin, "--shards", SHARDS])
+            // WebSocket is on by default at 127.0.0.1:61614: tests that run brokers in
+            // parallel each take a free port.
+            .args(["--ws-bind", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&self.data_dir);
         if let Some(config) = &self.config {
@@ -391,6 +394,14 @@ impl Broker {
         }
         assert!(self.child.is_some(), "{} is not running", self.name);
         self.stomp.expect("set when started")
+    }
+
+    /// The address of the running process's `kind` listener (`ws`, `ssl`, `wss`) from its
+    /// listening line (`stompbox listening stomp=… ws=…`).
+    pub fn listener(&self, kind: &str) -> SocketAddr {
+        let line = self.wait_line("stompbox listening ", START_TIMEOUT);
+        field(&line, &format!("{kind}="))
+            .unwrap_or_else(|| panic!("{}: no {kind}= in {line:?}", self.name))
     }
 
     /// The admin HTTP address: the fixed one, or the one the running process prints right
