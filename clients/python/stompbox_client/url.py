@@ -222,3 +222,17 @@ def _parse_tcp(s):
 
 def _join(host, port):
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def from_env(environ=None):
+    """The broker URL the examples and tests use: STOMP_URL if set, else
+    `failover:(tcp://STOMP_HOST:STOMP_PORT)` (defaults 127.0.0.1 and 61613, where `make run`
+    listens)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    if env.get("STOMP_URL"):
+        return env["STOMP_URL"]
+    host = env.get("STOMP_HOST", "127.0.0.1")
+    port = env.get("STOMP_PORT", "61613")
+    return f"failover:(tcp://{_join(host, port)})"
