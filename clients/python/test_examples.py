@@ -6,6 +6,8 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 
 import pytest
 
@@ -91,22 +93,28 @@ def test_failover_demo_moves_to_the_standby_when_the_master_dies(pair, fresh):
     env["STOMP_URL"] = (f"failover:(tcp://127.0.0.1:{pair['A_PORT']},"
                         f"tcp://127.0.0.1:{pair['B_PORT']})?randomize=false")
     count = 40
-    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "failover_demo.py"),
-                             fresh("queue", "demo-pair"), str(count), "0.01"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("receipted 10"):
-                os.kill(int(pair["A_PID"]), signal.SIGKILL)
-                break
-        out, err = proc.communicate(timeout=EXAMPLE_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    with tempfile.TemporaryFile(mode="w+") as err_file:
+        proc = subprocess.Popen([sys.executable, str(EXAMPLES / "failover_demo.py"),
+                                 fresh("queue", "demo-pair"), str(count), "0.01"],
+                                env=env, stdout=subprocess.PIPE, stderr=err_file, text=True)
+        # Read stdout to its end on this thread; a watchdog ends a demo that hangs.
+        watchdog = threading.Timer(EXAMPLE_TIMEOUT, proc.kill)
+        watchdog.start()
+        lines = []
+        try:
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                if line.startswith("receipted 10\n"):
+                    os.kill(int(pair["A_PID"]), signal.SIGKILL)
             proc.wait()
-    lines += out.splitlines()
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        err_file.seek(0)
+        err = err_file.read()
     assert proc.returncode == 0, f"{lines}\n{err}"
     assert f"connected to 127.0.0.1:{pair['A_PORT']}" == lines[0]
     assert f"connected to 127.0.0.1:{pair['B_PORT']}" in lines

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Keep sending through a fail-over: kill the master and watch the client move on.
 
-    clients/pair.sh start /tmp/pair && . /tmp/pair.env   # or your own two brokers
+    clients/pair.sh start /tmp/pair && . /tmp/pair/pair.env   # or your own two brokers
     STOMP_URL="failover:(tcp://127.0.0.1:$A_PORT,tcp://127.0.0.1:$B_PORT)?randomize=false" \\
         python failover_demo.py [DESTINATION] [COUNT] [INTERVAL_S]
     kill -9 $A_PID                                       # in another terminal, meanwhile

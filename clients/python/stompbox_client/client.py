@@ -322,6 +322,11 @@ class Client:
         self._pending = {}  # receipt id -> Receipt (SENDs; survive reconnects)
         self._waiters = {}  # receipt id -> _Waiter (frames of one connection)
         self._subs = {}  # subscription id -> Subscription
+        # MESSAGEs for the dispatcher. Not bounded on purpose: the receiver thread that fills
+        # it also reads RECEIPTs, and blocking it behind a slow callback could deadlock a
+        # callback that sends. The broker's prefetch bounds it for client/client-individual
+        # subscriptions; an auto-ack subscription's credit returns on the socket write, so a
+        # slow auto-ack callback lets it grow (README, Prefetch).
         self._deliveries = queue.SimpleQueue()
         self._need_reconnect = threading.Event()
         self._connecting = None  # the stomp.py connection _open() is trying
