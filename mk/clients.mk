@@ -22,9 +22,18 @@ clients-deps: clients-deps-python clients-deps-ruby clients-deps-js
 
 clients-deps-python: $(CLIENTS_PY_STAMP)
 
-$(CLIENTS_PY_STAMP): $(CLIENTS_DIR)/python/requirements.txt
+# stompbox-client (clients/python) goes in editable, so the examples and tests always run the
+# working copy; it is reinstalled when its packaging or a module changes, and also when the
+# venv lacks it (a stamp left by an older checkout, or `pip uninstall`).
+CLIENTS_PY_PKG := $(CLIENTS_DIR)/python/pyproject.toml $(wildcard $(CLIENTS_DIR)/python/stompbox_client/*.py)
+ifeq ($(wildcard $(CLIENTS_VENV)/lib/python*/site-packages/stompbox_client-*.dist-info),)
+.PHONY: $(CLIENTS_PY_STAMP)
+endif
+
+$(CLIENTS_PY_STAMP): $(CLIENTS_DIR)/python/requirements.txt $(CLIENTS_PY_PKG)
 	@test -x $(CLIENTS_VENV)/bin/python || $(CLIENTS_PYTHON) -m venv $(CLIENTS_VENV)
 	$(CLIENTS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	$(CLIENTS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e $(CLIENTS_DIR)/python
 	@touch $@
 
 # Debian's ruby-stomp is the stomp gem; minitest ships with Debian's ruby. apt-get update
