@@ -18,7 +18,8 @@ start_timeout="${STOMPBOX_START_TIMEOUT:-30}"
 
 case "$lang" in
   python) tests=("$root/.venv/bin/python" -m pytest -p no:cacheprovider "$root/clients/python") ;;
-  ruby) tests=(ruby "$root/clients/ruby/test_smoke.rb") ;;
+  # Every clients/ruby/test_*.rb, as `node --test` takes every *.test.js of clients/js.
+  ruby) tests=(ruby -e 'Dir[File.join(ARGV.shift, "test_*.rb")].sort.each { |f| require f }' "$root/clients/ruby") ;;
   js) tests=(node --test "$root/clients/js/") ;;
   *)
     echo "usage: $0 python|ruby|js" >&2

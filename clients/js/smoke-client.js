@@ -44,14 +44,16 @@ function withDeadline(promise, ms, what) {
 
 /** One stompit connection of a given STOMP version plus what the broker sent on it. */
 class SmokeClient {
-  static async open(version) {
-    const c = new SmokeClient(version);
+  /** `options.port`: another broker's STOMP port than STOMP_PORT's. */
+  static async open(version, options = {}) {
+    const c = new SmokeClient(version, options.port);
     await c._connect();
     return c;
   }
 
-  constructor(version) {
+  constructor(version, brokerPort = port()) {
     this.version = version;
+    this.port = brokerPort;
     this.client = null;
     this.error = null;
     this._messages = [];
@@ -63,7 +65,7 @@ class SmokeClient {
   _connect() {
     const connectHeaders = { host: 'localhost', 'accept-version': this.version };
     const connected = new Promise((resolve, reject) => {
-      stompit.connect({ host: HOST, port: port(), connectHeaders }, (err, client) => {
+      stompit.connect({ host: HOST, port: this.port, connectHeaders }, (err, client) => {
         if (err) {
           reject(err);
           return;
@@ -187,4 +189,4 @@ class SmokeClient {
   }
 }
 
-module.exports = { SmokeClient, fresh, ackMode, describe, TIMEOUT_MS };
+module.exports = { SmokeClient, fresh, ackMode, describe, withDeadline, HOST, TIMEOUT_MS };

@@ -42,14 +42,14 @@ module StompboxSmoke
   class Client
     attr_reader :version, :conn, :connected
 
-    # `extra` CONNECT headers, e.g. 'client-id' for a durable subscriber.
-    def initialize(version, extra = {})
+    # `extra` CONNECT headers, e.g. 'client-id' for a durable subscriber; `port` another broker's.
+    def initialize(version, extra = {}, port: StompboxSmoke.port)
       @version = version
       # The gem speaks 1.0 unless CONNECT carries accept-version (and then it wants host).
       headers = version == '1.0' ? {} : { 'accept-version' => version, 'host' => 'localhost' }
       headers = headers.merge(extra)
       @conn = Stomp::Connection.new(
-        hosts: [{ login: '', passcode: '', host: HOST, port: StompboxSmoke.port }],
+        hosts: [{ login: '', passcode: '', host: HOST, port: port }],
         reliable: false,
         connect_timeout: TIMEOUT.to_i,
         connect_headers: headers
