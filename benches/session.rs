@@ -56,6 +56,7 @@ impl Bench {
             network: Default::default(),
             advisory_listeners: Default::default(),
             durables: Default::default(),
+            auth: stompbox::security::Authenticator::start(&Default::default()).expect("auth"),
         };
         let (tx, answers) = unbounded_channel();
         let mut session = Session::new(SessionId(1), &services, tx);

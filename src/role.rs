@@ -26,9 +26,9 @@ use rusqlite::Connection;
 use crate::admin::{self, AdminState, Role};
 use crate::config::{Config, StepDown};
 use crate::lease::{self, Acquire, FileLock, Identity};
+use crate::reload::Reloadable;
 use crate::shard::{Broker, LOCK_FILE};
 use crate::store::{self, Fence};
-use crate::transport::tls::Tls;
 
 /// After a store failure, a broker leaves the lease to the standbys for this many acquire
 /// intervals (`lease.acquire_interval_ms`) before it competes for it (or its file lock)
@@ -57,10 +57,10 @@ pub enum Event {
 /// Runs the broker until a signal: standby until the lease is ours, then master until a
 /// signal (clean stop) or a step-down (back to standby, or exit per `lease.on_step_down`).
 /// `events` carries [`Event::Signal`] from the caller's signal handler; `tls` is the TLS
-/// listeners' certificate, loaded (and reloaded on SIGHUP) by the caller.
+/// listeners' certificate and the users, loaded (and reloaded on SIGHUP) by the caller.
 pub fn run(
     config: Config,
-    tls: Option<Arc<Tls>>,
+    loaded: Reloadable,
     events_tx: Sender<Event>,
     events: Receiver<Event>,
 ) -> anyhow::Result<()> {
@@ -157,7 +157,7 @@ pub fn run(
                 let _ = failed_tx.send(Event::StoreFailed(why));
             }),
         };
-        let broker = match Broker::start(config.clone(), Some(fence), tls.clone()) {
+        let broker = match Broker::start(config.clone(), Some(fence), &loaded) {
             Ok(b) => b,
             Err(e) => {
                 let _ = lease::release(&conn, &me, epoch);

@@ -225,6 +225,8 @@ impl Broker {
             network: Default::default(),
             advisory_listeners: Default::default(),
             durables: Default::default(),
+            // No users: CONNECTs are let in without a password check.
+            auth: stompbox::security::Authenticator::start(&Default::default()).expect("auth"),
         };
         let ctx = Ctx::new(
             0,
@@ -465,6 +467,7 @@ impl Client {
             match p {
                 Post::Owner(shard, cmd) => self.router.post(shard, cmd),
                 Post::Store(_) => unreachable!("the harness runs without a store"),
+                Post::Authenticate(_) => unreachable!("the harness has no users"),
             }
         }
     }

@@ -3,13 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::transport::tls::Tls;
+use crate::reload::Reloadable;
 
 mod admin;
 mod bench;
@@ -29,6 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Print an argon2id hash of a password for `[[security.users]]` (`password_hash`).
+    /// Asks for it twice on a terminal; otherwise reads one line from stdin.
+    Passwd,
     /// Load and validate a config file, print the effective configuration, and exit.
     CheckConfig {
         /// The TOML file to check.
@@ -120,6 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             subscription,
             store,
         } => admin::purge(&store, &destination, subscription.as_deref()),
+        Command::Passwd => passwd(),
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
             println!(
@@ -136,11 +139,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// once. The broker is a standby until it holds the lease (see `role`).
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    // Certificate problems stop the process at once, also on a standby.
-    let tls = match config.tls_listeners() {
-        true => Some(Arc::new(Tls::load(&config.tls)?)),
-        false => None,
-    };
+    // Certificate and users problems stop the process at once, also on a standby.
+    let loaded = Reloadable::load(&config)?;
     let (events_tx, events) = std::sync::mpsc::channel();
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -157,7 +157,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ))
     })?;
     let signal_tx = events_tx.clone();
-    let reload = tls.clone();
+    let reload = loaded.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -168,7 +168,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         _ = term.recv() => {}
                         _ = int.recv() => {}
                         _ = hup.recv() => {
-                            reload_tls(reload.as_deref());
+                            reload.reload();
                             continue;
                         }
                     }
@@ -182,16 +182,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }
             });
         })?;
-    crate::role::run(config, tls, events_tx, events)
+    crate::role::run(config, loaded, events_tx, events)
 }
 
-/// SIGHUP: reads the TLS certificate, key and client CA again; a failure keeps the old ones.
-fn reload_tls(tls: Option<&Tls>) {
-    match tls {
-        None => log::info!("SIGHUP: no TLS listener configured, nothing to reload"),
-        Some(tls) => match tls.reload() {
-            Ok(()) => log::info!("SIGHUP: TLS certificate reloaded; new connections use it"),
-            Err(e) => log::error!("SIGHUP: TLS reload failed, keeping the certificate in use: {e}"),
-        },
-    }
+/// `stompbox passwd`: the hash of a password read without echo (or from a pipe).
+fn passwd() -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ")?;
+        let again = rpassword::prompt_password("again: ")?;
+        anyhow::ensure!(first == again, "the two passwords differ");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    let hash = crate::security::users::hash_password(&password).map_err(anyhow::Error::msg)?;
+    println!("{hash}");
+    Ok(())
 }

@@ -97,6 +97,8 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// TLS: the certificate of the `stomp+ssl` and `wss` listeners, and client certificates.
     pub tls: TlsConfig,
+    /// Authentication: users, anonymous access, back-off (docs/security.md).
+    pub security: crate::security::SecurityConfig,
 }
 
 /// STOMP over WebSocket (docs/transports.md).
@@ -399,6 +401,7 @@ impl Default for Config {
             network: Vec::new(),
             websocket: WebSocketConfig::default(),
             tls: TlsConfig::default(),
+            security: crate::security::SecurityConfig::default(),
         }
     }
 }

@@ -487,6 +487,8 @@ pub enum ToSession {
         max: usize,
         token: Option<Token>,
     },
+    /// A CONNECT's password check finished (`security`).
+    Authenticated(Result<crate::security::Principal, crate::security::Refusal>),
     /// This session's subscriber held a topic over its memory limit for longer than
     /// `slow_consumer_timeout_ms` (stalling its producers): it is disconnected.
     SlowConsumer { destination: DestinationName },

@@ -1,12 +1,15 @@
 //! CONNECT/STOMP: protocol version and heart-beat negotiation, the `client-id` claim, and the
 //! CONNECTED answer. Called by the session's dispatch, once per connection.
 
-use super::auth;
+use log::warn;
+
 use super::error::Error;
 use super::services::ConnectionInfo;
 use super::state::{Phase, Session};
+use crate::clock::now_ms;
 use crate::codec::{Command, Frame, Version};
 use crate::message::advisory::Event;
+use crate::security::{Check, Job, Principal, Refusal};
 
 /// The broker's name and version for the CONNECTED `server` header.
 pub const SERVER: &str = concat!("stompbox/", env!("CARGO_PKG_VERSION"));
@@ -31,6 +34,14 @@ impl HeartBeat {
     }
 }
 
+/// A CONNECT whose password check is running: what the rest of CONNECT needs.
+#[derive(Debug)]
+pub(super) struct PendingConnect {
+    frame: Frame,
+    version: Version,
+    beats: (u64, u64),
+}
+
 impl Session {
     pub(super) fn on_connect(&mut self, frame: &Frame, now_ms: u64) -> Result<(), Error> {
         let accept = frame.get("accept-version");
@@ -46,7 +57,72 @@ impl Session {
                 )
             })?,
         };
-        auth::authenticate(frame.get("login"), frame.get("passcode"))?;
+        let login = frame.get("login");
+        match self.auth.check(login, frame.get("passcode"), self.peer_ip) {
+            Check::Accepted(principal) => {
+                self.connected(frame, principal, version, (cx, cy), now_ms)
+            }
+            Check::Refused(why) => Err(self.refused(login, why)),
+            Check::Verify => {
+                // The argon2 check runs on a verifier thread; nothing more is read until
+                // its answer (`ToSession::Authenticated`) comes back.
+                self.posts_authenticate(Job {
+                    login: login.unwrap_or_default().to_string(),
+                    passcode: frame.get("passcode").unwrap_or_default().to_string(),
+                    ip: self.peer_ip,
+                    reply: self.tx.clone(),
+                });
+                self.authenticating = Some(Box::new(PendingConnect {
+                    frame: frame.clone(),
+                    version,
+                    beats: (cx, cy),
+                }));
+                Ok(())
+            }
+        }
+    }
+
+    /// The answer of a password check posted by [`Session::on_connect`].
+    pub(super) fn on_authenticated(&mut self, result: Result<Principal, Refusal>) {
+        let Some(pending) = self.authenticating.take() else {
+            return;
+        };
+        let PendingConnect {
+            frame,
+            version,
+            beats,
+        } = *pending;
+        let receipt = frame.get("receipt").map(str::to_owned);
+        let outcome = match result {
+            Ok(principal) => self.connected(&frame, principal, version, beats, now_ms()),
+            Err(why) => Err(self.refused(frame.get("login"), why)),
+        };
+        if let Err(e) = outcome {
+            self.fail(&e, receipt.as_deref());
+        }
+    }
+
+    /// Logs a refused CONNECT (never the passcode) and gives the client's error, which says
+    /// only that authentication failed.
+    fn refused(&self, login: Option<&str>, why: Refusal) -> Error {
+        warn!(
+            "conn={} peer={} authentication failed for login {:?}: {why}",
+            self.id.0,
+            self.peer,
+            login.unwrap_or("")
+        );
+        Error::AuthenticationFailed
+    }
+
+    /// The rest of CONNECT, once the client is let in as `principal`.
+    fn connected(
+        &mut self,
+        frame: &Frame,
+        principal: Principal,
+        version: Version,
+        (cx, cy): (u64, u64),
+        now_ms: u64,
+    ) -> Result<(), Error> {
         self.own_bridge = frame
             .get(crate::network::status::BRIDGE_TOKEN)
             .is_some_and(|t| self.bridges.is_own(t));
@@ -59,13 +135,15 @@ impl Session {
         let hb = HeartBeat::negotiate(cx, cy, self.config.heart_beat.min_interval_ms);
         self.heart_beat = hb;
         self.version = version;
+        let login = principal.login.clone();
+        self.principal = Some(principal);
         self.phase = Phase::Connected;
         self.connections.insert(ConnectionInfo {
             id: self.id.0,
             peer: self.peer.clone(),
             version: version.as_str().to_string(),
             client_id: self.client_id.clone(),
-            login: frame.get("login").map(str::to_string),
+            login,
             connected_at: now_ms,
             subscriptions: Vec::new(),
         });

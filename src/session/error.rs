@@ -95,6 +95,10 @@ pub enum Error {
     /// A subscriber held its topic over the memory limit too long.
     #[error("slow consumer")]
     SlowConsumer(String),
+    /// CONNECT's credentials were not accepted (which part, the log says; the client is not
+    /// told).
+    #[error("authentication failed")]
+    AuthenticationFailed,
     /// A wildcard destination where one destination is needed (SEND, a durable or browsing
     /// subscription): the destination and why.
     #[error("wildcard destination not allowed here")]
@@ -158,6 +162,7 @@ impl Error {
             Error::ConnectTimeout(ms) => format!("No CONNECT frame arrived within {ms} ms of connecting."),
             Error::HeartBeatTimeout(ms) => format!("Nothing was received from the client for {ms} ms, longer than the negotiated heart-beat allows."),
             Error::FrameStalled(ms) => format!("No byte of the large frame being read arrived for {ms} ms (limits.frame_stall_timeout_ms); the memory it held is needed by other large frames."),
+            Error::AuthenticationFailed => "The login and passcode were not accepted.".into(),
             Error::ShuttingDown => "The broker is shutting down. Reconnect to another broker or retry shortly.".into(),
             Error::ClientIdInUse(id) => format!("Another live connection uses client-id {id:?}. Client ids are unique per broker, since durable subscriptions belong to them."),
             Error::DurableQueue(d) => format!("{d} is a queue; durable subscriptions (activemq.subscriptionName, durable-subscription-name, durable:true) are for /topic/ destinations."),

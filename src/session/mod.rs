@@ -4,12 +4,11 @@
 //! (`connect.rs`, `send.rs`, `subscriptions.rs`, `acks.rs`, `transactions.rs`, `receipts.rs`,
 //! `outbox.rs`; the table in `state.rs` says which owns what). All of it is sans-IO: frames,
 //! owner answers and `now` in; bytes to write and commands to post out. `task.rs` alone does
-//! I/O, time and posting. `error.rs` is the catalogue of ERROR frames, `auth.rs` the
-//! authentication hook, `services.rs` what sessions share with the rest of the broker, `frame_budget.rs` the
+//! I/O, time and posting. `error.rs` is the catalogue of ERROR frames (authentication is
+//! `crate::security`'s), `services.rs` what sessions share with the rest of the broker, `frame_budget.rs` the
 //! broker-wide budget for large frames.
 
 mod acks;
-mod auth;
 mod connect;
 mod error;
 mod frame_budget;

@@ -34,6 +34,8 @@ pub struct Services {
     pub frames: Arc<super::FrameBudget>,
     /// The network bridges' status, for the admin endpoint.
     pub network: Arc<crate::network::status::Bridges>,
+    /// Who may connect (CONNECT's login and passcode).
+    pub auth: Arc<crate::security::Authenticator>,
 }
 
 /// Live connections and their subscriptions, for the admin API. Touched on CONNECT,

@@ -59,6 +59,8 @@ pub enum Post {
     Owner(usize, ToOwner),
     /// To the store writer: a COMMIT's store transaction (only with a store).
     Store(StoreCommit),
+    /// To the verifier threads: a CONNECT's password check.
+    Authenticate(crate::security::Job),
 }
 
 /// One connection's protocol state.
@@ -90,6 +92,14 @@ pub struct Session {
     pub(super) durables: Arc<crate::message::advisory::Durables>,
     /// The peer, for the admin API.
     pub(super) peer: String,
+    /// The client's address (from the PROXY header behind a load balancer), for the
+    /// authentication back-off.
+    pub(super) peer_ip: Option<std::net::IpAddr>,
+    pub(super) auth: Arc<crate::security::Authenticator>,
+    /// A CONNECT waiting for its password check: the frame, version and heart-beats.
+    pub(super) authenticating: Option<Box<super::connect::PendingConnect>>,
+    /// Who the client is, once connected.
+    pub(super) principal: Option<crate::security::Principal>,
     /// Shards this session said Hello to (so it says Goodbye, and DISCONNECT's barrier goes
     /// to each).
     pub(super) said_hello: Vec<bool>,
@@ -130,6 +140,10 @@ impl Session {
             connections: services.connections.clone(),
             durables: services.durables.clone(),
             peer: String::new(),
+            peer_ip: None,
+            auth: services.auth.clone(),
+            authenticating: None,
+            principal: None,
             said_hello: vec![false; shards],
             posts: Vec::new(),
             phase: Phase::Connecting,
@@ -149,6 +163,16 @@ impl Session {
     /// Names the peer (address, or the client behind a load balancer) for the admin API.
     pub fn set_peer(&mut self, peer: &str) {
         self.peer = peer.to_string();
+    }
+
+    /// The client's address, for the authentication back-off.
+    pub fn set_peer_ip(&mut self, ip: Option<std::net::IpAddr>) {
+        self.peer_ip = ip;
+    }
+
+    /// Queues a CONNECT's password check.
+    pub(super) fn posts_authenticate(&mut self, job: crate::security::Job) {
+        self.posts.push(Post::Authenticate(job));
     }
 
     /// Where the session is in its life.
@@ -172,6 +196,7 @@ impl Session {
     pub fn wants_read(&self) -> bool {
         let limits = &self.config.limits;
         matches!(self.phase, Phase::Connecting | Phase::Connected)
+            && self.authenticating.is_none()
             && !self.transactions.committing()
             && self.window.is_open(limits)
             && self.receipts.len() < limits.max_pending_receipts
@@ -214,6 +239,7 @@ impl Session {
                 redelivery_count,
             } => self.write_message(sub, &message, redelivery_count),
             ToSession::Browsed { sub, messages } => self.write_browsed(sub, messages),
+            ToSession::Authenticated(result) => self.on_authenticated(result),
             ToSession::Accepted { token } => {
                 self.window.unanswered_sends = self.window.unanswered_sends.saturating_sub(1);
                 if let Some(t) = token {

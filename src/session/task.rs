@@ -32,6 +32,8 @@ pub struct SessionContext {
     pub peer: String,
     /// Bytes already read from the connection (after a PROXY header).
     pub initial: BytesMut,
+    /// The client's address (the PROXY header's, behind a load balancer).
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// Serves one client connection until it closes. Never panics on client input.
@@ -44,6 +46,7 @@ where
     let config = ctx.services.config.clone();
     let mut session = Session::new(ctx.id, &ctx.services, tx);
     session.set_peer(&ctx.peer);
+    session.set_peer_ip(ctx.ip);
     let mut decoder = Decoder::new(config.limits.clone());
     let mut shutdown = ctx.shutdown.clone();
     let mut rbuf = ctx.initial;
@@ -274,6 +277,7 @@ fn post(session: &mut Session, services: &Services) {
     for p in session.take_posts() {
         match p {
             Post::Owner(shard, cmd) => services.router.post(shard, cmd),
+            Post::Authenticate(job) => services.auth.submit(job),
             Post::Store(commit) => {
                 // The session queues store requests only when the services have a store.
                 if let Some(store) = &services.store {

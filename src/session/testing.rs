@@ -48,6 +48,7 @@ impl Pair {
             network: Default::default(),
             advisory_listeners: Default::default(),
             durables: Default::default(),
+            auth: crate::security::Authenticator::start(&Default::default()).expect("auth"),
         };
         let ctx = Ctx::new(
             0,
@@ -170,6 +171,7 @@ impl Client {
             match p {
                 Post::Owner(shard, cmd) => self.router.post(shard, cmd),
                 Post::Store(_) => unreachable!("the test services have no store"),
+                Post::Authenticate(_) => unreachable!("the test services have no users"),
             }
         }
     }

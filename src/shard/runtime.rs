@@ -25,6 +25,7 @@ use crate::message::audit::NetworkAudit;
 use crate::message::schedule::ScheduleCmd;
 use crate::message::virtual_topic::VirtualTopics;
 use crate::message::{DestinationName, IdAllocator, QueueKey, Router, SessionId, ToOwner};
+use crate::reload::Reloadable;
 use crate::session::{self, ClientIds, Connections, FrameBudget, Services, SessionContext};
 use crate::store::{self, Fence, IdReservation, Request, StoreError, StoreTx, WriterConfig};
 use crate::transport::tls::Tls;
@@ -102,13 +103,14 @@ impl Broker {
     /// Opens and recovers the store, binds the listeners and starts every shard. Returns once
     /// the broker accepts clients. `fence` is the lease it writes under (see `lease`); the
     /// caller holds that lease, which is what keeps two brokers off one store.
-    /// `tls` is the certificate of the TLS listeners, loaded by the caller once per process
-    /// (and reloaded by it on SIGHUP); required when `config` has TLS listeners.
+    /// `loaded` holds the TLS certificate (required when `config` has TLS listeners) and
+    /// the users, loaded by the caller once per process (and reloaded by it on SIGHUP).
     pub fn start(
         config: Config,
         fence: Option<Fence>,
-        tls: Option<Arc<Tls>>,
+        loaded: &Reloadable,
     ) -> Result<Broker, StartError> {
+        let tls = loaded.tls.clone();
         if config.tls_listeners() && tls.is_none() {
             return Err(StartError::NoTls);
         }
@@ -266,6 +268,7 @@ impl Broker {
                 config.limits.large_frames_budget_bytes as u64,
             )),
             network: Arc::default(),
+            auth: loaded.auth.clone(),
         });
         let shared = Arc::new(Shared {
             config,
@@ -550,14 +553,14 @@ fn accept(
     debug!("conn={} peer={peer} accepted on {}", id.0, kind.name());
     sessions.spawn_local(async move {
         let mut stream = stream;
-        let (peer, initial) = if proxy {
+        let (peer, ip, initial) = if proxy {
             match proxy::read_header(&mut stream, timeout).await {
                 Ok((client, rest)) => {
                     let label = match client {
                         Some(c) => format!("{c} (via {peer})"),
                         None => peer.to_string(),
                     };
-                    (label, rest)
+                    (label, client.unwrap_or(peer).ip(), rest)
                 }
                 Err(e) => {
                     warn!("conn={} peer={peer} refused: {e}", id.0);
@@ -565,7 +568,7 @@ fn accept(
                 }
             }
         } else {
-            (peer.to_string(), BytesMut::new())
+            (peer.to_string(), peer.ip(), BytesMut::new())
         };
         let peer = match kind {
             Kind::Stomp => peer,
@@ -577,6 +580,7 @@ fn accept(
             shutdown,
             peer,
             initial: BytesMut::new(),
+            ip: Some(ip),
         };
         let t = &shared.transports;
         match kind {

@@ -86,10 +86,19 @@ impl Client {
     /// Like [`Client::open`] within `timeout`, returning the error.
     pub fn try_open(addr: SocketAddr, timeout: Duration) -> io::Result<Client> {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(POLL))?;
-        stream.set_write_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Client {
+        Ok(Client::from_stream(stream))
+    }
+
+    /// A client over a connection already open (e.g. one that sent a PROXY header).
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_nodelay(true).expect("set_nodelay");
+        stream
+            .set_read_timeout(Some(POLL))
+            .expect("set_read_timeout");
+        stream
+            .set_write_timeout(Some(Duration::from_secs(30)))
+            .expect("set_write_timeout");
+        Client {
             stream,
             buf: Vec::with_capacity(64 * 1024),
             start: 0,
@@ -101,7 +110,7 @@ impl Client {
             closed: false,
             connected: false,
             next_receipt: 0,
-        })
+        }
     }
 
     /// Opens a connection and completes CONNECT/CONNECTED at 1.2 with `extra` headers, all

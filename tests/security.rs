@@ -1,0 +1,260 @@
+//! Authentication end to end against the built binary: users with argon2id hashes made by
+//! `stompbox passwd`, what a client with wrong credentials sees (and what it does not learn),
+//! anonymous access, the per-address back-off (behind the PROXY protocol too), users
+//! reloaded on SIGHUP, and passcodes kept out of logs and the admin API.
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::broker::Broker;
+use support::client::Client;
+use support::frame::connect_frame;
+use support::WAIT;
+
+/// User `app`'s password, and a wrong one: strings nothing else in a log contains.
+const RIGHT: &str = "R1ght-pass-4413";
+const WRONG: &str = "Wr0ng-pass-7731";
+
+/// The hash `stompbox passwd` prints for `password` (read from a pipe).
+fn passwd(password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stompbox"))
+        .arg("passwd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("stompbox passwd");
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "stompbox passwd failed");
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+    hash
+}
+
+/// `[security]` with user `app` (password [`RIGHT`], group `users`) and `extra` keys.
+fn config(extra: &str) -> String {
+    format!(
+        "[security]\n{extra}\nusers = [ {{ login = \"app\", password_hash = \"{}\", groups = [\"users\"] }} ]\n",
+        passwd(RIGHT)
+    )
+}
+
+/// CONNECT with `login`/`passcode` (each omitted when None): the broker's first frame.
+fn connect(
+    b: &Broker,
+    login: Option<&str>,
+    passcode: Option<&str>,
+) -> (Client, support::frame::Frame) {
+    let mut extra = Vec::new();
+    if let Some(l) = login {
+        extra.push(("login", l));
+    }
+    if let Some(p) = passcode {
+        extra.push(("passcode", p));
+    }
+    let mut c = b.raw();
+    c.send_frame(&connect_frame("1.2", &extra).header("receipt", "c"));
+    let f = c.expect_frame(WAIT);
+    (c, f)
+}
+
+fn assert_refused(c: &mut Client, f: &support::frame::Frame) {
+    assert_eq!(f.command, "ERROR", "{f:?}");
+    assert_eq!(f.get("message"), Some("authentication failed"));
+    // Nothing says which part was wrong.
+    let body = f.text().to_lowercase();
+    assert!(
+        !body.contains("unknown") && !body.contains("user"),
+        "{body}"
+    );
+    c.expect_closed(WAIT);
+}
+
+#[test]
+fn wrong_credentials_are_refused_alike_and_right_ones_connect() {
+    let broker = Broker::start_with_config(&config("anonymous = false"));
+    let (mut c, f) = connect(&broker, Some("app"), Some(WRONG));
+    assert_refused(&mut c, &f);
+    let wrong_password = f.text();
+    let (mut c, f) = connect(&broker, Some("nobody"), Some(RIGHT));
+    assert_refused(&mut c, &f);
+    assert_eq!(
+        f.text(),
+        wrong_password,
+        "unknown user and wrong password look the same"
+    );
+    let (mut c, f) = connect(&broker, None, None);
+    assert_refused(&mut c, &f);
+    let (mut c, f) = connect(&broker, Some("app"), Some(RIGHT));
+    assert_eq!(f.command, "CONNECTED", "{f:?}");
+    c.send_sync("/queue/ok", "in", &[]);
+    // The log says why each was refused, never with the passcode.
+    let log = broker.log_text();
+    assert!(
+        log.contains("authentication failed for login \"nobody\""),
+        "{log}"
+    );
+    assert!(
+        !log.contains(WRONG) && !log.contains(RIGHT),
+        "a passcode in the log"
+    );
+    // The admin API shows who is connected, not their passcode.
+    let connections = broker.admin_get("/api/connections").unwrap();
+    assert!(
+        connections.contains("\"app\"") && !connections.contains(RIGHT),
+        "{connections}"
+    );
+}
+
+#[test]
+fn anonymous_access_when_on_and_logins_still_checked_once_users_exist() {
+    let broker = Broker::start_with_config(&config("anonymous = true"));
+    let (_c, f) = connect(&broker, None, None);
+    assert_eq!(f.command, "CONNECTED");
+    let (mut c, f) = connect(&broker, Some("app"), Some(WRONG));
+    assert_refused(&mut c, &f);
+    // Without users (the shipped config), any login is let in: nothing to check it against.
+    let open = Broker::start();
+    let (_c, f) = connect(&open, Some("whoever"), Some("whatever"));
+    assert_eq!(f.command, "CONNECTED");
+}
+
+#[test]
+fn frames_sent_behind_a_connect_wait_for_its_password_check() {
+    let broker = Broker::start_with_config(&config("anonymous = false"));
+    let mut consumer_side = {
+        let (c, f) = connect(&broker, Some("app"), Some(RIGHT));
+        assert_eq!(f.command, "CONNECTED");
+        c
+    };
+    consumer_side.subscribe("/queue/piped", "s", "auto", &[]);
+    // CONNECT and SEND in one write, twice: with the wrong passcode the SEND has no effect.
+    for (passcode, body) in [(WRONG, "refused"), (RIGHT, "accepted")] {
+        let mut c = broker.raw();
+        let mut bytes = connect_frame("1.2", &[("login", "app"), ("passcode", passcode)]).encode();
+        bytes
+            .extend(support::frame::send_frame("/queue/piped", body, &[("receipt", "r")]).encode());
+        c.send_raw(&bytes);
+        let f = c.expect_frame(WAIT);
+        if passcode == WRONG {
+            assert_refused(&mut c, &f);
+        } else {
+            assert_eq!(f.command, "CONNECTED");
+            c.expect("RECEIPT", WAIT);
+        }
+    }
+    consumer_side.expect_body("accepted");
+    consumer_side.expect_silence(Duration::from_millis(300));
+}
+
+#[test]
+fn an_address_that_keeps_failing_waits_and_others_do_not_behind_the_proxy_protocol() {
+    let broker = Broker::start_with_config(&format!(
+        "proxy_protocol = true\n{}",
+        config("anonymous = false\nfailures_before_backoff = 2\nbackoff_initial_ms = 600000\nbackoff_max_ms = 600000")
+    ));
+    let from = |ip: &str, passcode: &str| {
+        let mut s = TcpStream::connect(broker.addr()).unwrap();
+        s.write_all(format!("PROXY TCP4 {ip} 127.0.0.1 40000 61613\r\n").as_bytes())
+            .unwrap();
+        let mut c = Client::from_stream(s);
+        c.send_frame(&connect_frame(
+            "1.2",
+            &[("login", "app"), ("passcode", passcode)],
+        ));
+        c.expect_frame(WAIT)
+    };
+    for _ in 0..2 {
+        assert_eq!(from("198.51.100.1", "guess").command, "ERROR");
+    }
+    // The right password now waits out the back-off; another client address is not held.
+    let held = from("198.51.100.1", RIGHT);
+    assert_eq!(held.get("message"), Some("authentication failed"));
+    assert_eq!(from("198.51.100.2", RIGHT).command, "CONNECTED");
+    let log = broker.log_text();
+    assert!(log.contains("198.51.100.1 failed too often"), "{log}");
+    assert!(log.contains("backing off"), "{log}");
+    let metrics = broker.admin_get("/metrics").unwrap();
+    assert!(
+        metrics.contains("stompbox_auth_refused_total{reason=\"backoff\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn users_in_the_users_file_are_reloaded_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.toml");
+    std::fs::write(&file, "").unwrap();
+    let mut broker = Broker::start_with_config(&format!(
+        "[security]\nanonymous = false\nusers_file = {file:?}\n"
+    ));
+    let (mut c, f) = connect(&broker, Some("late"), Some("pw"));
+    assert_refused(&mut c, &f);
+    std::fs::write(
+        &file,
+        format!(
+            "[[users]]\nlogin = \"late\"\npassword_hash = \"{}\"\n",
+            passwd("pw")
+        ),
+    )
+    .unwrap();
+    broker.signal(libc::SIGHUP);
+    support::eventually(WAIT, || {
+        let (_c, f) = connect(&broker, Some("late"), Some("pw"));
+        (f.command == "CONNECTED").then_some(()).ok_or(f.command)
+    });
+    // A broken file on SIGHUP keeps the users in use.
+    std::fs::write(
+        &file,
+        "[[users]]\nlogin = \"late\"\npassword_hash = \"plain\"\n",
+    )
+    .unwrap();
+    broker.signal(libc::SIGHUP);
+    support::eventually(WAIT, || {
+        let log = broker.log_text();
+        log.contains("users reload failed")
+            .then_some(())
+            .ok_or("not yet")
+    });
+    let (_c, f) = connect(&broker, Some("late"), Some("pw"));
+    assert_eq!(f.command, "CONNECTED");
+}
+
+#[test]
+fn a_bad_users_entry_stops_the_broker_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stompbox.toml");
+    std::fs::write(
+        &config,
+        "[security]\nusers = [ { login = \"app\", password_hash = \"secret\" } ]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stompbox"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--admin-bind",
+            "127.0.0.1:0",
+        ])
+        .args(["--ws-bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"app\"") && err.contains("stompbox passwd"),
+        "{err}"
+    );
+}
