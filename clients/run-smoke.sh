@@ -5,8 +5,8 @@
 #
 # Builds nothing: expects target/debug/stompbox (override with STOMPBOX_BIN) and the
 # language's dependencies (`make clients-deps`). Starts the broker on a free port with a
-# temporary data dir, runs the tests with STOMP_HOST/STOMP_PORT set, always stops the broker
-# and removes the temporary dirs, and exits with the tests' status. The tests get
+# temporary data dir, runs the tests with STOMP_HOST/STOMP_PORT and STOMP_WS_URL set, always
+# stops the broker and removes the temporary dirs, and exits with the tests' status. The tests get
 # STOMPBOX_BIN too, to start brokers of their own (clients/pair.sh: a master/standby pair).
 set -euo pipefail
 
@@ -96,9 +96,18 @@ while [[ -z "$port" ]]; do
   sleep 0.1
 done
 
-echo "run-smoke: $lang against stompbox on 127.0.0.1:$port (pid $broker_pid)"
+# The same line names the WebSocket listener (ws=HOST:PORT), for the STOMP over WebSocket tests.
+ws_addr="$(sed -n 's/^stompbox listening .* ws=\([^ ]*\).*$/\1/p' "$log_dir/stdout" | head -n 1)"
+if [[ -z "$ws_addr" ]]; then
+  echo "run-smoke: the listening line names no ws= listener" >&2
+  show_broker_log
+  exit 1
+fi
+
+echo "run-smoke: $lang against stompbox on 127.0.0.1:$port, ws://$ws_addr/stomp (pid $broker_pid)"
 status=0
-STOMPBOX_BIN="$bin" STOMP_HOST=127.0.0.1 STOMP_PORT="$port" "${tests[@]}" || status=$?
+STOMPBOX_BIN="$bin" STOMP_HOST=127.0.0.1 STOMP_PORT="$port" STOMP_WS_URL="ws://$ws_addr/stomp" \
+  "${tests[@]}" || status=$?
 if [[ "$status" -ne 0 ]]; then
   echo "run-smoke: $lang smoke tests failed with status $status" >&2
   show_broker_log

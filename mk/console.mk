@@ -1,9 +1,10 @@
-# The web console's browser test (tests/console/): headless Debian Chromium driven by npm
-# playwright-core, against target/debug/stompbox (the Makefile builds it before tests run).
+# The browser tests (tests/console/) of the web console and of the web client page at /client/:
+# headless Debian Chromium driven by npm playwright-core, against target/debug/stompbox (the
+# Makefile builds it before tests run).
 #
 #   make console-deps   install chromium (apt) when /usr/bin/chromium is missing, and
 #                       tests/console/node_modules (npm ci) when it is older than the lock
-#   make test-console   the browser test (node --test); it fails, saying so, when Chromium
+#   make test-console   the browser tests (node --test); they fail, saying so, when Chromium
 #                       is still missing after console-deps
 
 CONSOLE_DIR := $(CURDIR)/tests/console

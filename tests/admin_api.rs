@@ -588,6 +588,59 @@ fn the_console_is_served_at_the_root() {
     assert!(page.body.contains("X-Stompbox-Request"));
 }
 
+/// The STOMP over WebSocket client page (clients/js/browser/) and the @stomp/stompjs bundle it
+/// loads are embedded in the binary and served next to the console, behind the same `Host`
+/// check. `make test-console` drives the page in Chromium.
+#[test]
+fn the_web_client_page_and_its_bundle_are_served() {
+    let broker = Broker::start();
+    let admin = broker.admin_addr();
+
+    let page = get(admin, "/client/");
+    assert_eq!(page.status, 200);
+    assert_eq!(page.content_type(), Some("text/html; charset=utf-8"));
+    assert!(page.body.contains("<title>stompbox web client</title>"));
+    assert_eq!(
+        page.body,
+        include_str!("../clients/js/browser/index.html"),
+        "served as written"
+    );
+    // It loads the bundle from beside itself, not from a CDN.
+    assert!(page
+        .body
+        .contains(r#"<script src="stomp.umd.min.js"></script>"#));
+
+    let bundle = get(admin, "/client/stomp.umd.min.js");
+    assert_eq!(bundle.status, 200);
+    assert_eq!(
+        bundle.content_type(),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(
+        bundle.body,
+        include_str!("../clients/js/browser/stomp.umd.min.js")
+    );
+    assert!(bundle.body.contains("StompJs"));
+
+    // Without the slash, a redirect to it: the page's relative links need it.
+    let bare = get(admin, "/client");
+    assert_eq!(bare.status, 308);
+    assert_eq!(bare.header("location"), Some("/client/"));
+
+    // The console links to it.
+    assert!(get(admin, "/").body.contains(r#"href="client/""#));
+
+    // The same Host guard as every other page: a rebinding name gets 421.
+    let rebound = request_with(
+        admin,
+        "GET",
+        "/client/",
+        &[("Host", &format!("evil.example:{}", admin.port()))],
+        "",
+    );
+    assert_eq!(rebound.status, 421);
+}
+
 /// An emptied destination stays listed, with its counters, in `/api/destinations` and
 /// `/metrics` while it is idle (`idle_timeout_ms`, 5 minutes by default): a purge, or a
 /// consumer draining it, does not make what it did disappear.

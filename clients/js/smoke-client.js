@@ -127,13 +127,16 @@ class SmokeClient {
       this._fail(err);
       return;
     }
-    // stompit streams frames: the next frame is parsed only once this body is read.
-    message.readString('utf-8', (readErr, body) => {
-      if (readErr) {
-        this._fail(readErr);
-        return;
-      }
-      const msg = { headers: message.headers, body, frame: message };
+    // stompit streams frames: the next frame is parsed only once this body is read. Read it
+    // as bytes, so a binary body (websocket.test.js) arrives intact; `body` is its UTF-8 text.
+    const chunks = [];
+    message.on('readable', () => {
+      for (let chunk; (chunk = message.read()) !== null;) chunks.push(chunk);
+    });
+    message.on('error', (readErr) => this._fail(readErr));
+    message.on('end', () => {
+      const bytes = Buffer.concat(chunks);
+      const msg = { headers: message.headers, body: bytes.toString('utf8'), bytes, frame: message };
       const waiter = this._waiters.shift();
       if (waiter) waiter.resolve(msg);
       else this._messages.push(msg);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -287,4 +287,18 @@ pub async fn delete(
 /// `GET /`: the web console (plain HTML and JS, no build step).
 pub async fn console() -> Html<&'static str> {
     Html(include_str!("console.html"))
+}
+
+/// `GET /client/`: the STOMP over WebSocket web client (clients/js/browser/index.html).
+pub async fn client_page() -> Html<&'static str> {
+    Html(include_str!("../../clients/js/browser/index.html"))
+}
+
+/// `GET /client/stomp.umd.min.js`: the @stomp/stompjs bundle the client page loads, vendored
+/// in clients/js/browser/ (VENDORED.md) so that `cargo build` needs no npm.
+pub async fn client_bundle() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../clients/js/browser/stomp.umd.min.js"),
+    )
 }

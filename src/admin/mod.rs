@@ -9,6 +9,8 @@
 //!   `/api/messages?destination=…` (browse), `POST /api/purge?destination=…`,
 //!   `POST /api/delete?destination=…`: the admin API (`api.rs`, docs/admin-api.md).
 //! - `GET /`: the web console (`console.html`).
+//! - `GET /client/`: a STOMP over WebSocket client page, and `/client/stomp.umd.min.js`, the
+//!   @stomp/stompjs bundle it loads (both from clients/js/browser/, embedded at build time).
 //!
 //! Every request first passes `guard.rs`: the `Host` check against DNS rebinding, and for a
 //! state change the `Origin` and `X-Stompbox-Request` checks against cross-site requests.
@@ -20,7 +22,7 @@ use std::thread::JoinHandle;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -162,6 +164,10 @@ pub fn start(
 fn router(state: Arc<AdminState>, guard: Arc<Guard>) -> Router {
     Router::new()
         .route("/", get(api::console))
+        // Relative links in the page (its bundle, the console) need the trailing slash.
+        .route("/client", get(|| async { Redirect::permanent("/client/") }))
+        .route("/client/", get(api::client_page))
+        .route("/client/stomp.umd.min.js", get(api::client_bundle))
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
         .route("/api/lease", get(lease))
