@@ -258,3 +258,92 @@ fn a_bad_users_entry_stops_the_broker_with_the_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn reads_and_writes_follow_the_authorization_entries() {
+    let hash = passwd(RIGHT);
+    let broker = Broker::start_with_config(&format!(
+        r#"[security]
+anonymous = true
+users = [
+  {{ login = "shop", password_hash = "{hash}", groups = ["shop"] }},
+  {{ login = "auditor", password_hash = "{hash}", groups = ["audit"] }},
+]
+[[security.authorization]]
+match = "/queue/orders.>"
+read = ["shop", "audit"]
+write = ["shop"]
+[[security.authorization]]
+match = "/topic/ActiveMQ.Advisory.>"
+read = ["*"]
+"#
+    ));
+    let login = |user: &str| {
+        let (c, f) = connect(&broker, Some(user), Some(RIGHT));
+        assert_eq!(f.command, "CONNECTED", "{f:?}");
+        c
+    };
+    // Allowed: shop writes, the auditor reads what shop wrote.
+    let mut shop = login("shop");
+    shop.send_sync("/queue/orders.new", "o-1", &[]);
+    let mut auditor = login("auditor");
+    auditor.subscribe("/queue/orders.new", "a", "auto", &[]);
+    auditor.expect_body("o-1");
+    // Denied write: ActiveMQ's words, the receipt answered with the ERROR, nothing stored.
+    let mut c = login("auditor");
+    c.send_frame(&support::frame::send_frame(
+        "/queue/orders.new",
+        "forged",
+        &[("receipt", "w"), ("persistent", "true")],
+    ));
+    let e = c.expect_frame(WAIT);
+    assert_eq!(e.command, "ERROR");
+    assert_eq!(
+        e.get("message"),
+        Some("User auditor is not authorized to write to: queue://orders.new")
+    );
+    assert_eq!(e.get("receipt-id"), Some("w"));
+    c.expect_closed(WAIT);
+    auditor.expect_silence(Duration::from_millis(300));
+    // Denied read: no entry for the destination, and a wildcard broader than the entries.
+    for dest in ["/queue/payroll", "/queue/>"] {
+        let mut c = login("shop");
+        c.send_frame(
+            &support::frame::Frame::new("SUBSCRIBE")
+                .header("destination", dest)
+                .header("id", "s")
+                .header("receipt", "r"),
+        );
+        let e = c.expect_frame(WAIT);
+        assert_eq!(e.command, "ERROR", "{dest}: {e:?}");
+        assert!(e.get("message").unwrap().contains("not authorized to read from"), "{e:?}");
+    }
+    // Anonymous connections: advisories ("*") yes, orders no; a composite SEND with one
+    // forbidden part sends nothing.
+    let (mut anon, f) = connect(&broker, None, None);
+    assert_eq!(f.command, "CONNECTED");
+    anon.subscribe("/topic/ActiveMQ.Advisory.Queue", "adv", "auto", &[("receipt", "ok")]);
+    anon.expect("RECEIPT", WAIT);
+    let mut consumer = login("shop");
+    consumer.subscribe("/queue/orders.mixed", "m", "auto", &[]);
+    let mut writer = login("shop");
+    writer.send_frame(&support::frame::send_frame(
+        "/queue/orders.mixed,/queue/payroll",
+        "both",
+        &[("receipt", "c")],
+    ));
+    let e = writer.expect_frame(WAIT);
+    assert_eq!(e.get("message"), Some("User shop is not authorized to write to: queue://payroll"));
+    consumer.expect_silence(Duration::from_millis(300));
+    // Temporary destinations: the creator reads its own, anyone may reply to it.
+    let mut requester = login("shop");
+    requester.subscribe("/temp-queue/replies", "t", "auto", &[("receipt", "t")]);
+    requester.expect("RECEIPT", WAIT);
+    requester.send_sync("/queue/orders.req", "ask", &[("reply-to", "/temp-queue/replies")]);
+    let mut responder = login("auditor");
+    responder.subscribe("/queue/orders.req", "q", "auto", &[]);
+    let req = responder.expect_body("ask");
+    let reply_to = req.get("reply-to").unwrap().to_string();
+    responder.send_sync(&reply_to, "answer", &[]);
+    requester.expect_body("answer");
+}

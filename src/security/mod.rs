@@ -16,6 +16,7 @@
 //! login is checked against a dummy hash, so a refusal takes as long whether or not the
 //! login exists, and every refusal says only `authentication failed`.
 
+pub mod authz;
 mod backoff;
 pub mod users;
 
@@ -29,6 +30,7 @@ use log::{info, warn};
 use serde::{Deserialize, Serialize};
 
 use crate::message::{SessionTx, ToSession};
+use authz::{AuthorizationEntry, Operation, Rules};
 use backoff::Backoff;
 use users::{UserEntry, Users};
 
@@ -54,6 +56,9 @@ pub struct SecurityConfig {
     /// The first wait (ms); it doubles with each further failure, up to `backoff_max_ms`.
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
+    /// Which groups may read (SUBSCRIBE, browse) and write (SEND) which destinations
+    /// (`authz.rs`); none: everyone may do everything.
+    pub authorization: Vec<AuthorizationEntry>,
 }
 
 impl Default for SecurityConfig {
@@ -65,11 +70,12 @@ impl Default for SecurityConfig {
             failures_before_backoff: 5,
             backoff_initial_ms: 1_000,
             backoff_max_ms: 60_000,
+            authorization: Vec::new(),
         }
     }
 }
 
-/// Who a connection is.
+/// Who a connection is. The default is an anonymous connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The login, for logs and the admin API (the claimed one for an unchecked login).
@@ -77,6 +83,12 @@ pub struct Principal {
     pub groups: Vec<String>,
     /// The login was checked against a password hash.
     pub authenticated: bool,
+}
+
+impl Default for Principal {
+    fn default() -> Principal {
+        Principal::anonymous(None)
+    }
 }
 
 impl Principal {
@@ -132,6 +144,7 @@ impl std::fmt::Debug for Job {
 pub struct Authenticator {
     settings: SecurityConfig,
     users: RwLock<Arc<Users>>,
+    rules: Rules,
     /// Per login, the digest of the credentials last verified.
     verified: Mutex<std::collections::HashMap<String, [u8; 64]>>,
     key: [u8; 32],
@@ -153,6 +166,7 @@ impl Authenticator {
     /// Loads the users (an error names the bad entry).
     pub fn start(settings: &SecurityConfig) -> Result<Arc<Authenticator>, String> {
         let users = Users::load(&settings.users, settings.users_file.as_deref())?;
+        let rules = Rules::new(&settings.authorization)?;
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| format!("no randomness: {e}"))?;
         Ok(Arc::new(Authenticator {
@@ -163,6 +177,7 @@ impl Authenticator {
             )),
             settings: settings.clone(),
             users: RwLock::new(Arc::new(users)),
+            rules,
             verified: Mutex::default(),
             key,
             dummy: OnceLock::new(),
@@ -200,6 +215,21 @@ impl Authenticator {
             }
             Mutex::new(tx)
         })
+    }
+
+    /// Whether any authorization entry is configured (else everything is allowed).
+    pub fn authorizes(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// Whether `who` may do `op` on `destination`.
+    pub fn allows(
+        &self,
+        who: &Principal,
+        op: Operation,
+        destination: &crate::message::DestinationName,
+    ) -> bool {
+        self.rules.allows(who, op, destination)
     }
 
     /// Users configured.

@@ -9,6 +9,7 @@ use super::state::{Phase, Session};
 use crate::clock::now_ms;
 use crate::codec::{Command, Frame, Version};
 use crate::message::advisory::Event;
+use crate::security::authz::Operation;
 use crate::security::{Check, Job, Principal, Refusal};
 
 /// The broker's name and version for the CONNECTED `server` header.
@@ -34,6 +35,58 @@ impl HeartBeat {
     }
 }
 
+impl Session {
+    /// Fails unless the connection's user may do `op` on `destination`; answers from a
+    /// per-connection memo (at most [`AUTHORIZED_MEMO`] destinations) after the first time.
+    pub(super) fn authorize(
+        &mut self,
+        op: Operation,
+        destination: &crate::message::DestinationName,
+    ) -> Result<(), Error> {
+        if !self.auth.authorizes() || self.own_bridge {
+            return Ok(());
+        }
+        let key = (op, destination.as_str().to_string());
+        let allowed = match self.authorized.get(&key) {
+            Some(a) => *a,
+            None => {
+                let anonymous = Principal::default();
+                let who = self.principal.as_ref().unwrap_or(&anonymous);
+                let a = self.auth.allows(who, op, destination);
+                if self.authorized.len() >= AUTHORIZED_MEMO {
+                    self.authorized.clear();
+                }
+                self.authorized.insert(key, a);
+                a
+            }
+        };
+        if allowed {
+            return Ok(());
+        }
+        let user = self
+            .principal
+            .as_ref()
+            .and_then(|p| p.login.clone())
+            .unwrap_or_else(|| crate::security::ANONYMOUS.to_string());
+        let named = match destination.kind() {
+            crate::message::Kind::Queue => format!("queue://{}", destination.name()),
+            crate::message::Kind::Topic => format!("topic://{}", destination.name()),
+        };
+        warn!(
+            "conn={} peer={} user {user} denied {} {}",
+            self.id.0,
+            self.peer,
+            op.phrase(),
+            destination.as_str()
+        );
+        metrics::counter!("stompbox_authorization_denied_total").increment(1);
+        Err(Error::NotAuthorized(user, op, named))
+    }
+}
+
+/// Destinations whose authorization a connection remembers.
+const AUTHORIZED_MEMO: usize = 1024;
+
 /// A CONNECT whose password check is running: what the rest of CONNECT needs.
 #[derive(Debug)]
 pub(super) struct PendingConnect {
@@ -58,7 +111,20 @@ impl Session {
             })?,
         };
         let login = frame.get("login");
-        match self.auth.check(login, frame.get("passcode"), self.peer_ip) {
+        // This broker's own bridges (they hold its secret) are the broker itself: no password
+        // check, no authorization rules.
+        self.own_bridge = frame
+            .get(crate::network::status::BRIDGE_TOKEN)
+            .is_some_and(|t| self.bridges.is_own(t));
+        let check = match self.own_bridge {
+            true => Check::Accepted(Principal {
+                login: Some("stompbox-bridge".into()),
+                groups: Vec::new(),
+                authenticated: true,
+            }),
+            false => self.auth.check(login, frame.get("passcode"), self.peer_ip),
+        };
+        match check {
             Check::Accepted(principal) => {
                 self.connected(frame, principal, version, (cx, cy), now_ms)
             }
@@ -123,9 +189,6 @@ impl Session {
         (cx, cy): (u64, u64),
         now_ms: u64,
     ) -> Result<(), Error> {
-        self.own_bridge = frame
-            .get(crate::network::status::BRIDGE_TOKEN)
-            .is_some_and(|t| self.bridges.is_own(t));
         if let Some(id) = frame.get("client-id") {
             if !self.client_ids.claim(id) {
                 return Err(Error::ClientIdInUse(id.to_string()));

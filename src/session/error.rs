@@ -99,6 +99,10 @@ pub enum Error {
     /// told).
     #[error("authentication failed")]
     AuthenticationFailed,
+    /// The connection's user may not do this to this destination (`[[security.authorization]]`):
+    /// the user, the operation and the destination.
+    #[error("not authorized")]
+    NotAuthorized(String, crate::security::authz::Operation, String),
     /// A wildcard destination where one destination is needed (SEND, a durable or browsing
     /// subscription): the destination and why.
     #[error("wildcard destination not allowed here")]
@@ -137,6 +141,10 @@ impl Error {
             Error::Limit(name, max) => format!("limit exceeded: {name} ({max})"),
             Error::Selector(_, e) => e.to_string(),
             Error::NoSuchTemp(d) | Error::ForeignTemp(d) => format!("{other}: {d}", other = self),
+            // ActiveMQ's words, which clients written for it may look for.
+            Error::NotAuthorized(user, op, d) => {
+                format!("User {user} is not authorized to {}: {d}", op.phrase())
+            }
             other => other.to_string(),
         }
     }
@@ -163,6 +171,7 @@ impl Error {
             Error::HeartBeatTimeout(ms) => format!("Nothing was received from the client for {ms} ms, longer than the negotiated heart-beat allows."),
             Error::FrameStalled(ms) => format!("No byte of the large frame being read arrived for {ms} ms (limits.frame_stall_timeout_ms); the memory it held is needed by other large frames."),
             Error::AuthenticationFailed => "The login and passcode were not accepted.".into(),
+            Error::NotAuthorized(..) => format!("{}. The broker's [[security.authorization]] entries do not give this user's groups that right; nothing was sent or subscribed.", self.message()),
             Error::ShuttingDown => "The broker is shutting down. Reconnect to another broker or retry shortly.".into(),
             Error::ClientIdInUse(id) => format!("Another live connection uses client-id {id:?}. Client ids are unique per broker, since durable subscriptions belong to them."),
             Error::DurableQueue(d) => format!("{d} is a queue; durable subscriptions (activemq.subscriptionName, durable-subscription-name, durable:true) are for /topic/ destinations."),

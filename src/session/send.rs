@@ -84,6 +84,9 @@ impl Session {
         let transaction = frame.get("transaction").map(str::to_owned);
         let receipt = frame.get("receipt").map(str::to_owned);
         let mut destinations = self.composite(required(frame, "destination")?)?;
+        for d in &destinations {
+            self.authorize(crate::security::authz::Operation::Write, d)?;
+        }
         let fanned = self.virtual_topic_queues(&destinations);
         self.resolve_reply_to(&mut frame.headers.0)?;
         let explicit_expiry = frame.get("expires").is_some();

@@ -100,6 +100,9 @@ pub struct Session {
     pub(super) authenticating: Option<Box<super::connect::PendingConnect>>,
     /// Who the client is, once connected.
     pub(super) principal: Option<crate::security::Principal>,
+    /// Authorization answers already worked out (`authorize`).
+    pub(super) authorized:
+        std::collections::HashMap<(crate::security::authz::Operation, String), bool>,
     /// Shards this session said Hello to (so it says Goodbye, and DISCONNECT's barrier goes
     /// to each).
     pub(super) said_hello: Vec<bool>,
@@ -144,6 +147,7 @@ impl Session {
             auth: services.auth.clone(),
             authenticating: None,
             principal: None,
+            authorized: Default::default(),
             said_hello: vec![false; shards],
             posts: Vec::new(),
             phase: Phase::Connecting,

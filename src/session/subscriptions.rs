@@ -81,6 +81,7 @@ impl Session {
             ));
         }
         let destination = self.destination(dest)?;
+        self.authorize(crate::security::authz::Operation::Read, &destination)?;
         if destination.is_temp()
             && !self.temps.owns(&destination)
             && !self.is_temp_route(&destination, frame)

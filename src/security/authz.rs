@@ -1,0 +1,179 @@
+//! Authorization: which groups may `read` (SUBSCRIBE, browse), `write` (SEND) a destination,
+//! as ActiveMQ's `authorizationEntry` says it, from `[[security.authorization]]` entries that
+//! match destinations with wildcards.
+//!
+//! - No entries at all: everything is allowed (ActiveMQ without its authorization plugin).
+//! - Otherwise an operation is allowed when the connection's user is in one of the groups the
+//!   entries that match the destination grant it — the union over every matching entry, as
+//!   ActiveMQ's `DefaultAuthorizationMap` does — and denied when no entry matches.
+//!   The group `"*"` stands for every connection (anonymous ones too).
+//! - A wildcard subscription (`/topic/prices.>`) is checked as the pattern it is: an entry
+//!   must match the pattern itself (`/topic/prices.>` or `/topic/>`), so a wildcard cannot
+//!   reach destinations its subscriber may not read one by one.
+//! - Temporary destinations are not matched by entries: any connection may send to one (it is
+//!   someone's reply-to), and only its creator may subscribe (the session checks that).
+//! - Advisory topics are topics like any other: subscribing to
+//!   `/topic/ActiveMQ.Advisory.Consumer.Queue.orders` needs `read` on it (an entry for
+//!   `/topic/ActiveMQ.Advisory.>`).
+
+use serde::{Deserialize, Serialize};
+
+use super::Principal;
+use crate::message::wildcard;
+use crate::message::{DestinationName, Kind};
+
+/// One `[[security.authorization]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationEntry {
+    /// The destinations it covers: `/queue/…` or `/topic/…` with `*` and `>` wildcards.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Groups that may SUBSCRIBE (and browse).
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// Groups that may SEND.
+    #[serde(default)]
+    pub write: Vec<String>,
+}
+
+/// What a frame does to a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Read,
+    Write,
+}
+
+impl Operation {
+    /// As ActiveMQ's message says it: `read from`, `write to`.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Operation::Read => "read from",
+            Operation::Write => "write to",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Rule {
+    kind: Kind,
+    name: String,
+    read: Vec<String>,
+    write: Vec<String>,
+}
+
+/// The entries, checked.
+#[derive(Debug, Default)]
+pub struct Rules(Vec<Rule>);
+
+impl Rules {
+    /// Checks every entry; the error names the bad one.
+    pub fn new(entries: &[AuthorizationEntry]) -> Result<Rules, String> {
+        let mut rules = Vec::with_capacity(entries.len());
+        for e in entries {
+            let (kind, name) = if let Some(n) = e.pattern.strip_prefix("/queue/") {
+                (Kind::Queue, n)
+            } else if let Some(n) = e.pattern.strip_prefix("/topic/") {
+                (Kind::Topic, n)
+            } else {
+                return Err(format!(
+                    "security.authorization match {:?} must begin with /queue/ or /topic/",
+                    e.pattern
+                ));
+            };
+            if name.is_empty() || name.split('.').any(str::is_empty) {
+                return Err(format!(
+                    "security.authorization match {:?}: empty name or segment",
+                    e.pattern
+                ));
+            }
+            rules.push(Rule {
+                kind,
+                name: name.to_string(),
+                read: e.read.clone(),
+                write: e.write.clone(),
+            });
+        }
+        Ok(Rules(rules))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `who` may do `op` on `destination`.
+    pub fn allows(&self, who: &Principal, op: Operation, destination: &DestinationName) -> bool {
+        if self.0.is_empty() || destination.is_temp() {
+            return true;
+        }
+        let name = destination.name();
+        self.0
+            .iter()
+            .filter(|r| r.kind == destination.kind() && wildcard::matches(&r.name, name))
+            .flat_map(|r| match op {
+                Operation::Read => &r.read,
+                Operation::Write => &r.write,
+            })
+            .any(|g| g == "*" || who.groups.iter().any(|mine| mine == g))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(pattern: &str, read: &[&str], write: &[&str]) -> AuthorizationEntry {
+        AuthorizationEntry {
+            pattern: pattern.into(),
+            read: read.iter().map(|s| s.to_string()).collect(),
+            write: write.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn who(groups: &[&str]) -> Principal {
+        Principal {
+            login: Some("u".into()),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            authenticated: true,
+        }
+    }
+
+    fn d(name: &str) -> DestinationName {
+        DestinationName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn groups_of_every_matching_entry_are_granted_and_nothing_else() {
+        let rules = Rules::new(&[
+            entry("/queue/orders.>", &["shop"], &["shop"]),
+            entry("/queue/orders.audit", &["audit"], &[]),
+            entry("/topic/ActiveMQ.Advisory.>", &["*"], &[]),
+        ])
+        .unwrap();
+        let (shop, audit, other) = (who(&["shop"]), who(&["audit"]), who(&["misc"]));
+        assert!(rules.allows(&shop, Operation::Write, &d("/queue/orders.new")));
+        assert!(rules.allows(&shop, Operation::Read, &d("/queue/orders.audit")));
+        assert!(rules.allows(&audit, Operation::Read, &d("/queue/orders.audit")));
+        assert!(!rules.allows(&audit, Operation::Write, &d("/queue/orders.audit")));
+        assert!(!rules.allows(&audit, Operation::Read, &d("/queue/orders.new")));
+        // No entry matches: denied.
+        assert!(!rules.allows(&shop, Operation::Write, &d("/queue/payroll")));
+        assert!(!rules.allows(&shop, Operation::Read, &d("/topic/orders.new")));
+        // "*": everyone, for reading advisories here.
+        assert!(rules.allows(&other, Operation::Read, &d("/topic/ActiveMQ.Advisory.Queue")));
+        assert!(!rules.allows(&other, Operation::Write, &d("/topic/ActiveMQ.Advisory.Queue")));
+        // Wildcard subscriptions are checked as patterns.
+        assert!(rules.allows(&shop, Operation::Read, &d("/queue/orders.*")));
+        assert!(!rules.allows(&shop, Operation::Read, &d("/queue/>")));
+        // Temporary destinations are not the entries' business.
+        assert!(rules.allows(&other, Operation::Write, &d("/temp-queue/reply")));
+        assert!(Rules::default().allows(&other, Operation::Write, &d("/queue/x")));
+    }
+
+    #[test]
+    fn bad_patterns_are_named() {
+        let err = Rules::new(&[entry("orders", &[], &[])]).unwrap_err();
+        assert!(err.contains("\"orders\""), "{err}");
+        assert!(Rules::new(&[entry("/queue/a..b", &[], &[])]).is_err());
+    }
+}
