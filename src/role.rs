@@ -72,7 +72,7 @@ pub fn run(
     conn.busy_timeout(Duration::from_millis(config.lease.renew_interval_ms))?;
 
     let state = AdminState::new(String::new(), db_path.clone());
-    let (admin_addr, _admin) = admin::start(&config.admin, state.clone())
+    let (admin_addr, _admin) = admin::start(&config.admin, state.clone(), loaded.auth.clone())
         .with_context(|| format!("cannot listen on admin address {}", config.admin.bind))?;
     let me = Identity::new(admin_addr.to_string());
     state.set_holder(&me.holder);

@@ -357,3 +357,126 @@ read = ["*"]
     responder.send_sync(&reply_to, "answer", &[]);
     requester.expect_body("answer");
 }
+
+// --- the admin endpoint ----------------------------------------------------------------------
+
+#[test]
+fn the_admin_endpoint_wants_an_admin_or_the_token_except_for_health_and_metrics() {
+    use base64::Engine;
+    use support::http::request_with;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let token = "t0ken-for-scripts-5566";
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let hash = passwd(RIGHT);
+    let broker = Broker::start_with_config(&format!(
+        r#"[admin]
+auth = "always"
+token_file = {token_file:?}
+[security]
+users = [
+  {{ login = "ops", password_hash = "{hash}", groups = ["admins"] }},
+  {{ login = "app", password_hash = "{hash}", groups = ["users"] }},
+]
+"#
+    ));
+    let admin = broker.admin_addr();
+    let host = admin.to_string();
+    let get = |path: &str, auth: Option<String>| {
+        let mut headers = vec![("Host", host.as_str())];
+        let value;
+        if let Some(a) = auth {
+            value = a;
+            headers.push(("Authorization", value.as_str()));
+        }
+        request_with(admin, "GET", path, &headers, "")
+    };
+    let basic = |user: &str, pass: &str| {
+        let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        Some(format!("Basic {b}"))
+    };
+    // Open to load balancers and Prometheus.
+    assert_eq!(get("/health", None).status, 200);
+    assert_eq!(get("/metrics", None).status, 200);
+    // Everything else: 401 with a Basic challenge (a browser then asks), 403 for a user not
+    // in admin_group, 200 for an admin or the token.
+    for path in ["/", "/api/destinations", "/api/connections", "/client/"] {
+        let r = get(path, None);
+        assert_eq!(r.status, 401, "{path}");
+        assert!(
+            r.header("www-authenticate")
+                .unwrap()
+                .starts_with("Basic realm="),
+            "{path}"
+        );
+    }
+    assert_eq!(get("/api/destinations", basic("ops", WRONG)).status, 401);
+    assert_eq!(get("/api/destinations", basic("app", RIGHT)).status, 403);
+    assert_eq!(get("/api/destinations", basic("ops", RIGHT)).status, 200);
+    assert_eq!(get("/", basic("ops", RIGHT)).status, 200);
+    assert_eq!(
+        get("/api/connections", Some(format!("Bearer {token}"))).status,
+        200
+    );
+    assert_eq!(
+        get("/api/connections", Some("Bearer not-the-token".into())).status,
+        401
+    );
+    // A state change with credentials (and the CSRF header) works.
+    let mut c = broker.connect("1.2");
+    c.send_sync("/queue/purge-me", "x", &[]);
+    let auth = basic("ops", RIGHT).unwrap();
+    let purge = request_with(
+        admin,
+        "POST",
+        "/api/purge?destination=/queue/purge-me",
+        &[
+            ("Host", &host),
+            ("Authorization", &auth),
+            ("X-Stompbox-Request", "1"),
+        ],
+        "",
+    );
+    assert_eq!(purge.status, 200, "{}", purge.body);
+    let without = request_with(
+        admin,
+        "POST",
+        "/api/purge?destination=/queue/purge-me",
+        &[("Host", &host), ("X-Stompbox-Request", "1")],
+        "",
+    );
+    assert_eq!(without.status, 401);
+    // Neither the passcode nor the token is in the log.
+    let log = broker.log_text();
+    assert!(
+        !log.contains(RIGHT) && !log.contains(token),
+        "a secret in the log"
+    );
+}
+
+#[test]
+fn an_admin_endpoint_reachable_from_other_hosts_cannot_be_left_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stompbox.toml");
+    std::fs::write(&config, "[admin]\nauth = \"never\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stompbox"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--admin-bind",
+            "0.0.0.0:0",
+        ])
+        .args(["--ws-bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("admin.auth") && err.contains("0.0.0.0"),
+        "{err}"
+    );
+}

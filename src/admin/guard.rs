@@ -1,7 +1,7 @@
 //! The checks every admin request passes before its handler: `Host` against DNS rebinding, and
 //! for a state change, `Origin` and a request header against cross-site requests (CSRF).
 //!
-//! The endpoint has no authentication (docs/admin-api.md): anyone who can open a TCP connection
+//! On loopback the endpoint asks for no credentials (`auth.rs`; docs/admin-api.md): anyone who can open a TCP connection
 //! to it can do anything. These checks only keep a web page the operator happens to visit from
 //! using the operator's browser, which can reach the endpoint, as a way in:
 //!

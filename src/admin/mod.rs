@@ -56,6 +56,7 @@ pub struct Status {
 }
 
 mod api;
+mod auth;
 mod guard;
 pub mod metrics;
 
@@ -126,7 +127,43 @@ impl AdminState {
 pub fn start(
     config: &AdminConfig,
     state: Arc<AdminState>,
+    users: Arc<crate::security::Authenticator>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let token = match &config.token_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("admin.token_file {}: {e}", path.display()),
+                )
+            })?;
+            let token = text.trim().to_string();
+            if token.len() < 16 {
+                return Err(std::io::Error::other(format!(
+                    "admin.token_file {}: the token must be at least 16 characters",
+                    path.display()
+                )));
+            }
+            Some(token)
+        }
+    };
+    let required = config.needs_auth();
+    if required && token.is_none() && users.users() == 0 {
+        log::warn!(
+            "admin: {} needs credentials (admin.auth) but no [security] users and no \
+             admin.token_file are configured: only {:?} are reachable",
+            config.bind,
+            config.open_paths
+        );
+    }
+    let auth = Arc::new(auth::AdminAuth {
+        required,
+        group: config.admin_group.clone(),
+        token,
+        open_paths: config.open_paths.clone(),
+        auth: users,
+    });
     let listener = std::net::TcpListener::bind(config.bind)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -153,7 +190,9 @@ pub fn start(
                         return;
                     }
                 };
-                if let Err(e) = axum::serve(listener, router(state, guard)).await {
+                let app =
+                    router(state, guard, auth).into_make_service_with_connect_info::<SocketAddr>();
+                if let Err(e) = axum::serve(listener, app).await {
                     log::error!("admin: server failed: {e}");
                 }
             });
@@ -161,7 +200,7 @@ pub fn start(
     Ok((addr, handle))
 }
 
-fn router(state: Arc<AdminState>, guard: Arc<Guard>) -> Router {
+fn router(state: Arc<AdminState>, guard: Arc<Guard>, auth: Arc<auth::AdminAuth>) -> Router {
     Router::new()
         .route("/", get(api::console))
         // Relative links in the page (its bundle, the console) need the trailing slash.
@@ -179,6 +218,8 @@ fn router(state: Arc<AdminState>, guard: Arc<Guard>) -> Router {
         .route("/api/purge", axum::routing::post(api::purge))
         .route("/api/delete", axum::routing::post(api::delete))
         .with_state(state)
+        // The Host check first (outermost), then credentials.
+        .layer(axum::middleware::from_fn_with_state(auth, auth::enforce))
         .layer(axum::middleware::from_fn_with_state(guard, guard::enforce))
 }
 

@@ -207,6 +207,39 @@ pub struct AdminConfig {
     /// name was re-pointed at this address (DNS rebinding) may read the API as its own origin,
     /// and only the `Host` header it sends gives it away, so names must be trusted here.
     pub allowed_hosts: Vec<AllowedHost>,
+    /// Whether requests need credentials (docs/security.md): `auto` (the default) when the
+    /// endpoint is bound beyond loopback, `always`, or `never` (refused beyond loopback).
+    pub auth: AdminAuth,
+    /// Users of `[security]` in this group may use the endpoint (HTTP Basic).
+    pub admin_group: String,
+    /// A file holding a bearer token that also admits (`Authorization: Bearer …`), for
+    /// scripts and monitoring; read at start.
+    pub token_file: Option<PathBuf>,
+    /// Paths answered without credentials (what load balancers and Prometheus call).
+    pub open_paths: Vec<String>,
+}
+
+/// When the admin endpoint asks for credentials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminAuth {
+    /// When bound to an address other hosts can reach.
+    #[default]
+    Auto,
+    Always,
+    /// Never (only on a loopback bind).
+    Never,
+}
+
+impl AdminConfig {
+    /// Whether requests (other than `open_paths`) need credentials.
+    pub fn needs_auth(&self) -> bool {
+        match self.auth {
+            AdminAuth::Always => true,
+            AdminAuth::Never => false,
+            AdminAuth::Auto => !self.bind.ip().is_loopback(),
+        }
+    }
 }
 
 impl Default for AdminConfig {
@@ -214,6 +247,10 @@ impl Default for AdminConfig {
         AdminConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8161)),
             allowed_hosts: Vec::new(),
+            auth: AdminAuth::Auto,
+            admin_group: "admins".into(),
+            token_file: None,
+            open_paths: vec!["/health".into(), "/metrics".into()],
         }
     }
 }
@@ -550,6 +587,13 @@ impl Config {
             }
         }
         self.check_transports().map_err(ConfigError::Invalid)?;
+        if self.admin.auth == AdminAuth::Never && !self.admin.bind.ip().is_loopback() {
+            return bad(format!(
+                "admin.auth = \"never\" but admin.bind {} is reachable from other hosts: \
+                 the admin API can purge and delete queues; use auth = \"auto\"",
+                self.admin.bind
+            ));
+        }
         if self.shards > 1024 {
             return bad(format!("shards must be <= 1024 (got {})", self.shards));
         }

@@ -288,8 +288,19 @@ impl Authenticator {
 
     /// The argon2 check, on a verifier thread.
     fn verify(&self, job: &Job) -> Result<Principal, Refusal> {
+        self.verify_now(&job.login, &job.passcode, job.ip)
+    }
+
+    /// The argon2 check on the calling thread (which must be one that may block: a verifier
+    /// thread, or tokio's blocking pool for the admin endpoint).
+    pub fn verify_now(
+        &self,
+        login: &str,
+        passcode: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Principal, Refusal> {
         let users = self.users.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let user = users.get(&job.login);
+        let user = users.get(login);
         let dummy = self.dummy.get_or_init(|| {
             let mut random = [0u8; 32];
             let _ = getrandom::fill(&mut random);
@@ -298,23 +309,23 @@ impl Authenticator {
         let hash = user.map_or(dummy.as_str(), |u| u.hash.as_str());
         // Verified with the parameters the hash names.
         let ok = users::hasher()
-            .verify_password(job.passcode.as_bytes(), hash)
+            .verify_password(passcode.as_bytes(), hash)
             .is_ok();
         match (ok, user) {
             (true, Some(user)) => {
-                if let Some(ip) = job.ip {
+                if let Some(ip) = ip {
                     self.lock_backoff().succeeded(ip);
                 }
                 self.lock_verified()
-                    .insert(job.login.clone(), self.digest(&job.login, &job.passcode));
+                    .insert(login.to_string(), self.digest(login, passcode));
                 Ok(Principal {
-                    login: Some(job.login.clone()),
+                    login: Some(login.to_string()),
                     groups: user.groups.clone(),
                     authenticated: true,
                 })
             }
             _ => {
-                self.failed(job.ip);
+                self.failed(ip);
                 Err(Refusal::Credentials)
             }
         }
