@@ -66,7 +66,9 @@ class Stompit {
   static connect(opts) {
     const stompit = clientsRequire('stompit');
     const connectHeaders = { host: 'localhost', 'accept-version': '1.2', 'heart-beat': '0,0' };
-    if (opts.login !== undefined) Object.assign(connectHeaders, { login: opts.login, passcode: opts.passcode });
+    if (opts.login !== undefined) {
+      Object.assign(connectHeaders, { login: opts.login, passcode: opts.passcode });
+    }
     return new Promise((resolve, reject) => {
       stompit.connect({ host: opts.host, port: opts.port, connectHeaders }, (err, client) => {
         if (err) {
