@@ -813,12 +813,12 @@ sys) per 100,000 messages: *client* is the client process (getrusage, `Process.t
 `process.cpuUsage`: every thread) and *broker* the broker process (`/proc/PID/stat`: the
 `java` process for ActiveMQ), both over that same window, read by the client script itself;
 for `stompbox bench` both are read by bench.sh around the whole process. *Client cores* is
-the client's CPU time divided by that window: 1.00 is one core kept busy (Python and Ruby
-run their Python/Ruby code on one core at a time; Node on one). When the client's CPU per
-message is many times the broker's and the client keeps about a core busy, the client
-library is the bottleneck: a faster broker changes
-the msg/s little, and the ratio between brokers in the top table is far below the
-`stompbox bench` one. The broker column then says what each broker spends per message for
+the client's CPU time divided by that window: 1.00 is one core kept busy. Python and Ruby
+run their own code on one core at a time (GIL, GVL) and Node runs JavaScript on one thread;
+their garbage collector and I/O threads can take it a little past 1.00. When the client's
+CPU per message is many times the broker's and the client keeps about a core busy, the
+client library is the bottleneck: a faster broker changes the msg/s little, and the ratio
+between brokers in the top table is far below the `stompbox bench` one. The broker column then says what each broker spends per message for
 the same client. stompit gets `setNoDelay(true)` on its socket (it sets it itself only with
 heart-beats; without, each receipted SEND waits ~40 ms for a delayed ACK); the stomp gem and
 ws disable Nagle by default, and stomp.py writes each frame in one call. The persistent rows
