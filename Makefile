@@ -63,8 +63,11 @@ fuzz-check:
 # same run, ActiveMQ and RabbitMQ (scripts/bench.sh: installs Debian's activemq and
 # rabbitmq-server when missing, skips a broker that cannot run, prints one table with ratios and
 # writes docs/benchmarks.md + docs/benchmarks.png; BENCH_BROKERS=stompbox for stompbox alone).
-# Then a network of three stompbox brokers: throughput across one bridge and two hops as ratios
-# to one broker in the same run (BENCH_NET_ONLY=1 runs only these; docs/network.md).
+# On the same brokers, the client libraries applications use (stomp.py, the stomp gem, stompit
+# over TCP, @stomp/stompjs over WebSocket; scripts/compare/clients/, installed by clients-deps)
+# with their CPU and the broker's (BENCH_CLIENTS=0 skips them, BENCH_CLIENTS_ONLY=1 runs only
+# these). Then a network of three stompbox brokers: throughput across one bridge and two hops
+# as ratios to one broker in the same run (BENCH_NET_ONLY=1 runs only these; docs/network.md).
 bench:
 	$(CARGO) bench --bench codec
 	$(CARGO) bench --bench session

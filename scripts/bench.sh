@@ -29,6 +29,20 @@
 # forwards the backlog with no client running, timed from a's /api/network. The network
 # brokers allow 256 MiB per destination in memory, so the non-persistent backlog fits.
 #
+# Real clients (stompbox and ActiveMQ; BENCH_CLIENTS_BROKERS): on the first instance, after
+# the timed scenarios (the JVM is warm), one producer and one consumer (auto ack) in one
+# client process send 256 B messages to a queue of their own, with the client libraries
+# applications use (scripts/compare/clients/): stomp.py (py_bench.py), the stomp gem
+# (rb_bench.rb), stompit over TCP and @stomp/stompjs over WebSocket (js_bench.js), next to
+# `stompbox bench` itself (Rust) with the same counts. Each prints msg/s and its own CPU
+# seconds and reads the broker's from /proc/PID/stat over the same window, so the report can
+# say which side was the bottleneck. Per client: BENCH_CLIENTS_N non-persistent messages
+# flat out; BENCH_CLIENTS_P persistent ones, each sent with a receipt that the producer waits
+# for; BENCH_CLIENTS_LAT round trips, one message in flight (`stompbox bench`: the same count
+# at a fixed 1,000 msg/s, as it has no round-trip mode). The WebSocket client runs where the
+# broker has a WebSocket listener (stompbox's; Debian's ActiveMQ has none). The client
+# libraries are installed with `make clients-deps` (.venv, Debian ruby-stomp, npm ci).
+#
 # Environment:
 #   BENCH_BROKERS="stompbox activemq rabbitmq"   which brokers, in this order
 #   BENCH_SECONDS=5      length of each timed scenario
@@ -39,9 +53,16 @@
 #   BENCH_NET=50000      messages per non-persistent network-of-brokers scenario (0 skips them)
 #   BENCH_NET_P=10000    messages per persistent network-of-brokers scenario
 #   BENCH_NET_ONLY=      1: only the network-of-brokers scenarios (no other broker, no baselines)
+#   BENCH_CLIENTS=1      0: no real-client scenarios
+#   BENCH_CLIENTS_ONLY=  1: per broker only a warm-up and the real-client scenarios
+#   BENCH_CLIENTS_BROKERS="stompbox activemq"   which of BENCH_BROKERS the clients run against
+#   BENCH_CLIENTS_N=20000   non-persistent messages per real-client run
+#   BENCH_CLIENTS_P=2000    persistent receipted messages per real-client run (0 skips them)
+#   BENCH_CLIENTS_LAT=2000  round trips per real-client latency run (0 skips them)
+#   BENCH_CLIENTS_REPEAT=3  rounds of the real-client runs; the table shows the median
 #   BENCH_OUT=target/bench-results.jsonl   raw results, one JSON object a line
 #   BENCH_DOC=docs/benchmarks.md           the report (plot: same name, .png); empty: table only
-#   CARGO=cargo
+#   CARGO=cargo          (CARGO_TARGET_DIR: where the release stompbox is built and run from)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +74,13 @@ BENCH_IDLE=${BENCH_IDLE:-2000}
 BENCH_NET=${BENCH_NET:-50000}
 BENCH_NET_P=${BENCH_NET_P:-10000}
 BENCH_NET_ONLY=${BENCH_NET_ONLY:-}
+BENCH_CLIENTS=${BENCH_CLIENTS:-1}
+BENCH_CLIENTS_ONLY=${BENCH_CLIENTS_ONLY:-}
+BENCH_CLIENTS_BROKERS=${BENCH_CLIENTS_BROKERS:-stompbox activemq}
+BENCH_CLIENTS_N=${BENCH_CLIENTS_N:-20000}
+BENCH_CLIENTS_P=${BENCH_CLIENTS_P:-2000}
+BENCH_CLIENTS_LAT=${BENCH_CLIENTS_LAT:-2000}
+BENCH_CLIENTS_REPEAT=${BENCH_CLIENTS_REPEAT:-3}
 BENCH_OUT=${BENCH_OUT:-target/bench-results.jsonl}
 BENCH_DOC=${BENCH_DOC-docs/benchmarks.md}
 CARGO=${CARGO:-cargo}
@@ -127,10 +155,14 @@ bench() {
         [ "$b" != stompbox ] || SB_FAILED=1
         return 1
     fi
-    local line rc=0 t0 wall
+    local line rc=0 t0 wall cpu0 cpu1
+    cpu0=$(proc_cpu_s "$BPID")
     t0=$(now_us)
+    times >"$WORK/times0"
     line=$(timeout -k 5 "$limit" "$BIN" "${args[@]}" 2>"$WORK/bench.err") || rc=$?
+    times >"$WORK/times1"
     wall=$(awk -v a="$(now_us)" -v b="$t0" 'BEGIN { printf "%.3f", (a - b) / 1e6 }')
+    cpu1=$(proc_cpu_s "$BPID")
     local cmd
     cmd=$(json_str "$(quote "$BIN" "${args[@]}")")
     if [ "$rc" -ne 0 ] || [ "${line:0:1}" != "{" ]; then
@@ -149,9 +181,17 @@ bench() {
     local rss hwm
     rss=$(proc_kib "$BPID" VmRSS)
     hwm=$(proc_kib "$BPID" VmHWM)
+    # CPU seconds of the load generator (this process, every thread) and of the broker while
+    # it ran, start-up included.
+    local client_cpu broker_cpu=null
+    client_cpu=$(awk -v a="$(times_s "$WORK/times1")" -v b="$(times_s "$WORK/times0")" \
+        'BEGIN { printf "%.3f", a - b }')
+    [ -z "$cpu0" ] || [ -z "$cpu1" ] ||
+        broker_cpu=$(awk -v a="$cpu1" -v b="$cpu0" 'BEGIN { printf "%.2f", a - b }')
     line=${line#\{}
     record "$b" "$key" "\"run\":$RUN" "\"cmd\":$cmd" "\"wall_s\":$wall" "\"rss_kib\":${rss:-null}" \
-        "\"hwm_kib\":${hwm:-null}" "${line%\}}"
+        "\"hwm_kib\":${hwm:-null}" "\"client_cpu_s\":$client_cpu" "\"broker_cpu_s\":$broker_cpu" \
+        "${line%\}}"
 }
 
 # start_instance BROKER N: prepares and starts the broker, waits for its STOMP port, records
@@ -256,6 +296,140 @@ sqlite_baseline() {
     record "$who" "$key" "\"cmd\":$cmd" "${line%\}}"
 }
 
+# client_bench BROKER KEY LABEL COMMAND...: runs one client script of scripts/compare/clients/
+# against the running broker (BPID, whose CPU it reads) and records its JSON line; on failure
+# records why and returns 1.
+client_bench() {
+    local b=$1 key=$2 label=$3
+    shift 3
+    local args=("$@" "${BENCH_AUTH[@]}" --broker-pid "$BPID")
+    echo "bench.sh: $b: $label" >&2
+    if ! alive "$BPID"; then
+        record "$b" "$key" "\"run\":$RUN" "\"failed\":\"broker exited before this scenario\""
+        [ "$b" != stompbox ] || SB_FAILED=1
+        return 1
+    fi
+    local line rc=0 cmd
+    cmd=$(json_str "$(quote "${args[@]}")")
+    line=$(timeout -k 5 300 "${args[@]}" 2>"$WORK/client.err") || rc=$?
+    cp "$WORK/client.err" "$LOGS/$b-$key.err"
+    if [ "${line:0:1}" != "{" ]; then
+        local why="exit $rc"
+        [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || why="timed out after 300 s"
+        alive "$BPID" || why="$why; the broker exited"
+        why="$why: $(grep -v '^\s*$' "$WORK/client.err" | tail -1 || true)"
+        line="{\"failed\":$(json_str "$why")}"
+    fi
+    case $line in *'"failed"'*)
+        echo "bench.sh: $b: '$label' failed: $line" >&2
+        tail -5 "$WORK/client.err" >&2
+        [ "$b" != stompbox ] || SB_FAILED=1
+        rc=1
+        ;;
+    esac
+    line=${line#\{}
+    record "$b" "$key" "\"run\":$RUN" "\"cmd\":$cmd" "${line%\}}"
+    [ "$rc" -eq 0 ]
+}
+
+# Installs the client libraries once (make clients-deps); false, having said why, if that
+# failed.
+CLIENTS_STATE=
+clients_ready() {
+    if [ -z "$CLIENTS_STATE" ]; then
+        echo "bench.sh: client libraries: make clients-deps" >&2
+        if make --no-print-directory clients-deps >"$LOGS/clients-deps.log" 2>&1; then
+            CLIENTS_STATE=ok
+        else
+            CLIENTS_STATE="make clients-deps failed: $(tail -1 "$LOGS/clients-deps.log")"
+            echo "bench.sh: $CLIENTS_STATE; no real-client scenarios" >&2
+        fi
+    fi
+    [ "$CLIENTS_STATE" = ok ]
+}
+
+# The real-client scenarios (see the top of this file) against the running broker, in
+# BENCH_CLIENTS_REPEAT rounds. Keys cl_CLIENT_MODE: CLIENT sb (stompbox bench), py, rb, js
+# (stompit, TCP), jsws (@stomp/stompjs, WebSocket); MODE np, p (persistent, receipted), lat.
+run_clients() {
+    local b=$1 limit=$((S * 10 + 60))
+    [ "$BENCH_CLIENTS" != 0 ] || return 0
+    case " $BENCH_CLIENTS_BROKERS " in *" $b "*) ;; *) return 0 ;; esac
+    if ! clients_ready; then
+        record "$b" cl_unavailable "\"reason\":$(json_str "$CLIENTS_STATE")"
+        return 0
+    fi
+    local dir=scripts/compare/clients py=.venv/bin/python ws=1
+    if [ -z "$WS_PORT" ]; then
+        ws=
+        record "$b" cl_ws_unavailable "\"reason\":$(json_str "$WS_NONE")"
+        echo "bench.sh: $b: no WebSocket client scenarios: $WS_NONE" >&2
+    elif ! wait_port "$WS_PORT" "$BPID" 10; then
+        ws=
+        record "$b" cl_ws_unavailable "\"reason\":\"the WebSocket port did not accept\""
+        [ "$b" != stompbox ] || SB_FAILED=1
+    fi
+    local n=$BENCH_CLIENTS_N p=$BENCH_CLIENTS_P lat=$BENCH_CLIENTS_LAT mode modes=(np) c
+    [ "$p" -le 0 ] || modes+=(p)
+    [ "$lat" -le 0 ] || modes+=(lat)
+    for ((RUN = 1; RUN <= BENCH_CLIENTS_REPEAT; RUN++)); do
+        for mode in "${modes[@]}"; do
+            local count=$n flag=throughput sbflags=() what="non-persistent 256 B"
+            case $mode in
+            p)
+                count=$p flag=persistent sbflags=(--persistent --send sync)
+                what="persistent 256 B, receipt per SEND"
+                ;;
+            lat)
+                count=$lat flag=latency sbflags=(--rate 1000)
+                what="round trips, 256 B"
+                ;;
+            esac
+            local of="$count $what (run $RUN of $BENCH_CLIENTS_REPEAT)" q="/queue/bench.cl.$RUN"
+            if [ "$mode" = lat ]; then
+                of="$count messages at 1,000 msg/s, 256 B (run $RUN of $BENCH_CLIENTS_REPEAT)"
+            fi
+            bench "$b" "cl_sb_$mode" "stompbox bench (TCP): $of" "$limit" \
+                --destination "$q.sb.$mode" --producers 1 --consumers 1 --size 256 \
+                --count "$count" "${sbflags[@]}" || true
+            of="$count $what (run $RUN of $BENCH_CLIENTS_REPEAT)"
+            local common=(--port "$STOMP_PORT" --count "$count" --size 256 --mode "$flag")
+            client_bench "$b" "cl_py_$mode" "stomp.py (TCP): $of" \
+                "$py" "$dir/py_bench.py" "${common[@]}" --destination "$q.py.$mode" || true
+            client_bench "$b" "cl_rb_$mode" "stomp gem (TCP): $of" \
+                ruby "$dir/rb_bench.rb" "${common[@]}" --destination "$q.rb.$mode" || true
+            client_bench "$b" "cl_js_$mode" "stompit (TCP): $of" \
+                node "$dir/js_bench.js" --client stompit "${common[@]}" \
+                --destination "$q.js.$mode" || true
+            [ -n "$ws" ] || continue
+            common[1]=$WS_PORT
+            client_bench "$b" "cl_jsws_$mode" "@stomp/stompjs (WebSocket): $of" \
+                node "$dir/js_bench.js" --client stompjs "${common[@]}" \
+                --destination "$q.jsws.$mode" || true
+        done
+    done
+    RUN=1
+}
+
+# Only the real-client scenarios (BENCH_CLIENTS_ONLY=1), after a warm-up.
+run_broker_clients() {
+    local b=$1 limit=$((S * 10 + 60))
+    case " $BENCH_CLIENTS_BROKERS " in *" $b "*) ;; *) return 0 ;; esac
+    if ! "${b}_available"; then
+        echo "bench.sh: skipping $b" >&2
+        record "$b" unavailable "\"reason\":\"not installed and could not be installed\""
+        return 0
+    fi
+    record "$b" version "\"version\":$(json_str "$("${b}_version")")"
+    if start_instance "$b" 1; then
+        bench "$b" warmup "warm-up, queue (not reported)" "$limit" \
+            --destination /queue/bench.warmup --producers 1 --consumers 1 --size 256 \
+            --duration "${S}s" || true
+        run_clients "$b"
+        stop_instance "$b" 1
+    fi
+}
+
 # The scenario set for one broker.
 run_broker() {
     local b=$1 limit=$((S * 10 + 60))
@@ -296,6 +470,7 @@ run_broker() {
         bench "$b" p8 "persistent queue, 8 sync producers" "$limit" \
             --destination /queue/bench.p8 --persistent --send sync --producers 8 --consumers 1 \
             --size 256 --duration "${S}s" || true
+        run_clients "$b"
         stop_instance "$b" 1
     fi
 
@@ -477,6 +652,10 @@ run_network_set() {
 if [ -n "$BENCH_NET_ONLY" ]; then
     record stompbox version "\"version\":$(json_str "$(stompbox_version)")"
     run_network
+elif [ -n "$BENCH_CLIENTS_ONLY" ]; then
+    for b in $BENCH_BROKERS; do
+        run_broker_clients "$b"
+    done
 else
     for b in $BENCH_BROKERS; do
         run_broker "$b"
@@ -488,6 +667,10 @@ fi
 record meta run "\"started\":\"$STARTED\"" "\"finished\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"" \
     "\"load_start\":\"$LOAD_START\"" "\"load_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"" \
     "\"seconds\":$S" "\"repeat\":$BENCH_REPEAT" "\"fill\":$BENCH_FILL" "\"idle\":$BENCH_IDLE" \
+    "\"clients\":$([ "$BENCH_CLIENTS" = 0 ] && echo false || echo true)" \
+    "\"clients_n\":$BENCH_CLIENTS_N" "\"clients_p\":$BENCH_CLIENTS_P" \
+    "\"clients_lat\":$BENCH_CLIENTS_LAT" "\"clients_repeat\":$BENCH_CLIENTS_REPEAT" \
+    "\"clients_only\":$([ -n "$BENCH_CLIENTS_ONLY" ] && echo true || echo false)" \
     "\"brokers\":$(json_str "$BENCH_BROKERS")" \
     "\"disk\":$(json_str "$(df --output=source,fstype "$WORK" | tail -1 | tr -s ' ')")" \
     "\"work\":$(json_str "$WORK")"

@@ -4,6 +4,9 @@
 # two STOMP connectors on loopback: `stomp://` (blocking I/O, a thread per connection: the
 # distribution's default STOMP connector) for the throughput scenarios and `stomp+nio://` (a
 # selector pool, what ActiveMQ recommends for many connections) for the idle connections.
+# A `ws://` connector (STOMP over WebSocket, for the WebSocket client scenarios) only where
+# the ws transport is installed: it lives in activemq-http with Jetty, which Debian's package
+# leaves out, so with Debian's 5.17 there is none.
 # JVM heap as the upstream 5.17 `bin/env` sets it (-Xms64M -Xmx1G); broker memory limits are
 # left at their defaults (no <systemUsage>); JMX off as in Debian's shipped activemq.xml.
 # scripts/activemq/run.sh (the protocol suite against ActiveMQ) uses activemq_available and
@@ -35,6 +38,14 @@ activemq_available() {
     fi
 }
 
+# True when a jar ActiveMQ loads registers the ws transport (the service file's name is
+# stored uncompressed in the jar's directory, so grep finds it).
+activemq_has_ws() {
+    find -L "$AMQ_HOME/lib" -name '*.jar' -print0 2>/dev/null |
+        xargs -0 -r grep -l -a -F 'META-INF/services/org/apache/activemq/transport/ws' \
+            2>/dev/null | grep -q .
+}
+
 activemq_version() {
     local pkg java
     pkg=$(dpkg-query -W -f '${Version}' activemq 2>/dev/null || echo '?')
@@ -48,6 +59,15 @@ activemq_prepare() {
     mkdir -p "$dir/conf" "$dir/data" "$dir/tmp"
     STOMP_PORT=$(free_port)
     IDLE_PORT=$(free_port)
+    WS_PORT=
+    WS_NONE="Debian's activemq has no ws transport (activemq-http and Jetty are not packaged)"
+    local ws=
+    if activemq_has_ws; then
+        WS_PORT=$(free_port)
+        WS_NONE=
+        ws="
+      <transportConnector name=\"ws\" uri=\"ws://127.0.0.1:$WS_PORT\"/>"
+    fi
     BENCH_AUTH=()
     BROKER_LOG="$dir/activemq.log"
     BROKER_SETUP=
@@ -67,7 +87,7 @@ activemq_prepare() {
       <transportConnector name="stomp"
           uri="stomp://127.0.0.1:$STOMP_PORT?transport.hbGracePeriodMultiplier=1.5"/>
       <transportConnector name="stomp-nio"
-          uri="stomp+nio://127.0.0.1:$IDLE_PORT?transport.hbGracePeriodMultiplier=1.5"/>
+          uri="stomp+nio://127.0.0.1:$IDLE_PORT?transport.hbGracePeriodMultiplier=1.5"/>$ws
     </transportConnectors>
   </broker>
 </beans>

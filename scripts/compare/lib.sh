@@ -6,9 +6,12 @@
 #                          otherwise prints why on stderr and returns 1
 #   NAME_version           one line: what runs (package and runtime versions)
 #   NAME_prepare DIR       untimed set-up with everything in DIR: sets STOMP_PORT, IDLE_PORT
-#                          (the port for the idle connections scenario), BENCH_AUTH (extra
-#                          `stompbox bench` flags), BROKER_LOG and BROKER_SETUP (commands
-#                          it ran, for the docs; may be empty); writes config files
+#                          (the port for the idle connections scenario), WS_PORT (STOMP over
+#                          WebSocket; empty when the broker has none here, and then WS_NONE
+#                          says why), BENCH_AUTH (extra `stompbox bench` flags, which the
+#                          client scripts of scripts/compare/clients/ take too), BROKER_LOG
+#                          and BROKER_SETUP (commands it ran, for the docs; may be empty);
+#                          writes config files
 #   NAME_start DIR         launches the broker in the background as a child of this shell
 #                          (the startup time runs from here until STOMP_PORT accepts); sets
 #                          LAUNCH_PID (the process whose exit means "failed to start") and
@@ -90,6 +93,22 @@ wait_port() {
 
 # Shell-quotes its arguments into one line.
 quote() { local q; printf -v q '%q ' "$@"; echo "${q% }"; }
+
+# CPU seconds (utime + stime) PID has used, from /proc/PID/stat; empty when it is gone. The
+# command name in parentheses may hold spaces: fields are counted after its ')'.
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+proc_cpu_s() {
+    awk -v hz="$CLK_TCK" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' \
+        "/proc/$1/stat" 2>/dev/null || true
+}
+
+# Seconds of user + sys CPU in the second line of the `times` builtin's output (this shell's
+# finished children, and theirs), saved in FILE: `times` has to run in the shell itself, since
+# a subshell's children start at zero.
+times_s() {
+    awk 'NR == 2 { for (i = 1; i <= 2; i++) { v = $i; sub(/s$/, "", v); split(v, p, "m");
+        t += p[1] * 60 + p[2] } printf "%.3f", t }' "$1"
+}
 
 # /proc/PID/status field (VmRSS, VmHWM) in KiB; empty when the process is gone.
 proc_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }

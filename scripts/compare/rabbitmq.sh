@@ -43,6 +43,8 @@ rabbitmq_prepare() {
     local amqp epmd_port dist
     STOMP_PORT=$(free_port)
     IDLE_PORT=$STOMP_PORT
+    WS_PORT=
+    WS_NONE="rabbitmq_web_stomp is not enabled here"
     amqp=$(free_port)
     dist=$(free_port)
     epmd_port=$(free_port)

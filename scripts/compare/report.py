@@ -216,6 +216,13 @@ def text_table(present, rows):
     return out
 
 
+def main_ran(table):
+    """Whether any scenario of the main table ran (not so with BENCH_CLIENTS_ONLY or
+    BENCH_NET_ONLY): a value or a failure in a row."""
+    return any(any(c not in ("—", "") for c in r[2:]) for r in table[1:]
+               if not r[0].startswith("startup"))
+
+
 def render_text(table):
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = []
@@ -636,6 +643,200 @@ def backlog_target(by):
                        lambda k: (f"net_{k}_backlog", "forwarded_per_s"))
 
 
+# Real clients (scripts/compare/clients/; keys cl_CLIENT_MODE): (key, name, transport).
+CL_CLIENTS = [("sb", "stompbox bench (Rust)", "TCP"), ("py", "stomp.py", "TCP"),
+              ("rb", "stomp gem", "TCP"), ("js", "stompit", "TCP"),
+              ("jsws", "@stomp/stompjs over ws", "WebSocket")]
+CL_MODES = [("np", "non-persistent"), ("p", "persistent, RECEIPT per SEND")]
+
+
+def cl_runs(by_b, key):
+    return [r for r in by_b.get("runs", {}).get(key, []) if not r.get("failed")]
+
+
+def cl_rate(r):
+    """msg/s: the client scripts' msg_per_s, `stompbox bench`'s consumed_per_s."""
+    return r.get("msg_per_s", r.get("consumed_per_s"))
+
+
+def cl_per_100k(r, field):
+    n = r.get("received", r.get("consumed"))
+    v = r.get(field)
+    return v / n * 1e5 if v is not None and n else None
+
+
+def cl_busy(r):
+    """The client's CPU time over the timed window (messages ÷ msg/s): 1.0 is one core."""
+    n, rate, cpu = r.get("received", r.get("consumed")), cl_rate(r), r.get("client_cpu_s")
+    return cpu / (n / rate) if n and rate and cpu is not None else None
+
+
+def cl_med(by_b, key, f):
+    vals = [v for v in (f(r) for r in cl_runs(by_b, key)) if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def cl_failed(by_b, key):
+    fails = [r["failed"] for r in by_b.get("runs", {}).get(key, []) if r.get("failed")]
+    return fails[0] if fails and not cl_runs(by_b, key) else None
+
+
+def cl_brokers(by, present):
+    return [b for b in present if any(k.startswith("cl_") for k in by[b].get("runs", {}))]
+
+
+def cl_cell(by_b, key, f, unit):
+    v = cl_med(by_b, key, f)
+    if v is None:
+        return "FAILED" if cl_failed(by_b, key) else "—"
+    if unit == "cpu":
+        return f"{v:.2f}" if v < 10 else f"{v:.1f}"
+    if unit == "cores":
+        return f"{v:.2f}"
+    if unit == "us":
+        return fmt(v / 1000, "ms")
+    return fmt(v, unit)
+
+
+def clients_tables(by, present):
+    """Three tables for the real clients, or None when none ran: throughput with the CPU
+    split per broker; round-trip latency; WebSocket against TCP on stompbox."""
+    brokers = cl_brokers(by, present)
+    if not brokers:
+        return None
+    sb = "stompbox" in brokers
+    others = [b for b in brokers if b != "stompbox"]
+    head = ["client", "transport", "messages"]
+    for b in brokers:
+        head.append(f"{NAMES.get(b, b)} msg/s")
+    if sb:
+        head += [f"× vs {NAMES.get(b, b)}" for b in others]
+    for b in brokers:
+        head += [f"{NAMES.get(b, b)} CPU s/100k: client", "broker", "client cores"]
+    thr = [head]
+    for mode, mname in CL_MODES:
+        for c, cname, transport in CL_CLIENTS:
+            key = f"cl_{c}_{mode}"
+            if not any(by[b].get("runs", {}).get(key) for b in brokers):
+                continue
+            row = [cname, transport, mname]
+            for b in brokers:
+                row.append(cl_cell(by[b], key, cl_rate, "msg/s"))
+            if sb:
+                for b in others:
+                    row.append(fmt_ratio(ratio(cl_med(by["stompbox"], key, cl_rate),
+                                               cl_med(by[b], key, cl_rate), HIGHER)))
+            for b in brokers:
+                row.append(cl_cell(by[b], key, lambda r: cl_per_100k(r, "client_cpu_s"), "cpu"))
+                row.append(cl_cell(by[b], key, lambda r: cl_per_100k(r, "broker_cpu_s"), "cpu"))
+                row.append(cl_cell(by[b], key, cl_busy, "cores"))
+            thr.append(row)
+
+    head = ["client", "transport", "how"]
+    for b in brokers:
+        head += [f"{NAMES.get(b, b)} p50 ms", "p99 ms"]
+    if sb:
+        head += [f"p50 × vs {NAMES.get(b, b)}" for b in others]
+    lat = [head]
+    for c, cname, transport in CL_CLIENTS:
+        key = f"cl_{c}_lat"
+        if not any(by[b].get("runs", {}).get(key) for b in brokers):
+            continue
+        how = "1,000 msg/s, fixed rate" if c == "sb" else "one in flight (ping-pong)"
+        row = [cname, transport, how]
+        for b in brokers:
+            row.append(cl_cell(by[b], key, lambda r: r.get("latency_p50_us"), "us"))
+            row.append(cl_cell(by[b], key, lambda r: r.get("latency_p99_us"), "us"))
+        if sb:
+            for b in others:
+                row.append(fmt_ratio(ratio(cl_med(by["stompbox"], key,
+                                                  lambda r: r.get("latency_p50_us")),
+                                           cl_med(by[b], key, lambda r: r.get("latency_p50_us")),
+                                           LOWER)))
+        lat.append(row)
+
+    ws = None
+    s = by.get("stompbox", {})
+    if sb and cl_runs(s, "cl_jsws_np"):
+        ws = [["stompbox", "unit", "stompjs over WebSocket", "stompit over TCP", "WS ÷ TCP",
+               "stompbox bench over TCP"]]
+        items = [("non-persistent throughput", "msg/s", "np", cl_rate),
+                 ("persistent, RECEIPT per SEND", "msg/s", "p", cl_rate),
+                 ("round trip p50", "ms", "lat", lambda r: r.get("latency_p50_us")),
+                 ("round trip p99", "ms", "lat", lambda r: r.get("latency_p99_us")),
+                 ("client CPU per 100k non-persistent", "s", "np",
+                  lambda r: cl_per_100k(r, "client_cpu_s")),
+                 ("broker CPU per 100k non-persistent", "s", "np",
+                  lambda r: cl_per_100k(r, "broker_cpu_s"))]
+        for label, unit, mode, f in items:
+            scale = 1e-3 if unit == "ms" else 1.0
+            vals = [cl_med(s, f"cl_{c}_{mode}", f) for c in ("jsws", "js", "sb")]
+            vals = [None if v is None else v * scale for v in vals]
+            r = vals[0] / vals[1] if vals[0] and vals[1] else None
+            cells = [fmt(v, unit) if unit != "s" or v is None else f"{v:.2f}" for v in vals]
+            ws.append([label, unit, cells[0], cells[1], "—" if r is None else f"{r:.2f}",
+                       cells[2] + (" (fixed 1,000 msg/s)" if mode == "lat" and vals[2] else "")])
+    return thr, lat, ws
+
+
+def clients_versions(by, present):
+    seen = {}
+    for b in cl_brokers(by, present):
+        for key, runs in by[b].get("runs", {}).items():
+            for r in runs:
+                if key.startswith("cl_") and r.get("client"):
+                    seen.setdefault(r["client"], None)
+    return list(seen)
+
+
+def clients_skips(by, present):
+    out = []
+    for b in present:
+        for key, what in (("cl_unavailable", "no real-client scenarios"),
+                          ("cl_ws_unavailable", "no WebSocket client scenarios")):
+            r = by[b].get(key)
+            if r:
+                out.append(f"{NAMES.get(b, b)}: {what}: {r.get('reason')}")
+    return out
+
+
+CLIENT_NOTES = """\
+How to read these tables. Each figure is the median of {repeat} runs. One client process
+runs one producer connection and one consumer connection (auto ack) on one queue, 256 B
+bodies, heart-beats off; the same scripts run against every broker, one broker after the
+other, on the first broker instance after its timed scenarios (so ActiveMQ's JVM is warm).
+Non-persistent: {n:,} messages sent flat out (the producer waits only when its socket's
+buffer is full). Persistent: {p:,} messages with `persistent:true` and a `receipt` header,
+the producer waiting for each RECEIPT. msg/s is messages received by the consumer over the
+time from the first SEND to the last message received. **CPU s/100k** is CPU time (user +
+sys) per 100,000 messages: *client* is the client process (getrusage, `Process.times`,
+`process.cpuUsage`: every thread) and *broker* the broker process (`/proc/PID/stat`: the
+`java` process for ActiveMQ), both over that same window, read by the client script itself;
+for `stompbox bench` both are read by bench.sh around the whole process. *Client cores* is
+the client's CPU time divided by that window: 1.00 is one core kept busy. Python and Ruby
+run their own code on one core at a time (GIL, GVL) and Node runs JavaScript on one thread;
+their garbage collector and I/O threads can take it a little past 1.00. When the client's
+CPU per message is many times the broker's and the client keeps about a core busy, the
+client library is the bottleneck: a faster broker changes the msg/s little, and the ratio
+between brokers in the top table is far below the `stompbox bench` one. The broker column then says what each broker spends per message for
+the same client. stompit gets `setNoDelay(true)` on its socket (it sets it itself only with
+heart-beats; without, each receipted SEND waits ~40 ms for a delayed ACK); the stomp gem and
+ws disable Nagle by default, and stomp.py writes each frame in one call. The persistent rows
+are bound by the disk's fsync rate more than by either side (compare the raw SQLite commit
+rate measured before each broker), and the broker column there includes that work.
+
+Round trips: one message in flight: the producer sends the next message once the consumer
+has the previous one, so p50/p99 is the unloaded send → receive time on one clock, client
+libraries included. `stompbox bench` has no such mode: its row is send → receive at a fixed
+1,000 msg/s (its own clock in a header), which is also unloaded at that rate.
+
+WebSocket against TCP: @stomp/stompjs speaks only WebSocket and stompit only TCP, so the
+third table compares two different Node libraries on the same broker and machine; the
+difference is the transport *and* the library. `stompbox bench` (Rust, TCP) is the broker's
+own figure for the same scenario.
+"""
+
+
 def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, configs):
     mach = machine(meta)
     versions = [by[b]["version"]["version"] for b in order if "version" in by[b]]
@@ -647,7 +848,8 @@ def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, confi
         "",
         "Generated by `make bench` (`scripts/bench.sh`, `scripts/compare/`); edit those, not this"
         " file. Every broker was started by the script on this machine and measured with the"
-        " same `stompbox bench` client in one run.",
+        " same `stompbox bench` client in one run (the real-client section: with the same client"
+        " scripts).",
         "",
         f"- **Date:** {meta.get('started', '?')} to {meta.get('finished', '?')} (UTC)",
         f"- **Machine:** {mach['nproc']} cores (`nproc`), {mach['cpu']}, {mach['memory']} RAM,"
@@ -659,17 +861,25 @@ def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, confi
         doc.append("- **Skipped:** " + "; ".join(skipped))
     doc += [
         f"- **Settings:** BENCH_SECONDS={meta.get('seconds')} BENCH_REPEAT={meta.get('repeat')}"
-        f" BENCH_FILL={meta.get('fill')} BENCH_IDLE={meta.get('idle')}",
-        "",
-        "## Results",
-        "",
-        "`×` columns: how many times better stompbox is than that broker: stompbox/other for"
-        " throughput (msg/s), other/stompbox for times, latency and memory; above 1 means"
-        " stompbox is ahead.",
-        "",
-        render_md(table),
+        f" BENCH_FILL={meta.get('fill')} BENCH_IDLE={meta.get('idle')}"
+        + (f" BENCH_CLIENTS_N={meta.get('clients_n')} BENCH_CLIENTS_P={meta.get('clients_p')}"
+           f" BENCH_CLIENTS_LAT={meta.get('clients_lat')}"
+           f" BENCH_CLIENTS_REPEAT={meta.get('clients_repeat')}" if meta.get("clients") else "")
+        + (" BENCH_CLIENTS_ONLY=1" if meta.get("clients_only") else ""),
         "",
     ]
+    main = main_ran(table)
+    if main:
+        doc += [
+            "## Results",
+            "",
+            "`×` columns: how many times better stompbox is than that broker: stompbox/other for"
+            " throughput (msg/s), other/stompbox for times, latency and memory; above 1 means"
+            " stompbox is ahead.",
+            "",
+            render_md(table),
+            "",
+        ]
     if sq_end is not None:
         doc += [f"Raw SQLite commit rate measured again at the end of the run: {sq_end:,.0f}"
                 " commits/s.", ""]
@@ -681,7 +891,8 @@ def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, confi
     if plot_path:
         doc += ["![throughput, latency, memory and startup per broker]"
                 f"({os.path.basename(plot_path)})", ""]
-    doc += ["## Issue 5 targets", "", render_targets(ts, md=True), ""]
+    if main:
+        doc += ["## Issue 5 targets", "", render_targets(ts, md=True), ""]
     net = network_table(by)
     if net:
         doc += ["## Network of brokers", "",
@@ -696,6 +907,20 @@ def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, confi
         nt = [t for t in (network_target(by), backlog_target(by)) if t]
         if nt:
             doc += [render_targets(nt, md=True), ""]
+    cl = clients_tables(by, present)
+    if cl:
+        thr, lat, ws = cl
+        doc += ["## Real clients: stomp.py, the stomp gem, stompit, @stomp/stompjs", "",
+                "Client libraries: " + "; ".join(clients_versions(by, present)) + ".", "",
+                "### Throughput and where the CPU goes", "",
+                "`×`: stompbox msg/s ÷ the other broker's, same client.", "",
+                render_md(thr), "", "### Round-trip latency", "", render_md(lat), ""]
+        if ws:
+            doc += ["### WebSocket against TCP (stompbox)", "", render_md(ws), ""]
+        doc += [f"- {line}" for line in clients_skips(by, present)]
+        doc += ["", CLIENT_NOTES.format(repeat=meta.get("clients_repeat", "?"),
+                                        n=meta.get("clients_n", 0), p=meta.get("clients_p", 0)),
+                ""]
     if notes:
         doc += ["## Lost, duplicated, failed", ""] + [f"- {n}" for n in notes] + [""]
     doc += ["## Details", "",
@@ -744,8 +969,9 @@ def main():
             print(f"  {NAMES.get(b, b)}: skipped ({by[b]['unavailable'].get('reason')})")
     print("× = how many times better stompbox is (throughput: stompbox/other; time, latency,"
           " memory: other/stompbox)")
-    print()
-    print(render_text(table))
+    if main_ran(table):
+        print()
+        print(render_text(table))
     sq_end = get(by.get("-", {}).get("sqlite_end"), "sqlite_commits_per_s")
     if sq_end is not None:
         print(f"raw SQLite commit rate at the end of the run: {sq_end:,.0f} commits/s")
@@ -754,9 +980,10 @@ def main():
         print(f"median of {meta.get('repeat')} runs; range over the runs:")
         for line in spreads:
             print(f"  {line}")
-    print()
-    print("issue 5 targets:")
-    print(render_targets(ts, md=False))
+    if main_ran(table):
+        print()
+        print("issue 5 targets:")
+        print(render_targets(ts, md=False))
     net = network_table(by)
     if net:
         print()
@@ -764,6 +991,21 @@ def main():
         nt = [t for t in (network_target(by), backlog_target(by)) if t]
         if nt:
             print(render_targets(nt, md=False))
+    cl = clients_tables(by, present)
+    if cl:
+        thr, lat, ws = cl
+        print()
+        print("real clients (median of runs; CPU s/100k: client process / broker process):")
+        for v in clients_versions(by, present):
+            print(f"  {v}")
+        print(render_text(thr))
+        print()
+        print(render_text(lat))
+        if ws:
+            print()
+            print(render_text(ws))
+        for line in clients_skips(by, present):
+            print(f"  {line}")
     if notes:
         print()
         print("lost, duplicated, failed:")
@@ -771,7 +1013,7 @@ def main():
             print(f"  {n}")
 
     plot_path = None
-    if args.plot:
+    if args.plot and main_ran(table):
         try:
             plot(by, present, rows, meta, mach, args.plot)
             plot_path = args.plot

@@ -20,6 +20,8 @@ stompbox_prepare() {
     mkdir -p "$dir/data"
     STOMP_PORT=$(free_port)
     IDLE_PORT=$STOMP_PORT
+    WS_PORT=$(free_port)
+    WS_NONE=
     BENCH_AUTH=()
     BROKER_LOG="$dir/stompbox.log"
     BROKER_SETUP=
@@ -27,8 +29,8 @@ stompbox_prepare() {
 
 stompbox_start() {
     local dir=$1
-    local args=(serve --bind "127.0.0.1:$STOMP_PORT" --admin-bind 127.0.0.1:0 --ws-bind 127.0.0.1:0
-        --data-dir "$dir/data")
+    local args=(serve --bind "127.0.0.1:$STOMP_PORT" --admin-bind 127.0.0.1:0
+        --ws-bind "127.0.0.1:$WS_PORT" --data-dir "$dir/data")
     BROKER_CMD=$(quote "$BIN" "${args[@]}")
     "$BIN" "${args[@]}" >"$dir/stompbox.out" 2>"$BROKER_LOG" </dev/null &
     SB_PID=$!
