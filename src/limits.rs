@@ -46,6 +46,13 @@ pub struct Limits {
     pub max_temp_destinations_per_connection: usize,
     /// Most client connections the broker holds at once; more are refused with an ERROR.
     pub max_connections: usize,
+    /// Most live connections from one client address (the PROXY header's behind a load
+    /// balancer); 0 = no limit (`security/addresses.rs`).
+    pub max_connections_per_address: usize,
+    /// Most new connections (CONNECT attempts) a second from one address; 0 = no limit.
+    pub max_connects_per_second_per_address: u32,
+    /// Most new connections a second from all addresses together; 0 = no limit.
+    pub max_connects_per_second: u32,
     /// Most frames (SEND, ACK, NACK) buffered in one open transaction; a transaction is held in
     /// the session's memory until COMMIT, so it needs a cap.
     pub max_transaction_frames: usize,
@@ -79,6 +86,9 @@ impl Default for Limits {
             max_subscriptions_per_connection: 1000,
             max_temp_destinations_per_connection: 100,
             max_connections: 10_000,
+            max_connections_per_address: 0,
+            max_connects_per_second_per_address: 0,
+            max_connects_per_second: 0,
             max_transaction_frames: 10_000,
             max_transactions_per_connection: 100,
             producer_window_bytes: 4 * 1024 * 1024,

@@ -480,3 +480,78 @@ fn an_admin_endpoint_reachable_from_other_hosts_cannot_be_left_open() {
         "{err}"
     );
 }
+
+// --- limits per client address ---------------------------------------------------------------
+
+#[test]
+fn connections_and_connect_rates_per_address_behind_the_proxy_protocol() {
+    let broker = Broker::start_with_config(
+        "proxy_protocol = true\n[limits]\nmax_connections_per_address = 2\n\
+         max_connects_per_second_per_address = 1000000\n",
+    );
+    let open = |ip: &str| {
+        let mut s = TcpStream::connect(broker.addr()).unwrap();
+        s.write_all(format!("PROXY TCP4 {ip} 127.0.0.1 40000 61613\r\n").as_bytes())
+            .unwrap();
+        let mut c = Client::from_stream(s);
+        c.send_frame(&connect_frame("1.2", &[]));
+        let f = c.expect_frame(WAIT);
+        (c, f)
+    };
+    let (a1, f) = open("198.51.100.10");
+    assert_eq!(f.command, "CONNECTED");
+    let (_a2, f) = open("198.51.100.10");
+    assert_eq!(f.command, "CONNECTED");
+    let (mut a3, f) = open("198.51.100.10");
+    assert_eq!(f.command, "ERROR");
+    assert_eq!(
+        f.get("message"),
+        Some("limit exceeded: max_connections_per_address (2)")
+    );
+    a3.expect_closed(WAIT);
+    // Another client behind the same balancer is not held.
+    let (_b, f) = open("198.51.100.11");
+    assert_eq!(f.command, "CONNECTED");
+    // A slot comes back when its connection closes.
+    a1.disconnect();
+    support::eventually(WAIT, || {
+        let (_c, f) = open("198.51.100.10");
+        (f.command == "CONNECTED").then_some(()).ok_or(f.command)
+    });
+    let log = broker.log_text();
+    assert!(
+        log.contains("198.51.100.10") && log.contains("max_connections_per_address"),
+        "{log}"
+    );
+    let metrics = broker.admin_get("/metrics").unwrap();
+    assert!(
+        metrics
+            .contains("stompbox_connections_refused_total{reason=\"max_connections_per_address\"}"),
+        "{metrics}"
+    );
+
+    // One new connection a second from an address: twenty opened back to back cannot all be
+    // let in (they would have to take 19 s), and another address still is.
+    let slow = Broker::start_with_config(
+        "proxy_protocol = true\n[limits]\nmax_connects_per_second_per_address = 1\n",
+    );
+    let open_slow = |ip: &str| {
+        let mut s = TcpStream::connect(slow.addr()).unwrap();
+        s.write_all(format!("PROXY TCP4 {ip} 127.0.0.1 40000 61613\r\n").as_bytes())
+            .unwrap();
+        let mut c = Client::from_stream(s);
+        c.send_frame(&connect_frame("1.2", &[]));
+        c.expect_frame(WAIT)
+    };
+    let refused = (0..20)
+        .map(|_| open_slow("203.0.113.50"))
+        .filter(|f| {
+            f.get("message") == Some("limit exceeded: max_connects_per_second_per_address (1)")
+        })
+        .count();
+    assert!(
+        refused > 0,
+        "twenty connects in a row at one a second all let in"
+    );
+    assert_eq!(open_slow("203.0.113.51").command, "CONNECTED");
+}

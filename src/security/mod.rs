@@ -16,6 +16,7 @@
 //! login is checked against a dummy hash, so a refusal takes as long whether or not the
 //! login exists, and every refusal says only `authentication failed`.
 
+pub mod addresses;
 pub mod authz;
 mod backoff;
 pub mod users;

@@ -270,6 +270,7 @@ impl Broker {
             network: Arc::default(),
             auth: loaded.auth.clone(),
         });
+        let addresses = crate::security::addresses::AddressLimits::new(&config.limits);
         let shared = Arc::new(Shared {
             config,
             services,
@@ -278,6 +279,7 @@ impl Broker {
             memory,
             durables: Arc::default(),
             scheduled: Arc::default(),
+            addresses,
             virtual_topics,
             transports,
         });
@@ -392,6 +394,8 @@ struct Shared {
     virtual_topics: Arc<VirtualTopics>,
     /// TLS and WebSocket handshakes.
     transports: Transports,
+    /// Connections and connect rates per client address.
+    addresses: Arc<crate::security::addresses::AddressLimits>,
 }
 
 /// How connections of each listener kind get to a byte stream: the TLS acceptor and the
@@ -570,6 +574,14 @@ fn accept(
         } else {
             (peer.to_string(), peer.ip(), BytesMut::new())
         };
+        // Per-address limits, on the real client's address (PROXY header) when there is one.
+        let _address_slot = match shared.addresses.admit(ip, std::time::Instant::now()) {
+            Ok(slot) => slot,
+            Err(breach) => {
+                refuse_address(id, &peer, kind, breach, stream).await;
+                return;
+            }
+        };
         let peer = match kind {
             Kind::Stomp => peer,
             _ => format!("{peer} ({})", kind.name()),
@@ -614,6 +626,29 @@ fn accept(
         }
         drop(slot);
     });
+}
+
+/// A connection over a per-address limit: an ERROR on plain STOMP (TLS and WebSocket clients
+/// would not read one before their handshake), then closed; logged and counted.
+async fn refuse_address(
+    id: SessionId,
+    peer: &str,
+    kind: Kind,
+    breach: crate::security::addresses::Breach,
+    mut stream: TcpStream,
+) {
+    warn!(
+        "conn={} peer={peer} refused: {} ({}) reached",
+        id.0,
+        breach.key(),
+        breach.limit()
+    );
+    metrics::counter!("stompbox_connections_refused_total", "reason" => breach.key()).increment(1);
+    if kind == Kind::Stomp {
+        let frame = session::Error::Limit(breach.key(), breach.limit()).to_frame(None);
+        let _ = stream.write_all(&encode(&frame, Version::V1_0)).await;
+    }
+    let _ = stream.shutdown().await;
 }
 
 /// Upgrades a connection to WebSocket and serves STOMP over it.
