@@ -55,6 +55,10 @@
 #   BENCH_NET_ONLY=      1: only the network-of-brokers scenarios (no other broker, no baselines)
 #   BENCH_CLIENTS=1      0: no real-client scenarios
 #   BENCH_CLIENTS_ONLY=  1: per broker only a warm-up and the real-client scenarios
+#   BENCH_AUTH=1         0 skips the authentication-cost scenario (stompbox only:
+#                        scripts/compare/auth_bench.py, connections/s with and without
+#                        argon2id checks; docs/security.md)
+#   BENCH_AUTH_ONLY=     1: only that scenario
 #   BENCH_CLIENTS_BROKERS="stompbox activemq"   which of BENCH_BROKERS the clients run against
 #   BENCH_CLIENTS_N=20000   non-persistent messages per real-client run
 #   BENCH_CLIENTS_P=2000    persistent receipted messages per real-client run (0 skips them)
@@ -76,6 +80,8 @@ BENCH_NET_P=${BENCH_NET_P:-10000}
 BENCH_NET_ONLY=${BENCH_NET_ONLY:-}
 BENCH_CLIENTS=${BENCH_CLIENTS:-1}
 BENCH_CLIENTS_ONLY=${BENCH_CLIENTS_ONLY:-}
+BENCH_AUTH=${BENCH_AUTH:-1}
+BENCH_AUTH_ONLY=${BENCH_AUTH_ONLY:-}
 BENCH_CLIENTS_BROKERS=${BENCH_CLIENTS_BROKERS:-stompbox activemq}
 BENCH_CLIENTS_N=${BENCH_CLIENTS_N:-20000}
 BENCH_CLIENTS_P=${BENCH_CLIENTS_P:-2000}
@@ -649,7 +655,24 @@ run_network_set() {
     stop_network
 }
 
-if [ -n "$BENCH_NET_ONLY" ]; then
+# Authentication cost (stompbox only): connections/s with and without argon2id checks.
+run_auth() {
+    [ "$BENCH_AUTH" = 0 ] && return 0
+    echo "== stompbox: authentication cost"
+    local out
+    if out=$(python3 scripts/compare/auth_bench.py "$BIN" 2>>"$LOGS/auth_bench.err"); then
+        out=${out#\{}
+        record stompbox auth "${out%\}}"
+    else
+        echo "bench.sh: the authentication-cost scenario failed ($LOGS/auth_bench.err)" >&2
+        record stompbox auth '"failed":true'
+    fi
+}
+
+if [ -n "$BENCH_AUTH_ONLY" ]; then
+    record stompbox version "\"version\":$(json_str "$(stompbox_version)")"
+    run_auth
+elif [ -n "$BENCH_NET_ONLY" ]; then
     record stompbox version "\"version\":$(json_str "$(stompbox_version)")"
     run_network
 elif [ -n "$BENCH_CLIENTS_ONLY" ]; then
@@ -660,7 +683,7 @@ else
     for b in $BENCH_BROKERS; do
         run_broker "$b"
     done
-    case " $BENCH_BROKERS " in *" stompbox "*) run_network ;; esac
+    case " $BENCH_BROKERS " in *" stompbox "*) run_network; run_auth ;; esac
     sqlite_baseline - sqlite_end
 fi
 

@@ -837,6 +837,42 @@ own figure for the same scenario.
 """
 
 
+def auth_lines(by):
+    """The authentication-cost rows (scripts/compare/auth_bench.py), or []."""
+    a = by.get("stompbox", {}).get("auth")
+    if not a or a.get("failed"):
+        return []
+    anon = a["anonymous_per_s"]
+    return [
+        ("CONNECT without login (no check): the baseline", a["anonymous_per_s"],
+         a["anonymous_cpu_ms"], 1.0),
+        (f"first CONNECT of each of {a['users']} users (one argon2id check each)",
+         a["cold_per_s"], a["cold_cpu_ms"], a["cold_per_s"] / anon),
+        ("the same users again (verified credentials remembered)", a["warm_per_s"],
+         a["warm_cpu_ms"], a["warm_per_s"] / anon),
+        ("wrong passcode (a full check, then refused)", a["wrong_per_s"], a["wrong_cpu_ms"],
+         a["wrong_per_s"] / anon),
+    ]
+
+
+def auth_md(by):
+    lines = auth_lines(by)
+    if not lines:
+        return []
+    a = by["stompbox"]["auth"]
+    out = ["## Authentication cost (stompbox)", "",
+           f"Connections a second with {a['threads']} client threads, each a new TCP connection"
+           " sending CONNECT and waiting for CONNECTED; broker CPU per connection from"
+           " /proc/PID/stat; argon2id m=19456 KiB, t=2, p=1 (docs/security.md). The checks run on"
+           f" the broker's verifier threads (one per core, {a['cores']} here), never on a shard"
+           " thread.", "",
+           "| CONNECT | connections/s | broker CPU ms each | × baseline |",
+           "|---|---:|---:|---:|"]
+    out += [f"| {name} | {per_s:,.1f} | {cpu:.3f} | {ratio:.3f}× |"
+            for name, per_s, cpu, ratio in lines]
+    return out + [""]
+
+
 def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, configs):
     mach = machine(meta)
     versions = [by[b]["version"]["version"] for b in order if "version" in by[b]]
@@ -921,6 +957,7 @@ def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, confi
         doc += ["", CLIENT_NOTES.format(repeat=meta.get("clients_repeat", "?"),
                                         n=meta.get("clients_n", 0), p=meta.get("clients_p", 0)),
                 ""]
+    doc += auth_md(by)
     if notes:
         doc += ["## Lost, duplicated, failed", ""] + [f"- {n}" for n in notes] + [""]
     doc += ["## Details", "",
@@ -1006,6 +1043,12 @@ def main():
             print(render_text(ws))
         for line in clients_skips(by, present):
             print(f"  {line}")
+    auth = auth_lines(by)
+    if auth:
+        print()
+        print("authentication cost (connections/s, broker CPU ms each, × baseline):")
+        for name, per_s, cpu, ratio in auth:
+            print(f"  {name}: {per_s:,.1f}/s, {cpu:.3f} ms, {ratio:.3f}×")
     if notes:
         print()
         print("lost, duplicated, failed:")
