@@ -163,6 +163,7 @@ pub fn start(
         token,
         open_paths: config.open_paths.clone(),
         auth: users,
+        checks: Arc::new(tokio::sync::Semaphore::new(auth::MAX_CHECKS)),
     });
     let listener = std::net::TcpListener::bind(config.bind)?;
     listener.set_nonblocking(true)?;

@@ -19,7 +19,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::Principal;
-use crate::message::wildcard;
 use crate::message::{DestinationName, Kind};
 
 /// One `[[security.authorization]]` entry.
@@ -109,13 +108,31 @@ impl Rules {
         let name = destination.name();
         self.0
             .iter()
-            .filter(|r| r.kind == destination.kind() && wildcard::matches(&r.name, name))
+            .filter(|r| r.kind == destination.kind() && covers(&r.name, name))
             .flat_map(|r| match op {
                 Operation::Read => &r.read,
                 Operation::Write => &r.write,
             })
             .any(|g| g == "*" || who.groups.iter().any(|mine| mine == g))
     }
+}
+
+/// Whether the rule pattern `rule` covers everything `name` can reach, `name` being a
+/// destination or itself a wildcard subscription: a rule `>` covers the rest whatever it is;
+/// a rule `*` covers one literal segment or a `*`; a literal covers only itself; and a `>`
+/// in `name` (which reaches everything below it, whatever follows it) only a rule `>`.
+fn covers(rule: &str, name: &str) -> bool {
+    let mut parts = name.split('.');
+    for segment in rule.split('.') {
+        match (segment, parts.next()) {
+            (">", _) => return true,
+            (_, None) | (_, Some(">")) => return false,
+            ("*", Some(_)) => {}
+            (exact, Some(part)) if exact == part => {}
+            _ => return false,
+        }
+    }
+    parts.next().is_none()
 }
 
 #[cfg(test)]
@@ -173,6 +190,19 @@ mod tests {
         // Wildcard subscriptions are checked as patterns.
         assert!(rules.allows(&shop, Operation::Read, &d("/queue/orders.*")));
         assert!(!rules.allows(&shop, Operation::Read, &d("/queue/>")));
+        // A rule's * does not cover a subscription's > (which reaches every depth), nor a
+        // literal a *; a > followed by more is still a > (what a subscription makes of it).
+        let star = Rules::new(&[entry("/topic/prices.*", &["g"], &[])]).unwrap();
+        let g = who(&["g"]);
+        assert!(star.allows(&g, Operation::Read, &d("/topic/prices.eu")));
+        assert!(star.allows(&g, Operation::Read, &d("/topic/prices.*")));
+        assert!(!star.allows(&g, Operation::Read, &d("/topic/prices.>")));
+        assert!(!star.allows(&g, Operation::Read, &d("/topic/prices.eu.secret")));
+        let public = Rules::new(&[entry("/topic/*.public", &["g"], &[])]).unwrap();
+        assert!(!public.allows(&g, Operation::Read, &d("/topic/>.public")));
+        assert!(!public.allows(&g, Operation::Read, &d("/topic/*.*")));
+        let literal = Rules::new(&[entry("/topic/a.b", &["g"], &[])]).unwrap();
+        assert!(!literal.allows(&g, Operation::Read, &d("/topic/a.*")));
         assert!(Rules::default().allows(&other, Operation::Write, &d("/queue/x")));
     }
 

@@ -41,6 +41,10 @@ pub const ANONYMOUS: &str = "anonymous";
 /// Most argon2 checks running at once (each takes 19 MiB while it runs).
 const MAX_VERIFIERS: usize = 4;
 
+/// Password checks waiting for a verifier at most; past it a CONNECT that needs one is
+/// refused at once (about a minute of work queued on 4 verifiers at ~55 ms a check).
+const MAX_QUEUED_CHECKS: usize = 4096;
+
 /// `[security]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -112,6 +116,8 @@ pub enum Refusal {
     Credentials,
     #[error("too many failed attempts from this address: backing off")]
     BackingOff,
+    #[error("too many password checks waiting")]
+    Busy,
 }
 
 /// What [`Authenticator::check`] decided without a password check.
@@ -154,7 +160,9 @@ pub struct Authenticator {
     dummy: OnceLock<String>,
     backoff: Mutex<Backoff>,
     /// The verifier threads' queue, started with the first job.
-    jobs: OnceLock<Mutex<mpsc::Sender<Job>>>,
+    jobs: OnceLock<Mutex<mpsc::SyncSender<Job>>>,
+    /// Bumped by every reload: a check that began before one does not remember its result.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -183,14 +191,15 @@ impl Authenticator {
             key,
             dummy: OnceLock::new(),
             jobs: OnceLock::new(),
+            generation: Default::default(),
         }))
     }
 
     /// The verifier threads: as many as cores, at most [`MAX_VERIFIERS`]. They hold the
     /// authenticator weakly and end when it goes (and its sender with it).
-    fn verifiers(self: &Arc<Self>) -> &Mutex<mpsc::Sender<Job>> {
+    fn verifiers(self: &Arc<Self>) -> &Mutex<mpsc::SyncSender<Job>> {
         self.jobs.get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Job>();
+            let (tx, rx) = mpsc::sync_channel::<Job>(MAX_QUEUED_CHECKS);
             let rx = Arc::new(Mutex::new(rx));
             let threads = std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
@@ -207,6 +216,10 @@ impl Authenticator {
                                 Err(_) => return,
                             };
                             let Some(auth) = auth.upgrade() else { return };
+                            if job.reply.is_closed() {
+                                // The connection went while it waited: nobody to answer.
+                                continue;
+                            }
                             let result = auth.verify(&job);
                             let _ = job.reply.send(ToSession::Authenticated(result));
                         });
@@ -279,11 +292,20 @@ impl Authenticator {
     /// Queues a password check (see [`Check::Verify`]).
     pub fn submit(self: &Arc<Self>, job: Job) {
         let jobs = self.verifiers().lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(mpsc::SendError(job)) = jobs.send(job) {
+        match jobs.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(job)) => {
+                metrics::counter!("stompbox_auth_refused_total", "reason" => "queue_full")
+                    .increment(1);
+                warn!("auth: {MAX_QUEUED_CHECKS} password checks already waiting: refused");
+                let _ = job.reply.send(ToSession::Authenticated(Err(Refusal::Busy)));
+            }
             // No verifier thread could be started.
-            let _ = job
-                .reply
-                .send(ToSession::Authenticated(Err(Refusal::Credentials)));
+            Err(mpsc::TrySendError::Disconnected(job)) => {
+                let _ = job
+                    .reply
+                    .send(ToSession::Authenticated(Err(Refusal::Credentials)));
+            }
         }
     }
 
@@ -300,6 +322,7 @@ impl Authenticator {
         passcode: &str,
         ip: Option<IpAddr>,
     ) -> Result<Principal, Refusal> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
         let users = self.users.read().unwrap_or_else(|p| p.into_inner()).clone();
         let user = users.get(login);
         let dummy = self.dummy.get_or_init(|| {
@@ -317,8 +340,13 @@ impl Authenticator {
                 if let Some(ip) = ip {
                     self.lock_backoff().succeeded(ip);
                 }
-                self.lock_verified()
-                    .insert(login.to_string(), self.digest(login, passcode));
+                let mut verified = self.lock_verified();
+                // A reload while the check ran may have replaced this password: then the
+                // result is good for this CONNECT only, not remembered.
+                if self.generation.load(std::sync::atomic::Ordering::Acquire) == generation {
+                    verified.insert(login.to_string(), self.digest(login, passcode));
+                }
+                drop(verified);
                 Ok(Principal {
                     login: Some(login.to_string()),
                     groups: user.groups.clone(),
@@ -345,8 +373,14 @@ impl Authenticator {
     pub fn reload(&self) -> Result<usize, String> {
         let users = Users::load(&self.settings.users, self.settings.users_file.as_deref())?;
         let n = users.len();
+        // Under the memo's lock, so a check that began before cannot remember the old
+        // password after this (see `verify_now`).
+        let mut verified = self.lock_verified();
         *self.users.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(users);
-        self.lock_verified().clear();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        verified.clear();
+        drop(verified);
         info!("auth: {n} users loaded");
         Ok(n)
     }

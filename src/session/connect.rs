@@ -153,6 +153,10 @@ impl Session {
         let Some(pending) = self.authenticating.take() else {
             return;
         };
+        // The session failed meanwhile (CONNECT timeout, shutdown): its ERROR stands.
+        if self.phase != Phase::Connecting || self.failing() {
+            return;
+        }
         let PendingConnect {
             frame,
             version,

@@ -55,6 +55,10 @@ where
     // off its front, though the allocation stays).
     let mut allocated = rbuf.capacity();
     let mut writing = Bytes::new();
+    // Written bytes the stream may still hold (TLS records rustls took but the socket did
+    // not yet): flushed once nothing else is being written, or a MESSAGE or RECEIPT could
+    // wait in the TLS layer until the next write, which may never come.
+    let mut unflushed = false;
     let started = Instant::now();
     let mut last_read = started;
     let mut last_write = started;
@@ -152,14 +156,21 @@ where
                     }
                 }
             }
-            r = writer.write(&writing), if !writing.is_empty() => {
+            r = async {
+                match writing.is_empty() {
+                    false => writer.write(&writing).await.map(Some),
+                    true => writer.flush().await.map(|()| None),
+                }
+            }, if !writing.is_empty() || (unflushed && !session.has_output()) => {
                 match r {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
+                    Ok(Some(0)) | Err(_) => break,
+                    Ok(Some(n)) => {
                         writing.advance(n);
                         session.wrote(n);
                         last_write = Instant::now();
+                        unflushed = true;
                     }
+                    Ok(None) => unflushed = false,
                 }
             }
             answer = rx.recv(), if answering => {
@@ -239,7 +250,9 @@ where
     // with the Goodbye, but the reconnected client's SUBSCRIBE would find it taken).
     session.close();
     post(&mut session, &ctx.services);
-    let _ = writer.shutdown().await;
+    // A client that reads nothing cannot hold the session (and a graceful shutdown) here:
+    // TLS and WebSocket shutdowns write before they end.
+    let _ = tokio::time::timeout(linger, writer.shutdown()).await;
     // Our side is shut (FIN) after the ERROR or the DISCONNECT's RECEIPT. Closing now with
     // bytes of the client's still unread would reset the connection, and a reset can discard
     // the ERROR before the client has read it: a client still writing the frame that was

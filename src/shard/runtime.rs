@@ -478,10 +478,11 @@ fn run_shard(
             }
         }
         let listeners = registered;
+        let mut next = 0;
         let mut sessions = JoinSet::new();
         loop {
             tokio::select! {
-                (kind, accepted) = accept_any(&listeners) => match accepted {
+                (kind, accepted) = accept_any(&listeners, &mut next) => match accepted {
                     Ok((stream, peer)) => accept(&shared, &mut sessions, &shutdown, kind, stream, peer),
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
@@ -501,13 +502,19 @@ fn run_shard(
     });
 }
 
-/// The next connection on any of a shard's listeners.
+/// The next connection on any of a shard's listeners, trying them in turn from `next` so a
+/// flood on one listener does not starve the others.
 async fn accept_any(
     listeners: &[(Kind, TcpListener)],
+    next: &mut usize,
 ) -> (Kind, std::io::Result<(TcpStream, SocketAddr)>) {
     std::future::poll_fn(|cx| {
-        for (kind, listener) in listeners {
+        let n = listeners.len();
+        for k in 0..n {
+            let i = (*next + k) % n;
+            let (kind, listener) = &listeners[i];
             if let std::task::Poll::Ready(r) = listener.poll_accept(cx) {
+                *next = (i + 1) % n;
                 return std::task::Poll::Ready((*kind, r));
             }
         }
@@ -595,6 +602,8 @@ fn accept(
             ip: Some(ip),
         };
         let t = &shared.transports;
+        // The address the client reached (the WebSocket Origin check's "own" on 0.0.0.0).
+        let local = stream.local_addr().ok().map(|a| a.ip());
         match kind {
             Kind::Stomp => session::run(stream, SessionContext { initial, ..ctx }).await,
             Kind::Ssl | Kind::Wss => {
@@ -616,13 +625,22 @@ fn accept(
                 };
                 match kind {
                     Kind::Wss => {
-                        serve_websocket(stream, BytesMut::new(), t.wss.as_deref(), ctx, timeout)
-                            .await
+                        serve_websocket(
+                            stream,
+                            BytesMut::new(),
+                            t.wss.as_deref(),
+                            ctx,
+                            timeout,
+                            local,
+                        )
+                        .await
                     }
                     _ => session::run(stream, ctx).await,
                 }
             }
-            Kind::Ws => serve_websocket(stream, initial, t.ws.as_deref(), ctx, timeout).await,
+            Kind::Ws => {
+                serve_websocket(stream, initial, t.ws.as_deref(), ctx, timeout, local).await
+            }
         }
         drop(slot);
     });
@@ -658,11 +676,12 @@ async fn serve_websocket<S>(
     policy: Option<&websocket::Policy>,
     ctx: SessionContext,
     timeout: Duration,
+    local: Option<std::net::IpAddr>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let Some(policy) = policy else { return };
-    match websocket::accept(&mut stream, initial, policy, timeout).await {
+    match websocket::accept(&mut stream, initial, policy, timeout, local).await {
         Ok((protocol, rest)) => {
             debug!(
                 "conn={} peer={} WebSocket subprotocol={}",

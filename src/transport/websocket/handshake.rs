@@ -13,8 +13,9 @@
 //! - `Origin`: a browser sends one with every WebSocket request, and WebSockets are not bound
 //!   by the same-origin policy, so any web page a user visits could otherwise talk STOMP to a
 //!   broker the user's machine can reach. A request with an `Origin` is upgraded only when the
-//!   origin's host is this listener's own address (on a loopback or 0.0.0.0 bind also
-//!   `localhost`, `127.0.0.1` and `[::1]`; on 0.0.0.0 any IP address), on any port — so the
+//!   origin's host is this listener's own address (on a 0.0.0.0 bind, the address the client
+//!   connected to; on a loopback or 0.0.0.0 bind also `localhost`, `127.0.0.1` and
+//!   `[::1]`), on any port — so the
 //!   page the admin endpoint serves works — or it is listed in `websocket.allowed_origins`
 //!   (`"*"` admits all, ActiveMQ's behaviour). Requests without `Origin` (programs, not
 //!   browsers) are upgraded. Refused: 403.
@@ -133,20 +134,24 @@ impl Policy {
     }
 
     /// Whether a request from a page at `origin` may be upgraded.
-    fn admits_origin(&self, origin: &str) -> bool {
+    /// `local` is the address the client connected to, which is what "own" means on a
+    /// listener bound to every interface.
+    fn admits_origin(&self, origin: &str, local: Option<IpAddr>) -> bool {
         if self.any_origin {
             return true;
         }
         let Ok(a) = origin_authority(origin) else {
             return false;
         };
-        let ip = self.bound.ip();
+        let ip = match local {
+            Some(l) if self.bound.ip().is_unspecified() => l,
+            _ => self.bound.ip(),
+        };
         let own = match &a.host {
-            Host::Ip(_) if ip.is_unspecified() => true,
             Host::Ip(host) if *host == ip => true,
-            Host::Ip(IpAddr::V4(v4)) => *v4 == Ipv4Addr::LOCALHOST && local(ip),
-            Host::Ip(IpAddr::V6(v6)) => *v6 == Ipv6Addr::LOCALHOST && local(ip),
-            Host::Name(n) => n == "localhost" && local(ip),
+            Host::Ip(IpAddr::V4(v4)) => *v4 == Ipv4Addr::LOCALHOST && loopback_or_any(ip),
+            Host::Ip(IpAddr::V6(v6)) => *v6 == Ipv6Addr::LOCALHOST && loopback_or_any(ip),
+            Host::Name(n) => n == "localhost" && loopback_or_any(ip),
         };
         own || self
             .origins
@@ -156,7 +161,7 @@ impl Policy {
 }
 
 /// A loopback or all-interfaces bind, where `localhost` is this listener.
-fn local(ip: IpAddr) -> bool {
+fn loopback_or_any(ip: IpAddr) -> bool {
     ip.is_loopback() || ip.is_unspecified()
 }
 
@@ -184,7 +189,11 @@ pub fn origin_authority(origin: &str) -> Result<Authority, String> {
 }
 
 /// Decides on the request head at the start of `buf`: `Ok(None)` while it is incomplete.
-pub fn answer(buf: &[u8], policy: &Policy) -> Result<Option<Upgrade>, Refusal> {
+pub fn answer(
+    buf: &[u8],
+    policy: &Policy,
+    local: Option<IpAddr>,
+) -> Result<Option<Upgrade>, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let head_len = match request.parse(buf) {
@@ -261,7 +270,7 @@ pub fn answer(buf: &[u8], policy: &Policy) -> Result<Option<Upgrade>, Refusal> {
         _ => return Err(Refusal::new(400, "expected one Sec-WebSocket-Key header")),
     };
     let origins = header("origin");
-    if let Some(origin) = origins.iter().find(|o| !policy.admits_origin(o)) {
+    if let Some(origin) = origins.iter().find(|o| !policy.admits_origin(o, local)) {
         return Err(Refusal::new(
             403,
             format!(
@@ -299,11 +308,12 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     initial: BytesMut,
     policy: &Policy,
     timeout: Duration,
+    local: Option<IpAddr>,
 ) -> Result<(Option<&'static str>, BytesMut), HandshakeError> {
     let mut buf = initial;
     let read = async {
         loop {
-            match answer(&buf, policy) {
+            match answer(&buf, policy, local) {
                 Ok(Some(upgrade)) => return Ok(upgrade),
                 Ok(None) => {}
                 Err(refusal) => return Err(HandshakeError::Refused(refusal)),
@@ -360,7 +370,7 @@ mod tests {
             "/stomp",
             "Sec-WebSocket-Protocol: v10.stomp, v12.stomp,v11.stomp\r\n",
         );
-        let up = answer(req.as_bytes(), &p).unwrap().unwrap();
+        let up = answer(req.as_bytes(), &p, None).unwrap().unwrap();
         assert_eq!(up.protocol, Some("v12.stomp"));
         assert_eq!(up.head_len, req.len());
         // RFC 6455's own example key and answer.
@@ -370,18 +380,18 @@ mod tests {
         assert!(up
             .response
             .contains("Sec-WebSocket-Protocol: v12.stomp\r\n"));
-        let none = answer(request("/?x=1", "").as_bytes(), &p)
+        let none = answer(request("/?x=1", "").as_bytes(), &p, None)
             .unwrap()
             .unwrap();
         assert_eq!(none.protocol, None);
         assert!(!none.response.contains("Sec-WebSocket-Protocol"));
-        assert_eq!(answer(&req.as_bytes()[..40], &p), Ok(None));
+        assert_eq!(answer(&req.as_bytes()[..40], &p, None), Ok(None));
     }
 
     #[test]
     fn wrong_requests_get_the_right_status() {
         let p = policy("127.0.0.1:61614", &[]);
-        let status = |req: String| answer(req.as_bytes(), &p).unwrap_err().status;
+        let status = |req: String| answer(req.as_bytes(), &p, None).unwrap_err().status;
         assert_eq!(status(request("/other", "")), 404);
         assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\n\r\n".into()), 405);
         assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\n\r\n".into()), 426);
@@ -392,16 +402,23 @@ mod tests {
         );
         let long = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_REQUEST_BYTES));
         assert_eq!(status(long), 431);
-        let refusal = answer(request("/other", "").as_bytes(), &p).unwrap_err();
+        let refusal = answer(request("/other", "").as_bytes(), &p, None).unwrap_err();
         assert!(refusal.response().starts_with("HTTP/1.1 404 Not Found\r\n"));
     }
 
     #[test]
     fn origins_are_the_listeners_own_or_listed() {
         let local = policy("127.0.0.1:61614", &["https://app.example.com"]);
-        let ok = |p: &Policy, origin: &str| {
-            answer(request("/", &format!("Origin: {origin}\r\n")).as_bytes(), p).is_ok()
+        let ok_at = |p: &Policy, origin: &str, local: Option<&str>| {
+            let local = local.map(|l| l.parse().unwrap());
+            answer(
+                request("/", &format!("Origin: {origin}\r\n")).as_bytes(),
+                p,
+                local,
+            )
+            .is_ok()
         };
+        let ok = |p: &Policy, origin: &str| ok_at(p, origin, None);
         assert!(ok(&local, "http://127.0.0.1:8161"));
         assert!(ok(&local, "http://localhost"));
         assert!(ok(&local, "https://app.example.com"));
@@ -414,8 +431,11 @@ mod tests {
         let public = policy("10.1.2.3:61614", &[]);
         assert!(ok(&public, "http://10.1.2.3:8161"));
         assert!(!ok(&public, "http://localhost:8161"));
+        // Bound to every interface: the address the client connected to is the own one.
         let all = policy("0.0.0.0:61614", &[]);
-        assert!(ok(&all, "http://192.168.1.9"));
+        assert!(ok_at(&all, "http://192.168.1.9", Some("192.168.1.9")));
+        assert!(!ok_at(&all, "http://203.0.113.5", Some("192.168.1.9")));
+        assert!(ok_at(&all, "http://localhost:8161", Some("127.0.0.1")));
         assert!(!ok(&all, "http://evil.example"));
     }
 }

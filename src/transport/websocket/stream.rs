@@ -36,6 +36,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Bytes read per read call when no large payload is arriving.
 const SMALL_READ: usize = 4 * 1024;
 
+/// Bytes of control frames (pongs) owed to a client past which it is not read until they
+/// are written.
+const MAX_CONTROL_BACKLOG: usize = 4 * 1024;
+
 /// Longest payload of a control frame (RFC 6455, 5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 
@@ -266,8 +270,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
             // Pongs and a close reply go out as soon as the write side is between frames;
             // a socket that does not take them now keeps them queued for the next write.
             if !this.control.is_empty() {
-                if let Poll::Ready(Err(e)) = this.poll_control(cx) {
-                    return Poll::Ready(Err(e));
+                match this.poll_control(cx) {
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    // A client that pings and never reads would otherwise grow the pongs
+                    // owed to it without end: stop reading it until they are written (the
+                    // write side's waker is registered).
+                    Poll::Pending if this.control.len() > MAX_CONTROL_BACKLOG => {
+                        return Poll::Pending
+                    }
+                    _ => {}
                 }
             }
             if let Some(mut frame) = this.incoming {
@@ -397,6 +408,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A masked client frame.
@@ -503,6 +515,29 @@ mod tests {
         }
         writer.await.unwrap();
         assert!(got == payload);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_pings_and_never_reads_is_not_read_without_end() {
+        let (client, server) = tokio::io::duplex(1024);
+        let (_rx, mut tx) = tokio::io::split(client);
+        let ping = client_frame(OpCode::Control(Control::Ping), true, &[7; 100]);
+        let writer = tokio::spawn(async move {
+            for _ in 0..2000 {
+                if tx.write_all(&ping).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut ws = WsStream::new(server, BytesMut::new());
+        let mut buf = [0u8; 64];
+        // The pongs cannot be written (nobody reads them): once a few KiB are owed, the
+        // stream stops reading instead of queueing more.
+        let read = tokio::time::timeout(Duration::from_millis(300), ws.read(&mut buf)).await;
+        assert!(read.is_err(), "a read finished: {read:?}");
+        assert!(ws.control.len() <= MAX_CONTROL_BACKLOG + 128, "{}", ws.control.len());
+        assert!(!writer.is_finished(), "all 2,000 pings were taken in");
+        writer.abort();
     }
 
     #[tokio::test]
