@@ -535,7 +535,11 @@ mod tests {
         // stream stops reading instead of queueing more.
         let read = tokio::time::timeout(Duration::from_millis(300), ws.read(&mut buf)).await;
         assert!(read.is_err(), "a read finished: {read:?}");
-        assert!(ws.control.len() <= MAX_CONTROL_BACKLOG + 128, "{}", ws.control.len());
+        assert!(
+            ws.control.len() <= MAX_CONTROL_BACKLOG + 128,
+            "{}",
+            ws.control.len()
+        );
         assert!(!writer.is_finished(), "all 2,000 pings were taken in");
         writer.abort();
     }
