@@ -6,7 +6,6 @@
 mod support;
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -161,10 +160,7 @@ fn an_address_that_keeps_failing_waits_and_others_do_not_behind_the_proxy_protoc
         config("anonymous = false\nfailures_before_backoff = 2\nbackoff_initial_ms = 600000\nbackoff_max_ms = 600000")
     ));
     let from = |ip: &str, passcode: &str| {
-        let mut s = TcpStream::connect(broker.addr()).unwrap();
-        s.write_all(format!("PROXY TCP4 {ip} 127.0.0.1 40000 61613\r\n").as_bytes())
-            .unwrap();
-        let mut c = Client::from_stream(s);
+        let mut c = Client::behind_proxy(broker.addr(), ip);
         c.send_frame(&connect_frame(
             "1.2",
             &[("login", "app"), ("passcode", passcode)],
@@ -490,10 +486,7 @@ fn connections_and_connect_rates_per_address_behind_the_proxy_protocol() {
          max_connects_per_second_per_address = 1000000\n",
     );
     let open = |ip: &str| {
-        let mut s = TcpStream::connect(broker.addr()).unwrap();
-        s.write_all(format!("PROXY TCP4 {ip} 127.0.0.1 40000 61613\r\n").as_bytes())
-            .unwrap();
-        let mut c = Client::from_stream(s);
+        let mut c = Client::behind_proxy(broker.addr(), ip);
         c.send_frame(&connect_frame("1.2", &[]));
         let f = c.expect_frame(WAIT);
         (c, f)
@@ -536,10 +529,7 @@ fn connections_and_connect_rates_per_address_behind_the_proxy_protocol() {
         "proxy_protocol = true\n[limits]\nmax_connects_per_second_per_address = 1\n",
     );
     let open_slow = |ip: &str| {
-        let mut s = TcpStream::connect(slow.addr()).unwrap();
-        s.write_all(format!("PROXY TCP4 {ip} 127.0.0.1 40000 61613\r\n").as_bytes())
-            .unwrap();
-        let mut c = Client::from_stream(s);
+        let mut c = Client::behind_proxy(slow.addr(), ip);
         c.send_frame(&connect_frame("1.2", &[]));
         c.expect_frame(WAIT)
     };

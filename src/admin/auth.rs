@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
-use crate::security::{Authenticator, Check};
+use crate::security::{constant_eq, Authenticator, Check};
 
 /// What the endpoint accepts as credentials; built once at start.
 pub struct AdminAuth {
@@ -150,8 +150,4 @@ pub async fn enforce(
             response
         }
     }
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -14,6 +14,7 @@ mod policy;
 
 pub use host::{AllowedHost, Authority, Host};
 pub use network::{DemandFilter, NetworkConnector};
+pub(crate) use policy::split_pattern;
 pub use policy::{Policy, PolicyEntry};
 
 use crate::limits::Limits;

@@ -79,23 +79,26 @@ pub(super) fn check(entry: &PolicyEntry) -> Result<(), String> {
     compile(entry).map(|_| ())
 }
 
-fn compile(entry: &PolicyEntry) -> Result<Compiled<'_>, String> {
-    let (kind, name) = if let Some(n) = entry.pattern.strip_prefix("/queue/") {
+/// A config entry's `match`: its kind and its name pattern (wildcards allowed). `what` names
+/// the config key in the error.
+pub(crate) fn split_pattern<'a>(pattern: &'a str, what: &str) -> Result<(Kind, &'a str), String> {
+    let (kind, name) = if let Some(n) = pattern.strip_prefix("/queue/") {
         (Kind::Queue, n)
-    } else if let Some(n) = entry.pattern.strip_prefix("/topic/") {
+    } else if let Some(n) = pattern.strip_prefix("/topic/") {
         (Kind::Topic, n)
     } else {
         return Err(format!(
-            "destinations.policy match {:?} must begin with /queue/ or /topic/",
-            entry.pattern
+            "{what} match {pattern:?} must begin with /queue/ or /topic/"
         ));
     };
     if name.is_empty() {
-        return Err(format!(
-            "destinations.policy match {:?} has an empty name",
-            entry.pattern
-        ));
+        return Err(format!("{what} match {pattern:?} has an empty name"));
     }
+    Ok((kind, name))
+}
+
+fn compile(entry: &PolicyEntry) -> Result<Compiled<'_>, String> {
+    let (kind, name) = split_pattern(&entry.pattern, "destinations.policy")?;
     if let Some(m) = entry.redelivery_backoff_multiplier {
         if !(m.is_finite() && m >= 1.0) {
             return Err(format!(

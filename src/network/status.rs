@@ -105,13 +105,7 @@ impl Bridges {
         let Some(own) = self.token.as_deref() else {
             return false;
         };
-        let (own, presented) = (own.as_bytes(), presented.as_bytes());
-        own.len() == presented.len()
-            && own
-                .iter()
-                .zip(presented)
-                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-                == 0
+        crate::security::constant_eq(own.as_bytes(), presented.as_bytes())
     }
 
     /// Adds a bridge; returns its index for [`Bridges::update`].

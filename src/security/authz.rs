@@ -70,17 +70,8 @@ impl Rules {
     pub fn new(entries: &[AuthorizationEntry]) -> Result<Rules, String> {
         let mut rules = Vec::with_capacity(entries.len());
         for e in entries {
-            let (kind, name) = if let Some(n) = e.pattern.strip_prefix("/queue/") {
-                (Kind::Queue, n)
-            } else if let Some(n) = e.pattern.strip_prefix("/topic/") {
-                (Kind::Topic, n)
-            } else {
-                return Err(format!(
-                    "security.authorization match {:?} must begin with /queue/ or /topic/",
-                    e.pattern
-                ));
-            };
-            if name.is_empty() || name.split('.').any(str::is_empty) {
+            let (kind, name) = crate::config::split_pattern(&e.pattern, "security.authorization")?;
+            if name.split('.').any(str::is_empty) {
                 return Err(format!(
                     "security.authorization match {:?}: empty name or segment",
                     e.pattern

@@ -1,6 +1,7 @@
 //! Thread-per-core shards: the runtime that wires listeners, sessions and owner loops
 //! together. Nothing below this module imports it.
 
+mod accept;
 mod owner;
 mod runtime;
 

@@ -89,6 +89,16 @@ impl Client {
         Ok(Client::from_stream(stream))
     }
 
+    /// A connection to `addr` that says, in a PROXY protocol v1 header, that it comes from
+    /// `client_ip` (as a load balancer's `send-proxy` does), and has sent nothing else yet.
+    pub fn behind_proxy(addr: SocketAddr, client_ip: &str) -> Client {
+        let mut s = TcpStream::connect_timeout(&addr, WAIT)
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        let header = format!("PROXY TCP4 {client_ip} 127.0.0.1 40000 {}\r\n", addr.port());
+        s.write_all(header.as_bytes()).expect("write PROXY header");
+        Client::from_stream(s)
+    }
+
     /// A client over a connection already open (e.g. one that sent a PROXY header).
     pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_nodelay(true).expect("set_nodelay");
