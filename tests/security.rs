@@ -269,6 +269,7 @@ users = [
 match = "/queue/orders.>"
 read = ["shop", "audit"]
 write = ["shop"]
+admin = ["shop"]
 [[security.authorization]]
 match = "/topic/ActiveMQ.Advisory.>"
 read = ["*"]
@@ -352,6 +353,119 @@ read = ["*"]
     let reply_to = req.get("reply-to").unwrap().to_string();
     responder.send_sync(&reply_to, "answer", &[]);
     requester.expect_body("answer");
+}
+
+#[test]
+fn creating_a_destination_needs_the_admin_right() {
+    let hash = passwd(RIGHT);
+    // Forgotten as soon as idle: what exists is what is in use, or declared.
+    let broker = Broker::start_with_config(&format!(
+        r#"[destinations]
+idle_timeout_ms = 0
+declared = ["/queue/orders.declared"]
+[security]
+users = [
+  {{ login = "shop", password_hash = "{hash}", groups = ["shop"] }},
+  {{ login = "ops", password_hash = "{hash}", groups = ["ops"] }},
+]
+[[security.authorization]]
+match = "/queue/orders.>"
+read = ["shop", "ops"]
+write = ["shop"]
+admin = ["ops"]
+[[security.authorization]]
+match = "/topic/prices.>"
+read = ["shop"]
+write = ["shop"]
+admin = ["ops"]
+"#
+    ));
+    let login = |user: &str| {
+        let (c, f) = connect(&broker, Some(user), Some(RIGHT));
+        assert_eq!(f.command, "CONNECTED", "{f:?}");
+        c
+    };
+    let listed = |name: &str| {
+        let d = broker.admin_get("/api/destinations").unwrap();
+        d.contains(&format!("\"{name}\""))
+    };
+    // A declared destination is listed from the start and anyone who may write uses it.
+    assert!(listed("/queue/orders.declared"));
+    let mut shop = login("shop");
+    shop.send_sync("/queue/orders.declared", "d-1", &[]);
+    // shop may write orders.new but not create it: ActiveMQ's words, the receipt answered
+    // with the ERROR, and the frames pipelined behind it take no effect.
+    let mut c = login("shop");
+    let mut bytes = support::frame::send_frame(
+        "/queue/orders.new",
+        "first",
+        &[("receipt", "w"), ("persistent", "true")],
+    )
+    .encode();
+    support::frame::send_frame("/queue/orders.declared", "behind", &[]).encode_into(&mut bytes);
+    c.send_raw(&bytes);
+    let e = c.expect_error_and_close(Some("w"));
+    assert_eq!(
+        e.get("message"),
+        Some("User shop is not authorized to create: queue://orders.new")
+    );
+    assert!(!listed("/queue/orders.new"));
+    let stored: i64 = broker
+        .db()
+        .query_row(
+            "SELECT count(*) FROM messages WHERE destination = '/queue/orders.new'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 0, "a refused SEND stored nothing");
+    // Nor by subscribing, to a queue or a topic.
+    for dest in ["/queue/orders.new", "/topic/prices.eu"] {
+        let mut c = login("shop");
+        c.send_frame(
+            &support::frame::Frame::new("SUBSCRIBE")
+                .header("destination", dest)
+                .header("id", "s")
+                .header("receipt", "r"),
+        );
+        let e = c.expect_error_and_close(Some("r"));
+        assert!(
+            e.get("message")
+                .unwrap()
+                .starts_with("User shop is not authorized to create: "),
+            "{dest}: {e:?}"
+        );
+    }
+    // A wildcard subscription creates nothing and needs read only.
+    let mut prices = login("shop");
+    prices.subscribe("/topic/prices.>", "p", "auto", &[]);
+    // ops creates orders.new by subscribing; then shop may send to it and, once it is in use,
+    // subscribe to it too.
+    let mut ops = login("ops");
+    ops.subscribe("/queue/orders.new", "o", "auto", &[]);
+    shop.send_sync("/queue/orders.new", "o-1", &[]);
+    ops.expect_body("o-1");
+    let mut shop2 = login("shop");
+    shop2.subscribe("/queue/orders.new", "s", "auto", &[]);
+    // Gone once idle (ops and shop2 leave, nothing waits): a new connection of shop may not
+    // bring it back, while the declared one stays.
+    drop(ops);
+    drop(shop2);
+    let gone = std::time::Instant::now();
+    while listed("/queue/orders.new") {
+        assert!(gone.elapsed() < WAIT, "orders.new still listed once idle");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut late = login("shop");
+    late.send_frame(&support::frame::send_frame(
+        "/queue/orders.new",
+        "late",
+        &[("receipt", "l")],
+    ));
+    late.expect_error_and_close(Some("l"));
+    let mut again = login("shop");
+    again.send_sync("/queue/orders.declared", "d-2", &[]);
+    assert!(listed("/queue/orders.declared"));
 }
 
 // --- the admin endpoint ----------------------------------------------------------------------

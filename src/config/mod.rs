@@ -283,6 +283,11 @@ pub struct DestinationConfig {
     /// segments, `*` for any one (ActiveMQ's `Consumer.*.`, as in
     /// `/queue/Consumer.billing.VirtualTopic.Orders`).
     pub virtual_topic_consumer_prefix: String,
+    /// Queues and topics that exist from the start (ActiveMQ's startup `<destinations>`):
+    /// listed at once, never forgotten while idle, and usable by users without the `admin`
+    /// right on them (docs/security.md). Full names without wildcards, e.g.
+    /// `["/queue/orders", "/topic/prices"]`.
+    pub declared: Vec<String>,
     /// Publish ActiveMQ's advisory messages (`/topic/ActiveMQ.Advisory.…`: destinations,
     /// consumers, connections, expired and dead-lettered messages), as ActiveMQ's
     /// `advisorySupport`.
@@ -421,6 +426,7 @@ impl Default for DestinationConfig {
             advisories: true,
             virtual_topic_prefix: "VirtualTopic.".into(),
             virtual_topic_consumer_prefix: "Consumer.*.".into(),
+            declared: Vec::new(),
             max_scheduled_messages: 100_000,
             idle_timeout_ms: 5 * 60 * 1000,
             max_idle_destinations: 1_000,
@@ -467,6 +473,17 @@ impl Config {
         }
         for entry in &d.policy {
             policy::check(entry).map_err(ConfigError::Invalid)?;
+        }
+        for name in &d.declared {
+            match crate::message::DestinationName::parse(name) {
+                Ok(n) if !n.is_temp() && !n.is_wildcard() && n.as_str() == name => {}
+                _ => {
+                    return bad(format!(
+                        "destinations.declared {name:?}: a queue or topic name without \
+                         wildcards, e.g. \"/queue/orders\""
+                    ))
+                }
+            }
         }
         network::check(&self.broker_name, &self.network).map_err(ConfigError::Invalid)?;
         let l = &self.limits;
@@ -628,6 +645,22 @@ mod tests {
         c.limits.large_frames_budget_bytes = c.limits.max_frame_bytes;
         c.validate()
             .expect("a budget of one largest frame is enough");
+    }
+
+    #[test]
+    fn declared_destinations_are_plain_names() {
+        for bad in ["/queue/orders.>", "/temp-queue/x", "orders"] {
+            let mut c: Config =
+                toml::from_str(&format!("[destinations]\ndeclared = [{bad:?}]")).unwrap();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("destinations.declared") && err.contains(bad),
+                "{err}"
+            );
+        }
+        let mut c: Config =
+            toml::from_str("[destinations]\ndeclared = [\"/queue/a\", \"/topic/b\"]").unwrap();
+        c.validate().unwrap();
     }
 
     #[test]

@@ -283,6 +283,13 @@ pub enum ToOwner {
         session: SessionId,
         destination: DestinationName,
     },
+    /// Does `destination` exist here (in use, kept listed while idle, or declared)? Answered
+    /// with [`ToSession::Probed`]: a SEND or SUBSCRIBE from a user without the `admin` right
+    /// on it may only use one that does (`session/create.rs`).
+    Probe {
+        session: SessionId,
+        destination: DestinationName,
+    },
     /// Register a consumer.
     Subscribe {
         session: SessionId,
@@ -451,6 +458,11 @@ pub enum ToSession {
     },
     /// A SEND was accepted: the producer window reopens by one; `token` is its receipt.
     Accepted { token: Option<Token> },
+    /// The answer to [`ToOwner::Probe`].
+    Probed {
+        destination: DestinationName,
+        exists: bool,
+    },
     /// A SEND could not be stored: the producer window reopens, and the session fails with an
     /// ERROR (carrying the receipt, if any).
     Rejected {

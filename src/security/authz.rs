@@ -1,6 +1,6 @@
-//! Authorization: which groups may `read` (SUBSCRIBE, browse), `write` (SEND) a destination,
-//! as ActiveMQ's `authorizationEntry` says it, from `[[security.authorization]]` entries that
-//! match destinations with wildcards.
+//! Authorization: which groups may `read` (SUBSCRIBE, browse), `write` (SEND) and `admin`
+//! (bring into being) a destination, as ActiveMQ's `authorizationEntry` says it, from
+//! `[[security.authorization]]` entries that match destinations with wildcards.
 //!
 //! - No entries at all: everything is allowed (ActiveMQ without its authorization plugin).
 //! - Otherwise an operation is allowed when the connection's user is in one of the groups the
@@ -10,6 +10,10 @@
 //! - A wildcard subscription (`/topic/prices.>`) is checked as the pattern it is: an entry
 //!   must match the pattern itself (`/topic/prices.>` or `/topic/>`), so a wildcard cannot
 //!   reach destinations its subscriber may not read one by one.
+//! - `admin` is asked for when a SEND or SUBSCRIBE names a destination the broker does not
+//!   know (neither in use, nor kept listed while idle, nor declared in `[destinations]
+//!   declared`): using it would create it, as ActiveMQ's `addDestination` asks for `admin`
+//!   (`session/create.rs` asks the owner). Wildcard subscriptions create nothing.
 //! - Temporary destinations are not matched by entries: any connection may send to one (it is
 //!   someone's reply-to), and only its creator may subscribe (the session checks that).
 //! - Advisory topics are topics like any other: subscribing to
@@ -34,6 +38,9 @@ pub struct AuthorizationEntry {
     /// Groups that may SEND.
     #[serde(default)]
     pub write: Vec<String>,
+    /// Groups that may create the destinations it covers (their first SEND or SUBSCRIBE).
+    #[serde(default)]
+    pub admin: Vec<String>,
 }
 
 /// What a frame does to a destination.
@@ -41,14 +48,17 @@ pub struct AuthorizationEntry {
 pub enum Operation {
     Read,
     Write,
+    /// Creating the destination: using one the broker does not know yet.
+    Admin,
 }
 
 impl Operation {
-    /// As ActiveMQ's message says it: `read from`, `write to`.
+    /// As ActiveMQ's message says it: `read from`, `write to`, `create`.
     pub fn phrase(self) -> &'static str {
         match self {
             Operation::Read => "read from",
             Operation::Write => "write to",
+            Operation::Admin => "create",
         }
     }
 }
@@ -59,6 +69,7 @@ struct Rule {
     name: String,
     read: Vec<String>,
     write: Vec<String>,
+    admin: Vec<String>,
 }
 
 /// The entries, checked.
@@ -82,6 +93,7 @@ impl Rules {
                 name: name.to_string(),
                 read: e.read.clone(),
                 write: e.write.clone(),
+                admin: e.admin.clone(),
             });
         }
         Ok(Rules(rules))
@@ -103,6 +115,7 @@ impl Rules {
             .flat_map(|r| match op {
                 Operation::Read => &r.read,
                 Operation::Write => &r.write,
+                Operation::Admin => &r.admin,
             })
             .any(|g| g == "*" || who.groups.iter().any(|mine| mine == g))
     }
@@ -135,6 +148,7 @@ mod tests {
             pattern: pattern.into(),
             read: read.iter().map(|s| s.to_string()).collect(),
             write: write.iter().map(|s| s.to_string()).collect(),
+            admin: Vec::new(),
         }
     }
 
@@ -195,6 +209,29 @@ mod tests {
         let literal = Rules::new(&[entry("/topic/a.b", &["g"], &[])]).unwrap();
         assert!(!literal.allows(&g, Operation::Read, &d("/topic/a.*")));
         assert!(Rules::default().allows(&other, Operation::Write, &d("/queue/x")));
+    }
+
+    #[test]
+    fn admin_is_a_right_of_its_own() {
+        let rules = Rules::new(&[
+            AuthorizationEntry {
+                admin: vec!["ops".into()],
+                ..entry("/queue/orders.>", &["shop"], &["shop"])
+            },
+            AuthorizationEntry {
+                admin: vec!["shop".into()],
+                ..entry("/queue/orders.carts.>", &[], &[])
+            },
+        ])
+        .unwrap();
+        let (shop, ops) = (who(&["shop"]), who(&["ops"]));
+        assert!(!rules.allows(&shop, Operation::Admin, &d("/queue/orders.new")));
+        assert!(rules.allows(&ops, Operation::Admin, &d("/queue/orders.new")));
+        assert!(!rules.allows(&ops, Operation::Write, &d("/queue/orders.new")));
+        // The union of matching entries, as for read and write.
+        assert!(rules.allows(&shop, Operation::Admin, &d("/queue/orders.carts.1")));
+        assert!(!rules.allows(&shop, Operation::Admin, &d("/queue/other")));
+        assert_eq!(Operation::Admin.phrase(), "create");
     }
 
     #[test]

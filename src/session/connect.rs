@@ -9,7 +9,6 @@ use super::state::{Phase, Session};
 use crate::clock::now_ms;
 use crate::codec::{Command, Frame, Version};
 use crate::message::advisory::Event;
-use crate::security::authz::Operation;
 use crate::security::{Check, Job, Principal, Refusal};
 
 /// The broker's name and version for the CONNECTED `server` header.
@@ -34,58 +33,6 @@ impl HeartBeat {
         }
     }
 }
-
-impl Session {
-    /// Fails unless the connection's user may do `op` on `destination`; answers from a
-    /// per-connection memo (at most [`AUTHORIZED_MEMO`] destinations) after the first time.
-    pub(super) fn authorize(
-        &mut self,
-        op: Operation,
-        destination: &crate::message::DestinationName,
-    ) -> Result<(), Error> {
-        if !self.auth.authorizes() || self.own_bridge {
-            return Ok(());
-        }
-        let key = (op, destination.as_str().to_string());
-        let allowed = match self.authorized.get(&key) {
-            Some(a) => *a,
-            None => {
-                let anonymous = Principal::default();
-                let who = self.principal.as_ref().unwrap_or(&anonymous);
-                let a = self.auth.allows(who, op, destination);
-                if self.authorized.len() >= AUTHORIZED_MEMO {
-                    self.authorized.clear();
-                }
-                self.authorized.insert(key, a);
-                a
-            }
-        };
-        if allowed {
-            return Ok(());
-        }
-        let user = self
-            .principal
-            .as_ref()
-            .and_then(|p| p.login.clone())
-            .unwrap_or_else(|| crate::security::ANONYMOUS.to_string());
-        let named = match destination.kind() {
-            crate::message::Kind::Queue => format!("queue://{}", destination.name()),
-            crate::message::Kind::Topic => format!("topic://{}", destination.name()),
-        };
-        warn!(
-            "conn={} peer={} user {user} denied {} {}",
-            self.id.0,
-            self.peer,
-            op.phrase(),
-            destination.as_str()
-        );
-        metrics::counter!("stompbox_authorization_denied_total").increment(1);
-        Err(Error::NotAuthorized(user, op, named))
-    }
-}
-
-/// Destinations whose authorization a connection remembers.
-const AUTHORIZED_MEMO: usize = 1024;
 
 /// A CONNECT whose password check is running: what the rest of CONNECT needs.
 #[derive(Debug)]

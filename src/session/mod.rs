@@ -1,7 +1,7 @@
 //! Sessions: one per client connection, living on the shard that accepted it.
 //!
 //! `state.rs` holds the thin [`Session`] that dispatches frames to the file of their concern
-//! (`connect.rs`, `send.rs`, `subscriptions.rs`, `acks.rs`, `transactions.rs`, `receipts.rs`,
+//! (`connect.rs`, `authorize.rs`, `send.rs`, `subscriptions.rs`, `acks.rs`, `transactions.rs`, `receipts.rs`,
 //! `outbox.rs`; the table in `state.rs` says which owns what). All of it is sans-IO: frames,
 //! owner answers and `now` in; bytes to write and commands to post out. `task.rs` alone does
 //! I/O, time and posting. `error.rs` is the catalogue of ERROR frames (authentication is
@@ -9,6 +9,7 @@
 //! broker-wide budget for large frames.
 
 mod acks;
+mod authorize;
 mod connect;
 mod error;
 mod frame_budget;

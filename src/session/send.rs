@@ -87,6 +87,11 @@ impl Session {
         for d in &destinations {
             self.authorize(crate::security::authz::Operation::Write, d)?;
         }
+        // One the user may not create and not known to exist: its owner is asked first,
+        // and this SEND comes back once it answers.
+        if destinations.iter().any(|d| !self.may_use(d, frame)) {
+            return Ok(());
+        }
         let fanned = self.virtual_topic_queues(&destinations);
         self.resolve_reply_to(&mut frame.headers.0)?;
         let explicit_expiry = frame.get("expires").is_some();

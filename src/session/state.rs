@@ -100,9 +100,13 @@ pub struct Session {
     pub(super) authenticating: Option<Box<super::connect::PendingConnect>>,
     /// Who the client is, once connected.
     pub(super) principal: Option<crate::security::Principal>,
-    /// Authorization answers already worked out (`authorize`).
+    /// Authorization answers already worked out (`authorize.rs`).
     pub(super) authorized:
         std::collections::HashMap<(crate::security::authz::Operation, String), bool>,
+    /// A SEND or SUBSCRIBE waiting to hear whether its destination exists (`authorize.rs`).
+    pub(super) creating: Option<Box<super::authorize::PendingCreate>>,
+    /// Destinations their owners said exist, for a user without `admin` (`authorize.rs`).
+    pub(super) existing: std::collections::HashSet<String>,
     /// Shards this session said Hello to (so it says Goodbye, and DISCONNECT's barrier goes
     /// to each).
     pub(super) said_hello: Vec<bool>,
@@ -148,6 +152,8 @@ impl Session {
             authenticating: None,
             principal: None,
             authorized: Default::default(),
+            creating: None,
+            existing: Default::default(),
             said_hello: vec![false; shards],
             posts: Vec::new(),
             phase: Phase::Connecting,
@@ -194,13 +200,15 @@ impl Session {
         self.heart_beat
     }
 
-    /// Should the driver read more frames? Not while closing, not during a COMMIT, not while
+    /// Should the driver read more frames? Not while closing, not while a password check or
+    /// a destination's existence (`authorize.rs`) is being asked, not during a COMMIT, not while
     /// the producer window (frames or bytes) is used up (flow control), not while too many
     /// RECEIPTs wait, and not while the client is not reading what we write.
     pub fn wants_read(&self) -> bool {
         let limits = &self.config.limits;
         matches!(self.phase, Phase::Connecting | Phase::Connected)
             && self.authenticating.is_none()
+            && self.creating.is_none()
             && !self.transactions.committing()
             && self.window.is_open(limits)
             && self.receipts.len() < limits.max_pending_receipts
@@ -244,6 +252,10 @@ impl Session {
             } => self.write_message(sub, &message, redelivery_count),
             ToSession::Browsed { sub, messages } => self.write_browsed(sub, messages),
             ToSession::Authenticated(result) => self.on_authenticated(result),
+            ToSession::Probed {
+                destination,
+                exists,
+            } => self.on_probed(destination, exists),
             ToSession::Accepted { token } => {
                 self.window.unanswered_sends = self.window.unanswered_sends.saturating_sub(1);
                 if let Some(t) = token {

@@ -88,6 +88,10 @@ impl Session {
         {
             return Err(Error::ForeignTemp(dest.to_string()));
         }
+        if !self.may_use(&destination, frame) {
+            // Comes back once the owner says whether the destination exists.
+            return Ok(());
+        }
         let sub_id = match frame.get("id") {
             Some(id) => id.to_string(),
             None if self.version == Version::V1_0 => dest.to_string(),

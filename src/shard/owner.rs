@@ -92,6 +92,9 @@ pub struct Owner {
     idle: idle::IdleDestinations,
     /// The network duplicate filter of this shard's destinations (`message/audit.rs`).
     audit: NetworkAudit,
+    /// This shard's `[destinations] declared` queues and topics: they exist from the start
+    /// and are never forgotten while idle (`owner/idle.rs`).
+    declared: foldhash::HashSet<QueueKey>,
 }
 
 impl Owner {
@@ -101,8 +104,10 @@ impl Owner {
             ctx.config.network_audit_depth,
             ctx.config.network_audit_producers,
         );
-        Owner {
+        let declared = idle::declared_here(&ctx);
+        let mut owner = Owner {
             audit,
+            declared,
             ctx,
             queues: HashMap::default(),
             topics: HashMap::default(),
@@ -111,7 +116,9 @@ impl Owner {
             schedules: Default::default(),
             temps: HashMap::default(),
             idle: Default::default(),
-        }
+        };
+        owner.list_declared();
+        owner
     }
 
     /// Serves commands until [`ToOwner::Stop`] or until every sender is gone.
@@ -199,6 +206,10 @@ impl Owner {
                 session,
                 destination,
             } => self.create_temp(session, destination),
+            ToOwner::Probe {
+                session,
+                destination,
+            } => self.probe(session, destination),
             ToOwner::Send {
                 session,
                 message,

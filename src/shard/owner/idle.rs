@@ -14,6 +14,12 @@
 //! once-a-second tick does not visit it, and the cap bounds what a client sending to endless
 //! one-off names can make the shard keep.
 //!
+//! Destinations named in `[destinations] declared` (ActiveMQ's startup `<destinations>`)
+//! exist from the start: listed while idle from the first moment and never forgotten (an
+//! operator's delete empties one and it is listed again at its next use). They, and every
+//! destination listed here or in use, are what a user without the `admin` right may use
+//! (`ToOwner::Probe`, `session/create.rs`).
+//!
 //! Destination advisories are published here too: when a destination comes into being (not
 //! when a kept one is used again, and not at recovery: no client can be subscribed before the
 //! listeners open), and when it is gone for good (forgotten once idle, deleted by an operator,
@@ -92,15 +98,16 @@ impl IdleDestinations {
         self.by_key.len()
     }
 
-    /// Stops keeping the longest idle one, if `expired` says so of when it became idle.
-    fn pop_oldest_if(&mut self, expired: impl Fn(Instant) -> bool) -> Option<QueueKey> {
+    /// Stops keeping the longest idle one, if `expired` says so of when it became idle: its
+    /// key and counters.
+    fn pop_oldest_if(&mut self, expired: impl Fn(Instant) -> bool) -> Option<(QueueKey, Counters)> {
         let (_, key) = self.order.first_key_value()?;
         if !expired(self.by_key.get(key)?.since) {
             return None;
         }
         let (_, key) = self.order.pop_first()?;
-        self.by_key.remove(&key);
-        Some(key)
+        let idle = self.by_key.remove(&key)?;
+        Some((key, idle.counters))
     }
 
     /// What the admin API and metrics show of each: its counters, and nothing held.
@@ -124,6 +131,17 @@ impl IdleDestinations {
     }
 }
 
+/// The keys of the `[destinations] declared` destinations shard `ctx.shard` owns.
+pub(super) fn declared_here(ctx: &crate::destination::Ctx) -> foldhash::HashSet<QueueKey> {
+    ctx.config
+        .declared
+        .iter()
+        .filter_map(|d| DestinationName::parse(d).ok())
+        .filter(|d| d.owner(ctx.router.shards()) == ctx.shard)
+        .map(QueueKey::queue)
+        .collect()
+}
+
 impl Owner {
     /// A queue or topic (`key`) with `counters` was just dropped as idle: kept listed, or,
     /// with `idle_timeout_ms` 0, gone at once. Beyond this shard's share of
@@ -131,28 +149,84 @@ impl Owner {
     /// not kept (nothing is kept for them while nobody subscribes either).
     pub(super) fn keep_idle(&mut self, key: QueueKey, counters: Counters) {
         debug_assert!(key.subscription.is_none() && !key.destination.is_temp());
-        if self.ctx.config.idle_timeout_ms == 0 || advisory::is_advisory(&key.destination) {
+        if (self.ctx.config.idle_timeout_ms == 0 || advisory::is_advisory(&key.destination))
+            && !self.declared.contains(&key)
+        {
             self.advise_removed(&key.destination, IDLE);
             return;
         }
-        self.idle.insert(key, counters, Instant::now());
+        let now = Instant::now();
+        self.idle.insert(key, counters, now);
+        // Declared destinations are not forgotten: they go to the back of the line (at most
+        // one round over them).
         let cap = self.idle_cap();
-        while self.idle.len() > cap {
-            let Some(key) = self.idle.pop_oldest_if(|_| true) else {
+        let mut turns = self.idle.len();
+        while self.idle.len() > cap && turns > 0 {
+            turns -= 1;
+            let Some((key, counters)) = self.idle.pop_oldest_if(|_| true) else {
                 break;
             };
-            self.advise_removed(&key.destination, IDLE);
+            self.forget_unless_declared(key, counters, now);
+        }
+    }
+
+    /// `key`, popped from the idle list, is forgotten (announced gone), unless declared:
+    /// then it is kept again, idle from `now`.
+    fn forget_unless_declared(&mut self, key: QueueKey, counters: Counters, now: Instant) {
+        match self.declared.contains(&key) {
+            true => self.idle.insert(key, counters, now),
+            false => self.advise_removed(&key.destination, IDLE),
+        }
+    }
+
+    /// Lists this shard's declared destinations at start (no advisory: nobody listens yet).
+    pub(super) fn list_declared(&mut self) {
+        let now = Instant::now();
+        let keys: Vec<QueueKey> = self.declared.iter().cloned().collect();
+        for key in keys {
+            self.idle.insert(key, Counters::default(), now);
+        }
+    }
+
+    /// Whether `destination` exists on this shard: a queue or topic in use or kept listed
+    /// while idle (a topic with durable subscriptions is in use), or a declared one.
+    pub(super) fn exists(&self, destination: &DestinationName) -> bool {
+        let key = QueueKey::queue(destination.clone());
+        self.declared.contains(&key)
+            || self.idle.contains(&key)
+            || match destination.kind() {
+                Kind::Queue => self.queues.contains_key(&key),
+                Kind::Topic => self.topics.contains_key(destination),
+            }
+    }
+
+    /// Answers a session's [`crate::message::ToOwner::Probe`].
+    pub(super) fn probe(
+        &mut self,
+        session: crate::message::SessionId,
+        destination: DestinationName,
+    ) {
+        let exists = self.exists(&destination);
+        if let Some(s) = self.sessions.get(&session) {
+            let _ = s.tx.send(crate::message::ToSession::Probed {
+                destination,
+                exists,
+            });
         }
     }
 
     /// Forgets the destinations idle for `idle_timeout_ms` at `now` (once a second).
     pub(super) fn sweep_idle(&mut self, now: Instant) {
         let timeout = Duration::from_millis(self.ctx.config.idle_timeout_ms);
-        while let Some(key) = self
-            .idle
-            .pop_oldest_if(|since| now.saturating_duration_since(since) >= timeout)
-        {
-            self.advise_removed(&key.destination, IDLE);
+        // At most one round: a declared one is kept again, idle from `now`.
+        for _ in 0..self.idle.len() {
+            let Some((key, counters)) = self
+                .idle
+                .pop_oldest_if(|since| now.saturating_duration_since(since) >= timeout)
+            else {
+                break;
+            };
+            self.forget_unless_declared(key, counters, now);
         }
     }
 
