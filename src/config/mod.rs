@@ -650,7 +650,7 @@ mod tests {
     #[test]
     fn declared_destinations_are_plain_names() {
         for bad in ["/queue/orders.>", "/temp-queue/x", "orders"] {
-            let mut c: Config =
+            let c: Config =
                 toml::from_str(&format!("[destinations]\ndeclared = [{bad:?}]")).unwrap();
             let err = c.validate().unwrap_err().to_string();
             assert!(
@@ -658,7 +658,7 @@ mod tests {
                 "{err}"
             );
         }
-        let mut c: Config =
+        let c: Config =
             toml::from_str("[destinations]\ndeclared = [\"/queue/a\", \"/topic/b\"]").unwrap();
         c.validate().unwrap();
     }
