@@ -10,13 +10,15 @@ const assert = require('node:assert/strict');
 const { test } = require('node:test');
 const stompit = require('stompit');
 
+const { credentials } = require('./credentials');
+
 const host = process.env.STOMP_HOST || '127.0.0.1';
 const port = Number(process.env.STOMP_PORT || 61613);
 
 for (const version of ['1.0', '1.1', '1.2']) {
   test(`STOMP ${version}: an ERROR reaches stompit as the client's error event`, { timeout: 20000 }, async () => {
     const error = await new Promise((resolve, reject) => {
-      const options = { host, port, connectHeaders: { host: '/', 'accept-version': version } };
+      const options = { host, port, connectHeaders: { host: '/', 'accept-version': version, ...credentials() } };
       stompit.connect(options, (err, client) => {
         if (err) {
           reject(err);

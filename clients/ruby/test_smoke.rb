@@ -52,8 +52,9 @@ class SmokeTest < Minitest::Test
     consumer = client('1.2')
     consumer.subscribe(destination, 'sub-pool', 'client-individual')
     pool = StompboxPool.new(size: 2, timeout: StompboxSmoke::TIMEOUT,
-                            hosts: [{ login: '', passcode: '', host: StompboxSmoke::HOST,
-                                      port: StompboxSmoke.port }])
+                            hosts: [{ login: StompboxSmoke::LOGIN,
+                                      passcode: StompboxSmoke::PASSCODE,
+                                      host: StompboxSmoke::HOST, port: StompboxSmoke.port }])
     threads = (0...8).map do |t|
       Thread.new { (0...25).each { |i| pool.publish_receipted(destination, "t#{t} m#{i}") } }
     end
