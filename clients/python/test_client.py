@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from stompbox_client import BrokerError, Client, TransactionLost
+from stompbox_client import (AuthenticationFailed, BrokerError, Client, ConnectionLost,
+                             TransactionLost)
 
 TIMEOUT = 10
 
@@ -24,6 +25,36 @@ def cut(client):
     while not (client.connects > before and client.connected):
         assert time.monotonic() < deadline, "the client did not reconnect"
         time.sleep(0.01)
+
+
+def test_a_wrong_passcode_fails_at_once_with_authentication_failed(url, auth, fresh, caplog):
+    """The broker refuses the login: the constructor raises AuthenticationFailed carrying the
+    ERROR frame, without retrying, although the failover URL would reconnect forever."""
+    wrong = auth["passcode"] + "-wrong"
+    outcome = queue.Queue()
+
+    def connect():
+        try:
+            Client(url, login=auth["login"], passcode=wrong).close()
+            outcome.put(None)
+        except Exception as e:  # checked below, on the test's thread
+            outcome.put(e)
+
+    with caplog.at_level("DEBUG", logger="stompbox_client"):
+        threading.Thread(target=connect, daemon=True, name="wrong-passcode").start()
+        try:
+            error = outcome.get(timeout=TIMEOUT)
+        except queue.Empty:
+            raise AssertionError(f"no outcome within {TIMEOUT} s: is the refused login being "
+                                 "retried?") from None
+    assert isinstance(error, AuthenticationFailed), repr(error)
+    assert isinstance(error, ConnectionLost) and isinstance(error, BrokerError)
+    assert error.frame.headers["message"] == "authentication failed"
+    assert str(error).startswith("authentication failed")
+    assert wrong not in str(error) and wrong not in caplog.text, "the passcode was shown"
+    # One refusal put this address nowhere near the broker's back-off: the right one works.
+    with Client(url, **auth) as client:
+        client.send(fresh("queue", "after-refusal"), "x")
 
 
 def test_callbacks_run_on_the_dispatcher_thread(url, auth, fresh):
