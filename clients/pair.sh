@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A master/standby pair of stompbox brokers for the client failover tests.
 #
-#   clients/pair.sh start DIR    start a pair; writes DIR/pair.env and prints it
+#   clients/pair.sh start DIR    start a pair; writes DIR/pair.env and prints it (bar the passcode)
 #   clients/pair.sh stop DIR     stop both (SIGKILL) and remove DIR
 #
 # Both brokers share DIR/data (one SQLite file, one lease) and listen on fixed free loopback
@@ -10,8 +10,16 @@
 # takes over when `a` dies. DIR/pair.env holds shell assignments:
 #   A_PORT B_PORT       STOMP ports      A_ADMIN B_ADMIN   admin (HTTP) ports
 #   A_PID  B_PID        process ids
+#   STOMP_LOGIN STOMP_PASSCODE           the one user both brokers let in
+# Both refuse anonymous CONNECTs (DIR/stompbox.toml, which holds only the passcode's hash). The
+# user is STOMP_LOGIN (default app) with STOMP_PASSCODE (default: a random one), as
+# clients/run-smoke.sh exports them to the tests; pair.env repeats both, for a shell or a test
+# that did not choose them (`set -a; . DIR/pair.env; set +a` exports them), so DIR is made
+# readable by its owner only.
 # Uses STOMPBOX_BIN (default target/debug/stompbox). Logs are DIR/a.log and DIR/b.log.
 set -euo pipefail
+# shellcheck source=clients/auth.sh
+source "$(dirname "${BASH_SOURCE[0]}")/auth.sh"
 
 cmd="${1:-}"
 dir="${2:-}"
@@ -59,15 +67,23 @@ case "$cmd" in
       echo "pair: $bin not found; run cargo build first" >&2
       exit 2
     fi
+    login="${STOMP_LOGIN:-app}"
+    passcode="${STOMP_PASSCODE:-$(random_passcode)}"
+    check_credential STOMP_LOGIN "$login"
+    check_credential STOMP_PASSCODE "$passcode"
     mkdir -p "$dir/data"
+    chmod 700 "$dir"
+    write_auth_config "$bin" "$login" "$passcode" "$dir/stompbox.toml"
     read -r a_port a_admin b_port b_admin <<<"$(free_ports 4)"
-    "$bin" serve --bind "127.0.0.1:$a_port" --admin-bind "127.0.0.1:$a_admin" --ws-bind 127.0.0.1:0 \
-      --data-dir "$dir/data" >"$dir/a.log" 2>&1 &
+    "$bin" serve --config "$dir/stompbox.toml" --bind "127.0.0.1:$a_port" \
+      --admin-bind "127.0.0.1:$a_admin" --ws-bind 127.0.0.1:0 --data-dir "$dir/data" \
+      >"$dir/a.log" 2>&1 &
     a_pid=$!
     echo "A_PID=$a_pid" >"$dir/pair.env"
     wait_line "$dir/a.log" "stompbox listening" "$a_pid"
-    "$bin" serve --bind "127.0.0.1:$b_port" --admin-bind "127.0.0.1:$b_admin" --ws-bind 127.0.0.1:0 \
-      --data-dir "$dir/data" >"$dir/b.log" 2>&1 &
+    "$bin" serve --config "$dir/stompbox.toml" --bind "127.0.0.1:$b_port" \
+      --admin-bind "127.0.0.1:$b_admin" --ws-bind 127.0.0.1:0 --data-dir "$dir/data" \
+      >"$dir/b.log" 2>&1 &
     b_pid=$!
     echo "B_PID=$b_pid" >>"$dir/pair.env"
     wait_line "$dir/b.log" "stompbox admin" "$b_pid"
@@ -78,8 +94,11 @@ A_ADMIN=$a_admin
 B_ADMIN=$b_admin
 A_PID=$a_pid
 B_PID=$b_pid
+STOMP_LOGIN=$login
+STOMP_PASSCODE=$passcode
 ENV
-    cat "$dir/pair.env"
+    # The passcode stays in the file (a terminal or a CI log is no place for it).
+    sed 's/^STOMP_PASSCODE=.*/STOMP_PASSCODE=(in pair.env)/' "$dir/pair.env"
     ;;
   stop)
     if [[ -f "$dir/pair.env" ]]; then

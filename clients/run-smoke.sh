@@ -8,7 +8,13 @@
 # temporary data dir, runs the tests with STOMP_HOST/STOMP_PORT and STOMP_WS_URL set, always
 # stops the broker and removes the temporary dirs, and exits with the tests' status. The tests get
 # STOMPBOX_BIN too, to start brokers of their own (clients/pair.sh: a master/standby pair).
+#
+# The broker refuses anonymous CONNECTs: it knows one user, `app`, with a passcode made up for
+# this run, and the tests get them as STOMP_LOGIN and STOMP_PASSCODE. So every test and example
+# that passes proves it logs in; one test per language checks a wrong passcode is refused.
 set -euo pipefail
+# shellcheck source=clients/auth.sh
+source "$(dirname "${BASH_SOURCE[0]}")/auth.sh"
 
 lang="${1:-}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -71,11 +77,16 @@ show_broker_log() {
   tail -n 40 "$log_dir/stderr" >&2 || true
 }
 
+login=app
+passcode="$(random_passcode)"
+write_auth_config "$bin" "$login" "$passcode" "$log_dir/stompbox.toml"
+
 # Create the log files first: the redirections below happen in the background child, which
 # may not have run yet when we first look for the port.
 : >"$log_dir/stdout"
 : >"$log_dir/stderr"
-"$bin" serve --bind 127.0.0.1:0 --admin-bind 127.0.0.1:0 --ws-bind 127.0.0.1:0 --data-dir "$data_dir" >"$log_dir/stdout" 2>"$log_dir/stderr" &
+"$bin" serve --config "$log_dir/stompbox.toml" --bind 127.0.0.1:0 --admin-bind 127.0.0.1:0 \
+  --ws-bind 127.0.0.1:0 --data-dir "$data_dir" >"$log_dir/stdout" 2>"$log_dir/stderr" &
 broker_pid=$!
 
 port=""
@@ -104,10 +115,11 @@ if [[ -z "$ws_addr" ]]; then
   exit 1
 fi
 
-echo "run-smoke: $lang against stompbox on 127.0.0.1:$port, ws://$ws_addr/stomp (pid $broker_pid)"
+echo "run-smoke: $lang against stompbox on 127.0.0.1:$port, ws://$ws_addr/stomp" \
+  "(pid $broker_pid), login $login required"
 status=0
 STOMPBOX_BIN="$bin" STOMP_HOST=127.0.0.1 STOMP_PORT="$port" STOMP_WS_URL="ws://$ws_addr/stomp" \
-  "${tests[@]}" || status=$?
+  STOMP_LOGIN="$login" STOMP_PASSCODE="$passcode" "${tests[@]}" || status=$?
 if [[ "$status" -ne 0 ]]; then
   echo "run-smoke: $lang smoke tests failed with status $status" >&2
   show_broker_log

@@ -3,11 +3,14 @@
 // Receive messages from stompbox over STOMP 1.2 and ACK each one (client-individual).
 //
 //   STOMP_HOST=127.0.0.1 STOMP_PORT=61613 node consumer.js [DESTINATION] [COUNT]
+//   (STOMP_LOGIN / STOMP_PASSCODE log in; unset: anonymously, as `make run` allows)
 //
 // Stops after COUNT messages, or after 5 s without one. Messages received but not ACKed are
 // given to another consumer when this connection closes.
 
 const stompit = require('stompit');
+
+const { credentials } = require('./credentials');
 
 const host = process.env.STOMP_HOST || '127.0.0.1';
 const port = Number(process.env.STOMP_PORT || '61613');
@@ -17,11 +20,15 @@ const count = Number(process.argv[3] || '10');
 const connectOptions = {
   host,
   port,
-  connectHeaders: { host: 'localhost', 'accept-version': '1.2', 'heart-beat': '0,10000' },
+  // login and passcode from STOMP_LOGIN / STOMP_PASSCODE (none: anonymous).
+  connectHeaders: {
+    host: 'localhost', 'accept-version': '1.2', 'heart-beat': '0,10000', ...credentials(),
+  },
 };
 
 stompit.connect(connectOptions, (err, client) => {
   if (err) {
+    // A refused login: err.message is the ERROR's `authentication failed`.
     console.error(`connect error: ${err.message}`);
     process.exit(1);
   }

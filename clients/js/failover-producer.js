@@ -4,7 +4,7 @@
 // those whose RECEIPT was lost when the connection moved to another broker.
 //
 //   node failover-producer.js FAILOVER_URI [DESTINATION] [COUNT]
-//   node clients/js/failover-producer.js \
+//   STOMP_LOGIN=app STOMP_PASSCODE=... node clients/js/failover-producer.js \
 //     'failover:(stomp://127.0.0.1:61616,stomp://127.0.0.1:61617)?initialReconnectDelay=20&maxReconnectDelay=1000&maxReconnects=50&randomize=false' \
 //     /queue/orders 1000
 //
@@ -27,12 +27,18 @@
 const { EventEmitter } = require('node:events');
 const stompit = require('stompit');
 
+const { credentials } = require('./credentials');
+
 class FailoverProducer extends EventEmitter {
   /**
    * `servers`: a `failover:(…)?…` URI or an array of stompit connect options. `options`:
    * ConnectFailover's (initialReconnectDelay, maxReconnectDelay, useExponentialBackOff,
-   * maxReconnects, randomize), plus `connectHeaders` for every server, `window` (SENDs waiting
-   * for their RECEIPT at a time, 20) and `timeoutMs` (no RECEIPT for that long fails, 30 s).
+   * maxReconnects, randomize), plus `connectHeaders` for every server's CONNECT, reconnects
+   * included (login and passcode go here; ConnectFailover also takes them from a URI's
+   * `stomp://login:passcode@host:port`), `window` (SENDs waiting for their RECEIPT at a time,
+   * 20) and `timeoutMs` (no RECEIPT for that long fails, 30 s). A server that refuses the
+   * login (ERROR `authentication failed`) is dropped from the list at once; with none left,
+   * start() rejects (with that ERROR's error when there was one server).
    */
   constructor(servers, options = {}) {
     super();
@@ -183,7 +189,9 @@ if (require.main === module) {
     console.error('usage: failover-producer.js FAILOVER_URI [DESTINATION] [COUNT]');
     process.exit(2);
   }
-  const producer = new FailoverProducer(uri);
+  // The passcode comes from the environment, not the URI: a command line shows in `ps`.
+  const connectHeaders = { host: 'localhost', 'accept-version': '1.2', ...credentials() };
+  const producer = new FailoverProducer(uri, { connectHeaders });
   producer.on('connected', (address) => console.error(`failover: connected to ${address}`));
   producer.on('disconnected', (e) => console.error(`failover: connection lost: ${e.message}`));
   producer.on('connect-failed', (e) => console.error(`failover: connect failed: ${e.message}`));

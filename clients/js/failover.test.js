@@ -20,7 +20,10 @@ const COUNT = 2000;
 // Receipted SENDs before the master is killed.
 const KILL_AFTER = 500;
 
-/** Starts a pair in a fresh temp dir; returns pair.env's numbers and a stop function. */
+/**
+ * Starts a pair in a fresh temp dir; returns pair.env (numbers, and the user both brokers let
+ * in as strings: STOMP_LOGIN, STOMP_PASSCODE) and a stop function.
+ */
 function startPair() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'stompbox-pair-js-'));
   const dir = path.join(tmp, 'pair');
@@ -39,8 +42,8 @@ function startPair() {
   }
   const env = {};
   for (const line of fs.readFileSync(path.join(dir, 'pair.env'), 'utf8').trim().split('\n')) {
-    const [key, value] = line.split('=');
-    env[key] = Number(value);
+    const [key, value] = line.split(/=(.*)/);
+    env[key] = key.startsWith('STOMP_') ? value : Number(value);
   }
   return { env, stop };
 }
@@ -51,7 +54,10 @@ test('kill -9 of the master under receipted persistent SENDs loses no message', 
   const destination = fresh('queue', 'failover');
   const uri = `failover:(stomp://${HOST}:${env.A_PORT},stomp://${HOST}:${env.B_PORT})`
     + '?initialReconnectDelay=20&maxReconnectDelay=1000&maxReconnects=50&randomize=false';
-  const producer = new FailoverProducer(uri, { window: 20, timeoutMs: TIMEOUT_MS });
+  // ConnectFailover sends these on every server's CONNECT, so the reconnect logs in too.
+  const auth = { login: env.STOMP_LOGIN, passcode: env.STOMP_PASSCODE };
+  const connectHeaders = { host: 'localhost', 'accept-version': '1.2', ...auth };
+  const producer = new FailoverProducer(uri, { connectHeaders, window: 20, timeoutMs: TIMEOUT_MS });
   t.after(() => producer.close());
   await producer.start();
 
@@ -73,7 +79,7 @@ test('kill -9 of the master under receipted persistent SENDs loses no message', 
 
   // Everything sent before the sentinel is ahead of it on the queue, so reading up to it reads
   // all; what follows would be a stray copy.
-  const consumer = await SmokeClient.open('1.2', { port: env.B_PORT });
+  const consumer = await SmokeClient.open('1.2', { port: env.B_PORT, auth });
   t.after(() => consumer.close());
   await consumer.subscribe(destination, 'sub-failover', 'client-individual');
   const copies = new Map();

@@ -3,6 +3,7 @@
 // A few long-lived connections shared by many concurrent senders: stompit's ChannelPool.
 //
 //   STOMP_HOST=127.0.0.1 STOMP_PORT=61613 node pool.js [DESTINATION] [COUNT] [SIZE]
+//   (STOMP_LOGIN / STOMP_PASSCODE log in; unset: anonymously, as `make run` allows)
 //
 // A CONNECT costs a round trip (and, behind a load balancer, a new backend connection), and
 // the broker counts connections against its limits; one per message is wasteful.
@@ -18,9 +19,12 @@
 
 const stompit = require('stompit');
 
+const { credentials } = require('./credentials');
+
 /**
  * A pool of `size` connections to `servers` (stompit connect options, or a `failover:(…)`
- * URI). `pool.connects` counts the CONNECTs it made.
+ * URI). `connectHeaders` go on every CONNECT (login and passcode among them); `pool.connects`
+ * counts the CONNECTs it made.
  */
 function createPool(servers, { size = 3, connectHeaders, requestTimeoutMs = 10000, failover = {} } = {}) {
   const connectFailover = new stompit.ConnectFailover(servers, {
@@ -61,7 +65,8 @@ if (require.main === module) {
   const host = process.env.STOMP_HOST || '127.0.0.1';
   const port = Number(process.env.STOMP_PORT || '61613');
   const [destination = '/queue/example', count = '100', size = '3'] = process.argv.slice(2);
-  const pool = createPool([{ host, port }], { size: Number(size) });
+  const connectHeaders = { host: 'localhost', 'accept-version': '1.2', ...credentials() };
+  const pool = createPool([{ host, port }], { size: Number(size), connectHeaders });
   const sends = Array.from({ length: Number(count) },
     (_, i) => sendReceipted(pool, { destination, 'content-type': 'text/plain' }, `pooled ${i}`));
   Promise.all(sends).then(() => {

@@ -6,6 +6,7 @@
 const assert = require('node:assert/strict');
 const { test } = require('node:test');
 
+const { credentials } = require('./credentials');
 const { createPool, sendReceipted } = require('./pool');
 const { SmokeClient, fresh, HOST } = require('./smoke-client');
 
@@ -18,7 +19,9 @@ test(`${COUNT} concurrent SENDs through a pool of ${SIZE} connections arrive onc
   t.after(() => consumer.close());
   await consumer.subscribe(destination, 'sub-pool', 'client-individual');
 
-  const pool = createPool([{ host: HOST, port: Number(process.env.STOMP_PORT) }], { size: SIZE });
+  const connectHeaders = { host: 'localhost', 'accept-version': '1.2', ...credentials() };
+  const servers = [{ host: HOST, port: Number(process.env.STOMP_PORT) }];
+  const pool = createPool(servers, { size: SIZE, connectHeaders });
   t.after(() => pool.close());
   const bodies = Array.from({ length: COUNT }, (_, i) => `pooled ${i}`);
   // All at once: the pool lends each of its channels to one SEND at a time, the rest wait.

@@ -3,11 +3,14 @@
 // Send messages to stompbox over STOMP 1.2 and wait for a RECEIPT for each one.
 //
 //   STOMP_HOST=127.0.0.1 STOMP_PORT=61613 node producer.js [DESTINATION] [COUNT]
+//   (STOMP_LOGIN / STOMP_PASSCODE log in; unset: anonymously, as `make run` allows)
 //
 // A RECEIPT means the broker has taken the message; without one a producer cannot know
 // which SEND failed.
 
 const stompit = require('stompit');
+
+const { credentials } = require('./credentials');
 
 const host = process.env.STOMP_HOST || '127.0.0.1';
 const port = Number(process.env.STOMP_PORT || '61613');
@@ -17,11 +20,13 @@ const count = Number(process.argv[3] || '10');
 const connectOptions = {
   host,
   port,
-  connectHeaders: { host: 'localhost', 'accept-version': '1.2' },
+  // login and passcode from STOMP_LOGIN / STOMP_PASSCODE (none: anonymous).
+  connectHeaders: { host: 'localhost', 'accept-version': '1.2', ...credentials() },
 };
 
 stompit.connect(connectOptions, async (err, client) => {
   if (err) {
+    // A refused login: err.message is the ERROR's `authentication failed`.
     console.error(`connect error: ${err.message}`);
     process.exit(1);
   }

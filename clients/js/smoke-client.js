@@ -7,6 +7,8 @@
 const crypto = require('node:crypto');
 const stompit = require('stompit');
 
+const { credentials } = require('./credentials');
+
 const HOST = process.env.STOMP_HOST || '127.0.0.1';
 // Milliseconds to wait for any one thing the broker owes us (a receipt, a message).
 const TIMEOUT_MS = Number(process.env.STOMP_SMOKE_TIMEOUT || '10') * 1000;
@@ -44,16 +46,21 @@ function withDeadline(promise, ms, what) {
 
 /** One stompit connection of a given STOMP version plus what the broker sent on it. */
 class SmokeClient {
-  /** `options.port`: another broker's STOMP port than STOMP_PORT's. */
+  /**
+   * `options.port`: another broker's STOMP port than STOMP_PORT's; `options.auth`: its
+   * `{ login, passcode }` (default STOMP_LOGIN / STOMP_PASSCODE, the user clients/run-smoke.sh
+   * made: its broker refuses anonymous CONNECTs).
+   */
   static async open(version, options = {}) {
-    const c = new SmokeClient(version, options.port);
+    const c = new SmokeClient(version, options.port, options.auth);
     await c._connect();
     return c;
   }
 
-  constructor(version, brokerPort = port()) {
+  constructor(version, brokerPort = port(), auth = credentials()) {
     this.version = version;
     this.port = brokerPort;
+    this.auth = auth;
     this.client = null;
     this.error = null;
     this._messages = [];
@@ -63,7 +70,7 @@ class SmokeClient {
   }
 
   _connect() {
-    const connectHeaders = { host: 'localhost', 'accept-version': this.version };
+    const connectHeaders = { host: 'localhost', 'accept-version': this.version, ...this.auth };
     const connected = new Promise((resolve, reject) => {
       stompit.connect({ host: HOST, port: this.port, connectHeaders }, (err, client) => {
         if (err) {

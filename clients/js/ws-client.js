@@ -4,10 +4,13 @@
 // websocket.test.js.
 //
 // The URL comes from STOMP_WS_URL (default ws://127.0.0.1:61614/stomp, what `make run`
-// listens on); clients/run-smoke.sh sets it to the broker it started.
+// listens on); clients/run-smoke.sh sets it to the broker it started. The CONNECT carries
+// STOMP_LOGIN / STOMP_PASSCODE when set (credentials.js).
 
 const { Client } = require('@stomp/stompjs');
 const WebSocket = require('ws');
+
+const { credentials } = require('./credentials');
 
 const DEFAULT_WS_URL = 'ws://127.0.0.1:61614/stomp';
 // What a browser's stompjs offers; stompbox picks the highest (docs/transports.md).
@@ -25,6 +28,8 @@ function wsUrl() {
 function createClient(url = wsUrl(), options = {}) {
   return new Client({
     webSocketFactory: () => new WebSocket(url, SUBPROTOCOLS),
+    // Sent on every CONNECT, reconnects included.
+    connectHeaders: credentials(),
     // After a drop, try again every 500 ms until deactivate(); stompjs calls onConnect again.
     reconnectDelay: 500,
     // Both ways every 10 s: the broker closes a silent client after 10 s × 1.5, and stompjs

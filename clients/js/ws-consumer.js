@@ -3,6 +3,7 @@
 // Receive messages over STOMP over WebSocket (@stomp/stompjs + ws), ACKing each one.
 //
 //   STOMP_WS_URL=ws://127.0.0.1:61614/stomp node ws-consumer.js [DESTINATION] [COUNT]
+//   (STOMP_LOGIN / STOMP_PASSCODE log in; unset: anonymously, as `make run` allows)
 //
 // The subscription is made in onConnect, so after a dropped connection (a broker restart)
 // stompjs reconnects and the consumer subscribes again by itself; what it had not ACKed

@@ -4,6 +4,7 @@
 // each one.
 //
 //   STOMP_WS_URL=ws://127.0.0.1:61614/stomp node ws-producer.js [DESTINATION] [COUNT]
+//   (STOMP_LOGIN / STOMP_PASSCODE log in; unset: anonymously, as `make run` allows)
 //
 // Messages are persistent, so a receipted one survives a broker restart. If the connection
 // drops, stompjs connects again every reconnectDelay; a SEND whose RECEIPT had not come is

@@ -1,6 +1,7 @@
 """Fixtures shared by the stompbox-client tests: the broker `clients/run-smoke.sh` started
-(STOMP_HOST / STOMP_PORT), a way to run an example as a subprocess, and a master/standby pair
-from `clients/pair.sh` (STOMPBOX_BIN) for the failover tests.
+(STOMP_HOST / STOMP_PORT) and the user it made (STOMP_LOGIN / STOMP_PASSCODE; that broker
+refuses anonymous CONNECTs), a way to run an example as a subprocess, and a master/standby
+pair from `clients/pair.sh` (STOMPBOX_BIN) for the failover tests.
 
 Every wait has a deadline so a broken broker fails a test instead of hanging it; no test
 asserts how long anything took.
@@ -14,6 +15,8 @@ import tempfile
 import uuid
 
 import pytest
+
+from stompbox_client import credentials_from_env
 
 HERE = pathlib.Path(__file__).resolve().parent
 EXAMPLES = HERE / "examples"
@@ -34,6 +37,21 @@ def url():
     """A failover URL naming the one broker of run-smoke.sh."""
     host = os.environ.get("STOMP_HOST", "127.0.0.1")
     return f"failover:(tcp://{host}:{broker_port()})?randomize=false"
+
+
+@pytest.fixture
+def auth():
+    """Client keyword arguments that log in as run-smoke.sh's user: {login, passcode}."""
+    credentials = credentials_from_env()
+    if not credentials:
+        raise RuntimeError("set STOMP_LOGIN and STOMP_PASSCODE to a user of the broker at "
+                           "STOMP_PORT (run-smoke.sh makes one)")
+    return credentials
+
+
+def pair_auth(pair):
+    """Client keyword arguments that log in to a `pair` (the user pair.env names)."""
+    return {"login": pair["STOMP_LOGIN"], "passcode": pair["STOMP_PASSCODE"]}
 
 
 @pytest.fixture
@@ -69,7 +87,8 @@ def read_env(path):
 @pytest.fixture
 def pair():
     """A fresh master/standby pair (a is the master); always stopped afterwards. Yields the
-    values of pair.env (A_PORT, B_PORT, A_ADMIN, B_ADMIN, A_PID, B_PID) as strings."""
+    values of pair.env (A_PORT, B_PORT, A_ADMIN, B_ADMIN, A_PID, B_PID, STOMP_LOGIN,
+    STOMP_PASSCODE) as strings; `pair_auth(pair)` makes the last two Client arguments."""
     directory = tempfile.mkdtemp(prefix="stompbox-pair-")
     try:
         proc = subprocess.run([str(PAIR_SH), "start", directory], capture_output=True,

@@ -15,6 +15,9 @@ import stomp
 import stomp.protocol
 
 HOST = os.environ.get("STOMP_HOST", "127.0.0.1")
+# The user run-smoke.sh made; unset connects anonymously (a broker that allows it).
+LOGIN = os.environ.get("STOMP_LOGIN") or None
+PASSCODE = os.environ.get("STOMP_PASSCODE") if LOGIN else None
 
 # Seconds to wait for any one thing the broker owes us (a receipt, a message).
 TIMEOUT = float(os.environ.get("STOMP_SMOKE_TIMEOUT", "10"))
@@ -124,7 +127,7 @@ class Client:
         self.conn = cls([(HOST, port())], auto_content_length=True)
         self.collector = Collector()
         self.conn.set_listener("collector", self.collector)
-        self.conn.connect(wait=True)
+        self.conn.connect(LOGIN, PASSCODE, wait=True)
         frame = self.collector.connected
         assert frame is not None and frame.cmd == "CONNECTED", "no CONNECTED frame"
         if version != "1.0":

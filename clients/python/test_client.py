@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from stompbox_client import BrokerError, Client, TransactionLost
+from stompbox_client import (AuthenticationFailed, BrokerError, Client, ConnectionLost,
+                             TransactionLost)
 
 TIMEOUT = 10
 
@@ -26,28 +27,58 @@ def cut(client):
         time.sleep(0.01)
 
 
-def test_callbacks_run_on_the_dispatcher_thread(url, fresh):
+def test_a_wrong_passcode_fails_at_once_with_authentication_failed(url, auth, fresh, caplog):
+    """The broker refuses the login: the constructor raises AuthenticationFailed carrying the
+    ERROR frame, without retrying, although the failover URL would reconnect forever."""
+    wrong = auth["passcode"] + "-wrong"
+    outcome = queue.Queue()
+
+    def connect():
+        try:
+            Client(url, login=auth["login"], passcode=wrong).close()
+            outcome.put(None)
+        except Exception as e:  # checked below, on the test's thread
+            outcome.put(e)
+
+    with caplog.at_level("DEBUG", logger="stompbox_client"):
+        threading.Thread(target=connect, daemon=True, name="wrong-passcode").start()
+        try:
+            error = outcome.get(timeout=TIMEOUT)
+        except queue.Empty:
+            raise AssertionError(f"no outcome within {TIMEOUT} s: is the refused login being "
+                                 "retried?") from None
+    assert isinstance(error, AuthenticationFailed), repr(error)
+    assert isinstance(error, ConnectionLost) and isinstance(error, BrokerError)
+    assert error.frame.headers["message"] == "authentication failed"
+    assert str(error).startswith("authentication failed")
+    assert wrong not in str(error) and wrong not in caplog.text, "the passcode was shown"
+    # One refusal put this address nowhere near the broker's back-off: the right one works.
+    with Client(url, **auth) as client:
+        client.send(fresh("queue", "after-refusal"), "x")
+
+
+def test_callbacks_run_on_the_dispatcher_thread(url, auth, fresh):
     destination = fresh("queue", "thread")
     threads = queue.Queue()
-    with Client(url) as client:
+    with Client(url, **auth) as client:
         client.subscribe(destination, lambda m: threads.put(threading.current_thread().name))
         client.send(destination, "x")
         assert threads.get(timeout=TIMEOUT) == "stompbox-client-dispatch"
 
 
-def test_a_refused_send_raises_and_the_client_carries_on(url, fresh):
+def test_a_refused_send_raises_and_the_client_carries_on(url, auth, fresh):
     destination = fresh("queue", "after-error")
-    with Client(url) as client:
+    with Client(url, **auth) as client:
         with pytest.raises(BrokerError) as e:
             client.send("/remote-temp-queue/ID:no-such-connection-1", "x")
         assert "temp" in str(e.value)
         client.send(destination, "still working")  # on a new connection if the ERROR closed it
 
 
-def test_subscription_survives_a_reconnect_and_unacked_messages_come_back(url, fresh):
+def test_subscription_survives_a_reconnect_and_unacked_messages_come_back(url, auth, fresh):
     destination = fresh("queue", "resubscribe")
     inbox = queue.Queue()
-    with Client(url) as client:
+    with Client(url, **auth) as client:
         client.subscribe(destination, inbox.put, ack="client-individual", id="my-sub")
         client.send(destination, "first")
         first = inbox.get(timeout=TIMEOUT)
@@ -64,10 +95,10 @@ def test_subscription_survives_a_reconnect_and_unacked_messages_come_back(url, f
         second.ack()
 
 
-def test_a_transaction_cut_by_a_reconnect_raises_and_commits_nothing(url, fresh):
+def test_a_transaction_cut_by_a_reconnect_raises_and_commits_nothing(url, auth, fresh):
     destination = fresh("queue", "tx-lost")
     inbox = queue.Queue()
-    with Client(url) as client:
+    with Client(url, **auth) as client:
         client.subscribe(destination, inbox.put)
         with pytest.raises(TransactionLost):
             with client.transaction() as tx:
@@ -81,7 +112,7 @@ def test_a_transaction_cut_by_a_reconnect_raises_and_commits_nothing(url, fresh)
         assert inbox.get(timeout=TIMEOUT).body == "sentinel"
 
 
-def test_a_raising_callback_nacks_the_message(url, fresh):
+def test_a_raising_callback_nacks_the_message(url, auth, fresh):
     destination = fresh("queue", "nack")
     seen = queue.Queue()
 
@@ -91,7 +122,7 @@ def test_a_raising_callback_nacks_the_message(url, fresh):
             raise RuntimeError("first delivery fails")
         message.ack()
 
-    with Client(url) as client:
+    with Client(url, **auth) as client:
         client.subscribe(destination, flaky, ack="client-individual")
         client.send(destination, "poison?")
         first, second = seen.get(timeout=TIMEOUT), seen.get(timeout=TIMEOUT)
@@ -99,10 +130,10 @@ def test_a_raising_callback_nacks_the_message(url, fresh):
         assert first.msg_id == second.msg_id
 
 
-def test_each_send_gets_a_client_msg_id(url, fresh):
+def test_each_send_gets_a_client_msg_id(url, auth, fresh):
     destination = fresh("queue", "msg-id")
     inbox = queue.Queue()
-    with Client(url) as client:
+    with Client(url, **auth) as client:
         client.subscribe(destination, inbox.put)
         a = client.send(destination, "a")
         b = client.send(destination, "b", headers={"stompbox-client-msg-id": "mine-1"})

@@ -1,5 +1,6 @@
 """Every example, run end to end as a subprocess against the broker of run-smoke.sh, with
-STOMP_URL unset so it reads STOMP_HOST / STOMP_PORT as its docstring says."""
+STOMP_URL unset so it reads STOMP_HOST / STOMP_PORT as its docstring says. That broker
+refuses anonymous CONNECTs, so each example must log in with STOMP_LOGIN / STOMP_PASSCODE."""
 
 import os
 import queue
@@ -12,7 +13,7 @@ import threading
 import pytest
 
 from conftest import EXAMPLES, EXAMPLE_TIMEOUT, run_example
-from stompbox_client import Client
+from stompbox_client import Client, credentials_from_env
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +25,7 @@ def drain(url, destination, quiet=1.0):
     """Every message waiting on `destination` (ACKed), until none comes for `quiet` s."""
     inbox = queue.Queue()
     bodies = []
-    with Client(url) as client:
+    with Client(url, **credentials_from_env()) as client:
         client.subscribe(destination, inbox.put, ack="client-individual")
         while True:
             try:
@@ -92,6 +93,7 @@ def test_failover_demo_moves_to_the_standby_when_the_master_dies(pair, fresh):
     env = dict(os.environ)
     env["STOMP_URL"] = (f"failover:(tcp://127.0.0.1:{pair['A_PORT']},"
                         f"tcp://127.0.0.1:{pair['B_PORT']})?randomize=false")
+    env["STOMP_LOGIN"], env["STOMP_PASSCODE"] = pair["STOMP_LOGIN"], pair["STOMP_PASSCODE"]
     count = 40
     with tempfile.TemporaryFile(mode="w+") as err_file:
         proc = subprocess.Popen([sys.executable, str(EXAMPLES / "failover_demo.py"),

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 
+from conftest import pair_auth
 from stompbox_client import Client
 
 COUNT = 2000
@@ -32,10 +33,11 @@ def test_kill9_of_the_master_loses_no_receipted_message(pair):
     destination = f"/queue/py-failover-{uuid.uuid4().hex[:10]}"
     watched = f"/queue/py-failover-watched-{uuid.uuid4().hex[:10]}"
 
-    producer = Client(url, receipt_timeout=TIMEOUT)
+    auth = pair_auth(pair)
+    producer = Client(url, **auth, receipt_timeout=TIMEOUT)
     # A subscriber that lives through the fail-over: its subscription must follow it to b.
     watcher_inbox = queue.Queue()
-    watcher = Client(url, receipt_timeout=TIMEOUT)
+    watcher = Client(url, **auth, receipt_timeout=TIMEOUT)
     watcher.subscribe(watched, watcher_inbox.put, ack="client-individual", id="watch")
 
     receipted = []  # msg ids whose send() returned
@@ -102,7 +104,7 @@ def test_kill9_of_the_master_loses_no_receipted_message(pair):
     # Everything is on b now; read it all back through b alone.
     inbox = queue.Queue()
     copies = collections.defaultdict(list)  # msg id -> [resent?, ...]
-    with Client(b, receipt_timeout=TIMEOUT) as consumer:
+    with Client(b, **auth, receipt_timeout=TIMEOUT) as consumer:
         consumer.subscribe(destination, inbox.put, ack="client-individual", prefetch=500)
         while True:
             message = inbox.get(timeout=TIMEOUT)

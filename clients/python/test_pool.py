@@ -12,7 +12,7 @@ PER_THREAD = 40
 SIZE = 3
 
 
-def test_many_threads_few_connections_each_message_once(url, fresh):
+def test_many_threads_few_connections_each_message_once(url, auth, fresh):
     destination = fresh("queue", "pool")
     lent = 0
     most_lent = 0
@@ -35,7 +35,7 @@ def test_many_threads_few_connections_each_message_once(url, fresh):
         except Exception as e:  # reported by the main thread
             errors.append(repr(e))
 
-    with Pool(url, size=SIZE) as pool:
+    with Pool(url, size=SIZE, **auth) as pool:
         threads = [threading.Thread(target=worker, args=(pool, t)) for t in range(THREADS)]
         for t in threads:
             t.start()
@@ -51,7 +51,7 @@ def test_many_threads_few_connections_each_message_once(url, fresh):
     expected = {f"{t}-{i}" for t in range(THREADS) for i in range(PER_THREAD)}
     inbox = queue.Queue()
     received = []
-    with Client(url) as consumer:
+    with Client(url, **auth) as consumer:
         consumer.subscribe(destination, inbox.put, ack="client-individual")
         while len(received) < len(expected):
             message = inbox.get(timeout=10)
@@ -66,12 +66,12 @@ def test_many_threads_few_connections_each_message_once(url, fresh):
     print(f"pool: {THREADS} threads sent {len(expected)} messages over {connects} connections")
 
 
-def test_a_dead_connection_is_replaced(url, fresh):
+def test_a_dead_connection_is_replaced(url, auth, fresh):
     """With a plain tcp:// URL a Client does not reconnect; the pool drops it and opens a
     new one in its place."""
     plain = "tcp://" + url.split("tcp://")[1].split(")")[0]
     destination = fresh("queue", "pool-replace")
-    with Pool(plain, size=1) as pool:
+    with Pool(plain, size=1, **auth) as pool:
         with pool.client() as c:
             c.send(destination, "before")
             # What a broker restart or a cut network does: the socket dies under the client.

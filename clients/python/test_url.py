@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from stompbox_client.url import parse
+from stompbox_client.url import credentials_from_env, parse
 
 FULL = ("failover:(tcp://a:61613,tcp://b:61614)?randomize=false&initialReconnectDelay=10"
         "&maxReconnectDelay=30000&useExponentialBackOff=true&backOffMultiplier=2"
@@ -125,3 +125,11 @@ def test_malformed_urls_name_the_problem(url, problem):
 def test_str_round_trips():
     for s in ("tcp://a:1", "failover:(tcp://a:1,tcp://b:2)", "failover:(tcp://[::1]:3)"):
         assert str(parse(s)) == s
+
+
+def test_credentials_come_from_the_environment_and_default_to_anonymous():
+    assert credentials_from_env({}) == {}
+    assert credentials_from_env({"STOMP_LOGIN": "", "STOMP_PASSCODE": "x"}) == {}
+    assert credentials_from_env({"STOMP_LOGIN": "app", "STOMP_PASSCODE": "s3"}) == {
+        "login": "app", "passcode": "s3"}
+    assert credentials_from_env({"STOMP_LOGIN": "app"}) == {"login": "app", "passcode": ""}

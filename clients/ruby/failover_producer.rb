@@ -5,7 +5,7 @@
 # resend those whose RECEIPT was lost when the gem moved to another broker.
 #
 #   ruby failover_producer.rb FAILOVER_URL [DESTINATION] [COUNT]
-#   ruby clients/ruby/failover_producer.rb \
+#   STOMP_LOGIN=app STOMP_PASSCODE=... ruby clients/ruby/failover_producer.rb \
 #     'failover:(stomp://127.0.0.1:61616,stomp://127.0.0.1:61617)?initialReconnectDelay=100&randomize=false&maxReconnectAttempts=50' \
 #     /queue/orders 1000
 #
@@ -26,6 +26,8 @@
 #   new client (`Stats#restarts`).
 #
 # A URL gives STOMP 1.0 (no connect headers, so no heart-beats); the hash form gives 1.2.
+# STOMP_LOGIN / STOMP_PASSCODE, when set, go into each address of the URL
+# (`FailoverProducer.url_with_credentials`), so the passcode is not on the command line.
 
 require 'stomp'
 
@@ -63,6 +65,18 @@ class FailoverProducer
     def on_miscerr(params, error)
       warn "failover: #{params[:cur_host]}:#{params[:cur_port]}: #{error.strip}" if @verbose
     end
+  end
+
+  # `url` with `login:passcode@` in each stomp:// address that names none: the gem takes a
+  # failover URL's credentials from there only (failover:(stomp://login:passcode@host:port,…)),
+  # and this way they come from the environment or a secret store, not a command line (which
+  # `ps` shows) or source. The gem's URL pattern takes letters, digits, `_` and some
+  # punctuation there; a passcode with `/`, `,`, `(`, `)`, `@` or spaces needs the hash form
+  # (hosts: [{ login:, passcode:, … }]). An empty login leaves the URL as it is: anonymous.
+  def self.url_with_credentials(url, login, passcode)
+    return url if login.to_s.empty?
+
+    url.gsub(%r{stomp(?:\+ssl)?://(?![^,)@]*@)}) { |scheme| "#{scheme}#{login}:#{passcode}@" }
   end
 
   # `params`: a failover URL or a Stomp::Client hash. At most `window` SENDs wait for their
@@ -221,6 +235,8 @@ end
 
 if $PROGRAM_NAME == __FILE__
   url = ARGV[0] or abort "usage: #{$PROGRAM_NAME} FAILOVER_URL [DESTINATION] [COUNT]"
+  url = FailoverProducer.url_with_credentials(url, ENV.fetch('STOMP_LOGIN', ''),
+                                              ENV.fetch('STOMP_PASSCODE', ''))
   destination = ARGV[1] || '/queue/example'
   count = Integer(ARGV[2] || '100')
   producer = FailoverProducer.new(url, verbose: true)

@@ -4,7 +4,8 @@
 # many threads, instead of a connection per message (CONNECT costs a round trip and, behind a
 # load balancer, a new backend connection; a broker counts connections against its limits).
 #
-#   pool = StompboxPool.new(size: 2, hosts: [{ login: '', passcode: '', host: '127.0.0.1', port: 61613 }])
+#   pool = StompboxPool.new(size: 2, hosts: [{ login: 'app', passcode: ENV.fetch('STOMP_PASSCODE'),
+#                                              host: '127.0.0.1', port: 61613 }])
 #   pool.with { |conn| conn.publish('/queue/orders', 'hello', persistent: 'true') }
 #   pool.close
 #

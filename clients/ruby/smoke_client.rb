@@ -11,6 +11,10 @@ require 'stomp'
 
 module StompboxSmoke
   HOST = ENV.fetch('STOMP_HOST', '127.0.0.1')
+  # The user clients/run-smoke.sh made (its broker refuses anonymous CONNECTs); '' connects
+  # anonymously, to a broker that allows it.
+  LOGIN = ENV.fetch('STOMP_LOGIN', '')
+  PASSCODE = ENV.fetch('STOMP_PASSCODE', '')
   # Seconds to wait for any one thing the broker owes us (a receipt, a message).
   TIMEOUT = Float(ENV.fetch('STOMP_SMOKE_TIMEOUT', '10'))
 
@@ -42,14 +46,15 @@ module StompboxSmoke
   class Client
     attr_reader :version, :conn, :connected
 
-    # `extra` CONNECT headers, e.g. 'client-id' for a durable subscriber; `port` another broker's.
-    def initialize(version, extra = {}, port: StompboxSmoke.port)
+    # `extra` CONNECT headers, e.g. 'client-id' for a durable subscriber; `port` another
+    # broker's, `login` and `passcode` its user.
+    def initialize(version, extra = {}, port: StompboxSmoke.port, login: LOGIN, passcode: PASSCODE)
       @version = version
       # The gem speaks 1.0 unless CONNECT carries accept-version (and then it wants host).
       headers = version == '1.0' ? {} : { 'accept-version' => version, 'host' => 'localhost' }
       headers = headers.merge(extra)
       @conn = Stomp::Connection.new(
-        hosts: [{ login: '', passcode: '', host: HOST, port: port }],
+        hosts: [{ login: login, passcode: passcode, host: HOST, port: port }],
         reliable: false,
         connect_timeout: TIMEOUT.to_i,
         connect_headers: headers

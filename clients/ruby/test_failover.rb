@@ -26,9 +26,10 @@ class FailoverTest < Minitest::Test
     out = IO.popen([PAIR, 'start', @dir], err: %i[child out], &:read)
     raise "clients/pair.sh start failed:\n#{out}" unless $?.success?
 
+    # Ports and pids, and the user both brokers let in (STOMP_LOGIN, STOMP_PASSCODE).
     @pair = File.readlines(File.join(@dir, 'pair.env')).to_h do |line|
       key, value = line.strip.split('=', 2)
-      [key, Integer(value)]
+      [key, key.start_with?('STOMP_') ? value : Integer(value)]
     end
   end
 
@@ -45,6 +46,9 @@ class FailoverTest < Minitest::Test
     url = "failover:(stomp://#{StompboxSmoke::HOST}:#{@pair['A_PORT']}," \
           "stomp://#{StompboxSmoke::HOST}:#{@pair['B_PORT']})" \
           '?initialReconnectDelay=20&maxReconnectDelay=1000&randomize=false&maxReconnectAttempts=200'
+    # failover:(stomp://login:passcode@host:port,…): the gem logs in again on each reconnect.
+    url = FailoverProducer.url_with_credentials(url, @pair['STOMP_LOGIN'], @pair['STOMP_PASSCODE'])
+    assert_equal 2, url.scan("://#{@pair['STOMP_LOGIN']}:").size, 'credentials in both addresses'
     kill_the_master_while_sending(url, 'STOMP 1.0, failover URL')
   end
 
@@ -52,7 +56,8 @@ class FailoverTest < Minitest::Test
   # thread waits out a reconnect instead of dying.
   def test_hash_form_kill_9_of_the_master_loses_no_receipted_message
     hosts = [@pair['A_PORT'], @pair['B_PORT']].map do |port|
-      { login: '', passcode: '', host: StompboxSmoke::HOST, port: port }
+      { login: @pair['STOMP_LOGIN'], passcode: @pair['STOMP_PASSCODE'], host: StompboxSmoke::HOST,
+        port: port }
     end
     params = { hosts: hosts, reliable: true, closed_check: false, randomize: false,
                initial_reconnect_delay: 0.02, max_reconnect_delay: 1.0,
@@ -88,7 +93,8 @@ class FailoverTest < Minitest::Test
 
     # Everything sent before the sentinel is ahead of it on the queue, so reading up to it reads
     # all; what follows would be a stray copy.
-    @consumer = StompboxSmoke::Client.new('1.2', port: @pair['B_PORT'])
+    @consumer = StompboxSmoke::Client.new('1.2', port: @pair['B_PORT'], login: @pair['STOMP_LOGIN'],
+                                                 passcode: @pair['STOMP_PASSCODE'])
     @consumer.subscribe(destination, 'sub-failover', 'client-individual')
     copies = Hash.new(0)
     marked = Hash.new(0)

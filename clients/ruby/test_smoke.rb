@@ -7,6 +7,7 @@
 # consumers use `client` and still ACK every message.
 
 require 'minitest/autorun'
+require 'timeout'
 require_relative 'smoke_client'
 require_relative 'pool'
 
@@ -52,8 +53,9 @@ class SmokeTest < Minitest::Test
     consumer = client('1.2')
     consumer.subscribe(destination, 'sub-pool', 'client-individual')
     pool = StompboxPool.new(size: 2, timeout: StompboxSmoke::TIMEOUT,
-                            hosts: [{ login: '', passcode: '', host: StompboxSmoke::HOST,
-                                      port: StompboxSmoke.port }])
+                            hosts: [{ login: StompboxSmoke::LOGIN,
+                                      passcode: StompboxSmoke::PASSCODE,
+                                      host: StompboxSmoke::HOST, port: StompboxSmoke.port }])
     threads = (0...8).map do |t|
       Thread.new { (0...25).each { |i| pool.publish_receipted(destination, "t#{t} m#{i}") } }
     end
@@ -69,6 +71,44 @@ class SmokeTest < Minitest::Test
     consumer.assert_quiet
   ensure
     pool&.close
+  end
+
+  # clients/run-smoke.sh's broker refuses anonymous CONNECTs, so every other test here shows
+  # the gem logs in. A wrong passcode: the answer to CONNECT is an ERROR `authentication
+  # failed` (the gem hands it over as connection_frame and raises nothing), then the broker
+  # closes the connection; no hang.
+  def test_a_wrong_passcode_is_refused_with_authentication_failed
+    refute_empty StompboxSmoke::LOGIN, 'set STOMP_LOGIN / STOMP_PASSCODE (run-smoke.sh does)'
+    wrong = "#{StompboxSmoke::PASSCODE}-wrong"
+    conn = Timeout.timeout(StompboxSmoke::TIMEOUT) do
+      Stomp::Connection.new(
+        hosts: [{ login: StompboxSmoke::LOGIN, passcode: wrong, host: StompboxSmoke::HOST,
+                  port: StompboxSmoke.port }],
+        reliable: false,
+        connect_timeout: StompboxSmoke::TIMEOUT.to_i,
+        connect_headers: { 'accept-version' => '1.2', 'host' => 'localhost' }
+      )
+    end
+    frame = conn.connection_frame
+    assert_equal 'ERROR', frame.command, StompboxSmoke.describe(frame)
+    assert_equal 'authentication failed', frame.headers['message']
+    refute_includes frame.body.to_s, wrong, 'the ERROR repeats the passcode'
+    # Closed by the broker: the next read sees the end of the stream (the gem says so on
+    # stderr, captured here).
+    closed = nil
+    capture_io do
+      closed = Timeout.timeout(StompboxSmoke::TIMEOUT) do
+        conn.receive.nil?
+      rescue IOError, SystemCallError, Stomp::Error::NoCurrentConnection
+        true
+      end
+    end
+    assert closed, 'the broker kept the refused connection open'
+
+    # And the right passcode still gets in (one refusal is far from the per-address back-off).
+    client('1.2') # fails unless CONNECTED
+  ensure
+    conn&.disconnect rescue nil # rubocop:disable Style/RescueModifier
   end
 
   VERSIONS.each do |version|

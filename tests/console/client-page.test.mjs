@@ -1,8 +1,10 @@
 // End-to-end test of the web client page (clients/js/browser/index.html, served by the admin
 // endpoint at GET /client/) in headless Chromium: STOMP over WebSocket from a real browser.
 //
-// Starts a broker on ports it picks, opens http://ADMIN/client/?ws=ws://WS/stomp, connects,
-// subscribes, and checks both directions against a raw STOMP client over TCP. Then kills the
+// Starts a broker on ports it picks that refuses anonymous CONNECTs and knows one user, opens
+// http://ADMIN/client/?ws=ws://WS/stomp, logs in with a wrong passcode (refused, shown, not
+// retried), then with the right one, subscribes, and checks both directions against a raw
+// STOMP client over TCP. Then kills the
 // broker (SIGKILL) and starts it again on the same ports and data dir: the page must show
 // "reconnecting", then "connected" again by itself, subscribe again, and show a message sent
 // after the restart. The WebSocket handshake is watched through the DevTools protocol, to
@@ -16,14 +18,22 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-import { startBroker, stopBroker, killBroker, Stomp, waitText, waitCount, loadPlaywright, launch, WAIT_MS }
-  from "./harness.mjs";
+import { startBroker, stopBroker, killBroker, passwordHash, Stomp, waitText, waitCount, loadPlaywright,
+  launch, WAIT_MS } from "./harness.mjs";
 
 const SCREENSHOT = (process.env.CONSOLE_SCREENSHOT || "/tmp/console.png").replace(/\.png$/, "-client.png");
+
+// The one user of the broker; made up for this run.
+const LOGIN = "app";
+const PASSCODE = `page-${crypto.randomBytes(12).toString("hex")}`;
+const AUTH = { login: LOGIN, passcode: PASSCODE };
+// Longer than the page's RECONNECT_MS (1 s): a retry of a refused login would show in it.
+const RETRY_WINDOW_MS = 2500;
 
 // The received list's cell `field` of the row of message `id`.
 const cell = (id, field) => `#messages tbody tr[data-message-id="${id}"] td[data-field=${field}]`;
@@ -35,7 +45,8 @@ test("web client page talks STOMP over WebSocket and reconnects after a broker r
   let broker;
   let context;
   try {
-    broker = await startBroker();
+    broker = await startBroker("[security]\nanonymous = false\n" +
+      `users = [{ login = "${LOGIN}", password_hash = '${passwordHash(PASSCODE)}', groups = ["app"] }]\n`);
     assert.ok(broker.ws, "the listening line names the WebSocket listener (ws=…)");
     const wsUrl = `ws://${broker.ws}/stomp`;
     context = await launch(chromium, userDataDir);
@@ -60,19 +71,34 @@ test("web client page talks STOMP over WebSocket and reconnects after a broker r
     assert.equal(await page.inputValue("#url"), wsUrl, "?ws= sets the URL");
     await waitText(page, "#status", "disconnected");
 
+    // A wrong passcode: the broker's ERROR shows, and the page stops instead of retrying.
+    await page.fill("#login", LOGIN);
+    await page.fill("#passcode", `${PASSCODE}-wrong`);
+    await page.click("#connect");
+    await page.waitForFunction(() => /ERROR authentication failed/.test(document.querySelector("#last-error").textContent),
+      null, { timeout: WAIT_MS, polling: 100 });
+    await waitText(page, "#status", "disconnected");
+    assert.equal(await page.isEnabled("#connect"), true, "Connect can be pressed again");
+    const refused = handshakes.size;
+    await page.waitForTimeout(RETRY_WINDOW_MS);
+    assert.equal(handshakes.size, refused, "a refused login is not retried");
+    assert.doesNotMatch(await page.textContent("#last-error"), new RegExp(PASSCODE), "the passcode is not shown");
+
+    await page.fill("#passcode", PASSCODE);
     await page.click("#connect");
     await waitText(page, "#status", "connected");
     assert.match(await page.textContent("#session"), /^STOMP 1\.2 · /);
+    // The refused login's handshake, then this one's: the WebSocket itself was never refused.
     const accepted = [...handshakes.values()].filter((h) => h.status === 101);
-    assert.equal(accepted.length, 1, `one accepted handshake: ${JSON.stringify([...handshakes.values()])}`);
-    assert.equal(accepted[0].origin, `http://${broker.admin}`, "the page's origin is the admin endpoint's");
-    assert.equal(accepted[0].protocol, "v12.stomp");
+    assert.equal(accepted.length, 2, `two accepted handshakes: ${JSON.stringify([...handshakes.values()])}`);
+    assert.equal(accepted[1].origin, `http://${broker.admin}`, "the page's origin is the admin endpoint's");
+    assert.equal(accepted[1].protocol, "v12.stomp");
 
     // Node → page: a TCP producer's message shows up in the list.
     await page.fill("#sub-destination", "/queue/browser");
     await page.click("#subscribe");
     await waitCount(page, '#subscriptions li[data-destination="/queue/browser"]', 1);
-    const producer = await Stomp.connect(broker.stomp);
+    const producer = await Stomp.connect(broker.stomp, AUTH);
     clients.push(producer);
     producer.send("SEND", { destination: "/queue/browser", "content-type": "text/plain", receipt: "p1" },
       "hello from node");
@@ -86,7 +112,7 @@ test("web client page talks STOMP over WebSocket and reconnects after a broker r
     await waitText(page, "#message-count", "1 message");
 
     // Page → node: the page's SEND reaches a TCP consumer, and its RECEIPT comes back.
-    const consumer = await Stomp.connect(broker.stomp);
+    const consumer = await Stomp.connect(broker.stomp, AUTH);
     clients.push(consumer);
     consumer.send("SUBSCRIBE", { destination: "/queue/from-browser", id: "c", ack: "auto", receipt: "s1" });
     await consumer.expect("RECEIPT");
@@ -99,7 +125,8 @@ test("web client page talks STOMP over WebSocket and reconnects after a broker r
     assert.equal(fromPage.headers.destination, "/queue/from-browser");
     await waitText(page, "#send-result", "sent 1 · 1 receipted");
 
-    // kill -9 and the same broker back on the same ports: the page reconnects by itself.
+    // kill -9 and the same broker back on the same ports: the page reconnects by itself, logging
+    // in again (the restarted broker has the same config).
     await killBroker(broker);
     await waitText(page, "#status", "reconnecting");
     await page.waitForFunction(() => /closed \(code \d+/.test(document.querySelector("#last-error").textContent),
@@ -108,11 +135,11 @@ test("web client page talks STOMP over WebSocket and reconnects after a broker r
     broker = await startBroker(null, { restart: broker });
     await waitText(page, "#status", "connected");
     const afterRestart = [...handshakes.values()].filter((h) => h.status === 101);
-    assert.equal(afterRestart.length, 2, "one more accepted handshake");
-    assert.equal(afterRestart[1].origin, `http://${broker.admin}`);
+    assert.equal(afterRestart.length, 3, "one more accepted handshake");
+    assert.equal(afterRestart[2].origin, `http://${broker.admin}`);
 
     // The subscription was made again on the new connection.
-    const again = await Stomp.connect(broker.stomp);
+    const again = await Stomp.connect(broker.stomp, AUTH);
     clients.push(again);
     again.send("SEND", { destination: "/queue/browser", receipt: "p2" }, "after the restart");
     await again.expect("RECEIPT");

@@ -7,7 +7,7 @@
 // saying so: a test that cannot run is never reported as passed.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import fs from "node:fs";
 import net from "node:net";
@@ -82,6 +82,15 @@ export async function startBroker(config = null, { restart = null } = {}) {
   }
   broker.logTail = logTail;
   return broker;
+}
+
+// An argon2id hash of `passcode` for a [security] user, made as an operator does: `stompbox
+// passwd`, reading the passcode from a pipe.
+export function passwordHash(passcode) {
+  assert.ok(fs.existsSync(BROKER), `no broker binary at ${BROKER}: run \`cargo build\` first`);
+  const hash = execFileSync(BROKER, ["passwd"], { input: `${passcode}\n`, encoding: "utf8" }).trim();
+  assert.match(hash, /^\$argon2id\$/, "stompbox passwd printed an argon2id hash");
+  return hash;
 }
 
 // kill -9: the broker gets no chance to close anything; its dir stays for `restart`.

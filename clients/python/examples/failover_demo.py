@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Keep sending through a fail-over: kill the master and watch the client move on.
 
-    clients/pair.sh start /tmp/pair && . /tmp/pair/pair.env   # or your own two brokers
+    clients/pair.sh start /tmp/pair                      # or your own two brokers
+    set -a; . /tmp/pair/pair.env; set +a                 # ports, pids, STOMP_LOGIN/_PASSCODE
     STOMP_URL="failover:(tcp://127.0.0.1:$A_PORT,tcp://127.0.0.1:$B_PORT)?randomize=false" \\
         python failover_demo.py [DESTINATION] [COUNT] [INTERVAL_S]
     kill -9 $A_PID                                       # in another terminal, meanwhile
@@ -16,7 +17,7 @@ import sys
 import time
 
 from stompbox_client import Client
-from stompbox_client.url import from_env
+from stompbox_client.url import credentials_from_env, from_env
 
 
 def main():
@@ -28,7 +29,7 @@ def main():
     def on_connect(host_and_port):
         print(f"connected to {host_and_port[0]}:{host_and_port[1]}", flush=True)
 
-    with Client(from_env(), on_connect=on_connect) as client:
+    with Client(from_env(), **credentials_from_env(), on_connect=on_connect) as client:
         for i in range(count):
             client.send(destination, f"tick {i}", headers={"persistent": "true"})
             print(f"receipted {i}", flush=True)

@@ -2,6 +2,7 @@
 """Request/reply over a temporary queue: a responder and a requester in one process.
 
     STOMP_URL='failover:(tcp://127.0.0.1:61613)' python request_reply.py [SERVICE_QUEUE] [COUNT]
+    # STOMP_LOGIN=app STOMP_PASSCODE=...  log in (unset: anonymously, as `make run` allows)
 
 The requester subscribes to /temp-queue/replies (a queue only its connection can read, gone
 when it closes) and sends each request with `reply-to:/temp-queue/replies` and a
@@ -13,7 +14,7 @@ import queue
 import sys
 
 from stompbox_client import Client
-from stompbox_client.url import from_env
+from stompbox_client.url import credentials_from_env, from_env
 
 
 def serve(responder, service):
@@ -30,7 +31,8 @@ def main():
     service = sys.argv[1] if len(sys.argv) > 1 else "/queue/example.service"
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     url = from_env()
-    with Client(url) as responder, Client(url) as requester:
+    auth = credentials_from_env()
+    with Client(url, **auth) as responder, Client(url, **auth) as requester:
         serve(responder, service)
         replies = queue.Queue()
         requester.subscribe("/temp-queue/replies", replies.put)

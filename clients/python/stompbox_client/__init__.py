@@ -2,7 +2,8 @@
 
     from stompbox_client import Client, Pool
 
-    with Client("failover:(tcp://a:61613,tcp://b:61613)?randomize=false") as client:
+    with Client("failover:(tcp://a:61613,tcp://b:61613)?randomize=false",
+                login="app", passcode=os.environ["STOMP_PASSCODE"]) as client:
         client.send("/queue/orders", "hello", headers={"persistent": "true"})
 
 See clients/python/README.md for the failover URL options, pooling and the delivery
@@ -13,6 +14,7 @@ from .client import (
     DEFAULT_URL,
     MSG_ID_HEADER,
     RESENT_HEADER,
+    AuthenticationFailed,
     BrokerError,
     Client,
     ConnectionLost,
@@ -25,12 +27,13 @@ from .client import (
     TransactionLost,
 )
 from .pool import Pool
-from .url import BrokerUrl, parse as parse_url
+from .url import BrokerUrl, credentials_from_env, parse as parse_url
 
 __all__ = [
     "DEFAULT_URL",
     "MSG_ID_HEADER",
     "RESENT_HEADER",
+    "AuthenticationFailed",
     "BrokerError",
     "BrokerUrl",
     "Client",
@@ -43,5 +46,6 @@ __all__ = [
     "Subscription",
     "Transaction",
     "TransactionLost",
+    "credentials_from_env",
     "parse_url",
 ]

@@ -78,6 +78,16 @@ class ConnectionLost(StompboxError, ConnectionError):
     """The client is closed, or gave up reconnecting (the URL's maxReconnectAttempts)."""
 
 
+class AuthenticationFailed(BrokerError, ConnectionLost):
+    """The broker refused the CONNECT's login and passcode (ERROR `authentication failed`,
+    which does not say which of the two was wrong). Raised by the constructor. When a
+    reconnect is refused, the client gives up instead: SENDs waiting for their RECEIPT fail
+    with it, later calls raise ConnectionLost with its message, and a Pool drops the client.
+    Never retried: the same credentials would be refused again, and every refusal counts
+    towards the broker's back-off for this host's address, which would soon refuse this
+    host's other clients too (docs/security.md)."""
+
+
 class TransactionLost(StompboxError):
     """The connection failed during a transaction. The broker drops a transaction with its
     connection, so nothing of it was committed, unless the COMMIT itself was in flight, in
@@ -233,6 +243,13 @@ class Transaction:
             pass  # the broker drops the transaction with the connection: aborted all the same
 
 
+def _refused_login(frame):
+    """True for the ERROR stompbox answers a CONNECT with when the login or passcode is
+    wrong, or when this address is in back-off after too many wrong ones."""
+    return frame is not None and frame.headers.get("message", "").startswith(
+        "authentication failed")
+
+
 class _Waiter:
     """A receipt for a frame that belongs to one connection (SUBSCRIBE, COMMIT, DISCONNECT)."""
 
@@ -280,7 +297,11 @@ class Client:
 
     url: `failover:(tcp://a:61613,tcp://b:61613)?...` (see url.py for the options) or a
         plain `tcp://host:port`, which does not reconnect.
-    login, passcode, vhost (the CONNECT `host` header), heartbeats (ms: what we send, what we
+    login, passcode: sent on every CONNECT, reconnects included; never logged. None (the
+        default) connects anonymously. Take them from the environment or a secret store
+        (`credentials_from_env()` reads STOMP_LOGIN / STOMP_PASSCODE), not from source. A
+        refusal raises AuthenticationFailed and is not retried.
+    vhost (the CONNECT `host` header), heartbeats (ms: what we send, what we
         want), client_id (CONNECT `client-id`, needed for durable subscriptions),
         connect_headers (any other CONNECT headers).
     receipt_timeout: default seconds a send() or subscribe() waits, reconnects included.
@@ -480,7 +501,8 @@ class Client:
         """Open and CONNECT a new stomp.py connection, following the URL's policy: stomp.py
         makes the TCP passes over the address list with the mapped back-off; a broker that
         answers CONNECT with an ERROR (client-id still held by our previous, half-dead
-        connection, ...) or not at all counts as one more failed pass."""
+        connection, ...) or not at all counts as one more failed pass. Except a refused login:
+        that raises AuthenticationFailed at once (see there why)."""
         limit = self.url.attempts(startup)
         failures = 0
         while True:
@@ -513,6 +535,9 @@ class Client:
                     with self._cond:
                         self.connects += 1
                     return conn, gen
+                if _refused_login(listener.connect_error):
+                    self._drop(conn)
+                    raise AuthenticationFailed(listener.connect_error)
                 if listener.connect_error is not None:
                     problem = str(BrokerError(listener.connect_error))
                 elif listener.lost:

@@ -236,3 +236,16 @@ def from_env(environ=None):
     host = env.get("STOMP_HOST", "127.0.0.1")
     port = env.get("STOMP_PORT", "61613")
     return f"failover:(tcp://{_join(host, port)})"
+
+
+def credentials_from_env(environ=None):
+    """The login and passcode the examples and tests use, as Client keyword arguments:
+    `{"login": STOMP_LOGIN, "passcode": STOMP_PASSCODE}`, or `{}` (anonymous, which the
+    loopback broker of `make run` allows) when STOMP_LOGIN is unset or empty. A passcode
+    belongs in the environment or a secret store, never in source."""
+    import os
+
+    env = os.environ if environ is None else environ
+    if not env.get("STOMP_LOGIN"):
+        return {}
+    return {"login": env["STOMP_LOGIN"], "passcode": env.get("STOMP_PASSCODE", "")}
