@@ -49,6 +49,8 @@
 #   BENCH_REPEAT=3       runs of the non-persistent scenarios (queue, topic, latency), in
 #                        rounds; the table shows the median (they vary run to run: see the docs)
 #   BENCH_FILL=200000    messages for the persistent 1 KiB fill + drain scenario
+#   BENCH_FILL_BIG=1000000  messages for stompbox's own fill + drain of issue 14 (a fresh
+#                        broker; its peak RSS and rates are the targets; 0 skips it)
 #   BENCH_IDLE=2000      idle connections for the RSS-per-connection scenario (0 skips it)
 #   BENCH_NET=50000      messages per non-persistent network-of-brokers scenario (0 skips them)
 #   BENCH_NET_P=10000    messages per persistent network-of-brokers scenario
@@ -74,6 +76,7 @@ BENCH_BROKERS=${BENCH_BROKERS:-stompbox activemq rabbitmq}
 BENCH_SECONDS=${BENCH_SECONDS:-5}
 BENCH_REPEAT=${BENCH_REPEAT:-3}
 BENCH_FILL=${BENCH_FILL:-200000}
+BENCH_FILL_BIG=${BENCH_FILL_BIG:-1000000}
 BENCH_IDLE=${BENCH_IDLE:-2000}
 BENCH_NET=${BENCH_NET:-50000}
 BENCH_NET_P=${BENCH_NET_P:-10000}
@@ -153,7 +156,7 @@ echo "bench.sh: load average at start: $LOAD_START (other work skews the figures
 bench() {
     local b=$1 key=$2 label=$3 limit=$4
     shift 4
-    local args=(bench --url "tcp://127.0.0.1:$STOMP_PORT" "${BENCH_AUTH[@]}" --json --no-progress
+    local args=(bench --url "tcp://127.0.0.1:$STOMP_PORT" "${BROKER_AUTH[@]}" --json --no-progress
         "$@")
     echo "bench.sh: $b: $label" >&2
     if ! alive "$BPID"; then
@@ -254,7 +257,7 @@ idle_conns() {
     [ "$BENCH_IDLE" -gt 0 ] || return 0
     echo "bench.sh: $b: $BENCH_IDLE idle connections" >&2
     before=$(proc_kib "$BPID" VmRSS)
-    local args=(bench --url "tcp://127.0.0.1:$IDLE_PORT" "${BENCH_AUTH[@]}" --mode idle
+    local args=(bench --url "tcp://127.0.0.1:$IDLE_PORT" "${BROKER_AUTH[@]}" --mode idle
         --idle-conns "$BENCH_IDLE" --threads 1 --duration 4s --no-progress)
     "$BIN" "${args[@]}" >"$WORK/idle.out" 2>"$WORK/idle.err" &
     IDLE_PID=$!
@@ -308,7 +311,7 @@ sqlite_baseline() {
 client_bench() {
     local b=$1 key=$2 label=$3
     shift 3
-    local args=("$@" "${BENCH_AUTH[@]}" --broker-pid "$BPID")
+    local args=("$@" "${BROKER_AUTH[@]}" --broker-pid "$BPID")
     echo "bench.sh: $b: $label" >&2
     if ! alive "$BPID"; then
         record "$b" "$key" "\"run\":$RUN" "\"failed\":\"broker exited before this scenario\""
@@ -476,6 +479,9 @@ run_broker() {
         bench "$b" p8 "persistent queue, 8 sync producers" "$limit" \
             --destination /queue/bench.p8 --persistent --send sync --producers 8 --consumers 1 \
             --size 256 --duration "${S}s" || true
+        bench "$b" p64 "persistent queue, 64 sync producers" "$limit" \
+            --destination /queue/bench.p64 --persistent --send sync --producers 64 --consumers 1 \
+            --size 256 --duration "${S}s" || true
         run_clients "$b"
         stop_instance "$b" 1
     fi
@@ -488,6 +494,18 @@ run_broker() {
             --consumers 1 --ack client --prefetch 1000 --count "$BENCH_FILL" \
             --drain-timeout 30s || true
         stop_instance "$b" 2
+    fi
+
+    # Issue 14's backlog: a million persistent 1 KiB messages in a fresh stompbox, then
+    # drained; the other brokers need minutes and gigabytes for this (see fill above).
+    if [ "$b" = stompbox ] && [ "$BENCH_FILL_BIG" -gt 0 ] && start_instance "$b" 3; then
+        bench "$b" fill_big "fill $BENCH_FILL_BIG persistent 1 KiB" 900 \
+            --destination /queue/bench.big --mode fill --persistent --size 1024 --producers 2 \
+            --count "$BENCH_FILL_BIG" || true
+        bench "$b" drain_big "drain $BENCH_FILL_BIG" 900 --destination /queue/bench.big \
+            --mode drain --consumers 1 --ack client --prefetch 1000 --count "$BENCH_FILL_BIG" \
+            --drain-timeout 30s || true
+        stop_instance "$b" 3
     fi
 }
 
@@ -689,7 +707,7 @@ fi
 
 record meta run "\"started\":\"$STARTED\"" "\"finished\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"" \
     "\"load_start\":\"$LOAD_START\"" "\"load_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"" \
-    "\"seconds\":$S" "\"repeat\":$BENCH_REPEAT" "\"fill\":$BENCH_FILL" "\"idle\":$BENCH_IDLE" \
+    "\"seconds\":$S" "\"repeat\":$BENCH_REPEAT" "\"fill\":$BENCH_FILL" "\"fill_big\":$BENCH_FILL_BIG" "\"idle\":$BENCH_IDLE" \
     "\"clients\":$([ "$BENCH_CLIENTS" = 0 ] && echo false || echo true)" \
     "\"clients_n\":$BENCH_CLIENTS_N" "\"clients_p\":$BENCH_CLIENTS_P" \
     "\"clients_lat\":$BENCH_CLIENTS_LAT" "\"clients_repeat\":$BENCH_CLIENTS_REPEAT" \

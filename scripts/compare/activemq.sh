@@ -68,7 +68,7 @@ activemq_prepare() {
         ws="
       <transportConnector name=\"ws\" uri=\"ws://127.0.0.1:$WS_PORT\"/>"
     fi
-    BENCH_AUTH=()
+    BROKER_AUTH=()
     BROKER_LOG="$dir/activemq.log"
     BROKER_SETUP=
     cat >"$dir/conf/activemq.xml" <<EOF

@@ -8,7 +8,7 @@
 #   NAME_prepare DIR       untimed set-up with everything in DIR: sets STOMP_PORT, IDLE_PORT
 #                          (the port for the idle connections scenario), WS_PORT (STOMP over
 #                          WebSocket; empty when the broker has none here, and then WS_NONE
-#                          says why), BENCH_AUTH (extra `stompbox bench` flags, which the
+#                          says why), BROKER_AUTH (extra `stompbox bench` flags, which the
 #                          client scripts of scripts/compare/clients/ take too), BROKER_LOG
 #                          and BROKER_SETUP (commands it ran, for the docs; may be empty);
 #                          writes config files

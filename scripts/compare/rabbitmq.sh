@@ -48,7 +48,7 @@ rabbitmq_prepare() {
     amqp=$(free_port)
     dist=$(free_port)
     epmd_port=$(free_port)
-    BENCH_AUTH=(--login guest --passcode guest)
+    BROKER_AUTH=(--login guest --passcode guest)
     BROKER_LOG="$dir/rabbitmq.out"
     cat >"$dir/rabbitmq.conf" <<EOF
 listeners.tcp.default = 127.0.0.1:$amqp

@@ -73,6 +73,8 @@ ROWS = [
      lambda by: med(by, "p1", "produced_per_s"), ("p1",), "throughput"),
     ("queue persistent, 8 sync producers", "msg/s", HIGHER,
      lambda by: med(by, "p8", "produced_per_s"), ("p8",), "throughput"),
+    ("queue persistent, 64 sync producers", "msg/s", HIGHER,
+     lambda by: med(by, "p64", "produced_per_s"), ("p64",), "throughput"),
     ("fill {fill} persistent 1 KiB (2 async producers)", "s", LOWER,
      lambda by: get(by.get("fill"), "wall_s"), ("fill",), None),
     ("drain {fill} (1 consumer, client ack)", "s", LOWER,
@@ -95,10 +97,13 @@ PLOT_EXTRA = [
      if by.get("drain") and not by["drain"].get("failed") else None),
 ]
 
-DETAIL_KEYS = ["np", "topic", "latency", "p1", "p8", "fill", "drain"]
+DETAIL_KEYS = ["np", "topic", "latency", "p1", "p8", "p64", "fill", "drain", "fill_big",
+               "drain_big"]
 DETAIL_LABELS = {
     "np": "queue 1→1 async", "topic": "topic 1→8", "latency": "queue @2,000/s",
-    "p1": "persistent 1 sync", "p8": "persistent 8 sync", "fill": "fill", "drain": "drain",
+    "p1": "persistent 1 sync", "p8": "persistent 8 sync", "p64": "persistent 64 sync",
+    "fill": "fill", "drain": "drain", "fill_big": "fill (issue 14)",
+    "drain_big": "drain (issue 14)",
 }
 
 
@@ -289,6 +294,62 @@ def targets(by, present, rows):
     absolute("{}".format(next((lbl for lbl in val if "idle connections" in lbl), "?")),
              "< 20 KiB per idle connection", 20.0, "KiB", shown=lambda v: f"{v:.1f} KiB")
     absolute("startup", "ready to accept in < 100 ms", 100.0, "ms", shown=lambda v: f"{v:.0f} ms")
+    return out
+
+
+def persistence_targets(by, present, meta):
+    """Issue 14's targets, each against the raw SQLite baseline measured just before
+    stompbox in the same run (`sqlite`), or against ActiveMQ in the same run."""
+    sb = by.get("stompbox", {})
+    base = sb.get("sqlite")
+    out = []
+
+    def against(what, need, value, ref, shown):
+        if value is None or ref is None or ref <= 0:
+            out.append((what, None, "not measured"))
+            return
+        r = value / ref
+        out.append((what, r >= need, f"{r:.2f}× ({shown(value, ref)})"))
+
+    raw1 = get(base, "sqlite_commits_per_s")
+    against("1 sync persistent producer ≥ 0.8× raw single-row commits", 0.8,
+            med(sb, "p1", "produced_per_s"), raw1,
+            lambda v, r: f"{v:,.0f} msg/s vs {r:,.0f} commits/s")
+    against("8 sync producers ≥ 0.6× raw rows/s at 8 rows per commit", 0.6,
+            med(sb, "p8", "produced_per_s"), get(base, "sqlite_rows_per_s_8"),
+            lambda v, r: f"{v:,.0f} msg/s vs {r:,.0f} rows/s")
+    if "activemq" in present:
+        against("8 sync producers ≥ 10× ActiveMQ", 10, med(sb, "p8", "produced_per_s"),
+                med(by["activemq"], "p8", "produced_per_s"),
+                lambda v, r: f"{v:,.0f} vs {r:,.0f} msg/s")
+    against("64 sync producers ≥ 0.5× raw rows/s at 64 rows per commit", 0.5,
+            med(sb, "p64", "produced_per_s"), get(base, "sqlite_rows_per_s_64"),
+            lambda v, r: f"{v:,.0f} msg/s vs {r:,.0f} rows/s")
+    p99, raw_p99 = get(sb.get("p1"), "confirm_p99_us"), get(base, "sqlite_commit_p99_us")
+    if p99 is None or not raw_p99:
+        out.append(("receipt p99, 1 sync producer ≤ 2× raw commit p99", None, "not measured"))
+    else:
+        out.append(("receipt p99, 1 sync producer ≤ 2× raw commit p99", p99 <= 2 * raw_p99,
+                    f"{p99 / raw_p99:.2f}× ({p99:,.0f} vs {raw_p99:,.0f} µs)"))
+    n = meta.get("fill_big") or 0
+    for key, what in (("fill_big", "fill"), ("drain_big", "drain")):
+        wall = get(sb.get(key), "wall_s")
+        label = f"{what} {n:,} persistent 1 KiB ≥ 100k msg/s"
+        if not n or not wall:
+            out.append((label, None, "not measured"))
+        else:
+            out.append((label, n / wall >= 100_000, f"{n / wall:,.0f} msg/s ({wall:.1f} s)"))
+    hwm = [get(sb.get(k), "hwm_kib") for k in ("fill_big", "drain_big")]
+    hwm = [v for v in hwm if v is not None]
+    out.append((f"peak RSS during that fill + drain < 100 MiB", (max(hwm) / 1024 < 100)
+                if hwm else None, f"{max(hwm) / 1024:.1f} MiB" if hwm else "not measured"))
+    runs = values(sb, "np", "consumed_per_s")
+    amq = med(by.get("activemq", {}), "np", "consumed_per_s")
+    if "activemq" in present and runs and amq:
+        worst = min(runs)
+        out.append(("non-persistent queue 1→1 ≥ 10× ActiveMQ in every run", worst >= 10 * amq,
+                    f"slowest of {len(runs)} runs {worst / amq:.1f}× ({worst:,.0f} vs "
+                    f"{amq:,.0f} msg/s, ActiveMQ's median)"))
     return out
 
 
@@ -929,6 +990,12 @@ def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, confi
                 f"({os.path.basename(plot_path)})", ""]
     if main:
         doc += ["## Issue 5 targets", "", render_targets(ts, md=True), ""]
+        doc += ["## Issue 14 targets: persistent messaging", "",
+                "Ratios to the raw SQLite baseline measured just before stompbox in this run"
+                " (single-row commits, and commits of 8 and 64 rows: `stompbox bench --mode"
+                " sqlite`), or to ActiveMQ in this run. docs/perf/README.md says where a"
+                " persistent SEND's time goes.", "",
+                render_targets(persistence_targets(by, present, meta), md=True), ""]
     net = network_table(by)
     if net:
         doc += ["## Network of brokers", "",

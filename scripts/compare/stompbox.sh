@@ -22,7 +22,7 @@ stompbox_prepare() {
     IDLE_PORT=$STOMP_PORT
     WS_PORT=$(free_port)
     WS_NONE=
-    BENCH_AUTH=()
+    BROKER_AUTH=()
     BROKER_LOG="$dir/stompbox.log"
     BROKER_SETUP=
 }

@@ -64,6 +64,8 @@ pub struct Report {
     /// Producer receipt round trips (sync: per message; batch: per COMMIT).
     pub confirm: Option<Latency>,
     pub sqlite_commits_per_s: Option<f64>,
+    /// The whole SQLite baseline, when measured.
+    pub sqlite: Option<SqliteBaseline>,
     pub first_errors: Vec<String>,
     batch: Option<u32>,
 }
@@ -99,6 +101,7 @@ impl Report {
     /// Records the SQLite baseline.
     pub fn set_sqlite(&mut self, baseline: &SqliteBaseline) {
         self.sqlite_commits_per_s = Some(baseline.commits_per_s);
+        self.sqlite = Some(baseline.clone());
     }
 
     /// Produced messages per second.
@@ -156,6 +159,10 @@ impl Report {
             "confirm_p99_us": lat(self.confirm, |l| l.p99_us),
             "confirm_max_us": lat(self.confirm, |l| l.max_us),
             "sqlite_commits_per_s": self.sqlite_commits_per_s.map(|c| round(c, 1)),
+            "sqlite_commit_p50_us": self.sqlite.as_ref().map(|s| s.commit_p50_us),
+            "sqlite_commit_p99_us": self.sqlite.as_ref().map(|s| s.commit_p99_us),
+            "sqlite_rows_per_s_8": self.sqlite.as_ref().map(|s| round(s.rows_per_s_8, 1)),
+            "sqlite_rows_per_s_64": self.sqlite.as_ref().map(|s| round(s.rows_per_s_64, 1)),
             "produced_vs_sqlite": self.produced_vs_sqlite().map(|r| round(r, 3)),
             "first_error": self.first_errors.first(),
         })
@@ -165,10 +172,12 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(c) = self.sqlite_commits_per_s {
+        if let Some(s) = &self.sqlite {
             writeln!(
                 f,
-                "sqlite     {c:.0} commits/s (single-row INSERT + COMMIT, WAL, synchronous=FULL)"
+                "sqlite     {:.0} commits/s (single-row INSERT + COMMIT, WAL, synchronous=FULL; \
+                 p50 {} us, p99 {} us); {:.0} rows/s at 8 rows per commit, {:.0} at 64",
+                s.commits_per_s, s.commit_p50_us, s.commit_p99_us, s.rows_per_s_8, s.rows_per_s_64
             )?;
         }
         if self.mode == "sqlite" {
