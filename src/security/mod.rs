@@ -19,6 +19,7 @@
 pub mod addresses;
 pub mod authz;
 mod backoff;
+pub mod subject;
 pub mod users;
 
 use std::net::IpAddr;
