@@ -491,6 +491,41 @@ fn websocket_over_tls_and_tls_behind_the_proxy_protocol() {
 }
 
 #[test]
+fn a_client_certificate_logs_its_user_in_over_wss() {
+    let pki = Pki::new();
+    pki.issue("server", &["127.0.0.1"], "server");
+    pki.issue("orders", &[], "orders-svc");
+    let config = format!(
+        "[websocket]\ntls_bind = \"127.0.0.1:0\"\n{}\
+         [security]\nanonymous = false\n\
+         users = [ {{ login = \"orders\", certificate_subject = \"CN=orders-svc\" }} ]\n",
+        pki.config(&format!(
+            "client_auth = \"optional\"\nclient_ca = {:?}\n",
+            pki.path("ca.pem")
+        ))
+    );
+    let broker = Broker::start_with_config(&config);
+    let addr = broker.listener("wss");
+    let tls = tls_connect(addr, pki.client(Some("orders"))).expect("TLS handshake");
+    let (mut ws, _) = WsClient::over(tls, &format!("wss://{addr}/stomp"), "v12.stomp", None);
+    // CONNECT without login or passcode, anonymous access off: the certificate is the login.
+    ws.connect("1.2");
+    let listed = broker.admin_get("/api/connections").expect("connections");
+    assert!(
+        listed.contains("\"login\":\"orders\"") && listed.contains("\"auth\":\"certificate\""),
+        "{listed}"
+    );
+    // Without the certificate, the same CONNECT is refused.
+    let tls = tls_connect(addr, pki.client(None)).expect("TLS handshake");
+    let (mut ws, _) = WsClient::over(tls, &format!("wss://{addr}/stomp"), "v12.stomp", None);
+    ws.send_frame(&connect_frame("1.2", &[]));
+    assert_eq!(
+        header(&ws.expect("ERROR"), "message"),
+        "authentication failed"
+    );
+}
+
+#[test]
 fn a_broken_tls_setup_stops_the_broker_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("stompbox.toml");
