@@ -1,7 +1,8 @@
 //! Authentication end to end against the built binary: users with argon2id hashes made by
 //! `stompbox passwd`, what a client with wrong credentials sees (and what it does not learn),
 //! anonymous access, the per-address back-off (behind the PROXY protocol too), users
-//! reloaded on SIGHUP, and passcodes kept out of logs and the admin API.
+//! reloaded on SIGHUP, passcodes kept out of logs and the admin API, and TLS client
+//! certificates that log users in.
 
 mod support;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use support::broker::Broker;
 use support::client::Client;
 use support::frame::connect_frame;
+use support::tls::{Pki, TlsClient};
 use support::WAIT;
 
 /// User `app`'s password, and a wrong one: strings nothing else in a log contains.
@@ -658,4 +660,216 @@ fn connections_and_connect_rates_per_address_behind_the_proxy_protocol() {
         "twenty connects in a row at one a second all let in"
     );
     assert_eq!(open_slow("203.0.113.51").command, "CONNECTED");
+}
+
+// --- certificate logins ----------------------------------------------------------------------
+
+/// A CA with the broker's certificate and two client certificates: `orders`
+/// (`CN=orders-svc,O=Example Corp`) and `stranger` (`CN=stranger,O=Example Corp`).
+fn client_pki() -> Pki {
+    let pki = Pki::new();
+    pki.issue("server", &["127.0.0.1"], "server");
+    for (file, cn) in [("orders", "orders-svc"), ("stranger", "stranger")] {
+        pki.issue_to(
+            file,
+            &[],
+            &[
+                (rcgen::DnType::OrganizationName, "Example Corp"),
+                (rcgen::DnType::CommonName, cn),
+            ],
+        );
+    }
+    pki
+}
+
+/// A broker whose TLS listener verifies client certificates when sent, anonymous access
+/// off, and `[security]` `users` (and what follows) as given.
+fn certificate_broker(pki: &Pki, security: &str) -> Broker {
+    Broker::start_with_config(&format!(
+        "{}[security]\nanonymous = false\n{security}",
+        pki.config(&format!(
+            "client_auth = \"optional\"\nclient_ca = {:?}\n",
+            pki.path("ca.pem")
+        ))
+    ))
+}
+
+/// Users `orders` (by certificate only, group `shop`) and `app` (password [`RIGHT`], group
+/// `users`).
+fn certificate_users() -> String {
+    format!(
+        r#"users = [
+  {{ login = "orders", certificate_subject = "CN=orders-svc,O=Example Corp", groups = ["shop"] }},
+  {{ login = "app", password_hash = "{}", groups = ["users"] }},
+]
+"#,
+        passwd(RIGHT)
+    )
+}
+
+/// CONNECT over TLS with the client certificate `identity` (none when None) and `headers`.
+fn connect_tls(
+    b: &Broker,
+    pki: &Pki,
+    identity: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (TlsClient, Option<support::frame::Frame>) {
+    TlsClient::connect(
+        b.listener("ssl"),
+        pki.client(identity),
+        &connect_frame("1.2", headers),
+    )
+}
+
+#[test]
+fn a_client_certificate_logs_its_user_in_without_a_passcode_with_the_users_rights() {
+    let pki = client_pki();
+    let broker = certificate_broker(
+        &pki,
+        &format!(
+            "{}[[security.authorization]]\nmatch = \"/queue/orders.>\"\nread = [\"shop\"]\n\
+             write = [\"shop\"]\nadmin = [\"shop\"]\n[[security.authorization]]\n\
+             match = \"/queue/app.>\"\nread = [\"users\"]\nwrite = [\"users\"]\n\
+             admin = [\"users\"]\n",
+            certificate_users()
+        ),
+    );
+    let (mut c, f) = connect_tls(&broker, &pki, Some("orders"), &[]);
+    assert_eq!(f.expect("an answer").command, "CONNECTED");
+    let listed = broker.admin_get("/api/connections").unwrap();
+    assert!(
+        listed.contains(
+            r#""login":"orders","auth":"certificate","certificate":"CN=orders-svc,O=Example Corp""#
+        ),
+        "{listed}"
+    );
+    // The user's rights: its group may write orders, not what app's group may.
+    c.send(&support::frame::send_frame(
+        "/queue/orders.new",
+        "o-1",
+        &[("receipt", "w1")],
+    ));
+    assert_eq!(c.expect("RECEIPT").get("receipt-id"), Some("w1"));
+    c.send(&support::frame::send_frame(
+        "/queue/app.jobs",
+        "x",
+        &[("receipt", "w2")],
+    ));
+    let e = c.expect("ERROR");
+    assert_eq!(
+        e.get("message"),
+        Some("User orders is not authorized to write to: queue://app.jobs")
+    );
+    // Naming its own login is fine; a passcode sent along is not checked.
+    let (_c, f) = connect_tls(
+        &broker,
+        &pki,
+        Some("orders"),
+        &[("login", "orders"), ("passcode", WRONG)],
+    );
+    assert_eq!(f.expect("an answer").command, "CONNECTED");
+    // No password check ran: none was refused, none was needed.
+    let metrics = broker.admin_get("/metrics").unwrap();
+    assert!(
+        !metrics.contains("stompbox_auth_refused_total"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_certificate_of_no_user_falls_back_to_the_login_and_one_of_another_user_is_refused() {
+    let pki = client_pki();
+    let broker = certificate_broker(&pki, &certificate_users());
+    let refused = |f: Option<support::frame::Frame>| {
+        let f = f.expect("an answer");
+        assert_eq!(f.command, "ERROR", "{f:?}");
+        assert_eq!(f.get("message"), Some("authentication failed"));
+    };
+    // A certificate whose subject no user has: as without one (anonymous access is off).
+    let (_c, f) = connect_tls(&broker, &pki, Some("stranger"), &[]);
+    refused(f);
+    let (_c, f) = connect_tls(
+        &broker,
+        &pki,
+        Some("stranger"),
+        &[("login", "app"), ("passcode", RIGHT)],
+    );
+    assert_eq!(f.expect("an answer").command, "CONNECTED");
+    let listed = broker.admin_get("/api/connections").unwrap();
+    assert!(
+        listed.contains(
+            r#""login":"app","auth":"password","certificate":"CN=stranger,O=Example Corp""#
+        ),
+        "{listed}"
+    );
+    // orders' certificate naming app's login (with app's passcode): refused, and closed.
+    let (mut c, f) = connect_tls(
+        &broker,
+        &pki,
+        Some("orders"),
+        &[("login", "app"), ("passcode", RIGHT)],
+    );
+    refused(f);
+    assert!(c.next_frame().is_none(), "closed after the ERROR");
+    // orders has no password: no passcode logs it in without its certificate.
+    let (mut c, f) = connect(&broker, Some("orders"), Some(""));
+    assert_refused(&mut c, &f);
+    let log = broker.log_text();
+    assert!(
+        log.contains(
+            "authentication failed for login \"app\": the client certificate is another user's \
+             (client certificate \"CN=orders-svc,O=Example Corp\")"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("no login given and anonymous access is off (client certificate \"CN=stranger,O=Example Corp\")"),
+        "{log}"
+    );
+    assert!(!log.contains(RIGHT), "a passcode in the log");
+}
+
+#[test]
+fn certificate_subjects_in_the_users_file_are_reloaded_on_sighup() {
+    let pki = client_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.toml");
+    std::fs::write(&file, "").unwrap();
+    let mut broker = certificate_broker(&pki, &format!("users_file = {file:?}\n"));
+    let (_c, f) = connect_tls(&broker, &pki, Some("orders"), &[]);
+    assert_eq!(f.expect("an answer").command, "ERROR");
+    std::fs::write(
+        &file,
+        "[[users]]\nlogin = \"orders\"\ncertificate_subject = \"CN=orders-svc, O=Example Corp\"\n",
+    )
+    .unwrap();
+    broker.signal(libc::SIGHUP);
+    support::eventually(WAIT, || {
+        let (_c, f) = connect_tls(&broker, &pki, Some("orders"), &[]);
+        let command = f.map(|f| f.command).unwrap_or_default();
+        (command == "CONNECTED").then_some(()).ok_or(command)
+    });
+    // Two users with one subject: the reload fails and the users in use stay.
+    std::fs::write(
+        &file,
+        "[[users]]\nlogin = \"a\"\ncertificate_subject = \"CN=orders-svc,O=Example Corp\"\n\
+         [[users]]\nlogin = \"b\"\ncertificate_subject = \"CN=orders-svc,O=Example Corp\"\n",
+    )
+    .unwrap();
+    broker.signal(libc::SIGHUP);
+    support::eventually(WAIT, || {
+        let log = broker.log_text();
+        log.contains("users reload failed")
+            .then_some(())
+            .ok_or("not yet")
+    });
+    assert!(
+        broker
+            .log_text()
+            .contains("users \"a\" and \"b\" have the same certificate_subject"),
+        "{}",
+        broker.log_text()
+    );
+    let (_c, f) = connect_tls(&broker, &pki, Some("orders"), &[]);
+    assert_eq!(f.expect("an answer").command, "CONNECTED");
 }

@@ -7,19 +7,18 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rcgen::KeyPair;
+use rustls_pki_types::{CertificateDer, ServerName};
 use stompbox::codec::{Decoder, Frame};
 use stompbox::limits::Limits;
 use support::broker::Broker;
 use support::frame::connect_frame;
+use support::tls::{tls_config, tls_connect, Pki, Tls};
 use support::WAIT;
-use tokio_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use tokio_rustls::rustls::{ClientConnection, StreamOwned};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
 
@@ -331,107 +330,6 @@ fn limits_and_heart_beats_apply_over_websocket_as_over_tcp() {
 
 // --- TLS ---------------------------------------------------------------------------------------
 
-/// A CA and certificates it signs, written as PEM files in a temp dir.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "stompbox test CA");
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        Pki { dir, ca }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Issues a certificate for `names` (and writes `<file>.pem` and `<file>.key`); returns
-    /// its DER.
-    fn issue(&self, file: &str, names: &[&str], cn: &str) -> CertificateDer<'static> {
-        let mut params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        std::fs::write(self.path(&format!("{file}.pem")), cert.pem()).unwrap();
-        std::fs::write(self.path(&format!("{file}.key")), key.serialize_pem()).unwrap();
-        cert.der().clone()
-    }
-
-    fn ca_der(&self) -> CertificateDer<'static> {
-        self.ca.der().clone()
-    }
-
-    /// `[tls]` with the server certificate `server`.
-    fn config(&self, extra: &str) -> String {
-        format!(
-            "[tls]\nbind = \"127.0.0.1:0\"\ncert = {:?}\nkey = {:?}\n{extra}",
-            self.path("server.pem"),
-            self.path("server.key"),
-        )
-    }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    #[allow(deprecated)]
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A rustls client trusting `ca`, with a client certificate if `identity` is given.
-fn tls_config(ca: &CertificateDer<'static>, identity: Option<(&Path, &Path)>) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match identity {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            use rustls_pki_types::pem::PemObject;
-            let chain = CertificateDer::pem_file_iter(cert)
-                .unwrap()
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-            let key = PrivateKeyDer::from_pem_file(key).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
-    };
-    Arc::new(config)
-}
-
-type Tls = StreamOwned<ClientConnection, TcpStream>;
-
-/// A TLS connection to `addr`, handshake done (or its error).
-fn tls_connect(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Result<Tls> {
-    let name = ServerName::try_from("127.0.0.1").unwrap().to_owned();
-    let conn = ClientConnection::new(config, name).map_err(std::io::Error::other)?;
-    let sock = TcpStream::connect(addr)?;
-    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let mut tls = StreamOwned::new(conn, sock);
-    let deadline = Instant::now() + WAIT;
-    while tls.conn.is_handshaking() {
-        match tls.conn.complete_io(&mut tls.sock) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(tls)
-}
-
 /// CONNECT over `tls` (plain STOMP) and the broker's answer: a frame, or None when the
 /// connection ended (or failed) first.
 fn stomp_over_tls(tls: &mut Tls) -> Option<Frame> {
@@ -590,6 +488,41 @@ fn websocket_over_tls_and_tls_behind_the_proxy_protocol() {
         .write_all(b"CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/topic/wss\n\nvia proxy\0")
         .unwrap();
     assert_eq!(&ws.expect("MESSAGE").body[..], b"via proxy");
+}
+
+#[test]
+fn a_client_certificate_logs_its_user_in_over_wss() {
+    let pki = Pki::new();
+    pki.issue("server", &["127.0.0.1"], "server");
+    pki.issue("orders", &[], "orders-svc");
+    let config = format!(
+        "[websocket]\ntls_bind = \"127.0.0.1:0\"\n{}\
+         [security]\nanonymous = false\n\
+         users = [ {{ login = \"orders\", certificate_subject = \"CN=orders-svc\" }} ]\n",
+        pki.config(&format!(
+            "client_auth = \"optional\"\nclient_ca = {:?}\n",
+            pki.path("ca.pem")
+        ))
+    );
+    let broker = Broker::start_with_config(&config);
+    let addr = broker.listener("wss");
+    let tls = tls_connect(addr, pki.client(Some("orders"))).expect("TLS handshake");
+    let (mut ws, _) = WsClient::over(tls, &format!("wss://{addr}/stomp"), "v12.stomp", None);
+    // CONNECT without login or passcode, anonymous access off: the certificate is the login.
+    ws.connect("1.2");
+    let listed = broker.admin_get("/api/connections").expect("connections");
+    assert!(
+        listed.contains("\"login\":\"orders\"") && listed.contains("\"auth\":\"certificate\""),
+        "{listed}"
+    );
+    // Without the certificate, the same CONNECT is refused.
+    let tls = tls_connect(addr, pki.client(None)).expect("TLS handshake");
+    let (mut ws, _) = WsClient::over(tls, &format!("wss://{addr}/stomp"), "v12.stomp", None);
+    ws.send_frame(&connect_frame("1.2", &[]));
+    assert_eq!(
+        header(&ws.expect("ERROR"), "message"),
+        "authentication failed"
+    );
 }
 
 #[test]

@@ -15,10 +15,16 @@
 //! reconnect storm after a fail-over does not cost an argon2 check per client. An unknown
 //! login is checked against a dummy hash, so a refusal takes as long whether or not the
 //! login exists, and every refusal says only `authentication failed`.
+//!
+//! A TLS client certificate (verified against `tls.client_ca` by rustls) whose subject is a
+//! user's `certificate_subject` logs that user in without a passcode and without an argon2
+//! check ([`Authenticator::check_certificate`]); a certificate no user has leaves the
+//! decision to login and passcode, as ActiveMQ's JaasDualAuthenticationPlugin does.
 
 pub mod addresses;
 pub mod authz;
 mod backoff;
+pub mod subject;
 pub mod users;
 
 use std::net::IpAddr;
@@ -33,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::message::{SessionTx, ToSession};
 use authz::{AuthorizationEntry, Operation, Rules};
 use backoff::Backoff;
+use subject::Subject;
 use users::{UserEntry, Users};
 
 /// The group every anonymous connection belongs to (ActiveMQ's name).
@@ -52,7 +59,8 @@ pub struct SecurityConfig {
     /// A CONNECT without `login` is let in as user `anonymous`, group `anonymous`; while no
     /// users are configured, any login is let in the same way (nothing to check it against).
     pub anonymous: bool,
-    /// Users with argon2id password hashes (`stompbox passwd` makes one).
+    /// Users with argon2id password hashes (`stompbox passwd` makes one) and/or the subject
+    /// of the TLS client certificates that log them in.
     pub users: Vec<UserEntry>,
     /// A TOML file of more users (`[[users]]`, same fields), read at start and on SIGHUP.
     pub users_file: Option<std::path::PathBuf>,
@@ -106,6 +114,21 @@ impl Principal {
     }
 }
 
+/// How a connection's user was established, for logs and the admin API
+/// (`/api/connections` `auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Nothing checked: anonymous access (or any login while no users are configured).
+    Anonymous,
+    /// `login` and `passcode`, against the user's password hash.
+    Password,
+    /// The TLS client certificate's subject is the user's `certificate_subject`.
+    Certificate,
+    /// One of this broker's own network bridges (it presented the broker's secret).
+    Bridge,
+}
+
 /// Why a CONNECT was refused. The client is told `authentication failed` whichever it is;
 /// the log says which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +137,9 @@ pub enum Refusal {
     Anonymous,
     #[error("unknown login or wrong passcode")]
     Credentials,
+    /// The connection's client certificate logs in a user; `login` named another one.
+    #[error("the client certificate is another user's")]
+    OtherUser,
     #[error("too many failed attempts from this address: backing off")]
     BackingOff,
     #[error("too many password checks waiting")]
@@ -289,6 +315,31 @@ impl Authenticator {
         }
     }
 
+    /// Decides a CONNECT over TLS whose client certificate, verified against `tls.client_ca`,
+    /// has `subject`: it is the user whose `certificate_subject` that is, whatever the
+    /// passcode (none needed, none checked), unless `login` names another user (refused).
+    /// None when no user has that subject: [`Authenticator::check`] decides, as without a
+    /// certificate. The back-off, which is against password guessing, neither holds nor
+    /// counts certificate logins.
+    pub fn check_certificate(
+        &self,
+        subject: &Subject,
+        login: Option<&str>,
+    ) -> Option<Result<Principal, Refusal>> {
+        let users = self.users.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let user = users.by_certificate(subject)?;
+        if login.is_some_and(|l| !l.is_empty() && l != user.login) {
+            metrics::counter!("stompbox_auth_refused_total", "reason" => "certificate")
+                .increment(1);
+            return Some(Err(Refusal::OtherUser));
+        }
+        Some(Ok(Principal {
+            login: Some(user.login.clone()),
+            groups: user.groups.clone(),
+            authenticated: true,
+        }))
+    }
+
     /// Queues a password check (see [`Check::Verify`]).
     pub fn submit(self: &Arc<Self>, job: Job) {
         let jobs = self.verifiers().lock().unwrap_or_else(|p| p.into_inner());
@@ -330,11 +381,13 @@ impl Authenticator {
             let _ = getrandom::fill(&mut random);
             users::hash_password(&format!("{random:?}")).unwrap_or_default()
         });
-        let hash = user.map_or(dummy.as_str(), |u| u.hash.as_str());
+        // A user without a hash (certificate logins only) is checked like an unknown one.
+        let hash = user.and_then(|u| u.hash.as_deref());
         // Verified with the parameters the hash names.
         let ok = users::hasher()
-            .verify_password(passcode.as_bytes(), hash)
-            .is_ok();
+            .verify_password(passcode.as_bytes(), hash.unwrap_or(dummy.as_str()))
+            .is_ok()
+            && hash.is_some();
         match (ok, user) {
             (true, Some(user)) => {
                 if let Some(ip) = ip {
@@ -418,11 +471,20 @@ mod tests {
     fn with_user(anonymous: bool) -> Arc<Authenticator> {
         Authenticator::start(&SecurityConfig {
             anonymous,
-            users: vec![UserEntry {
-                login: "app".into(),
-                password_hash: users::hash_password("right").unwrap(),
-                groups: vec!["users".into()],
-            }],
+            users: vec![
+                UserEntry {
+                    login: "app".into(),
+                    password_hash: Some(users::hash_password("right").unwrap()),
+                    certificate_subject: None,
+                    groups: vec!["users".into()],
+                },
+                UserEntry {
+                    login: "orders".into(),
+                    password_hash: None,
+                    certificate_subject: Some("CN=orders-svc,O=Example Corp".into()),
+                    groups: vec!["shop".into()],
+                },
+            ],
             failures_before_backoff: 2,
             ..SecurityConfig::default()
         })
@@ -516,5 +578,31 @@ mod tests {
             open.check(Some("anyone"), Some("x"), None),
             Check::Accepted(_)
         ));
+    }
+
+    #[test]
+    fn a_certificate_logs_its_user_in_and_no_other() {
+        let auth = with_user(false);
+        let orders = Subject::parse("CN=orders-svc,O=Example Corp").unwrap();
+        for login in [None, Some(""), Some("orders")] {
+            let p = auth.check_certificate(&orders, login).unwrap().unwrap();
+            assert_eq!(p.login.as_deref(), Some("orders"));
+            assert_eq!(p.groups, ["shop"]);
+            assert!(p.authenticated);
+        }
+        assert_eq!(
+            auth.check_certificate(&orders, Some("app")).unwrap(),
+            Err(Refusal::OtherUser)
+        );
+        // A subject no user has: login and passcode decide.
+        let stranger = Subject::parse("CN=stranger").unwrap();
+        assert!(auth.check_certificate(&stranger, None).is_none());
+        // A user without a password cannot log in with one (not even an empty one).
+        for pass in ["", "right"] {
+            assert_eq!(
+                verify(&auth, "orders", pass, "10.0.0.20"),
+                Err(Refusal::Credentials)
+            );
+        }
     }
 }

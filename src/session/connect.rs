@@ -1,7 +1,7 @@
 //! CONNECT/STOMP: protocol version and heart-beat negotiation, the `client-id` claim, and the
 //! CONNECTED answer. Called by the session's dispatch, once per connection.
 
-use log::warn;
+use log::{debug, warn};
 
 use super::error::Error;
 use super::services::ConnectionInfo;
@@ -9,7 +9,7 @@ use super::state::{Phase, Session};
 use crate::clock::now_ms;
 use crate::codec::{Command, Frame, Version};
 use crate::message::advisory::Event;
-use crate::security::{Check, Job, Principal, Refusal};
+use crate::security::{Check, Job, Method, Principal, Refusal};
 
 /// The broker's name and version for the CONNECTED `server` header.
 pub const SERVER: &str = concat!("stompbox/", env!("CARGO_PKG_VERSION"));
@@ -63,17 +63,36 @@ impl Session {
         self.own_bridge = frame
             .get(crate::network::status::BRIDGE_TOKEN)
             .is_some_and(|t| self.bridges.is_own(t));
-        let check = match self.own_bridge {
-            true => Check::Accepted(Principal {
-                login: Some("stompbox-bridge".into()),
-                groups: Vec::new(),
-                authenticated: true,
-            }),
-            false => self.auth.check(login, frame.get("passcode"), self.peer_ip),
+        let (check, method) = match self.own_bridge {
+            true => (
+                Check::Accepted(Principal {
+                    login: Some("stompbox-bridge".into()),
+                    groups: Vec::new(),
+                    authenticated: true,
+                }),
+                Method::Bridge,
+            ),
+            false => match self
+                .certificate
+                .as_ref()
+                .and_then(|s| self.auth.check_certificate(s, login))
+            {
+                Some(Ok(principal)) => (Check::Accepted(principal), Method::Certificate),
+                Some(Err(why)) => (Check::Refused(why), Method::Certificate),
+                // No certificate, or one no user has: login and passcode decide.
+                None => (
+                    self.auth.check(login, frame.get("passcode"), self.peer_ip),
+                    Method::Password,
+                ),
+            },
         };
         match check {
             Check::Accepted(principal) => {
-                self.connected(frame, principal, version, (cx, cy), now_ms)
+                let method = match principal.authenticated {
+                    true => method,
+                    false => Method::Anonymous,
+                };
+                self.connected(frame, principal, method, version, (cx, cy), now_ms)
             }
             Check::Refused(why) => Err(self.refused(login, why)),
             Check::Verify => {
@@ -111,7 +130,14 @@ impl Session {
         } = *pending;
         let receipt = frame.get("receipt").map(str::to_owned);
         let outcome = match result {
-            Ok(principal) => self.connected(&frame, principal, version, beats, now_ms()),
+            Ok(principal) => self.connected(
+                &frame,
+                principal,
+                Method::Password,
+                version,
+                beats,
+                now_ms(),
+            ),
             Err(why) => Err(self.refused(frame.get("login"), why)),
         };
         if let Err(e) = outcome {
@@ -119,11 +145,15 @@ impl Session {
         }
     }
 
-    /// Logs a refused CONNECT (never the passcode) and gives the client's error, which says
-    /// only that authentication failed.
+    /// Logs a refused CONNECT (never the passcode; the certificate's subject when there is
+    /// one) and gives the client's error, which says only that authentication failed.
     fn refused(&self, login: Option<&str>, why: Refusal) -> Error {
+        let certificate = match &self.certificate {
+            Some(subject) => format!(" (client certificate {:?})", subject.to_string()),
+            None => String::new(),
+        };
         warn!(
-            "conn={} peer={} authentication failed for login {:?}: {why}",
+            "conn={} peer={} authentication failed for login {:?}: {why}{certificate}",
             self.id.0,
             self.peer,
             login.unwrap_or("")
@@ -136,6 +166,7 @@ impl Session {
         &mut self,
         frame: &Frame,
         principal: Principal,
+        method: Method,
         version: Version,
         (cx, cy): (u64, u64),
         now_ms: u64,
@@ -150,6 +181,16 @@ impl Session {
         self.heart_beat = hb;
         self.version = version;
         let login = principal.login.clone();
+        let certificate = self.certificate.as_ref().map(|s| s.to_string());
+        if method == Method::Certificate {
+            debug!(
+                "conn={} peer={} client certificate {:?} logged in as user {:?}",
+                self.id.0,
+                self.peer,
+                certificate.as_deref().unwrap_or(""),
+                login.as_deref().unwrap_or("")
+            );
+        }
         self.principal = Some(principal);
         self.phase = Phase::Connected;
         self.connections.insert(ConnectionInfo {
@@ -158,6 +199,8 @@ impl Session {
             version: version.as_str().to_string(),
             client_id: self.client_id.clone(),
             login,
+            auth: method,
+            certificate,
             connected_at: now_ms,
             subscriptions: Vec::new(),
         });

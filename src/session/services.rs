@@ -51,6 +51,10 @@ pub struct ConnectionInfo {
     pub version: String,
     pub client_id: Option<String>,
     pub login: Option<String>,
+    /// How the login was established (`password`, `certificate`, …).
+    pub auth: crate::security::Method,
+    /// The subject of the verified TLS client certificate (RFC 4514), if any.
+    pub certificate: Option<String>,
     /// ms since the epoch.
     pub connected_at: u64,
     pub subscriptions: Vec<SubscriptionInfo>,

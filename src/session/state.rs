@@ -95,6 +95,9 @@ pub struct Session {
     /// The client's address (from the PROXY header behind a load balancer), for the
     /// authentication back-off.
     pub(super) peer_ip: Option<std::net::IpAddr>,
+    /// The subject of the client certificate rustls verified at the TLS handshake (none
+    /// without TLS, or without a verified certificate): may log a user in on CONNECT.
+    pub(super) certificate: Option<crate::security::subject::Subject>,
     pub(super) auth: Arc<crate::security::Authenticator>,
     /// A CONNECT waiting for its password check: the frame, version and heart-beats.
     pub(super) authenticating: Option<Box<super::connect::PendingConnect>>,
@@ -148,6 +151,7 @@ impl Session {
             durables: services.durables.clone(),
             peer: String::new(),
             peer_ip: None,
+            certificate: None,
             auth: services.auth.clone(),
             authenticating: None,
             principal: None,
@@ -178,6 +182,11 @@ impl Session {
     /// The client's address, for the authentication back-off.
     pub fn set_peer_ip(&mut self, ip: Option<std::net::IpAddr>) {
         self.peer_ip = ip;
+    }
+
+    /// The subject of the connection's verified TLS client certificate.
+    pub fn set_certificate(&mut self, subject: Option<crate::security::subject::Subject>) {
+        self.certificate = subject;
     }
 
     /// Queues a CONNECT's password check.

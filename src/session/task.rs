@@ -34,6 +34,8 @@ pub struct SessionContext {
     pub initial: BytesMut,
     /// The client's address (the PROXY header's, behind a load balancer).
     pub ip: Option<std::net::IpAddr>,
+    /// The subject of the client certificate verified at the TLS handshake, if any.
+    pub certificate: Option<crate::security::subject::Subject>,
 }
 
 /// Serves one client connection until it closes. Never panics on client input.
@@ -47,6 +49,7 @@ where
     let mut session = Session::new(ctx.id, &ctx.services, tx);
     session.set_peer(&ctx.peer);
     session.set_peer_ip(ctx.ip);
+    session.set_certificate(ctx.certificate);
     let mut decoder = Decoder::new(config.limits.clone());
     let mut shutdown = ctx.shutdown.clone();
     let mut rbuf = ctx.initial;

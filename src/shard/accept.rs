@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use super::runtime::Shared;
 use crate::codec::{encode, Version};
 use crate::message::SessionId;
+use crate::security::subject::Subject;
 use crate::session::{self, SessionContext};
 use crate::transport::tls::Tls;
 use crate::transport::{proxy, websocket, Kind, Rewind};
@@ -138,6 +139,7 @@ pub(super) fn accept(
             peer,
             initial: BytesMut::new(),
             ip: Some(ip),
+            certificate: None,
         };
         let t = &shared.transports;
         // The address the client reached (the WebSocket Origin check's "own" on 0.0.0.0).
@@ -161,6 +163,10 @@ pub(super) fn accept(
                         return;
                     }
                 };
+                let ctx = SessionContext {
+                    certificate: client_certificate(stream.get_ref().1, id, &ctx.peer),
+                    ..ctx
+                };
                 match kind {
                     Kind::Wss => {
                         serve_websocket(
@@ -182,6 +188,31 @@ pub(super) fn accept(
         }
         drop(slot);
     });
+}
+
+/// The subject of the client certificate of a finished TLS handshake. rustls hands out
+/// a client's certificates only once it verified them against `tls.client_ca`, so a client
+/// that sent none (`client_auth = "optional"`) or a server that asks for none has none.
+fn client_certificate(
+    tls: &tokio_rustls::rustls::ServerConnection,
+    id: SessionId,
+    peer: &str,
+) -> Option<Subject> {
+    let end_entity = tls.peer_certificates()?.first()?;
+    match Subject::of_certificate(end_entity) {
+        Ok(subject) => {
+            debug!("conn={} peer={peer} client certificate {subject}", id.0);
+            Some(subject)
+        }
+        Err(e) => {
+            // webpki parsed it, so this is unlikely; the connection goes on without a subject.
+            warn!(
+                "conn={} peer={peer} client certificate unreadable: {e}",
+                id.0
+            );
+            None
+        }
+    }
 }
 
 /// A connection over a per-address limit: an ERROR on plain STOMP (TLS and WebSocket clients

@@ -40,6 +40,7 @@ pub mod network;
 pub mod pair;
 pub mod store;
 pub mod target;
+pub mod tls;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
