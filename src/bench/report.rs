@@ -172,13 +172,18 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(s) = &self.sqlite {
-            writeln!(
+        match (&self.sqlite, self.sqlite_commits_per_s) {
+            (Some(s), _) => writeln!(
                 f,
                 "sqlite     {:.0} commits/s (single-row INSERT + COMMIT, WAL, synchronous=FULL; \
                  p50 {} us, p99 {} us); {:.0} rows/s at 8 rows per commit, {:.0} at 64",
                 s.commits_per_s, s.commit_p50_us, s.commit_p99_us, s.rows_per_s_8, s.rows_per_s_64
-            )?;
+            )?,
+            (None, Some(c)) => writeln!(
+                f,
+                "sqlite     {c:.0} commits/s (single-row INSERT + COMMIT, WAL, synchronous=FULL)"
+            )?,
+            (None, None) => {}
         }
         if self.mode == "sqlite" {
             return Ok(());
