@@ -220,12 +220,10 @@ pub fn release(conn: &Connection, me: &Identity, epoch: u64) -> Result<(), Store
 /// The fencing check, run inside a write transaction: does the row still name `holder` at
 /// `epoch`?
 pub fn holds(conn: &Connection, holder: &str, epoch: u64) -> Result<bool, rusqlite::Error> {
+    // Cached: the store writer asks this in every transaction (no parse per commit).
     let row: Option<(Option<String>, i64)> = conn
-        .query_row(
-            "SELECT holder, epoch FROM broker_lease WHERE id = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT holder, epoch FROM broker_lease WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Ok(matches!(row, Some((Some(h), e)) if h == holder && e as u64 == epoch))
 }
