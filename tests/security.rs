@@ -470,6 +470,33 @@ admin = ["ops"]
     assert!(listed("/queue/orders.declared"));
 }
 
+#[test]
+fn a_composite_send_to_more_existing_destinations_than_a_connection_remembers_goes_through() {
+    // More existing destinations in one SEND than the per-connection memo of existing ones
+    // holds (1024): each is asked about once, and the SEND goes on, instead of the memo
+    // forgetting the first ones and asking about them again forever.
+    let hash = passwd(RIGHT);
+    let names: Vec<String> = (0..1030).map(|i| format!("q{i:04}")).collect();
+    let declared: Vec<String> = names.iter().map(|n| format!("\"/queue/{n}\"")).collect();
+    let broker = Broker::start_with_config(&format!(
+        r#"[destinations]
+declared = [{}]
+[security]
+users = [ {{ login = "shop", password_hash = "{hash}", groups = ["shop"] }} ]
+[[security.authorization]]
+match = "/queue/>"
+read = ["shop"]
+write = ["shop"]
+"#,
+        declared.join(", ")
+    ));
+    let (mut c, f) = connect(&broker, Some("shop"), Some(RIGHT));
+    assert_eq!(f.command, "CONNECTED", "{f:?}");
+    c.send_sync(&names.join(","), "to all", &[]);
+    c.subscribe("/queue/q1029", "s", "auto", &[]);
+    c.expect_body("to all");
+}
+
 // --- the admin endpoint ----------------------------------------------------------------------
 
 #[test]

@@ -34,6 +34,10 @@ const MEMO: usize = 1024;
 pub(super) struct PendingCreate {
     frame: Frame,
     destination: DestinationName,
+    /// The destinations of `frame` its owners already said exist (a composite SEND asks
+    /// about its parts one at a time): kept in the memo while the frame is asked about, so
+    /// one naming more than [`MEMO`] of them does not ask about the first ones forever.
+    confirmed: Vec<String>,
 }
 
 impl Session {
@@ -116,6 +120,7 @@ impl Session {
         self.creating = Some(Box::new(PendingCreate {
             frame: frame.clone(),
             destination: destination.clone(),
+            confirmed: Vec::new(),
         }));
         false
     }
@@ -130,18 +135,27 @@ impl Session {
         if self.phase != Phase::Connected || self.failing() {
             return;
         }
-        let PendingCreate { frame, destination } = *pending;
+        let PendingCreate {
+            frame,
+            destination,
+            mut confirmed,
+        } = *pending;
         if !exists {
             let receipt = frame.get("receipt").map(str::to_owned);
             let e = self.denied(Operation::Admin, &destination);
             self.fail(&e, receipt.as_deref());
             return;
         }
+        confirmed.push(destination.as_str().to_string());
         if self.existing.len() >= MEMO {
             self.existing.clear();
         }
-        self.existing.insert(destination.as_str().to_string());
+        self.existing.extend(confirmed.iter().cloned());
         // Its error, if any, is sent by handle_frame.
         let _ = self.handle_frame(frame, now_ms());
+        // Asked about its next destination: the ones confirmed so far stay confirmed.
+        if let Some(next) = self.creating.as_mut() {
+            next.confirmed = confirmed;
+        }
     }
 }

@@ -403,6 +403,8 @@ impl Owner {
                     ));
                 }
                 for (key, counts) in queues {
+                    // A declared one was listed idle at start: now it is in use.
+                    self.idle.remove(&key);
                     self.queues
                         .insert(key.clone(), Queue::recovered(key, counts));
                 }

@@ -550,3 +550,31 @@ fn a_wildcard_subscription_gets_every_persistent_message_of_a_queue_forgotten_be
         writer.join().unwrap();
     }
 }
+
+/// A declared queue that comes back from the store at start is listed once, as the queue it
+/// is (its stored messages counted), not also as an empty idle one.
+#[test]
+fn a_declared_queue_recovered_with_stored_messages_is_listed_once() {
+    let (mut owner, _mailbox) = owner_with(DestinationConfig {
+        declared: vec!["/queue/kept".into()],
+        ..idle_config(60_000, 100)
+    });
+    let key = QueueKey::queue(DestinationName::parse("/queue/kept").unwrap());
+    let mut counts = [0; 10];
+    counts[4] = 3;
+    owner.handle(ToOwner::Recover {
+        queues: vec![(key.clone(), counts)],
+        durables: Vec::new(),
+        audit: None,
+    });
+    let (reply, mut rx) = tokio::sync::oneshot::channel();
+    owner.inspect(crate::message::Inspect::Stats { reply });
+    let rows: Vec<_> = rx
+        .try_recv()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.destination == "/queue/kept")
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(owner.exists(&key.destination));
+}
