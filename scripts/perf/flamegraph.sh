@@ -48,14 +48,17 @@ done
 port=$(grep -o 'stomp=127.0.0.1:[0-9]*' "$work/out" | cut -d: -f2)
 [ -n "$port" ] || { echo "flamegraph.sh: the broker did not start:" >&2; cat "$work/err" >&2; exit 1; }
 
-run=$((seconds + 4))
-"$bin" bench --url "stomp://127.0.0.1:$port" --duration "${run}s" --no-progress "$@" \
+# A run of SECONDS + 4 s, unless the arguments say how many messages (--count): then that
+# many, which should take longer than SECONDS + 2.
+amount=(--duration "$((seconds + 4))s")
+for a in "$@"; do [ "$a" = --count ] && amount=(); done
+"$bin" bench --url "stomp://127.0.0.1:$port" "${amount[@]}" --no-progress "$@" \
     >"$work/bench.txt" 2>&1 &
 client=$!
 sleep 2
 perf record -e cpu-clock -F 2999 -g -p "$pid" -o "$work/perf.data" -- sleep "$seconds" \
     >/dev/null 2>&1
-wait "$client"
+wait "$client" || { echo "flamegraph.sh: the bench client failed:" >&2; cat "$work/bench.txt" >&2; exit 1; }
 
 mkdir -p docs/perf
 perf script -i "$work/perf.data" 2>/dev/null | "$tools/inferno-collapse-perf" >"$work/folded"
