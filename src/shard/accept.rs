@@ -132,7 +132,7 @@ pub(super) fn accept(
             Kind::Stomp => peer,
             _ => format!("{peer} ({})", kind.name()),
         };
-        let ctx = SessionContext {
+        let mut ctx = SessionContext {
             id,
             services,
             shutdown,
@@ -163,27 +163,35 @@ pub(super) fn accept(
                         return;
                     }
                 };
-                let ctx = SessionContext {
-                    certificate: client_certificate(stream.get_ref().1, id, &ctx.peer),
-                    ..ctx
-                };
+                ctx.certificate = client_certificate(stream.get_ref().1, id, &ctx.peer);
+                // Boxed, as the WebSocket one below: a connection's task is as large as its
+                // largest branch, so inline these made every plain STOMP connection carry
+                // the room of a TLS or WebSocket session (8.1 KB of task instead of 3.8 KB).
                 match kind {
                     Kind::Wss => {
-                        serve_websocket(
+                        Box::pin(serve_websocket(
                             stream,
                             BytesMut::new(),
                             t.wss.as_deref(),
                             ctx,
                             timeout,
                             local,
-                        )
+                        ))
                         .await
                     }
-                    _ => session::run(stream, ctx).await,
+                    _ => Box::pin(session::run(stream, ctx)).await,
                 }
             }
             Kind::Ws => {
-                serve_websocket(stream, initial, t.ws.as_deref(), ctx, timeout, local).await
+                Box::pin(serve_websocket(
+                    stream,
+                    initial,
+                    t.ws.as_deref(),
+                    ctx,
+                    timeout,
+                    local,
+                ))
+                .await
             }
         }
         drop(slot);
