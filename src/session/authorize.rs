@@ -59,9 +59,14 @@ impl Session {
         if !self.auth.authorizes() || self.own_bridge {
             return true;
         }
-        let key = (op, destination.as_str().to_string());
-        if let Some(a) = self.authorized.get(&key) {
-            return *a;
+        // Looked up by the name as it is (no allocation per frame on this hot path).
+        let slot = op as usize;
+        if let Some(a) = self
+            .authorized
+            .get(destination.as_str())
+            .and_then(|a| a[slot])
+        {
+            return a;
         }
         let anonymous = Principal::default();
         let who = self.principal.as_ref().unwrap_or(&anonymous);
@@ -69,7 +74,9 @@ impl Session {
         if self.authorized.len() >= MEMO {
             self.authorized.clear();
         }
-        self.authorized.insert(key, a);
+        self.authorized
+            .entry(destination.as_str().to_string())
+            .or_default()[slot] = Some(a);
         a
     }
 

@@ -103,9 +103,9 @@ pub struct Session {
     pub(super) authenticating: Option<Box<super::connect::PendingConnect>>,
     /// Who the client is, once connected.
     pub(super) principal: Option<crate::security::Principal>,
-    /// Authorization answers already worked out (`authorize.rs`).
-    pub(super) authorized:
-        std::collections::HashMap<(crate::security::authz::Operation, String), bool>,
+    /// Authorization answers already worked out (`authorize.rs`): per destination name,
+    /// each operation's (indexed by `Operation as usize`).
+    pub(super) authorized: std::collections::HashMap<String, [Option<bool>; 3]>,
     /// A SEND or SUBSCRIBE waiting to hear whether its destination exists (`authorize.rs`).
     pub(super) creating: Option<Box<super::authorize::PendingCreate>>,
     /// Destinations their owners said exist, for a user without `admin` (`authorize.rs`).
