@@ -11,7 +11,9 @@
 # warm-up (a queue and a topic run, not reported: lets the JVM compile its hot paths), the
 # timed throughput and latency scenarios, stop; then a fresh start for fill + drain. The raw
 # SQLite commit rate on this disk is measured before each broker and once more at the end,
-# since fsync rates drift.
+# since fsync rates drift. For stompbox also, as references for issue 14's persistent
+# targets: the 1/8/64 sync producer scenarios without the disk (non-persistent, receipted)
+# and on a broker with `durability = "relaxed"` (no fsync per commit).
 #
 # Network of brokers (stompbox only): three brokers a → b → c with static bridges
 # (network_ttl 2): a forwards /queue/bench.hop1.> and /queue/bench.hop2.> to b, b forwards
@@ -482,6 +484,15 @@ run_broker() {
         bench "$b" p64 "persistent queue, 64 sync producers" "$limit" \
             --destination /queue/bench.p64 --persistent --send sync --producers 64 --consumers 1 \
             --size 256 --duration "${S}s" || true
+        # The same three without the disk (non-persistent, still receipted): how fast sync
+        # producers can go on this machine at all, whatever the store does (issue 14).
+        if [ "$b" = stompbox ]; then
+            for n in 1 8 64; do
+                bench "$b" "npsync$n" "non-persistent queue, $n sync producers" "$limit" \
+                    --destination "/queue/bench.npsync$n" --send sync --producers "$n" \
+                    --consumers 1 --size 256 --duration "${S}s" || true
+            done
+        fi
         run_clients "$b"
         stop_instance "$b" 1
     fi
@@ -494,6 +505,20 @@ run_broker() {
             --consumers 1 --ack client --prefetch 1000 --count "$BENCH_FILL" \
             --drain-timeout 30s || true
         stop_instance "$b" 2
+    fi
+
+    # The persistent sync scenarios once more on a stompbox with `durability = "relaxed"`
+    # (synchronous=NORMAL: no fsync per commit): what the fsync costs, in the same run.
+    if [ "$b" = stompbox ]; then
+        printf 'durability = "relaxed"\n' >"$WORK/relaxed.toml"
+        if SB_CONFIG="$WORK/relaxed.toml" start_instance "$b" 4; then
+            for n in 1 8 64; do
+                bench "$b" "relaxed$n" "persistent queue, $n sync producers, durability relaxed" \
+                    "$limit" --destination "/queue/bench.relaxed$n" --persistent --send sync \
+                    --producers "$n" --consumers 1 --size 256 --duration "${S}s" || true
+            done
+            stop_instance "$b" 4
+        fi
     fi
 
     # Issue 14's backlog: a million persistent 1 KiB messages in a fresh stompbox, then

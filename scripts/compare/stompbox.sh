@@ -31,6 +31,8 @@ stompbox_start() {
     local dir=$1
     local args=(serve --bind "127.0.0.1:$STOMP_PORT" --admin-bind 127.0.0.1:0
         --ws-bind "127.0.0.1:$WS_PORT" --data-dir "$dir/data")
+    # SB_CONFIG: a config file for this instance (bench.sh's relaxed-durability runs).
+    [ -z "${SB_CONFIG:-}" ] || args+=(--config "$SB_CONFIG")
     BROKER_CMD=$(quote "$BIN" "${args[@]}")
     "$BIN" "${args[@]}" >"$dir/stompbox.out" 2>"$BROKER_LOG" </dev/null &
     SB_PID=$!
