@@ -1004,8 +1004,12 @@ def write_doc(path, plot_path, by, meta, order, present, table, ts, notes, confi
         doc += ["## Issue 14 targets: persistent messaging", "",
                 "Ratios to the raw SQLite baseline measured just before stompbox in this run"
                 " (single-row commits, and commits of 8 and 64 rows: `stompbox bench --mode"
-                " sqlite`), or to ActiveMQ in this run. docs/perf/README.md says where a"
-                " persistent SEND's time goes.", "",
+                " sqlite`), or to ActiveMQ in this run. Next to the sync producer targets, the"
+                " same producers on a stompbox with `durability = \"relaxed\"` (no fsync per"
+                " commit) and without the disk at all (non-persistent, still receipted): how"
+                " much of each target this machine allows whatever the store does."
+                " docs/perf/README.md says where a persistent SEND's time goes and which"
+                " levers were tried.", "",
                 render_targets(persistence_targets(by, present, meta), md=True), ""]
     net = network_table(by)
     if net:
