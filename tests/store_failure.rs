@@ -27,6 +27,7 @@ use support::{eventually, send_frame, Client, Frame, ReadError};
 const FSYNC_TRIGGER: &str = "inject-fsync-failure";
 const WRITE_TRIGGER: &str = "inject-write-failure";
 const FULL_TRIGGER: &str = "inject-disk-full";
+const CHECKPOINT_TRIGGER: &str = "inject-checkpoint-failure";
 
 /// Producers sending while the fsync fails: enough that the failed commit holds SENDs of
 /// some of them and others are cut off by the step-down.
@@ -370,23 +371,11 @@ fn failed_wal_write_while_applying_a_large_send_fails_over() {
     let pair = Pair::start(None);
     let dest = "/queue/store-failure.write";
     let mut c = Client::try_connect(pair.brokers[0].addr(), &[], WAIT).expect("CONNECT on a");
-    let before: BTreeSet<String> = (0..5).map(|i| format!("small-{i}")).collect();
-    for body in &before {
-        send_receipted(&mut c, dest, body);
-    }
+    let before = send_small_ones(&mut c, dest);
 
     std::fs::write(pair.data_dir().join(WRITE_TRIGGER), b"").expect("arm the fault");
     // 8 MiB: far more than SQLite's default page cache (about 2 MB).
-    let mut big = b"big-".to_vec();
-    big.resize(8 << 20, b'x');
-    let send = Frame::new("SEND")
-        .headers(&[
-            ("destination", dest),
-            ("persistent", "true"),
-            ("receipt", "big"),
-        ])
-        .body(&big);
-    c.try_send_frame(&send).expect("SEND the large message");
+    send_big(&mut c, dest);
     // Not a RECEIPT: an ERROR (the store's, naming the SEND, or the step-down's, whichever
     // reaches the session first), then the close.
     match c.try_frame(WAIT) {
@@ -417,16 +406,56 @@ fn failed_wal_write_while_applying_a_large_send_fails_over() {
         pair.brokers[0].log_tail()
     );
 
-    pair.brokers[1].wait_master(WAIT);
-    pair.brokers[0].wait_not_master(WAIT);
-    assert!(
-        refuses(pair.brokers[0].addr()),
-        "the failed master's STOMP port still accepts connections"
-    );
+    assert_failed_over(&pair);
     let on_disk = stored_bodies(&pair, dest);
     assert_eq!(on_disk, before, "stored after the failed write");
     let consumed = consume_all(pair.brokers[1].addr(), dest, &before);
     assert_eq!(consumed, before, "consumed from the new master");
+}
+
+/// A SEND large enough to take the write-ahead log past 1,000 pages makes its COMMIT
+/// checkpoint the log into the database file, and that file's fsync fails. SQLite's own
+/// automatic checkpoint ignored such a failure (the RECEIPT went out and the master went on
+/// writing over a file whose pages the OS may have dropped); the broker's checkpoint stops
+/// the writer and fails over as for any failed fsync. The SEND was committed to the log
+/// before its checkpoint ran, so it is in doubt, not lost: it gets an ERROR, and the
+/// standby, which has everything receipted before, may also have it (at least once).
+#[test]
+fn failed_fsync_in_a_checkpoint_fails_over() {
+    let _serial = serial();
+    let pair = Pair::start(None);
+    let dest = "/queue/store-failure.checkpoint";
+    let mut c = Client::try_connect(pair.brokers[0].addr(), &[], WAIT).expect("CONNECT on a");
+    let before = send_small_ones(&mut c, dest);
+
+    std::fs::write(pair.data_dir().join(CHECKPOINT_TRIGGER), b"").expect("arm the fault");
+    // 8 MiB are some 2,000 log pages.
+    send_big(&mut c, dest);
+    match c.try_frame(WAIT) {
+        Ok(f) if is_io_failure_error(&f) => {
+            assert_eq!(f.get("receipt-id"), Some("big"), "{f:?}");
+            assert!(f.text().contains("checkpoint"), "{f:?}");
+        }
+        Ok(f) => assert_eq!(f.get("message"), Some("broker shutting down"), "{f:?}"),
+        Err(e) => assert_ne!(e, ReadError::Timeout, "no answer to the large SEND"),
+    }
+    assert!(
+        !pair.data_dir().join(CHECKPOINT_TRIGGER).exists(),
+        "the fault did not fire"
+    );
+    let log = pair.brokers[0].log_text();
+    assert!(
+        log.contains("store I/O failure in the checkpoint after COMMIT"),
+        "the failed checkpoint should stop the writer:\n{}",
+        pair.brokers[0].log_tail()
+    );
+
+    assert_failed_over(&pair);
+    let on_disk: BTreeSet<String> = stored_bodies(&pair, dest)
+        .into_iter()
+        .filter(|b| !b.starts_with("big-"))
+        .collect();
+    assert_eq!(on_disk, before, "stored after the failed checkpoint");
 }
 
 /// After a store failure the failed master gives its lease up, and the standby, not the
@@ -686,6 +715,40 @@ fn a_restarted_source_forwards_its_messages_again_with_the_same_network_ids() {
 }
 
 /// Sends a persistent message and waits for its RECEIPT.
+/// The standby (b) took over, and the failed master (a) stopped serving.
+fn assert_failed_over(pair: &Pair) {
+    pair.brokers[1].wait_master(WAIT);
+    pair.brokers[0].wait_not_master(WAIT);
+    assert!(
+        refuses(pair.brokers[0].addr()),
+        "the failed master's STOMP port still accepts connections"
+    );
+}
+
+/// Sends `small-0` … `small-4` to `dest`, each receipted; returns their bodies.
+fn send_small_ones(c: &mut Client, dest: &str) -> BTreeSet<String> {
+    let bodies: BTreeSet<String> = (0..5).map(|i| format!("small-{i}")).collect();
+    for body in &bodies {
+        send_receipted(c, dest, body);
+    }
+    bodies
+}
+
+/// Sends an 8 MiB persistent message (body `big-xxx…`) to `dest` with receipt `big`, without
+/// waiting for the answer.
+fn send_big(c: &mut Client, dest: &str) {
+    let mut big = b"big-".to_vec();
+    big.resize(8 << 20, b'x');
+    let send = Frame::new("SEND")
+        .headers(&[
+            ("destination", dest),
+            ("persistent", "true"),
+            ("receipt", "big"),
+        ])
+        .body(&big);
+    c.try_send_frame(&send).expect("SEND the large message");
+}
+
 fn send_receipted(c: &mut Client, dest: &str, body: &str) {
     c.try_send_frame(&send_frame(
         dest,

@@ -11,6 +11,7 @@
 //! | `inject-fsync-failure` | the next fsync of the WAL that follows a write to it: a COMMIT's fsync (a checkpoint's fsync, which follows no write, is left alone) | `SQLITE_IOERR_FSYNC` |
 //! | `inject-write-failure` | the next write to the WAL: a COMMIT's, or a cache spill while a large transaction is applied | `SQLITE_IOERR_WRITE` |
 //! | `inject-disk-full` | the next write to the WAL, as the unix VFS reports `ENOSPC` | `SQLITE_FULL` |
+//! | `inject-checkpoint-failure` | the next fsync of the database file itself, which in WAL mode only a checkpoint does (after copying the log into it) | `SQLITE_IOERR_FSYNC` |
 //!
 //! The file is removed when its fault fires, so exactly one operation fails, and the next
 //! fsync "succeeds" as it can after a real failed fsync (PostgreSQL's fsyncgate): a test can
@@ -38,6 +39,9 @@ pub const WRITE_TRIGGER: &str = "inject-write-failure";
 /// transaction back and the writer goes on.
 pub const FULL_TRIGGER: &str = "inject-disk-full";
 
+/// Trigger: the next fsync of the database file (a checkpoint's) fails (`SQLITE_IOERR_FSYNC`).
+pub const CHECKPOINT_TRIGGER: &str = "inject-checkpoint-failure";
+
 /// The real (default) VFS, whose `szOsFile` bytes start every file we open.
 struct Registered {
     real: usize,
@@ -57,6 +61,8 @@ struct Extra {
     real: *const ffi::sqlite3_io_methods,
     /// The file is a write-ahead log.
     wal: bool,
+    /// The file is the database file itself.
+    main_db: bool,
     /// Written to since its last fsync.
     written: bool,
     /// The directory the trigger files are looked for in (a leaked-until-close Box).
@@ -86,8 +92,8 @@ pub fn vfs() -> Result<&'static str, String> {
             }
             log::warn!(
                 "fault injection compiled in (cargo feature fault-injection): the store \
-                 writer fails once when {FSYNC_TRIGGER}, {WRITE_TRIGGER} or {FULL_TRIGGER} appears \
-                 in data_dir"
+                 writer fails once when {FSYNC_TRIGGER}, {WRITE_TRIGGER}, {FULL_TRIGGER} or \
+                 {CHECKPOINT_TRIGGER} appears in data_dir"
             );
             Ok(Registered {
                 real: real as usize,
@@ -180,6 +186,7 @@ unsafe extern "C" fn x_open(
     extra(file).write(Extra {
         real: (*file).pMethods,
         wal: flags & ffi::SQLITE_OPEN_WAL != 0,
+        main_db: flags & ffi::SQLITE_OPEN_MAIN_DB != 0,
         written: false,
         dir,
     });
@@ -225,6 +232,9 @@ unsafe extern "C" fn x_write(
 
 unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
     let e = extra(file);
+    if (*e).main_db && fire((*e).dir, CHECKPOINT_TRIGGER) {
+        return ffi::SQLITE_IOERR_FSYNC;
+    }
     if (*e).wal && (*e).written {
         (*e).written = false;
         if fire((*e).dir, FSYNC_TRIGGER) {

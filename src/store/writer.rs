@@ -155,6 +155,9 @@ struct Writer {
     /// Why nothing more is written (the lease was lost, or an I/O failure): every later
     /// request is answered with it.
     stopped: Option<String>,
+    /// The result code of a checkpoint that failed to write or sync during the last COMMIT
+    /// (0: none), set by the WAL hook (`checkpoint`).
+    checkpoint_failure: Arc<std::sync::atomic::AtomicI32>,
     #[cfg(test)]
     faults: Arc<Faults>,
 }
@@ -215,13 +218,32 @@ enum Pass {
 
 impl Writer {
     fn new(conn: Connection, config: WriterConfig) -> Self {
-        Writer {
+        let mut writer = Writer {
             conn,
             config,
             known: HashSet::new(),
             stopped: None,
+            checkpoint_failure: Arc::default(),
             #[cfg(test)]
             faults: Arc::default(),
+        };
+        writer.check_checkpoints();
+        writer
+    }
+
+    /// Replaces SQLite's automatic checkpoint on the writer's connection with the same
+    /// checkpoint, run at the same point (inside the COMMIT that takes the log past
+    /// [`CHECKPOINT_PAGES`]), whose failure the writer hears of ([`checkpoint`]). SQLite's own
+    /// ignores a failed write or fsync of the database file: the checkpoint that fails leaves
+    /// the log as it was, but pages an earlier, partial checkpoint copied may be among those
+    /// the OS dropped, and a later checkpoint that "succeeds" would not copy them again
+    /// before the log is reused (fsyncgate, in SQLite's database file). So a failed
+    /// checkpoint is an I/O failure like a failed COMMIT: the writer stops for good.
+    fn check_checkpoints(&mut self) {
+        let failure = self.checkpoint_failure.clone();
+        let hook = move |wal: &mut rusqlite::hooks::Wal, pages| checkpoint(wal, pages, &failure);
+        if let Err(e) = self.conn.wal_hook(Some(hook)) {
+            warn!("store: checkpoint failures go unnoticed (no WAL hook: {e})");
         }
     }
 
@@ -555,8 +577,25 @@ impl Writer {
                 ),
             ));
         }
-        tx.commit()
-            .map_err(|e| failed(stopped, fence, "at COMMIT", &e))?;
+        let committed = tx.commit();
+        // The checkpoint that COMMIT ran (`checkpoint`) failed to write or sync: the batch is
+        // in the log, but the file is no longer trusted, as after any I/O failure.
+        let checkpoint = self
+            .checkpoint_failure
+            .swap(0, std::sync::atomic::Ordering::SeqCst);
+        if checkpoint != 0 {
+            let e = rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(checkpoint),
+                Some("checkpoint failed".into()),
+            );
+            return Err(fail_stop(
+                stopped,
+                fence,
+                "in the checkpoint after COMMIT",
+                &e,
+            ));
+        }
+        committed.map_err(|e| failed(stopped, fence, "at COMMIT", &e))?;
         let Known { added, removed, .. } = known;
         for name in &removed {
             self.known.remove(name);
@@ -564,6 +603,31 @@ impl Writer {
         self.known.extend(added);
         Ok(Pass::Committed(applied))
     }
+}
+
+/// Log pages after a commit from which the writer's connection checkpoints (SQLite's own
+/// `wal_autocheckpoint` default, which this replaces).
+const CHECKPOINT_PAGES: std::ffi::c_int = 1000;
+
+/// The writer connection's WAL hook (`Writer::check_checkpoints`): after a commit that left
+/// `pages` in the log, the PASSIVE checkpoint SQLite's automatic one would run, with an I/O
+/// failure's result code kept in `failure` for the writer to read after the COMMIT (a hook's
+/// own error would reach the COMMIT only as a plain `SQLITE_ERROR`). A busy checkpoint
+/// (another connection checkpointing) is left for a later commit, as SQLite does.
+fn checkpoint(
+    wal: &mut rusqlite::hooks::Wal,
+    pages: std::ffi::c_int,
+    failure: &std::sync::atomic::AtomicI32,
+) -> rusqlite::Result<()> {
+    if pages < CHECKPOINT_PAGES {
+        return Ok(());
+    }
+    if let Err(e) = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE) {
+        if let (true, rusqlite::Error::SqliteFailure(f, _)) = (is_io_failure(&e), &e) {
+            failure.store(f.extended_code, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    Ok(())
 }
 
 /// Answers every request of a batch, in arrival order: each with its own result when the

@@ -409,7 +409,7 @@ fn an_idle_writer_moves_the_id_reservation_ahead_on_its_tick() {
 #[cfg(feature = "fault-injection")]
 mod real_sqlite {
     use super::*;
-    use crate::store::faults::{FSYNC_TRIGGER, WRITE_TRIGGER};
+    use crate::store::faults::{CHECKPOINT_TRIGGER, FSYNC_TRIGGER, WRITE_TRIGGER};
 
     type Failed = Arc<std::sync::Mutex<Option<String>>>;
 
@@ -456,6 +456,40 @@ mod real_sqlite {
         let why = failed.lock().unwrap().clone().expect("the broker was told");
         assert!(why.contains("at COMMIT"), "{why}");
         assert_eq!(rows_on_disk(dir.path()), owned(&[("/queue/a", 1)]));
+    }
+
+    /// SQLite's automatic checkpoint ignores a failed fsync of the database file; the
+    /// writer's own checkpoint (same point, inside the COMMIT that takes the log past 1,000
+    /// pages) stops the writer for good, as any failed write or fsync does.
+    #[test]
+    fn a_failed_fsync_in_a_checkpoint_is_fail_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, a, failed) = file_writer(dir.path());
+        w.process(vec![a.insert("/queue/a", 1)]);
+        std::fs::write(dir.path().join(CHECKPOINT_TRIGGER), b"").unwrap();
+        // 8 MiB are some 2,000 log pages: this commit checkpoints.
+        w.process(vec![big(&a, "/queue/a", 2)]);
+        assert!(
+            !dir.path().join(CHECKPOINT_TRIGGER).exists(),
+            "the fault fired"
+        );
+        w.process(vec![a.insert("/queue/a", 3)]);
+        assert_eq!(a.committed(), [true, false, false]);
+        let why = failed.lock().unwrap().clone().expect("the broker was told");
+        assert!(why.contains("in the checkpoint after COMMIT"), "{why}");
+        assert!(!rows_on_disk(dir.path()).contains(&("/queue/a".into(), 3)));
+    }
+
+    /// The hook that replaces SQLite's automatic checkpoint still checkpoints: the log is
+    /// copied into the database file once it passes 1,000 pages.
+    #[test]
+    fn the_writer_still_checkpoints_a_long_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, a, _failed) = file_writer(dir.path());
+        w.process(vec![big(&a, "/queue/a", 1)]);
+        assert_eq!(a.committed(), [true]);
+        let db = std::fs::metadata(dir.path().join(crate::config::DB_FILE)).unwrap();
+        assert!(db.len() >= 8 << 20, "database file {} bytes", db.len());
     }
 
     /// Under `durability = "relaxed"` commits are not fsynced, but a message id reservation
