@@ -308,16 +308,18 @@ fn spawn_renewer(
     let spawned = std::thread::Builder::new()
         .name("lease-renewer".into())
         .spawn(move || {
-            let mut conn =
-                match Connection::open(&db).and_then(|c| c.busy_timeout(interval).map(|_| c)) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = events.send(Event::StepDown(format!(
-                            "cannot open the store to renew: {e}"
-                        )));
-                        return;
-                    }
-                };
+            let mut conn = match Connection::open(&db)
+                .and_then(|c| c.busy_timeout(interval).map(|_| c))
+                .and_then(|c| store::no_automatic_checkpoints(&c).map(|_| c))
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = events.send(Event::StepDown(format!(
+                        "cannot open the store to renew: {e}"
+                    )));
+                    return;
+                }
+            };
             // The lease was written moments ago by try_acquire.
             let mut valid_until = std::time::Instant::now() + Duration::from_millis(ttl);
             let mut pause = interval;

@@ -125,9 +125,19 @@ fn prepare(mut conn: Connection, durability: Durability) -> Result<Connection, S
         Durability::Relaxed => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", sync)?;
+    no_automatic_checkpoints(&conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// Turns SQLite's automatic checkpoint off on `conn`: it ignores a failed write or fsync of
+/// the database file, and a checkpoint that "succeeds" after one may reuse the log over pages
+/// the OS dropped. Only the store writer checkpoints, checking each result (`writer.rs`,
+/// `checkpoint`), after its own commits and when idle; every other connection that commits
+/// (the lease's) goes through here.
+pub fn no_automatic_checkpoints(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
 }
 
 /// SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock.

@@ -42,6 +42,9 @@ const RESERVATION_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest the writer blocks for a request before it ticks (sweep, reservation) anyway.
 const TICK: Duration = Duration::from_secs(1);
 
+/// How often an idle writer checkpoints the log (`Writer::checkpoint_idle`).
+const IDLE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Store writer settings.
 pub struct WriterConfig {
     /// Most requests applied in one transaction.
@@ -243,19 +246,50 @@ impl Writer {
         let failure = self.checkpoint_failure.clone();
         let hook = move |wal: &mut rusqlite::hooks::Wal, pages| checkpoint(wal, pages, &failure);
         if let Err(e) = self.conn.wal_hook(Some(hook)) {
+            // rusqlite has removed every hook then: let SQLite checkpoint, unchecked.
             warn!("store: checkpoint failures go unnoticed (no WAL hook: {e})");
+            let _ = self
+                .conn
+                .pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES);
+        }
+    }
+
+    /// A checkpoint while no request comes: other connections' commits (the lease renewer's,
+    /// one a second) grow the log, and nothing else checkpoints it (`store::open`). An I/O
+    /// failure stops the writer for good, as in a COMMIT's checkpoint.
+    fn checkpoint_idle(&mut self) {
+        if self.stopped.is_some() {
+            return;
+        }
+        if let Err(e) = self
+            .conn
+            .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE)
+        {
+            if is_io_failure(&e) {
+                fail_stop(
+                    &mut self.stopped,
+                    self.config.fence.as_ref(),
+                    "in a checkpoint",
+                    &e,
+                );
+            }
         }
     }
 
     fn run(mut self, rx: Receiver<Request>) {
         let mut last_sweep = std::time::Instant::now();
         let mut last_reservation = std::time::Instant::now();
+        let mut last_checkpoint = std::time::Instant::now();
         loop {
             let first = match rx.recv_timeout(TICK) {
                 Ok(r) => Some(r),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            if first.is_none() && last_checkpoint.elapsed() >= IDLE_CHECKPOINT_INTERVAL {
+                last_checkpoint = std::time::Instant::now();
+                self.checkpoint_idle();
+            }
             let mut batch: Vec<Request> = first.into_iter().collect();
             if self.config.sweep_expired && last_sweep.elapsed() >= SWEEP_INTERVAL {
                 last_sweep = std::time::Instant::now();

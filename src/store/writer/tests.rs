@@ -371,25 +371,35 @@ fn an_unrecorded_id_reservation_is_retried_then_the_broker_steps_down_before_rea
     assert!(w.reservation_due().is_none(), "told once");
 }
 
-/// A writer with nothing to do still ticks: a broker that carries only non-persistent
-/// messages (no store request at all) keeps its reservation ahead.
-#[test]
-fn an_idle_writer_moves_the_id_reservation_ahead_on_its_tick() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(crate::config::DB_FILE);
+/// A running writer thread on a new store file in `dir` (returned as its path).
+fn spawn_file_writer(
+    dir: &std::path::Path,
+    ids: Option<IdReservation>,
+) -> (std::path::PathBuf, StoreTx, std::thread::JoinHandle<()>) {
+    let path = dir.join(crate::config::DB_FILE);
     let conn = crate::store::open(&path, crate::config::Durability::Fsync).unwrap();
     let config = WriterConfig {
         max_batch: 64,
         sweep_expired: false,
         fence: None,
         durability: crate::config::Durability::Fsync,
-        // Half of the reservation is handed out (to non-persistent messages: nothing stored).
-        ids: Some(IdReservation {
-            allocator: Arc::new(IdAllocator::new(R / 2)),
-            through: R,
-        }),
+        ids,
     };
     let (tx, handle) = spawn_writer(conn, config).unwrap();
+    (path, tx, handle)
+}
+
+/// A writer with nothing to do still ticks: a broker that carries only non-persistent
+/// messages (no store request at all) keeps its reservation ahead.
+#[test]
+fn an_idle_writer_moves_the_id_reservation_ahead_on_its_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    // Half of the reservation is handed out (to non-persistent messages: nothing stored).
+    let ids = IdReservation {
+        allocator: Arc::new(IdAllocator::new(R / 2)),
+        through: R,
+    };
+    let (path, tx, handle) = spawn_file_writer(dir.path(), Some(ids));
     let reader = Connection::open(&path).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while crate::store::reserved(&reader).unwrap() != R / 2 + R {
@@ -398,6 +408,33 @@ fn an_idle_writer_moves_the_id_reservation_ahead_on_its_tick() {
             "no new reservation recorded by an idle writer"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tx.send(Request::Stop).unwrap();
+    handle.join().unwrap();
+}
+
+/// Other connections do not checkpoint (`store::open`): an idle writer checkpoints what they
+/// committed (the lease renewer's, one commit a second), so the log does not grow while no
+/// message comes.
+#[test]
+fn an_idle_writer_checkpoints_what_other_connections_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, tx, handle) = spawn_file_writer(dir.path(), None);
+    let other = crate::store::open(&path, crate::config::Durability::Fsync).unwrap();
+    other
+        .execute(
+            "INSERT INTO messages (message_id, destination, created_at, body)
+             VALUES (1, '/queue/other', 0, zeroblob(1048576))",
+            [],
+        )
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::metadata(&path).unwrap().len() < 1 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was never checkpointed into the database file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     tx.send(Request::Stop).unwrap();
     handle.join().unwrap();
