@@ -13,7 +13,7 @@ use super::writer::Fence;
 /// while a request is applied (SQLite writes pages to the WAL before COMMIT when a large
 /// transaction spills its cache, so a failed write is the same failure whether it comes then
 /// or at COMMIT), at COMMIT, or in a checkpoint (the writer runs them all and checks them:
-/// `writer.rs`, `checkpoint`). A failed read (`SQLITE_IOERR_READ`, `_SHORT_READ`) changes
+/// `writer/checkpoint.rs`). A failed read (`SQLITE_IOERR_READ`, `_SHORT_READ`) changes
 /// nothing on disk and lets the broker claim nothing: its request or batch fails and the next
 /// one tries again (a page-in backs off and retries). Disk full is not one either: SQLite
 /// rolls back cleanly and the next transaction may succeed once space returns.

@@ -133,9 +133,9 @@ fn prepare(mut conn: Connection, durability: Durability) -> Result<Connection, S
 
 /// Turns SQLite's automatic checkpoint off on `conn`: it ignores a failed write or fsync of
 /// the database file, and a checkpoint that "succeeds" after one may reuse the log over pages
-/// the OS dropped. Only the store writer checkpoints, checking each result (`writer.rs`,
-/// `checkpoint`), after its own commits and when idle; every other connection that commits
-/// (the lease's) goes through here.
+/// the OS dropped. Only the store writer checkpoints, checking each result
+/// (`writer/checkpoint.rs`), after its own commits and when idle; every other connection that
+/// commits (the lease's) goes through here.
 pub fn no_automatic_checkpoints(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "wal_autocheckpoint", 0)
 }

@@ -159,7 +159,7 @@ struct Writer {
     /// request is answered with it.
     stopped: Option<String>,
     /// The result code of a checkpoint that failed to write or sync during the last COMMIT
-    /// (0: none), set by the WAL hook (`checkpoint`).
+    /// (0: none), set by the WAL hook (`checkpoint.rs`).
     checkpoint_failure: Arc<std::sync::atomic::AtomicI32>,
     #[cfg(test)]
     faults: Arc<Faults>,
@@ -230,28 +230,8 @@ impl Writer {
             #[cfg(test)]
             faults: Arc::default(),
         };
-        writer.check_checkpoints();
+        checkpoint::take_over(&mut writer.conn, &writer.checkpoint_failure);
         writer
-    }
-
-    /// Replaces SQLite's automatic checkpoint on the writer's connection with the same
-    /// checkpoint, run at the same point (inside the COMMIT that takes the log past
-    /// [`CHECKPOINT_PAGES`]), whose failure the writer hears of ([`checkpoint`]). SQLite's own
-    /// ignores a failed write or fsync of the database file: the checkpoint that fails leaves
-    /// the log as it was, but pages an earlier, partial checkpoint copied may be among those
-    /// the OS dropped, and a later checkpoint that "succeeds" would not copy them again
-    /// before the log is reused (fsyncgate, in SQLite's database file). So a failed
-    /// checkpoint is an I/O failure like a failed COMMIT: the writer stops for good.
-    fn check_checkpoints(&mut self) {
-        let failure = self.checkpoint_failure.clone();
-        let hook = move |wal: &mut rusqlite::hooks::Wal, pages| checkpoint(wal, pages, &failure);
-        if let Err(e) = self.conn.wal_hook(Some(hook)) {
-            // rusqlite has removed every hook then: let SQLite checkpoint, unchecked.
-            warn!("store: checkpoint failures go unnoticed (no WAL hook: {e})");
-            let _ = self
-                .conn
-                .pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES);
-        }
     }
 
     /// A checkpoint while no request comes: other connections' commits (the lease renewer's,
@@ -612,16 +592,9 @@ impl Writer {
             ));
         }
         let committed = tx.commit();
-        // The checkpoint that COMMIT ran (`checkpoint`) failed to write or sync: the batch is
+        // The checkpoint that COMMIT ran (`checkpoint.rs`) failed to write or sync: the batch is
         // in the log, but the file is no longer trusted, as after any I/O failure.
-        let checkpoint = self
-            .checkpoint_failure
-            .swap(0, std::sync::atomic::Ordering::SeqCst);
-        if checkpoint != 0 {
-            let e = rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(checkpoint),
-                Some("checkpoint failed".into()),
-            );
+        if let Some(e) = checkpoint::failed(&self.checkpoint_failure) {
             return Err(fail_stop(
                 stopped,
                 fence,
@@ -637,31 +610,6 @@ impl Writer {
         self.known.extend(added);
         Ok(Pass::Committed(applied))
     }
-}
-
-/// Log pages after a commit from which the writer's connection checkpoints (SQLite's own
-/// `wal_autocheckpoint` default, which this replaces).
-const CHECKPOINT_PAGES: std::ffi::c_int = 1000;
-
-/// The writer connection's WAL hook (`Writer::check_checkpoints`): after a commit that left
-/// `pages` in the log, the PASSIVE checkpoint SQLite's automatic one would run, with an I/O
-/// failure's result code kept in `failure` for the writer to read after the COMMIT (a hook's
-/// own error would reach the COMMIT only as a plain `SQLITE_ERROR`). A busy checkpoint
-/// (another connection checkpointing) is left for a later commit, as SQLite does.
-fn checkpoint(
-    wal: &mut rusqlite::hooks::Wal,
-    pages: std::ffi::c_int,
-    failure: &std::sync::atomic::AtomicI32,
-) -> rusqlite::Result<()> {
-    if pages < CHECKPOINT_PAGES {
-        return Ok(());
-    }
-    if let Err(e) = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE) {
-        if let (true, rusqlite::Error::SqliteFailure(f, _)) = (is_io_failure(&e), &e) {
-            failure.store(f.extended_code, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-    Ok(())
 }
 
 /// Answers every request of a batch, in arrival order: each with its own result when the
@@ -761,5 +709,6 @@ fn now_ms() -> i64 {
     crate::clock::now_ms() as i64
 }
 
+mod checkpoint;
 #[cfg(test)]
 mod tests;
